@@ -1,0 +1,610 @@
+/**
+ * Typed reads and writes over a plan document. Pure: every write takes a document and a WriteContext
+ * (who, when) and returns the new document; it validates against the resolved view first and throws a
+ * typed error, writing nothing, when the change is not allowed.
+ */
+import * as A from "@automerge/automerge"
+import { changeOptions, type WriteContext } from "./actor.js"
+import { InputError, InvalidTransitionError, NotFoundError } from "./errors.js"
+import {
+  type ApprovalRecord,
+  type AttemptRecord,
+  type JobRecord,
+  type LeaseRecord,
+  PLAN_KIND,
+  type PlanDoc,
+  SCHEMA_VERSION,
+} from "./model.js"
+import { conflictValues, plain, resolveAttemptRecord, resolveCheckpoint, resolveJobStatus, resolveMax, resolvePlanStatus, str } from "./resolve.js"
+import type { PlanMode, PlanSpec } from "./spec.js"
+import {
+  canJobTransition,
+  canPlanTransition,
+  type CheckpointName,
+  JOB_RANK,
+  JOB_RETRYABLE,
+  type JobStatus,
+  type PlanStatus,
+} from "./states.js"
+
+export type PlanDocument = A.Doc<PlanDoc>
+
+const imm = (s: string) => new A.ImmutableString(s)
+
+/**
+ * Write a contested key so that the write is always a new operation. Automerge elides a put of the value
+ * the key already shows (its default winner), which would leave a concurrent conflict unresolved and let
+ * the resolution keep picking the other value. Deleting first makes the put real.
+ */
+function put(target: object, key: string, value: string | null): void {
+  const t = target as Record<string, unknown>
+  if (key in t) delete t[key]
+  t[key] = value === null ? null : imm(value)
+}
+
+/* ------------------------------------------------------------------ views */
+
+export interface AttemptView {
+  n: number
+  status: JobStatus
+  /** Concurrent values the status had before resolution (empty when there was no conflict). */
+  conflicted: JobStatus[]
+  statusAt: number
+  statusBy: string
+  createdAt: number
+  createdBy: string
+  reason: string | null
+  failureKind: string | null
+  host: string | null
+  pid: number | null
+  pidStartedAt: number | null
+  startedAt: number | null
+  endedAt: number | null
+  exitCode: number | null
+  signal: string | null
+  log: string | null
+  note: string | null
+  skipped: boolean
+  heartbeatAt: number | null
+}
+
+export interface JobView {
+  name: string
+  index: number
+  run: string
+  prompt: string | null
+  dependsOn: string[]
+  env: Record<string, string>
+  cwd: string | null
+  /** Current attempt number: the highest attempt recorded. */
+  attempt: number
+  status: JobStatus
+  current: AttemptView
+  attempts: AttemptView[]
+}
+
+export interface PlanView {
+  name: string
+  mode: PlanMode
+  maxParallel: number
+  graceMs: number
+  staleMs: number
+  createdAt: number
+  createdBy: string
+  baseDir: string
+  status: PlanStatus
+  statusAt: number
+  statusBy: string
+  checkpoint: CheckpointName | null
+  checkpointContext: Record<string, unknown> | null
+  checkpointSeq: number
+  checkpointAt: number | null
+  completedAt: number | null
+  approvals: ApprovalRecord[]
+  lease: LeaseRecord | null
+  jobs: JobView[]
+}
+
+const num = (v: unknown): number | null => (typeof v === "number" ? v : null)
+
+function attemptView(a: Record<string, unknown>): AttemptView {
+  const { status, conflicted } = resolveJobStatus(a)
+  return {
+    n: a.n as number,
+    status,
+    conflicted,
+    statusAt: num(a.statusAt) ?? 0,
+    statusBy: str(a.statusBy) ?? "",
+    createdAt: num(a.createdAt) ?? 0,
+    createdBy: str(a.createdBy) ?? "",
+    reason: str(a.reason) ?? null,
+    failureKind: str(a.failureKind) ?? null,
+    host: str(a.host) ?? null,
+    pid: num(a.pid),
+    pidStartedAt: num(a.pidStartedAt),
+    startedAt: num(a.startedAt),
+    endedAt: num(a.endedAt),
+    exitCode: num(a.exitCode),
+    signal: str(a.signal) ?? null,
+    log: str(a.log) ?? null,
+    note: str(a.note) ?? null,
+    skipped: a.skipped === true,
+    heartbeatAt: num(a.heartbeatAt),
+  }
+}
+
+/** The current attempt record of a job as stored (highest attempt number). */
+function currentAttemptKey(job: { attempts: Record<string, unknown> }): string {
+  let best = "1"
+  for (const k of Object.keys(job.attempts)) if (Number(k) > Number(best)) best = k
+  return best
+}
+
+function jobView(j: Record<string, unknown>): JobView {
+  const attemptsObj = j.attempts as Record<string, Record<string, unknown>>
+  const attempts = Object.keys(attemptsObj)
+    .sort((a, b) => Number(a) - Number(b))
+    .map(k => attemptView(resolveAttemptRecord(attemptsObj, k)!))
+  const current = attempts[attempts.length - 1]
+  return {
+    name: str(j.name)!,
+    index: j.index as number,
+    run: str(j.run)!,
+    prompt: str(j.prompt) ?? null,
+    dependsOn: plain<string[]>(j.dependsOn) ?? [],
+    env: plain<Record<string, string>>(j.env) ?? {},
+    cwd: str(j.cwd) ?? null,
+    attempt: current.n,
+    status: current.status,
+    current,
+    attempts,
+  }
+}
+
+export function isPlanDoc(doc: unknown): doc is PlanDocument {
+  return !!doc && typeof doc === "object" && str((doc as Record<string, unknown>).kind) === PLAN_KIND
+}
+
+/** The resolved, plain view of a plan document that every front end reads. */
+export function readPlan(doc: PlanDocument): PlanView {
+  const d = doc as unknown as Record<string, unknown>
+  const { status } = resolvePlanStatus(d)
+  const { checkpoint, context } = resolveCheckpoint(d)
+  const jobs = Object.values(d.jobs as Record<string, Record<string, unknown>>)
+    .map(jobView)
+    .sort((a, b) => a.index - b.index)
+  const approvals = Object.values(plain<Record<string, ApprovalRecord>>(d.approvals) ?? {}).sort(
+    (a, b) => a.at - b.at || a.id.localeCompare(b.id)
+  )
+  return {
+    name: str(d.name)!,
+    mode: str(d.mode) as PlanMode,
+    maxParallel: d.maxParallel as number,
+    graceMs: d.graceMs as number,
+    staleMs: d.staleMs as number,
+    createdAt: d.createdAt as number,
+    createdBy: str(d.createdBy) ?? "",
+    baseDir: str(d.baseDir) ?? ".",
+    status,
+    statusAt: num(d.statusAt) ?? 0,
+    statusBy: str(d.statusBy) ?? "",
+    checkpoint,
+    checkpointContext: context,
+    checkpointSeq: resolveMax(d, "checkpointSeq"),
+    checkpointAt: num(d.checkpointAt),
+    completedAt: num(d.completedAt),
+    approvals,
+    lease: plain<LeaseRecord | null>(d.lease) ?? null,
+    jobs,
+  }
+}
+
+export function getJob(view: PlanView, name: string): JobView {
+  const job = view.jobs.find(j => j.name === name)
+  if (!job) {
+    const known = view.jobs.map(j => j.name).join(", ")
+    throw new NotFoundError(`plan "${view.name}" has no job "${name}" (jobs: ${known})`)
+  }
+  return job
+}
+
+/** Counts of jobs by (resolved, current-attempt) status. */
+export function countByStatus(view: PlanView): Partial<Record<JobStatus, number>> {
+  const counts: Partial<Record<JobStatus, number>> = {}
+  for (const j of view.jobs) counts[j.status] = (counts[j.status] ?? 0) + 1
+  return counts
+}
+
+/** Has this checkpoint raise (seq) been approved? `job` narrows pre_merge approvals. */
+export function findApproval(view: PlanView, checkpoint: CheckpointName, seq: number): ApprovalRecord | undefined {
+  return view.approvals.find(a => a.checkpoint === checkpoint && a.seq === seq)
+}
+
+/* ----------------------------------------------------------------- writes */
+
+function change(doc: PlanDocument, ctx: WriteContext, did: string, fn: (d: PlanDoc) => void): PlanDocument {
+  return A.change(doc, changeOptions(ctx, did), fn)
+}
+
+export interface CreatePlanOptions {
+  /** Directory relative job `cwd`s resolve against (the plan file's directory). */
+  baseDir: string
+  /** Optional actor id (hex) for the new document. */
+  actor?: string
+}
+
+/** A new plan document from a validated spec. */
+export function createPlan(spec: PlanSpec, opts: CreatePlanOptions, ctx: WriteContext): PlanDocument {
+  const init = A.init<PlanDoc>(opts.actor ? { actor: opts.actor as A.ActorId } : undefined)
+  return change(init, ctx, `create plan "${spec.name}" with ${spec.jobs.length} jobs`, d => {
+    d.kind = imm(PLAN_KIND) as unknown as typeof PLAN_KIND
+    d.schema = SCHEMA_VERSION
+    d.name = imm(spec.name) as unknown as string
+    d.mode = imm(spec.mode) as unknown as PlanMode
+    d.maxParallel = spec.maxParallel
+    d.graceMs = spec.graceMs
+    d.staleMs = spec.staleMs
+    d.createdAt = ctx.now
+    d.createdBy = imm(ctx.by) as unknown as string
+    d.baseDir = imm(opts.baseDir) as unknown as string
+    d.status = imm("pending") as unknown as PlanStatus
+    d.statusAt = ctx.now
+    d.statusBy = imm(ctx.by) as unknown as string
+    // A copilot plan waits for a human before anything runs: that wait is checkpoint "approval".
+    const waits = spec.mode === "copilot"
+    d.checkpoint = (waits ? imm("approval") : null) as unknown as CheckpointName | null
+    d.checkpointContext = waits ? ({ checkpoint: imm("approval"), reason: imm("copilot plans wait for approval") } as unknown as Record<string, unknown>) : null
+    d.checkpointSeq = waits ? 1 : 0
+    d.checkpointAt = waits ? ctx.now : null
+    d.completedAt = null
+    d.approvals = {}
+    d.lease = null
+    d.jobs = {}
+    spec.jobs.forEach((j, index) => {
+      const job: Record<string, unknown> = {
+        name: imm(j.name),
+        index,
+        run: imm(j.run),
+        dependsOn: j.dependsOn.map(imm),
+        env: Object.fromEntries(Object.entries(j.env).map(([k, v]) => [k, imm(v)])),
+        attempts: { "1": newAttempt(1, "queued", ctx) },
+      }
+      if (j.prompt !== undefined) job.prompt = imm(j.prompt)
+      if (j.cwd !== undefined) job.cwd = imm(j.cwd)
+      d.jobs[j.name] = job as unknown as JobRecord
+    })
+  })
+}
+
+function newAttempt(n: number, status: JobStatus, ctx: WriteContext, extra: Record<string, unknown> = {}): AttemptRecord {
+  return {
+    n,
+    status: imm(status),
+    statusAt: ctx.now,
+    statusBy: imm(ctx.by),
+    createdAt: ctx.now,
+    createdBy: imm(ctx.by),
+    ...extra,
+  } as unknown as AttemptRecord
+}
+
+/** Fields of an attempt that front ends may set along with (or without) a status change. */
+export interface AttemptFields {
+  reason?: string
+  failureKind?: string
+  host?: string
+  pid?: number
+  pidStartedAt?: number
+  startedAt?: number
+  endedAt?: number
+  exitCode?: number
+  signal?: string
+  log?: string
+  note?: string
+  heartbeatAt?: number
+}
+
+function writeFields(target: Record<string, unknown>, fields: AttemptFields) {
+  for (const [k, v] of Object.entries(fields)) {
+    if (v === undefined) continue
+    target[k] = typeof v === "string" ? imm(v) : v
+  }
+}
+
+function storedAttempt(d: PlanDoc, job: string, attempt: number): Record<string, unknown> {
+  const a = resolveAttemptRecord(d.jobs[job].attempts as Record<string, object>, String(attempt))
+  if (!a) throw new NotFoundError(`job "${job}" has no attempt ${attempt}`)
+  return a as Record<string, unknown>
+}
+
+function attemptOf(job: JobView, attempt?: number): AttemptView {
+  if (attempt === undefined) return job.current
+  const a = job.attempts.find(x => x.n === attempt)
+  if (!a) throw new NotFoundError(`job "${job.name}" has no attempt ${attempt} (current is ${job.attempt})`)
+  return a
+}
+
+export interface SetJobStatusOptions extends AttemptFields {
+  /** Attempt to change; defaults to the current one. Writes for an old attempt never touch the current. */
+  attempt?: number
+}
+
+/** Move one attempt of a job to a new status. Throws InvalidTransitionError (nothing written) if not allowed. */
+export function setJobStatus(
+  doc: PlanDocument,
+  jobName: string,
+  to: JobStatus,
+  opts: SetJobStatusOptions,
+  ctx: WriteContext
+): PlanDocument {
+  const view = readPlan(doc)
+  const job = getJob(view, jobName)
+  const { attempt: attemptNo, ...fields } = opts
+  const attempt = attemptOf(job, attemptNo)
+  if (!canJobTransition(attempt.status, to)) {
+    throw new InvalidTransitionError(`job "${jobName}" attempt ${attempt.n}`, attempt.status, to)
+  }
+  const detail = [fields.exitCode !== undefined ? `exit ${fields.exitCode}` : "", fields.signal ?? "", fields.reason ?? ""]
+    .filter(Boolean)
+    .join(", ")
+  return change(doc, ctx, `job ${jobName} #${attempt.n}: ${attempt.status} -> ${to}${detail ? ` (${detail})` : ""}`, d => {
+    const a = storedAttempt(d, jobName, attempt.n)
+    put(a, "status", to)
+    a.statusAt = ctx.now
+    a.statusBy = imm(ctx.by)
+    writeFields(a, fields)
+  })
+}
+
+/** Record facts about an attempt (pid, log path, exit code, heartbeat) without changing its status. */
+export function updateAttempt(
+  doc: PlanDocument,
+  jobName: string,
+  attemptNo: number,
+  fields: AttemptFields,
+  ctx: WriteContext,
+  did?: string
+): PlanDocument {
+  const job = getJob(readPlan(doc), jobName)
+  attemptOf(job, attemptNo)
+  const keys = Object.keys(fields).filter(k => (fields as Record<string, unknown>)[k] !== undefined)
+  return change(doc, ctx, did ?? `job ${jobName} #${attemptNo}: record ${keys.join(", ")}`, d => {
+    writeFields(storedAttempt(d, jobName, attemptNo), fields)
+  })
+}
+
+/** Start a new attempt of a job whose current attempt is over (failed, stopped, canceled, ...). */
+export function retryJob(doc: PlanDocument, jobName: string, ctx: WriteContext): PlanDocument {
+  const job = getJob(readPlan(doc), jobName)
+  if (!JOB_RETRYABLE.has(job.status)) {
+    throw new InvalidTransitionError(
+      `job "${jobName}" attempt ${job.attempt}`,
+      job.status,
+      "retry",
+      `only ${[...JOB_RETRYABLE].join(", ")} jobs can be retried`
+    )
+  }
+  const n = job.attempt + 1
+  return change(doc, ctx, `job ${jobName}: retry as attempt ${n}`, d => {
+    ;(d.jobs[jobName].attempts as Record<string, AttemptRecord>)[String(n)] = newAttempt(n, "queued", ctx)
+  })
+}
+
+/**
+ * Skip a job: it will not run, and its dependents treat it as done ("continue without it"). An attempt
+ * that has not finished is canceled in place; a finished one (failed, stopped, ...) gets a new attempt
+ * record that is canceled and marked skipped, so no status ever moves backwards.
+ */
+export function skipJob(doc: PlanDocument, jobName: string, ctx: WriteContext, reason = "skipped"): PlanDocument {
+  const job = getJob(readPlan(doc), jobName)
+  if (job.current.skipped) return doc
+  if (canJobTransition(job.status, "canceled")) {
+    return change(doc, ctx, `job ${jobName} #${job.attempt}: ${job.status} -> canceled (skipped)`, d => {
+      const a = storedAttempt(d, jobName, job.attempt)
+      put(a, "status", "canceled")
+      a.statusAt = ctx.now
+      a.statusBy = imm(ctx.by)
+      a.skipped = true
+      a.reason = imm(reason)
+    })
+  }
+  if (JOB_RETRYABLE.has(job.status)) {
+    const n = job.attempt + 1
+    return change(doc, ctx, `job ${jobName}: skipped (attempt ${n} canceled)`, d => {
+      ;(d.jobs[jobName].attempts as Record<string, AttemptRecord>)[String(n)] = newAttempt(n, "canceled", ctx, {
+        skipped: true,
+        reason: imm(reason),
+      })
+    })
+  }
+  throw new InvalidTransitionError(`job "${jobName}" attempt ${job.attempt}`, job.status, "skipped", "it is already done")
+}
+
+/** Change the plan status (validated against the plan state machine). */
+export function setPlanStatus(
+  doc: PlanDocument,
+  to: PlanStatus,
+  ctx: WriteContext,
+  extra: { completedAt?: number; reason?: string } = {}
+): PlanDocument {
+  const view = readPlan(doc)
+  if (view.status === to) return doc
+  if (!canPlanTransition(view.status, to)) throw new InvalidTransitionError(`plan "${view.name}"`, view.status, to)
+  return change(doc, ctx, `plan: ${view.status} -> ${to}${extra.reason ? ` (${extra.reason})` : ""}`, d => {
+    put(d, "status", to)
+    d.statusAt = ctx.now
+    d.statusBy = imm(ctx.by) as unknown as string
+    if (extra.completedAt !== undefined) d.completedAt = extra.completedAt
+  })
+}
+
+/**
+ * Pause the plan at a checkpoint. A pending plan stays pending (it is waiting for approval anyway);
+ * otherwise it becomes paused. Each raise gets a new sequence number that approvals refer to.
+ */
+export function raiseCheckpoint(
+  doc: PlanDocument,
+  checkpoint: CheckpointName,
+  context: Record<string, unknown>,
+  ctx: WriteContext
+): PlanDocument {
+  const view = readPlan(doc)
+  // Always (re)write the status, even when already paused: a concurrent resume must meet a concurrent
+  // value here so that the conflict resolves to the pause.
+  // A copilot plan's "approval" wait keeps it pending; every other checkpoint pauses the plan.
+  const toPaused = !(checkpoint === "approval" && view.status === "pending")
+  if (toPaused && view.status !== "paused" && !canPlanTransition(view.status, "paused")) {
+    throw new InvalidTransitionError(`plan "${view.name}"`, view.status, "paused")
+  }
+  const seq = view.checkpointSeq + 1
+  return change(doc, ctx, `plan: checkpoint ${checkpoint} #${seq}${context.jobName ? ` (job ${context.jobName})` : ""}`, d => {
+    {
+      put(d, "status", toPaused ? "paused" : "pending")
+      d.statusAt = ctx.now
+      d.statusBy = imm(ctx.by) as unknown as string
+    }
+    put(d, "checkpoint", checkpoint)
+    d.checkpointContext = toStored({ checkpoint, ...context }) as Record<string, unknown>
+    d.checkpointSeq = seq
+    d.checkpointAt = ctx.now
+  })
+}
+
+/** Clear the current checkpoint and resume (pending or paused -> running). */
+export function clearCheckpoint(doc: PlanDocument, ctx: WriteContext, reason?: string): PlanDocument {
+  const view = readPlan(doc)
+  if (!view.checkpoint) return doc
+  const resume = view.status === "pending" || view.status === "paused"
+  return change(doc, ctx, `plan: clear checkpoint ${view.checkpoint} #${view.checkpointSeq}${reason ? ` (${reason})` : ""}`, d => {
+    put(d, "checkpoint", null)
+    d.checkpointContext = null
+    if (resume) {
+      put(d, "status", "running")
+      d.statusAt = ctx.now
+      d.statusBy = imm(ctx.by) as unknown as string
+    }
+  })
+}
+
+function toStored(v: unknown): unknown {
+  if (typeof v === "string") return imm(v)
+  if (Array.isArray(v)) return v.map(toStored)
+  if (v && typeof v === "object") {
+    const out: Record<string, unknown> = {}
+    for (const [k, x] of Object.entries(v)) if (x !== undefined) out[k] = toStored(x)
+    return out
+  }
+  return v === undefined ? null : v
+}
+
+/**
+ * Record a human's approval of the current checkpoint. The orchestrator acts on it; because it is
+ * stored in the document with the raise it answers, it is never lost or asked for again.
+ */
+export function approveCheckpoint(
+  doc: PlanDocument,
+  opts: { checkpoint?: string; id: string },
+  ctx: WriteContext
+): { doc: PlanDocument; approval: ApprovalRecord } {
+  const view = readPlan(doc)
+  if (!view.checkpoint) {
+    throw new InputError(`plan "${view.name}" is ${view.status} and not waiting at a checkpoint: nothing to approve`)
+  }
+  if (opts.checkpoint && opts.checkpoint !== view.checkpoint) {
+    throw new InputError(
+      `plan "${view.name}" is waiting at checkpoint ${view.checkpoint}, not ${opts.checkpoint}: refusing to approve`
+    )
+  }
+  const existing = findApproval(view, view.checkpoint, view.checkpointSeq)
+  if (existing) return { doc, approval: existing }
+  const approval: ApprovalRecord = {
+    id: opts.id,
+    checkpoint: view.checkpoint,
+    seq: view.checkpointSeq,
+    by: ctx.by,
+    at: ctx.now,
+  }
+  const job = view.checkpointContext?.jobName
+  if (typeof job === "string") approval.job = job
+  const next = change(doc, ctx, `approve checkpoint ${view.checkpoint} #${view.checkpointSeq}`, d => {
+    d.approvals[opts.id] = toStored(approval) as ApprovalRecord
+  })
+  return { doc: next, approval }
+}
+
+/** Cancel the plan: record `canceled` for it and for every job whose attempt has not finished. */
+export function cancelPlan(doc: PlanDocument, ctx: WriteContext, reason = "plan canceled"): PlanDocument {
+  const view = readPlan(doc)
+  if (view.status === "canceled") return doc
+  if (!canPlanTransition(view.status, "canceled")) {
+    throw new InvalidTransitionError(`plan "${view.name}"`, view.status, "canceled")
+  }
+  const open = view.jobs.filter(j => JOB_RANK[j.status] < JOB_RANK.canceled)
+  return change(doc, ctx, `plan: ${view.status} -> canceled; ${open.length} unfinished jobs canceled`, d => {
+    put(d, "status", "canceled")
+    d.statusAt = ctx.now
+    d.statusBy = imm(ctx.by) as unknown as string
+    for (const j of open) {
+      const a = storedAttempt(d, j.name, j.attempt)
+      put(a, "status", "canceled")
+      a.statusAt = ctx.now
+      a.statusBy = imm(ctx.by)
+      a.reason = imm(reason)
+    }
+  })
+}
+
+/* ------------------------------------------------------------------ lease */
+
+export class LeaseHeldError extends InputError {
+  readonly lease: LeaseRecord
+  constructor(lease: LeaseRecord, now: number) {
+    super(
+      `plan is already run by ${lease.holder} (lease expires in ${Math.max(0, Math.round((lease.expiresAt - now) / 1000))} s)`
+    )
+    this.name = "LeaseHeldError"
+    this.lease = lease
+  }
+}
+
+/** Take the orchestrator lease, or renew it if `holder` already has it. Refused while another holds it. */
+export function acquireLease(
+  doc: PlanDocument,
+  lease: { holder: string; host: string; pid: number; ttlMs: number },
+  ctx: WriteContext
+): PlanDocument {
+  const view = readPlan(doc)
+  const cur = view.lease
+  if (cur && cur.holder !== lease.holder && cur.expiresAt > ctx.now) throw new LeaseHeldError(cur, ctx.now)
+  if (cur && cur.holder === lease.holder) {
+    return change(doc, ctx, `lease: renew`, d => {
+      d.lease!.expiresAt = ctx.now + lease.ttlMs
+    })
+  }
+  return change(doc, ctx, cur ? `lease: take over from ${cur.holder} (expired)` : `lease: acquire`, d => {
+    d.lease = toStored({
+      holder: lease.holder,
+      host: lease.host,
+      pid: lease.pid,
+      acquiredAt: ctx.now,
+      expiresAt: ctx.now + lease.ttlMs,
+    }) as LeaseRecord
+  })
+}
+
+export function releaseLease(doc: PlanDocument, holder: string, ctx: WriteContext): PlanDocument {
+  const cur = readPlan(doc).lease
+  if (!cur || cur.holder !== holder) return doc
+  return change(doc, ctx, `lease: release`, d => {
+    d.lease = null
+  })
+}
+
+/** Conflicting values currently on a job attempt's status (for diagnostics and tests). */
+export function statusConflicts(doc: PlanDocument, jobName: string, attempt: number): string[] {
+  const attempts = doc.jobs[jobName]?.attempts as Record<string, object> | undefined
+  const a = attempts && resolveAttemptRecord(attempts, String(attempt))
+  return a ? conflictValues(a, "status").map(v => str(v) ?? "") : []
+}
+
+export { currentAttemptKey }
