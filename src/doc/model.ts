@@ -28,9 +28,9 @@ export type Stored<T> = T extends string
       ? { [K in keyof T]: Stored<T[K]> }
       : T
 
+/** Facts about one attempt. Its status lives in JobRecord.status (see there). */
 export interface AttemptRecord {
   n: number
-  status: JobStatus
   statusAt: number
   statusBy: string
   createdAt: number
@@ -50,7 +50,6 @@ export interface AttemptRecord {
   log?: string
   /** Set when the process exited 0 without reporting. */
   note?: string
-  skipped?: boolean
   heartbeatAt?: number
 }
 
@@ -62,6 +61,10 @@ export interface JobRecord {
   dependsOn: string[]
   env: Record<string, string>
   cwd?: string
+  /** Status per attempt number ("1", "2", ...): scalars, so concurrent writes are plain conflicts. */
+  status: Record<string, JobStatus>
+  /** Attempts that were skipped (canceled on purpose; dependents go on without them). */
+  skipped: Record<string, boolean>
   attempts: Record<string, AttemptRecord>
 }
 

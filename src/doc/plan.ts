@@ -15,7 +15,7 @@ import {
   type PlanDoc,
   SCHEMA_VERSION,
 } from "./model.js"
-import { conflictValues, plain, resolveAttemptRecord, resolveCheckpoint, resolveJobStatus, resolveMax, resolvePlanStatus, str } from "./resolve.js"
+import { conflictValues, plain, resolveCheckpoint, resolveJobStatus, resolveMax, resolvePlanStatus, str } from "./resolve.js"
 import type { PlanMode, PlanSpec } from "./spec.js"
 import {
   canJobTransition,
@@ -107,10 +107,11 @@ export interface PlanView {
 
 const num = (v: unknown): number | null => (typeof v === "number" ? v : null)
 
-function attemptView(a: Record<string, unknown>): AttemptView {
-  const { status, conflicted } = resolveJobStatus(a)
+function attemptView(job: Record<string, unknown>, key: string): AttemptView {
+  const { status, conflicted } = resolveJobStatus(job.status, key)
+  const a = ((job.attempts as Record<string, Record<string, unknown>>)[key] ?? {}) as Record<string, unknown>
   return {
-    n: a.n as number,
+    n: Number(key),
     status,
     conflicted,
     statusAt: num(a.statusAt) ?? 0,
@@ -128,23 +129,14 @@ function attemptView(a: Record<string, unknown>): AttemptView {
     signal: str(a.signal) ?? null,
     log: str(a.log) ?? null,
     note: str(a.note) ?? null,
-    skipped: a.skipped === true,
+    skipped: (job.skipped as Record<string, unknown> | undefined)?.[key] === true,
     heartbeatAt: num(a.heartbeatAt),
   }
 }
 
-/** The current attempt record of a job as stored (highest attempt number). */
-function currentAttemptKey(job: { attempts: Record<string, unknown> }): string {
-  let best = "1"
-  for (const k of Object.keys(job.attempts)) if (Number(k) > Number(best)) best = k
-  return best
-}
-
 function jobView(j: Record<string, unknown>): JobView {
-  const attemptsObj = j.attempts as Record<string, Record<string, unknown>>
-  const attempts = Object.keys(attemptsObj)
-    .sort((a, b) => Number(a) - Number(b))
-    .map(k => attemptView(resolveAttemptRecord(attemptsObj, k)!))
+  const keys = new Set([...Object.keys(j.status as object), ...Object.keys(j.attempts as object)])
+  const attempts = [...keys].sort((a, b) => Number(a) - Number(b)).map(k => attemptView(j, k))
   const current = attempts[attempts.length - 1]
   return {
     name: str(j.name)!,
@@ -267,7 +259,9 @@ export function createPlan(spec: PlanSpec, opts: CreatePlanOptions, ctx: WriteCo
         run: imm(j.run),
         dependsOn: j.dependsOn.map(imm),
         env: Object.fromEntries(Object.entries(j.env).map(([k, v]) => [k, imm(v)])),
-        attempts: { "1": newAttempt(1, "queued", ctx) },
+        status: { "1": imm("queued") },
+        skipped: {},
+        attempts: { "1": newAttempt(1, ctx) },
       }
       if (j.prompt !== undefined) job.prompt = imm(j.prompt)
       if (j.cwd !== undefined) job.cwd = imm(j.cwd)
@@ -276,10 +270,9 @@ export function createPlan(spec: PlanSpec, opts: CreatePlanOptions, ctx: WriteCo
   })
 }
 
-function newAttempt(n: number, status: JobStatus, ctx: WriteContext, extra: Record<string, unknown> = {}): AttemptRecord {
+function newAttempt(n: number, ctx: WriteContext, extra: Record<string, unknown> = {}): AttemptRecord {
   return {
     n,
-    status: imm(status),
     statusAt: ctx.now,
     statusBy: imm(ctx.by),
     createdAt: ctx.now,
@@ -311,10 +304,21 @@ function writeFields(target: Record<string, unknown>, fields: AttemptFields) {
   }
 }
 
+/** The facts record of an attempt, created on first write if a concurrent retry's record won the key. */
 function storedAttempt(d: PlanDoc, job: string, attempt: number): Record<string, unknown> {
-  const a = resolveAttemptRecord(d.jobs[job].attempts as Record<string, object>, String(attempt))
-  if (!a) throw new NotFoundError(`job "${job}" has no attempt ${attempt}`)
-  return a as Record<string, unknown>
+  const attempts = d.jobs[job].attempts as Record<string, unknown>
+  const key = String(attempt)
+  if (!attempts[key]) attempts[key] = { n: attempt }
+  return attempts[key] as Record<string, unknown>
+}
+
+/** Set an attempt's status (and who/when), as a real new operation on the job's status map. */
+function writeStatus(d: PlanDoc, job: string, attempt: number, to: JobStatus, ctx: WriteContext): Record<string, unknown> {
+  put(d.jobs[job].status, String(attempt), to)
+  const a = storedAttempt(d, job, attempt)
+  a.statusAt = ctx.now
+  a.statusBy = imm(ctx.by)
+  return a
 }
 
 function attemptOf(job: JobView, attempt?: number): AttemptView {
@@ -348,11 +352,7 @@ export function setJobStatus(
     .filter(Boolean)
     .join(", ")
   return change(doc, ctx, `job ${jobName} #${attempt.n}: ${attempt.status} -> ${to}${detail ? ` (${detail})` : ""}`, d => {
-    const a = storedAttempt(d, jobName, attempt.n)
-    put(a, "status", to)
-    a.statusAt = ctx.now
-    a.statusBy = imm(ctx.by)
-    writeFields(a, fields)
+    writeFields(writeStatus(d, jobName, attempt.n, to, ctx), fields)
   })
 }
 
@@ -386,7 +386,8 @@ export function retryJob(doc: PlanDocument, jobName: string, ctx: WriteContext):
   }
   const n = job.attempt + 1
   return change(doc, ctx, `job ${jobName}: retry as attempt ${n}`, d => {
-    ;(d.jobs[jobName].attempts as Record<string, AttemptRecord>)[String(n)] = newAttempt(n, "queued", ctx)
+    put(d.jobs[jobName].status, String(n), "queued")
+    ;(d.jobs[jobName].attempts as Record<string, AttemptRecord>)[String(n)] = newAttempt(n, ctx)
   })
 }
 
@@ -400,21 +401,16 @@ export function skipJob(doc: PlanDocument, jobName: string, ctx: WriteContext, r
   if (job.current.skipped) return doc
   if (canJobTransition(job.status, "canceled")) {
     return change(doc, ctx, `job ${jobName} #${job.attempt}: ${job.status} -> canceled (skipped)`, d => {
-      const a = storedAttempt(d, jobName, job.attempt)
-      put(a, "status", "canceled")
-      a.statusAt = ctx.now
-      a.statusBy = imm(ctx.by)
-      a.skipped = true
-      a.reason = imm(reason)
+      writeStatus(d, jobName, job.attempt, "canceled", ctx).reason = imm(reason)
+      d.jobs[jobName].skipped[String(job.attempt)] = true
     })
   }
   if (JOB_RETRYABLE.has(job.status)) {
     const n = job.attempt + 1
     return change(doc, ctx, `job ${jobName}: skipped (attempt ${n} canceled)`, d => {
-      ;(d.jobs[jobName].attempts as Record<string, AttemptRecord>)[String(n)] = newAttempt(n, "canceled", ctx, {
-        skipped: true,
-        reason: imm(reason),
-      })
+      put(d.jobs[jobName].status, String(n), "canceled")
+      d.jobs[jobName].skipped[String(n)] = true
+      ;(d.jobs[jobName].attempts as Record<string, AttemptRecord>)[String(n)] = newAttempt(n, ctx, { reason: imm(reason) })
     })
   }
   throw new InvalidTransitionError(`job "${jobName}" attempt ${job.attempt}`, job.status, "skipped", "it is already done")
@@ -545,11 +541,7 @@ export function cancelPlan(doc: PlanDocument, ctx: WriteContext, reason = "plan 
     d.statusAt = ctx.now
     d.statusBy = imm(ctx.by) as unknown as string
     for (const j of open) {
-      const a = storedAttempt(d, j.name, j.attempt)
-      put(a, "status", "canceled")
-      a.statusAt = ctx.now
-      a.statusBy = imm(ctx.by)
-      a.reason = imm(reason)
+      writeStatus(d, j.name, j.attempt, "canceled", ctx).reason = imm(reason)
     }
   })
 }
@@ -602,9 +594,6 @@ export function releaseLease(doc: PlanDocument, holder: string, ctx: WriteContex
 
 /** Conflicting values currently on a job attempt's status (for diagnostics and tests). */
 export function statusConflicts(doc: PlanDocument, jobName: string, attempt: number): string[] {
-  const attempts = doc.jobs[jobName]?.attempts as Record<string, object> | undefined
-  const a = attempts && resolveAttemptRecord(attempts, String(attempt))
-  return a ? conflictValues(a, "status").map(v => str(v) ?? "") : []
+  const statuses = doc.jobs[jobName]?.status
+  return statuses ? conflictValues(statuses, String(attempt)).map(v => str(v) ?? "") : []
 }
-
-export { currentAttemptKey }

@@ -52,31 +52,14 @@ export function conflictValues(obj: unknown, key: string): unknown[] {
   return v === undefined ? [] : [v]
 }
 
-/** Order Automerge op ids ("counter@actor") deterministically: higher counter, then higher actor. */
-function opIdCompare(a: string, b: string): number {
-  const [ca, aa] = a.split("@")
-  const [cb, ab] = b.split("@")
-  return Number(cb) - Number(ca) || (ab < aa ? -1 : ab > aa ? 1 : 0)
-}
-
 /**
- * The record of one attempt. Two processes that retry the same job concurrently both create attempt n,
- * and Automerge keeps both objects as a conflict on the key. The one whose status ranks highest is the
- * attempt (ties: the higher op id); writes go to it, so an attempt's status still never moves backwards.
- * Works on documents and on change proxies alike.
+ * Resolve the status of attempt `key` in a job's status map: the highest rank among concurrent values.
+ * (Statuses are scalars in one map per job, never inside per-attempt objects: two processes that retry a
+ * job concurrently both create attempt n, and for a scalar key that is an ordinary conflict, resolved
+ * here, while two concurrently created objects would leave one of them invisible.)
  */
-export function resolveAttemptRecord<T extends object>(attempts: Record<string, T>, key: string): T | undefined {
-  const conflicts = A.getConflicts(attempts as unknown as A.Doc<unknown>, key) as Record<string, T> | undefined
-  if (!conflicts || Object.keys(conflicts).length <= 1) return attempts[key]
-  const ranked = Object.entries(conflicts)
-    .filter(([, v]) => v && typeof v === "object")
-    .sort(([ia, a], [ib, b]) => JOB_RANK[resolveJobStatus(b).status] - JOB_RANK[resolveJobStatus(a).status] || opIdCompare(ia, ib))
-  return ranked[0]?.[1] ?? attempts[key]
-}
-
-/** Resolve a job attempt's status: the highest rank among concurrent values. */
-export function resolveJobStatus(attempt: unknown): { status: JobStatus; conflicted: JobStatus[] } {
-  const values = conflictValues(attempt, "status").map(str).filter(isJobStatus)
+export function resolveJobStatus(statusMap: unknown, key: string): { status: JobStatus; conflicted: JobStatus[] } {
+  const values = conflictValues(statusMap, key).map(str).filter(isJobStatus)
   if (values.length === 0) return { status: "queued", conflicted: [] }
   const sorted = [...new Set(values)].sort((a, b) => JOB_RANK[b] - JOB_RANK[a])
   return { status: sorted[0], conflicted: sorted.length > 1 ? sorted : [] }

@@ -95,7 +95,7 @@ describe("plan document", () => {
     expect(statusConflicts(m1, "A", 1).sort()).toEqual(["completed", "running"])
     for (const m of [m1, m2]) expect(getJob(readPlan(m), "A").status).toBe("completed")
     // Automerge's default winner is the stale value; only the resolution makes this right.
-    expect(String(m1.jobs.A.attempts["1"].status)).toBe("running")
+    expect(String(m1.jobs.A.status["1"])).toBe("running")
     // The next write from the resolved view settles the conflict.
     const settled = setJobStatus(m1, "A", "merged", {}, ctx())
     expect(statusConflicts(settled, "A", 1)).toEqual(["merged"])
