@@ -32,8 +32,8 @@ export const JOB_RANK: Readonly<Record<JobStatus, number>> = Object.fromEntries(
 
 /** Allowed job transitions within one attempt. Every target ranks above its source. */
 export const JOB_TRANSITIONS: Readonly<Record<JobStatus, readonly JobStatus[]>> = {
-  queued: ["waiting_deps", "running", "failed", "canceled"],
-  waiting_deps: ["running", "failed", "canceled"],
+  queued: ["waiting_deps", "running", "canceled", "failed", "completed"],
+  waiting_deps: ["running", "canceled", "failed", "completed"],
   running: ["completed", "failed", "stopped", "canceled"],
   canceled: [],
   stopped: [],

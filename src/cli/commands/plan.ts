@@ -1,0 +1,60 @@
+import { promises as fsp } from "node:fs"
+import path from "node:path"
+import type { Command } from "commander"
+import { docUrl } from "../../doc/ids.js"
+import { InputError } from "../../doc/errors.js"
+import { readPlan } from "../../doc/plan.js"
+import { clock, type GlobalOptions, openStore } from "../context.js"
+import { ago, out, printJson, table } from "../output.js"
+
+export function registerPlan(program: Command, globals: () => GlobalOptions): void {
+  const plan = program.command("plan").description("create and list plans")
+
+  plan
+    .command("create")
+    .argument("<file>", "plan spec (YAML or JSON)")
+    .option("--json", "print {id, url} as JSON")
+    .description("validate a plan file and create the plan in the store")
+    .action(async (file: string, opts: { json?: boolean }) => {
+      let text: string
+      try {
+        text = await fsp.readFile(file, "utf8")
+      } catch (e) {
+        throw new InputError(`cannot read plan file ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`)
+      }
+      // Loaded on demand: only this command needs the YAML parser and the schema library.
+      const { parsePlanSpec } = await import("../../doc/spec.js")
+      const spec = parsePlanSpec(text, file)
+      const store = openStore(globals())
+      const { id } = await store.createPlan(spec, path.dirname(path.resolve(file)), clock()())
+      if (opts.json) printJson({ id, url: docUrl(id) })
+      else out(id)
+    })
+
+  plan
+    .command("list")
+    .option("--json", "print as JSON")
+    .description("list the plans in the store")
+    .action(async (opts: { json?: boolean }) => {
+      const store = openStore(globals())
+      const entries = await store.listPlans()
+      const rows = await Promise.all(
+        entries.map(async e => {
+          try {
+            const v = readPlan(await store.loadPlan(e.id))
+            return { id: e.id, url: docUrl(e.id), name: v.name, status: v.status, checkpoint: v.checkpoint, jobs: v.jobs.length, createdAt: e.createdAt }
+          } catch {
+            return { id: e.id, url: docUrl(e.id), name: e.name, status: "unavailable", checkpoint: null, jobs: 0, createdAt: e.createdAt }
+          }
+        })
+      )
+      if (opts.json) return printJson(rows)
+      if (rows.length === 0) return out(`no plans in ${store.dir}`)
+      const now = Date.now()
+      for (const l of table([
+        ["ID", "NAME", "STATUS", "JOBS", "CREATED"],
+        ...rows.map(r => [r.id, r.name, r.checkpoint ? `${r.status} (${r.checkpoint})` : r.status, String(r.jobs), ago(r.createdAt, now)]),
+      ]))
+        out(l)
+    })
+}

@@ -1,0 +1,109 @@
+/**
+ * The status summary every front end shows (CLI `status`, `--json`, MCP, dashboard): the resolved plan
+ * view joined with each job's latest report. Pure.
+ */
+import type { ReportRecord } from "./model.js"
+import { countByStatus, type PlanView } from "./plan.js"
+import { lastProgress, lastReport, type ReportsDocument } from "./reports.js"
+import type { JobStatus } from "./states.js"
+
+export interface JobSummary {
+  name: string
+  status: JobStatus
+  attempt: number
+  dependsOn: string[]
+  exitCode: number | null
+  signal: string | null
+  error: string | null
+  note: string | null
+  skipped: boolean
+  progress: number | null
+  lastReport: Pick<ReportRecord, "status" | "message" | "progress" | "at" | "by"> | null
+  startedAt: number | null
+  endedAt: number | null
+  durationMs: number | null
+  pid: number | null
+  host: string | null
+  log: string | null
+  /** Running, but no output, report or heartbeat for longer than the plan's staleMs. */
+  stale: boolean
+  /** Concurrent status values that were resolved (empty without a conflict). */
+  conflicted: JobStatus[]
+}
+
+export interface PlanSummary {
+  id: string
+  name: string
+  mode: string
+  status: string
+  checkpoint: string | null
+  checkpointContext: Record<string, unknown> | null
+  checkpointSeq: number
+  /** An approval for the current checkpoint is recorded and waits for the orchestrator to act on it. */
+  approvedBy: string | null
+  maxParallel: number
+  createdAt: number
+  completedAt: number | null
+  lease: { holder: string; expiresAt: number } | null
+  jobs: JobSummary[]
+  counts: Partial<Record<JobStatus, number>>
+}
+
+export function summarize(
+  id: string,
+  view: PlanView,
+  reports: Map<string, ReportsDocument>,
+  now: number,
+  activity: Map<string, number> = new Map()
+): PlanSummary {
+  const approval = view.checkpoint
+    ? view.approvals.find(a => a.checkpoint === view.checkpoint && a.seq === view.checkpointSeq)
+    : undefined
+  return {
+    id,
+    name: view.name,
+    mode: view.mode,
+    status: view.status,
+    checkpoint: view.checkpoint,
+    checkpointContext: view.checkpointContext,
+    checkpointSeq: view.checkpointSeq,
+    approvedBy: approval?.by ?? null,
+    maxParallel: view.maxParallel,
+    createdAt: view.createdAt,
+    completedAt: view.completedAt,
+    lease: view.lease && view.lease.expiresAt > now ? { holder: view.lease.holder, expiresAt: view.lease.expiresAt } : null,
+    jobs: view.jobs.map(j => {
+      const a = j.current
+      const rdoc = reports.get(j.name)
+      const last = lastReport(rdoc, a.n)
+      const lastAny = last ?? lastReport(rdoc)
+      const started = a.startedAt
+      const end = a.endedAt ?? (j.status === "running" ? now : null)
+      const lastSign = Math.max(started ?? 0, a.heartbeatAt ?? 0, last?.at ?? 0, activity.get(j.name) ?? 0)
+      return {
+        name: j.name,
+        status: j.status,
+        attempt: a.n,
+        dependsOn: j.dependsOn,
+        exitCode: a.exitCode,
+        signal: a.signal,
+        error: j.status === "failed" || j.status === "stopped" || j.status === "canceled" ? a.reason : null,
+        note: a.note,
+        skipped: a.skipped,
+        progress: lastProgress(rdoc, a.n),
+        lastReport: lastAny
+          ? { status: lastAny.status, message: lastAny.message, progress: lastAny.progress, at: lastAny.at, by: lastAny.by }
+          : null,
+        startedAt: started,
+        endedAt: a.endedAt,
+        durationMs: started !== null && end !== null ? end - started : null,
+        pid: a.pid,
+        host: a.host,
+        log: a.log,
+        stale: j.status === "running" && lastSign > 0 && now - lastSign > view.staleMs,
+        conflicted: a.conflicted,
+      }
+    }),
+    counts: countByStatus(view),
+  }
+}

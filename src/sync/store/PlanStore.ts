@@ -1,0 +1,176 @@
+/**
+ * A store: the directory of documents that every concord process on one machine shares, with no daemon.
+ * Plans and their report logs are Automerge documents kept by DocStore (chunk files written atomically,
+ * loaded chunk by chunk); an index under `plans/` lists the plans so `plan list` need not open every doc.
+ *
+ * Each operation loads the current state from disk, applies one pure function from src/doc, and writes
+ * only the new changes, durably, before returning: a write is durable when the command that made it
+ * exits 0. Processes never overwrite each other's files, so concurrent writers merge instead of losing
+ * updates.
+ */
+import { randomBytes } from "node:crypto"
+import { promises as fsp } from "node:fs"
+import path from "node:path"
+import type { WriteContext } from "../../doc/actor.js"
+import { NotFoundError } from "../../doc/errors.js"
+import { type DocId, newDocId, parseDocRef, reportDocId } from "../../doc/ids.js"
+import { createPlan, isPlanDoc, type PlanDocument, readPlan } from "../../doc/plan.js"
+import { appendReport, type NewReport, reportsGenesis, type ReportsDocument } from "../../doc/reports.js"
+import type { PlanSpec } from "../../doc/spec.js"
+import { fsyncDir } from "../storage/ConcordStorageAdapter.js"
+import { StoreError } from "../storage/StoreError.js"
+import { DocStore, type DocStoreOptions } from "./DocStore.js"
+
+export interface PlanIndexEntry {
+  id: DocId
+  name: string
+  createdAt: number
+  createdBy: string
+}
+
+const INDEX_DIR = "plans"
+
+export class PlanStore {
+  readonly dir: string
+  readonly docs: DocStore
+
+  constructor(dir: string, opts: DocStoreOptions = {}) {
+    this.dir = path.resolve(dir)
+    this.docs = new DocStore(this.dir, opts)
+  }
+
+  /* ------------------------------------------------------------- plans index */
+
+  async listPlans(): Promise<PlanIndexEntry[]> {
+    let names: string[]
+    try {
+      names = await fsp.readdir(path.join(this.dir, INDEX_DIR))
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === "ENOENT") return []
+      throw StoreError.from("list", path.join(this.dir, INDEX_DIR), e)
+    }
+    const entries: PlanIndexEntry[] = []
+    for (const n of names.filter(n => n.endsWith(".json"))) {
+      try {
+        const v = JSON.parse(await fsp.readFile(path.join(this.dir, INDEX_DIR, n), "utf8"))
+        if (v && typeof v.id === "string") entries.push(v)
+      } catch {
+        // an unreadable index entry: the plan document itself is still intact; skip the entry
+      }
+    }
+    return entries.sort((a, b) => a.createdAt - b.createdAt || a.id.localeCompare(b.id))
+  }
+
+  /** Record a plan in the index (also used when a plan arrives from another machine). */
+  async registerPlan(entry: PlanIndexEntry): Promise<void> {
+    const dir = path.join(this.dir, INDEX_DIR)
+    const target = path.join(dir, `${entry.id}.json`)
+    const tmp = path.join(dir, `.${entry.id}.${process.pid}.${randomBytes(4).toString("hex")}.tmp`)
+    try {
+      await fsp.mkdir(dir, { recursive: true })
+      const fh = await fsp.open(tmp, "wx")
+      try {
+        await fh.writeFile(JSON.stringify(entry) + "\n")
+        await fh.sync()
+      } finally {
+        await fh.close()
+      }
+      await fsp.rename(tmp, target)
+      await fsyncDir(dir)
+    } catch (e) {
+      await fsp.unlink(tmp).catch(() => {})
+      throw StoreError.from("write", target, e)
+    }
+  }
+
+  /**
+   * Find a plan: an id, an `automerge:` url, a plan name, or a unique id prefix. Without a reference:
+   * the only plan, else the most recently created one.
+   */
+  async resolvePlan(ref?: string): Promise<PlanIndexEntry> {
+    const plans = await this.listPlans()
+    if (!ref) {
+      if (plans.length === 0) throw new NotFoundError(`no plans in store ${this.dir} (create one with: concord plan create FILE)`)
+      return plans[plans.length - 1]
+    }
+    const id = parseDocRef(ref)
+    const byId = plans.find(p => p.id === id)
+    if (byId) return byId
+    if (id && (await this.docs.exists(id))) {
+      const doc = await this.docs.load<unknown>(id)
+      if (isPlanDoc(doc)) {
+        const v = readPlan(doc)
+        return { id, name: v.name, createdAt: v.createdAt, createdBy: v.createdBy }
+      }
+    }
+    const byName = plans.filter(p => p.name === ref)
+    if (byName.length === 1) return byName[0]
+    if (byName.length > 1) {
+      throw new NotFoundError(`${byName.length} plans are named "${ref}" (${byName.map(p => p.id).join(", ")}): use an id`)
+    }
+    const byPrefix = plans.filter(p => p.id.startsWith(ref))
+    if (byPrefix.length === 1) return byPrefix[0]
+    throw new NotFoundError(`no plan "${ref}" in store ${this.dir}`)
+  }
+
+  /* ------------------------------------------------------------------- plans */
+
+  async createPlan(spec: PlanSpec, baseDir: string, ctx: WriteContext): Promise<{ id: DocId; doc: PlanDocument }> {
+    const id = newDocId()
+    const doc = createPlan(spec, { baseDir }, ctx)
+    await this.docs.save(id, doc)
+    await this.registerPlan({ id, name: spec.name, createdAt: ctx.now, createdBy: ctx.by })
+    return { id, doc }
+  }
+
+  async loadPlan(id: DocId): Promise<PlanDocument> {
+    const doc = await this.docs.load<unknown>(id)
+    if (!doc) throw new NotFoundError(`plan ${id} is not in store ${this.dir}`)
+    if (!isPlanDoc(doc)) throw new NotFoundError(`document ${id} is not a concord plan`)
+    return doc
+  }
+
+  /**
+   * Load, apply a pure change, save. If `fn` throws, nothing is written. Returns the new document and
+   * whatever `fn` returned alongside it.
+   */
+  async updatePlan<R = void>(
+    id: DocId,
+    fn: (doc: PlanDocument) => PlanDocument | { doc: PlanDocument; result: R }
+  ): Promise<{ doc: PlanDocument; result: R | undefined }> {
+    const before = await this.loadPlan(id)
+    const out = fn(before)
+    const doc = "doc" in out && "result" in out ? out.doc : (out as PlanDocument)
+    const result = "doc" in out && "result" in out ? out.result : undefined
+    if (doc !== before) await this.docs.save(id, doc)
+    return { doc, result }
+  }
+
+  /* ----------------------------------------------------------------- reports */
+
+  async loadReports(planId: DocId, job: string): Promise<ReportsDocument | undefined> {
+    return this.docs.load(reportDocId(planId, job))
+  }
+
+  /** Append a report to a job's log (creating the log if this is its first report). */
+  async appendReport(planId: DocId, job: string, report: NewReport, ctx: WriteContext): Promise<ReportsDocument> {
+    const id = reportDocId(planId, job)
+    const current = (await this.docs.load<ReportsDocument>(id)) ?? reportsGenesis(planId, job)
+    const next = appendReport(current as ReportsDocument, report, ctx)
+    await this.docs.save(id, next)
+    return next
+  }
+
+  /** Every report log of a plan, by job (jobs that never reported are absent). */
+  async loadAllReports(planId: DocId, jobs: string[]): Promise<Map<string, ReportsDocument>> {
+    const out = new Map<string, ReportsDocument>()
+    await Promise.all(
+      jobs.map(async j => {
+        const d = await this.loadReports(planId, j)
+        if (d) out.set(j, d)
+      })
+    )
+    return out
+  }
+}
+
