@@ -1,0 +1,596 @@
+/**
+ * Automerge documents on disk for short-lived CLI processes and long-running watchers, without
+ * automerge-repo's Repo.
+ *
+ * Layout and key scheme are automerge-repo's (`[docId, "snapshot", headsHash]`,
+ * `[docId, "incremental", sha256(bytes)]`), via {@link ConcordStorageAdapter}, so a Repo using a
+ * NodeFSStorageAdapter or ConcordStorageAdapter on the same directory sees the same documents.
+ *
+ * Safety rules:
+ *  - a document is loaded chunk by chunk (snapshots, then incrementals), each chunk verified first,
+ *    so one damaged chunk cannot hide the others (Automerge.loadIncremental silently drops bad
+ *    input);
+ *  - a compaction deletes only chunks this instance loaded or wrote itself, only after the snapshot
+ *    that replaces them is durable, only if the document being saved contains everything those
+ *    chunks contained, and never while the document has changes with missing dependencies.
+ */
+import * as Automerge from "@automerge/automerge"
+import type { StorageKey } from "@automerge/automerge-repo/slim"
+import { createHash } from "node:crypto"
+import { watch as fsWatch, promises as fsp, type FSWatcher } from "node:fs"
+import path from "node:path"
+import {
+  ConcordStorageAdapter,
+  defaultWarning,
+  type ConcordStorageAdapterOptions,
+} from "../storage/ConcordStorageAdapter.js"
+import { StoreError } from "../storage/StoreError.js"
+import { chunkContents } from "../storage/chunk-format.js"
+
+export { StoreError } from "../storage/StoreError.js"
+
+/** sha256 hex of the bytes: automerge-repo's `keyHash`. */
+export function keyHash(bytes: Uint8Array): string {
+  return createHash("sha256").update(bytes).digest("hex")
+}
+
+/** automerge-repo's `headsHash`: sha256 hex of the concatenated hex head strings. */
+export function headsHash(heads: Automerge.Heads): string {
+  const h = createHash("sha256")
+  for (const head of heads) h.update(head, "utf8")
+  return h.digest("hex")
+}
+
+export interface DocStoreOptions {
+  /** Warnings (damaged chunks, compaction refused, watcher errors). Default: stderr. */
+  onWarning?: (msg: string) => void
+  /** hex Automerge actor id used for documents returned by load(). Default: random per load. */
+  actor?: string
+  /** See ConcordStorageAdapterOptions.quarantineGraceMs (default 2000 ms). */
+  quarantineGraceMs?: number
+  /** Compact when more than this many incremental chunks are tracked. Default 64. */
+  maxIncrementals?: number
+}
+
+type ChunkType = "snapshot" | "incremental"
+
+interface TrackedChunk {
+  key: StorageKey
+  type: ChunkType
+  size: number
+}
+
+interface DocState {
+  /** chunks this instance loaded or wrote, which a compaction may delete */
+  chunks: Map<string, TrackedChunk>
+  /**
+   * Heads covering everything in `chunks` (the heads last loaded/saved). A document must contain
+   * all of them before the chunks may be replaced by its snapshot. Also the `since` of saveSince.
+   */
+  heads: Automerge.Heads
+  /** the last load found changes whose dependencies are missing */
+  missingDeps: string[]
+  /** already warned that compaction is blocked for this state */
+  warnedNoCompact: boolean
+}
+
+const keyStr = (key: StorageKey) => key.join("/")
+
+function sameHeads(a: readonly string[], b: readonly string[]): boolean {
+  if (a.length !== b.length) return false
+  const s = new Set(a)
+  return b.every(h => s.has(h))
+}
+
+interface ReadChunk {
+  key: StorageKey
+  type: ChunkType
+  data: Uint8Array
+}
+
+interface LoadedChunks {
+  doc: Automerge.Doc<unknown> | undefined
+  /** chunks whose every change is in `doc` */
+  applied: TrackedChunk[]
+  /** chunks read but not (fully) in `doc`: missing dependencies, or rejected; never delete these */
+  notApplied: ReadChunk[]
+}
+
+export class DocStore {
+  readonly dir: string
+  readonly adapter: ConcordStorageAdapter
+  readonly #warn: (msg: string) => void
+  readonly #actor: string | undefined
+  readonly #maxIncrementals: number
+  readonly #state = new Map<string, DocState>()
+  readonly #locks = new Map<string, Promise<unknown>>()
+
+  constructor(dir: string, opts: DocStoreOptions = {}) {
+    this.dir = path.resolve(dir)
+    this.#warn = opts.onWarning ?? defaultWarning
+    this.#actor = opts.actor
+    this.#maxIncrementals = opts.maxIncrementals ?? 64
+    const adapterOpts: ConcordStorageAdapterOptions = { onWarning: this.#warn }
+    if (opts.quarantineGraceMs !== undefined) adapterOpts.quarantineGraceMs = opts.quarantineGraceMs
+    this.adapter = new ConcordStorageAdapter(this.dir, adapterOpts)
+  }
+
+  // ------------------------------------------------------------------ load
+
+  /**
+   * Load a document chunk by chunk. Returns undefined if the document has no (valid) chunk.
+   * Records the chunks loaded and the heads seen, for the next save() of this docId.
+   */
+  async load<T>(docId: string): Promise<Automerge.Doc<T> | undefined> {
+    checkDocId(docId)
+    return this.#withLock(docId, async () => {
+      const { doc, applied } = await this.#loadChunks(docId, this.#actor)
+      if (!doc) {
+        this.#state.delete(docId)
+        return undefined
+      }
+      const missingDeps = Automerge.getMissingDeps(doc, Automerge.getHeads(doc))
+      if (missingDeps.length > 0) {
+        this.#warn(
+          `document ${docId} has changes whose dependencies are missing (${missingDeps.length} missing, e.g. ` +
+            `${missingDeps[0]}); it will not be compacted while they are missing`
+        )
+      }
+      this.#state.set(docId, {
+        chunks: new Map(applied.map(c => [keyStr(c.key), c])),
+        heads: Automerge.getHeads(doc),
+        missingDeps,
+        warnedNoCompact: false,
+      })
+      return doc as Automerge.Doc<T>
+    })
+  }
+
+  /** Read all chunks of a doc (incremental listing first, for consistency with compactions). */
+  async #loadChunks(docId: string, actor: string | undefined): Promise<LoadedChunks> {
+    // List/read incremental/ before snapshot/: a compaction writes its snapshot before deleting the
+    // chunks it replaces, so any incremental deleted before we listed it is in a snapshot we will
+    // list afterwards. Files deleted between listing and reading make loadRange re-list.
+    const incrementals = await this.adapter.loadRange([docId, "incremental"])
+    const snapshots = await this.adapter.loadRange([docId, "snapshot"])
+    const chunks: ReadChunk[] = []
+    for (const [type, list] of [
+      ["snapshot", snapshots],
+      ["incremental", incrementals],
+    ] as const) {
+      for (const c of list) if (c.data && c.key.length === 3) chunks.push({ key: c.key, type, data: c.data })
+    }
+    return this.#applyChunks(undefined, chunks, actor)
+  }
+
+  /**
+   * Apply verified chunks to `doc` (a new doc if undefined) so that no chunk can hide another.
+   * Chunks holding a document (snapshots) are applied one at a time; change-only chunks in one
+   * batch (much faster than one by one, as every loadIncremental materialises its patches), and if
+   * afterwards any change of the batch is not in the document, the chunks concerned are applied
+   * again one at a time. A chunk counts as applied only if every change it holds is now in the
+   * document (checked by hash); the others (missing dependencies, rejected by Automerge) are in
+   * `notApplied` and must never be deleted.
+   */
+  #applyChunks(doc: Automerge.Doc<unknown> | undefined, chunks: ReadChunk[], actor: string | undefined): LoadedChunks {
+    const infos = chunks.map(c => ({ ...c, contents: chunkContents(c.data) }))
+    const tryApply = (data: Uint8Array, warnAs?: StorageKey): boolean => {
+      const base = doc ?? (actor ? Automerge.init<unknown>({ actor }) : Automerge.init<unknown>())
+      try {
+        doc = Automerge.loadIncremental(base, data)
+        return true
+      } catch (e) {
+        // (only happens when loading into an empty doc; a non-empty one silently ignores bad input)
+        if (warnAs) {
+          this.#warn(
+            `Automerge rejected chunk ${this.adapter.filePath(warnAs)} (${(e as Error).message}); skipped it (left on disk)`
+          )
+        }
+        return false
+      }
+    }
+    const batch = infos.filter(c => c.contents && !c.contents.hasDocument && !c.contents.opaque)
+    for (const c of infos) if (!batch.includes(c)) tryApply(c.data, c.key)
+    if (batch.length === 1) tryApply(batch[0].data, batch[0].key)
+    else if (batch.length > 1) {
+      const all = new Uint8Array(batch.reduce((n, c) => n + c.data.length, 0))
+      let off = 0
+      for (const c of batch) {
+        all.set(c.data, off)
+        off += c.data.length
+      }
+      const ok = tryApply(all)
+      const wanted = batch.flatMap(c => c.contents!.changeHashes)
+      const missing = new Set(doc ? Automerge.getMissingDeps(doc, wanted) : wanted)
+      if (!ok || wanted.some(h => missing.has(h))) {
+        for (const c of batch) if (c.contents!.changeHashes.some(h => missing.has(h))) tryApply(c.data, c.key)
+      }
+    }
+    const result = doc as Automerge.Doc<unknown> | undefined
+    const hashesOf = (c: (typeof infos)[number]) =>
+      c.contents ? [...c.contents.changeHashes, ...c.contents.documentHeads] : []
+    const missing = new Set(result ? Automerge.getMissingDeps(result, infos.flatMap(hashesOf)) : [])
+    const applied: TrackedChunk[] = []
+    const notApplied: ReadChunk[] = []
+    for (const c of infos) {
+      if (result && c.contents && !c.contents.opaque && hashesOf(c).every(h => !missing.has(h))) {
+        applied.push({ key: c.key, type: c.type, size: c.data.length })
+      } else {
+        notApplied.push({ key: c.key, type: c.type, data: c.data })
+      }
+    }
+    if (result && notApplied.length > 0 && Automerge.getMissingDeps(result, Automerge.getHeads(result)).length === 0) {
+      // nothing is waiting for dependencies, so these were dropped by Automerge
+      for (const c of notApplied) {
+        this.#warn(`Automerge did not apply chunk ${this.adapter.filePath(c.key)}; left it on disk`)
+      }
+    }
+    return { doc: result, applied, notApplied }
+  }
+
+  // ------------------------------------------------------------------ save
+
+  /**
+   * Persist everything in `doc` not yet on disk for this docId (durably). Compacts into a snapshot
+   * when many incrementals accumulated, deleting only chunks this instance loaded or wrote.
+   */
+  async save<T>(docId: string, doc: Automerge.Doc<T>): Promise<void> {
+    checkDocId(docId)
+    return this.#withLock(docId, async () => {
+      const heads = Automerge.getHeads(doc)
+      let st = this.#state.get(docId)
+      if (st && sameHeads(st.heads, heads)) return
+
+      // everything this instance loaded/saved that `doc` contains: saveSince those heads
+      const since = st ? st.heads.filter(h => Automerge.hasHeads(doc, [h])) : []
+      const containsTracked = st ? since.length === st.heads.length : true
+      const incBytes = since.length > 0 ? Automerge.saveSince(doc, since) : Automerge.save(doc)
+      if (incBytes.length === 0 && st) {
+        // nothing new (doc is an ancestor of what we have)
+        return
+      }
+
+      if (!st) {
+        st = { chunks: new Map(), heads: [], missingDeps: [], warnedNoCompact: false }
+        this.#state.set(docId, st)
+      }
+
+      let snapshotSize = 0
+      let incrementalSize = incBytes.length
+      let incrementalCount = 1
+      for (const c of st.chunks.values()) {
+        if (c.type === "snapshot") snapshotSize += c.size
+        else {
+          incrementalSize += c.size
+          incrementalCount++
+        }
+      }
+      const wantCompact =
+        incrementalCount > this.#maxIncrementals ||
+        (incrementalSize >= snapshotSize && incrementalSize > 1024)
+
+      let blocked: string | undefined
+      if (wantCompact) {
+        const missing = Automerge.getMissingDeps(doc, heads)
+        if (st.missingDeps.length > 0 || missing.length > 0) {
+          const m = missing.length > 0 ? missing : st.missingDeps
+          blocked = `it has changes whose dependencies are missing (${m.length}, e.g. ${m[0]})`
+        } else if (!containsTracked) {
+          blocked = "the document being saved does not contain everything this store loaded for it"
+        }
+      }
+
+      if (wantCompact && !blocked) {
+        const bytes = Automerge.save(doc)
+        const key: StorageKey = [docId, "snapshot", headsHash(heads)]
+        await this.adapter.save(key, bytes)
+        // the snapshot is durable: the chunks it replaces can go
+        for (const c of st.chunks.values()) {
+          if (keyStr(c.key) === keyStr(key)) continue
+          await this.adapter.remove(c.key)
+        }
+        st.chunks = new Map([[keyStr(key), { key, type: "snapshot", size: bytes.length }]])
+        st.heads = heads
+        st.warnedNoCompact = false
+        return
+      }
+
+      if (blocked && !st.warnedNoCompact) {
+        st.warnedNoCompact = true
+        this.#warn(`not compacting document ${docId}: ${blocked}`)
+      }
+      const key: StorageKey = [docId, "incremental", keyHash(incBytes)]
+      await this.adapter.save(key, incBytes)
+      st.chunks.set(keyStr(key), { key, type: "incremental", size: incBytes.length })
+      st.heads = containsTracked ? heads : dedupe([...st.heads, ...heads])
+    })
+  }
+
+  // ------------------------------------------------------------------ exists
+
+  /** Does the document have any chunk (snapshot or incremental file) on disk? */
+  async exists(docId: string): Promise<boolean> {
+    checkDocId(docId)
+    for (const t of ["incremental", "snapshot"]) {
+      if ((await this.adapter.listKeys([docId, t])).some(k => k.length === 3)) return true
+    }
+    return false
+  }
+
+  // ------------------------------------------------------------------ watch
+
+  /**
+   * Watch documents for chunks written by other processes (fs.watch on the doc's snapshot/ and
+   * incremental/ directories, plus a poll every `pollMs`, default 500). New chunks are verified
+   * and applied to the watcher's copy of the doc; `onChange(docId, doc)` gets a writable copy
+   * (Automerge.clone, random actor) whenever the heads changed.
+   *
+   * The first scan of a doc calls onChange if the doc exists and its heads differ from what this
+   * DocStore instance last loaded or saved for it (so load-then-watch misses nothing and does not
+   * repeat itself). Never throws from the background; errors go to onWarning.
+   */
+  watch<T>(
+    docIds: string[],
+    onChange: (docId: string, doc: Automerge.Doc<T>) => void,
+    opts: { pollMs?: number } = {}
+  ): { add(docId: string): void; close(): void } {
+    const w = new DocWatcher(this, this.#warn, (id, d) => onChange(id, d as Automerge.Doc<T>), opts.pollMs ?? 500, {
+      loadChunks: (id: string) => this.#loadChunks(id, undefined),
+      applyChunks: (doc, chunks) => this.#applyChunks(doc, chunks, undefined),
+      knownHeads: (id: string) => this.#state.get(id)?.heads,
+    })
+    for (const id of docIds) w.add(id)
+    return { add: (id: string) => w.add(id), close: () => w.close() }
+  }
+
+  // ------------------------------------------------------------------ internals
+
+  async #withLock<R>(docId: string, fn: () => Promise<R>): Promise<R> {
+    const prev = this.#locks.get(docId) ?? Promise.resolve()
+    const run = prev.then(fn, fn)
+    const tail = run.catch(() => {})
+    this.#locks.set(docId, tail)
+    try {
+      return await run
+    } finally {
+      if (this.#locks.get(docId) === tail) this.#locks.delete(docId)
+    }
+  }
+}
+
+function dedupe(heads: string[]): string[] {
+  return [...new Set(heads)].sort()
+}
+
+function checkDocId(docId: string): void {
+  if (typeof docId !== "string" || docId.length < 3 || /[/\\\u0000]/.test(docId) || docId.startsWith(".")) {
+    throw new StoreError("use document id", JSON.stringify(docId), "EINVAL", "invalid document id")
+  }
+}
+
+// -------------------------------------------------------------------- watcher
+
+interface WatchHooks {
+  loadChunks(docId: string): Promise<LoadedChunks>
+  applyChunks(doc: Automerge.Doc<unknown> | undefined, chunks: ReadChunk[]): LoadedChunks
+  knownHeads(docId: string): Automerge.Heads | undefined
+}
+
+interface WatchEntry {
+  docId: string
+  doc: Automerge.Doc<unknown> | undefined
+  /** chunk keys (as strings) applied to `doc` that are still on disk */
+  keys: Set<string>
+  watchers: FSWatcher[]
+  initialized: boolean
+  scanning: boolean
+  dirty: boolean
+  watchFailed: boolean
+  warnedWatch: boolean
+  settingUp: boolean
+  /** inode numbers of the watched incremental/ and snapshot/ directories */
+  inodes: number[]
+}
+
+class DocWatcher {
+  readonly #entries = new Map<string, WatchEntry>()
+  readonly #timer: NodeJS.Timeout
+  #closed = false
+
+  constructor(
+    private readonly store: DocStore,
+    private readonly warn: (msg: string) => void,
+    private readonly onChange: (docId: string, doc: Automerge.Doc<unknown>) => void,
+    pollMs: number,
+    private readonly hooks: WatchHooks
+  ) {
+    this.#timer = setInterval(() => {
+      for (const e of this.#entries.values()) {
+        void this.#checkWatch(e).then(() => this.#schedule(e))
+      }
+    }, Math.max(10, pollMs))
+  }
+
+  add(docId: string): void {
+    if (this.#closed || this.#entries.has(docId)) return
+    try {
+      checkDocId(docId)
+    } catch (e) {
+      this.warn(`watch: ${(e as Error).message}`)
+      return
+    }
+    const e: WatchEntry = {
+      docId,
+      doc: undefined,
+      keys: new Set(),
+      watchers: [],
+      initialized: false,
+      scanning: false,
+      dirty: false,
+      watchFailed: false,
+      warnedWatch: false,
+      settingUp: false,
+      inodes: [],
+    }
+    this.#entries.set(docId, e)
+    e.settingUp = true
+    void this.#setupWatch(e)
+      .catch(err => this.warn(`watch: document ${docId}: ${(err as Error)?.message ?? String(err)}`))
+      .finally(() => {
+        e.settingUp = false
+        this.#schedule(e)
+      })
+  }
+
+  close(): void {
+    this.#closed = true
+    clearInterval(this.#timer)
+    for (const e of this.#entries.values()) this.#closeWatchers(e)
+    this.#entries.clear()
+  }
+
+  #closeWatchers(e: WatchEntry): void {
+    for (const w of e.watchers) {
+      try {
+        w.close()
+      } catch {
+        // ignore
+      }
+    }
+    e.watchers = []
+  }
+
+  async #setupWatch(e: WatchEntry): Promise<void> {
+    this.#closeWatchers(e)
+    e.watchFailed = false
+    e.inodes = []
+    const fail = (dir: string, err: unknown) => {
+      if (!e.warnedWatch) this.warn(`watch: ${StoreError.from("watch", dir, err).message}; will retry (polling meanwhile)`)
+      e.warnedWatch = true
+      e.watchFailed = true
+    }
+    for (const t of ["incremental", "snapshot"]) {
+      if (this.#closed) return
+      const dir = this.#dirOf(e, t)
+      try {
+        await fsp.mkdir(dir, { recursive: true })
+        if (this.#closed) return
+        const w = fsWatch(dir, { persistent: true }, () => this.#schedule(e))
+        w.on("error", err => fail(dir, err))
+        e.watchers.push(w)
+        e.inodes.push((await fsp.stat(dir)).ino)
+      } catch (err) {
+        fail(dir, err)
+      }
+    }
+    if (!e.watchFailed) e.warnedWatch = false
+    if (this.#closed) this.#closeWatchers(e) // closed while we were setting up
+  }
+
+  #dirOf(e: WatchEntry, type: string): string {
+    return path.dirname(this.store.adapter.filePath([e.docId, type, "x"]))
+  }
+
+  /** Poll: re-establish fs.watch if it failed or a watched directory was removed / replaced. */
+  async #checkWatch(e: WatchEntry): Promise<void> {
+    if (e.settingUp) return
+    e.settingUp = true
+    try {
+      let redo = e.watchFailed
+      if (!redo) {
+        for (const [i, t] of ["incremental", "snapshot"].entries()) {
+          const ino = await fsp.stat(this.#dirOf(e, t)).then(
+            st => st.ino,
+            () => undefined
+          )
+          if (ino === undefined || ino !== e.inodes[i]) redo = true
+        }
+      }
+      if (redo && !this.#closed) await this.#setupWatch(e)
+    } catch (err) {
+      this.warn(`watch: document ${e.docId}: ${(err as Error)?.message ?? String(err)}`)
+    } finally {
+      e.settingUp = false
+    }
+  }
+
+  #schedule(e: WatchEntry): void {
+    if (this.#closed) return
+    if (e.scanning) {
+      e.dirty = true
+      return
+    }
+    e.scanning = true
+    void (async () => {
+      try {
+        do {
+          e.dirty = false
+          try {
+            await this.#scan(e)
+          } catch (err) {
+            this.warn(`watch: document ${e.docId}: ${(err as Error)?.message ?? String(err)}`)
+          }
+        } while (e.dirty && !this.#closed)
+      } finally {
+        e.scanning = false
+      }
+    })()
+  }
+
+  async #scan(e: WatchEntry): Promise<void> {
+    if (this.#closed) return
+    if (!e.initialized) {
+      const { doc, applied, notApplied } = await this.hooks.loadChunks(e.docId)
+      if (this.#closed) return
+      e.initialized = true
+      e.doc = doc
+      e.keys = new Set([...applied, ...notApplied].map(c => keyStr(c.key)))
+      const known = this.hooks.knownHeads(e.docId)
+      if (doc && !(known && sameHeads(known, Automerge.getHeads(doc)))) this.#emit(e)
+      return
+    }
+    const adapter = this.store.adapter
+    // incremental/ before snapshot/, as in load()
+    const listed = [
+      ...(await adapter.listKeys([e.docId, "incremental"])),
+      ...(await adapter.listKeys([e.docId, "snapshot"])),
+    ].filter(k => k.length === 3)
+    if (this.#closed) return
+    const present = new Set(listed.map(keyStr))
+    for (const k of e.keys) if (!present.has(k)) e.keys.delete(k) // compacted away
+    const fresh = listed
+      .filter(k => !e.keys.has(keyStr(k)))
+      .sort((a, b) => (a[1] === b[1] ? 0 : a[1] === "snapshot" ? -1 : 1))
+    if (fresh.length === 0) return
+    const before = e.doc ? Automerge.getHeads(e.doc) : []
+    const chunks: ReadChunk[] = []
+    for (const key of fresh) {
+      const data = await adapter.load(key) // verified; undefined if gone (compacted) or damaged
+      if (this.#closed) return
+      if (data) chunks.push({ key, type: key[1] as ChunkType, data })
+    }
+    if (chunks.length === 0) return
+    const { doc } = this.hooks.applyChunks(e.doc, chunks)
+    e.doc = doc
+    // chunks not applied are either waiting in the doc's queue for their dependencies (applied
+    // when those arrive) or were rejected (warned): do not read them again
+    for (const c of chunks) e.keys.add(keyStr(c.key))
+    if (e.doc && !sameHeads(before, Automerge.getHeads(e.doc))) this.#emit(e)
+  }
+
+  #emit(e: WatchEntry): void {
+    if (this.#closed || !e.doc) return
+    let copy: Automerge.Doc<unknown>
+    try {
+      copy = Automerge.clone(e.doc)
+    } catch (err) {
+      this.warn(`watch: cannot copy document ${e.docId}: ${(err as Error).message}`)
+      return
+    }
+    try {
+      this.onChange(e.docId, copy)
+    } catch (err) {
+      this.warn(`watch: onChange for document ${e.docId} threw: ${(err as Error)?.message ?? String(err)}`)
+    }
+  }
+}
