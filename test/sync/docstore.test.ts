@@ -339,6 +339,124 @@ describe("DocStore.watch (in process)", () => {
   })
 })
 
+describe("DocStore under concurrent compaction", () => {
+  it("a compaction between listing incremental/ and snapshot/ cannot hide changes", async () => {
+    const id = newDocId()
+    const adapter = new ConcordStorageAdapter(dir)
+    let d = A.from<Plan>({ jobs: {} })
+    await adapter.save([id, "snapshot", headsHash(A.getHeads(d))], A.save(d))
+    for (const j of ["a", "b"]) {
+      const h = A.getHeads(d)
+      d = A.change(d, x => void (x.jobs[j] = { status: j }))
+      const inc = A.saveSince(d, h)
+      await adapter.save([id, "incremental", keyHash(inc)], inc)
+    }
+    const compactor = store({ maxIncrementals: 1 })
+    const cd = await compactor.load<Plan>(id)
+    const reader = store()
+    const original = reader.adapter.loadRange.bind(reader.adapter)
+    let calls = 0
+    reader.adapter.loadRange = async prefix => {
+      const result = await original(prefix)
+      if (calls++ === 0) {
+        // another process compacts right after the reader's first listing
+        await compactor.save(id, A.change(cd!, x => void (x.jobs.c = { status: "c" })))
+        expect(await ls(docDir(id, "incremental"))).toEqual([])
+      }
+      return result
+    }
+    const got = await reader.load<Plan>(id)
+    expect(Object.keys(got!.jobs).sort()).toEqual(expect.arrayContaining(["a", "b"]))
+  })
+
+  it("a load never returns less than what was saved before it started", async () => {
+    const id = newDocId()
+    const writer = store({ maxIncrementals: 2 })
+    let doc = A.from<{ n: number; log: Record<string, number> }>({ n: 0, log: {} })
+    await writer.save(id, doc)
+    let acked = 0
+    let stop = false
+    const writing = (async () => {
+      for (let i = 1; i <= 150; i++) {
+        doc = A.change(doc, d => {
+          d.n = i
+          d.log[`e${i}`] = i
+        })
+        await writer.save(id, doc) // compacts every few saves: snapshot written, old chunks deleted
+        acked = i
+      }
+      stop = true
+    })()
+    const reader = store()
+    let loads = 0
+    while (!stop) {
+      const before = acked
+      const got = await reader.load<{ n: number; log: Record<string, number> }>(id)
+      expect(got!.n).toBeGreaterThanOrEqual(before)
+      expect(Object.keys(got!.log).length).toBeGreaterThanOrEqual(before)
+      loads++
+    }
+    await writing
+    expect(loads).toBeGreaterThan(5)
+    expect(warnings).toEqual([])
+  })
+})
+
+describe("DocStore.watch edge cases", () => {
+  const waitUntil = async (cond: () => boolean, ms = 2000) => {
+    const t0 = Date.now()
+    while (!cond() && Date.now() - t0 < ms) await new Promise(r => setTimeout(r, 5))
+    return cond()
+  }
+
+  it("holds a change whose dependency arrives later, and reports both once it does", async () => {
+    const id = newDocId()
+    let d = A.from<Plan>({ jobs: {} })
+    await store().save(id, d)
+    const h0 = A.getHeads(d)
+    d = A.change(d, x => void (x.jobs.c1 = { status: "1" }))
+    const h1 = A.getHeads(d)
+    const c1 = A.saveSince(d, h0)
+    d = A.change(d, x => void (x.jobs.c2 = { status: "2" }))
+    const c2 = A.saveSince(d, h1)
+    const seen: Plan[] = []
+    const w = store().watch<Plan>([id], (_id, doc) => seen.push(A.toJS(doc)), { pollMs: 50 })
+    try {
+      expect(await waitUntil(() => seen.length === 1)).toBe(true) // initial state (not loaded by this store)
+      const adapter = new ConcordStorageAdapter(dir)
+      await adapter.save([id, "incremental", keyHash(c2)], c2)
+      await new Promise(r => setTimeout(r, 200))
+      expect(seen).toHaveLength(1) // c2 is waiting for c1: heads unchanged
+      await adapter.save([id, "incremental", keyHash(c1)], c1)
+      expect(await waitUntil(() => seen.length === 2)).toBe(true)
+      expect(Object.keys(seen[1].jobs).sort()).toEqual(["c1", "c2"])
+    } finally {
+      w.close()
+    }
+  })
+
+  it("keeps up when other processes compact the chunks it has read", async () => {
+    const id = newDocId()
+    const writer = store({ maxIncrementals: 2 })
+    let d = A.from<Plan>({ jobs: {} })
+    await writer.save(id, d)
+    let latest: Plan | undefined
+    const w = store().watch<Plan>([id], (_id, doc) => (latest = A.toJS(doc)), { pollMs: 50 })
+    try {
+      for (let i = 0; i < 12; i++) {
+        d = A.change(d, x => void (x.jobs[`j${i}`] = { status: "x" }))
+        await writer.save(id, d)
+        await new Promise(r => setTimeout(r, 15))
+      }
+      expect(await waitUntil(() => Object.keys(latest?.jobs ?? {}).length === 12)).toBe(true)
+      expect((await ls(docDir(id, "snapshot"))).length).toBeGreaterThan(0)
+    } finally {
+      w.close()
+    }
+    expect(warnings).toEqual([])
+  })
+})
+
 describe("DocStore load times", () => {
   it("measures load of a 1,000-change doc from one snapshot and from 64 incremental files", async () => {
     const timeLoad = async (id: string) => {

@@ -1,4 +1,5 @@
-import { describe, expect, it } from "vitest"
+import { describe, expect, it, vi } from "vitest"
+import { promises as fsPromises } from "node:fs"
 import { runStorageAdapterTests } from "@automerge/automerge-repo/helpers/tests/storage-adapter-tests.js"
 import { mkdir, readdir, readFile, writeFile, utimes, stat } from "node:fs/promises"
 import path from "node:path"
@@ -79,6 +80,64 @@ describe("ConcordStorageAdapter", () => {
       expect(warnings[1]).toMatch(/empty file/)
       expect(await readdir(path.join(dir, "quarantine"))).toHaveLength(1)
     } finally {
+      await cleanup()
+    }
+  })
+
+  it("loadRange re-lists when a listed file vanishes before it is read (concurrent compaction)", async () => {
+    const { dir, cleanup } = await tempDir()
+    const realOpen = fsPromises.open
+    try {
+      const writer = new ConcordStorageAdapter(dir)
+      const payload = A.save(A.from({ a: 1 }))
+      await writer.save(["docid1", "snapshot", "s0"], payload)
+      await writer.save(["docid1", "incremental", "i0"], payload)
+      // another process compacts between our readdir and our open: writes s1, then deletes s0 and i0
+      let raced = false
+      const spy = vi.spyOn(fsPromises, "open").mockImplementation((async (...args: Parameters<typeof realOpen>) => {
+        if (!raced && String(args[0]).endsWith(path.join("snapshot", "s0"))) {
+          raced = true
+          spy.mockRestore()
+          await writer.save(["docid1", "snapshot", "s1"], payload)
+          await writer.remove(["docid1", "snapshot", "s0"])
+          await writer.remove(["docid1", "incremental", "i0"])
+        }
+        return realOpen(...args)
+      }) as typeof realOpen)
+      const got = await new ConcordStorageAdapter(dir).loadRange(["docid1"])
+      expect(raced).toBe(true)
+      expect(got.map(c => c.key.join("/"))).toEqual(["docid1/snapshot/s1"])
+    } finally {
+      fsPromises.open = realOpen
+      await cleanup()
+    }
+  })
+
+  it("a failed write (ENOSPC) leaves neither a temp file nor a partial chunk, and throws StoreError", async () => {
+    const { dir, cleanup } = await tempDir()
+    const realOpen = fsPromises.open
+    try {
+      const ad = new ConcordStorageAdapter(dir)
+      await ad.save(["docid1", "sync-state", "warmup"], new Uint8Array([1])) // creates .tmp
+      vi.spyOn(fsPromises, "open").mockImplementation((async (...args: Parameters<typeof realOpen>) => {
+        const fh = await realOpen(...args)
+        if (String(args[0]).includes(`${path.sep}.tmp${path.sep}`)) {
+          fh.writeFile = async (data: unknown) => {
+            await fh.write(Buffer.from((data as Uint8Array).subarray(0, 3))) // a partial write, then the disk is full
+            throw Object.assign(new Error("ENOSPC: no space left on device, write"), { code: "ENOSPC", errno: -28 })
+          }
+        }
+        return fh
+      }) as typeof realOpen)
+      const err = await ad.save(["docid1", "incremental", "x"], A.save(A.from({ a: 1 }))).catch(e => e)
+      vi.restoreAllMocks()
+      expect(err).toBeInstanceOf(StoreError)
+      expect(err.code).toBe("ENOSPC")
+      expect(err.message).toBe(`cannot write ${path.join(dir, "do", "cid1", "incremental", "x")}: no space left on device (ENOSPC)`)
+      expect(await readdir(path.join(dir, ".tmp"))).toEqual([])
+      expect(await ad.load(["docid1", "incremental", "x"])).toBeUndefined()
+    } finally {
+      fsPromises.open = realOpen
       await cleanup()
     }
   })
