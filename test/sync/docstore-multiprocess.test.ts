@@ -71,7 +71,7 @@ describe("DocStore across OS processes", () => {
       for (const l of w.lines) if (l.startsWith("ack ")) acked.push(l.slice(4))
     }
     const warnings: string[] = []
-    const doc = await new DocStore(dir, { onWarning: m => warnings.push(m), quarantineGraceMs: 0 }).load<Record<string, number>>(id)
+    const doc = await new DocStore(dir, { onWarning: m => warnings.push(m) }).load<Record<string, number>>(id)
     expect(doc).toBeDefined()
     const missing = acked.filter(k => !(k in doc!))
     expect(missing).toEqual([])

@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from "node:child_process"
-import { mkdtemp, readdir, rm, utimes } from "node:fs/promises"
+import { mkdtemp, rm } from "node:fs/promises"
 import { tmpdir } from "node:os"
 import path from "node:path"
 import { createInterface } from "node:readline"
@@ -67,13 +67,5 @@ export function startWorker(args: string[]): Worker {
         })
       })
     },
-  }
-}
-
-/** Backdate every file under `dir` (recursively), e.g. to get past the adapter's quarantine grace period. */
-export async function backdate(dir: string, ms = 60_000): Promise<void> {
-  const t = new Date(Date.now() - ms)
-  for (const ent of await readdir(dir, { withFileTypes: true, recursive: true })) {
-    if (ent.isFile()) await utimes(path.join(ent.parentPath, ent.name), t, t)
   }
 }

@@ -61,11 +61,11 @@ describe("ConcordStorageAdapter", () => {
     }
   })
 
-  it("leaves a recently written damaged chunk in place (grace period) but skips it", async () => {
+  it("with quarantineGraceMs, leaves a recently written damaged chunk in place but skips it", async () => {
     const { dir, cleanup } = await tempDir()
     try {
       const warnings: string[] = []
-      const ad = new ConcordStorageAdapter(dir, { onWarning: m => warnings.push(m) })
+      const ad = new ConcordStorageAdapter(dir, { onWarning: m => warnings.push(m), quarantineGraceMs: 2000 })
       const file = path.join(dir, "do", "cid1", "incremental", "empty")
       await mkdir(path.dirname(file), { recursive: true })
       await writeFile(file, new Uint8Array())

@@ -30,7 +30,9 @@ export interface ConcordStorageAdapterOptions {
   /**
    * A damaged chunk whose mtime is more recent than this is skipped but left in place (it may be a
    * file another, non-atomic writer such as NodeFSStorageAdapter is still writing); older damaged
-   * chunks are quarantined. Default 2000 ms. Use 0 to quarantine immediately.
+   * chunks are quarantined. Default 0: quarantine at once (right when every writer is atomic, e.g.
+   * ConcordStorageAdapter / DocStore). Set e.g. 2000 when NodeFSStorageAdapter writers share the
+   * directory, so a file they are still writing is not moved away under them.
    */
   quarantineGraceMs?: number
   /** How many times loadRange re-lists after a listed file vanished. Default 5. */
@@ -87,7 +89,7 @@ export class ConcordStorageAdapter implements StorageAdapterInterface {
   constructor(baseDirectory: string, opts: ConcordStorageAdapterOptions = {}) {
     this.baseDirectory = path.resolve(baseDirectory)
     this.#warn = opts.onWarning ?? defaultWarning
-    this.#graceMs = opts.quarantineGraceMs ?? 2000
+    this.#graceMs = opts.quarantineGraceMs ?? 0
     this.#retries = opts.loadRangeRetries ?? 5
   }
 
