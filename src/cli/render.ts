@@ -1,4 +1,5 @@
 /** Human rendering of a plan summary: header, one table row per job, counts, and what to do next. */
+import path from "node:path"
 import type { PlanSummary } from "../doc/summary.js"
 import { ago, duration, table, truncate } from "./output.js"
 
@@ -27,15 +28,14 @@ export function checkpointLine(s: PlanSummary): string | null {
   if (!s.checkpoint) return null
   const c = s.checkpointContext ?? {}
   const why: string[] = []
-  if (typeof c.jobName === "string") why.push(`job ${c.jobName}`)
-  if (typeof c.failureKind === "string") why.push(String(c.failureKind))
-  if (typeof c.exitCode === "number") why.push(`exit ${c.exitCode}`)
+  if (typeof c.jobName === "string") why.push(`job ${c.jobName}${typeof c.attempt === "number" ? ` #${c.attempt}` : ""}`)
   if (typeof c.message === "string" && c.message) why.push(truncate(c.message, 80))
+  else if (typeof c.failureKind === "string") why.push(c.failureKind + (typeof c.exitCode === "number" ? ` (exit ${c.exitCode})` : ""))
   if (typeof c.reason === "string" && c.reason) why.push(c.reason)
   return `checkpoint ${s.checkpoint}${why.length ? `: ${why.join(", ")}` : ""}`
 }
 
-export function renderStatus(s: PlanSummary, opts: { color?: boolean; now?: number } = {}): string[] {
+export function renderStatus(s: PlanSummary, opts: { color?: boolean; now?: number; storeDir?: string } = {}): string[] {
   const on = opts.color ?? false
   const now = opts.now ?? Date.now()
   const lines: string[] = []
@@ -71,7 +71,7 @@ export function renderStatus(s: PlanSummary, opts: { color?: boolean; now?: numb
         j.signal ? `signal ${j.signal}` : "",
         j.error ? truncate(j.error, 80) : "",
         j.note ?? "",
-        j.log ? `log ${j.log}` : "",
+        j.log ? `log ${opts.storeDir ? path.join(opts.storeDir, j.log) : j.log}` : "",
       ].filter(Boolean)
       lines.push(`  ${j.name}#${j.attempt}: ${parts.join(" · ")}`)
     }

@@ -51,6 +51,8 @@ export interface AttemptRecord {
   /** Set when the process exited 0 without reporting. */
   note?: string
   heartbeatAt?: number
+  /** The checkpoint raise this attempt caused (on_error for a failure, pre_merge for a completion). */
+  checkpointSeq?: number
 }
 
 export interface JobRecord {

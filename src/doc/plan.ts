@@ -66,6 +66,8 @@ export interface AttemptView {
   note: string | null
   skipped: boolean
   heartbeatAt: number | null
+  /** The checkpoint raise this attempt caused (on_error for a failure, pre_merge for a completion). */
+  checkpointSeq: number | null
 }
 
 export interface JobView {
@@ -131,6 +133,7 @@ function attemptView(job: Record<string, unknown>, key: string): AttemptView {
     note: str(a.note) ?? null,
     skipped: (job.skipped as Record<string, unknown> | undefined)?.[key] === true,
     heartbeatAt: num(a.heartbeatAt),
+    checkpointSeq: num(a.checkpointSeq),
   }
 }
 
@@ -442,9 +445,12 @@ export function raiseCheckpoint(
   doc: PlanDocument,
   checkpoint: CheckpointName,
   context: Record<string, unknown>,
-  ctx: WriteContext
+  ctx: WriteContext,
+  /** The job attempt that caused the raise: it records the raise's seq, so it is raised only once. */
+  cause?: { job: string; attempt: number }
 ): PlanDocument {
   const view = readPlan(doc)
+  if (cause) attemptOf(getJob(view, cause.job), cause.attempt)
   // Always (re)write the status, even when already paused: a concurrent resume must meet a concurrent
   // value here so that the conflict resolves to the pause.
   // A copilot plan's "approval" wait keeps it pending; every other checkpoint pauses the plan.
@@ -463,6 +469,7 @@ export function raiseCheckpoint(
     d.checkpointContext = toStored({ checkpoint, ...context }) as Record<string, unknown>
     d.checkpointSeq = seq
     d.checkpointAt = ctx.now
+    if (cause) storedAttempt(d, cause.job, cause.attempt).checkpointSeq = seq
   })
 }
 
@@ -563,17 +570,20 @@ export class LeaseHeldError extends InputError {
 export function acquireLease(
   doc: PlanDocument,
   lease: { holder: string; host: string; pid: number; ttlMs: number },
-  ctx: WriteContext
+  ctx: WriteContext,
+  /** Take an unexpired lease whose holder is known to be dead (a local process that no longer exists). */
+  takeOver = false
 ): PlanDocument {
   const view = readPlan(doc)
   const cur = view.lease
-  if (cur && cur.holder !== lease.holder && cur.expiresAt > ctx.now) throw new LeaseHeldError(cur, ctx.now)
+  if (cur && cur.holder !== lease.holder && cur.expiresAt > ctx.now && !takeOver) throw new LeaseHeldError(cur, ctx.now)
   if (cur && cur.holder === lease.holder) {
     return change(doc, ctx, `lease: renew`, d => {
       d.lease!.expiresAt = ctx.now + lease.ttlMs
     })
   }
-  return change(doc, ctx, cur ? `lease: take over from ${cur.holder} (expired)` : `lease: acquire`, d => {
+  const how = cur ? `lease: take over from ${cur.holder} (${cur.expiresAt > ctx.now ? "holder is gone" : "expired"})` : `lease: acquire`
+  return change(doc, ctx, how, d => {
     d.lease = toStored({
       holder: lease.holder,
       host: lease.host,

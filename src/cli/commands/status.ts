@@ -31,19 +31,27 @@ export function registerStatus(program: Command, globals: () => GlobalOptions): 
       const view = readPlan(plan)
       if (opts.graph) return out(mermaidGraph(view))
       const reports = await store.loadAllReports(entry.id, view.jobs.map(j => j.name))
-      if (!opts.watch) return show(entry.id, plan, reports, opts, planRef ?? entry.id)
+      if (!opts.watch) return show(store.dir, entry.id, plan, reports, opts, planRef ?? entry.id)
       await watchStatus(store, entry.id, plan, reports, opts, planRef ?? entry.id)
     })
 }
 
-function show(id: DocId, plan: PlanDocument, reports: Map<string, ReportsDocument>, opts: StatusOptions, ref: string, redraw = false) {
+function show(
+  storeDir: string,
+  id: DocId,
+  plan: PlanDocument,
+  reports: Map<string, ReportsDocument>,
+  opts: StatusOptions,
+  ref: string,
+  redraw = false
+) {
   const summary = summarize(id, readPlan(plan), reports, Date.now())
   if (opts.json) {
     const line = JSON.stringify(summary)
     return opts.watch ? out(line) : printJson(summary)
   }
   const tty = process.stdout.isTTY === true
-  const lines = renderStatus(summary, { color: tty })
+  const lines = renderStatus(summary, { color: tty, storeDir })
   const steps = nextSteps(summary, ref)
   if (steps.length) lines.push("", ...steps.map(s => `  ${s}`))
   if (redraw && tty) process.stdout.write("\x1b[2J\x1b[H")
@@ -62,11 +70,11 @@ async function watchStatus(
 ): Promise<void> {
   const jobs = readPlan(plan).jobs.map(j => j.name)
   const byDoc = new Map<string, string>(jobs.map(j => [reportDocId(id, j), j]))
-  show(id, plan, reports, opts, ref, true)
+  show(store.dir, id, plan, reports, opts, ref, true)
   let pending: NodeJS.Timeout | undefined
   const schedule = () => {
     // Coalesce bursts of changes into one redraw, without adding visible latency.
-    if (!pending) pending = setTimeout(() => ((pending = undefined), show(id, plan, reports, opts, ref, true)), 15)
+    if (!pending) pending = setTimeout(() => ((pending = undefined), show(store.dir, id, plan, reports, opts, ref, true)), 15)
   }
   const watcher = store.docs.watch<unknown>([id, ...byDoc.keys()], (docId, doc) => {
     if (docId === id) plan = doc as PlanDocument

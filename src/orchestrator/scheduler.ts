@@ -1,0 +1,275 @@
+/**
+ * The scheduler: a pure decision function. Plan state and what the runner observed go in; the actions
+ * to take come out. No processes, no clocks, no I/O: `now` is an input. The runner (runner.ts) applies
+ * the actions and calls `decide` again whenever the plan or a process changes, so every rule here is
+ * written to be idempotent: an action is only proposed while the state still calls for it.
+ *
+ * Rules, in order:
+ * - A canceled, failed or completed plan launches nothing; processes still alive are stopped.
+ * - Approvals recorded in the document for the current checkpoint raise are acted on: "approval" and
+ *   "on_error" resume the plan, "pre_merge" merges the job and resumes, "pre_pr" completes the plan.
+ * - A pending plan starts running unless it waits at "approval" (copilot).
+ * - Process exits become job statuses: exit 0 completes a running job (noting it did not report), a
+ *   non-zero exit or a signal fails it, unless the job already reported completed (then only the exit
+ *   code is recorded). Exits of old attempts are recorded on those attempts only.
+ * - A job recorded running whose process is gone (and not supervised by this runner) failed with
+ *   "process lost".
+ * - A failed attempt raises on_error once (one checkpoint at a time), in every mode. In supervisor
+ *   mode a completed attempt raises pre_merge once; when every job is done, pre_pr.
+ * - A completed job whose process is still alive is stopped after the plan's grace period; a canceled
+ *   job's process is stopped at once.
+ * - While the plan is running (not paused), queued jobs whose dependencies are done start, in spec
+ *   order, while fewer than maxParallel jobs are running (counted from job states, not a counter). Jobs
+ *   whose dependencies are not done wait as waiting_deps. A dependency is done when completed (merged in
+ *   supervisor mode) or skipped; dependents of a failed, stopped or canceled job never start on their own.
+ * - When every job is done the plan completes; when nothing can run any more, the plan fails.
+ */
+import type { AttemptFields, JobView, PlanView } from "../doc/plan.js"
+import { type CheckpointName, JOB_RANK, type JobStatus, type PlanStatus } from "../doc/states.js"
+
+export interface ProcessExit {
+  job: string
+  attempt: number
+  code: number | null
+  signal: string | null
+  at: number
+}
+
+export interface Observations {
+  now: number
+  /** Jobs whose process this runner supervises and which is still alive, by "job#attempt". */
+  alive: ReadonlySet<string>
+  /** Exits seen since the last decision (applied by the actions returned). */
+  exits: readonly ProcessExit[]
+  /** Jobs recorded running whose process is provably gone (checked by the runner at start-up). */
+  lost: ReadonlySet<string>
+}
+
+export type Action =
+  | { kind: "launch"; job: string; attempt: number }
+  | { kind: "setJob"; job: string; attempt: number; to: JobStatus; fields: AttemptFields }
+  | { kind: "record"; job: string; attempt: number; fields: AttemptFields }
+  | { kind: "stop"; job: string; attempt: number; reason: string }
+  | { kind: "raise"; checkpoint: CheckpointName; context: Record<string, unknown>; cause?: { job: string; attempt: number } }
+  | { kind: "clear"; checkpoint: CheckpointName; seq: number; approvedBy: string }
+  | { kind: "setPlan"; to: PlanStatus; reason: string }
+
+export interface Decision {
+  actions: Action[]
+  /** Set when nothing more will happen without outside input: the exit code of `concord run`. */
+  exit?: { code: 0 | 1 | 3; why: string }
+}
+
+export const key = (job: string, attempt: number) => `${job}#${attempt}`
+
+/** Exit code and signal are both null for a process adopted after a restart: its exit code is unknown. */
+function exitReason(e: ProcessExit): string {
+  if (e.signal) return `killed by ${e.signal}`
+  if (e.code === null) return "exited while adopted after an orchestrator restart (exit code unknown)"
+  return `exit code ${e.code}`
+}
+function exitKind(e: ProcessExit): string {
+  return e.signal ? "signal" : e.code === null ? "exit_unknown" : "exit_code"
+}
+
+/** Is this job done for its dependents? */
+export function isDone(j: JobView, mode: PlanView["mode"]): boolean {
+  if (j.current.skipped) return true
+  if (j.status === "merged") return true
+  return j.status === "completed" && mode !== "supervisor"
+}
+
+/** A job that can never become done without a human (retry or skip). */
+function isBlockedForever(j: JobView): boolean {
+  return !j.current.skipped && (j.status === "failed" || j.status === "stopped" || j.status === "canceled" || j.status === "conflict" || j.status === "needs_rebase")
+}
+
+export function decide(view: PlanView, obs: Observations): Decision {
+  const actions: Action[] = []
+  const jobs = view.jobs
+  const byName = new Map(jobs.map(j => [j.name, j]))
+  const aliveOf = (j: JobView) => obs.alive.has(key(j.name, j.attempt))
+  const anyAlive = obs.alive.size > 0
+
+  // Exits first: they change job states that every later rule reads.
+  const exited = new Set<string>()
+  for (const e of obs.exits) {
+    const j = byName.get(e.job)
+    const a = j?.attempts.find(x => x.n === e.attempt)
+    if (!j || !a) continue
+    exited.add(key(e.job, e.attempt))
+    const fields: AttemptFields = { endedAt: e.at }
+    if (e.code !== null) fields.exitCode = e.code
+    if (e.signal) fields.signal = e.signal
+    if (a.status === "running") {
+      if (e.code === 0) {
+        actions.push({ kind: "setJob", job: e.job, attempt: e.attempt, to: "completed", fields: { ...fields, note: "exited 0 without reporting completed" } })
+      } else {
+        actions.push({ kind: "setJob", job: e.job, attempt: e.attempt, to: "failed", fields: { ...fields, reason: exitReason(e), failureKind: exitKind(e) } })
+      }
+    } else {
+      actions.push({ kind: "record", job: e.job, attempt: e.attempt, fields })
+    }
+  }
+
+  // Processes lost while no orchestrator watched them.
+  for (const j of jobs) {
+    const k = key(j.name, j.attempt)
+    if (j.status === "running" && obs.lost.has(k) && !exited.has(k)) {
+      actions.push({ kind: "setJob", job: j.name, attempt: j.attempt, to: "failed", fields: { reason: "process lost", failureKind: "process_lost", endedAt: obs.now } })
+      exited.add(k)
+    }
+  }
+  // State after this round's exits, for the rules below.
+  const statusOf = (j: JobView): JobStatus => {
+    const a = actions.find(x => x.kind === "setJob" && x.job === j.name && x.attempt === j.attempt) as Extract<Action, { kind: "setJob" }> | undefined
+    return a ? a.to : j.status
+  }
+
+  // A finished plan: stop what is left, then exit.
+  if (view.status === "canceled" || view.status === "failed" || view.status === "completed") {
+    for (const j of jobs) if (aliveOf(j)) actions.push({ kind: "stop", job: j.name, attempt: j.attempt, reason: `plan ${view.status}` })
+    for (const k of obs.alive) {
+      const [job, n] = k.split("#")
+      if (!actions.some(a => a.kind === "stop" && key(a.job, a.attempt) === k)) actions.push({ kind: "stop", job, attempt: Number(n), reason: `plan ${view.status}` })
+    }
+    if (anyAlive) return { actions }
+    return { actions, exit: { code: view.status === "completed" ? 0 : 1, why: `plan ${view.status}` } }
+  }
+
+  // Stop processes that should not run any more.
+  for (const j of jobs) {
+    for (const a of j.attempts) {
+      const k = key(j.name, a.n)
+      if (!obs.alive.has(k) || exited.has(k)) continue
+      const st = a.n === j.attempt ? statusOf(j) : a.status
+      if (a.n !== j.attempt) actions.push({ kind: "stop", job: j.name, attempt: a.n, reason: "superseded by a newer attempt" })
+      else if (st === "canceled" || st === "stopped") actions.push({ kind: "stop", job: j.name, attempt: a.n, reason: `job ${st}` })
+      else if (JOB_RANK[st] >= JOB_RANK.completed && obs.now - a.statusAt >= view.graceMs)
+        actions.push({ kind: "stop", job: j.name, attempt: a.n, reason: `reported ${st}; grace period of ${view.graceMs} ms over` })
+    }
+  }
+
+  // Approvals of the current checkpoint.
+  let status = view.status
+  let checkpoint = view.checkpoint
+  if (checkpoint) {
+    const approval = view.approvals.find(a => a.checkpoint === checkpoint && a.seq === view.checkpointSeq)
+    if (approval) {
+      if (checkpoint === "pre_merge") {
+        const jobName = view.checkpointContext?.jobName
+        const j = typeof jobName === "string" ? byName.get(jobName) : undefined
+        if (j && statusOf(j) === "completed") actions.push({ kind: "setJob", job: j.name, attempt: j.attempt, to: "merged", fields: {} })
+      }
+      actions.push({ kind: "clear", checkpoint, seq: view.checkpointSeq, approvedBy: approval.by })
+      if (checkpoint === "pre_pr") {
+        actions.push({ kind: "setPlan", to: "completed", reason: `approved by ${approval.by}` })
+        return { actions }
+      }
+      status = status === "pending" || status === "paused" ? "running" : status
+      checkpoint = null
+    }
+  }
+  if (status === "pending" && !checkpoint) {
+    actions.push({ kind: "setPlan", to: "running", reason: "started" })
+    status = "running"
+  }
+
+  // Raise checkpoints for failures (every mode) and, in supervisor mode, completions: one at a time.
+  if (!checkpoint) {
+    for (const j of jobs) {
+      const st = statusOf(j)
+      const a = j.current
+      if (a.checkpointSeq !== null || a.skipped) continue
+      if (st === "failed") {
+        const exit = obs.exits.find(e => e.job === j.name && e.attempt === a.n)
+        const lost = obs.lost.has(key(j.name, a.n))
+        const exitCode = exit?.code ?? a.exitCode
+        const failureKind = lost ? "process_lost" : exit ? exitKind(exit) : (a.failureKind ?? "failed")
+        const message = lost ? "process lost" : exit ? exitReason(exit) : (a.reason ?? "failed")
+        actions.push({
+          kind: "raise",
+          checkpoint: "on_error",
+          context: { jobName: j.name, attempt: a.n, failureKind, exitCode: exitCode ?? null, message },
+          cause: { job: j.name, attempt: a.n },
+        })
+        checkpoint = "on_error"
+        break
+      }
+      if (view.mode === "supervisor" && st === "completed") {
+        actions.push({ kind: "raise", checkpoint: "pre_merge", context: { jobName: j.name, attempt: a.n, reason: "job completed; approve to merge it" }, cause: { job: j.name, attempt: a.n } })
+        checkpoint = "pre_merge"
+        break
+      }
+    }
+  }
+
+  const doneNow = (j: JobView) => {
+    const st = statusOf(j)
+    if (j.current.skipped) return true
+    return st === "merged" || (st === "completed" && view.mode !== "supervisor")
+  }
+
+  // Launch what is ready.
+  const launched = new Set<string>()
+  if (status === "running" && !checkpoint) {
+    let running = jobs.filter(j => statusOf(j) === "running").length
+    for (const j of jobs) {
+      const st = statusOf(j)
+      if (st !== "queued" && st !== "waiting_deps") continue
+      const depsDone = j.dependsOn.every(d => {
+        const dj = byName.get(d)
+        return !!dj && doneNow(dj)
+      })
+      if (depsDone && running < view.maxParallel) {
+        actions.push({ kind: "launch", job: j.name, attempt: j.attempt })
+        launched.add(j.name)
+        running++
+      } else if (!depsDone && st === "queued") {
+        actions.push({ kind: "setJob", job: j.name, attempt: j.attempt, to: "waiting_deps", fields: {} })
+      }
+    }
+  }
+
+  // All done?
+  const allDone = jobs.every(doneNow)
+  if (status === "running" && !checkpoint && allDone) {
+    if (view.mode === "supervisor" && !view.approvals.some(a => a.checkpoint === "pre_pr")) {
+      actions.push({ kind: "raise", checkpoint: "pre_pr", context: { reason: "every job is merged; approve to complete the plan" } })
+      checkpoint = "pre_pr"
+    } else if (!anyAlive || jobs.every(j => !aliveOf(j) || JOB_RANK[statusOf(j)] >= JOB_RANK.completed)) {
+      actions.push({ kind: "setPlan", to: "completed", reason: "every job is done" })
+      return { actions }
+    }
+  }
+
+  const somethingRunning = jobs.some(j => statusOf(j) === "running") || launched.size > 0
+  // Nothing can make progress any more: fail the plan.
+  if (status === "running" && !checkpoint && !somethingRunning && !allDone) {
+    const progressPossible = jobs.some(j => {
+      const st = statusOf(j)
+      if (st !== "queued" && st !== "waiting_deps") return false
+      return j.dependsOn.every(d => !blockedTransitively(d, byName, new Set()))
+    })
+    if (!progressPossible) {
+      const blockers = jobs.filter(isBlockedForever).map(j => `${j.name} ${j.status}`)
+      actions.push({ kind: "setPlan", to: "failed", reason: `no job can run any more (${blockers.join(", ") || "blocked"})` })
+      return { actions }
+    }
+  }
+
+  // Waiting at a checkpoint with nothing running: a human must act.
+  if (checkpoint && !somethingRunning && !anyAlive && !actions.some(a => a.kind === "clear")) {
+    return { actions, exit: { code: 3, why: `waiting at checkpoint ${checkpoint}` } }
+  }
+  return { actions }
+}
+
+function blockedTransitively(name: string, byName: Map<string, JobView>, seen: Set<string>): boolean {
+  if (seen.has(name)) return false
+  seen.add(name)
+  const j = byName.get(name)
+  if (!j) return true
+  if (isBlockedForever(j)) return true
+  return j.dependsOn.some(d => blockedTransitively(d, byName, seen))
+}
