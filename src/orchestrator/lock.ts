@@ -5,7 +5,7 @@
  */
 import { promises as fsp } from "node:fs"
 import path from "node:path"
-import { InputError } from "../doc/errors.js"
+import { ConcordError } from "../doc/errors.js"
 import { isSameProcessAlive } from "./proc.js"
 
 export interface LockInfo {
@@ -15,10 +15,10 @@ export interface LockInfo {
   startedAt: number
 }
 
-export class PlanLockedError extends InputError {
+export class PlanLockedError extends ConcordError {
   readonly info: LockInfo
   constructor(info: LockInfo) {
-    super(`plan is already being run by ${info.holder} (since ${new Date(info.startedAt).toISOString()}); refusing to start a second orchestrator`)
+    super(`plan is already being run by ${info.holder} (since ${new Date(info.startedAt).toISOString()}); refusing to start a second orchestrator`, 1)
     this.name = "PlanLockedError"
     this.info = info
   }

@@ -8,7 +8,7 @@
  * going straight to a log file in the store: they survive the runner and can be adopted by the next.
  */
 import { spawn } from "node:child_process"
-import { existsSync, mkdirSync, openSync, closeSync, statSync } from "node:fs"
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, statSync } from "node:fs"
 import os from "node:os"
 import path from "node:path"
 import { actorLabel, type WriteContext } from "../doc/actor.js"
@@ -97,11 +97,15 @@ export async function runPlan(store: PlanStore, planId: string, opts: RunOptions
       if (j.status !== "running") continue
       const a = j.current
       if (a.host && a.host !== host) continue // another machine's job: its own runner watches it
+      const logFile = a.log ? path.join(store.dir, a.log) : null
       if (a.pid !== null && isSameProcessAlive(a.pid, a.pidStartedAt)) {
-        procs.set(key(j.name, a.n), { job: j.name, attempt: a.n, pid: a.pid, adopted: true, logFile: a.log ? path.join(store.dir, a.log) : null, lastOutput: Date.now() })
+        procs.set(key(j.name, a.n), { job: j.name, attempt: a.n, pid: a.pid, adopted: true, logFile, lastOutput: Date.now() })
         event(`${j.name} #${a.n}: adopted running process ${a.pid}`)
       } else {
-        lost.add(key(j.name, a.n))
+        // Gone while nobody watched: its wrapper may have left the exit code; else it is lost.
+        const ended = logFile ? readExitFile(logFile) : undefined
+        if (ended) exits.push({ job: j.name, attempt: a.n, ...ended, at: Date.now() })
+        else lost.add(key(j.name, a.n))
       }
     }
 
@@ -207,7 +211,10 @@ export async function runPlan(store: PlanStore, planId: string, opts: RunOptions
     mkdirSync(path.dirname(logFile), { recursive: true })
     const fd = openSync(logFile, "a")
     const binPath = opts.binDir ? `${opts.binDir}${path.delimiter}` : ""
-    const child = spawn("/bin/sh", ["-c", job.run], {
+    const exitFile = logFile.replace(/\.log$/, ".exit")
+    // A small wrapper records the exit code in a file, so a runner that adopts the process after a
+    // restart (and so is not its parent) still learns how it ended.
+    const child = spawn("/bin/sh", ["-c", EXIT_WRAPPER], {
       cwd,
       detached: true,
       stdio: ["ignore", fd, fd],
@@ -220,6 +227,8 @@ export async function runPlan(store: PlanStore, planId: string, opts: RunOptions
         CONCORD_JOB: jobName,
         CONCORD_ATTEMPT: String(attempt),
         CONCORD_PROMPT: job.prompt ?? "",
+        CONCORD_RUN: job.run,
+        CONCORD_EXIT_FILE: exitFile,
       },
     })
     closeSync(fd)
@@ -273,10 +282,36 @@ export async function runPlan(store: PlanStore, planId: string, opts: RunOptions
   }
 }
 
-/** Adopted processes are not our children: notice their end by polling. Their exit code is unknown. */
+const EXIT_WRAPPER = `/bin/sh -c "$CONCORD_RUN"; code=$?; printf '%s' "$code" > "$CONCORD_EXIT_FILE"; exit $code`
+
+/**
+ * Adopted processes are not our children: notice their end by polling, and read the exit code the
+ * wrapper left (unknown if the wrapper itself was killed).
+ */
 function pollAdopted(procs: Map<string, Proc>, exits: ProcessExit[]): void {
   for (const p of procs.values()) {
     if (!p.adopted || exits.some(e => e.job === p.job && e.attempt === p.attempt)) continue
-    if (!isSameProcessAlive(p.pid, null)) exits.push({ job: p.job, attempt: p.attempt, code: null, signal: null, at: Date.now() })
+    if (isSameProcessAlive(p.pid, null)) continue
+    const ended = (p.logFile ? readExitFile(p.logFile) : undefined) ?? { code: null, signal: null }
+    exits.push({ job: p.job, attempt: p.attempt, ...ended, at: Date.now() })
   }
+}
+
+/** The exit the wrapper recorded next to a job's log, if it finished. */
+function readExitFile(logFile: string): { code: number | null; signal: string | null } | undefined {
+  let n: number
+  try {
+    n = Number(readFileSync(logFile.replace(/\.log$/, ".exit"), "utf8").trim())
+  } catch {
+    return undefined
+  }
+  if (!Number.isInteger(n)) return undefined
+  // Shells report death by signal N as 128+N.
+  if (n > 128 && n < 160) return { code: null, signal: osConstantsSignalName(n - 128) }
+  return { code: n, signal: null }
+}
+
+function osConstantsSignalName(n: number): string {
+  const entry = Object.entries(os.constants.signals).find(([, v]) => v === n)
+  return entry ? entry[0] : `signal ${n}`
 }
