@@ -132,13 +132,14 @@ export async function runPlan(store: PlanStore, planId: string, opts: RunOptions
       // A write changes the state the next decision reads: decide again at once.
       if (wrote) continue
       await new Promise<void>(resolve => {
-        const t = setTimeout(resolve, tickMs)
-        const onAbort = () => resolve()
-        opts.signal?.addEventListener("abort", onAbort, { once: true })
-        wake = () => {
+        const done = () => {
           clearTimeout(t)
+          opts.signal?.removeEventListener("abort", done)
           resolve()
         }
+        const t = setTimeout(done, tickMs)
+        opts.signal?.addEventListener("abort", done, { once: true })
+        wake = done
       })
       wake = undefined
     }
@@ -241,8 +242,8 @@ export async function runPlan(store: PlanStore, planId: string, opts: RunOptions
     const k = key(jobName, attempt)
     procs.set(k, { job: jobName, attempt, pid, adopted: false, logFile, lastOutput: startedAt })
     child.on("exit", (code, signal) => {
-      exits.push({ job: jobName, attempt, code, signal, at: Date.now() })
       const p = procs.get(k)
+      exits.push({ job: jobName, attempt, code, signal, at: Date.now(), ...(p?.stopping ? { stoppedFor: p.stopping } : {}) })
       if (p?.killTimer) clearTimeout(p.killTimer)
       poke()
     })
@@ -293,7 +294,7 @@ function pollAdopted(procs: Map<string, Proc>, exits: ProcessExit[]): void {
     if (!p.adopted || exits.some(e => e.job === p.job && e.attempt === p.attempt)) continue
     if (isSameProcessAlive(p.pid, null)) continue
     const ended = (p.logFile ? readExitFile(p.logFile) : undefined) ?? { code: null, signal: null }
-    exits.push({ job: p.job, attempt: p.attempt, ...ended, at: Date.now() })
+    exits.push({ job: p.job, attempt: p.attempt, ...ended, at: Date.now(), ...(p.stopping ? { stoppedFor: p.stopping } : {}) })
   }
 }
 

@@ -33,6 +33,8 @@ export interface ProcessExit {
   code: number | null
   signal: string | null
   at: number
+  /** Why the runner stopped this process itself, if it did. */
+  stoppedFor?: string
 }
 
 export interface Observations {
@@ -108,6 +110,7 @@ export function decide(view: PlanView, obs: Observations): Decision {
         actions.push({ kind: "setJob", job: e.job, attempt: e.attempt, to: "failed", fields: { ...fields, reason: exitReason(e), failureKind: exitKind(e) } })
       }
     } else {
+      if (e.stoppedFor) fields.note = `stopped by the orchestrator: ${e.stoppedFor}`
       actions.push({ kind: "record", job: e.job, attempt: e.attempt, fields })
     }
   }

@@ -9,6 +9,7 @@ import { approveCheckpoint, cancelPlan, getJob, type PlanDocument, readPlan, ret
 import { summarize } from "../../doc/summary.js"
 import { isSameProcessAlive, signalJob } from "../../orchestrator/proc.js"
 import { runPlan } from "../../orchestrator/runner.js"
+import type { PlanStore } from "../../sync/store/PlanStore.js"
 import { clock, type GlobalOptions, hostName, openStore } from "../context.js"
 import { out } from "../output.js"
 import { nextSteps, renderStatus } from "../render.js"
@@ -16,14 +17,46 @@ import { nextSteps, renderStatus } from "../render.js"
 /** The directory holding the `concord` command, so a job's PATH finds the same concord that runs it. */
 export const BIN_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../../../bin")
 
+/** A status table redrawn in place on a terminal, with the latest events below it. */
+function liveView(store: PlanStore, id: string) {
+  const events: string[] = []
+  let drawing = Promise.resolve()
+  let queued = false
+  const draw = async () => {
+    const view = readPlan(await store.loadPlan(id))
+    const reports = await store.loadAllReports(id, view.jobs.map(j => j.name))
+    const lines = renderStatus(summarize(id, view, reports, Date.now()), { color: true, storeDir: store.dir })
+    process.stdout.write("\x1b[2J\x1b[H" + lines.join("\n") + "\n\n" + events.slice(-10).join("\n") + "\n")
+  }
+  const refresh = () => {
+    if (queued) return
+    queued = true
+    drawing = drawing.then(() => new Promise(r => setTimeout(r, 100))).then(() => ((queued = false), draw())).catch(() => {})
+  }
+  const timer = setInterval(refresh, 1000)
+  return {
+    event(line: string) {
+      events.push(line)
+      refresh()
+    },
+    refresh,
+    async close() {
+      clearInterval(timer)
+      await drawing
+      process.stdout.write("\x1b[2J\x1b[H" + events.join("\n") + "\n")
+    },
+  }
+}
+
 export function registerControl(program: Command, globals: () => GlobalOptions): void {
   program
     .command("run")
     .argument("[plan]", "plan id, url or name (default: the only or most recent plan)")
     .option("--wait", "keep running through checkpoints until approvals arrive")
     .option("--quiet", "print only the final status")
+    .option("--live", "on a terminal, redraw a live status table above the event log")
     .description("orchestrate a plan: launch its jobs, watch them, stop at checkpoints (exit 0 completed, 1 failed or canceled, 3 waiting at a checkpoint)")
-    .action(async (planRef: string | undefined, opts: { wait?: boolean; quiet?: boolean }) => {
+    .action(async (planRef: string | undefined, opts: { wait?: boolean; quiet?: boolean; live?: boolean }) => {
       const store = openStore(globals())
       const entry = await store.resolvePlan(planRef)
       const ac = new AbortController()
@@ -32,12 +65,15 @@ export function registerControl(program: Command, globals: () => GlobalOptions):
       process.once("SIGTERM", onSignal)
       const t0 = Date.now()
       const stamp = () => `[${((Date.now() - t0) / 1000).toFixed(1).padStart(5)}s]`
+      const live = opts.live && process.stdout.isTTY === true && !opts.quiet ? liveView(store, entry.id) : undefined
       const result = await runPlan(store, entry.id, {
         wait: opts.wait,
         binDir: BIN_DIR,
         signal: ac.signal,
-        onEvent: opts.quiet ? undefined : line => out(`${stamp()} ${line}`),
+        onEvent: opts.quiet ? undefined : line => (live ? live.event(`${stamp()} ${line}`) : out(`${stamp()} ${line}`)),
+        onView: live ? () => live.refresh() : undefined,
       })
+      await live?.close()
       process.off("SIGINT", onSignal)
       process.off("SIGTERM", onSignal)
       // Read the final state after the runner let go of the plan (lease released).
