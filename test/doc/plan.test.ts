@@ -50,8 +50,10 @@ describe("plan document", () => {
   it("rejects an invalid transition with a typed error and writes nothing", () => {
     const doc = abc()
     const heads = A.getHeads(doc)
-    expect(() => setJobStatus(doc, "A", "completed", {}, ctx())).toThrow(InvalidTransitionError)
-    expect(() => setJobStatus(doc, "A", "completed", {}, ctx())).toThrow(/job "A" attempt 1: cannot go from queued to completed/)
+    expect(() => setJobStatus(doc, "A", "merged", {}, ctx())).toThrow(InvalidTransitionError)
+    expect(() => setJobStatus(doc, "A", "merged", {}, ctx())).toThrow(/job "A" attempt 1: cannot go from queued to merged/)
+    const failed = setJobStatus(setJobStatus(doc, "A", "running", {}, ctx()), "A", "failed", {}, ctx())
+    expect(() => setJobStatus(failed, "A", "running", {}, ctx())).toThrow(/cannot go from failed to running/)
     expect(A.getHeads(doc)).toEqual(heads)
     expect(() => setJobStatus(doc, "nope", "running", {}, ctx())).toThrow(/has no job "nope"/)
     expect(() => setPlanStatus(doc, "completed", ctx())).toThrow(/cannot go from pending to completed/)
