@@ -25,6 +25,7 @@ import {
   setPlanStatus,
   updateAttempt,
 } from "../doc/plan.js"
+import { lastReport } from "../doc/reports.js"
 import type { PlanStore } from "../sync/store/PlanStore.js"
 import { acquirePlanLock } from "./lock.js"
 import { isSameProcessAlive, processStartTime, signalJob } from "./proc.js"
@@ -118,6 +119,7 @@ export async function runPlan(store: PlanStore, planId: string, opts: RunOptions
       }
       pollAdopted(procs, exits)
       const view = readPlan(await store.loadPlan(planId))
+      await checkRemoteJobs(view, lost)
       opts.onView?.(view)
       const drained = exits.splice(0)
       const decision = decide(view, { now: Date.now(), alive: new Set(procs.keys()), exits: drained, lost })
@@ -261,6 +263,22 @@ export async function runPlan(store: PlanStore, planId: string, opts: RunOptions
     signalJob(p.pid, "SIGTERM")
     p.killTimer = setTimeout(() => signalJob(p.pid, "SIGKILL"), killGraceMs)
     p.killTimer.unref()
+  }
+
+  /**
+   * Jobs recorded running on another machine (launched by an orchestrator there that has since lost the
+   * lease) cannot be checked by pid: they count as lost once they showed no sign of life (start,
+   * heartbeat, report) for twice the plan's staleMs.
+   */
+  async function checkRemoteJobs(view: PlanView, lostSet: Set<string>): Promise<void> {
+    const remote = view.jobs.filter(j => j.status === "running" && j.current.host && j.current.host !== host && !procs.has(key(j.name, j.attempt)))
+    if (remote.length === 0) return
+    const reports = await store.loadAllReports(planId, remote.map(j => j.name))
+    for (const j of remote) {
+      const last = lastReport(reports.get(j.name), j.attempt)
+      const sign = Math.max(j.current.startedAt ?? 0, j.current.heartbeatAt ?? 0, last?.at ?? 0)
+      if (Date.now() - sign > 2 * view.staleMs) lostSet.add(key(j.name, j.attempt))
+    }
   }
 
   /** Output counts as a sign of life: record it (throttled) so `status` can flag stale jobs. */
