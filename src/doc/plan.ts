@@ -285,20 +285,7 @@ function newAttempt(n: number, ctx: WriteContext, extra: Record<string, unknown>
 }
 
 /** Fields of an attempt that front ends may set along with (or without) a status change. */
-export interface AttemptFields {
-  reason?: string
-  failureKind?: string
-  host?: string
-  pid?: number
-  pidStartedAt?: number
-  startedAt?: number
-  endedAt?: number
-  exitCode?: number
-  signal?: string
-  log?: string
-  note?: string
-  heartbeatAt?: number
-}
+export type AttemptFields = Partial<Omit<AttemptRecord, "n" | "statusAt" | "statusBy" | "createdAt" | "createdBy" | "checkpointSeq">>
 
 function writeFields(target: Record<string, unknown>, fields: AttemptFields) {
   for (const [k, v] of Object.entries(fields)) {
