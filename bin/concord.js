@@ -7,7 +7,7 @@ import v8 from "node:v8"
 const longRunning = process.argv.some(a => a === "run" || a === "serve" || a === "--watch")
 if (!longRunning) v8.setFlagsFromString("--liftoff-only")
 
-const { main } = await import("../dist/src/cli/main.js")
+const { main } = await import("../dist/cli/main.js")
 main(process.argv).then(
   code => process.exit(code),
   err => {

@@ -1,5 +1,6 @@
 /** Human control from any process: run the orchestrator, approve checkpoints, retry, skip, cancel. */
 import { randomBytes } from "node:crypto"
+import { existsSync } from "node:fs"
 import os from "node:os"
 import path from "node:path"
 import { fileURLToPath } from "node:url"
@@ -14,8 +15,19 @@ import { clock, type GlobalOptions, hostName, openStore } from "../context.js"
 import { out } from "../output.js"
 import { nextSteps, renderStatus } from "../render.js"
 
-/** The directory holding the `concord` command, so a job's PATH finds the same concord that runs it. */
-export const BIN_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../../../bin")
+/**
+ * The directory holding the `concord` command, so a job's PATH finds the same concord that runs it:
+ * the package's bin/, found walking up from this module (compiled or bundled, it lives under dist/).
+ */
+export function concordBinDir(): string | undefined {
+  let dir = path.dirname(fileURLToPath(import.meta.url))
+  for (;;) {
+    if (existsSync(path.join(dir, "bin", "concord"))) return path.join(dir, "bin")
+    const parent = path.dirname(dir)
+    if (parent === dir) return undefined
+    dir = parent
+  }
+}
 
 /** A status table redrawn in place on a terminal, with the latest events below it. */
 function liveView(store: PlanStore, id: string) {
@@ -68,7 +80,7 @@ export function registerControl(program: Command, globals: () => GlobalOptions):
       const live = opts.live && process.stdout.isTTY === true && !opts.quiet ? liveView(store, entry.id) : undefined
       const result = await runPlan(store, entry.id, {
         wait: opts.wait,
-        binDir: BIN_DIR,
+        binDir: concordBinDir(),
         signal: ac.signal,
         onEvent: opts.quiet ? undefined : line => (live ? live.event(`${stamp()} ${line}`) : out(`${stamp()} ${line}`)),
         onView: live ? () => live.refresh() : undefined,

@@ -1,0 +1,18 @@
+// Bundle the CLI into a few files (dist/cli/) so a short-lived `concord report` does not resolve and
+// read dozens of small modules at start-up: about 0.22 s -> 0.13 s per command on a 2-core machine.
+// Automerge stays external (it loads its WebAssembly from its own files).
+import { build } from "esbuild"
+
+await build({
+  entryPoints: ["dist/src/cli/main.js"],
+  bundle: true,
+  splitting: true,
+  format: "esm",
+  platform: "node",
+  target: "node20",
+  outdir: "dist/cli",
+  external: ["@automerge/*", "bufferutil", "utf-8-validate"],
+  logLevel: "warning",
+  // Some bundled CommonJS dependencies call require(); give the ESM bundle one.
+  banner: { js: 'import { createRequire as __concordCreateRequire } from "node:module"; const require = __concordCreateRequire(import.meta.url);' },
+})
