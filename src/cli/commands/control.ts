@@ -130,7 +130,13 @@ export function registerControl(program: Command, globals: () => GlobalOptions):
           d = skipJob(d, opts.skip, now())
           done.push(`${opts.skip} skipped; its dependents go on without it`)
         }
-        if (view.checkpoint) {
+        // A retry or skip of one job does not silently approve a checkpoint raised for another job.
+        const cpJob = view.checkpointContext?.jobName
+        const forOtherJob =
+          !opts.checkpoint && (opts.retry || opts.skip) && typeof cpJob === "string" && cpJob !== opts.retry && cpJob !== opts.skip
+        if (view.checkpoint && forOtherJob) {
+          done.push(`checkpoint ${view.checkpoint} (job ${cpJob}) left waiting: approve it with --checkpoint ${view.checkpoint}`)
+        } else if (view.checkpoint) {
           const r = approveCheckpoint(d, { checkpoint: opts.checkpoint, id: `${Date.now()}-${randomBytes(4).toString("hex")}` }, now())
           d = r.doc
           const approval = r.approval
