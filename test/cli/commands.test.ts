@@ -3,7 +3,7 @@ import { spawn } from "node:child_process"
 import { existsSync, mkdirSync, readdirSync } from "node:fs"
 import path from "node:path"
 import { afterAll, describe, expect, it } from "vitest"
-import { BIN, cleanup, concord, createPlan, statusJson, tempDir, writePlan } from "../helpers/cli.js"
+import { BIN, cleanup, concord, createPlan, ROOT, runNode, statusJson, tempDir, writePlan } from "../helpers/cli.js"
 
 const dirs: string[] = []
 afterAll(() => dirs.forEach(cleanup))
@@ -199,3 +199,25 @@ async function waitFor(pred: () => boolean, ms: number): Promise<void> {
     await new Promise(r => setTimeout(r, 10))
   }
 }
+
+describe("approve", () => {
+  it("refuses a mismatched checkpoint; a retry or skip of another job leaves the checkpoint waiting", async () => {
+    const dir = store()
+    const id = createPlan(dir, `name: ap\njobs:\n${job("A")}\n${job("B")}\n`)
+    const step = path.join(ROOT, "test/fixtures/plan-step.mjs")
+    expect((await runNode([step, dir, id, "start", "A"])).code).toBe(0)
+    expect((await runNode([step, dir, id, "fail-and-pause", "A", "0"])).code).toBe(0)
+    const wrong = concord(dir, ["approve", id, "--checkpoint", "pre_merge"])
+    expect([wrong.code, wrong.stderr]).toEqual([2, expect.stringMatching(/waiting at checkpoint on_error, not pre_merge: refusing to approve/)])
+    const skip = concord(dir, ["approve", id, "--skip", "B"])
+    expect(skip.code, skip.stderr).toBe(0)
+    expect(skip.stdout).toMatch(/checkpoint on_error \(job A\) left waiting/)
+    expect(statusJson(dir, id)).toMatchObject({ checkpoint: "on_error", approvedBy: null })
+    const retry = concord(dir, ["approve", id, "--retry", "A"])
+    expect(retry.stdout).toMatch(/A will run again as attempt 2\napproved checkpoint on_error #1/)
+    const s = statusJson(dir, id)
+    expect([s.approvedBy, s.jobs[0].attempt, s.jobs[0].status, s.jobs[1].skipped]).toEqual([expect.stringMatching(/@/), 2, "queued", true])
+    const again = concord(dir, ["approve", id, "--retry", "A"])
+    expect([again.code, again.stderr]).toEqual([2, expect.stringMatching(/job "A" attempt 2: cannot go from queued to retry \(only failed, stopped/)])
+  })
+})
