@@ -8,6 +8,7 @@ import { registerHistory } from "./commands/history.js"
 import { registerPlan } from "./commands/plan.js"
 import { registerReport } from "./commands/report.js"
 import { registerStatus } from "./commands/status.js"
+import { registerSync } from "./commands/sync.js"
 import type { GlobalOptions } from "./context.js"
 
 export function buildProgram(): Command {
@@ -25,6 +26,7 @@ export function buildProgram(): Command {
   registerReport(program, globals)
   registerHistory(program, globals)
   registerControl(program, globals)
+  registerSync(program, globals)
   for (const c of program.commands) {
     c.exitOverride()
     for (const sub of c.commands) sub.exitOverride()

@@ -1,0 +1,212 @@
+/**
+ * Sync across machines: `concord serve` (a sync server over the local store), `concord sync URL`
+ * (this store <-> a server, both ways) and `concord token add|list|revoke` (access tokens of a server).
+ */
+import { promises as fsp } from "node:fs"
+import type { Command } from "commander"
+import { InputError } from "../../doc/errors.js"
+import { locateStore } from "../../sync/store/locate.js"
+import { type GlobalOptions, openStore } from "../context.js"
+import { out, printJson, table } from "../output.js"
+
+const collect = (v: string, prev: string[]) => [...prev, v]
+
+function intOption(flag: string, v: string | undefined, min: number, max: number): number | undefined {
+  if (v === undefined) return undefined
+  const n = Number(v)
+  if (!/^\d+$/.test(v.trim()) || !Number.isInteger(n) || n < min || n > max) throw new InputError(`invalid ${flag} "${v}": expected an integer from ${min} to ${max}`)
+  return n
+}
+
+function stamp(line: string): void {
+  try {
+    process.stderr.write(`${new Date().toISOString()} ${line}\n`)
+  } catch {
+    // stderr gone
+  }
+}
+
+async function readCa(file: string | undefined): Promise<Buffer | undefined> {
+  if (!file) return undefined
+  try {
+    return await fsp.readFile(file)
+  } catch (e) {
+    throw new InputError(`cannot read CA file ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`)
+  }
+}
+
+function waitForSignal(): Promise<NodeJS.Signals> {
+  return new Promise(resolve => {
+    const on = (s: NodeJS.Signals) => {
+      process.off("SIGINT", on)
+      process.off("SIGTERM", on)
+      resolve(s)
+    }
+    process.on("SIGINT", on)
+    process.on("SIGTERM", on)
+  })
+}
+
+const isLoopback = (h: string) => h === "127.0.0.1" || h === "::1" || h === "localhost" || h.startsWith("127.")
+
+interface ServeOptions {
+  host: string
+  port: string
+  tokens?: string
+  tlsCert?: string
+  tlsKey?: string
+  maxMessageBytes?: string
+  helloTimeout?: string
+}
+
+interface SyncCliOptions {
+  token?: string
+  plan: string[]
+  watch?: boolean
+  timeout?: string
+  json?: boolean
+  list?: boolean
+  ca?: string
+  quiet?: boolean
+}
+
+export function registerSync(program: Command, globals: () => GlobalOptions): void {
+  program
+    .command("serve")
+    .option("--host <host>", "address to bind (loopback unless told otherwise)", "127.0.0.1")
+    .option("--port <port>", "port (0: any free port)", "7700")
+    .option("--tokens <file>", "tokens file (default: <store>/tokens.json)")
+    .option("--tls-cert <file>", "serve wss:// with this certificate (PEM)")
+    .option("--tls-key <file>", "private key of --tls-cert (PEM)")
+    .option("--max-message-bytes <n>", "largest WebSocket message accepted", String(64 * 1024 * 1024))
+    .option("--hello-timeout <ms>", "close connections that do not join within this long", "10000")
+    .description("run a sync server over this store (until SIGINT/SIGTERM); clients need a token (concord token add)")
+    .action(async (opts: ServeOptions) => {
+      const port = intOption("--port", opts.port, 0, 65535)!
+      const maxMessageBytes = intOption("--max-message-bytes", opts.maxMessageBytes, 1024, 2 ** 31 - 1)!
+      const helloTimeoutMs = intOption("--hello-timeout", opts.helloTimeout, 100, 600_000)!
+      if (!!opts.tlsCert !== !!opts.tlsKey) throw new InputError("--tls-cert and --tls-key go together")
+      const { SyncServer, readPem } = await import("../../sync/net/server.js")
+      const tls = opts.tlsCert ? { cert: await readPem(opts.tlsCert, "certificate"), key: await readPem(opts.tlsKey!, "key") } : undefined
+      const storeDir = locateStore({ store: globals().store }).dir
+      await fsp.mkdir(storeDir, { recursive: true })
+      const server = new SyncServer({ storeDir, host: opts.host, port, tokensFile: opts.tokens, tls, maxMessageBytes, helloTimeoutMs, log: stamp })
+      // A failed background save must be logged, not kill the server (automerge-repo #389).
+      process.on("unhandledRejection", e => stamp(`error: ${(e as Error)?.stack ?? String(e)}`))
+      try {
+        await server.start()
+      } catch (e) {
+        await server.close().catch(() => {})
+        const code = (e as NodeJS.ErrnoException).code
+        if (code === "EADDRINUSE" || code === "EACCES" || code === "EADDRNOTAVAIL") {
+          throw Object.assign(new Error(`cannot listen on ${opts.host}:${port}: ${code}`), { exitCode: 1 })
+        }
+        throw e
+      }
+      if (server.tokens.size === 0) stamp(`warning: no tokens in ${server.tokens.file}: every client is refused; add one with: concord token add --plan ID --role ROLE`)
+      if (!tls && !isLoopback(opts.host)) stamp(`warning: serving on ${opts.host} without TLS: tokens and plans travel in clear; use --tls-cert/--tls-key or a TLS proxy`)
+      out(`concord sync server listening on ${server.url} (store ${storeDir}, ${server.tokens.size} token(s) in ${server.tokens.file})`)
+      const sig = await waitForSignal()
+      stamp(`${sig}: shutting down`)
+      await server.close()
+      stamp(`stopped; everything is written`)
+    })
+
+  program
+    .command("sync")
+    .argument("<url>", "server, e.g. ws://127.0.0.1:7700 or wss://sync.example.com")
+    .option("--token <token>", "access token (default $CONCORD_TOKEN)")
+    .option("--plan <id>", "sync only this plan (id, url, name or id prefix); repeatable", collect, [])
+    .option("--watch", "stay connected and keep syncing both ways (reconnects with backoff)")
+    .option("--timeout <s>", "give up after this many seconds (without --watch)", "120")
+    .option("--list", "only list the plans this token can see on the server")
+    .option("--ca <file>", "trust this CA certificate (PEM) for wss:// (or set NODE_EXTRA_CA_CERTS)")
+    .option("--json", "print the result as JSON")
+    .option("--quiet", "no progress lines on stderr")
+    .description("sync this store's plans with a server, both ways (exit 0 once both sides have each other's changes)")
+    .action(async (url: string, opts: SyncCliOptions) => {
+      const { parseServerUrl, ServerApi } = await import("../../sync/net/client.js")
+      parseServerUrl(url)
+      const timeoutMs = intOption("--timeout", opts.timeout, 1, 86_400)! * 1000
+      const token = opts.token ?? process.env.CONCORD_TOKEN
+      if (!token) throw new InputError("no token: use --token T or set CONCORD_TOKEN (a server admin creates one with: concord token add)")
+      const ca = await readCa(opts.ca)
+      const log = opts.quiet ? () => {} : (l: string) => (l.startsWith("debug:") ? undefined : stamp(l))
+      if (opts.list) {
+        const r = await new ServerApi(url, token, ca).plans()
+        if (opts.json) return printJson(r.plans)
+        if (r.plans.length === 0) return out(`no plans on ${url} for token ${r.token.id} (${r.token.role})`)
+        for (const l of table([
+          ["ID", "NAME", "STATUS", "JOBS", "ROLE"],
+          ...r.plans.map(p => [p.id, p.name, p.checkpoint ? `${p.status} (${p.checkpoint})` : p.status, String(p.jobs.length), p.role]),
+        ]))
+          out(l)
+        return
+      }
+      const store = openStore(globals())
+      const { syncOnce, syncWatch } = await import("../../sync/net/sync.js")
+      const base = { url, token, ca, plans: opts.plan, log }
+      if (opts.watch) {
+        const ac = new AbortController()
+        void waitForSignal().then(s => {
+          log(`${s}: saving and disconnecting`)
+          ac.abort()
+        })
+        await syncWatch(store, { ...base, signal: ac.signal, onSaved: ids => log(`saved ${ids.length} document(s) from the server`) })
+        return
+      }
+      const r = await syncOnce(store, { ...base, timeoutMs })
+      if (opts.json) return printJson(r)
+      out(`synced ${r.plans.length} plan(s) with ${url} in ${(r.ms / 1000).toFixed(1)}s`)
+      for (const p of r.plans) {
+        const what = [p.newHere ? "new here" : "", p.newThere ? "new on the server" : "", p.received ? `received ${p.received} change(s)` : "nothing new received"]
+          .filter(Boolean)
+          .join(", ")
+        out(`  ${p.id}  ${p.name}  ${p.docs} document(s); ${what}`)
+      }
+      for (const s of r.skipped) out(`  skipped ${s.id}: ${s.why}`)
+    })
+
+  const token = program.command("token").description("access tokens of this store's sync server")
+  token
+    .command("add")
+    .option("--plan <id>", 'plan id the token may sync ("*": every plan); repeatable', collect, [])
+    .requiredOption("--role <role>", "admin | writer | reader | job:NAME")
+    .option("--tokens <file>", "tokens file (default: <store>/tokens.json)")
+    .option("--label <text>", "a note, e.g. who has it")
+    .option("--json", "print {id, token, role, plans} as JSON")
+    .description("create a token; prints its secret once (only its hash is stored)")
+    .action(async (opts: { plan: string[]; role: string; tokens?: string; label?: string; json?: boolean }) => {
+      const { addToken, defaultTokensFile } = await import("../../sync/net/tokens.js")
+      const file = opts.tokens ?? defaultTokensFile(locateStore({ store: globals().store }).dir)
+      const { secret, record } = await addToken(file, { plans: opts.plan, role: opts.role, label: opts.label })
+      if (opts.json) return printJson({ id: record.id, token: secret, role: record.role, plans: record.plans, file })
+      out(secret)
+      process.stderr.write(`token ${record.id}: ${record.role} on ${record.plans.join(", ")} (stored hashed in ${file}; the secret above is not shown again)\n`)
+    })
+  token
+    .command("list")
+    .option("--tokens <file>", "tokens file (default: <store>/tokens.json)")
+    .option("--json", "print as JSON")
+    .description("list tokens (ids, roles, plans; never secrets)")
+    .action(async (opts: { tokens?: string; json?: boolean }) => {
+      const { readTokens, defaultTokensFile } = await import("../../sync/net/tokens.js")
+      const file = opts.tokens ?? defaultTokensFile(locateStore({ store: globals().store }).dir)
+      const { tokens } = await readTokens(file)
+      const rows = tokens.map(t => ({ id: t.id, role: t.role, plans: t.plans, createdAt: t.createdAt, label: t.label ?? "" }))
+      if (opts.json) return printJson(rows)
+      if (rows.length === 0) return out(`no tokens in ${file}`)
+      for (const l of table([["ID", "ROLE", "PLANS", "LABEL"], ...rows.map(r => [r.id, r.role, r.plans.join(","), r.label])])) out(l)
+    })
+  token
+    .command("revoke")
+    .argument("<id>", "token id (tk_...)")
+    .option("--tokens <file>", "tokens file (default: <store>/tokens.json)")
+    .description("remove a token; a running server refuses it for new connections within a second")
+    .action(async (id: string, opts: { tokens?: string }) => {
+      const { revokeToken, defaultTokensFile } = await import("../../sync/net/tokens.js")
+      const file = opts.tokens ?? defaultTokensFile(locateStore({ store: globals().store }).dir)
+      if (!(await revokeToken(file, id))) throw new InputError(`no token ${id} in ${file}`)
+      out(`revoked ${id}`)
+    })
+}

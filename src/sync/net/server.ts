@@ -1,0 +1,493 @@
+/**
+ * `concord serve`: a sync server over a local store.
+ *
+ * One automerge-repo Repo over ConcordStorageAdapter on the store directory, networked with
+ * ConcordServerAdapter (the websocket adapter's wire protocol) behind an HTTP(S) server that checks
+ * tokens in its `upgrade` handler, before the WebSocket exists. Local CLI processes keep writing the same
+ * directory with DocStore; the server watches the plan and report documents (DocStore.watch) and merges
+ * what they write into its handles, so connected clients get it. Plans that arrive over the network are
+ * added to the store's plans index (`plans/<id>.json`) once they are durable.
+ *
+ * HTTP endpoints on the same port (token in `Authorization: Bearer T` or `?token=T`):
+ *   GET  /v1/plans    the plans this token can see, with the documents the server has for each
+ *   POST /v1/confirm  {"docs": [id, ...]} -> {"heads": {id: [hex heads] | null}}: the server's heads
+ *                     for these documents, after writing them durably (clients use it to know that
+ *                     the server has their changes)
+ *   GET  /healthz     no token; "ok"
+ * Paths are matched by suffix, so a proxy may mount the server under a prefix.
+ */
+import * as A from "@automerge/automerge"
+import { type DocumentId, type PeerId, Repo } from "@automerge/automerge-repo"
+import { randomBytes } from "node:crypto"
+import { promises as fsp } from "node:fs"
+import http from "node:http"
+import https from "node:https"
+import type { AddressInfo, Socket } from "node:net"
+import os from "node:os"
+import { WebSocketServer } from "ws"
+import { isDocId, reportDocId } from "../../doc/ids.js"
+import { isPlanDoc, readPlan } from "../../doc/plan.js"
+import { ConcordStorageAdapter } from "../storage/ConcordStorageAdapter.js"
+import { DocStore } from "../store/DocStore.js"
+import { PlanStore } from "../store/PlanStore.js"
+import { AccessPolicy, grantsPlan, PlanIndex, type Principal } from "./access.js"
+import { ConcordServerAdapter } from "./ServerAdapter.js"
+import { defaultTokensFile, TokenBook, type TokenRecord } from "./tokens.js"
+
+export interface SyncServerOptions {
+  storeDir: string
+  host?: string
+  /** 0: any free port. Default 7700. */
+  port?: number
+  tokensFile?: string
+  tls?: { cert: string | Buffer; key: string | Buffer }
+  /** Largest WebSocket frame accepted (bytes). Default 64 MiB. */
+  maxMessageBytes?: number
+  /** Close connections that do not join within this long. Default 10 s. */
+  helloTimeoutMs?: number
+  keepAliveMs?: number
+  /** How often the plans index is re-read for plans created locally. Default 1000 ms. */
+  indexPollMs?: number
+  /** Poll interval of the local-change watcher (besides fs.watch). Default 500 ms. */
+  watchPollMs?: number
+  log?: (line: string) => void
+}
+
+export interface ServerPlanInfo {
+  id: string
+  name: string
+  role: string
+  createdAt: number
+  createdBy: string
+  status: string
+  checkpoint: string | null
+  jobs: string[]
+  /** documents of this plan the server has: the plan and the report logs that exist */
+  docs: string[]
+}
+
+const MAX_BODY = 256 * 1024
+
+export class SyncServer {
+  readonly opts: SyncServerOptions
+  readonly store: PlanStore
+  readonly tokens: TokenBook
+  readonly index = new PlanIndex()
+  readonly policy = new AccessPolicy(this.index)
+  repo!: Repo
+  adapter!: ConcordServerAdapter<Principal>
+  url = ""
+  port = 0
+  readonly #reader: DocStore
+  #http?: http.Server | https.Server
+  #wss?: WebSocketServer
+  #watcher?: { add(docId: string): void; close(): void }
+  #watched = new Set<string>()
+  #indexTimer?: NodeJS.Timeout
+  #pendingTimer?: NodeJS.Timeout
+  /** documents that arrived over the network and may be new plans: id -> first seen */
+  #pending = new Map<string, number>()
+  #registering = new Set<string>()
+  #closing = false
+  #closed?: Promise<void>
+  readonly #log: (line: string) => void
+
+  constructor(opts: SyncServerOptions) {
+    this.opts = opts
+    this.#log = opts.log ?? (() => {})
+    const warn = (m: string) => this.#log(`warning: ${m}`)
+    this.store = new PlanStore(opts.storeDir, { onWarning: warn })
+    this.#reader = new DocStore(opts.storeDir, { onWarning: warn })
+    this.tokens = new TokenBook(opts.tokensFile ?? defaultTokensFile(this.store.dir), warn)
+  }
+
+  log(line: string): void {
+    this.#log(line)
+  }
+
+  async start(): Promise<{ url: string; port: number }> {
+    await this.tokens.load()
+    const storage = new ConcordStorageAdapter(this.store.dir, { onWarning: m => this.#log(`warning: ${m}`) })
+    this.adapter = new ConcordServerAdapter<Principal>({
+      helloTimeoutMs: this.opts.helloTimeoutMs,
+      keepAliveMs: this.opts.keepAliveMs,
+      hooks: {
+        log: l => this.#log(l),
+        samePrincipal: (a, b) => a.token.id === b.token.id,
+        outbound: (peer, msg) =>
+          msg.type === "doc-unavailable" || !("documentId" in msg) || this.policy.canRead(peer.principal.token, msg.documentId as string),
+        inbound: async (peer, msg) => {
+          const verdict = await this.policy.judge(peer.principal.token, msg as never, id => this.currentDoc(id))
+          if (verdict.ok && "documentId" in msg && (msg.type === "sync" || msg.type === "request")) this.#noteDoc(msg.documentId as string)
+          return verdict
+        },
+      },
+    })
+    this.repo = new Repo({
+      storage,
+      network: [this.adapter],
+      peerId: `concord-server-${os.hostname().split(".")[0]}-${process.pid}-${randomBytes(3).toString("hex")}` as PeerId,
+      shareConfig: {
+        // never push documents nobody asked for; serve what a peer may read
+        announce: async () => false,
+        access: async (peerId, docId) => {
+          const peer = this.adapter.peers.find(p => p.peerId === peerId)
+          return !!peer && this.policy.canRead(peer.principal.token, docId)
+        },
+      },
+    })
+    // A client that joins before the Repo connected its adapter is ignored: listen only after this.
+    await this.repo.storageId()
+
+    for (const p of await this.store.listPlans()) await this.#indexPlan(p.id)
+    this.#watcher = this.store.docs.watch<unknown>([], (id, doc) => this.#onLocalChange(id, doc), { pollMs: this.opts.watchPollMs ?? 500 })
+    for (const id of this.index.plans.keys()) this.#watchPlan(id)
+    this.#indexTimer = setInterval(() => void this.#pollIndex(), this.opts.indexPollMs ?? 1000)
+    this.#pendingTimer = setInterval(() => void this.#checkPending(), 200)
+
+    const handler = (req: http.IncomingMessage, res: http.ServerResponse) => {
+      this.#onRequest(req, res).catch(e => {
+        this.#log(`http ${req.method} ${req.url?.split("?")[0]}: ${(e as Error).message}`)
+        if (!res.headersSent) json(res, 500, { error: "internal error" })
+        else res.destroy()
+      })
+    }
+    this.#http = this.opts.tls ? https.createServer({ cert: this.opts.tls.cert, key: this.opts.tls.key }, handler) : http.createServer(handler)
+    this.#http.headersTimeout = 10_000
+    this.#http.requestTimeout = 30_000
+    this.#http.on("clientError", (err, socket) => {
+      if (socket.writable) socket.end("HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n")
+      else socket.destroy()
+    })
+    this.#http.on("tlsClientError", err => this.#log(`TLS handshake failed: ${err.message}`))
+    this.#wss = new WebSocketServer({ noServer: true, maxPayload: this.opts.maxMessageBytes ?? 64 * 1024 * 1024 })
+    this.#http.on("upgrade", (req, socket, head) => this.#onUpgrade(req, socket as Socket, head))
+    const host = this.opts.host ?? "127.0.0.1"
+    await new Promise<void>((resolve, reject) => {
+      this.#http!.once("error", reject)
+      this.#http!.listen(this.opts.port ?? 7700, host, () => {
+        this.#http!.off("error", reject)
+        resolve()
+      })
+    })
+    this.#http.on("error", e => this.#log(`server error: ${(e as Error).message}`))
+    this.port = (this.#http.address() as AddressInfo).port
+    const shownHost = host.includes(":") ? `[${host}]` : host
+    this.url = `${this.opts.tls ? "wss" : "ws"}://${shownHost}:${this.port}`
+    return { url: this.url, port: this.port }
+  }
+
+  /** Stop accepting, disconnect everyone, write everything, release files. Idempotent. */
+  close(): Promise<void> {
+    this.#closed ??= (async () => {
+      this.#closing = true
+      clearInterval(this.#indexTimer)
+      clearInterval(this.#pendingTimer)
+      this.#http?.close()
+      this.adapter?.disconnect()
+      for (const ws of this.#wss?.clients ?? []) ws.terminate()
+      this.#wss?.close()
+      this.#watcher?.close()
+      if (this.repo) {
+        const ready = Object.values(this.repo.handles)
+          .filter(h => h.isReady())
+          .map(h => h.documentId)
+        try {
+          await this.repo.flush(ready)
+        } catch (e) {
+          this.#log(`flush on shutdown failed: ${(e as Error).message}`)
+        }
+        await this.#registerArrivedPlans(ready)
+      }
+      ;(this.#http as http.Server | undefined)?.closeAllConnections?.()
+    })()
+    return this.#closed
+  }
+
+  /** The server's current copy of a document: the Repo's if loaded, else what is on disk. */
+  async currentDoc(docId: string): Promise<A.Doc<unknown> | undefined> {
+    const h = this.repo.handles[docId as DocumentId]
+    if (h?.isReady()) return h.doc() as A.Doc<unknown>
+    if (!isDocId(docId)) return undefined
+    return this.#reader.load<unknown>(docId)
+  }
+
+  // ------------------------------------------------------------------ upgrade / auth
+
+  #remote(req: http.IncomingMessage): string {
+    return `${req.socket.remoteAddress ?? "?"}:${req.socket.remotePort ?? "?"}`
+  }
+
+  async #auth(req: http.IncomingMessage): Promise<{ token?: TokenRecord; given: boolean }> {
+    let secret: string | undefined
+    const h = req.headers.authorization
+    if (typeof h === "string" && /^Bearer\s+/i.test(h)) secret = h.replace(/^Bearer\s+/i, "").trim()
+    if (!secret) {
+      try {
+        secret = new URL(req.url ?? "/", "http://x").searchParams.get("token") ?? undefined
+      } catch {
+        secret = undefined
+      }
+    }
+    return { token: await this.tokens.verify(secret), given: !!secret }
+  }
+
+  #onUpgrade(req: http.IncomingMessage, socket: Socket, head: Buffer): void {
+    socket.on("error", () => {})
+    const remote = this.#remote(req)
+    const reject = (status: number, text: string) => {
+      const body = `${text}\n`
+      try {
+        socket.end(
+          `HTTP/1.1 ${status} ${http.STATUS_CODES[status] ?? ""}\r\nConnection: close\r\nContent-Type: text/plain; charset=utf-8\r\n` +
+            `Content-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`
+        )
+      } catch {
+        socket.destroy()
+      }
+      setTimeout(() => socket.destroy(), 1000).unref()
+    }
+    if (this.#closing) return reject(503, "server is shutting down")
+    this.#auth(req)
+      .then(({ token, given }) => {
+        if (!token) {
+          this.#log(`refused connection from ${remote}: ${given ? "wrong" : "missing"} token (HTTP 401)`)
+          return reject(401, given ? "invalid token" : "missing token: connect with ?token=SECRET")
+        }
+        if (this.#closing) return reject(503, "server is shutting down")
+        this.#wss!.handleUpgrade(req, socket, head, ws => {
+          this.#log(`connection from ${remote}: token ${token.id} (${token.role}, plans ${token.plans.join(",")})`)
+          this.adapter.accept(ws, { token }, remote)
+        })
+      })
+      .catch(e => {
+        this.#log(`upgrade from ${remote} failed: ${(e as Error).message}`)
+        reject(500, "internal error")
+      })
+  }
+
+  // ------------------------------------------------------------------ HTTP API
+
+  async #onRequest(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+    let pathname: string
+    try {
+      pathname = new URL(req.url ?? "/", "http://x").pathname.replace(/\/+$/, "")
+    } catch {
+      return json(res, 400, { error: "bad url" })
+    }
+    if (pathname.endsWith("/healthz") || pathname === "/healthz") return json(res, 200, { ok: true })
+    const isPlans = pathname.endsWith("/v1/plans")
+    const isConfirm = pathname.endsWith("/v1/confirm")
+    if (!isPlans && !isConfirm) return json(res, 404, { error: "not found" })
+    const { token, given } = await this.#auth(req)
+    if (!token) {
+      this.#log(`refused ${req.method} ${pathname} from ${this.#remote(req)}: ${given ? "wrong" : "missing"} token (HTTP 401)`)
+      return json(res, 401, { error: given ? "invalid token" : "missing token" })
+    }
+    if (this.#closing) return json(res, 503, { error: "server is shutting down" })
+    if (isPlans) {
+      if (req.method !== "GET") return json(res, 405, { error: "use GET" })
+      return json(res, 200, { server: { peerId: this.repo.peerId, storageId: await this.repo.storageId() }, token: { id: token.id, role: token.role, plans: token.plans }, plans: await this.plansFor(token) })
+    }
+    if (req.method !== "POST") return json(res, 405, { error: "use POST" })
+    let body: unknown
+    try {
+      body = JSON.parse(await readBody(req))
+    } catch (e) {
+      return json(res, 400, { error: `bad request body: ${(e as Error).message}` })
+    }
+    const docs = (body as { docs?: unknown })?.docs
+    if (!Array.isArray(docs) || docs.length > 10_000 || docs.some(d => typeof d !== "string" || !isDocId(d))) {
+      return json(res, 400, { error: 'expected {"docs": [document ids]}' })
+    }
+    const denied = (docs as string[]).filter(d => !this.policy.canRead(token, d))
+    if (denied.length) return json(res, 403, { error: `no access to ${denied.join(", ")}` })
+    const heads: Record<string, string[] | null> = {}
+    const ready = (docs as string[]).filter(d => this.repo.handles[d as DocumentId]?.isReady())
+    if (ready.length) await this.repo.flush(ready as DocumentId[])
+    for (const d of docs as string[]) {
+      const doc = await this.currentDoc(d)
+      heads[d] = doc ? A.getHeads(doc) : null
+    }
+    await this.#registerArrivedPlans(ready)
+    return json(res, 200, { heads })
+  }
+
+  /** The plans a token can see, with the documents the server has for each. */
+  async plansFor(token: TokenRecord): Promise<ServerPlanInfo[]> {
+    const entries = await this.store.listPlans()
+    const out: ServerPlanInfo[] = []
+    for (const e of entries) {
+      if (!grantsPlan(token, e.id)) continue
+      const doc = await this.currentDoc(e.id)
+      if (!isPlanDoc(doc)) continue
+      const v = readPlan(doc)
+      const docs = [e.id]
+      for (const j of v.jobs) {
+        const rid = reportDocId(e.id, j.name)
+        if (this.repo.handles[rid as DocumentId]?.isReady() || (await this.store.docs.exists(rid))) docs.push(rid)
+      }
+      out.push({
+        id: e.id,
+        name: v.name,
+        role: token.role,
+        createdAt: e.createdAt,
+        createdBy: e.createdBy,
+        status: v.status,
+        checkpoint: v.checkpoint,
+        jobs: v.jobs.map(j => j.name),
+        docs,
+      })
+    }
+    return out
+  }
+
+  // ------------------------------------------------------------------ index / local changes
+
+  async #indexPlan(planId: string): Promise<boolean> {
+    try {
+      const doc = await this.currentDoc(planId)
+      if (!isPlanDoc(doc)) return false
+      const v = readPlan(doc)
+      this.index.setPlan(planId, v.name, v.jobs.map(j => j.name))
+      return true
+    } catch (e) {
+      this.#log(`warning: cannot index plan ${planId}: ${(e as Error).message}`)
+      return false
+    }
+  }
+
+  #watchPlan(planId: string): void {
+    const ids = [planId, ...this.index.reportIds(planId).keys()]
+    for (const id of ids) {
+      if (this.#watched.has(id)) continue
+      this.#watched.add(id)
+      this.#watcher?.add(id)
+    }
+  }
+
+  /** Plans created locally (plan create) while the server runs. */
+  async #pollIndex(): Promise<void> {
+    if (this.#closing) return
+    try {
+      for (const p of await this.store.listPlans()) {
+        if (this.index.has(p.id)) continue
+        if (await this.#indexPlan(p.id)) {
+          this.#watchPlan(p.id)
+          this.#log(`plan ${p.id} (${p.name}) found in the local store`)
+        }
+      }
+    } catch (e) {
+      this.#log(`warning: reading the plans index: ${(e as Error).message}`)
+    }
+  }
+
+  /** A local process wrote a document: merge it into the Repo's handle so peers get it. */
+  #onLocalChange(docId: string, doc: A.Doc<unknown>): void {
+    if (this.#closing) return
+    const h = this.repo.handles[docId as DocumentId]
+    const merge = () => {
+      try {
+        if (!A.getHeads(doc).every(x => A.hasHeads(h.doc() as A.Doc<unknown>, [x]))) {
+          h.update(d => A.merge(d, doc))
+        }
+      } catch (e) {
+        this.#log(`warning: merging local changes of ${docId}: ${(e as Error).message}`)
+      }
+    }
+    if (!h) {
+      // not loaded: the Repo reads the disk when a peer asks for it
+    } else if (h.isReady()) merge()
+    else if (h.state === "unavailable" || h.state === "requesting") {
+      // a peer asked for it before it existed here: give it the document now (the handle becomes ready)
+      try {
+        h.update(d => A.merge(d, doc))
+      } catch (e) {
+        this.#log(`warning: merging local changes of ${docId}: ${(e as Error).message}`)
+      }
+    } else if (h.state === "loading" || h.state === "idle") {
+      // a load from disk is under way and replaces the doc when done: merge after it
+      void h.whenReady().then(merge, () => {})
+    }
+    if (this.index.has(docId) && isPlanDoc(doc)) {
+      const v = readPlan(doc)
+      this.index.setPlan(docId, v.name, v.jobs.map(j => j.name))
+    }
+  }
+
+  #noteDoc(docId: string): void {
+    if (this.index.has(docId) || this.#pending.has(docId)) return
+    if (this.index.lookup(docId)) return // a report log of a known plan
+    this.#pending.set(docId, Date.now())
+  }
+
+  async #checkPending(): Promise<void> {
+    if (this.#pending.size === 0 || this.#closing) return
+    const ready: string[] = []
+    for (const [id, since] of this.#pending) {
+      const h = this.repo.handles[id as DocumentId]
+      if (h?.isReady()) {
+        ready.push(id)
+        this.#pending.delete(id)
+      } else if (Date.now() - since > 120_000) this.#pending.delete(id)
+    }
+    if (ready.length) await this.#registerArrivedPlans(ready)
+  }
+
+  /** Plans that arrived over the network: durable first, then in the plans index, watched. */
+  async #registerArrivedPlans(ids: string[]): Promise<void> {
+    for (const id of ids) {
+      if (this.index.has(id) || this.#registering.has(id)) continue
+      const h = this.repo.handles[id as DocumentId]
+      if (!h?.isReady()) continue
+      const doc = h.doc() as A.Doc<unknown>
+      if (!isPlanDoc(doc)) continue
+      this.#registering.add(id)
+      try {
+        await this.repo.flush([id as DocumentId])
+        const v = readPlan(doc)
+        await this.store.registerPlan({ id, name: v.name, createdAt: v.createdAt, createdBy: v.createdBy })
+        this.index.setPlan(id, v.name, v.jobs.map(j => j.name))
+        if (!this.#closing) this.#watchPlan(id)
+        this.#log(`plan ${id} (${v.name}) arrived over the network; added to the plans index`)
+      } catch (e) {
+        this.#log(`warning: cannot register plan ${id}: ${(e as Error).message}`)
+      } finally {
+        this.#registering.delete(id)
+      }
+    }
+  }
+}
+
+function json(res: http.ServerResponse, status: number, body: unknown): void {
+  const text = JSON.stringify(body)
+  res.writeHead(status, { "content-type": "application/json", "content-length": Buffer.byteLength(text), "cache-control": "no-store" })
+  res.end(text)
+}
+
+function readBody(req: http.IncomingMessage): Promise<string> {
+  return new Promise((resolve, reject) => {
+    let size = 0
+    const chunks: Buffer[] = []
+    req.on("data", (c: Buffer) => {
+      size += c.length
+      if (size > MAX_BODY) {
+        reject(new Error(`body over ${MAX_BODY} bytes`))
+        req.destroy()
+        return
+      }
+      chunks.push(c)
+    })
+    req.on("end", () => resolve(Buffer.concat(chunks).toString("utf8")))
+    req.on("error", reject)
+  })
+}
+
+/** Read a PEM file for --tls-cert / --tls-key with a clear error. */
+export async function readPem(file: string, what: string): Promise<Buffer> {
+  try {
+    return await fsp.readFile(file)
+  } catch (e) {
+    throw Object.assign(new Error(`cannot read ${what} ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`), { exitCode: 2 })
+  }
+}

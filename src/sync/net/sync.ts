@@ -1,0 +1,365 @@
+/**
+ * `concord sync`: bring this store's plans and a server's plans together, both ways.
+ *
+ * syncOnce: plan documents first (so the server knows a new plan's jobs, and with them which report
+ * logs belong to it), then the report logs of every job that exist on either side; waits until the
+ * server durably has exactly what we have, then saves what we received into the local store.
+ *
+ * syncWatch: the same, then stays connected: local writes (DocStore.watch) go up, remote changes are
+ * saved as they arrive, new plans and report logs on either side are picked up (the server's plan list
+ * is polled), and the connection is re-made with backoff whenever the server goes away.
+ */
+import * as A from "@automerge/automerge"
+import type { DocHandle } from "@automerge/automerge-repo"
+import { InputError } from "../../doc/errors.js"
+import { parseDocRef, reportDocId } from "../../doc/ids.js"
+import { isPlanDoc, readPlan } from "../../doc/plan.js"
+import type { PlanStore } from "../store/PlanStore.js"
+import { type ConnectOptions, type PlansResponse, RemoteSession, ServerApi, SyncError } from "./client.js"
+
+export interface SyncOptions extends ConnectOptions {
+  /** Plan references (id, url, name, id prefix); default: every plan on either side this token may sync. */
+  plans?: string[]
+  /** Give up after this long (reconnects included). Default 120 s. */
+  timeoutMs?: number
+}
+
+export interface PlanSyncResult {
+  id: string
+  name: string
+  /** documents synced (plan + report logs) */
+  docs: number
+  /** changes received from the server */
+  received: number
+  newHere: boolean
+  newThere: boolean
+}
+
+export interface SyncResult {
+  url: string
+  ms: number
+  plans: PlanSyncResult[]
+  skipped: { id: string; why: string }[]
+}
+
+interface PlanChoice {
+  id: string
+  onServer: boolean
+  serverDocs: Set<string>
+}
+
+const ALL = "*"
+
+/** Which plans to sync, from the references given (or all), the local index and the server's list. */
+export async function choosePlans(
+  store: PlanStore,
+  remote: PlansResponse,
+  refs: string[] | undefined
+): Promise<{ chosen: PlanChoice[]; skipped: { id: string; why: string }[] }> {
+  const local = await store.listPlans()
+  const serverById = new Map(remote.plans.map(p => [p.id, p]))
+  const grants = remote.token.plans
+  const role = remote.token.role
+  const granted = (id: string) => grants.includes(id) || grants.includes(ALL)
+  const chosen = new Map<string, PlanChoice>()
+  const skipped: { id: string; why: string }[] = []
+  const add = (id: string) => {
+    const s = serverById.get(id)
+    chosen.set(id, { id, onServer: !!s, serverDocs: new Set(s?.docs ?? []) })
+  }
+  if (refs && refs.length > 0) {
+    for (const ref of refs) {
+      const asId = parseDocRef(ref)
+      const fromServer =
+        (asId && serverById.get(asId)) ??
+        remote.plans.find(p => p.name === ref) ??
+        (remote.plans.filter(p => p.id.startsWith(ref)).length === 1 ? remote.plans.find(p => p.id.startsWith(ref)) : undefined)
+      if (fromServer) {
+        add(fromServer.id)
+        continue
+      }
+      let id: string
+      try {
+        id = (await store.resolvePlan(ref)).id
+      } catch {
+        if (asId && granted(asId)) throw new InputError(`plan ${asId} is neither in this store nor on the server`)
+        throw new InputError(`no plan "${ref}" in this store or among the plans this token can see on the server`)
+      }
+      if (serverById.has(id)) add(id)
+      else if (!granted(id)) throw new SyncError("refused", `token ${remote.token.id} has no access to plan ${id} on the server`)
+      else if (role !== "admin") throw new SyncError("refused", `plan ${id} is not on the server yet, and only an admin token can push a new plan (this token is ${role})`)
+      else add(id)
+    }
+  } else {
+    for (const p of remote.plans) add(p.id)
+    for (const p of local) {
+      if (chosen.has(p.id)) continue
+      if (!granted(p.id)) {
+        if (!grants.includes(ALL)) skipped.push({ id: p.id, why: `not shared with this token` })
+        continue
+      }
+      if (role !== "admin") {
+        skipped.push({ id: p.id, why: `not on the server yet; pushing a new plan needs an admin token` })
+        continue
+      }
+      add(p.id)
+    }
+  }
+  return { chosen: [...chosen.values()], skipped }
+}
+
+function changesBetween(before: A.Doc<unknown> | undefined, after: A.Doc<unknown>): number {
+  if (!before) return A.getAllChanges(after).length
+  return A.getChanges(before, after).length
+}
+
+/** One sync round: both ways, waits for the server to have everything, saves locally. */
+export async function syncOnce(store: PlanStore, opts: SyncOptions): Promise<SyncResult> {
+  const t0 = Date.now()
+  const timeoutMs = opts.timeoutMs ?? 120_000
+  const log = opts.log ?? (() => {})
+  // The HTTP API first: it answers fast and clearly for unreachable servers and refused tokens.
+  const remote = await new ServerApi(opts.url, opts.token, opts.ca).plans()
+  const session = await RemoteSession.open(opts)
+  try {
+    const { chosen, skipped } = await choosePlans(store, remote, opts.plans)
+    for (const s of skipped) log(`skipped plan ${s.id}: ${s.why}`)
+    const before = new Map<string, A.Doc<unknown> | undefined>()
+    const results = new Map<string, PlanSyncResult>()
+    const deadline = t0 + timeoutMs
+    const left = () => Math.max(1000, deadline - Date.now())
+
+    // 1. plan documents
+    const planIds: string[] = []
+    for (const c of chosen) {
+      const local = await store.docs.load<unknown>(c.id)
+      before.set(c.id, local)
+      if (local) session.importDoc(c.id, local)
+      else if (!(await session.fetch(c.id, left()))) {
+        skipped.push({ id: c.id, why: "the server did not send it" })
+        continue
+      }
+      planIds.push(c.id)
+    }
+    await session.waitSynced(planIds, left())
+
+    // 2. report logs of every job, where they exist on either side
+    const reportIds: string[] = []
+    const owner = new Map<string, string>()
+    for (const id of planIds) {
+      const doc = session.handle(id)!.doc()
+      if (!isPlanDoc(doc)) throw new SyncError("protocol", `document ${id} is not a concord plan`)
+      const c = chosen.find(x => x.id === id)!
+      for (const j of readPlan(doc).jobs) {
+        const rid = reportDocId(id, j.name)
+        const local = await store.docs.load<unknown>(rid)
+        before.set(rid, local)
+        if (local) session.importDoc(rid, local)
+        else if (!c.serverDocs.has(rid) || !(await session.fetch(rid, left()))) continue
+        reportIds.push(rid)
+        owner.set(rid, id)
+      }
+    }
+    await session.waitSynced(reportIds, left())
+
+    // 3. save what we have now (only new chunks are written; nothing local is replaced)
+    for (const id of [...planIds, ...reportIds]) {
+      const doc = session.handle(id)!.doc() as A.Doc<unknown>
+      await store.docs.save(id, doc)
+      const planId = owner.get(id) ?? id
+      const prev = before.get(id)
+      let r = results.get(planId)
+      if (!r) {
+        const view = readPlan(session.handle(planId)!.doc() as never)
+        r = { id: planId, name: view.name, docs: 0, received: 0, newHere: !before.get(planId), newThere: !chosen.find(x => x.id === planId)!.onServer }
+        results.set(planId, r)
+      }
+      r.docs++
+      r.received += changesBetween(prev, doc)
+    }
+    // plans new here: into the local plans index, after their document is durable
+    const known = new Set((await store.listPlans()).map(p => p.id))
+    for (const id of planIds) {
+      if (known.has(id)) continue
+      const v = readPlan(session.handle(id)!.doc() as never)
+      await store.registerPlan({ id, name: v.name, createdAt: v.createdAt, createdBy: v.createdBy })
+    }
+    return { url: opts.url, ms: Date.now() - t0, plans: [...results.values()], skipped }
+  } finally {
+    await session.close()
+  }
+}
+
+export interface WatchOptions extends SyncOptions {
+  signal: AbortSignal
+  /** How often the server's plan list is polled for new plans / report logs. Default 2000 ms. */
+  pollMs?: number
+  /** Called after remote changes were saved locally. */
+  onSaved?: (docIds: string[]) => void
+}
+
+/**
+ * Keep syncing until `signal` aborts: local writes go up, remote changes are saved locally, new plans
+ * and report logs are picked up, the connection is re-made with backoff. Resolves after everything
+ * received was saved.
+ */
+export async function syncWatch(store: PlanStore, opts: WatchOptions): Promise<void> {
+  const log = opts.log ?? (() => {})
+  const pollMs = opts.pollMs ?? 2000
+  const api = new ServerApi(opts.url, opts.token, opts.ca)
+  // The server may not be up yet: retry the first contact with backoff (a refused token is fatal).
+  let remote: PlansResponse | undefined
+  for (let attempt = 0; !remote; attempt++) {
+    try {
+      remote = await api.plans()
+    } catch (e) {
+      if (!(e instanceof SyncError) || e.kind === "unauthorized" || e.kind === "refused") throw e
+      const wait = Math.min(10_000, 250 * 2 ** Math.min(attempt, 6))
+      log(`${e.message}; retrying in ${(wait / 1000).toFixed(1)}s`)
+      if (await abortableSleep(wait, opts.signal)) return
+    }
+  }
+  const session = await RemoteSession.open({ ...opts, retry: true, connectTimeoutMs: 60_000 })
+  const tracked = new Map<string, string>() // docId -> planId
+  const dirty = new Set<string>()
+  let saveTimer: NodeJS.Timeout | undefined
+  let saving: Promise<void> = Promise.resolve()
+  const flush = () => {
+    saveTimer = undefined
+    const ids = [...dirty]
+    dirty.clear()
+    saving = saving.then(async () => {
+      const saved: string[] = []
+      for (const id of ids) {
+        const h = session.handle(id)
+        if (!h) continue
+        try {
+          await store.docs.save(id, h.doc() as A.Doc<unknown>)
+          saved.push(id)
+        } catch (e) {
+          log(`cannot save ${id} locally: ${(e as Error).message}`)
+          dirty.add(id)
+        }
+      }
+      for (const id of saved) {
+        const planId = tracked.get(id)
+        if (planId === id) await registerIfNew(store, id, session.handle(id)!.doc())
+      }
+      if (saved.length) opts.onSaved?.(saved)
+    })
+  }
+  const markDirty = (id: string) => {
+    dirty.add(id)
+    saveTimer ??= setTimeout(flush, 100)
+  }
+  const watcher = store.docs.watch<unknown>([], (id, doc) => {
+    if (!tracked.has(id)) return
+    try {
+      session.merge(id, doc)
+      hook(id)
+    } catch (e) {
+      log(`cannot merge local changes of ${id}: ${(e as Error).message}`)
+    }
+  })
+  const hooked = new Set<string>()
+  const hook = (id: string) => {
+    const h = session.handle(id)
+    if (!h || hooked.has(id)) return
+    hooked.add(id)
+    h.on("heads-changed", () => markDirty(id))
+  }
+  const track = (id: string, planId: string) => {
+    if (tracked.has(id)) return false
+    tracked.set(id, planId)
+    watcher.add(id)
+    return true
+  }
+  const fetching = new Set<string>()
+  const fetchRemote = (id: string) => {
+    if (fetching.has(id) || session.handle(id)) return
+    fetching.add(id)
+    session
+      .fetch(id, 60_000)
+      .then(h => {
+        if (h) {
+          hook(id)
+          markDirty(id)
+        }
+      })
+      .catch(e => log(`cannot fetch ${id}: ${(e as Error).message}`))
+      .finally(() => fetching.delete(id))
+  }
+  const addPlan = async (planId: string, serverDocs: Set<string>) => {
+    track(planId, planId)
+    if (!session.handle(planId)) {
+      const local = await store.docs.load<unknown>(planId)
+      if (local) session.importDoc(planId, local)
+      else fetchRemote(planId)
+    }
+    hook(planId)
+    const h = session.handle(planId)
+    if (!h) return
+    for (const j of readPlan(h.doc() as never).jobs) {
+      const rid = reportDocId(planId, j.name)
+      track(rid, planId)
+      if (session.handle(rid)) continue
+      const local = await store.docs.load<unknown>(rid)
+      if (local) {
+        session.importDoc(rid, local)
+        hook(rid)
+      } else if (serverDocs.has(rid)) fetchRemote(rid)
+    }
+  }
+  const refresh = async () => {
+    const r = await api.plans()
+    const { chosen } = await choosePlans(store, r, opts.plans)
+    for (const c of chosen) await addPlan(c.id, c.serverDocs)
+  }
+  try {
+    const { chosen, skipped } = await choosePlans(store, remote, opts.plans)
+    for (const s of skipped) log(`skipped plan ${s.id}: ${s.why}`)
+    for (const c of chosen) await addPlan(c.id, c.serverDocs)
+    log(`watching ${chosen.length} plan(s) with ${api.base.host}`)
+    while (!opts.signal.aborted) {
+      if (await abortableSleep(pollMs, opts.signal)) break
+      try {
+        await refresh()
+      } catch (e) {
+        if (e instanceof SyncError && (e.kind === "unauthorized" || e.kind === "refused")) throw e
+        // server away: the adapter reconnects with backoff; the next poll tries again
+      }
+    }
+  } finally {
+    watcher.close()
+    if (saveTimer) clearTimeout(saveTimer)
+    for (const id of tracked.keys()) if (session.handle(id)) dirty.add(id)
+    flush()
+    await saving
+    await session.close()
+  }
+}
+
+async function registerIfNew(store: PlanStore, id: string, doc: unknown): Promise<void> {
+  if (!isPlanDoc(doc)) return
+  const known = await store.listPlans()
+  if (known.some(p => p.id === id)) return
+  const v = readPlan(doc)
+  await store.registerPlan({ id, name: v.name, createdAt: v.createdAt, createdBy: v.createdBy })
+}
+
+function abortableSleep(ms: number, signal: AbortSignal): Promise<boolean> {
+  if (signal.aborted) return Promise.resolve(true)
+  return new Promise(resolve => {
+    const t = setTimeout(() => {
+      signal.removeEventListener("abort", onAbort)
+      resolve(false)
+    }, ms)
+    const onAbort = () => {
+      clearTimeout(t)
+      resolve(true)
+    }
+    signal.addEventListener("abort", onAbort, { once: true })
+  })
+}
+
+export type { DocHandle }

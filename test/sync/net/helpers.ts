@@ -1,0 +1,75 @@
+/** Helpers for the sync tests: separate stores per simulated machine, real `concord` processes. */
+import * as A from "@automerge/automerge"
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs"
+import os from "node:os"
+import path from "node:path"
+import { expect } from "vitest"
+import { reportDocId } from "../../../src/doc/ids.js"
+import { PlanStore } from "../../../src/sync/store/PlanStore.js"
+import { runConcord, type CliResult } from "../../../src/sync/net/testing.js"
+
+export { addTokenCli, runConcord, startServerProcess, type ServerProcess } from "../../../src/sync/net/testing.js"
+
+export function tempRoot(prefix = "concord-net-"): string {
+  return mkdtempSync(path.join(os.tmpdir(), prefix))
+}
+
+export function rm(dir: string): void {
+  rmSync(dir, { recursive: true, force: true })
+}
+
+export const FOUNDING_PLAN = `name: founding-bug
+jobs:
+  - { name: A, run: "exit 1" }
+  - { name: B, run: "true" }
+  - { name: C, run: "true" }
+`
+
+export async function createPlanCli(store: string, yaml: string, name = "plan.yaml"): Promise<string> {
+  const file = path.join(path.dirname(store), `${path.basename(store)}-${name}`)
+  writeFileSync(file, yaml)
+  const r = await runConcord(store, ["plan", "create", file, "--json"])
+  expect(r.code, r.stderr).toBe(0)
+  return JSON.parse(r.stdout).id
+}
+
+export async function ok(store: string, args: string[], env?: NodeJS.ProcessEnv): Promise<CliResult> {
+  const r = await runConcord(store, args, { env })
+  expect(r.code, `concord ${args.join(" ")}\n${r.stderr}`).toBe(0)
+  return r
+}
+
+export async function statusJson(store: string, id: string): Promise<any> {
+  const r = await ok(store, ["status", id, "--json"])
+  return JSON.parse(r.stdout)
+}
+
+export function jobStatuses(s: any): Record<string, string> {
+  return Object.fromEntries(s.jobs.map((j: any) => [j.name, j.status]))
+}
+
+/** Heads (sorted, joined) of the plan and its report logs in a store: equal strings = same changes. */
+export async function planHeads(store: string, id: string, jobs: string[]): Promise<Record<string, string>> {
+  const s = new PlanStore(store, { onWarning: () => {} })
+  const out: Record<string, string> = {}
+  for (const docId of [id, ...jobs.map(j => reportDocId(id, j))]) {
+    const d = await s.docs.load<unknown>(docId)
+    out[docId] = d ? A.getHeads(d).sort().join(",") : "none"
+  }
+  return out
+}
+
+export async function sleep(ms: number): Promise<void> {
+  await new Promise(r => setTimeout(r, ms))
+}
+
+/** Poll until fn() returns truthy (or throw after timeoutMs). */
+export async function until<T>(what: string, fn: () => Promise<T | undefined | false> | T | undefined | false, timeoutMs = 20_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs
+  for (;;) {
+    const v = await fn()
+    if (v) return v
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
+    await sleep(100)
+  }
+}
