@@ -24,6 +24,7 @@
 import * as A from "@automerge/automerge"
 import { reportDocId } from "../../doc/ids.js"
 import { reportsGenesis } from "../../doc/reports.js"
+import { conflictValues } from "../../doc/resolve.js"
 import { ALL_PLANS, roleJob, type Role, type TokenRecord } from "./tokens.js"
 
 export interface Principal {
@@ -108,14 +109,16 @@ export class AccessPolicy {
     if (changes.length === 0) return OK
     if (!readable) return no(`token ${token.id} has no access to this document`)
     const role = token.role
-    if (role === "admin") return OK
-    const doc = await current(docId)
+    // Every change must decode (for every role: garbage never reaches the Repo).
     let decoded: A.DecodedChange[]
     try {
-      decoded = decodeChanges(changes).filter(c => !(doc && A.hasHeads(doc, [c.hash!])))
+      decoded = decodeChanges(changes)
     } catch (e) {
       return no(`undecodable change (${(e as Error).message})`)
     }
+    if (role === "admin") return OK
+    const doc = await current(docId)
+    if (doc) decoded = decoded.filter(c => !A.hasHeads(doc, [c.hash!]))
     if (decoded.length === 0) return OK // nothing new
     const ref = this.index.lookup(docId)
     if (role === "writer") {
@@ -188,8 +191,7 @@ export function checkPlanChanges(doc: A.Doc<unknown>, job: string, changes: A.De
   if (attempts) {
     for (const k of Object.keys(attempts)) {
       // every concurrent value of the key (a retry race can leave two records)
-      const conflicts = A.getConflicts(attempts as A.Doc<Record<string, unknown>>, k) ?? {}
-      for (const v of Object.values(conflicts)) add(v, "attempt")
+      for (const v of conflictValues(attempts, k)) add(v, "attempt")
     }
   }
   for (const c of changes) {

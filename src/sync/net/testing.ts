@@ -47,25 +47,35 @@ export interface CliResult {
 
 /** Run `concord ARGS` with CONCORD_STORE=store as a child process. */
 export function runConcord(store: string, args: string[], opts: { env?: NodeJS.ProcessEnv; timeoutMs?: number } = {}): Promise<CliResult> {
+  return spawnConcord(store, args, opts).done
+}
+
+/** Start `concord ARGS` with CONCORD_STORE=store; `done` resolves when it exits. */
+export function spawnConcord(
+  store: string,
+  args: string[],
+  opts: { env?: NodeJS.ProcessEnv; timeoutMs?: number } = {}
+): { child: ChildProcess; done: Promise<CliResult>; output(): { stdout: string; stderr: string } } {
   mkdirSync(store, { recursive: true })
-  return new Promise((resolve, reject) => {
-    const t0 = Date.now()
-    const child = spawn(process.execPath, [concordBin(), ...args], {
-      cwd: store,
-      env: { ...process.env, CONCORD_STORE: store, ...opts.env },
-      stdio: ["ignore", "pipe", "pipe"],
-    })
-    let stdout = ""
-    let stderr = ""
-    child.stdout.on("data", d => (stdout += d))
-    child.stderr.on("data", d => (stderr += d))
-    const timer = setTimeout(() => child.kill("SIGKILL"), opts.timeoutMs ?? 120_000)
+  const t0 = Date.now()
+  const child = spawn(process.execPath, [concordBin(), ...args], {
+    cwd: store,
+    env: { ...process.env, CONCORD_STORE: store, ...opts.env },
+    stdio: ["ignore", "pipe", "pipe"],
+  })
+  let stdout = ""
+  let stderr = ""
+  child.stdout!.on("data", d => (stdout += d))
+  child.stderr!.on("data", d => (stderr += d))
+  const timer = setTimeout(() => child.kill("SIGKILL"), opts.timeoutMs ?? 120_000)
+  const done = new Promise<CliResult>((resolve, reject) => {
     child.on("error", reject)
     child.on("close", (code, signal) => {
       clearTimeout(timer)
       resolve({ code, signal, stdout, stderr, ms: Date.now() - t0 })
     })
   })
+  return { child, done, output: () => ({ stdout, stderr }) }
 }
 
 export interface ServerProcess {

@@ -8,7 +8,7 @@ import { reportDocId } from "../../../src/doc/ids.js"
 import { PlanStore } from "../../../src/sync/store/PlanStore.js"
 import { runConcord, type CliResult } from "../../../src/sync/net/testing.js"
 
-export { addTokenCli, runConcord, startServerProcess, type ServerProcess } from "../../../src/sync/net/testing.js"
+export { addTokenCli, runConcord, spawnConcord, startServerProcess, type ServerProcess } from "../../../src/sync/net/testing.js"
 
 export function tempRoot(prefix = "concord-net-"): string {
   return mkdtempSync(path.join(os.tmpdir(), prefix))
