@@ -67,10 +67,14 @@ export function registerControl(program: Command, globals: () => GlobalOptions):
     .option("--wait", "keep running through checkpoints until approvals arrive")
     .option("--quiet", "print only the final status")
     .option("--live", "on a terminal, redraw a live status table above the event log")
+    .option("--remote <url>", "orchestrate a plan kept on a sync server (this store mirrors it during the run)")
+    .option("--token <token>", "access token for --remote (default $CONCORD_TOKEN)")
+    .option("--ca <file>", "CA certificate to trust for a wss:// --remote")
     .description("orchestrate a plan: launch its jobs, watch them, stop at checkpoints (exit 0 completed, 1 failed or canceled, 3 waiting at a checkpoint)")
-    .action(async (planRef: string | undefined, opts: { wait?: boolean; quiet?: boolean; live?: boolean }) => {
+    .action(async (planRef: string | undefined, opts: { wait?: boolean; quiet?: boolean; live?: boolean; remote?: string; token?: string; ca?: string }) => {
       const store = openStore(globals())
-      const entry = await store.resolvePlan(planRef)
+      const remote = opts.remote || opts.token ? await (await import("../../sync/net/remote-cli.js")).openRemoteRun(store, opts, planRef) : undefined
+      const entry = await store.resolvePlan(remote?.planId ?? planRef)
       const ac = new AbortController()
       const onSignal = () => ac.abort()
       process.once("SIGINT", onSignal)
@@ -103,6 +107,7 @@ export function registerControl(program: Command, globals: () => GlobalOptions):
         out(`then: concord run ${ref}`)
       }
       process.exitCode = result.code
+      await remote?.close()
     })
 
   program

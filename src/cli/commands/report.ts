@@ -11,6 +11,9 @@ interface ReportOptions {
   plan?: string
   job?: string
   attempt?: string
+  remote?: string
+  token?: string
+  ca?: string
 }
 
 function parseNumber(flag: string, v: string | undefined): number | undefined {
@@ -29,6 +32,9 @@ export function registerReport(program: Command, globals: () => GlobalOptions): 
     .option("--plan <id>", "plan (default $CONCORD_PLAN, else the store's plan)")
     .option("--job <name>", "job (default $CONCORD_JOB)")
     .option("--attempt <n>", "attempt (default $CONCORD_ATTEMPT, else the current attempt)")
+    .option("--remote <url>", "report to a sync server directly (no local store needed)")
+    .option("--token <token>", "access token for --remote (default $CONCORD_TOKEN)")
+    .option("--ca <file>", "CA certificate to trust for a wss:// --remote")
     .description("report a job's progress; completed and failed also set the job's status")
     .action(async (status: string, message: string | undefined, opts: ReportOptions) => {
       // Validate everything that needs no store first: bad input writes nothing.
@@ -37,6 +43,11 @@ export function registerReport(program: Command, globals: () => GlobalOptions): 
       const checked = validateReport({ status, message, progress, attempt: attemptArg ?? 1 })
       const jobName = opts.job ?? process.env.CONCORD_JOB
       if (!jobName) throw new InputError("no job given: use --job NAME or set CONCORD_JOB")
+      if (opts.remote || opts.token) {
+        const { remoteTarget, reportRemote } = await import("../../sync/net/remote-cli.js")
+        const target = (await remoteTarget(opts))!
+        return out(await reportRemote({ target, planRef: opts.plan ?? process.env.CONCORD_PLAN, job: jobName, attempt: attemptArg, report: checked, now: clock() }))
+      }
 
       const store = openStore(globals())
       const entry = await store.resolvePlan(opts.plan ?? process.env.CONCORD_PLAN)

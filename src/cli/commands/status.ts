@@ -14,6 +14,9 @@ interface StatusOptions {
   json?: boolean
   watch?: boolean
   graph?: boolean
+  remote?: string
+  token?: string
+  ca?: string
 }
 
 export function registerStatus(program: Command, globals: () => GlobalOptions): void {
@@ -23,8 +26,17 @@ export function registerStatus(program: Command, globals: () => GlobalOptions): 
     .option("--json", "print JSON (with --watch: one JSON object per line, per change)")
     .option("--watch", "keep running and redraw as other processes change the plan")
     .option("--graph", "print the dependency graph as Mermaid text")
+    .option("--remote <url>", "read the plan from a sync server instead of the local store")
+    .option("--token <token>", "access token for --remote (default $CONCORD_TOKEN)")
+    .option("--ca <file>", "CA certificate to trust for a wss:// --remote")
     .description("show a plan's status")
     .action(async (planRef: string | undefined, opts: StatusOptions) => {
+      if (opts.remote || opts.token) {
+        const { remoteTarget, statusRemote } = await import("../../sync/net/remote-cli.js")
+        const target = (await remoteTarget(opts))!
+        const log = (l: string) => process.stderr.write(`concord: ${l}\n`)
+        return statusRemote({ target, planRef, watch: opts.watch, log, show: (id, plan, reports, redraw) => show("", id, plan, reports, opts, planRef ?? id, redraw) })
+      }
       const store = openStore(globals())
       const entry = await store.resolvePlan(planRef)
       const plan = await store.loadPlan(entry.id)
