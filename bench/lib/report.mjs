@@ -1,0 +1,366 @@
+// Judging (wrong results, targets) and BENCHMARKS.md.
+import { BASELINES } from "./backends.mjs"
+import { description as concordDescription } from "./concord.mjs"
+
+/** Backends that are meant to be right in each workload; a wrong result from them fails the run. */
+const MUST_BE_RIGHT = {
+  contention: new Set(["concord", "json-lock", "sqlite"]),
+  founding: new Set(["concord", "sqlite", "json-lock (re-read under lock)"]),
+}
+
+export function judge(results) {
+  const failures = [...results.errors]
+  const w = results.workloads
+  for (const r of w.contention?.rows ?? []) {
+    if (r.lost > 0 && MUST_BE_RIGHT.contention.has(r.backend)) failures.push(`contention: ${r.backend} lost ${r.lost} of ${r.sent} reports at P=${r.P}`)
+  }
+  for (const r of w.founding?.rows ?? []) {
+    if (r.wrong > 0 && MUST_BE_RIGHT.founding.has(r.variant)) failures.push(`founding race: ${r.variant} ended wrong in ${r.wrong} of ${r.rounds} rounds`)
+  }
+  for (const r of w.visibility?.rows ?? []) {
+    if (r.missed > 0) failures.push(`visibility: the ${r.backend} watcher (${r.way}) never saw ${r.missed} of ${r.missed + r.n} reports`)
+  }
+  for (const e of [...(w.scale?.errors ?? []), ...(w.sync?.errors ?? [])]) failures.push(e)
+  return { failures, targets: targets(results) }
+}
+
+const fmt = (x, d = 1) => (x === null || x === undefined || !Number.isFinite(x) ? "n/a" : x >= 100 ? x.toFixed(0) : x.toFixed(d))
+const ms = x => `${fmt(x)} ms`
+const ratio = (a, b) => (a === null || b === null || a === undefined || b === undefined || !b ? "n/a" : `${(a / b).toFixed(2)}×`)
+
+function targets(results) {
+  const w = results.workloads
+  const out = []
+  const add = (target, status, detail) => out.push({ target, status, detail })
+  const notRun = id => !w[id] || w[id].crashed
+
+  // 1. zero lost / wrong for concord everywhere
+  {
+    const parts = []
+    let bad = 0
+    let measured = 0
+    const c = (w.contention?.rows ?? []).filter(r => r.backend === "concord")
+    if (c.length) {
+      measured++
+      const lost = c.reduce((a, r) => a + r.lost, 0)
+      bad += lost
+      parts.push(`contention: ${lost} lost of ${c.reduce((a, r) => a + r.sent, 0)} at P = ${c.map(r => r.P).join(", ")}`)
+    }
+    const f = (w.founding?.rows ?? []).find(r => r.backend === "concord")
+    if (f) {
+      measured++
+      bad += f.wrong
+      parts.push(`founding race: ${f.wrong} wrong of ${f.rounds}`)
+    }
+    const v = (w.visibility?.rows ?? []).filter(r => r.backend === "concord" && !r.pending)
+    if (v.length) {
+      measured++
+      const missed = v.reduce((a, r) => a + r.missed, 0)
+      bad += missed
+      parts.push(`visibility: ${missed} never seen`)
+    }
+    if (w.scale && !w.scale.crashed) {
+      measured++
+      const e = (w.scale.errors ?? []).filter(x => x.includes("concord"))
+      bad += e.length
+      parts.push(`scale: ${e.length} wrong status outputs`)
+    }
+    add("Zero lost updates and zero wrong final states for concord, every workload, every P", measured === 0 ? "not run" : bad ? "missed" : "met", parts.join("; "))
+  }
+  // 2. contention at P = 16 vs json-lock
+  {
+    const rows = w.contention?.rows ?? []
+    const c = rows.find(r => r.backend === "concord" && r.P === 16)
+    const j = rows.find(r => r.backend === "json-lock" && r.P === 16)
+    if (!c || !j) add("Contention at P = 16: throughput ≥ json-lock's and p99 ≤ json-lock's", "not run", notRun("contention") ? "contention not run" : "P = 16 is not part of this mode")
+    else {
+      const ok = c.throughput >= j.throughput && c.p99 <= j.p99
+      add(
+        "Contention at P = 16: throughput ≥ json-lock's and p99 ≤ json-lock's",
+        ok ? "met" : "missed",
+        `concord ${fmt(c.throughput)} reports/s vs json-lock ${fmt(j.throughput)} (${ratio(c.throughput, j.throughput)}); p99 ${ms(c.p99)} vs ${ms(j.p99)} (${ratio(c.p99, j.p99)})`
+      )
+    }
+  }
+  // 3. visibility
+  {
+    const rows = w.visibility?.rows ?? []
+    const s = rows.find(r => r.backend === "concord" && r.way === "store watch")
+    if (!s) add("Visibility p99 < 250 ms through the store", "not run", "visibility not run")
+    else add("Visibility p99 < 250 ms through the store", s.p99 < 250 ? "met" : "missed", `p99 ${ms(s.p99)} (p50 ${ms(s.p50)}, n = ${s.n})`)
+    const net = rows.filter(r => r.backend === "concord" && r.way !== "store watch")
+    const measured = net.filter(r => !r.pending)
+    if (!rows.length) add("Visibility p99 < 50 ms through a local endpoint or sync server", "not run", "visibility not run")
+    else if (!measured.length) add("Visibility p99 < 50 ms through a local endpoint or sync server", "pending", net[0]?.pending ?? "not measured")
+    else {
+      const best = measured.reduce((a, r) => (r.p99 < a.p99 ? r : a))
+      add("Visibility p99 < 50 ms through a local endpoint or sync server", best.p99 < 50 ? "met" : "missed", measured.map(r => `${r.way}: p99 ${ms(r.p99)}`).join("; "))
+    }
+  }
+  // 4. report cost
+  {
+    const rows = w["report-cost"]?.rows ?? []
+    const c = rows.find(r => r.command === "concord report")
+    const n = rows.find(r => r.command === 'node -e ""')
+    if (!c || !n) add('`concord report` at most 3× `node -e ""`', "not run", "report cost not run")
+    else add('`concord report` at most 3× `node -e ""`', c.p50 <= 3 * n.p50 ? "met" : "missed", `median ${ms(c.p50)} vs ${ms(n.p50)}: ${ratio(c.p50, n.p50)}`)
+    add("A report through a long-lived MCP process under 20 ms median", "pending", w["report-cost"]?.mcp?.pending ?? "no MCP server yet")
+  }
+  // 5. scale
+  {
+    const r = (w.scale?.rows ?? []).find(x => x.backend === "concord" && x.jobs === 1000 && x.reports === 100_000)
+    if (!r) add("1,000 jobs after 100k reports: `concord status` < 1 s and < 300 MB peak", "not run", notRun("scale") ? "scale not run" : "this size is not part of this mode")
+    else add("1,000 jobs after 100k reports: `concord status` < 1 s and < 300 MB peak", r.statusMs < 1000 && r.peakRssMB < 300 ? "met" : "missed", `${ms(r.statusMs)}, ${fmt(r.peakRssMB)} MB peak`)
+  }
+  // 6. sync
+  {
+    const rows = w.sync?.rows ?? []
+    const c = rows.find(r => r.kind === "concord" && r.changesPerPeer === 10_000)
+    const ref = rows.find(r => r.kind === "reference" && r.changesPerPeer === 10_000)
+    const refText = ref ? `; reference (Automerge sync protocol in one process, no network/disk): ${ms(ref.convergeMs)}` : ""
+    if (c && !c.pending) add("10,000 offline changes per side converge in < 5 s", c.convergeMs < 5000 ? "met" : "missed", `${ms(c.convergeMs)}${refText}`)
+    else if (c?.pending) add("10,000 offline changes per side converge in < 5 s", "pending", `${c.pending}${refText}`)
+    else add("10,000 offline changes per side converge in < 5 s", rows.length ? "pending" : "not run", rows.length ? `not measured in this mode${refText}` : "sync not run")
+  }
+  return out
+}
+
+function table(header, rows) {
+  const esc = v => String(v ?? "").replace(/\|/g, "\\|")
+  return [`| ${header.map(esc).join(" | ")} |`, `| ${header.map(() => "---").join(" | ")} |`, ...rows.map(r => `| ${r.map(esc).join(" | ")} |`)].join("\n")
+}
+
+const kib = b => (b >= 10 * 2 ** 20 ? `${(b / 2 ** 20).toFixed(1)} MiB` : `${(b / 1024).toFixed(b < 10240 ? 1 : 0)} KiB`)
+
+export function renderMarkdown(results, { charts, chartDir }) {
+  const w = results.workloads
+  const m = results.machine
+  const baselines = BASELINES.filter(b => results.backends.ok.includes(b))
+  const out = []
+  const p = (...lines) => out.push(...lines, "")
+  const chart = file => {
+    const c = charts.find(x => x.file === file)
+    if (c) p(`![${c.title}](${chartDir}/${c.file})`)
+  }
+
+  p(
+    "# Benchmarks",
+    `Generated by \`npm run bench\`${results.mode === "full" ? "" : ` (${results.mode} mode)`} on ${results.date.slice(0, 10)} ` +
+      `(${results.date}); do not edit by hand: run it again. Every number below comes from this one run, and every ratio is ` +
+      `against a baseline measured in the same run on the same machine. The raw numbers are in ` +
+      `\`${results.mode === "full" ? "bench/results.json" : "results.json"}\`; the harness is in \`bench/\`.`
+  )
+  p("## Machine")
+  p(
+    table(
+      ["", ""],
+      [
+        ["CPU", `${m.cpu}, ${m.cores} cores`],
+        ["memory", `${m.memoryGiB} GiB`],
+        ["OS", m.os],
+        ["Node.js", m.node],
+        ["file system of the stores", `${m.filesystem ?? "?"} (${m.tmpdir})`],
+        ["Automerge", m.automerge],
+        ["better-sqlite3", m.betterSqlite3 ?? "not installed"],
+        ["proper-lockfile", m.properLockfile],
+        ["concord commit", `${m.commit ?? "?"}${m.dirty ? " (with uncommitted changes in src/ or bench/)" : ""}`],
+        ["run time", `${results.seconds.toFixed(0)} s in all; ${Object.entries(w).map(([k, v]) => `${k} ${v.seconds?.toFixed(0) ?? "?"} s`).join(", ")}`],
+      ]
+    )
+  )
+
+  p("## Targets (issue 5)")
+  p(table(["target", "status", "measured"], results.targets.map(t => [t.target, t.status.toUpperCase(), t.detail])))
+  if (results.failures.length) {
+    p("**Wrong results in this run** (the run exited non-zero):", ...results.failures.map(f => `- ${f}`))
+  } else {
+    p("No wrong results from any backend that is meant to be right (concord, json-lock, sqlite; json-naive and json-lock's stale write are expected to lose updates, and their losses are counted below).")
+  }
+
+  p("## Backends")
+  p(
+    table(
+      ["backend", "what it is"],
+      [
+        ["concord", concordDescription],
+        ["json-naive", "the plan in one JSON file; read-modify-write of the whole file, temp file + fsync + rename + fsync of the directory; an in-process mutex only (what the Mission Control plugin does today)"],
+        ["json-lock", "json-naive plus a cross-process lock file (proper-lockfile, mkdir lock, retries every 2-25 ms, randomised) around every read-modify-write, as Task Master does"],
+        ["sqlite", "better-sqlite3, WAL, synchronous=FULL, busy_timeout 10 s; one row per job and per report; each operation one BEGIN IMMEDIATE transaction touching only its rows"],
+      ].filter(([b]) => results.backends.ok.includes(b) || b === "sqlite")
+    )
+  )
+  for (const [b, reason] of Object.entries(results.backends.skipped)) p(`**${b} was skipped in this run**: ${reason}. Its rows are missing below.`)
+  p(
+    'Every backend writes durably before a call returns (fsync, or SQLite\'s synchronous=FULL), so "latency" always means call to durable. ' +
+      "Every process is a real OS process; the long-lived ones (bench/lib/worker.mjs) load their backend before the clock starts, so workloads 1-3 measure the operations, not Node start-up. Workload 4 measures start-up too."
+  )
+
+  // 1 contention
+  const c = w.contention
+  p("## 1. Contention")
+  if (c?.crashed) p(`Crashed: \`${c.crashed.split("\n")[0]}\``)
+  else if (c) {
+    p(
+      `P processes each send ${c.config.n} reports (status \`progress\`) for their own job of one plan, as fast as they can, all starting together. ` +
+        `${c.config.reps} run(s) per cell, interleaved across backends; throughput is the median over runs of reports / (last finish - first start); ` +
+        `latency percentiles pool every report of every run. For concord a report is what \`concord report\` does: load the plan to check the job, append to the job's report log.`
+    )
+    p(
+      table(
+        ["P", "backend", "reports/s", "p50 latency", "p90", "p99", "max", "lost updates"],
+        c.rows.map(r => [r.P, r.backend, fmt(r.throughput), ms(r.p50), ms(r.p90), ms(r.p99), ms(r.max), `${r.lost} of ${r.sent}`])
+      )
+    )
+    if (baselines.length) {
+      p("Ratios, concord ÷ baseline (throughput: above 1 means concord is faster; p99: below 1 means concord is faster):")
+      p(
+        table(
+          ["P", ...baselines.flatMap(b => [`throughput vs ${b}`, `p99 vs ${b}`])],
+          c.config.ps.map(P => {
+            const cc = c.rows.find(r => r.backend === "concord" && r.P === P)
+            return [P, ...baselines.flatMap(b => {
+              const x = c.rows.find(r => r.backend === b && r.P === P)
+              return [ratio(cc?.throughput, x?.throughput), ratio(cc?.p99, x?.p99)]
+            })]
+          })
+        )
+      )
+    }
+    chart("contention-throughput.svg")
+    chart("contention-p99.svg")
+  }
+
+  // 2 founding
+  const f = w.founding
+  p("## 2. The founding race")
+  if (f?.crashed) p(`Crashed: \`${f.crashed.split("\n")[0]}\``)
+  else if (f) {
+    p(
+      `Plan with jobs A, B, C, all running. An orchestrator process reads the plan, waits ${f.config.orchestratorDelayMs.join("-")} ms (uniform), then from that ` +
+        `view marks A failed and pauses the plan at \`on_error\`; meanwhile two processes report B and C \`completed\` after ${f.config.reporterDelayMs.join("-")} ms. ` +
+        `Right: A failed, B and C completed (and their reports kept), plan paused at on_error for A. ${f.config.rounds} rounds per backend, ` +
+        `${f.config.concurrency} at a time, each on a new plan. concord uses its library as test/fixtures/plan-step.mjs does (the orchestrator saves ` +
+        `the document it loaded, changed); the JSON baselines save the whole plan they read; sqlite updates the rows it changes. ` +
+        `"json-lock (re-read under lock)" is the careful use of json-lock: the orchestrator re-reads the plan under the lock and applies its change to that.`
+    )
+    p(
+      table(
+        ["backend", "rounds", "wrong final states", "orchestrator wrote last", "outcomes"],
+        f.rows.map(r => [r.variant, r.rounds, r.wrong, r.orchestratorLast, Object.entries(r.outcomes).sort((a, b) => b[1] - a[1]).map(([k, v]) => `${k}: ${v}`).join("; ")])
+      )
+    )
+  }
+
+  // 3 visibility
+  const v = w.visibility
+  p("## 3. Visibility")
+  if (v?.crashed) p(`Crashed: \`${v.crashed.split("\n")[0]}\``)
+  else if (v) {
+    p(
+      `A writer process makes ${v.config.reports} reports durable, ${v.config.gapMs}-${v.config.gapMs + v.config.jitterMs} ms apart; a long-running watcher process records when it first sees each. ` +
+        `Latency = seen − durable (both from the machine's clock). Store watch: concord's DocStore.watch (fs.watch + a ${v.config.pollMs} ms poll, what \`concord status --watch\` uses); ` +
+        `json: fs.watch on the plan's directory + the same poll, re-reading the file; sqlite: fs.watch on the database directory + the same poll, querying new rows.`
+    )
+    const done = v.rows.filter(r => !r.pending)
+    p(table(["backend", "way", "n", "p50", "p90", "p99", "max", "never seen"], done.map(r => [r.backend, r.way, r.n, ms(r.p50), ms(r.p90), ms(r.p99), ms(r.max), r.missed])))
+    const cs = done.find(r => r.backend === "concord" && r.way === "store watch")
+    if (cs && baselines.length) {
+      p("Ratios, concord store watch ÷ baseline (below 1: concord sees reports sooner):")
+      p(table(["baseline", "p50", "p99"], baselines.map(b => {
+        const x = done.find(r => r.backend === b)
+        return [b, ratio(cs.p50, x?.p50), ratio(cs.p99, x?.p99)]
+      })))
+    }
+    for (const r of v.rows.filter(r => r.pending)) p(`- concord, ${r.way}: **pending**: ${r.pending}.`)
+  }
+
+  // 4 report cost
+  const rc = w["report-cost"]
+  p("## 4. Report cost")
+  if (rc?.crashed) p(`Crashed: \`${rc.crashed.split("\n")[0]}\``)
+  else if (rc) {
+    const node = rc.rows.find(r => r.command === 'node -e ""')
+    const cr = rc.rows.find(r => r.command === "concord report")
+    p(
+      `Wall time of one process, spawn to exit, ${rc.config.runs} runs each after ${rc.config.warmup} warm-up runs, interleaved. ` +
+        "`concord report progress MSG --job J --plan ID` against the floor `node -e \"\"` and against the same report by a one-shot process of each baseline (`node bench/baselines/cli.mjs BACKEND DIR report ...`)."
+    )
+    p(table(["command", "n", "p50", "p90", "p99", "min", "÷ node -e \"\"", "concord ÷ this"], rc.rows.map(r => [r.command, r.n, ms(r.p50), ms(r.p90), ms(r.p99), ms(r.min), ratio(r.p50, node?.p50), ratio(cr?.p50, r.p50)])))
+    p(`- A report through a long-lived MCP process: **pending**: ${rc.mcp.pending}.`)
+  }
+
+  // 5 scale
+  const s = w.scale
+  p("## 5. Scale")
+  if (s?.crashed) p(`Crashed: \`${s.crashed.split("\n")[0]}\``)
+  else if (s) {
+    const shown = [...new Set(s.rows.map(r => r.backend))]
+    p(
+      `Plans of ${s.config.jobs.join(", ")} jobs after ${s.config.totals.map(t => t.toLocaleString("en")).join(", ")} reports in all, spread evenly over the jobs. ` +
+        `Store size is every file in the store directory. Status: one process, \`concord status ID --json\` (the baselines: \`bench/baselines/cli.mjs BACKEND DIR status ID\`, ` +
+        `each job's status, report count and last report), median of ${s.config.statusRuns} runs (${s.config.slowStatusRuns ?? s.config.statusRuns} when a run takes over 3 s); peak RSS is the largest of the runs ` +
+        `(process.resourceUsage().maxRSS at exit). json-naive and json-lock write the same file, so the JSON format is measured once (as json-lock).`
+    )
+    p(
+      "How the concord stores are filled: 100k reports through 100k `concord report` processes would take hours, so a generator process writes them " +
+        "into the same documents (bench/lib/gen-scale.mjs): each report is one Automerge change appending one record to the job's report log, by its own new actor " +
+        "(as every `concord report` process has), stored through concord's own DocStore.save, which writes incremental chunks or compacts as in normal use."
+    )
+    if (s.fidelity) {
+      const fr = s.fidelity
+      p(
+        `Check of that shortcut in this run: ${fr.k} reports through the real path (PlanStore.appendReport, a new store object each) gave a ${fr.real.bytes}-byte document ` +
+          `(${fr.real.actors} actors, loads in ${ms(fr.real.loadMs)}); ${fr.k} generated ones gave ${fr.built.bytes} bytes (${fr.built.actors} actors, ${ms(fr.built.loadMs)}): ` +
+          `${ratio(fr.built.bytes, fr.real.bytes)} the size. The real path took ${(fr.realPathMs / 1000).toFixed(1)} s for ${fr.k} reports in one process.`
+      )
+    }
+    for (const J of s.config.jobs) {
+      p(`### ${J.toLocaleString("en")} jobs`)
+      const rows = s.rows.filter(r => r.jobs === J)
+      p(table(["reports", "backend", "store size", "files", "status wall time", "status peak RSS", "generated in"], rows.map(r => [r.reports.toLocaleString("en"), r.backend, kib(r.bytes), r.files, ms(r.statusMs), `${fmt(r.peakRssMB)} MB`, `${r.genSeconds.toFixed(1)} s`])))
+      const sb = shown.filter(b => b !== "concord")
+      if (sb.length) {
+        p(
+          table(
+            ["reports", ...sb.flatMap(b => [`status time, concord ÷ ${b}`, `size ÷ ${b}`, `peak RSS ÷ ${b}`])],
+            s.config.totals.map(T => {
+              const cc = rows.find(r => r.backend === "concord" && r.reports === T)
+              return [T.toLocaleString("en"), ...sb.flatMap(b => {
+                const x = rows.find(r => r.backend === b && r.reports === T)
+                return [ratio(cc?.statusMs, x?.statusMs), ratio(cc?.bytes, x?.bytes), ratio(cc?.peakRssMB, x?.peakRssMB)]
+              })]
+            })
+          )
+        )
+      }
+    }
+    if (s.fits?.length) {
+      p("### How each grows")
+      p("Least-squares fit of y = c · T^k over the report totals (T) for each plan size: k ≈ 1 is linear growth, k ≈ 0 flat; the slope column is the added cost per extra report between the smallest and largest T.")
+      const unit = { bytes: "bytes", statusMs: "ms", peakRssMB: "MB" }
+      p(table(["backend", "jobs", "metric", "exponent k", "R²", "slope per report"], s.fits.map(x => [x.backend, x.jobs, x.metric, x.exponent.toFixed(2), x.r2.toFixed(3), `${x.perReport.toPrecision(3)} ${unit[x.metric]}`])))
+    }
+    chart("scale-status-time.svg")
+    chart("scale-store-size.svg")
+    chart("scale-peak-rss.svg")
+  }
+
+  // 6 sync
+  const y = w.sync
+  p("## 6. Sync")
+  if (y?.crashed) p(`Crashed: \`${y.crashed.split("\n")[0]}\``)
+  else if (y) {
+    if (y.pending) p(`concord's sync: **pending**: ${y.pending}. No baseline offers sync, so this workload has no ratios.`)
+    p(
+      "Reference only, not concord's sync path: the Automerge sync protocol itself (generateSyncMessage / receiveSyncMessage) between two in-memory copies of one job's report log, " +
+        `each with N offline reports by its own actor, in one process with no network and no disk; a lower bound for a sync built on Automerge. Median of ${y.config.reps} run(s).`
+    )
+    p(table(["changes per peer", "what", "time to converge", "sync rounds", "bytes exchanged", "converged"], y.rows.map(r => [r.changesPerPeer.toLocaleString("en"), r.kind === "reference" ? "reference (Automerge protocol, in process)" : "concord", r.pending ? "pending" : ms(r.convergeMs), r.rounds ?? "", r.bytes ? kib(r.bytes) : "", r.pending ? "" : r.ok ? "yes" : "NO"])))
+    chart("sync-converge.svg")
+  }
+
+  p("## Repetitions and run time")
+  const cfgs = Object.entries(w).filter(([, v]) => v.config).map(([k, v]) => `- ${k}: \`${JSON.stringify(v.config)}\`, ${v.seconds?.toFixed(0)} s`)
+  p(...cfgs)
+  return out.join("\n")
+}

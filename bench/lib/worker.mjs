@@ -1,0 +1,97 @@
+// A long-lived benchmark process: one backend client, driven by JSON lines on stdin
+// ({id, op, args}), answering {id, ok, result | error} on stdout. Requests run concurrently.
+//   node worker.mjs BACKEND DIR [OPTIONS_JSON]
+import readline from "node:readline"
+import { performance } from "node:perf_hooks"
+import { loadBackend } from "./backends.mjs"
+
+const [backendName, dir, optsJson] = process.argv.slice(2)
+const backend = await loadBackend(backendName)
+const client = await backend.open(dir, optsJson ? JSON.parse(optsJson) : {})
+const stale = new Map()
+const watchers = new Map()
+const now = () => performance.timeOrigin + performance.now()
+const sleep = ms => new Promise(r => setTimeout(r, ms))
+
+const ops = {
+  ping: async () => ({ pid: process.pid }),
+  createPlan: async a => client.createPlan(a),
+  report: async a => client.report(a.plan, a.job, a.report),
+  read: async a => client.read(a.plan),
+  /** Contention: n reports for one job as fast as possible, each timed from call to durable. */
+  burst: async a => {
+    const lat = []
+    const start = now()
+    for (let i = 0; i < a.n; i++) {
+      const t0 = now()
+      await client.report(a.plan, a.job, { status: "progress", message: `${a.job}-${i}`, progress: i % 101 })
+      lat.push(now() - t0)
+    }
+    return { start, end: now(), lat }
+  },
+  /** Founding race, orchestrator side: read the plan and keep that view. */
+  loadStale: async a => {
+    stale.set(a.key, await client.loadView(a.plan))
+    return { at: now() }
+  },
+  failAndPause: async a => {
+    const view = stale.get(a.key)
+    stale.delete(a.key)
+    if (a.delayMs) await sleep(a.delayMs)
+    await client.failAndPauseFrom(a.plan, view, a.job)
+    return { at: now() }
+  },
+  complete: async a => {
+    if (a.delayMs) await sleep(a.delayMs)
+    await client.report(a.plan, a.job, { status: "completed", message: `${a.job} done` })
+    return { at: now() }
+  },
+  /** Visibility, writer side: n reports, `gapMs` apart, each stamped with the time it became durable. */
+  paced: async a => {
+    const durable = []
+    for (let i = 0; i < a.n; i++) {
+      await sleep(a.gapMs + Math.random() * a.jitterMs)
+      await client.report(a.plan, a.job, { status: "progress", message: `v-${i}` })
+      durable.push(now())
+    }
+    return { durable }
+  },
+  /** Visibility, watcher side: record when each message is first seen. */
+  watch: async a => {
+    const seen = {}
+    const w = client.watchReports(a.plan, a.job, messages => {
+      const t = now()
+      for (const m of messages) if (!(m in seen)) seen[m] = t
+    }, a.pollMs)
+    watchers.set(a.key, { w, seen })
+    return { pid: process.pid }
+  },
+  unwatch: async a => {
+    const { w, seen } = watchers.get(a.key)
+    w.close()
+    watchers.delete(a.key)
+    return { seen }
+  },
+  exit: async () => {
+    await client.close?.()
+    setImmediate(() => process.exit(0))
+    return {}
+  },
+}
+
+const send = obj => process.stdout.write(JSON.stringify(obj) + "\n")
+readline.createInterface({ input: process.stdin }).on("line", line => {
+  let msg
+  try {
+    msg = JSON.parse(line)
+  } catch {
+    return
+  }
+  const fn = ops[msg.op]
+  if (!fn) return send({ id: msg.id, ok: false, error: `unknown op ${msg.op}` })
+  fn(msg.args ?? {}).then(
+    result => send({ id: msg.id, ok: true, result }),
+    e => send({ id: msg.id, ok: false, error: String(e?.stack ?? e) })
+  )
+})
+send({ id: 0, ok: true, result: { ready: true, pid: process.pid } })

@@ -1,0 +1,77 @@
+// Workload 1, contention: P processes, each sending N status reports for its own job of one plan, as
+// fast as it can. Throughput, latency per report (call to durable), lost updates.
+import { rmSync } from "node:fs"
+import { startWorker, startWorkers, stopAll, tempDir } from "../lib/proc.mjs"
+import { median, p99, quantile, round } from "../lib/stats.mjs"
+
+export const id = "contention"
+
+export function config(quick) {
+  return quick ? { ps: [1, 4], n: 10, reps: 1 } : { ps: [1, 4, 16, 32], n: 50, reps: 3 }
+}
+
+async function once(backend, P, n) {
+  const dir = tempDir()
+  const first = await startWorker(backend, dir)
+  const workers = [first]
+  try {
+    const jobs = Array.from({ length: P }, (_, i) => `j${i}`)
+    const plan = await first.call("createPlan", { name: "contention", jobs })
+    workers.push(...(await startWorkers(P - 1, backend, dir)))
+    // every worker is up and has its store open: start them together
+    const runs = await Promise.all(workers.map((w, i) => w.call("burst", { plan, job: jobs[i], n })))
+    const final = await first.call("read", { plan })
+    let lost = 0
+    for (const job of jobs) {
+      const have = new Set(final.jobs[job]?.messages ?? [])
+      for (let i = 0; i < n; i++) if (!have.has(`${job}-${i}`)) lost++
+    }
+    const start = Math.min(...runs.map(r => r.start))
+    const end = Math.max(...runs.map(r => r.end))
+    return { lat: runs.flatMap(r => r.lat), seconds: (end - start) / 1000, reports: P * n, lost }
+  } finally {
+    await stopAll(workers)
+    rmSync(dir, { recursive: true, force: true })
+  }
+}
+
+export async function run({ backends, quick, log }) {
+  const cfg = config(quick)
+  const raw = {}
+  for (let rep = 0; rep < cfg.reps; rep++) {
+    for (const P of cfg.ps) {
+      for (const b of backends) {
+        const r = await once(b, P, cfg.n)
+        const key = `${b}|${P}`
+        ;(raw[key] ??= []).push(r)
+        log(
+          `contention ${b} P=${P} rep ${rep + 1}/${cfg.reps}: ${round(r.reports / r.seconds, 0)} reports/s, ` +
+            `p50 ${round(median(r.lat))} ms, p99 ${round(p99(r.lat))} ms, lost ${r.lost}/${r.reports}`
+        )
+      }
+    }
+  }
+  const rows = []
+  for (const b of backends) {
+    for (const P of cfg.ps) {
+      const rs = raw[`${b}|${P}`]
+      const lat = rs.flatMap(r => r.lat)
+      const thr = rs.map(r => r.reports / r.seconds)
+      rows.push({
+        backend: b,
+        P,
+        reportsPerRep: P * cfg.n,
+        reps: rs.length,
+        throughput: median(thr),
+        throughputRuns: thr,
+        p50: median(lat),
+        p90: quantile(lat, 0.9),
+        p99: p99(lat),
+        max: Math.max(...lat),
+        lost: rs.reduce((a, r) => a + r.lost, 0),
+        sent: rs.reduce((a, r) => a + r.reports, 0),
+      })
+    }
+  }
+  return { config: cfg, rows }
+}

@@ -1,0 +1,75 @@
+// Workload 3, visibility: a writer process makes reports durable one at a time; a long-running watcher
+// process (the orchestrator's view) records when it first sees each. Latency = seen - durable, both
+// from the machine's clock (performance.timeOrigin + performance.now() in each process).
+//
+// "Ways" are how a watcher can follow a plan: "store watch" for every backend (concord: DocStore.watch;
+// json: fs.watch on the directory + poll; sqlite: fs.watch on the directory + query), and, for concord,
+// the ways that come with src/sync/net (local endpoint, sync server): see ../lib/net.mjs.
+import { rmSync } from "node:fs"
+import { startWorker, stopAll, sleep, tempDir } from "../lib/proc.mjs"
+import { median, p99, quantile } from "../lib/stats.mjs"
+import { netStatus } from "../lib/net.mjs"
+
+export const id = "visibility"
+
+export function config(quick) {
+  return { reports: quick ? 20 : 150, gapMs: 40, jitterMs: 60, pollMs: 500 }
+}
+
+async function storeWatch(backend, cfg) {
+  const dir = tempDir()
+  const writer = await startWorker(backend, dir)
+  const watcher = await startWorker(backend, dir)
+  try {
+    const plan = await writer.call("createPlan", { name: "visibility", jobs: ["j0"] })
+    await watcher.call("watch", { plan, job: "j0", key: "w", pollMs: cfg.pollMs })
+    await sleep(500) // let the watcher set up and settle
+    const { durable } = await writer.call("paced", { plan, job: "j0", n: cfg.reports, gapMs: cfg.gapMs, jitterMs: cfg.jitterMs })
+    // give the watcher time to see the last one (it has at least one poll interval)
+    await sleep(cfg.pollMs * 3)
+    const { seen } = await watcher.call("unwatch", { key: "w" })
+    const lat = []
+    let missed = 0
+    durable.forEach((t, i) => {
+      const s = seen[`v-${i}`]
+      if (s === undefined) missed++
+      else lat.push(s - t)
+    })
+    return { lat, missed }
+  } finally {
+    await stopAll([writer, watcher])
+    rmSync(dir, { recursive: true, force: true })
+  }
+}
+
+export async function run({ backends, quick, log }) {
+  const cfg = config(quick)
+  const rows = []
+  for (const b of backends) {
+    const { lat, missed } = await storeWatch(b, cfg)
+    const row = {
+      backend: b,
+      way: "store watch",
+      n: lat.length,
+      missed,
+      p50: median(lat),
+      p90: quantile(lat, 0.9),
+      p99: p99(lat),
+      max: lat.length ? Math.max(...lat) : null,
+      min: lat.length ? Math.min(...lat) : null,
+    }
+    rows.push(row)
+    log(`visibility ${b} store watch: p50 ${row.p50?.toFixed(1)} ms, p99 ${row.p99?.toFixed(1)} ms, missed ${missed}/${cfg.reports}`)
+  }
+  const net = await netStatus()
+  for (const way of ["local endpoint", "sync server"]) {
+    if (net.visibility?.[way]) {
+      const { lat, missed } = await net.visibility[way](cfg)
+      rows.push({ backend: "concord", way, n: lat.length, missed, p50: median(lat), p90: quantile(lat, 0.9), p99: p99(lat), max: Math.max(...lat), min: Math.min(...lat) })
+    } else {
+      rows.push({ backend: "concord", way, pending: net.reason })
+      log(`visibility concord ${way}: pending (${net.reason})`)
+    }
+  }
+  return { config: cfg, rows }
+}
