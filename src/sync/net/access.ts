@@ -25,6 +25,13 @@ import * as A from "@automerge/automerge"
 import { reportDocId } from "../../doc/ids.js"
 import { reportsGenesis } from "../../doc/reports.js"
 import { conflictValues } from "../../doc/resolve.js"
+import {
+  CHUNK_TYPE_BUNDLE,
+  CHUNK_TYPE_CHANGE,
+  CHUNK_TYPE_COMPRESSED_CHANGE,
+  listChunks,
+  verifyAutomergeBytes,
+} from "../storage/chunk-format.js"
 import { ALL_PLANS, roleJob, type Role, type TokenRecord } from "./tokens.js"
 
 export interface Principal {
@@ -109,15 +116,17 @@ export class AccessPolicy {
     if (changes.length === 0) return OK
     if (!readable) return no(`token ${token.id} has no access to this document`)
     const role = token.role
-    // Every change must decode (for every role: garbage never reaches the Repo).
+    // Damaged or forged bytes never reach the Repo, whatever the role.
+    const damaged = checkChangeBytes(changes)
+    if (damaged) return no(`undecodable change (${damaged})`)
+    if (role === "admin") return OK
+    const doc = await current(docId)
     let decoded: A.DecodedChange[]
     try {
       decoded = decodeChanges(changes)
     } catch (e) {
       return no(`undecodable change (${(e as Error).message})`)
     }
-    if (role === "admin") return OK
-    const doc = await current(docId)
     if (doc) decoded = decoded.filter(c => !A.hasHeads(doc, [c.hash!]))
     if (decoded.length === 0) return OK // nothing new
     const ref = this.index.lookup(docId)
@@ -137,24 +146,37 @@ export class AccessPolicy {
   }
 }
 
-/** The changes inside a sync message: change chunks, or whole documents (sent to a peer that has none). */
-export function decodeChanges(chunks: Uint8Array[]): A.DecodedChange[] {
+/**
+ * The changes inside a sync message. Each entry of its `changes` may hold several concatenated chunks:
+ * changes (plain or compressed), bundles of changes (Automerge 3 sends runs of changes that way), or a
+ * whole document (sent to a peer that has none). Throws if anything does not decode, or if a document
+ * chunk does not load completely (its changes could not all be judged).
+ */
+export function decodeChanges(entries: Uint8Array[]): A.DecodedChange[] {
   const out: A.DecodedChange[] = []
-  for (const c of chunks) {
-    let one: A.DecodedChange | undefined
-    try {
-      one = A.decodeChange(c)
-    } catch {
-      // not a change chunk: a document chunk?
+  for (const entry of entries) {
+    const listed = listChunks(entry)
+    if (!listed.ok) throw new Error(listed.reason)
+    for (const ch of listed.chunks) {
+      const bytes = entry.subarray(ch.offset, ch.offset + ch.size)
+      if (ch.type === CHUNK_TYPE_CHANGE || ch.type === CHUNK_TYPE_COMPRESSED_CHANGE) out.push(A.decodeChange(bytes))
+      else if (ch.type === CHUNK_TYPE_BUNDLE) out.push(...A.readBundle(bytes).changes)
+      else {
+        const doc = A.load(bytes)
+        for (const c of A.getAllChanges(doc)) out.push(A.decodeChange(c))
+      }
     }
-    if (one) {
-      out.push(one)
-      continue
-    }
-    const doc = A.load(c)
-    for (const ch of A.getAllChanges(doc)) out.push(A.decodeChange(ch))
   }
   return out
+}
+
+/** Container check of a sync message's change entries (framing and checksums), cheap. */
+export function checkChangeBytes(entries: Uint8Array[]): string | undefined {
+  for (const e of entries) {
+    const v = verifyAutomergeBytes(e)
+    if (!v.ok) return v.reason
+  }
+  return undefined
 }
 
 const opId = (c: A.DecodedChange, i: number) => `${c.startOp + i}@${c.actor}`

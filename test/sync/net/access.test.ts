@@ -8,7 +8,7 @@ import path from "node:path"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import WebSocket from "ws"
 import { reportDocId } from "../../../src/doc/ids.js"
-import { approveCheckpoint, raiseCheckpoint, readPlan, setJobStatus, setPlanStatus, type PlanDocument } from "../../../src/doc/plan.js"
+import { approveCheckpoint, raiseCheckpoint, readPlan, setJobStatus, setPlanStatus, updateAttempt, type PlanDocument } from "../../../src/doc/plan.js"
 import { appendReport, reportsGenesis } from "../../../src/doc/reports.js"
 import { RemoteSession, SyncError } from "../../../src/sync/net/client.js"
 import { PlanStore } from "../../../src/sync/store/PlanStore.js"
@@ -207,6 +207,20 @@ describe("tokens", () => {
     const logB = await new PlanStore(s, { onWarning: () => {} }).loadReports(X, "B")
     expect(logB!.reports.map((r: any) => String(r.message))).toEqual(expect.arrayContaining(["B done remotely", "more"]))
     expect(server.logs()).toMatch(/refused sync from .*job:B may only change jobs\.B/)
+  })
+
+  it("a job:B agent with its own store syncs many offline reports (bundled changes) with its job token", async () => {
+    const agent = path.join(root, "agent-b-store")
+    await ok(agent, ["sync", server.url, "--token", tk.jobB])
+    const store = new PlanStore(agent)
+    let log = (await store.loadReports(X, "B"))!
+    for (let i = 0; i < 60; i++) log = appendReport(log, { status: "progress", message: `offline ${i}`, progress: i, attempt: 1 }, ctx("job:B"))
+    await store.docs.save(reportDocId(X, "B"), log)
+    await store.updatePlan(X, d => updateAttempt(d, "B", 1, { heartbeatAt: Date.now(), exitCode: 0 }, ctx("job:B")))
+    const r = await ok(agent, ["sync", server.url, "--token", tk.jobB])
+    expect(r.stdout).toMatch(/synced 1 plan/)
+    const logB = await new PlanStore(s, { onWarning: () => {} }).loadReports(X, "B")
+    expect(logB!.reports.filter((x: any) => String(x.message).startsWith("offline ")).length).toBe(60)
   })
 
   it("an admin can do everything: plan status, any job, approvals, reports, new plans", async () => {
