@@ -158,6 +158,12 @@ export class ConcordServerAdapter<P = unknown> extends NetworkAdapter {
     ws.on("close", () => this.#forget(conn))
   }
 
+  /** Close a peer's connection (e.g. its token was revoked). */
+  closePeer(peerId: PeerId, why: string): void {
+    const c = this.#conns.get(peerId)
+    if (c) this.#protocolError(c, why, 1008)
+  }
+
   send(message: RepoMessage): void {
     if (!this.#connected) return
     const conn = this.#conns.get(message.targetId)

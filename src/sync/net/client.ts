@@ -297,7 +297,8 @@ export class RemoteSession {
       })
       // Ask the server itself (durable heads) when the sync protocol says we agree, and now and then
       // anyway (heads reported by the protocol lag behind after a reconnect).
-      if (this.connected && handles.every(Boolean) && (local || Date.now() - lastConfirm > 2000)) {
+      const sinceConfirm = Date.now() - lastConfirm
+      if (this.connected && handles.every(Boolean) && ((local && sinceConfirm > 150) || sinceConfirm > 2000)) {
         lastConfirm = Date.now()
         try {
           const server = await this.api.confirm(docIds)

@@ -85,6 +85,7 @@ export class SyncServer {
   #watched = new Set<string>()
   #indexTimer?: NodeJS.Timeout
   #pendingTimer?: NodeJS.Timeout
+  #revokeTimer?: NodeJS.Timeout
   /** documents that arrived over the network and may be new plans: id -> first seen */
   #pending = new Map<string, number>()
   #registering = new Set<string>()
@@ -144,6 +145,7 @@ export class SyncServer {
     for (const id of this.index.plans.keys()) this.#watchPlan(id)
     this.#indexTimer = setInterval(() => void this.#pollIndex(), this.opts.indexPollMs ?? 1000)
     this.#pendingTimer = setInterval(() => void this.#checkPending(), 200)
+    this.#revokeTimer = setInterval(() => void this.#dropRevoked(), 1000)
 
     const handler = (req: http.IncomingMessage, res: http.ServerResponse) => {
       this.#onRequest(req, res).catch(e => {
@@ -183,6 +185,7 @@ export class SyncServer {
       this.#closing = true
       clearInterval(this.#indexTimer)
       clearInterval(this.#pendingTimer)
+      clearInterval(this.#revokeTimer)
       this.#http?.close()
       this.adapter?.disconnect()
       for (const ws of this.#wss?.clients ?? []) ws.terminate()
@@ -412,6 +415,18 @@ export class SyncServer {
     if (this.index.has(docId) && isPlanDoc(doc)) {
       const v = readPlan(doc)
       this.index.setPlan(docId, v.name, v.jobs.map(j => j.name))
+    }
+  }
+
+  /** Tokens removed from the tokens file lose their open connections too. */
+  async #dropRevoked(): Promise<void> {
+    if (this.#closing) return
+    for (const p of this.adapter.peers) {
+      try {
+        if (!(await this.tokens.stillValid(p.principal.token))) this.adapter.closePeer(p.peerId, `token ${p.principal.token.id} was revoked`)
+      } catch {
+        // keep the connection; checked again next time
+      }
     }
   }
 

@@ -207,6 +207,12 @@ export class TokenBook {
     await this.#loading
   }
 
+  /** Is this token (as verified earlier) still in the file? */
+  async stillValid(record: TokenRecord): Promise<boolean> {
+    await this.#refresh()
+    return this.#byHash.get(record.sha256)?.id === record.id
+  }
+
   /** The token record for a secret, or undefined. */
   async verify(secret: string | undefined | null): Promise<TokenRecord | undefined> {
     if (!secret || secret.length > 512) return undefined

@@ -12,7 +12,7 @@ import { approveCheckpoint, raiseCheckpoint, readPlan, setJobStatus, setPlanStat
 import { appendReport, reportsGenesis } from "../../../src/doc/reports.js"
 import { RemoteSession, SyncError } from "../../../src/sync/net/client.js"
 import { PlanStore } from "../../../src/sync/store/PlanStore.js"
-import { addTokenCli, createPlanCli, FOUNDING_PLAN, jobStatuses, ok, rm, runConcord, type ServerProcess, startServerProcess, statusJson, tempRoot } from "./helpers.js"
+import { addTokenCli, createPlanCli, FOUNDING_PLAN, jobStatuses, ok, rm, runConcord, type ServerProcess, spawnConcord, startServerProcess, statusJson, tempRoot, until } from "./helpers.js"
 
 let root: string
 let s: string
@@ -93,6 +93,19 @@ describe("tokens", () => {
     expect(none.stderr).toMatch(/no token/)
     expect(server.logs()).toMatch(/refused connection from .*: missing token \(HTTP 401\)/)
     expect(server.logs()).toMatch(/refused connection from .*: wrong token \(HTTP 401\)/)
+  })
+
+  it("a revoked token loses its open connections and cannot reconnect", async () => {
+    const secret = await addTokenCli(s, X, "reader")
+    const tokenId = `tk_${secret.split("_")[1]}`
+    const w = path.join(root, "revoked")
+    const watch = spawnConcord(w, ["sync", server.url, "--token", secret, "--watch"])
+    await until("watch connected", () => /watching 1 plan/.test(watch.output().stderr))
+    await ok(s, ["token", "revoke", tokenId])
+    const r = await watch.done
+    expect(r.code).toBe(1)
+    expect(r.stderr).toMatch(/refused the token \(HTTP 401/)
+    expect(server.logs()).toMatch(new RegExp(`token ${tokenId} was revoked`))
   })
 
   it("a token for plan X cannot read plan Y: not listed, and unavailable when asked for", async () => {
