@@ -171,17 +171,28 @@ export class ConcordClientAdapter extends NetworkAdapter {
         this.#log(`join failed: ${(e as Error).message}`)
       }
     })
+    let refusedWhy: string | undefined
     ws.on("unexpected-response", (req, res) => {
+      const status = res.statusCode ?? 0
+      refusedWhy = `server refused the connection: HTTP ${status}`
+      if (status === 401 || status === 403) this.#fatal = true
       let body = ""
       res.setEncoding("utf8")
       res.on("data", (d: string) => (body += d.slice(0, 1000)))
-      res.on("end", () => this.events.emit("rejected", res.statusCode ?? 0, body.trim()))
       res.on("error", () => {})
-      why = `server refused the connection: HTTP ${res.statusCode}`
-      if (res.statusCode === 401 || res.statusCode === 403) this.#fatal = true
-      req.destroy()
-      // ws emits 'close' for a failed handshake only after the request is gone; make sure it does
-      ws.terminate()
+      // report at once; the body (if it comes within 200 ms) only adds detail
+      const t = setTimeout(() => {
+        res.destroy()
+        req.destroy()
+        ws.terminate()
+      }, 200)
+      res.on("end", () => {
+        clearTimeout(t)
+        this.events.emit("rejected", status, body.trim())
+        req.destroy()
+        ws.terminate()
+      })
+      if (status === 401 || status === 403) this.#markReady()
     })
     ws.on("error", err => {
       why = (err as NodeJS.ErrnoException).code ?? err.message
@@ -222,7 +233,8 @@ export class ConcordClientAdapter extends NetworkAdapter {
       if (this.#ws !== ws) return
       this.#ws = undefined
       const r = reason?.toString()
-      if (r) why = r
+      if (refusedWhy) why = refusedWhy
+      else if (r) why = r
       else if (code && code !== 1006 && code !== 1005 && why === "connection closed") why = `closed (${code})`
       this.#lostPeer()
       this.#markReady()

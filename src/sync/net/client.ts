@@ -178,7 +178,8 @@ export class RemoteSession {
       this.lastDisconnect = why
       if (!this.#closed) this.#log(`disconnected from ${ws.host} (${why})${retry !== undefined ? `; reconnecting in ${(retry / 1000).toFixed(1)}s` : ""}`)
     })
-    this.adapter.events.on("connected", () => this.#log(`connected to ${ws.host}`))
+    // quiet on the first connection; say so when the connection comes back
+    this.adapter.events.on("connected", () => this.lastDisconnect !== undefined && this.#log(`connected to ${ws.host} again`))
     this.repo = new Repo({
       network: [this.adapter],
       peerId: `concord-${os.hostname().split(".")[0]}-${process.pid}-${randomBytes(3).toString("hex")}` as PeerId,
@@ -203,14 +204,16 @@ export class RemoteSession {
     while (!this.adapter.connected) {
       this.#throwIfRejected()
       if (Date.now() > deadline) {
-        throw new SyncError("unreachable", `cannot connect to ${this.adapter.url.split("?")[0]}${this.lastDisconnect ? ` (${this.lastDisconnect})` : ""}`)
+        const r = this.rejected ? `HTTP ${this.rejected.status}${this.rejected.body ? `: ${this.rejected.body}` : ""}` : this.lastDisconnect
+        throw new SyncError("unreachable", `cannot connect to ${this.adapter.url.split("?")[0]}${r ? ` (${r})` : ""}`)
       }
       await sleep(20)
     }
   }
 
   #throwIfRejected(): void {
-    if (this.rejected) {
+    // 401 / 403 are final; anything else (a proxy's 502, a server shutting down: 503) is retried
+    if (this.rejected && (this.rejected.status === 401 || this.rejected.status === 403)) {
       const { status, body } = this.rejected
       throw new SyncError(status === 401 ? "unauthorized" : "refused", `the server refused the connection (HTTP ${status}${body ? `: ${body}` : ""})`)
     }

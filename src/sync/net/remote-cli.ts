@@ -103,6 +103,7 @@ export async function reportRemote(a: RemoteReportArgs): Promise<string> {
     rh.update(d => appendReport(d as ReportsDocument, { ...a.report, attempt }, a.now()) as never)
 
     let effect = ""
+    let note: string | undefined
     const to = a.report.status
     if (to === "completed" || to === "failed") {
       const cur = getJob(readPlan(planHandle.doc() as PlanDocument), a.job).attempts.find(x => x.n === attempt)!
@@ -120,12 +121,11 @@ export async function reportRemote(a: RemoteReportArgs): Promise<string> {
         effect = `; job ${a.job} #${attempt} is now ${to}`
       } else {
         effect = `; job status unchanged (${cur.status})`
-        if (cur.status !== to) {
-          process.stderr.write(`concord: note: report stored, but ${new InvalidTransitionError(`job "${a.job}" attempt ${attempt}`, cur.status, to).message}\n`)
-        }
+        if (cur.status !== to) note = `report stored, but ${new InvalidTransitionError(`job "${a.job}" attempt ${attempt}`, cur.status, to).message}`
       }
     }
     await session.waitSynced([plan.id, rid], timeoutMs)
+    if (note) process.stderr.write(`concord: note: ${note}\n`)
     const r = a.report
     return `reported ${r.status}${r.progress !== null ? ` ${r.progress}%` : ""} for ${a.job} #${attempt}${effect} (on ${new URL(a.target.url).host})`
   } finally {

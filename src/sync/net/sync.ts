@@ -224,6 +224,7 @@ export async function syncWatch(store: PlanStore, opts: WatchOptions): Promise<v
   const dirty = new Set<string>()
   let saveTimer: NodeJS.Timeout | undefined
   let saving: Promise<void> = Promise.resolve()
+  let final = false
   const flush = () => {
     saveTimer = undefined
     const ids = [...dirty]
@@ -245,7 +246,7 @@ export async function syncWatch(store: PlanStore, opts: WatchOptions): Promise<v
         const planId = tracked.get(id)
         if (planId === id) await registerIfNew(store, id, session.handle(id)!.doc())
       }
-      if (saved.length) opts.onSaved?.(saved)
+      if (saved.length && !final) opts.onSaved?.(saved)
     })
   }
   const markDirty = (id: string) => {
@@ -333,6 +334,7 @@ export async function syncWatch(store: PlanStore, opts: WatchOptions): Promise<v
     watcher.close()
     if (saveTimer) clearTimeout(saveTimer)
     for (const id of tracked.keys()) if (session.handle(id)) dirty.add(id)
+    final = true
     flush()
     await saving
     await session.close()

@@ -37,6 +37,26 @@ export function concordBin(): string {
   return path.join(packageRoot(), "bin", "concord.js")
 }
 
+/** Children started here are killed when this process exits, so a failed test leaves no server behind. */
+const children = new Set<ChildProcess>()
+let exitHook = false
+function track(child: ChildProcess): void {
+  children.add(child)
+  child.once("exit", () => children.delete(child))
+  if (!exitHook) {
+    exitHook = true
+    process.once("exit", () => {
+      for (const c of children) {
+        try {
+          c.kill("SIGKILL")
+        } catch {
+          // gone
+        }
+      }
+    })
+  }
+}
+
 export interface CliResult {
   code: number | null
   signal: NodeJS.Signals | null
@@ -63,6 +83,7 @@ export function spawnConcord(
     env: { ...process.env, CONCORD_STORE: store, ...opts.env },
     stdio: ["ignore", "pipe", "pipe"],
   })
+  track(child)
   let stdout = ""
   let stderr = ""
   child.stdout!.on("data", d => (stdout += d))
@@ -97,6 +118,7 @@ export function startServerProcess(store: string, extraArgs: string[] = [], opts
       env: { ...process.env, ...opts.env },
       stdio: ["ignore", "pipe", "pipe"],
     })
+    track(proc)
     let out = ""
     let err = ""
     let started = false

@@ -3,12 +3,24 @@ import * as A from "@automerge/automerge"
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs"
 import os from "node:os"
 import path from "node:path"
-import { expect } from "vitest"
+import { afterAll, expect } from "vitest"
 import { reportDocId } from "../../../src/doc/ids.js"
 import { PlanStore } from "../../../src/sync/store/PlanStore.js"
-import { runConcord, type CliResult } from "../../../src/sync/net/testing.js"
+import { runConcord, startServerProcess as startServer, type CliResult, type ServerProcess } from "../../../src/sync/net/testing.js"
 
-export { addTokenCli, runConcord, spawnConcord, startServerProcess, type ServerProcess } from "../../../src/sync/net/testing.js"
+export { addTokenCli, runConcord, spawnConcord, type ServerProcess } from "../../../src/sync/net/testing.js"
+
+/** Servers started by this test file; all stopped after it, whatever happened. */
+const servers: ServerProcess[] = []
+afterAll(async () => {
+  await Promise.all(servers.map(s => s.stop("SIGKILL")))
+})
+
+export async function startServerProcess(...args: Parameters<typeof startServer>): Promise<ServerProcess> {
+  const s = await startServer(...args)
+  servers.push(s)
+  return s
+}
 
 export function tempRoot(prefix = "concord-net-"): string {
   return mkdtempSync(path.join(os.tmpdir(), prefix))

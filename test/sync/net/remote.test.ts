@@ -45,6 +45,10 @@ describe("remote", () => {
     await ok(s, ["report", "progress", "written on the server machine", "--job", "C", "--plan", id])
     await until("server-side report on B", async () => (await lastMessage(b, id, "C")) === "written on the server machine")
 
+    // a plan created on the server's machine while it runs reaches B's watch too
+    const id2 = await createPlanCli(s, FOUNDING_PLAN.replace("founding-bug", "made-on-server"), "p2.yaml")
+    await until("the server-made plan on B", async () => (await new PlanStore(b, { onWarning: () => {} }).listPlans()).some(p => p.id === id2))
+
     // the server goes away and comes back on the same port: B reconnects and keeps syncing
     await server.stop("SIGTERM")
     await until("B notices", () => /disconnected from .*reconnecting/.test(watch.output().stderr))

@@ -3,6 +3,10 @@
  * clients trust it with --ca or NODE_EXTRA_CA_CERTS, and refuse it otherwise. Plus serve's validation.
  */
 import { execFileSync, spawnSync } from "node:child_process"
+import { readFileSync } from "node:fs"
+import http from "node:http"
+import https from "node:https"
+import net, { type AddressInfo } from "node:net"
 import path from "node:path"
 import { afterAll, describe, expect, it } from "vitest"
 import { addTokenCli, createPlanCli, FOUNDING_PLAN, ok, rm, runConcord, startServerProcess, statusJson, tempRoot } from "./helpers.js"
@@ -36,6 +40,54 @@ describe("TLS and serve options", () => {
       const plain = await runConcord(a, ["sync", server.url.replace("wss:", "ws:"), "--token", token, "--timeout", "5"])
       expect(plain.code).not.toBe(0)
     } finally {
+      await server.stop()
+    }
+  }, 60_000)
+
+  it.skipIf(!hasOpenssl)("behind a TLS-terminating proxy that mounts the server under a path prefix", async () => {
+    const root = tempRoot()
+    roots.push(root)
+    const [s, a, b] = ["server", "a", "b"].map(n => path.join(root, n))
+    const cert = path.join(root, "cert.pem")
+    const key = path.join(root, "key.pem")
+    execFileSync("openssl", ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert, "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"], { stdio: "ignore" })
+    const id = await createPlanCli(a, FOUNDING_PLAN)
+    const token = await addTokenCli(s, id, "admin")
+    const server = await startServerProcess(s) // plain ws on loopback, as behind nginx or Caddy
+    // the proxy: https on another port, /concord/... -> http://127.0.0.1:PORT/..., WebSocket upgrades included
+    const strip = (u: string) => {
+      const rest = u.replace(/^\/concord/, "")
+      return rest.startsWith("/") ? rest : `/${rest}`
+    }
+    const proxy = https.createServer({ cert: readFileSync(cert), key: readFileSync(key) }, (req, res) => {
+      const up = http.request({ host: "127.0.0.1", port: server.port, path: strip(req.url!), method: req.method, headers: req.headers }, r => {
+        res.writeHead(r.statusCode!, r.headers)
+        r.pipe(res)
+      })
+      req.pipe(up)
+    })
+    proxy.on("upgrade", (req, socket, head) => {
+      const up = net.connect(server.port, "127.0.0.1", () => {
+        const lines = [`${req.method} ${strip(req.url!)} HTTP/1.1`, ...Object.entries(req.headers).map(([k, v]) => `${k}: ${v}`), "", ""]
+        up.write(lines.join("\r\n"))
+        up.write(head)
+        up.pipe(socket)
+        socket.pipe(up)
+      })
+      up.on("error", () => socket.destroy())
+      socket.on("error", () => up.destroy())
+    })
+    await new Promise<void>(r => proxy.listen(0, "127.0.0.1", r))
+    const url = `wss://127.0.0.1:${(proxy.address() as AddressInfo).port}/concord`
+    try {
+      await ok(a, ["sync", url, "--token", token, "--ca", cert])
+      await ok(b, ["sync", url, "--token", token, "--ca", cert])
+      expect((await statusJson(b, id)).name).toBe("founding-bug")
+      const denied = await runConcord(b, ["sync", url, "--token", "wrong", "--ca", cert])
+      expect([denied.code, denied.stderr]).toEqual([1, expect.stringMatching(/HTTP 401/)])
+    } finally {
+      proxy.close()
+      proxy.closeAllConnections()
       await server.stop()
     }
   }, 60_000)
