@@ -18,7 +18,7 @@ import { parseDocRef, reportDocId } from "../../doc/ids.js"
 import { getJob, isPlanDoc, type PlanDocument, readPlan, setJobStatus } from "../../doc/plan.js"
 import { appendReport, reportsGenesis, type ReportsDocument } from "../../doc/reports.js"
 import { canJobTransition, type ReportStatus } from "../../doc/states.js"
-import type { PlanStore } from "../store/PlanStore.js"
+import { PlanStore } from "../store/PlanStore.js"
 import { type PlansResponse, RemoteSession, ServerApi, SyncError } from "./client.js"
 import type { ServerPlanInfo } from "./server.js"
 import { syncOnce, syncWatch } from "./sync.js"
@@ -220,15 +220,18 @@ export async function openMirror(store: PlanStore, target: RemoteTarget, planRef
   const api = new ServerApi(target.url, target.token, target.ca)
   const plan = pickServerPlan(await api.plans(), planRef)
   const base = { url: target.url, token: target.token, ca: target.ca, plans: [plan.id], log }
-  await syncOnce(store, base)
+  // Its own PlanStore on the same directory, as a separate process would have: the runner's DocStore
+  // state (what it loaded and saved) stays its own.
+  const mirror = new PlanStore(store.dir)
+  await syncOnce(mirror, base)
   const ac = new AbortController()
-  const watching = syncWatch(store, { ...base, signal: ac.signal, pollMs: 1000 }).catch(e => log(`background sync stopped: ${(e as Error).message}`))
+  const watching = syncWatch(mirror, { ...base, signal: ac.signal, pollMs: 1000 }).catch(e => log(`background sync stopped: ${(e as Error).message}`))
   return {
     planId: plan.id,
     async close() {
       ac.abort()
       await watching
-      await syncOnce(store, base)
+      await syncOnce(mirror, base)
     },
   }
 }
