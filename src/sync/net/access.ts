@@ -24,7 +24,6 @@
 import * as A from "@automerge/automerge"
 import { reportDocId } from "../../doc/ids.js"
 import { reportsGenesis } from "../../doc/reports.js"
-import { conflictValues } from "../../doc/resolve.js"
 import {
   CHUNK_TYPE_BUNDLE,
   CHUNK_TYPE_CHANGE,
@@ -212,8 +211,12 @@ export function checkPlanChanges(doc: A.Doc<unknown>, job: string, changes: A.De
   const attempts = rec.attempts as Record<string, unknown> | undefined
   if (attempts) {
     for (const k of Object.keys(attempts)) {
-      // every concurrent value of the key (a retry race can leave two records)
-      for (const v of conflictValues(attempts, k)) add(v, "attempt")
+      // every concurrent value of the key (a retry race can leave two records): getConflicts keys
+      // its values by op id, which for an object is the object's id
+      const conflicts = A.getConflicts(attempts as A.Doc<Record<string, unknown>>, k)
+      if (conflicts && Object.keys(conflicts).length > 0) {
+        for (const [id, v] of Object.entries(conflicts)) if (v && typeof v === "object") allowed.set(id, "attempt")
+      } else add(attempts[k], "attempt")
     }
   }
   for (const c of changes) {
