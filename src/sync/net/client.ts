@@ -167,7 +167,8 @@ export class RemoteSession {
       token: opts.token,
       ca: opts.ca,
       retry: opts.retry !== false,
-      log: l => this.#log(`debug: ${l}`),
+      // socket-level detail only when asked for (CONCORD_DEBUG=1)
+      log: process.env.CONCORD_DEBUG ? l => this.#log(`debug: ${l}`) : undefined,
     })
     this.adapter.events.on("refused", n => {
       this.refusals.push(n)
