@@ -1,10 +1,10 @@
 #!/usr/bin/env node
 // Short-lived commands (report, status, plan ...) run Automerge's WebAssembly with V8's baseline
-// compiler only: optimizing it in the background costs more than such a command lives (about 2x faster
-// end to end, measured in bench/). Long-running commands keep the optimizing tier.
+// compiler only: optimizing it in the background costs more CPU than such a command lives. Long-running
+// or heavy commands (run, serve, sync, --watch) keep the optimizing tier.
 import v8 from "node:v8"
 
-const longRunning = process.argv.some(a => a === "run" || a === "serve" || a === "--watch")
+const longRunning = process.argv.some(a => a === "run" || a === "serve" || a === "sync" || a === "--watch")
 if (!longRunning) v8.setFlagsFromString("--liftoff-only")
 
 const { main } = await import("../dist/cli/main.js")

@@ -104,7 +104,7 @@ export function registerControl(program: Command, globals: () => GlobalOptions):
         out("")
         out(`Waiting at checkpoint ${summary.checkpoint ?? ""}. ${steps.length ? "To go on:" : ""}`)
         for (const s of steps) out(`  ${s}`)
-        out(`then: concord run ${ref}`)
+        out(`then: concord run ${ref}${opts.remote ? ` --remote ${opts.remote} --token ...` : ""}`)
       }
       process.exitCode = result.code
       await remote?.close()

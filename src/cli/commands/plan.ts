@@ -34,8 +34,17 @@ export function registerPlan(program: Command, globals: () => GlobalOptions): vo
   plan
     .command("list")
     .option("--json", "print as JSON")
+    .option("--remote <url>", "list the plans a token can see on a sync server instead")
+    .option("--token <token>", "access token for --remote (default $CONCORD_TOKEN)")
+    .option("--ca <file>", "CA certificate to trust for a wss:// --remote")
     .description("list the plans in the store")
-    .action(async (opts: { json?: boolean }) => {
+    .action(async (opts: { json?: boolean; remote?: string; token?: string; ca?: string }) => {
+      if (opts.remote) {
+        const token = opts.token ?? process.env.CONCORD_TOKEN
+        if (!token) throw new InputError("no token: use --token T or set CONCORD_TOKEN")
+        const { listServerPlans, readCa } = await import("./sync.js")
+        return listServerPlans(opts.remote, token, await readCa(opts.ca), opts.json)
+      }
       const store = openStore(globals())
       const entries = await store.listPlans()
       const rows = await Promise.all(

@@ -26,7 +26,7 @@ function stamp(line: string): void {
   }
 }
 
-async function readCa(file: string | undefined): Promise<Buffer | undefined> {
+export async function readCa(file: string | undefined): Promise<Buffer | undefined> {
   if (!file) return undefined
   try {
     return await fsp.readFile(file)
@@ -68,6 +68,19 @@ interface SyncCliOptions {
   list?: boolean
   ca?: string
   quiet?: boolean
+}
+
+/** The plans a token can see on a server (`sync --list`, `plan list --remote`). */
+export async function listServerPlans(url: string, token: string, ca: Buffer | undefined, json?: boolean): Promise<void> {
+  const { ServerApi } = await import("../../sync/net/client.js")
+  const r = await new ServerApi(url, token, ca).plans()
+  if (json) return printJson(r.plans)
+  if (r.plans.length === 0) return out(`no plans on ${url} for token ${r.token.id} (${r.token.role})`)
+  for (const l of table([
+    ["ID", "NAME", "STATUS", "JOBS", "ROLE"],
+    ...r.plans.map(p => [p.id, p.name, p.checkpoint ? `${p.status} (${p.checkpoint})` : p.status, String(p.jobs.length), p.role]),
+  ]))
+    out(l)
 }
 
 export function registerSync(program: Command, globals: () => GlobalOptions): void {
@@ -125,24 +138,14 @@ export function registerSync(program: Command, globals: () => GlobalOptions): vo
     .option("--quiet", "no progress lines on stderr")
     .description("sync this store's plans with a server, both ways (exit 0 once both sides have each other's changes)")
     .action(async (url: string, opts: SyncCliOptions) => {
-      const { parseServerUrl, ServerApi } = await import("../../sync/net/client.js")
+      const { parseServerUrl } = await import("../../sync/net/client.js")
       parseServerUrl(url)
       const timeoutMs = intOption("--timeout", opts.timeout, 1, 86_400)! * 1000
       const token = opts.token ?? process.env.CONCORD_TOKEN
       if (!token) throw new InputError("no token: use --token T or set CONCORD_TOKEN (a server admin creates one with: concord token add)")
       const ca = await readCa(opts.ca)
       const log = opts.quiet ? () => {} : (l: string) => (l.startsWith("debug:") ? undefined : stamp(l))
-      if (opts.list) {
-        const r = await new ServerApi(url, token, ca).plans()
-        if (opts.json) return printJson(r.plans)
-        if (r.plans.length === 0) return out(`no plans on ${url} for token ${r.token.id} (${r.token.role})`)
-        for (const l of table([
-          ["ID", "NAME", "STATUS", "JOBS", "ROLE"],
-          ...r.plans.map(p => [p.id, p.name, p.checkpoint ? `${p.status} (${p.checkpoint})` : p.status, String(p.jobs.length), p.role]),
-        ]))
-          out(l)
-        return
-      }
+      if (opts.list) return listServerPlans(url, token, ca, opts.json)
       const store = openStore(globals())
       const { syncOnce, syncWatch } = await import("../../sync/net/sync.js")
       const base = { url, token, ca, plans: opts.plan, log }

@@ -112,6 +112,8 @@ describe("tokens", () => {
     const m = path.join(root, "x-only")
     const list = JSON.parse((await ok(m, ["sync", server.url, "--token", tk.adminX, "--list", "--json"])).stdout)
     expect(list.map((p: any) => p.id)).toEqual([X])
+    const viaPlanList = JSON.parse((await ok(m, ["plan", "list", "--remote", server.url, "--token", tk.adminX, "--json"])).stdout)
+    expect(viaPlanList.map((p: any) => p.id)).toEqual([X])
     const ask = await runConcord(m, ["sync", server.url, "--token", tk.adminX, "--plan", Y])
     expect(ask.code).not.toBe(0)
     expect(ask.stderr).toMatch(/no plan .* among the plans this token can see/)
