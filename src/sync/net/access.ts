@@ -179,7 +179,6 @@ export function checkChangeBytes(entries: Uint8Array[]): string | undefined {
 }
 
 const opId = (c: A.DecodedChange, i: number) => `${c.startOp + i}@${c.actor}`
-const isMake = (action: string) => action.startsWith("make")
 const short = (h: string | undefined) => (h ?? "?").slice(0, 8)
 
 type Kind = "status" | "skipped" | "attempts" | "attempt"

@@ -14,7 +14,7 @@ import { promises as fsp } from "node:fs"
 import path from "node:path"
 import { InputError } from "../../doc/errors.js"
 import { isDocId } from "../../doc/ids.js"
-import { fsyncDir } from "../storage/ConcordStorageAdapter.js"
+import { writeFileAtomic } from "../storage/atomic.js"
 
 export type Role = "admin" | "writer" | "reader" | `job:${string}`
 
@@ -95,23 +95,7 @@ export async function readTokens(file: string): Promise<TokensFile> {
 }
 
 async function writeTokens(file: string, data: TokensFile): Promise<void> {
-  const dir = path.dirname(file)
-  await fsp.mkdir(dir, { recursive: true })
-  const tmp = path.join(dir, `.${path.basename(file)}.${process.pid}.${randomBytes(4).toString("hex")}.tmp`)
-  try {
-    const fh = await fsp.open(tmp, "wx", 0o600)
-    try {
-      await fh.writeFile(JSON.stringify(data, null, 2) + "\n")
-      await fh.sync()
-    } finally {
-      await fh.close()
-    }
-    await fsp.rename(tmp, file)
-    await fsyncDir(dir)
-  } catch (e) {
-    await fsp.unlink(tmp).catch(() => {})
-    throw e
-  }
+  await writeFileAtomic(file, JSON.stringify(data, null, 2) + "\n", { mode: 0o600 })
 }
 
 export interface NewToken {

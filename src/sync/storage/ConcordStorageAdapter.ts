@@ -12,14 +12,16 @@
  *  - disk errors are thrown as {@link StoreError} with the path and errno code.
  */
 import type { Chunk, StorageAdapterInterface, StorageKey } from "@automerge/automerge-repo/slim"
-import { createHash, randomBytes } from "node:crypto"
+import { createHash } from "node:crypto"
 import { promises as fsp, type Dirent } from "node:fs"
 import type { FileHandle } from "node:fs/promises"
 import path from "node:path"
+import { ensureDir, fsyncDir, writeFileAtomic } from "./atomic.js"
 import { verifyAutomergeBytes, type VerifyResult } from "./chunk-format.js"
 import { StoreError, errnoCode } from "./StoreError.js"
 
 export { StoreError } from "./StoreError.js"
+export { fsyncDir } from "./atomic.js"
 
 export const TMP_DIR_NAME = ".tmp"
 export const QUARANTINE_DIR_NAME = "quarantine"
@@ -82,7 +84,6 @@ export class ConcordStorageAdapter implements StorageAdapterInterface {
   readonly #written = new Map<string, { seq: number; sha256: string }>()
   #seq = 0
   #tmpReady = false
-  #tmpCounter = 0
   /** Files we already warned about but left in place (grace period), to warn only once. */
   readonly #warnedRecent = new Set<string>()
 
@@ -166,35 +167,11 @@ export class ConcordStorageAdapter implements StorageAdapterInterface {
 
   async save(key: StorageKey, data: Uint8Array): Promise<void> {
     const target = this.filePath(key)
-    const dir = path.dirname(target)
-    let tmp: string | undefined
     try {
       await this.#ensureTmpDir()
-      await ensureDir(dir)
-      tmp = path.join(
-        this.tmpDirectory,
-        `${process.pid}.${randomBytes(6).toString("hex")}.${++this.#tmpCounter}`
-      )
-      const fh = await fsp.open(tmp, "wx", 0o644)
-      try {
-        await fh.writeFile(data)
-        await fh.sync()
-      } finally {
-        await fh.close()
-      }
-      try {
-        await fsp.rename(tmp, target)
-      } catch (e) {
-        // directory removed concurrently (removeRange by another process): recreate and retry once
-        if (errnoCode(e) !== "ENOENT") throw e
-        await ensureDir(dir)
-        await fsp.rename(tmp, target)
-      }
-      tmp = undefined
-      await fsyncDir(dir)
+      await writeFileAtomic(target, data, { tmpDir: this.tmpDirectory })
       this.#written.set(keyString(key), { seq: ++this.#seq, sha256: sha256hex(data) })
     } catch (e) {
-      if (tmp) await fsp.unlink(tmp).catch(() => {})
       throw StoreError.from("write", target, e)
     }
   }
@@ -416,30 +393,3 @@ function keyStartsWith(key: StorageKey, prefix: StorageKey): boolean {
 }
 
 /** fsync a directory so a rename / create inside it is durable. */
-export async function fsyncDir(dir: string): Promise<void> {
-  let fh: FileHandle | undefined
-  try {
-    fh = await fsp.open(dir, "r")
-    await fh.sync()
-  } catch (e) {
-    const code = errnoCode(e)
-    // some platforms/filesystems cannot fsync directories
-    if (code === "EISDIR" || code === "EINVAL" || code === "EPERM" || code === "EBADF") return
-    throw e
-  } finally {
-    await fh?.close().catch(() => {})
-  }
-}
-
-/** mkdir -p, then fsync the parent of every directory that was created. */
-async function ensureDir(dir: string): Promise<void> {
-  const first = await fsp.mkdir(dir, { recursive: true })
-  if (first === undefined) return
-  // directories from `first` down to `dir` were created: make their entries durable
-  const created: string[] = []
-  for (let d = dir; ; d = path.dirname(d)) {
-    created.push(d)
-    if (d === first || path.dirname(d) === d) break
-  }
-  for (const d of created.reverse()) await fsyncDir(path.dirname(d)).catch(() => {})
-}

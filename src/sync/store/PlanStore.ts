@@ -8,7 +8,6 @@
  * exits 0. Processes never overwrite each other's files, so concurrent writers merge instead of losing
  * updates.
  */
-import { randomBytes } from "node:crypto"
 import { promises as fsp } from "node:fs"
 import path from "node:path"
 import type { WriteContext } from "../../doc/actor.js"
@@ -17,7 +16,7 @@ import { type DocId, newDocId, parseDocRef, reportDocId } from "../../doc/ids.js
 import { createPlan, isPlanDoc, type PlanDocument, readPlan } from "../../doc/plan.js"
 import { appendReport, type NewReport, reportsGenesis, type ReportsDocument } from "../../doc/reports.js"
 import type { PlanSpec } from "../../doc/spec.js"
-import { fsyncDir } from "../storage/ConcordStorageAdapter.js"
+import { writeFileAtomic } from "../storage/atomic.js"
 import { StoreError } from "../storage/StoreError.js"
 import { DocStore, type DocStoreOptions } from "./DocStore.js"
 
@@ -63,22 +62,10 @@ export class PlanStore {
 
   /** Record a plan in the index (also used when a plan arrives from another machine). */
   async registerPlan(entry: PlanIndexEntry): Promise<void> {
-    const dir = path.join(this.dir, INDEX_DIR)
-    const target = path.join(dir, `${entry.id}.json`)
-    const tmp = path.join(dir, `.${entry.id}.${process.pid}.${randomBytes(4).toString("hex")}.tmp`)
+    const target = path.join(this.dir, INDEX_DIR, `${entry.id}.json`)
     try {
-      await fsp.mkdir(dir, { recursive: true })
-      const fh = await fsp.open(tmp, "wx")
-      try {
-        await fh.writeFile(JSON.stringify(entry) + "\n")
-        await fh.sync()
-      } finally {
-        await fh.close()
-      }
-      await fsp.rename(tmp, target)
-      await fsyncDir(dir)
+      await writeFileAtomic(target, JSON.stringify(entry) + "\n")
     } catch (e) {
-      await fsp.unlink(tmp).catch(() => {})
       throw StoreError.from("write", target, e)
     }
   }
