@@ -135,7 +135,12 @@ export function open(dir) {
         last = rows[rows.length - 1].id
         onMessages(seen)
       }
-      const w = fsWatch(dir, () => check())
+      // a WAL write can be seen before its commit is visible: look again shortly after each event
+      const w = fsWatch(dir, () => {
+        check()
+        setTimeout(check, 5)
+        setTimeout(check, 25)
+      })
       const t = setInterval(check, pollMs)
       check()
       return {

@@ -1,24 +1,135 @@
-// The seam for concord's networked ways (src/sync/net/, being built in parallel): a local endpoint and
-// a sync server, used by workloads 3 (visibility) and 6 (sync).
+// concord's networked ways (src/sync/net/), used by workloads 3 (visibility) and 6 (sync).
 //
-// When src/sync/net/ exports what is needed, implement these here (and nothing else changes):
-//   visibility["local endpoint"](cfg) / visibility["sync server"](cfg) -> { lat: ms[], missed }
-//   sync(changesPerPeer) -> { convergeMs, ok }   two peers, each with N offline changes, then connect
-import { existsSync } from "node:fs"
+//   visibility["sync server (live session)"](cfg) / ["sync server (store to store)"](cfg) -> { lat, missed }
+//   sync(changesPerPeer) -> { convergeMs, ok, detail }
+//
+// Everything runs as real OS processes: `concord serve`, `concord sync --watch`, bench workers.
+import { spawn } from "node:child_process"
+import { existsSync, mkdtempSync, rmSync } from "node:fs"
+import os from "node:os"
 import path from "node:path"
+import { fileURLToPath } from "node:url"
 import { ROOT } from "./concord.mjs"
+import { sleep, startProcess, startWorker } from "./proc.mjs"
 
-const NET_DIR = path.join(ROOT, "dist/src/sync/net")
+const NET_DIST = path.join(ROOT, "dist/src/sync/net")
+const HERE = path.dirname(fileURLToPath(import.meta.url))
+const NET_WATCHER = path.join(HERE, "net-watcher.mjs")
+const BIN = path.join(ROOT, "bin/concord.js")
+
+/** Ways the issue names that concord does not offer yet. */
+const NOT_YET = { "local endpoint": "concord has no local endpoint (a local daemon or socket) yet" }
 
 export async function netStatus() {
   if (!existsSync(path.join(ROOT, "src/sync/net"))) {
-    return { available: false, reason: "src/sync/net/ does not exist yet (the sync work is in progress elsewhere)" }
+    return { available: false, reason: "src/sync/net/ does not exist yet (the sync work is in progress elsewhere)", notYet: NOT_YET }
   }
-  if (!existsSync(NET_DIR)) {
-    return { available: false, reason: "src/sync/net/ exists but is not built into dist/ (run npm run build)" }
+  let testing
+  try {
+    testing = await import(path.join(NET_DIST, "testing.js"))
+  } catch (e) {
+    return { available: false, reason: `dist/src/sync/net/testing.js cannot be loaded (run npm run build): ${e.message}`, notYet: NOT_YET }
+  }
+  if (typeof testing.benchOfflineConvergence !== "function" || typeof testing.startServerProcess !== "function") {
+    return { available: false, reason: "src/sync/net/testing.ts no longer exports benchOfflineConvergence / startServerProcess", notYet: NOT_YET }
   }
   return {
-    available: false,
-    reason: "src/sync/net/ exists but bench/lib/net.mjs has not been wired to its API yet",
+    available: true,
+    notYet: NOT_YET,
+    async sync(n) {
+      const r = await testing.benchOfflineConvergence({ changesPerPeer: n })
+      return { convergeMs: r.convergeMs, ok: r.converged, detail: { syncMs: r.syncMs, serverChanges: r.serverChanges } }
+    },
+    visibility: {
+      "sync server (live session)": cfg => viaServer(testing, cfg, "live"),
+      "sync server (store to store)": cfg => viaServer(testing, cfg, "store"),
+    },
+  }
+}
+
+function spawnSyncWatch(store, url, token) {
+  const child = spawn(process.execPath, [BIN, "sync", url, "--token", token, "--watch", "--quiet"], {
+    cwd: store,
+    env: { ...process.env, CONCORD_STORE: store },
+    stdio: ["ignore", "ignore", "pipe"],
+  })
+  let stderr = ""
+  child.stderr.on("data", d => (stderr = (stderr + d).slice(-4000)))
+  const exited = new Promise(r => child.on("exit", (code, signal) => r({ code, signal })))
+  return {
+    stderr: () => stderr,
+    async stop() {
+      if (child.exitCode === null && child.signalCode === null) child.kill("SIGTERM")
+      const t = setTimeout(() => child.kill("SIGKILL"), 10_000)
+      await exited
+      clearTimeout(t)
+    },
+  }
+}
+
+/**
+ * A writer on store A (its `concord sync --watch` pushes to a `concord serve` process) and a watcher:
+ *  live: a process holding a RemoteSession to the server, seeing the report log's handle change;
+ *  store: store B kept in sync by its own `concord sync --watch`, watched with DocStore.watch.
+ */
+async function viaServer(testing, cfg, kind) {
+  const root = mkdtempSync(path.join(os.tmpdir(), "concord-bench-net-"))
+  const dirs = { server: path.join(root, "server"), a: path.join(root, "a"), b: path.join(root, "b") }
+  const stop = [] // stopped in this order: watchers and sync clients first, the server last
+  try {
+    const token = await testing.addTokenCli(dirs.server, "*", "admin")
+    const server = await testing.startServerProcess(dirs.server)
+    stop.push({ stop: () => server.stop("SIGTERM") })
+    const writer = await startWorker("concord", dirs.a)
+    stop.unshift(writer)
+    const plan = await writer.call("createPlan", { name: "visibility-net", jobs: ["j0"] })
+    // the report log exists before the clock starts: discovering a new log is a separate (polled) path
+    await writer.call("report", { plan, job: "j0", report: { status: "working", message: "warm-up" } })
+    const first = await testing.runConcord(dirs.a, ["sync", server.url, "--token", token, "--quiet"])
+    if (first.code !== 0) throw new Error(`concord sync (writer) failed: ${first.stderr}`)
+    const syncA = spawnSyncWatch(dirs.a, server.url, token)
+    stop.unshift(syncA)
+
+    let watcher
+    if (kind === "live") {
+      watcher = await startProcess(NET_WATCHER, [server.url, token], "net watcher")
+    } else {
+      const r = await testing.runConcord(dirs.b, ["sync", server.url, "--token", token, "--quiet"])
+      if (r.code !== 0) throw new Error(`concord sync (watcher) failed: ${r.stderr}`)
+      const syncB = spawnSyncWatch(dirs.b, server.url, token)
+      stop.unshift(syncB)
+      watcher = await startWorker("concord", dirs.b)
+    }
+    stop.unshift(watcher)
+    await watcher.call("watch", { plan, job: "j0", key: "w", pollMs: cfg.pollMs })
+    // wait until the watcher sees the warm-up report: everything is connected
+    const t0 = Date.now()
+    for (;;) {
+      const { seen } = await watcher.call("peek", { key: "w" })
+      if (seen["warm-up"] !== undefined) break
+      if (Date.now() - t0 > 30_000) throw new Error(`the ${kind} watcher never saw the warm-up report; sync --watch said: ${syncA.stderr()}`)
+      await sleep(50)
+    }
+    await sleep(300)
+    const { durable } = await writer.call("paced", { plan, job: "j0", n: cfg.reports, gapMs: cfg.gapMs, jitterMs: cfg.jitterMs })
+    await sleep(Math.max(3 * cfg.pollMs, 2000))
+    const { seen, source } = await watcher.call("unwatch", { key: "w" })
+    if (process.env.NET_WATCHER_DEBUG) {
+      process.stderr.write(`watcher stderr:\n${watcher.stderr}\nserver log:\n${server.logs()}\nsync A:\n${syncA.stderr()}\n`)
+    }
+    const lat = []
+    let missed = 0
+    durable.forEach((t, i) => {
+      const s = seen[`v-${i}`]
+      if (s === undefined) missed++
+      else lat.push(s - t)
+    })
+    // live session: which of its signals first showed each report (a handle event, or its 100 ms poll)
+    const firstSeenBy = {}
+    for (const why of Object.values(source ?? {})) firstSeenBy[why] = (firstSeenBy[why] ?? 0) + 1
+    return { lat, missed, ...(source ? { firstSeenBy } : {}) }
+  } finally {
+    for (const s of stop) await s.stop().catch(() => {})
+    rmSync(root, { recursive: true, force: true })
   }
 }

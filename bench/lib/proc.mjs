@@ -1,6 +1,6 @@
 // Processes: long-lived workers (worker.mjs) and one-shot timed commands.
 import { spawn } from "node:child_process"
-import { mkdtempSync, readFileSync, rmSync } from "node:fs"
+import { closeSync, mkdtempSync, openSync, readFileSync, rmSync } from "node:fs"
 import os from "node:os"
 import path from "node:path"
 import { performance } from "node:perf_hooks"
@@ -98,23 +98,27 @@ export async function stopAll(workers) {
  * Run `node ARGS` once: wall time (spawn to exit, ms) and the process's own peak RSS (KiB, from
  * process.resourceUsage() at exit, through a tiny --import preload).
  */
-export function timeNode(args, { env = {}, cwd, rss = false } = {}) {
+export function timeNode(args, { env = {}, cwd, rss = false, stdoutFile } = {}) {
   const rssFile = rss ? path.join(os.tmpdir(), `concord-bench-rss-${process.pid}-${Math.random().toString(36).slice(2)}`) : undefined
   const fullArgs = rss ? ["--import", pathToImport(RSS_PRELOAD), ...args] : args
   return new Promise((resolve, reject) => {
+    // stdout to a file: what the command prints does not flow through a pipe (see scale.mjs)
+    const outFd = stdoutFile ? openSync(stdoutFile, "w") : undefined
     const t0 = performance.now()
     const child = spawn(process.execPath, fullArgs, {
       cwd,
       env: { ...process.env, ...env, ...(rssFile ? { CONCORD_BENCH_RSS_FILE: rssFile } : {}) },
-      stdio: ["ignore", "pipe", "pipe"],
+      stdio: ["ignore", outFd ?? "pipe", "pipe"],
     })
+    if (outFd !== undefined) closeSync(outFd)
     let stdout = ""
     let stderr = ""
-    child.stdout.on("data", d => (stdout += d))
+    child.stdout?.on("data", d => (stdout += d))
     child.stderr.on("data", d => (stderr += d))
     child.on("error", reject)
     child.on("close", (code, signal) => {
       const ms = performance.now() - t0
+      if (stdoutFile) stdout = readFileSync(stdoutFile, "utf8")
       let maxRssKiB = null
       if (rssFile) {
         try {

@@ -21,13 +21,16 @@ const ops = {
   /** Contention: n reports for one job as fast as possible, each timed from call to durable. */
   burst: async a => {
     const lat = []
+    const cpu0 = process.cpuUsage()
     const start = now()
     for (let i = 0; i < a.n; i++) {
       const t0 = now()
       await client.report(a.plan, a.job, { status: "progress", message: `${a.job}-${i}`, progress: i % 101 })
       lat.push(now() - t0)
     }
-    return { start, end: now(), lat }
+    const end = now()
+    const cpu = process.cpuUsage(cpu0)
+    return { start, end, lat, cpuMs: (cpu.user + cpu.system) / 1000 }
   },
   /** Founding race, orchestrator side: read the plan and keep that view. */
   loadStale: async a => {
@@ -66,6 +69,7 @@ const ops = {
     watchers.set(a.key, { w, seen })
     return { pid: process.pid }
   },
+  peek: async a => ({ seen: watchers.get(a.key).seen }),
   unwatch: async a => {
     const { w, seen } = watchers.get(a.key)
     w.close()

@@ -7,7 +7,7 @@ import { median, p99, quantile, round } from "../lib/stats.mjs"
 export const id = "contention"
 
 export function config(quick) {
-  return quick ? { ps: [1, 4], n: 10, reps: 1 } : { ps: [1, 4, 16, 32], n: 50, reps: 3 }
+  return quick ? { ps: [1, 4], n: 10, reps: 1 } : { ps: (process.env.BENCH_PS ?? "1,4,16,32").split(",").map(Number), n: 50, reps: Number(process.env.BENCH_REPS ?? 3) }
 }
 
 async function once(backend, P, n) {
@@ -28,7 +28,7 @@ async function once(backend, P, n) {
     }
     const start = Math.min(...runs.map(r => r.start))
     const end = Math.max(...runs.map(r => r.end))
-    return { lat: runs.flatMap(r => r.lat), seconds: (end - start) / 1000, reports: P * n, lost }
+    return { lat: runs.flatMap(r => r.lat), seconds: (end - start) / 1000, reports: P * n, lost, cpuMsPerReport: runs.reduce((a, r) => a + r.cpuMs, 0) / (P * n) }
   } finally {
     await stopAll(workers)
     rmSync(dir, { recursive: true, force: true })
@@ -46,7 +46,7 @@ export async function run({ backends, quick, log }) {
         ;(raw[key] ??= []).push(r)
         log(
           `contention ${b} P=${P} rep ${rep + 1}/${cfg.reps}: ${round(r.reports / r.seconds, 0)} reports/s, ` +
-            `p50 ${round(median(r.lat))} ms, p99 ${round(p99(r.lat))} ms, lost ${r.lost}/${r.reports}`
+            `p50 ${round(median(r.lat))} ms, p99 ${round(p99(r.lat))} ms, lost ${r.lost}/${r.reports}, CPU ${round(r.cpuMsPerReport)} ms/report`
         )
       }
     }
@@ -70,6 +70,7 @@ export async function run({ backends, quick, log }) {
         max: Math.max(...lat),
         lost: rs.reduce((a, r) => a + r.lost, 0),
         sent: rs.reduce((a, r) => a + r.reports, 0),
+        cpuMsPerReport: median(rs.map(r => r.cpuMsPerReport)),
       })
     }
   }

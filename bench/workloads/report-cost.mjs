@@ -30,6 +30,8 @@ export async function run({ backends, quick, log }) {
       const plan = await w.call("createPlan", { name: "report-cost", jobs: ["j0", "j1"] })
       let i = 0
       if (b === "concord") {
+        // start-up alone: the same bundle, loaded, printing its help and exiting
+        cmds.push({ name: "concord --help", backend: b, args: [BIN, "--help"], env: { CONCORD_STORE: dir }, cwd: dir })
         cmds.push({
           name: "concord report",
           backend: b,

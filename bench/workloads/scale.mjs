@@ -2,7 +2,8 @@
 // on disk, and wall time and peak RSS of one status process (`concord status PLAN --json`; for the
 // baselines bench/baselines/cli.mjs status). Each store grows in place from the smallest T to the
 // largest. json-naive and json-lock keep the same file, so the JSON format is measured once, through
-// json-lock's command.
+// json-lock's command. Timed runs write their output to a file; one more run reads it through a
+// pipe, to check that a consumer gets all of it.
 import { promises as fsp, rmSync } from "node:fs"
 import path from "node:path"
 import { fileURLToPath } from "node:url"
@@ -49,7 +50,12 @@ function statusCommand(backend, dir, plan) {
 }
 
 function check(backend, out, J, expect) {
-  const s = JSON.parse(out)
+  let s
+  try {
+    s = JSON.parse(out)
+  } catch (e) {
+    return `status output (${out.length} bytes) is not valid JSON: ${e.message}`
+  }
   if (!Array.isArray(s.jobs) || s.jobs.length !== J) return `status shows ${s.jobs?.length} jobs, expected ${J}`
   if (expect) {
     const j = s.jobs.find(x => x.name === expect.job)
@@ -77,20 +83,31 @@ export async function run({ backends, quick, log }) {
           const expect = await gen.call("expectLast", { to: T })
           const size = await dirSize(dir)
           const cmd = statusCommand(b, dir, plan)
+          const outFile = path.join(dir, "..", `${path.basename(dir)}-status.out`)
           const times = []
           const rss = []
           let runs = cfg.statusRuns
           for (let r = 0; r < runs; r++) {
-            const res = await timeNode(cmd.args, { env: cmd.env, cwd: cmd.cwd, rss: true })
+            const res = await timeNode(cmd.args, { env: cmd.env, cwd: cmd.cwd, rss: true, stdoutFile: outFile })
             if (res.code !== 0) throw new Error(`${b} status exited ${res.code}: ${res.stderr.slice(0, 2000)}`)
             if (r === 0) {
               const bad = check(b, res.stdout, J, expect)
               if (bad) errors.push(`scale ${b} J=${J} T=${T}: ${bad}`)
               if (res.ms > 3000 && cfg.slowStatusRuns) runs = cfg.slowStatusRuns
+              // the same command with its output read through a pipe, as a script or tool would
+              const piped = await timeNode(cmd.args, { env: cmd.env, cwd: cmd.cwd })
+              const pipedBad = check(b, piped.stdout, J, expect)
+              if (pipedBad) {
+                errors.push(
+                  `scale ${b} J=${J} T=${T}: status output read through a pipe is wrong: ${pipedBad} ` +
+                    `(${piped.stdout.length} bytes through the pipe, ${res.stdout.length} written to a file; exit code ${piped.code})`
+                )
+              }
             }
             times.push(res.ms)
             rss.push(res.maxRssKiB / 1024)
           }
+          rmSync(outFile, { force: true })
           const row = { backend: b, jobs: J, reports: T, bytes: size.bytes, files: size.files, statusMs: median(times), statusRuns: times, peakRssMB: Math.max(...rss), genSeconds }
           rows.push(row)
           log(

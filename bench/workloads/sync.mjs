@@ -1,12 +1,15 @@
 // Workload 6, sync: two peers with N offline changes each; time to converge after they connect.
-// concord's networked sync (src/sync/net/) is being built elsewhere: it is measured through
-// ../lib/net.mjs once that is wired, and reported as pending until then.
+// concord: src/sync/net's benchOfflineConvergence (through ../lib/net.mjs): two stores share a plan
+// through a `concord serve` process, each makes N changes offline, then `concord sync` runs A, B, A;
+// the time is those three runs, process start-up included.
 //
-// Meanwhile, a reference that is NOT concord's sync path: the Automerge sync protocol itself
+// Also a reference that is NOT concord's sync path: the Automerge sync protocol itself
 // (generateSyncMessage / receiveSyncMessage) between two in-memory copies of a report log, in one
 // process, with no network and no disk. It is a lower bound for any sync built on Automerge.
 import { performance } from "node:perf_hooks"
 import { DIST } from "../lib/concord.mjs"
+import { randomBytes } from "node:crypto"
+import { reportLog } from "../lib/craft.mjs"
 import { netStatus } from "../lib/net.mjs"
 import { median } from "../lib/stats.mjs"
 
@@ -16,17 +19,19 @@ export function config(quick) {
   return quick ? { changes: [100, 1000], reps: 1 } : { changes: [100, 1000, 10_000], reps: 3 }
 }
 
-async function referenceOnce(N) {
+/** Two copies of a report log that diverged by N reports each (one actor per side, as one offline process). */
+async function diverged(N) {
   const c = await import(DIST)
   const A = await import("@automerge/automerge")
-  const base = c.reportsGenesis("sync-plan", "job")
-  let left = A.clone(base)
-  let right = A.clone(base)
-  const report = (doc, who, i) =>
-    c.appendReport(doc, { status: "progress", message: `${who} step ${i}`, progress: i % 101, attempt: 1 }, { by: `${who}@bench`, now: Date.now() })
-  for (let i = 0; i < N; i++) left = report(left, "left", i)
-  for (let i = 0; i < N; i++) right = report(right, "right", i)
+  const side = who => {
+    const log = reportLog(A, c, "sync-plan", "job", { actor: randomBytes(16).toString("hex") })
+    log.append(Array.from({ length: N }, (_, i) => ({ status: "progress", message: `${who} step ${i}`, progress: i % 101, by: `${who}@bench` })))
+    return log.doc
+  }
+  return { A, left: side("left"), right: side("right") }
+}
 
+function referenceOnce(A, left, right, N) {
   const t0 = performance.now()
   let sl = A.initSyncState()
   let sr = A.initSyncState()
@@ -64,13 +69,15 @@ export async function run({ quick, log }) {
   for (const N of cfg.changes) {
     if (net.sync) {
       const r = await net.sync(N)
-      rows.push({ kind: "concord", changesPerPeer: N, convergeMs: r.convergeMs, ok: r.ok })
+      rows.push({ kind: "concord", changesPerPeer: N, convergeMs: r.convergeMs, ok: r.ok, detail: r.detail })
+      log(`sync concord N=${N}: ${r.convergeMs.toFixed(0)} ms (${JSON.stringify(r.detail.syncMs)}), converged ${r.ok}`)
       if (!r.ok) errors.push(`sync N=${N}: peers did not converge to the same state`)
     } else {
       rows.push({ kind: "concord", changesPerPeer: N, pending: net.reason })
     }
+    const { A, left, right } = await diverged(N)
     const runs = []
-    for (let i = 0; i < cfg.reps; i++) runs.push(await referenceOnce(N))
+    for (let i = 0; i < cfg.reps; i++) runs.push(referenceOnce(A, A.clone(left), A.clone(right), N))
     const row = {
       kind: "reference",
       changesPerPeer: N,

@@ -4,7 +4,8 @@
 //
 // "Ways" are how a watcher can follow a plan: "store watch" for every backend (concord: DocStore.watch;
 // json: fs.watch on the directory + poll; sqlite: fs.watch on the directory + query), and, for concord,
-// the ways that come with src/sync/net (local endpoint, sync server): see ../lib/net.mjs.
+// the sync server (src/sync/net, through ../lib/net.mjs): a watcher holding a live session to
+// `concord serve`, and a second store kept in sync by `concord sync --watch` and watched like the first.
 import { rmSync } from "node:fs"
 import { startWorker, stopAll, sleep, tempDir } from "../lib/proc.mjs"
 import { median, p99, quantile } from "../lib/stats.mjs"
@@ -62,13 +63,20 @@ export async function run({ backends, quick, log }) {
     log(`visibility ${b} store watch: p50 ${row.p50?.toFixed(1)} ms, p99 ${row.p99?.toFixed(1)} ms, missed ${missed}/${cfg.reports}`)
   }
   const net = await netStatus()
-  for (const way of ["local endpoint", "sync server"]) {
-    if (net.visibility?.[way]) {
-      const { lat, missed } = await net.visibility[way](cfg)
-      rows.push({ backend: "concord", way, n: lat.length, missed, p50: median(lat), p90: quantile(lat, 0.9), p99: p99(lat), max: Math.max(...lat), min: Math.min(...lat) })
-    } else {
-      rows.push({ backend: "concord", way, pending: net.reason })
-      log(`visibility concord ${way}: pending (${net.reason})`)
+  if (backends.includes("concord")) {
+    for (const [way, measure] of Object.entries(net.visibility ?? {})) {
+      const { lat, missed, firstSeenBy } = await measure(cfg)
+      const row = { backend: "concord", way, n: lat.length, missed, firstSeenBy, p50: median(lat), p90: quantile(lat, 0.9), p99: p99(lat), max: lat.length ? Math.max(...lat) : null, min: lat.length ? Math.min(...lat) : null }
+      rows.push(row)
+      log(`visibility concord ${way}: p50 ${row.p50?.toFixed(1)} ms, p99 ${row.p99?.toFixed(1)} ms, missed ${missed}/${cfg.reports}`)
+    }
+    if (!net.available) {
+      rows.push({ backend: "concord", way: "sync server", pending: net.reason })
+      log(`visibility concord sync server: pending (${net.reason})`)
+    }
+    for (const [way, why] of Object.entries(net.notYet ?? {})) {
+      rows.push({ backend: "concord", way, pending: why })
+      log(`visibility concord ${way}: pending (${why})`)
     }
   }
   return { config: cfg, rows }
