@@ -72,6 +72,11 @@ interface DocState {
   missingDeps: string[]
   /** already warned that compaction is blocked for this state */
   warnedNoCompact: boolean
+  /**
+   * This instance's own copy of the document as of `heads` (never handed out: callers get clones), so
+   * a long-lived process's next load reads only the chunk files that are new since.
+   */
+  doc?: Automerge.Doc<unknown>
 }
 
 const keyStr = (key: StorageKey) => key.join("/")
@@ -124,6 +129,8 @@ export class DocStore {
   async load<T>(docId: string): Promise<Automerge.Doc<T> | undefined> {
     checkDocId(docId)
     return this.#withLock(docId, async () => {
+      const again = await this.#loadNewChunks(docId)
+      if (again) return again as Automerge.Doc<T>
       const { doc, applied } = await this.#loadChunks(docId, this.#actor)
       if (!doc) {
         this.#state.delete(docId)
@@ -141,9 +148,47 @@ export class DocStore {
         heads: Automerge.getHeads(doc),
         missingDeps,
         warnedNoCompact: false,
+        doc: missingDeps.length === 0 ? this.#fork(doc) : undefined,
       })
       return doc as Automerge.Doc<T>
     })
+  }
+
+  #fork(doc: Automerge.Doc<unknown>): Automerge.Doc<unknown> {
+    return this.#actor ? Automerge.clone(doc, { actor: this.#actor as Automerge.ActorId }) : Automerge.clone(doc)
+  }
+
+  /**
+   * A repeated load in the same process: apply only the chunk files that appeared since this instance
+   * last loaded or saved the document, to its own copy. Returns undefined (the caller does a full load)
+   * when there is no copy, or when a new file vanished before it could be read (another process
+   * compacted meanwhile), or when anything did not apply cleanly.
+   */
+  async #loadNewChunks(docId: string): Promise<Automerge.Doc<unknown> | undefined> {
+    const st = this.#state.get(docId)
+    if (!st?.doc || st.missingDeps.length > 0) return undefined
+    // Same listing order as a full load: incrementals first, then snapshots.
+    const listed = [
+      ...(await this.adapter.listKeys([docId, "incremental"])).map(key => ({ key, type: "incremental" as const })),
+      ...(await this.adapter.listKeys([docId, "snapshot"])).map(key => ({ key, type: "snapshot" as const })),
+    ].filter(c => c.key.length === 3)
+    const onDisk = new Set(listed.map(c => keyStr(c.key)))
+    const fresh = listed.filter(c => !st.chunks.has(keyStr(c.key)))
+    // Chunks another process compacted away are in a snapshot we list (it is written first).
+    for (const k of [...st.chunks.keys()]) if (!onDisk.has(k)) st.chunks.delete(k)
+    if (fresh.length === 0) return this.#fork(st.doc)
+    const chunks: ReadChunk[] = []
+    for (const c of fresh) {
+      const data = await this.adapter.load(c.key)
+      if (!data) return undefined
+      chunks.push({ key: c.key, type: c.type, data })
+    }
+    const { doc, applied, notApplied } = this.#applyChunks(this.#fork(st.doc), chunks, this.#actor)
+    if (!doc || notApplied.length > 0) return undefined
+    for (const c of applied) st.chunks.set(keyStr(c.key), c)
+    st.heads = Automerge.getHeads(doc)
+    st.doc = this.#fork(doc)
+    return doc
   }
 
   /** Read all chunks of a doc (incremental listing first, for consistency with compactions). */
@@ -292,6 +337,7 @@ export class DocStore {
         st.chunks = new Map([[keyStr(key), { key, type: "snapshot", size: bytes.length }]])
         st.heads = heads
         st.warnedNoCompact = false
+        st.doc = this.#fork(doc as Automerge.Doc<unknown>)
         return
       }
 
@@ -303,6 +349,8 @@ export class DocStore {
       await this.adapter.save(key, incBytes)
       st.chunks.set(keyStr(key), { key, type: "incremental", size: incBytes.length })
       st.heads = containsTracked ? heads : dedupe([...st.heads, ...heads])
+      // Our copy must be exactly what `heads` covers; when the saved doc lacks something we had, reload.
+      st.doc = containsTracked && st.missingDeps.length === 0 ? this.#fork(doc as Automerge.Doc<unknown>) : undefined
     })
   }
 
