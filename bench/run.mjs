@@ -4,6 +4,7 @@
 //   npm run bench                 full run: bench/results.json, BENCHMARKS.md, bench/charts/*.svg
 //   npm run bench -- --quick      smoke run (< 2 min): bench/quick/ (not committed)
 //   npm run bench -- --only=contention,founding   a subset (writes to bench/partial/)
+//   node bench/run.mjs --render    rewrite BENCHMARKS.md and bench/charts/ from bench/results.json
 //
 // Exit status: 0, or 1 if any result is wrong (a lost update, a wrong final state, a report never
 // seen, a wrong status) where the backend is meant to be right, or if a workload crashed. Never
@@ -28,6 +29,16 @@ const WORKLOADS = [contention, founding, visibility, reportCost, scale, sync]
 const HERE = path.dirname(fileURLToPath(import.meta.url))
 
 const args = process.argv.slice(2)
+if (args.includes("--render")) {
+  const results = JSON.parse(await fsp.readFile(path.join(HERE, "results.json"), "utf8"))
+  const verdict = judge(results)
+  results.failures = verdict.failures
+  results.targets = verdict.targets
+  const charts = await writeCharts(path.join(HERE, "charts"), results)
+  await fsp.writeFile(path.join(ROOT, "BENCHMARKS.md"), renderMarkdown(results, { charts, chartDir: "bench/charts" }))
+  process.stdout.write(`rewrote BENCHMARKS.md and ${charts.length} charts from bench/results.json (${results.date})\n`)
+  process.exit(0)
+}
 const quick = args.includes("--quick")
 const onlyArg = args.find(a => a.startsWith("--only="))
 const only = onlyArg ? onlyArg.slice("--only=".length).split(",") : null
@@ -78,7 +89,7 @@ async function machine() {
     tmpdir: os.tmpdir(),
     filesystem: sh("stat", ["-f", "-c", "%T", os.tmpdir()]),
     commit: sh("git", ["rev-parse", "--short", "HEAD"]),
-    dirty: (sh("git", ["status", "--porcelain", "--", "src", "bench"]) ?? "") !== "",
+    dirty: (sh("git", ["status", "--porcelain", "--untracked-files=no", "--", "src", "bench"]) ?? "") !== "",
   }
 }
 

@@ -19,7 +19,18 @@ async function render(vlSpec) {
   }
 }
 
-const color = { field: "backend", type: "nominal", title: "backend", scale: COLORS }
+/** Colour by backend, with only the backends present in the data in the legend. */
+function colorFor(data) {
+  const present = new Set(data.map(d => d.backend))
+  const keep = COLORS.domain.map((d, i) => [d, COLORS.range[i]]).filter(([d]) => present.has(d))
+  return {
+    field: "backend",
+    type: "nominal",
+    title: "backend",
+    scale: { domain: keep.map(([d]) => d), range: keep.map(([, r]) => r) },
+    legend: { labelLimit: 300 },
+  }
+}
 
 function line(title, data, x, y, extra = {}) {
   return {
@@ -28,7 +39,7 @@ function line(title, data, x, y, extra = {}) {
     width: extra.width ?? 360,
     height: extra.height ?? 240,
     mark: { type: "line", point: true },
-    encoding: { x, y, color, ...(extra.encoding ?? {}) },
+    encoding: { x, y, color: colorFor(data), ...(extra.encoding ?? {}) },
     ...(extra.spec ?? {}),
   }
 }
@@ -49,7 +60,7 @@ export async function writeCharts(dir, results) {
   }
   const s = results.workloads.scale
   if (s?.rows?.length && s.config.totals.length > 1) {
-    const xT = { field: "reports", type: "quantitative", title: "reports in total", scale: { type: "log" } }
+    const xT = { field: "reports", type: "quantitative", title: "reports in total", scale: { type: "log" }, axis: { values: s.config.totals, format: "~s" } }
     const facet = { column: { field: "jobs", type: "ordinal", title: "jobs in the plan" } }
     const metrics = [
       ["scale-status-time.svg", "Scale: status wall time", "statusMs", "status wall time (ms)"],
@@ -68,7 +79,7 @@ export async function writeCharts(dir, results) {
     await add(
       "sync-converge.svg",
       "Sync: time to converge",
-      line("Sync: time to converge (two peers)", data, { field: "changesPerPeer", type: "quantitative", title: "offline changes per peer", scale: { type: "log" } }, { field: "convergeMs", type: "quantitative", title: "ms", scale: { type: "log" } })
+      line("Sync: time to converge (two peers)", data, { field: "changesPerPeer", type: "quantitative", title: "offline changes per peer", scale: { type: "log" }, axis: { values: y.config.changes, format: "~s" } }, { field: "convergeMs", type: "quantitative", title: "ms", scale: { type: "log" } })
     )
   }
   return charts

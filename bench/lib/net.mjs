@@ -126,7 +126,7 @@ async function viaServer(testing, cfg, kind) {
     })
     // live session: which of its signals first showed each report (a handle event, or its 100 ms poll)
     const firstSeenBy = {}
-    for (const why of Object.values(source ?? {})) firstSeenBy[why] = (firstSeenBy[why] ?? 0) + 1
+    for (const [m, why] of Object.entries(source ?? {})) if (m.startsWith("v-")) firstSeenBy[why] = (firstSeenBy[why] ?? 0) + 1
     return { lat, missed, ...(source ? { firstSeenBy } : {}) }
   } finally {
     for (const s of stop) await s.stop().catch(() => {})

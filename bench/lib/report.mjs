@@ -26,7 +26,8 @@ export function judge(results) {
 
 const fmt = (x, d = 1) => (x === null || x === undefined || !Number.isFinite(x) ? "n/a" : x >= 100 ? x.toFixed(0) : x.toFixed(d))
 const ms = x => `${fmt(x)} ms`
-const ratio = (a, b) => (a === null || b === null || a === undefined || b === undefined || !b ? "n/a" : `${(a / b).toFixed(2)}×`)
+/** a ÷ b; "n/a" when either is missing or b is not a positive measurement. */
+const ratio = (a, b) => (a === null || b === null || a === undefined || b === undefined || !(b > 0) || !(a >= 0) ? "n/a" : `${(a / b).toFixed(2)}×`)
 
 function targets(results) {
   const w = results.workloads
@@ -62,8 +63,12 @@ function targets(results) {
     if (w.scale && !w.scale.crashed) {
       measured++
       const e = (w.scale.errors ?? []).filter(x => x.includes("concord"))
+      const piped = e.filter(x => x.includes("through a pipe"))
       bad += e.length
-      parts.push(`scale: ${e.length} wrong status outputs`)
+      parts.push(
+        `scale: ${e.length} wrong status outputs` +
+          (piped.length ? ` (${piped.length} of them: \`concord status --json\` read through a pipe is cut short; the store and the same command writing to a file are right)` : "")
+      )
     }
     add("Zero lost updates and zero wrong final states for concord, every workload, every P", measured === 0 ? "not run" : bad ? "missed" : "met", parts.join("; "))
   }
@@ -249,11 +254,12 @@ export function renderMarkdown(results, { charts, chartDir }) {
         `Right: A failed, B and C completed (and their reports kept), plan paused at on_error for A. ${f.config.rounds} rounds per backend, ` +
         `${f.config.concurrency} at a time, each on a new plan. concord uses its library as test/fixtures/plan-step.mjs does (the orchestrator saves ` +
         `the document it loaded, changed); the JSON baselines save the whole plan they read; sqlite updates the rows it changes. ` +
-        `"json-lock (re-read under lock)" is the careful use of json-lock: the orchestrator re-reads the plan under the lock and applies its change to that.`
+        `"json-lock (re-read under lock)" is the careful use of json-lock: the orchestrator re-reads the plan under the lock and applies its change to that. ` +
+        `"orchestrator's write finished last" counts the rounds in which the stale write landed after both reports, where a whole-plan write from a stale view loses them.`
     )
     p(
       table(
-        ["backend", "rounds", "wrong final states", "orchestrator wrote last", "outcomes"],
+        ["backend", "rounds", "wrong final states", "orchestrator's write finished last", "outcomes"],
         f.rows.map(r => [r.variant, r.rounds, r.wrong, r.orchestratorLast, Object.entries(r.outcomes).sort((a, b) => b[1] - a[1]).map(([k, v]) => `${k}: ${v}`).join("; ")])
       )
     )
@@ -267,7 +273,7 @@ export function renderMarkdown(results, { charts, chartDir }) {
     p(
       `A writer process makes ${v.config.reports} reports durable, ${v.config.gapMs}-${v.config.gapMs + v.config.jitterMs} ms apart; a long-running watcher process records when it first sees each. ` +
         `Latency = seen − durable (both from the machine's clock). Store watch: concord's DocStore.watch (fs.watch + a ${v.config.pollMs} ms poll, what \`concord status --watch\` uses); ` +
-        `json: fs.watch on the plan's directory + the same poll, re-reading the file; sqlite: fs.watch on the database directory + the same poll, querying new rows.`
+        `json: fs.watch on the plan's directory + the same poll, re-reading the file; sqlite: fs.watch on the database directory + the same poll, querying new rows (also 5 and 25 ms after each event, since the WAL is written before the commit is visible).`
     )
     const done = v.rows.filter(r => !r.pending)
     p(table(["backend", "way", "n", "p50", "p90", "p99", "max", "never seen", "note"], done.map(r => [r.backend, r.way, r.n, ms(r.p50), ms(r.p90), ms(r.p99), ms(r.max), r.missed, r.firstSeenBy ? `first seen by: ${Object.entries(r.firstSeenBy).map(([k, n]) => `${k} ${n}`).join(", ")}` : ""])))
@@ -393,6 +399,13 @@ export function renderMarkdown(results, { charts, chartDir }) {
     chart("sync-converge.svg")
   }
 
+  p("## Caveats")
+  p(
+    "- One machine, one run: a 2-core VM whose neighbours are not under our control. Between runs, the longest measurements (status of the largest stores, sync of 10,000 changes) have varied by up to 2×; compare the ratios within one run rather than absolute numbers across runs.",
+    "- Durability is the same everywhere (fsync or synchronous=FULL) on this machine's virtual disk, where an fsync is cheap; on a laptop SSD or a network disk fsync costs more, which narrows concord's gap to the baselines where they fsync as often.",
+    "- The baselines are small and honest, not tuned products: json-lock's lock retries quickly (2-25 ms); with the common 100 ms minimum retry it would wait longer under contention. sqlite uses one connection per process and prepared statements.",
+    "- concord's scale stores are filled by a generator (checked above), not by 100k CLI processes; reports are spread evenly over jobs, and every report is by a new actor, as with the CLI. A long-lived writer (an MCP server) that keeps its documents in memory could use one actor for many reports and make smaller, faster-loading logs."
+  )
   p("## Repetitions and run time")
   const cfgs = Object.entries(w).filter(([, v]) => v.config).map(([k, v]) => `- ${k}: \`${JSON.stringify(v.config)}\`, ${v.seconds?.toFixed(0)} s`)
   p(...cfgs)
@@ -410,12 +423,22 @@ function findings(results) {
     const naive = c.filter(r => r.backend === "json-naive" && r.P > 1)
     const f = w.founding?.rows ?? []
     const parts = []
-    if (c.length) parts.push(`contention: concord lost ${c.filter(r => r.backend === "concord").reduce((a, r) => a + r.lost, 0)} reports`)
+    const cc = c.filter(r => r.backend === "concord")
+    if (cc.length) parts.push(`lost ${cc.reduce((a, r) => a + r.lost, 0)} of ${cc.reduce((a, r) => a + r.sent, 0)} reports in contention (P up to ${Math.max(...cc.map(r => r.P))})`)
     const fc = f.find(r => r.backend === "concord")
-    if (fc) parts.push(`founding race: ${fc.wrong} wrong of ${fc.rounds}`)
-    if (parts.length) out.push(`**Correctness.** concord: ${parts.join("; ")}.` +
+    if (fc) parts.push(`ended wrong in ${fc.wrong} of ${fc.rounds} founding-race rounds`)
+    if (parts.length) out.push(`**Correctness.** concord ${parts.join("; ")}.` +
       (naive.length ? ` json-naive lost ${naive.map(r => `${r.lost} of ${r.sent} at P = ${r.P}`).join(", ")}.` : "") +
       (f.length ? ` Founding race wrong final states: ${f.map(r => `${r.variant} ${r.wrong}/${r.rounds}`).join(", ")}. A lock alone does not fix the founding bug: the orchestrator decides from a view it read earlier and saves that view; it takes a re-read under the lock (or row-level updates, as in sqlite) to get it right, while concord gets it right from the stale view.` : ""))
+    const pipe = (w.scale?.errors ?? []).filter(x => x.includes("concord") && x.includes("through a pipe"))
+    if (pipe.length) {
+      const sizes = [...new Set(pipe.map(x => /J=(\d+)/.exec(x)?.[1]).filter(Boolean))].map(Number).map(n => n.toLocaleString("en"))
+      out.push(
+        `**A CLI bug found by this run.** \`concord status --json\` whose output goes to a pipe is cut short when the output is large (${pipe.length} case(s) here, at ${sizes.join(", ")} jobs: ` +
+          `${(/\((\d+) bytes through the pipe, (\d+) written to a file/.exec(pipe[0]) ?? []).slice(1).join(" of ")} bytes arrived in the first), with exit code 0: the process exits before stdout drains. ` +
+          "The same command writing to a file prints everything, and the store is right; the status timings below use a file."
+      )
+    }
   }
   // contention
   {
