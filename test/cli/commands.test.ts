@@ -221,3 +221,15 @@ describe("approve", () => {
     expect([again.code, again.stderr]).toEqual([2, expect.stringMatching(/job "A" attempt 2: cannot go from queued to retry \(only failed, stopped/)])
   })
 })
+
+describe("large output", () => {
+  it("status --json of a 2,000-job plan arrives whole through a pipe", () => {
+    const dir = store()
+    const jobs = Array.from({ length: 2000 }, (_, i) => `  - { name: j${i}, run: "true", prompt: "${"p".repeat(60)}" }`).join("\n")
+    const id = createPlan(dir, `name: big\njobs:\n${jobs}\n`)
+    const r = concord(dir, ["status", id, "--json"])
+    expect(r.code, r.stderr).toBe(0)
+    expect(r.stdout.length).toBeGreaterThan(500_000)
+    expect(JSON.parse(r.stdout).jobs).toHaveLength(2000)
+  })
+})
