@@ -95,3 +95,32 @@ export function lastProgress(doc: ReportsDocument | undefined, attempt?: number)
   }
   return best?.progress ?? null
 }
+
+/**
+ * What a status view needs from a report log, without the log: the latest report overall, and per
+ * attempt the latest report and the latest progress figure. Small enough to cache (PlanStore keeps one
+ * per log, so `status` on a plan with long logs does not load them).
+ */
+export interface ReportDigest {
+  last: ReportRecord | null
+  byAttempt: Record<string, { last: ReportRecord | null; progress: number | null }>
+}
+
+export function digestReports(doc: ReportsDocument | undefined): ReportDigest {
+  const digest: ReportDigest = { last: null, byAttempt: {} }
+  const progressAt: Record<string, number> = {}
+  for (const r of readReports(doc)) {
+    if (!digest.last || r.at >= digest.last.at) digest.last = r
+    const a = (digest.byAttempt[String(r.attempt)] ??= { last: null, progress: null })
+    if (!a.last || r.at >= a.last.at) a.last = r
+    if (r.progress !== null && r.at >= (progressAt[r.attempt] ?? -Infinity)) {
+      a.progress = r.progress
+      progressAt[r.attempt] = r.at
+    }
+  }
+  return digest
+}
+
+export function digestAll(docs: Map<string, ReportsDocument>): Map<string, ReportDigest> {
+  return new Map([...docs].map(([job, d]) => [job, digestReports(d)]))
+}

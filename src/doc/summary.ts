@@ -4,7 +4,7 @@
  */
 import type { ReportRecord } from "./model.js"
 import { countByStatus, type PlanView } from "./plan.js"
-import { lastProgress, lastReport, type ReportsDocument } from "./reports.js"
+import type { ReportDigest } from "./reports.js"
 import type { JobStatus } from "./states.js"
 
 export interface JobSummary {
@@ -52,7 +52,7 @@ export interface PlanSummary {
 export function summarize(
   id: string,
   view: PlanView,
-  reports: Map<string, ReportsDocument>,
+  reports: Map<string, ReportDigest>,
   now: number,
   activity: Map<string, number> = new Map()
 ): PlanSummary {
@@ -74,9 +74,10 @@ export function summarize(
     lease: view.lease && view.lease.expiresAt > now ? { holder: view.lease.holder, expiresAt: view.lease.expiresAt } : null,
     jobs: view.jobs.map(j => {
       const a = j.current
-      const rdoc = reports.get(j.name)
-      const last = lastReport(rdoc, a.n)
-      const lastAny = last ?? lastReport(rdoc)
+      const digest = reports.get(j.name)
+      const forAttempt = digest?.byAttempt[String(a.n)]
+      const last = forAttempt?.last ?? undefined
+      const lastAny = last ?? digest?.last ?? undefined
       const started = a.startedAt
       const end = a.endedAt ?? (j.status === "running" ? now : null)
       const lastSign = Math.max(started ?? 0, a.heartbeatAt ?? 0, last?.at ?? 0, activity.get(j.name) ?? 0)
@@ -90,7 +91,7 @@ export function summarize(
         error: j.status === "failed" || j.status === "stopped" || j.status === "canceled" ? a.reason : null,
         note: a.note,
         skipped: a.skipped,
-        progress: lastProgress(rdoc, a.n),
+        progress: forAttempt?.progress ?? null,
         lastReport: lastAny
           ? { status: lastAny.status, message: lastAny.message, progress: lastAny.progress, at: lastAny.at, by: lastAny.by }
           : null,

@@ -25,7 +25,6 @@ import {
   setPlanStatus,
   updateAttempt,
 } from "../doc/plan.js"
-import { lastReport } from "../doc/reports.js"
 import type { PlanStore } from "../sync/store/PlanStore.js"
 import { acquirePlanLock } from "./lock.js"
 import { isSameProcessAlive, processStartTime, signalJob } from "./proc.js"
@@ -273,9 +272,9 @@ export async function runPlan(store: PlanStore, planId: string, opts: RunOptions
   async function checkRemoteJobs(view: PlanView, lostSet: Set<string>): Promise<void> {
     const remote = view.jobs.filter(j => j.status === "running" && j.current.host && j.current.host !== host && !procs.has(key(j.name, j.attempt)))
     if (remote.length === 0) return
-    const reports = await store.loadAllReports(planId, remote.map(j => j.name))
+    const reports = await store.loadReportDigests(planId, remote.map(j => j.name))
     for (const j of remote) {
-      const last = lastReport(reports.get(j.name), j.attempt)
+      const last = reports.get(j.name)?.byAttempt[String(j.attempt)]?.last
       const sign = Math.max(j.current.startedAt ?? 0, j.current.heartbeatAt ?? 0, last?.at ?? 0)
       if (Date.now() - sign > 2 * view.staleMs) lostSet.add(key(j.name, j.attempt))
     }

@@ -36,7 +36,7 @@ function liveView(store: PlanStore, id: string) {
   let queued = false
   const draw = async () => {
     const view = readPlan(await store.loadPlan(id))
-    const reports = await store.loadAllReports(id, view.jobs.map(j => j.name))
+    const reports = await store.loadReportDigests(id, view.jobs.map(j => j.name))
     const lines = renderStatus(summarize(id, view, reports, Date.now()), { color: true, storeDir: store.dir })
     process.stdout.write("\x1b[2J\x1b[H" + lines.join("\n") + "\n\n" + events.slice(-10).join("\n") + "\n")
   }
@@ -94,7 +94,7 @@ export function registerControl(program: Command, globals: () => GlobalOptions):
       process.off("SIGTERM", onSignal)
       // Read the final state after the runner let go of the plan (lease released).
       const view = readPlan(await store.loadPlan(entry.id))
-      const reports = await store.loadAllReports(entry.id, view.jobs.map(j => j.name))
+      const reports = await store.loadReportDigests(entry.id, view.jobs.map(j => j.name))
       const summary = summarize(entry.id, view, reports, Date.now())
       out("")
       out(renderStatus(summary, { color: process.stdout.isTTY === true, storeDir: store.dir }).join("\n"))

@@ -2,7 +2,7 @@ import type { Command } from "commander"
 import type { DocId } from "../../doc/ids.js"
 import { reportDocId } from "../../doc/ids.js"
 import { type PlanDocument, readPlan } from "../../doc/plan.js"
-import type { ReportsDocument } from "../../doc/reports.js"
+import { digestAll, digestReports, type ReportDigest, type ReportsDocument } from "../../doc/reports.js"
 import { summarize } from "../../doc/summary.js"
 import { mermaidGraph } from "../../doc/graph.js"
 import type { PlanStore } from "../../sync/store/PlanStore.js"
@@ -35,14 +35,20 @@ export function registerStatus(program: Command, globals: () => GlobalOptions): 
         const { remoteTarget, statusRemote } = await import("../../sync/net/remote-cli.js")
         const target = (await remoteTarget(opts))!
         const log = (l: string) => process.stderr.write(`concord: ${l}\n`)
-        return statusRemote({ target, planRef, watch: opts.watch, log, show: (id, plan, reports, redraw) => show("", id, plan, reports, opts, planRef ?? id, redraw) })
+        return statusRemote({
+          target,
+          planRef,
+          watch: opts.watch,
+          log,
+          show: (id, plan, reports, redraw) => show("", id, plan, digestAll(reports), opts, planRef ?? id, redraw),
+        })
       }
       const store = openStore(globals())
       const entry = await store.resolvePlan(planRef)
       const plan = await store.loadPlan(entry.id)
       const view = readPlan(plan)
       if (opts.graph) return out(mermaidGraph(view))
-      const reports = await store.loadAllReports(entry.id, view.jobs.map(j => j.name))
+      const reports = await store.loadReportDigests(entry.id, view.jobs.map(j => j.name))
       if (!opts.watch) return show(store.dir, entry.id, plan, reports, opts, planRef ?? entry.id)
       await watchStatus(store, entry.id, plan, reports, opts, planRef ?? entry.id)
     })
@@ -52,7 +58,7 @@ function show(
   storeDir: string,
   id: DocId,
   plan: PlanDocument,
-  reports: Map<string, ReportsDocument>,
+  reports: Map<string, ReportDigest>,
   opts: StatusOptions,
   ref: string,
   redraw = false
@@ -76,7 +82,7 @@ async function watchStatus(
   store: PlanStore,
   id: DocId,
   plan: PlanDocument,
-  reports: Map<string, ReportsDocument>,
+  reports: Map<string, ReportDigest>,
   opts: StatusOptions,
   ref: string
 ): Promise<void> {
@@ -90,7 +96,7 @@ async function watchStatus(
   }
   const watcher = store.docs.watch<unknown>([id, ...byDoc.keys()], (docId, doc) => {
     if (docId === id) plan = doc as PlanDocument
-    else reports.set(byDoc.get(docId)!, doc as ReportsDocument)
+    else reports.set(byDoc.get(docId)!, digestReports(doc as ReportsDocument))
     schedule()
   })
   // Relative times and stale flags change with the clock too.

@@ -15,6 +15,8 @@ export interface AtomicWriteOptions {
   /** Where the temp file goes (same filesystem as the target). Default: the target's directory. */
   tmpDir?: string
   mode?: number
+  /** fsync the file and its directory (default). Caches that can be rebuilt skip it. */
+  durable?: boolean
 }
 
 export async function writeFileAtomic(target: string, data: string | Uint8Array, opts: AtomicWriteOptions = {}): Promise<void> {
@@ -25,7 +27,7 @@ export async function writeFileAtomic(target: string, data: string | Uint8Array,
     const fh = await fsp.open(tmp, "wx", opts.mode ?? 0o644)
     try {
       await fh.writeFile(data)
-      await fh.sync()
+      if (opts.durable !== false) await fh.sync()
     } finally {
       await fh.close()
     }
@@ -41,7 +43,7 @@ export async function writeFileAtomic(target: string, data: string | Uint8Array,
     await fsp.unlink(tmp).catch(() => {})
     throw e
   }
-  await fsyncDir(dir)
+  if (opts.durable !== false) await fsyncDir(dir)
 }
 
 export async function fsyncDir(dir: string): Promise<void> {

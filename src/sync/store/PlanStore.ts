@@ -14,7 +14,14 @@ import type { WriteContext } from "../../doc/actor.js"
 import { NotFoundError } from "../../doc/errors.js"
 import { type DocId, newDocId, parseDocRef, reportDocId } from "../../doc/ids.js"
 import { createPlan, isPlanDoc, type PlanDocument, readPlan } from "../../doc/plan.js"
-import { appendReport, type NewReport, reportsGenesis, type ReportsDocument } from "../../doc/reports.js"
+import {
+  appendReport,
+  digestReports,
+  type NewReport,
+  type ReportDigest,
+  reportsGenesis,
+  type ReportsDocument,
+} from "../../doc/reports.js"
 import type { PlanSpec } from "../../doc/spec.js"
 import { writeFileAtomic } from "../storage/atomic.js"
 import { StoreError } from "../storage/StoreError.js"
@@ -146,6 +153,48 @@ export class PlanStore {
     const next = appendReport(current as ReportsDocument, report, ctx)
     await this.docs.save(id, next)
     return next
+  }
+
+  /**
+   * The digest (latest report, latest progress per attempt) of every job's report log, for status
+   * views. Each digest is cached in `cache/digests/<doc>.json` together with the chunk files it was
+   * computed from; while a log's chunk files are unchanged, its digest is read from the cache instead
+   * of loading the log, so `status` stays fast however long the logs grow. The cache is derived data:
+   * deleting it is always safe.
+   */
+  async loadReportDigests(planId: DocId, jobs: string[]): Promise<Map<string, ReportDigest>> {
+    const out = new Map<string, ReportDigest>()
+    await Promise.all(
+      jobs.map(async j => {
+        const d = await this.#reportDigest(reportDocId(planId, j))
+        if (d) out.set(j, d)
+      })
+    )
+    return out
+  }
+
+  async #reportDigest(docId: DocId): Promise<ReportDigest | undefined> {
+    const listing = (
+      await Promise.all(["incremental", "snapshot"].map(t => this.docs.adapter.listKeys([docId, t])))
+    )
+      .flat()
+      .filter(k => k.length === 3)
+      .map(k => `${k[1]}/${k[2]}`)
+      .sort()
+    if (listing.length === 0) return undefined
+    const file = path.join(this.dir, "cache", "digests", `${docId}.json`)
+    try {
+      const cached = JSON.parse(await fsp.readFile(file, "utf8")) as { chunks: string[]; digest: ReportDigest }
+      if (cached.chunks.length === listing.length && cached.chunks.every((c, i) => c === listing[i])) return cached.digest
+    } catch {
+      // no cache yet, or unreadable: compute it
+    }
+    const doc = await this.docs.load<ReportsDocument>(docId)
+    if (!doc) return undefined
+    const digest = digestReports(doc as ReportsDocument)
+    // Loaded after listing, so the digest covers at least the listed chunks.
+    await writeFileAtomic(file, JSON.stringify({ chunks: listing, digest }), { durable: false }).catch(() => {})
+    return digest
   }
 
   /** Every report log of a plan, by job (jobs that never reported are absent). */
