@@ -89,7 +89,7 @@ async function machine() {
     tmpdir: os.tmpdir(),
     filesystem: sh("stat", ["-f", "-c", "%T", os.tmpdir()]),
     commit: sh("git", ["rev-parse", "--short", "HEAD"]),
-    dirty: (sh("git", ["status", "--porcelain", "--untracked-files=no", "--", "src", "bench"]) ?? "") !== "",
+    dirty: (sh("git", ["status", "--porcelain", "--untracked-files=no", "--", "src", "bin", "scripts", "bench", "package.json"]) ?? "") !== "",
   }
 }
 

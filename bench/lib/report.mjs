@@ -168,7 +168,7 @@ export function renderMarkdown(results, { charts, chartDir }) {
         ["Automerge", m.automerge],
         ["better-sqlite3", m.betterSqlite3 ?? "not installed"],
         ["proper-lockfile", m.properLockfile],
-        ["concord commit", `${m.commit ?? "?"}${m.dirty ? " (with uncommitted changes in src/ or bench/)" : ""}`],
+        ["concord commit", `${m.commit ?? "?"}${m.dirty ? " (with uncommitted changes in src/, bin/, scripts/, bench/ or package.json)" : ""}`],
         ["run time", `${results.seconds.toFixed(0)} s in all; ${Object.entries(w).map(([k, v]) => `${k} ${v.seconds?.toFixed(0) ?? "?"} s`).join(", ")}`],
       ]
     )
