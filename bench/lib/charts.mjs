@@ -63,9 +63,11 @@ export async function writeCharts(dir, results) {
     const xT = { field: "reports", type: "quantitative", title: "reports in total", scale: { type: "log" }, axis: { values: s.config.totals, format: "~s" } }
     const facet = { column: { field: "jobs", type: "ordinal", title: "jobs in the plan" } }
     const metrics = [
-      ["scale-status-time.svg", "Scale: status wall time", "statusMs", "status wall time (ms)"],
+      ["scale-status-time-first.svg", "Scale: first status after the reports, wall time", "statusFirstMs", "wall time (ms)"],
+      ["scale-status-time.svg", "Scale: repeated status, wall time (median)", "statusMs", "wall time (ms)"],
+      ["scale-peak-rss-first.svg", "Scale: first status after the reports, peak RSS", "peakRssFirstMB", "peak RSS (MB)"],
+      ["scale-peak-rss.svg", "Scale: repeated status, peak RSS", "peakRssMB", "peak RSS (MB)"],
       ["scale-store-size.svg", "Scale: store size on disk", "kib", "store size (KiB)"],
-      ["scale-peak-rss.svg", "Scale: status peak RSS", "peakRssMB", "peak RSS (MB)"],
     ]
     const data = s.rows.map(r => ({ ...r, kib: r.bytes / 1024 }))
     for (const [file, title, field, ytitle] of metrics) {

@@ -115,7 +115,17 @@ function targets(results) {
   {
     const r = (w.scale?.rows ?? []).find(x => x.backend === "concord" && x.jobs === 1000 && x.reports === 100_000)
     if (!r) add("1,000 jobs after 100k reports: `concord status` < 1 s and < 300 MB peak", "not run", notRun("scale") ? "scale not run" : "this size is not part of this mode")
-    else add("1,000 jobs after 100k reports: `concord status` < 1 s and < 300 MB peak", r.statusMs < 1000 && r.peakRssMB < 300 ? "met" : "missed", `${ms(r.statusMs)}, ${fmt(r.peakRssMB)} MB peak`)
+    else {
+      const first = (r.statusFirstMs ?? r.statusMs) < 1000 && (r.peakRssFirstMB ?? r.peakRssMB) < 300
+      const again = r.statusMs < 1000 && r.peakRssMB < 300
+      add(
+        "1,000 jobs after 100k reports: `concord status` < 1 s and < 300 MB peak",
+        first && again ? "met" : again ? "missed (met when repeated)" : "missed",
+        r.statusFirstMs !== undefined
+          ? `first status after the reports: ${ms(r.statusFirstMs)}, ${fmt(r.peakRssFirstMB)} MB peak; repeated: ${ms(r.statusMs)}, ${fmt(r.peakRssMB)} MB peak`
+          : `${ms(r.statusMs)}, ${fmt(r.peakRssMB)} MB peak`
+      )
+    }
   }
   // 6. sync
   {
@@ -320,8 +330,9 @@ export function renderMarkdown(results, { charts, chartDir }) {
     p(
       `Plans of ${s.config.jobs.join(", ")} jobs after ${s.config.totals.map(t => t.toLocaleString("en")).join(", ")} reports in all, spread evenly over the jobs. ` +
         `Store size is every file in the store directory. Status: one process, \`concord status ID --json\` (the baselines: \`bench/baselines/cli.mjs BACKEND DIR status ID\`, ` +
-        `each job's status, report count and last report), median of ${s.config.statusRuns} runs (${s.config.slowStatusRuns ?? s.config.statusRuns} when a run takes over 3 s); peak RSS is the largest of the runs ` +
-        `(process.resourceUsage().maxRSS at exit). json-naive and json-lock write the same file, so the JSON format is measured once (as json-lock).`
+        `each job's status, report count and last report), ${s.config.statusRuns} runs (${s.config.slowStatusRuns ?? s.config.statusRuns} when the first takes over 3 s). ` +
+        `"First status" is the first run after the reports were written (concord may then fill its caches); "repeated" is the median of the other runs, and its peak RSS the largest of them ` +
+        `(process.resourceUsage().maxRSS at exit). Store size includes anything concord caches in the store. json-naive and json-lock write the same file, so the JSON format is measured once (as json-lock).`
     )
     p(
       "How the concord stores are filled: 100k reports through 100k `concord report` processes would take hours, so a generator process writes them " +
@@ -339,17 +350,22 @@ export function renderMarkdown(results, { charts, chartDir }) {
     for (const J of s.config.jobs) {
       p(`### ${J.toLocaleString("en")} jobs`)
       const rows = s.rows.filter(r => r.jobs === J)
-      p(table(["reports", "backend", "store size", "files", "status wall time", "status peak RSS", "generated in"], rows.map(r => [r.reports.toLocaleString("en"), r.backend, kib(r.bytes), r.files, ms(r.statusMs), `${fmt(r.peakRssMB)} MB`, `${r.genSeconds.toFixed(1)} s`])))
+      p(
+        table(
+          ["reports", "backend", "store size", "files", "first status: wall time", "first status: peak RSS", "repeated status: wall time", "repeated: peak RSS", "generated in"],
+          rows.map(r => [r.reports.toLocaleString("en"), r.backend, kib(r.bytes), r.files, ms(r.statusFirstMs), `${fmt(r.peakRssFirstMB)} MB`, ms(r.statusMs), `${fmt(r.peakRssMB)} MB`, `${r.genSeconds.toFixed(1)} s`])
+        )
+      )
       const sb = shown.filter(b => b !== "concord")
       if (sb.length) {
         p(
           table(
-            ["reports", ...sb.flatMap(b => [`status time, concord ÷ ${b}`, `size ÷ ${b}`, `peak RSS ÷ ${b}`])],
+            ["reports", ...sb.flatMap(b => [`first status time, concord ÷ ${b}`, `repeated status time ÷ ${b}`, `size ÷ ${b}`, `first status peak RSS ÷ ${b}`])],
             s.config.totals.map(T => {
               const cc = rows.find(r => r.backend === "concord" && r.reports === T)
               return [T.toLocaleString("en"), ...sb.flatMap(b => {
                 const x = rows.find(r => r.backend === b && r.reports === T)
-                return [ratio(cc?.statusMs, x?.statusMs), ratio(cc?.bytes, x?.bytes), ratio(cc?.peakRssMB, x?.peakRssMB)]
+                return [ratio(cc?.statusFirstMs, x?.statusFirstMs), ratio(cc?.statusMs, x?.statusMs), ratio(cc?.bytes, x?.bytes), ratio(cc?.peakRssFirstMB, x?.peakRssFirstMB)]
               })]
             })
           )
@@ -359,12 +375,14 @@ export function renderMarkdown(results, { charts, chartDir }) {
     if (s.fits?.length) {
       p("### How each grows")
       p("Least-squares fit of y = c · T^k over the report totals (T) for each plan size: k ≈ 1 is linear growth, k ≈ 0 flat; the slope column is the added cost per extra report between the smallest and largest T.")
-      const unit = { bytes: "bytes", statusMs: "ms", peakRssMB: "MB" }
+      const unit = { bytes: "bytes", statusMs: "ms", statusFirstMs: "ms", peakRssMB: "MB", peakRssFirstMB: "MB" }
       p(table(["backend", "jobs", "metric", "exponent k", "R²", "slope per report"], s.fits.map(x => [x.backend, x.jobs, x.metric, x.exponent.toFixed(2), x.r2.toFixed(3), `${x.perReport.toPrecision(3)} ${unit[x.metric]}`])))
     }
+    chart("scale-status-time-first.svg")
     chart("scale-status-time.svg")
-    chart("scale-store-size.svg")
+    chart("scale-peak-rss-first.svg")
     chart("scale-peak-rss.svg")
+    chart("scale-store-size.svg")
   }
 
   // 6 sync
@@ -489,15 +507,20 @@ function findings(results) {
   {
     const rows = w.scale?.rows ?? []
     const big = rows.find(r => r.backend === "concord" && r.jobs === 1000 && r.reports === 100_000)
-    const worst = rows.filter(r => r.backend === "concord").reduce((a, r) => (!a || r.statusMs > a.statusMs ? r : a), null)
+    const worst = rows.filter(r => r.backend === "concord").reduce((a, r) => (!a || (r.statusFirstMs ?? r.statusMs) > (a.statusFirstMs ?? a.statusMs) ? r : a), null)
     if (worst) {
-      const fitT = (w.scale.fits ?? []).filter(f => f.backend === "concord" && f.metric === "statusMs")
+      const first = x => x.statusFirstMs ?? x.statusMs
+      const firstRss = x => x.peakRssFirstMB ?? x.peakRssMB
+      const fitF = (w.scale.fits ?? []).filter(f => f.backend === "concord" && f.metric === "statusFirstMs")
       out.push(
         `**Scale.** ` +
-          (big ? `1,000 jobs after 100k reports: \`concord status\` ${ms(big.statusMs)} and ${fmt(big.peakRssMB)} MB peak (target < 1 s and < 300 MB: ${big.statusMs < 1000 && big.peakRssMB < 300 ? "met" : "missed"}). ` : "") +
-          `The slowest case measured is ${worst.jobs} jobs after ${worst.reports.toLocaleString("en")} reports: ${ms(worst.statusMs)}, ${fmt(worst.peakRssMB)} MB peak. ` +
-          (fitT.length ? `Status time grows as T^k with k = ${fitT.map(f => `${f.exponent.toFixed(2)} (${f.jobs} jobs)`).join(", ")}: ` : "") +
-          "`concord status` loads every report log in full (every report ever made, each by its own actor) only to show each job's last report and progress; the baselines read the same data far faster (see the ratios)."
+          (big
+            ? `1,000 jobs after 100k reports: the first \`concord status\` after the reports takes ${ms(first(big))} and ${fmt(firstRss(big))} MB; repeated, ${ms(big.statusMs)} and ${fmt(big.peakRssMB)} MB ` +
+              `(target < 1 s and < 300 MB: ${first(big) < 1000 && firstRss(big) < 300 ? "met" : big.statusMs < 1000 && big.peakRssMB < 300 ? "met only when repeated" : "missed"}). `
+            : "") +
+          `The slowest first status measured is ${worst.jobs} jobs after ${worst.reports.toLocaleString("en")} reports: ${ms(first(worst))}, ${fmt(firstRss(worst))} MB peak. ` +
+          (fitF.length ? `First-status time grows as T^k with k = ${fitF.map(f => `${f.exponent.toFixed(2)} (${f.jobs} jobs)`).join(", ")}. ` : "") +
+          "A status that has to read a report log reads all of it (every report ever made, each by its own actor); the baselines read the same data far faster (see the ratios)."
       )
     }
   }
