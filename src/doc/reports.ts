@@ -103,22 +103,30 @@ export function lastProgress(doc: ReportsDocument | undefined, attempt?: number)
  */
 export interface ReportDigest {
   last: ReportRecord | null
-  byAttempt: Record<string, { last: ReportRecord | null; progress: number | null }>
+  /** progressAt: when the progress figure was reported (to fold later reports in correctly). */
+  byAttempt: Record<string, { last: ReportRecord | null; progress: number | null; progressAt?: number }>
 }
 
 export function digestReports(doc: ReportsDocument | undefined): ReportDigest {
-  const digest: ReportDigest = { last: null, byAttempt: {} }
-  const progressAt: Record<string, number> = {}
-  for (const r of readReports(doc)) {
-    if (!digest.last || r.at >= digest.last.at) digest.last = r
-    const a = (digest.byAttempt[String(r.attempt)] ??= { last: null, progress: null })
-    if (!a.last || r.at >= a.last.at) a.last = r
-    if (r.progress !== null && r.at >= (progressAt[r.attempt] ?? -Infinity)) {
-      a.progress = r.progress
-      progressAt[r.attempt] = r.at
-    }
-  }
+  let digest: ReportDigest = { last: null, byAttempt: {} }
+  for (const r of readReports(doc)) digest = foldReport(digest, r)
   return digest
+}
+
+/** Add one report to a digest (pure; the latest by time wins, ties go to the later one). */
+export function foldReport(digest: ReportDigest, r: ReportRecord): ReportDigest {
+  const key = String(r.attempt)
+  const prev = digest.byAttempt[key] ?? { last: null, progress: null, progressAt: undefined }
+  const a = { ...prev } as { last: ReportRecord | null; progress: number | null; progressAt?: number }
+  if (!a.last || r.at >= a.last.at) a.last = r
+  if (r.progress !== null && r.at >= (a.progressAt ?? -Infinity)) {
+    a.progress = r.progress
+    a.progressAt = r.at
+  }
+  return {
+    last: !digest.last || r.at >= digest.last.at ? r : digest.last,
+    byAttempt: { ...digest.byAttempt, [key]: a },
+  }
 }
 
 export function digestAll(docs: Map<string, ReportsDocument>): Map<string, ReportDigest> {

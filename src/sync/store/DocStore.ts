@@ -354,6 +354,16 @@ export class DocStore {
     })
   }
 
+  /**
+   * The chunk files ("snapshot/<hash>", "incremental/<hash>") whose content exactly makes up this
+   * instance's copy of the document, as of its last load or save; undefined when there is no clean copy.
+   */
+  chunkSet(docId: string): string[] | undefined {
+    const st = this.#state.get(docId)
+    if (!st?.doc || st.missingDeps.length > 0) return undefined
+    return [...st.chunks.values()].map(c => `${c.key[1]}/${c.key[2]}`).sort()
+  }
+
   // ------------------------------------------------------------------ exists
 
   /** Does the document have any chunk (snapshot or incremental file) on disk? */

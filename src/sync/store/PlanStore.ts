@@ -17,15 +17,25 @@ import { createPlan, isPlanDoc, type PlanDocument, readPlan } from "../../doc/pl
 import {
   appendReport,
   digestReports,
+  foldReport,
   type NewReport,
   type ReportDigest,
   reportsGenesis,
   type ReportsDocument,
 } from "../../doc/reports.js"
+import type { ReportRecord } from "../../doc/model.js"
+import { plain } from "../../doc/resolve.js"
 import type { PlanSpec } from "../../doc/spec.js"
 import { writeFileAtomic } from "../storage/atomic.js"
 import { StoreError } from "../storage/StoreError.js"
 import { DocStore, type DocStoreOptions } from "./DocStore.js"
+
+const sameList = (a: string[], b: string[]) => a.length === b.length && a.every((x, i) => x === b[i])
+
+/** The report just appended: the last entry of a log nobody else has merged into yet. */
+function plainLast(doc: ReportsDocument): ReportRecord {
+  return plain<ReportRecord>(doc.reports[doc.reports.length - 1])
+}
 
 export interface PlanIndexEntry {
   id: DocId
@@ -149,10 +159,38 @@ export class PlanStore {
   /** Append a report to a job's log (creating the log if this is its first report). */
   async appendReport(planId: DocId, job: string, report: NewReport, ctx: WriteContext): Promise<ReportsDocument> {
     const id = reportDocId(planId, job)
-    const current = (await this.docs.load<ReportsDocument>(id)) ?? reportsGenesis(planId, job)
-    const next = appendReport(current as ReportsDocument, report, ctx)
+    const loaded = await this.docs.load<ReportsDocument>(id)
+    const before = loaded ? this.docs.chunkSet(id) : []
+    const next = appendReport((loaded ?? reportsGenesis(planId, job)) as ReportsDocument, report, ctx)
     await this.docs.save(id, next)
+    await this.#refreshDigest(id, before, next)
     return next
+  }
+
+  /**
+   * Keep the status digest of a report log warm after appending to it: fold the new report into the
+   * cached digest if that was computed from exactly the chunks we loaded, else digest the whole log.
+   * Best effort: a missing or stale cache only makes the next `status` read the log.
+   */
+  async #refreshDigest(docId: DocId, before: string[] | undefined, next: ReportsDocument): Promise<void> {
+    const after = this.docs.chunkSet(docId)
+    if (!after) return
+    const file = this.#digestFile(docId)
+    let digest: ReportDigest | undefined
+    if (before) {
+      try {
+        const cached = JSON.parse(await fsp.readFile(file, "utf8")) as { chunks: string[]; digest: ReportDigest }
+        if (sameList(cached.chunks, before)) digest = foldReport(cached.digest, plainLast(next))
+      } catch {
+        // no usable cache: digest the whole log below
+      }
+    }
+    digest ??= digestReports(next)
+    await writeFileAtomic(file, JSON.stringify({ chunks: after, digest }), { durable: false }).catch(() => {})
+  }
+
+  #digestFile(docId: DocId): string {
+    return path.join(this.dir, "cache", "digests", `${docId}.json`)
   }
 
   /**
@@ -182,10 +220,10 @@ export class PlanStore {
       .map(k => `${k[1]}/${k[2]}`)
       .sort()
     if (listing.length === 0) return undefined
-    const file = path.join(this.dir, "cache", "digests", `${docId}.json`)
+    const file = this.#digestFile(docId)
     try {
       const cached = JSON.parse(await fsp.readFile(file, "utf8")) as { chunks: string[]; digest: ReportDigest }
-      if (cached.chunks.length === listing.length && cached.chunks.every((c, i) => c === listing[i])) return cached.digest
+      if (sameList(cached.chunks, listing)) return cached.digest
     } catch {
       // no cache yet, or unreadable: compute it
     }
