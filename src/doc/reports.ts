@@ -76,26 +76,6 @@ export function readReports(doc: ReportsDocument | undefined): ReportRecord[] {
   return plain<ReportRecord[]>(doc.reports) ?? []
 }
 
-/** The latest report by time (ties: the later one in the merged list). */
-export function lastReport(doc: ReportsDocument | undefined, attempt?: number): ReportRecord | undefined {
-  let best: ReportRecord | undefined
-  for (const r of readReports(doc)) {
-    if (attempt !== undefined && r.attempt !== attempt) continue
-    if (!best || r.at >= best.at) best = r
-  }
-  return best
-}
-
-/** The latest report that carried a progress figure. */
-export function lastProgress(doc: ReportsDocument | undefined, attempt?: number): number | null {
-  let best: ReportRecord | undefined
-  for (const r of readReports(doc)) {
-    if (r.progress === null || (attempt !== undefined && r.attempt !== attempt)) continue
-    if (!best || r.at >= best.at) best = r
-  }
-  return best?.progress ?? null
-}
-
 /**
  * What a status view needs from a report log, without the log: the latest report overall, and per
  * attempt the latest report and the latest progress figure. Small enough to cache (PlanStore keeps one
