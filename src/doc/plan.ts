@@ -210,7 +210,7 @@ export function countByStatus(view: PlanView): Partial<Record<JobStatus, number>
   return counts
 }
 
-/** Has this checkpoint raise (seq) been approved? `job` narrows pre_merge approvals. */
+/** The approval recorded for this checkpoint raise (seq), if any. */
 export function findApproval(view: PlanView, checkpoint: CheckpointName, seq: number): ApprovalRecord | undefined {
   return view.approvals.find(a => a.checkpoint === checkpoint && a.seq === seq)
 }

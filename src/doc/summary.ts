@@ -3,7 +3,7 @@
  * view joined with each job's latest report. Pure.
  */
 import type { ReportRecord } from "./model.js"
-import { countByStatus, type PlanView } from "./plan.js"
+import { countByStatus, findApproval, type PlanView } from "./plan.js"
 import type { ReportDigest } from "./reports.js"
 import type { JobStatus } from "./states.js"
 
@@ -57,7 +57,7 @@ export function summarize(
   activity: Map<string, number> = new Map()
 ): PlanSummary {
   const approval = view.checkpoint
-    ? view.approvals.find(a => a.checkpoint === view.checkpoint && a.seq === view.checkpointSeq)
+    ? findApproval(view, view.checkpoint, view.checkpointSeq)
     : undefined
   return {
     id,

@@ -24,7 +24,7 @@
  *   supervisor mode) or skipped; dependents of a failed, stopped or canceled job never start on their own.
  * - When every job is done the plan completes; when nothing can run any more, the plan fails.
  */
-import type { AttemptFields, JobView, PlanView } from "../doc/plan.js"
+import { type AttemptFields, findApproval, type JobView, type PlanView } from "../doc/plan.js"
 import { type CheckpointName, JOB_RANK, type JobStatus, type PlanStatus } from "../doc/states.js"
 
 export interface ProcessExit {
@@ -74,11 +74,9 @@ function exitKind(e: ProcessExit): string {
   return e.signal ? "signal" : e.code === null ? "exit_unknown" : "exit_code"
 }
 
-/** Is this job done for its dependents? */
-export function isDone(j: JobView, mode: PlanView["mode"]): boolean {
-  if (j.current.skipped) return true
-  if (j.status === "merged") return true
-  return j.status === "completed" && mode !== "supervisor"
+/** Is a job in this status done for its dependents? */
+export function isDone(status: JobStatus, skipped: boolean, mode: PlanView["mode"]): boolean {
+  return skipped || status === "merged" || (status === "completed" && mode !== "supervisor")
 }
 
 /** A job that can never become done without a human (retry or skip). */
@@ -157,7 +155,7 @@ export function decide(view: PlanView, obs: Observations): Decision {
   let status = view.status
   let checkpoint = view.checkpoint
   if (checkpoint) {
-    const approval = view.approvals.find(a => a.checkpoint === checkpoint && a.seq === view.checkpointSeq)
+    const approval = findApproval(view, checkpoint, view.checkpointSeq)
     if (approval) {
       if (checkpoint === "pre_merge") {
         const jobName = view.checkpointContext?.jobName
@@ -207,11 +205,7 @@ export function decide(view: PlanView, obs: Observations): Decision {
     }
   }
 
-  const doneNow = (j: JobView) => {
-    const st = statusOf(j)
-    if (j.current.skipped) return true
-    return st === "merged" || (st === "completed" && view.mode !== "supervisor")
-  }
+  const doneNow = (j: JobView) => isDone(statusOf(j), j.current.skipped, view.mode)
 
   // Launch what is ready.
   const launched = new Set<string>()
