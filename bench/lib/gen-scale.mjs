@@ -8,7 +8,7 @@
 // report` process has: DocStore loads with a random actor), byte for byte the change
 // PlanStore.appendReport makes (./craft.mjs), stored with the store's own DocStore.save, which
 // writes incremental chunks or compacts as in normal use. `fidelity` checks the shortcut.
-import readline from "node:readline"
+import { serveOps } from "./serve-ops.mjs"
 import { performance } from "node:perf_hooks"
 import { loadBackend } from "./backends.mjs"
 import { DIST } from "./concord.mjs"
@@ -152,15 +152,6 @@ gen.expectLast ??= ({ to }) => {
   const n = share(to, 0)
   return n > 0 ? { job: jobs[0], message: reportFields(jobs[0], n - 1).message } : null
 }
-const send = obj => process.stdout.write(JSON.stringify(obj) + "\n")
-readline.createInterface({ input: process.stdin }).on("line", line => {
-  const msg = JSON.parse(line)
-  if (msg.op === "exit") return void setImmediate(() => process.exit(0))
-  const fn = gen[msg.op]
-  if (!fn) return send({ id: msg.id, ok: false, error: `unknown op ${msg.op}` })
-  Promise.resolve(fn(msg.args ?? {})).then(
-    result => send({ id: msg.id, ok: true, result }),
-    e => send({ id: msg.id, ok: false, error: String(e?.stack ?? e) })
-  )
-})
-send({ id: 0, ok: true, result: { ready: true } })
+// "exit" gets no answer: the process is gone.
+gen.exit = () => (setImmediate(() => process.exit(0)), new Promise(() => {}))
+serveOps(gen)

@@ -3,7 +3,7 @@
 // log first appears in its copy. Speaks the worker protocol (see worker.mjs).
 //   node net-watcher.mjs URL TOKEN
 import path from "node:path"
-import readline from "node:readline"
+import { serveOps } from "./serve-ops.mjs"
 import { performance } from "node:perf_hooks"
 import { ROOT } from "./concord.mjs"
 
@@ -59,14 +59,4 @@ const ops = {
   },
 }
 
-const send = obj => process.stdout.write(JSON.stringify(obj) + "\n")
-readline.createInterface({ input: process.stdin }).on("line", line => {
-  const msg = JSON.parse(line)
-  const fn = ops[msg.op]
-  if (!fn) return send({ id: msg.id, ok: false, error: `unknown op ${msg.op}` })
-  fn(msg.args ?? {}).then(
-    result => send({ id: msg.id, ok: true, result }),
-    e => send({ id: msg.id, ok: false, error: String(e?.stack ?? e) })
-  )
-})
-send({ id: 0, ok: true, result: { ready: true, pid: process.pid } })
+serveOps(ops)

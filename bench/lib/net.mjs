@@ -11,6 +11,7 @@ import path from "node:path"
 import { fileURLToPath } from "node:url"
 import { ROOT } from "./concord.mjs"
 import { sleep, startProcess, startWorker } from "./proc.mjs"
+import { latencies } from "./stats.mjs"
 
 const NET_DIST = path.join(ROOT, "dist/src/sync/net")
 const HERE = path.dirname(fileURLToPath(import.meta.url))
@@ -117,13 +118,7 @@ async function viaServer(testing, cfg, kind) {
     if (process.env.NET_WATCHER_DEBUG) {
       process.stderr.write(`watcher stderr:\n${watcher.stderr}\nserver log:\n${server.logs()}\nsync A:\n${syncA.stderr()}\n`)
     }
-    const lat = []
-    let missed = 0
-    durable.forEach((t, i) => {
-      const s = seen[`v-${i}`]
-      if (s === undefined) missed++
-      else lat.push(s - t)
-    })
+    const { lat, missed } = latencies(durable, seen)
     // live session: which of its signals first showed each report (a handle event, or its 100 ms poll)
     const firstSeenBy = {}
     for (const [m, why] of Object.entries(source ?? {})) if (m.startsWith("v-")) firstSeenBy[why] = (firstSeenBy[why] ?? 0) + 1

@@ -47,3 +47,15 @@ export function round(x, digits = 1) {
   const f = 10 ** digits
   return Math.round(x * f) / f
 }
+
+/** Match reports made durable at `durable[i]` with when a watcher first saw them (`seen["v-" + i]`). */
+export function latencies(durable, seen) {
+  const lat = []
+  let missed = 0
+  durable.forEach((t, i) => {
+    const s = seen[`v-${i}`]
+    if (s === undefined) missed++
+    else lat.push(s - t)
+  })
+  return { lat, missed }
+}

@@ -1,7 +1,7 @@
 // A long-lived benchmark process: one backend client, driven by JSON lines on stdin
 // ({id, op, args}), answering {id, ok, result | error} on stdout. Requests run concurrently.
 //   node worker.mjs BACKEND DIR [OPTIONS_JSON]
-import readline from "node:readline"
+import { serveOps } from "./serve-ops.mjs"
 import { performance } from "node:perf_hooks"
 import { loadBackend } from "./backends.mjs"
 
@@ -83,19 +83,4 @@ const ops = {
   },
 }
 
-const send = obj => process.stdout.write(JSON.stringify(obj) + "\n")
-readline.createInterface({ input: process.stdin }).on("line", line => {
-  let msg
-  try {
-    msg = JSON.parse(line)
-  } catch {
-    return
-  }
-  const fn = ops[msg.op]
-  if (!fn) return send({ id: msg.id, ok: false, error: `unknown op ${msg.op}` })
-  fn(msg.args ?? {}).then(
-    result => send({ id: msg.id, ok: true, result }),
-    e => send({ id: msg.id, ok: false, error: String(e?.stack ?? e) })
-  )
-})
-send({ id: 0, ok: true, result: { ready: true, pid: process.pid } })
+serveOps(ops)

@@ -8,7 +8,7 @@
 // `concord serve`, and a second store kept in sync by `concord sync --watch` and watched like the first.
 import { rmSync } from "node:fs"
 import { startWorker, stopAll, sleep, tempDir } from "../lib/proc.mjs"
-import { median, p99, quantile } from "../lib/stats.mjs"
+import { latencies, median, p99, quantile } from "../lib/stats.mjs"
 import { netStatus } from "../lib/net.mjs"
 
 export const id = "visibility"
@@ -29,13 +29,7 @@ async function storeWatch(backend, cfg) {
     // give the watcher time to see the last one (it has at least one poll interval)
     await sleep(cfg.pollMs * 3)
     const { seen } = await watcher.call("unwatch", { key: "w" })
-    const lat = []
-    let missed = 0
-    durable.forEach((t, i) => {
-      const s = seen[`v-${i}`]
-      if (s === undefined) missed++
-      else lat.push(s - t)
-    })
+    const { lat, missed } = latencies(durable, seen)
     return { lat, missed }
   } finally {
     await stopAll([writer, watcher])
