@@ -1,8 +1,13 @@
 /** What every command needs: the store, who is acting, and the clock. */
 import os from "node:os"
 import { actorLabel, type WriteContext } from "../doc/actor.js"
+import { hostName } from "../lib/host.js"
+import type { PlanBackend } from "../ops/backend.js"
+import { LocalBackend } from "../ops/local.js"
 import { PlanStore } from "../sync/store/PlanStore.js"
 import { locateStore } from "../sync/store/locate.js"
+
+export { hostName }
 
 export interface GlobalOptions {
   store?: string
@@ -12,8 +17,25 @@ export function openStore(opts: GlobalOptions): PlanStore {
   return new PlanStore(locateStore({ store: opts.store }).dir)
 }
 
-export function hostName(): string {
-  return os.hostname().split(".")[0] || "localhost"
+export interface RemoteOptions {
+  remote?: string
+  token?: string
+  ca?: string
+}
+
+/**
+ * Where a command's plans live: the sync server named by `--remote URL --token T`, else the local store.
+ * The caller closes it.
+ */
+export async function openBackend(globals: GlobalOptions, flags: RemoteOptions = {}, opts: { watch?: boolean; retry?: boolean } = {}): Promise<PlanBackend> {
+  if (flags.remote || flags.token) {
+    const { remoteTarget } = await import("./remote.js")
+    const { RemoteBackend } = await import("../ops/remote.js")
+    const target = (await remoteTarget(flags))!
+    const log = (l: string) => (l.startsWith("debug:") ? undefined : process.stderr.write(`concord: ${l}\n`))
+    return RemoteBackend.open(target, { log: opts.watch ? log : undefined, retry: opts.retry ?? true })
+  }
+  return new LocalBackend(openStore(globals))
 }
 
 /**

@@ -1,6 +1,6 @@
 /** Human rendering of a plan summary: header, one table row per job, counts, and what to do next. */
 import path from "node:path"
-import type { PlanSummary } from "../doc/summary.js"
+import { type NextStep, nextSteps as stepsAt, type PlanSummary } from "../doc/summary.js"
 import { ago, duration, table, truncate } from "./output.js"
 
 const color = (code: number, s: string, on: boolean) => (on ? `\x1b[${code}m${s}\x1b[0m` : s)
@@ -81,17 +81,23 @@ export function renderStatus(s: PlanSummary, opts: { color?: boolean; now?: numb
   return lines
 }
 
-/** What a human can do next at this checkpoint. */
+/** The next steps at a checkpoint as commands to type. */
+export function nextStepCommands(steps: NextStep[], planRef: string): string[] {
+  return steps.map(st => {
+    switch (st.kind) {
+      case "retry":
+        return `retry:    concord approve ${planRef} --retry ${st.job}`
+      case "skip":
+        return `skip:     concord approve ${planRef} --skip ${st.job}`
+      case "continue":
+        return `continue: concord approve ${planRef} --checkpoint ${st.checkpoint}`
+      case "approve":
+        return `approve:  concord approve ${planRef} --checkpoint ${st.checkpoint}`
+    }
+  })
+}
+
+/** What a human can do next at the plan's checkpoint, as commands (the rule: src/doc/summary.ts nextSteps). */
 export function nextSteps(s: PlanSummary, planRef: string): string[] {
-  if (!s.checkpoint || s.approvedBy) return []
-  const c = s.checkpointContext ?? {}
-  const job = typeof c.jobName === "string" ? c.jobName : undefined
-  if (s.checkpoint === "on_error" && job) {
-    return [
-      `retry:    concord approve ${planRef} --retry ${job}`,
-      `skip:     concord approve ${planRef} --skip ${job}`,
-      `continue: concord approve ${planRef} --checkpoint on_error`,
-    ]
-  }
-  return [`approve:  concord approve ${planRef} --checkpoint ${s.checkpoint}`]
+  return nextStepCommands(stepsAt(s), planRef)
 }

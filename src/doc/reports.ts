@@ -41,18 +41,23 @@ export interface NewReport {
   attempt: number
 }
 
+export const MAX_MESSAGE_CHARS = 4000
+
 /** Validate a report's fields; throws InputError naming the problem. */
 export function validateReport(r: NewReport): { status: ReportStatus; message: string; progress: number | null } {
   if (!isReportStatus(r.status)) {
     throw new InputError(`invalid report status "${r.status}": expected one of ${REPORT_STATUSES.join(", ")}`)
   }
   const p = r.progress
-  if (p !== undefined && p !== null && (!Number.isFinite(p) || p < 0 || p > 100)) {
+  if (p !== undefined && p !== null && (typeof p !== "number" || !Number.isFinite(p) || p < 0 || p > 100)) {
     throw new InputError(`invalid progress ${p}: expected a number from 0 to 100`)
   }
   if (!Number.isInteger(r.attempt) || r.attempt < 1) throw new InputError(`invalid attempt ${r.attempt}`)
   const message = r.message ?? ""
-  if (message.length > 4000) throw new InputError(`report message is ${message.length} characters; the limit is 4000`)
+  if (typeof message !== "string") throw new InputError("invalid report message: expected text")
+  // Characters as people count them (code points), not UTF-16 units: 4000 emoji are 4000 characters.
+  const chars = message.length > MAX_MESSAGE_CHARS ? [...message].length : message.length
+  if (chars > MAX_MESSAGE_CHARS) throw new InputError(`report message is ${chars} characters; the limit is ${MAX_MESSAGE_CHARS}`)
   return { status: r.status, message, progress: p ?? null }
 }
 

@@ -5,7 +5,7 @@
 import type { ReportRecord } from "./model.js"
 import { countByStatus, findApproval, type PlanView } from "./plan.js"
 import type { ReportDigest } from "./reports.js"
-import type { JobStatus } from "./states.js"
+import { type JobStatus, PLAN_FINISHED, type PlanStatus } from "./states.js"
 
 export interface JobSummary {
   name: string
@@ -18,6 +18,7 @@ export interface JobSummary {
   note: string | null
   skipped: boolean
   progress: number | null
+  /** The current attempt's latest report. */
   lastReport: Pick<ReportRecord, "status" | "message" | "progress" | "at" | "by"> | null
   startedAt: number | null
   endedAt: number | null
@@ -56,16 +57,16 @@ export function summarize(
   now: number,
   activity: Map<string, number> = new Map()
 ): PlanSummary {
-  const approval = view.checkpoint
-    ? findApproval(view, view.checkpoint, view.checkpointSeq)
-    : undefined
+  // A finished plan waits for nothing: a checkpoint left over from before a cancel is not shown.
+  const checkpoint = PLAN_FINISHED.has(view.status as PlanStatus) ? null : view.checkpoint
+  const approval = checkpoint ? findApproval(view, checkpoint, view.checkpointSeq) : undefined
   return {
     id,
     name: view.name,
     mode: view.mode,
     status: view.status,
-    checkpoint: view.checkpoint,
-    checkpointContext: view.checkpointContext,
+    checkpoint,
+    checkpointContext: checkpoint ? view.checkpointContext : null,
     checkpointSeq: view.checkpointSeq,
     approvedBy: approval?.by ?? null,
     maxParallel: view.maxParallel,
@@ -76,8 +77,8 @@ export function summarize(
       const a = j.current
       const digest = reports.get(j.name)
       const forAttempt = digest?.byAttempt[String(a.n)]
+      // The current attempt's latest report only: an earlier attempt's report is not this attempt's news.
       const last = forAttempt?.last ?? undefined
-      const lastAny = last ?? digest?.last ?? undefined
       const started = a.startedAt
       const end = a.endedAt ?? (j.status === "running" ? now : null)
       const lastSign = Math.max(started ?? 0, a.heartbeatAt ?? 0, last?.at ?? 0, activity.get(j.name) ?? 0)
@@ -92,9 +93,7 @@ export function summarize(
         note: a.note,
         skipped: a.skipped,
         progress: forAttempt?.progress ?? null,
-        lastReport: lastAny
-          ? { status: lastAny.status, message: lastAny.message, progress: lastAny.progress, at: lastAny.at, by: lastAny.by }
-          : null,
+        lastReport: last ? { status: last.status, message: last.message, progress: last.progress, at: last.at, by: last.by } : null,
         startedAt: started,
         endedAt: a.endedAt,
         durationMs: started !== null && end !== null ? end - started : null,
@@ -107,4 +106,26 @@ export function summarize(
     }),
     counts: countByStatus(view),
   }
+}
+
+/** Something a human can do next at the plan's checkpoint (front ends render it as a command or a button). */
+export interface NextStep {
+  kind: "retry" | "skip" | "continue" | "approve"
+  checkpoint: string
+  job?: string
+}
+
+/** What can be done at this checkpoint: nothing when none is raised, it is already approved, or the plan is over. */
+export function nextSteps(s: PlanSummary): NextStep[] {
+  if (!s.checkpoint || s.approvedBy) return []
+  const c = s.checkpointContext ?? {}
+  const job = typeof c.jobName === "string" ? c.jobName : undefined
+  if (s.checkpoint === "on_error" && job) {
+    return [
+      { kind: "retry", checkpoint: s.checkpoint, job },
+      { kind: "skip", checkpoint: s.checkpoint, job },
+      { kind: "continue", checkpoint: s.checkpoint },
+    ]
+  }
+  return [{ kind: "approve", checkpoint: s.checkpoint }]
 }

@@ -1,18 +1,17 @@
 /** Human control from any process: run the orchestrator, approve checkpoints, retry, skip, cancel. */
-import { randomBytes } from "node:crypto"
 import { existsSync } from "node:fs"
-import os from "node:os"
 import path from "node:path"
 import { fileURLToPath } from "node:url"
 import type { Command } from "commander"
-import { InputError } from "../../doc/errors.js"
-import { approveCheckpoint, cancelPlan, getJob, type PlanDocument, readPlan, retryJob, skipJob } from "../../doc/plan.js"
+import { readPlan } from "../../doc/plan.js"
+import { type ApproveInput, approve } from "../../ops/approve.js"
+import { cancel, type ProcessStopper } from "../../ops/cancel.js"
 import { summarize } from "../../doc/summary.js"
 import { isSameProcessAlive, signalJob } from "../../orchestrator/proc.js"
 import { runPlan } from "../../orchestrator/runner.js"
 import type { PlanStore } from "../../sync/store/PlanStore.js"
-import { clock, type GlobalOptions, hostName, openStore } from "../context.js"
-import { out } from "../output.js"
+import { clock, type GlobalOptions, openBackend, openStore, type RemoteOptions } from "../context.js"
+import { out, printJson } from "../output.js"
 import { nextSteps, renderStatus } from "../render.js"
 
 /**
@@ -73,7 +72,7 @@ export function registerControl(program: Command, globals: () => GlobalOptions):
     .description("orchestrate a plan: launch its jobs, watch them, stop at checkpoints (exit 0 completed, 1 failed or canceled, 3 waiting at a checkpoint)")
     .action(async (planRef: string | undefined, opts: { wait?: boolean; quiet?: boolean; live?: boolean; remote?: string; token?: string; ca?: string }) => {
       const store = openStore(globals())
-      const remote = opts.remote || opts.token ? await (await import("../../sync/net/remote-cli.js")).openRemoteRun(store, opts, planRef) : undefined
+      const remote = opts.remote || opts.token ? await (await import("../remote.js")).openRemoteRun(store, opts, planRef) : undefined
       const entry = await store.resolvePlan(remote?.planId ?? planRef)
       const ac = new AbortController()
       const onSignal = () => ac.abort()
@@ -116,65 +115,45 @@ export function registerControl(program: Command, globals: () => GlobalOptions):
     .option("--checkpoint <name>", "the checkpoint you approve (refused if the plan waits at another one)")
     .option("--retry <job>", "retry a failed job: a new attempt with a fresh process")
     .option("--skip <job>", "skip a job: it is canceled and its dependents go on without it")
+    .option("--json", "print the result as JSON")
+    .option("--remote <url>", "approve on a sync server instead of the local store")
+    .option("--token <token>", "access token for --remote (default $CONCORD_TOKEN)")
+    .option("--ca <file>", "CA certificate to trust for a wss:// --remote")
     .description("approve a pending plan or the current checkpoint, optionally retrying or skipping a job")
-    .action(async (planRef: string | undefined, opts: { checkpoint?: string; retry?: string; skip?: string }) => {
-      const store = openStore(globals())
-      const entry = await store.resolvePlan(planRef)
-      const now = clock()
-      const done: string[] = []
-      await store.updatePlan(entry.id, doc => {
-        let d: PlanDocument = doc
-        const view = readPlan(d)
-        if (opts.retry) {
-          getJob(view, opts.retry)
-          d = retryJob(d, opts.retry, now())
-          done.push(`${opts.retry} will run again as attempt ${getJob(readPlan(d), opts.retry).attempt}`)
-        }
-        if (opts.skip) {
-          getJob(view, opts.skip)
-          d = skipJob(d, opts.skip, now())
-          done.push(`${opts.skip} skipped; its dependents go on without it`)
-        }
-        // A retry or skip of one job does not silently approve a checkpoint raised for another job.
-        const cpJob = view.checkpointContext?.jobName
-        const forOtherJob =
-          !opts.checkpoint && (opts.retry || opts.skip) && typeof cpJob === "string" && cpJob !== opts.retry && cpJob !== opts.skip
-        if (view.checkpoint && forOtherJob) {
-          done.push(`checkpoint ${view.checkpoint} (job ${cpJob}) left waiting: approve it with --checkpoint ${view.checkpoint}`)
-        } else if (view.checkpoint) {
-          const r = approveCheckpoint(d, { checkpoint: opts.checkpoint, id: `${Date.now()}-${randomBytes(4).toString("hex")}` }, now())
-          d = r.doc
-          const approval = r.approval
-          done.push(`approved checkpoint ${approval.checkpoint} #${approval.seq} as ${approval.by}`)
-        } else if (opts.checkpoint || (!opts.retry && !opts.skip)) {
-          throw new InputError(`plan "${view.name}" is ${view.status} and not waiting at a checkpoint: nothing to approve`)
-        }
-        return d
-      })
-      for (const l of done) out(l)
-      const lease = readPlan(await store.loadPlan(entry.id)).lease
-      out(lease && lease.expiresAt > Date.now() ? `the running orchestrator (${lease.holder}) acts on it` : `no orchestrator is running: continue with  concord run ${planRef ?? entry.id}`)
+    .action(async (planRef: string | undefined, opts: ApproveInput & RemoteOptions & { json?: boolean }) => {
+      const backend = await openBackend(globals(), opts)
+      try {
+        const r = await approve(backend, { planRef, checkpoint: opts.checkpoint, retry: opts.retry, skip: opts.skip }, clock())
+        if (opts.json) return printJson(r)
+        for (const l of r.lines) out(l)
+      } finally {
+        await backend.close()
+      }
     })
 
   program
     .command("cancel")
     .argument("[plan]", "plan id, url or name")
+    .option("--json", "print the result as JSON")
+    .option("--remote <url>", "cancel a plan on a sync server (its orchestrators stop their processes)")
+    .option("--token <token>", "access token for --remote (default $CONCORD_TOKEN)")
+    .option("--ca <file>", "CA certificate to trust for a wss:// --remote")
     .description("cancel a plan: record canceled for it and every unfinished job, and stop their processes")
-    .action(async (planRef: string | undefined) => {
-      const store = openStore(globals())
-      const entry = await store.resolvePlan(planRef)
-      const before = readPlan(await store.loadPlan(entry.id))
-      await store.updatePlan(entry.id, doc => cancelPlan(doc, clock()()))
-      // The running orchestrator stops its processes when it sees the cancel; stop the ones on this
-      // machine here too, in case no orchestrator is running.
-      const host = hostName()
-      let stopped = 0
-      for (const j of before.jobs) {
-        const a = j.current
-        if (j.status === "running" && a.pid !== null && (a.host ?? host) === host && isSameProcessAlive(a.pid, a.pidStartedAt)) {
-          if (signalJob(a.pid, "SIGTERM")) stopped++
-        }
+    .action(async (planRef: string | undefined, opts: RemoteOptions & { json?: boolean }) => {
+      const backend = await openBackend(globals(), opts)
+      try {
+        const r = await cancel(backend, { planRef }, clock(), stopJobProcesses)
+        if (opts.json) return printJson(r)
+        out(r.text)
+      } finally {
+        await backend.close()
       }
-      out(`canceled plan ${before.name}; ${stopped} job process${stopped === 1 ? "" : "es"} on ${os.hostname()} signaled to stop`)
     })
+}
+
+/** Stop job processes of this machine that are still the processes that were launched. */
+const stopJobProcesses: ProcessStopper = async procs => {
+  let n = 0
+  for (const p of procs) if (isSameProcessAlive(p.pid, p.pidStartedAt) && signalJob(p.pid, "SIGTERM")) n++
+  return n
 }

@@ -1,10 +1,9 @@
 import { promises as fsp } from "node:fs"
 import path from "node:path"
 import type { Command } from "commander"
-import { docUrl } from "../../doc/ids.js"
 import { InputError } from "../../doc/errors.js"
-import { readPlan } from "../../doc/plan.js"
-import { clock, type GlobalOptions, openStore } from "../context.js"
+import { createPlan, listPlans } from "../../ops/plans.js"
+import { clock, type GlobalOptions, openBackend } from "../context.js"
 import { ago, out, printJson, table } from "../output.js"
 
 export function registerPlan(program: Command, globals: () => GlobalOptions): void {
@@ -25,10 +24,17 @@ export function registerPlan(program: Command, globals: () => GlobalOptions): vo
       // Loaded on demand: only this command needs the YAML parser and the schema library.
       const { parsePlanSpec } = await import("../../doc/spec.js")
       const spec = parsePlanSpec(text, file)
-      const store = openStore(globals())
-      const { id } = await store.createPlan(spec, path.dirname(path.resolve(file)), clock()())
-      if (opts.json) printJson({ id, url: docUrl(id) })
-      else out(id)
+      const backend = await openBackend(globals())
+      try {
+        const r = await createPlan(backend, spec, path.dirname(path.resolve(file)), clock())
+        if (r.sameName.length) {
+          process.stderr.write(`concord: warning: ${r.sameName.length} other plan${r.sameName.length === 1 ? " is" : "s are"} named "${r.name}" (${r.sameName.join(", ")}); refer to this one by its id\n`)
+        }
+        if (opts.json) printJson({ id: r.id, url: r.url })
+        else out(r.id)
+      } finally {
+        await backend.close()
+      }
     })
 
   plan
@@ -45,25 +51,20 @@ export function registerPlan(program: Command, globals: () => GlobalOptions): vo
         const { listServerPlans, readCa } = await import("./sync.js")
         return listServerPlans(opts.remote, token, await readCa(opts.ca), opts.json)
       }
-      const store = openStore(globals())
-      const entries = await store.listPlans()
-      const rows = await Promise.all(
-        entries.map(async e => {
-          try {
-            const v = readPlan(await store.loadPlan(e.id))
-            return { id: e.id, url: docUrl(e.id), name: v.name, status: v.status, checkpoint: v.checkpoint, jobs: v.jobs.length, createdAt: e.createdAt }
-          } catch {
-            return { id: e.id, url: docUrl(e.id), name: e.name, status: "unavailable", checkpoint: null, jobs: 0, createdAt: e.createdAt }
-          }
-        })
-      )
-      if (opts.json) return printJson(rows)
-      if (rows.length === 0) return out(`no plans in ${store.dir}`)
-      const now = Date.now()
-      for (const l of table([
-        ["ID", "NAME", "STATUS", "JOBS", "CREATED"],
-        ...rows.map(r => [r.id, r.name, r.checkpoint ? `${r.status} (${r.checkpoint})` : r.status, String(r.jobs), ago(r.createdAt, now)]),
-      ]))
-        out(l)
+      const backend = await openBackend(globals())
+      try {
+        const { plans: rows, warnings } = await listPlans(backend)
+        for (const w of warnings) process.stderr.write(`concord: warning: ${w}\n`)
+        if (opts.json) return printJson(rows)
+        if (rows.length === 0) return out(`no plans in ${backend.where.replace(/^store /, "")}`)
+        const now = Date.now()
+        for (const l of table([
+          ["ID", "NAME", "STATUS", "JOBS", "CREATED"],
+          ...rows.map(r => [r.id, r.name, r.checkpoint ? `${r.status} (${r.checkpoint})` : r.status, String(r.jobs), ago(r.createdAt, now)]),
+        ]))
+          out(l)
+      } finally {
+        await backend.close()
+      }
     })
 }

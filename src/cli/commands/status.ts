@@ -1,22 +1,18 @@
+/** `concord status`: a thin adapter over src/ops/status.ts (local store or `--remote`). */
 import type { Command } from "commander"
-import type { DocId } from "../../doc/ids.js"
-import { reportDocId } from "../../doc/ids.js"
-import { type PlanDocument, readPlan } from "../../doc/plan.js"
-import { digestAll, digestReports, type ReportDigest, type ReportsDocument } from "../../doc/reports.js"
-import { summarize } from "../../doc/summary.js"
 import { mermaidGraph } from "../../doc/graph.js"
-import type { PlanStore } from "../../sync/store/PlanStore.js"
-import { type GlobalOptions, openStore } from "../context.js"
+import { readPlan } from "../../doc/plan.js"
+import { resolvePlan } from "../../ops/resolve.js"
+import { status, type StatusResult, watchStatus } from "../../ops/status.js"
+import { waitForStopSignal } from "../signals.js"
+import { type GlobalOptions, openBackend, type RemoteOptions } from "../context.js"
 import { out, printJson } from "../output.js"
-import { nextSteps, renderStatus } from "../render.js"
+import { nextStepCommands, renderStatus } from "../render.js"
 
-interface StatusOptions {
+interface StatusOptions extends RemoteOptions {
   json?: boolean
   watch?: boolean
   graph?: boolean
-  remote?: string
-  token?: string
-  ca?: string
 }
 
 export function registerStatus(program: Command, globals: () => GlobalOptions): void {
@@ -31,81 +27,34 @@ export function registerStatus(program: Command, globals: () => GlobalOptions): 
     .option("--ca <file>", "CA certificate to trust for a wss:// --remote")
     .description("show a plan's status")
     .action(async (planRef: string | undefined, opts: StatusOptions) => {
-      if (opts.remote || opts.token) {
-        const { remoteTarget, statusRemote } = await import("../../sync/net/remote-cli.js")
-        const target = (await remoteTarget(opts))!
-        const log = (l: string) => process.stderr.write(`concord: ${l}\n`)
-        return statusRemote({
-          target,
-          planRef,
-          watch: opts.watch,
-          log,
-          show: (id, plan, reports, redraw) => show("", id, plan, digestAll(reports), opts, planRef ?? id, redraw),
-        })
+      const backend = await openBackend(globals(), opts, { watch: opts.watch, retry: !!opts.watch })
+      try {
+        if (opts.graph) return out(mermaidGraph(readPlan((await resolvePlan(backend, planRef)).doc)))
+        if (!opts.watch) return show(await status(backend, planRef), opts, planRef)
+        const ac = new AbortController()
+        const stop = waitForStopSignal(ac)
+        try {
+          await watchStatus(backend, planRef, s => show(s, opts, planRef, true), ac.signal, { tickMs: opts.json ? undefined : 5000 })
+        } finally {
+          stop()
+        }
+      } finally {
+        await backend.close()
       }
-      const store = openStore(globals())
-      const entry = await store.resolvePlan(planRef)
-      const plan = await store.loadPlan(entry.id)
-      const view = readPlan(plan)
-      if (opts.graph) return out(mermaidGraph(view))
-      const reports = await store.loadReportDigests(entry.id, view.jobs.map(j => j.name))
-      if (!opts.watch) return show(store.dir, entry.id, plan, reports, opts, planRef ?? entry.id)
-      await watchStatus(store, entry.id, plan, reports, opts, planRef ?? entry.id)
     })
 }
 
-function show(
-  storeDir: string,
-  id: DocId,
-  plan: PlanDocument,
-  reports: Map<string, ReportDigest>,
-  opts: StatusOptions,
-  ref: string,
-  redraw = false
-) {
-  const summary = summarize(id, readPlan(plan), reports, Date.now())
+function show(s: StatusResult, opts: StatusOptions, planRef: string | undefined, redraw = false) {
   if (opts.json) {
-    const line = JSON.stringify(summary)
-    return opts.watch ? out(line) : printJson(summary)
+    const v = { ...s.summary, store: s.storeDir, warnings: s.warnings }
+    return opts.watch ? out(JSON.stringify(v)) : printJson(v)
   }
   const tty = process.stdout.isTTY === true
-  const lines = renderStatus(summary, { color: tty, storeDir })
-  const steps = nextSteps(summary, ref)
-  if (steps.length) lines.push("", ...steps.map(s => `  ${s}`))
+  const lines = renderStatus(s.summary, { color: tty, storeDir: s.storeDir ?? "" })
+  const steps = nextStepCommands(s.next, planRef ?? s.summary.id)
+  if (steps.length) lines.push("", ...steps.map(l => `  ${l}`))
+  for (const w of s.warnings) lines.push(`  warning: ${w}`)
   if (redraw && tty) process.stdout.write("\x1b[2J\x1b[H")
   else if (redraw) out("---")
   out(lines.join("\n"))
-}
-
-/** Redraw whenever the plan or a report log changes on disk. Runs until SIGINT/SIGTERM. */
-async function watchStatus(
-  store: PlanStore,
-  id: DocId,
-  plan: PlanDocument,
-  reports: Map<string, ReportDigest>,
-  opts: StatusOptions,
-  ref: string
-): Promise<void> {
-  const jobs = readPlan(plan).jobs.map(j => j.name)
-  const byDoc = new Map<string, string>(jobs.map(j => [reportDocId(id, j), j]))
-  show(store.dir, id, plan, reports, opts, ref, true)
-  let pending: NodeJS.Timeout | undefined
-  const schedule = () => {
-    // Coalesce bursts of changes into one redraw, without adding visible latency.
-    if (!pending) pending = setTimeout(() => ((pending = undefined), show(store.dir, id, plan, reports, opts, ref, true)), 15)
-  }
-  const watcher = store.docs.watch<unknown>([id, ...byDoc.keys()], (docId, doc) => {
-    if (docId === id) plan = doc as PlanDocument
-    else reports.set(byDoc.get(docId)!, digestReports(doc as ReportsDocument))
-    schedule()
-  })
-  // Relative times and stale flags change with the clock too.
-  const tick = opts.json ? undefined : setInterval(schedule, 5000)
-  await new Promise<void>(resolve => {
-    const stop = () => resolve()
-    process.once("SIGINT", stop)
-    process.once("SIGTERM", stop)
-  })
-  if (tick) clearInterval(tick)
-  watcher.close()
 }

@@ -44,6 +44,13 @@ export interface ConnectOptions {
   connectTimeoutMs?: number
 }
 
+/** A sync server to talk to: its URL, the access token, and a CA to trust for wss://. */
+export interface RemoteTarget {
+  url: string
+  token?: string
+  ca?: Buffer
+}
+
 export interface PlansResponse {
   server: { peerId: string; storageId: string }
   token: { id: string; role: string; plans: string[] }

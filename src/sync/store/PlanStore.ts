@@ -11,8 +11,8 @@
 import { promises as fsp } from "node:fs"
 import path from "node:path"
 import type { WriteContext } from "../../doc/actor.js"
-import { NotFoundError } from "../../doc/errors.js"
-import { type DocId, newDocId, parseDocRef, reportDocId } from "../../doc/ids.js"
+import { DamagedError, NotFoundError } from "../../doc/errors.js"
+import { type DocId, isDocId, newDocId, parseDocRef, reportDocId } from "../../doc/ids.js"
 import { createPlan, isPlanDoc, type PlanDocument, readPlan } from "../../doc/plan.js"
 import {
   appendReport,
@@ -128,10 +128,106 @@ export class PlanStore {
   }
 
   async loadPlan(id: DocId): Promise<PlanDocument> {
-    const doc = await this.docs.load<unknown>(id)
+    const doc = await this.findPlan(id)
     if (!doc) throw new NotFoundError(`plan ${id} is not in store ${this.dir}`)
-    if (!isPlanDoc(doc)) throw new NotFoundError(`document ${id} is not a concord plan`)
     return doc
+  }
+
+  /**
+   * A plan document, or undefined when the store has no document with this id. A document that exists
+   * but is not a plan is refused: a report log or foreign document is bad input (exit 2); a document the
+   * index lists as a plan that no longer reads as one is damage (exit 1, see `concord doctor`).
+   */
+  async findPlan(id: DocId): Promise<PlanDocument | undefined> {
+    const doc = await this.docs.load<unknown>(id)
+    if (doc && isPlanDoc(doc)) return doc
+    if (!doc && !(await this.#indexed(id))) return undefined
+    if (await this.#indexed(id)) {
+      throw new DamagedError(`plan ${id} cannot be read: its document in ${this.dir} is damaged or incomplete (see concord doctor)`)
+    }
+    throw new NotFoundError(`document ${id} is not a concord plan`)
+  }
+
+  async #indexed(id: DocId): Promise<boolean> {
+    try {
+      await fsp.access(path.join(this.dir, INDEX_DIR, `${id}.json`))
+      return true
+    } catch {
+      return false
+    }
+  }
+
+  /**
+   * The plans index, checked against the documents: a plan whose index entry was deleted or damaged
+   * (a full disk, a stray `rm`) is found again and its entry rewritten, so no plan vanishes from
+   * `plan list`. Documents known not to be plans are remembered in `cache/doc-kinds.json` (derived data).
+   */
+  async listPlansChecked(): Promise<{ plans: PlanIndexEntry[]; rebuilt: DocId[] }> {
+    const plans = await this.listPlans()
+    const known = new Set<string>(plans.map(p => p.id))
+    const docIds = await this.#allDocIds()
+    if (docIds.every(d => known.has(d))) return { plans, rebuilt: [] }
+    // Report logs of indexed plans are expected; find them from the plans' job names.
+    for (const p of plans) {
+      try {
+        for (const j of readPlan(await this.loadPlan(p.id)).jobs) known.add(reportDocId(p.id, j.name))
+      } catch {
+        // unreadable plan: its logs stay candidates, which costs a load, not correctness
+      }
+    }
+    const kindsFile = path.join(this.dir, "cache", "doc-kinds.json")
+    let kinds: Record<string, "other"> = {}
+    try {
+      kinds = JSON.parse(await fsp.readFile(kindsFile, "utf8"))
+    } catch {
+      // no cache yet
+    }
+    const rebuilt: DocId[] = []
+    let kindsChanged = false
+    for (const id of docIds) {
+      if (known.has(id) || kinds[id]) continue
+      let doc: unknown
+      try {
+        doc = await this.docs.load<unknown>(id)
+      } catch {
+        continue
+      }
+      if (doc && isPlanDoc(doc as PlanDocument)) {
+        const v = readPlan(doc as PlanDocument)
+        const entry = { id, name: v.name, createdAt: v.createdAt, createdBy: v.createdBy }
+        await this.registerPlan(entry)
+        plans.push(entry)
+        rebuilt.push(id)
+        for (const j of v.jobs) known.add(reportDocId(id, j.name))
+      } else {
+        kinds[id] = "other"
+        kindsChanged = true
+      }
+    }
+    if (kindsChanged) await writeFileAtomic(kindsFile, JSON.stringify(kinds), { durable: false }).catch(() => {})
+    plans.sort((a, b) => a.createdAt - b.createdAt || a.id.localeCompare(b.id))
+    return { plans, rebuilt }
+  }
+
+  /** Every document id with a directory in the store (automerge-repo layout: `<id[0:2]>/<id[2:]>/`). */
+  async #allDocIds(): Promise<DocId[]> {
+    const ids: DocId[] = []
+    let tops: string[]
+    try {
+      tops = await fsp.readdir(this.dir)
+    } catch {
+      return ids
+    }
+    for (const t of tops.filter(t => t.length === 2)) {
+      let rest: string[]
+      try {
+        rest = await fsp.readdir(path.join(this.dir, t))
+      } catch {
+        continue
+      }
+      for (const r of rest) if (isDocId(t + r) && (await this.docs.exists(t + r))) ids.push(t + r)
+    }
+    return ids
   }
 
   /**

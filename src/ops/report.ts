@@ -1,0 +1,87 @@
+/**
+ * A job's agent reports: the report is appended to the job's log (durable first: a report is never lost),
+ * and `completed` / `failed` also move the attempt's status where the state machine allows it.
+ * One rule for the CLI, `--remote`, the MCP server and the library.
+ */
+import type { WriteContext } from "../doc/actor.js"
+import { InputError } from "../doc/errors.js"
+import { getJob, readPlan, setJobStatus } from "../doc/plan.js"
+import { validateReport } from "../doc/reports.js"
+import { canJobTransition, type JobStatus, type ReportStatus } from "../doc/states.js"
+import type { PlanBackend } from "./backend.js"
+import { resolvePlan } from "./resolve.js"
+
+export interface ReportInput {
+  planRef?: string
+  job: string
+  /** default: the job's current attempt */
+  attempt?: number
+  status: string
+  message?: string
+  progress?: number | null
+}
+
+export interface ReportResult {
+  planId: string
+  plan: string
+  job: string
+  attempt: number
+  status: ReportStatus
+  message: string
+  progress: number | null
+  /** The attempt's status after the report. */
+  jobStatus: JobStatus
+  /** Whether the report moved the attempt's status. */
+  changed: boolean
+  /** Why a completed/failed report left the status as it was (the report itself is stored). */
+  note: string | null
+  /** One line for humans, the same in every front end. */
+  text: string
+}
+
+export async function report(backend: PlanBackend, input: ReportInput, clock: () => WriteContext): Promise<ReportResult> {
+  // Everything that needs no plan is checked first: bad input writes nothing.
+  if (input.attempt !== undefined && (!Number.isInteger(input.attempt) || input.attempt < 1)) {
+    throw new InputError(`invalid attempt ${input.attempt}: expected a whole number from 1`)
+  }
+  const checked = validateReport({ status: input.status, message: input.message, progress: input.progress, attempt: input.attempt ?? 1 })
+  if (!input.job) throw new InputError("no job given: a report names the job it is for")
+  const plan = await resolvePlan(backend, input.planRef)
+  const job = getJob(readPlan(plan.doc), input.job)
+  const attempt = input.attempt ?? job.attempt
+  if (!job.attempts.some(a => a.n === attempt)) {
+    throw new InputError(`job "${input.job}" has no attempt ${attempt} (current is ${job.attempt})`)
+  }
+  await backend.appendReport(plan.id, input.job, { ...checked, attempt }, clock())
+
+  let jobStatus = job.attempts.find(a => a.n === attempt)!.status
+  let changed = false
+  let note: string | null = null
+  const to = checked.status
+  if (to === "completed" || to === "failed") {
+    const { result } = await backend.updatePlan<{ from: JobStatus; changed: boolean }>(plan.id, doc => {
+      const cur = getJob(readPlan(doc), input.job).attempts.find(a => a.n === attempt)!
+      if (cur.status === to || !canJobTransition(cur.status, to)) return { doc, result: { from: cur.status, changed: false } }
+      const fields = to === "failed" ? { attempt, reason: checked.message || "reported failed", failureKind: "reported_failed" } : { attempt }
+      return { doc: setJobStatus(doc, input.job, to, fields, clock()), result: { from: cur.status, changed: true } }
+    })
+    changed = result!.changed
+    jobStatus = changed ? to : result!.from
+    if (!changed && jobStatus !== to) note = `report stored, but job "${input.job}" attempt ${attempt} stays ${jobStatus} (cannot go from ${jobStatus} to ${to})`
+  }
+  const pct = checked.progress !== null ? ` ${checked.progress}%` : ""
+  const effect = to === "completed" || to === "failed" ? (changed ? `; job ${input.job} #${attempt} is now ${to}` : `; job status unchanged (${jobStatus})`) : ""
+  return {
+    planId: plan.id,
+    plan: plan.name,
+    job: input.job,
+    attempt,
+    status: to,
+    message: checked.message,
+    progress: checked.progress,
+    jobStatus,
+    changed,
+    note,
+    text: `reported ${to}${pct} for ${input.job} #${attempt}${effect}`,
+  }
+}
