@@ -70,6 +70,7 @@ export function renderStatus(s: PlanSummary, opts: { color?: boolean; now?: numb
         j.exitCode !== null ? `exit ${j.exitCode}` : "",
         j.signal ? `signal ${j.signal}` : "",
         j.error ? truncate(j.error, 80) : "",
+        j.exitMeaning ?? "",
         j.note ?? "",
         j.log ? `log ${opts.storeDir ? path.join(opts.storeDir, j.log) : j.log}` : "",
       ].filter(Boolean)

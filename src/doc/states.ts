@@ -46,8 +46,6 @@ export const JOB_TRANSITIONS: Readonly<Record<JobStatus, readonly JobStatus[]>> 
   merged: [],
 }
 
-/** A job in one of these statuses counts as done: its dependents may start. */
-export const JOB_DONE: ReadonlySet<JobStatus> = new Set(["completed", "merged"])
 /** The attempt is over and a new one may be started with a retry. */
 export const JOB_RETRYABLE: ReadonlySet<JobStatus> = new Set([
   "failed",
@@ -56,13 +54,6 @@ export const JOB_RETRYABLE: ReadonlySet<JobStatus> = new Set([
   "conflict",
   "needs_rebase",
 ])
-/** The attempt has a process (or will have one) that may still be alive. */
-export const JOB_ACTIVE: ReadonlySet<JobStatus> = new Set(["running"])
-/** No further transition within the attempt, except the merge steps after completed. */
-export const JOB_FINISHED: ReadonlySet<JobStatus> = new Set(
-  JOB_STATUSES.filter(s => JOB_RANK[s] >= JOB_RANK.canceled)
-)
-
 export const PLAN_STATUSES = [
   "pending",
   "running",

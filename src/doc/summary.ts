@@ -26,6 +26,8 @@ export interface JobSummary {
   pid: number | null
   host: string | null
   log: string | null
+  /** What the exit code or signal means, when it means more than "failed" (e.g. 127: command not found). */
+  exitMeaning: string | null
   /** Running, but no output, report or heartbeat for longer than the plan's staleMs. */
   stale: boolean
   /** Concurrent status values that were resolved (empty without a conflict). */
@@ -89,6 +91,7 @@ export function summarize(
         dependsOn: j.dependsOn,
         exitCode: a.exitCode,
         signal: a.signal,
+        exitMeaning: j.status === "failed" || j.status === "stopped" ? explainExit(a.exitCode, a.signal) : null,
         error: j.status === "failed" || j.status === "stopped" || j.status === "canceled" ? a.reason : null,
         note: a.note,
         skipped: a.skipped,
@@ -128,4 +131,39 @@ export function nextSteps(s: PlanSummary): NextStep[] {
     ]
   }
   return [{ kind: "approve", checkpoint: s.checkpoint }]
+}
+
+/**
+ * What a plan's state means for a script waiting on it, with `concord run`'s exit codes: 0 completed,
+ * 1 failed or canceled, 3 waiting at a checkpoint with no job running; null while it is still going.
+ */
+export function outcome(s: PlanSummary): { code: 0 | 1 | 3; why: string } | null {
+  if (s.status === "completed") return { code: 0, why: "plan completed" }
+  if (s.status === "failed" || s.status === "canceled") return { code: 1, why: `plan ${s.status}` }
+  if (s.checkpoint && !s.approvedBy && !s.jobs.some(j => j.status === "running")) return { code: 3, why: `waiting at checkpoint ${s.checkpoint}` }
+  return null
+}
+
+/** What a shell's exit code means, where it means more than "failed" (127: the command was not found). */
+export function explainExit(code: number | null, signal: string | null = null): string | null {
+  if (signal) return SIGNALS[signal] ?? null
+  switch (code) {
+    case 126:
+      return "the command was found but could not be executed (permission denied or not executable)"
+    case 127:
+      return "command not found: check the job's run: line and its PATH"
+    default:
+      return code !== null && code > 128 && code < 160 ? (SIGNALS[`#${code - 128}`] ?? `killed by signal ${code - 128}`) : null
+  }
+}
+
+const SIGNALS: Record<string, string> = {
+  SIGKILL: "killed (SIGKILL): out of memory, or stopped by force",
+  SIGTERM: "stopped (SIGTERM)",
+  SIGINT: "interrupted (SIGINT)",
+  SIGSEGV: "crashed (SIGSEGV)",
+  "#9": "killed (SIGKILL): out of memory, or stopped by force",
+  "#15": "stopped (SIGTERM)",
+  "#2": "interrupted (SIGINT)",
+  "#11": "crashed (SIGSEGV)",
 }

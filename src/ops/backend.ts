@@ -22,6 +22,7 @@ export interface PlanInfo {
   name: string
   createdAt: number
   createdBy: string
+  archivedAt?: number
 }
 
 export type DocChange = { docId: DocId; job: null; doc: PlanDocument } | { docId: DocId; job: string; doc: ReportsDocument }
@@ -54,7 +55,16 @@ export interface PlanBackend {
    * or machine), with the new document. Runs until `close()`.
    */
   watch(planId: DocId, jobs: string[], onChange: (change: DocChange) => void): { close(): void }
+  /** Housekeeping of a local store (archive, remove, prune logs); absent on a remote backend. */
+  readonly housekeeping?: Housekeeping
   /** Warnings worth one line in a human view (quarantined data, a rebuilt index, ...). */
   warnings(): Promise<string[]>
   close(): Promise<void>
+}
+
+export interface Housekeeping {
+  archivePlan(id: DocId, at: number): Promise<void>
+  removePlan(id: DocId, jobs: string[]): Promise<void>
+  /** Delete a plan's job log files; returns how many went. */
+  removeLogs(id: DocId): Promise<number>
 }

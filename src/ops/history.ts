@@ -4,7 +4,9 @@
  */
 import * as A from "@automerge/automerge"
 import { parseChangeNote } from "../doc/actor.js"
+import { InputError } from "../doc/errors.js"
 import { readPlan } from "../doc/plan.js"
+import { readReports, type ReportsDocument } from "../doc/reports.js"
 import type { PlanBackend } from "./backend.js"
 import { resolvePlan } from "./resolve.js"
 
@@ -12,6 +14,8 @@ export interface HistoryEntry {
   at: number
   by: string
   did: string
+  /** For a report: its message (exact text). */
+  message?: string
   /** `plan` or `reports:<job>` */
   doc: string
   hash: string
@@ -20,6 +24,12 @@ export interface HistoryEntry {
 
 export interface HistoryInput {
   planRef?: string
+  /** Only changes about this job: its report log, and plan changes naming it. */
+  job?: string
+  /** Only changes at or after this time (ms since the epoch). */
+  since?: number
+  /** Only the last N changes. */
+  limit?: number
 }
 
 export interface HistoryResult {
@@ -44,10 +54,62 @@ export function changeEntries(doc: A.Doc<unknown>, label: string): HistoryEntry[
 
 export async function history(backend: PlanBackend, input: HistoryInput): Promise<HistoryResult> {
   const plan = await resolvePlan(backend, input.planRef)
+  const jobs = readPlan(plan.doc).jobs.map(j => j.name)
+  if (input.job && !jobs.includes(input.job)) throw new InputError(`plan "${plan.name}" has no job "${input.job}"`)
+  if (input.limit !== undefined && (!Number.isInteger(input.limit) || input.limit < 1)) throw new InputError(`invalid limit ${input.limit}: expected a whole number from 1`)
   const entries = changeEntries(plan.doc, "plan")
-  const logs = await backend.reportLogs(plan.id, readPlan(plan.doc).jobs.map(j => j.name))
+  const logs = await backend.reportLogs(plan.id, input.job ? [input.job] : jobs)
+  for (const [job, log] of logs) entries.push(...reportEntries(log, job))
+  return { planId: plan.id, plan: plan.name, entries: filterEntries(entries, input) }
+}
+
+/** A report log's changes, each with the report it appended (matched by author and time). */
+function reportEntries(log: ReportsDocument, job: string): HistoryEntry[] {
+  const byKey = new Map(readReports(log).map(r => [`${r.by}|${r.at}`, r]))
   // The shared genesis change of each log (by "concord") is bookkeeping, not an event.
-  for (const [job, log] of logs) entries.push(...changeEntries(log, `reports:${job}`).filter(e => e.by !== "concord"))
-  entries.sort((a, b) => a.at - b.at || a.hash.localeCompare(b.hash))
-  return { planId: plan.id, plan: plan.name, entries }
+  return changeEntries(log, `reports:${job}`)
+    .filter(e => e.by !== "concord")
+    .map(e => {
+      const r = byKey.get(`${e.by}|${e.at}`)
+      if (!r) return e
+      const pct = r.progress !== null ? ` ${r.progress}%` : ""
+      return { ...e, did: `job ${job} #${r.attempt}: report ${r.status}${pct}${r.message ? `: ${r.message}` : ""}`, message: r.message }
+    })
+}
+
+function filterEntries(all: HistoryEntry[], input: HistoryInput): HistoryEntry[] {
+  const mentions = input.job ? new RegExp(`(^|[^A-Za-z0-9._-])job ${input.job.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}([^A-Za-z0-9._-]|$)`) : undefined
+  let out = all.filter(e => (!mentions || e.doc === `reports:${input.job}` || mentions.test(e.did)) && (input.since === undefined || e.at >= input.since))
+  out.sort((a, b) => a.at - b.at || a.hash.localeCompare(b.hash))
+  if (input.limit !== undefined) out = out.slice(-input.limit)
+  return out
+}
+
+/**
+ * `history --follow`: the history so far, then every new change as it arrives from any process or
+ * machine, until `signal` aborts.
+ */
+export async function followHistory(backend: PlanBackend, input: HistoryInput, onEntries: (entries: HistoryEntry[]) => void, signal: AbortSignal): Promise<void> {
+  const first = await history(backend, input)
+  const seen = new Set(first.entries.map(e => e.hash))
+  onEntries(first.entries)
+  const jobs = readPlan((await resolvePlan(backend, first.planId)).doc).jobs.map(j => j.name)
+  let running = Promise.resolve()
+  const refresh = () => {
+    running = running.then(async () => {
+      if (signal.aborted) return
+      const next = await history(backend, { ...input, planRef: first.planId, limit: undefined })
+      const fresh = next.entries.filter(e => !seen.has(e.hash))
+      for (const e of fresh) seen.add(e.hash)
+      if (fresh.length && !signal.aborted) onEntries(fresh)
+    }).catch(() => {})
+  }
+  let pending: NodeJS.Timeout | undefined
+  const watcher = backend.watch(first.planId, input.job ? [input.job] : jobs, () => {
+    if (!pending) pending = setTimeout(() => ((pending = undefined), refresh()), 20)
+  })
+  await new Promise<void>(resolve => (signal.aborted ? resolve() : signal.addEventListener("abort", () => resolve(), { once: true })))
+  if (pending) clearTimeout(pending)
+  watcher.close()
+  await running
 }

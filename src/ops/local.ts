@@ -6,7 +6,7 @@ import type { NewReport, ReportDigest, ReportsDocument } from "../doc/reports.js
 import type { PlanSpec } from "../doc/spec.js"
 import { hostName } from "../lib/host.js"
 import type { PlanStore } from "../sync/store/PlanStore.js"
-import type { DocChange, PlanBackend, PlanInfo, PlanUpdate } from "./backend.js"
+import type { DocChange, Housekeeping, PlanBackend, PlanInfo, PlanUpdate } from "./backend.js"
 
 export class LocalBackend implements PlanBackend {
   readonly store: PlanStore
@@ -15,6 +15,10 @@ export class LocalBackend implements PlanBackend {
 
   constructor(store: PlanStore) {
     this.store = store
+  }
+
+  get housekeeping(): Housekeeping {
+    return this.store
   }
 
   get where(): string {

@@ -1,6 +1,7 @@
 /**
  * Resolving a plan reference, the one rule for every front end: an id, an `automerge:` url, a plan name,
- * or a unique id prefix; without a reference, the only plan, else the most recently created one.
+ * or a unique id prefix; without a reference, the only plan, else the most recently created one (archived
+ * plans are skipped).
  * An ambiguous name or prefix is refused, naming the candidates.
  */
 import { InputError, NotFoundError } from "../doc/errors.js"
@@ -40,7 +41,8 @@ export function pick(plans: PlanInfo[], ref: string | undefined, backend: Pick<P
     const byId = id && plans.find(p => p.id === id)
     if (byId) return byId
   }
-  if (!ref) return plans[plans.length - 1]
+  // The default is the newest plan that is not archived (an archived plan is still found by id or name).
+  if (!ref) return plans.filter(p => !p.archivedAt).at(-1)
   const byName = plans.filter(p => p.name === ref)
   if (byName.length === 1) return byName[0]
   if (byName.length > 1) throw ambiguous(`${byName.length} plans are named "${ref}"`, byName, backend)

@@ -60,3 +60,89 @@ describe("CLI over the plan operations", () => {
     expect(JSON.parse(run(store, ["status", "--json"]).stdout)).toMatchObject({ status: "canceled", checkpoint: null, store })
   })
 })
+
+describe("CLI conventions over the operations", () => {
+  it("history shows report messages and takes --job, --since, --limit; bad values are refused", () => {
+    const { store } = setup()
+    expect(run(store, ["report", "working", "first message", "--job", "A"]).code).toBe(0)
+    expect(run(store, ["report", "completed", "all done", "--job", "B"]).code).toBe(0)
+    const all = JSON.parse(run(store, ["history", "--json"]).stdout)
+    expect(all.find((e: any) => e.doc === "reports:A")).toMatchObject({ did: "job A #1: report working: first message", message: "first message" })
+    const onlyB = JSON.parse(run(store, ["history", "--job", "B", "--json"]).stdout)
+    expect(onlyB.length).toBeGreaterThanOrEqual(2)
+    expect(onlyB.every((e: any) => e.doc === "reports:B" || /job B\b/.test(e.did))).toBe(true)
+    expect(onlyB.some((e: any) => /queued -> completed/.test(e.did))).toBe(true)
+    const last = JSON.parse(run(store, ["history", "--limit", "1", "--json"]).stdout)
+    expect(last).toEqual([all[all.length - 1]])
+    expect(JSON.parse(run(store, ["history", "--since", "1h", "--json"]).stdout).length).toBe(all.length)
+    expect(JSON.parse(run(store, ["history", "--since", new Date(Date.now() + 60_000).toISOString(), "--json"]).stdout)).toEqual([])
+    expect(run(store, ["history", "--since", "yesterday"]).code).toBe(2)
+    expect(run(store, ["history", "--job", "Z"]).stderr).toContain('has no job "Z"')
+    expect(run(store, ["history", "--limit", "0"]).code).toBe(2)
+  })
+
+  it("history --follow prints changes made by other processes as they happen", async () => {
+    const { store } = setup()
+    const { spawn } = await import("node:child_process")
+    const { BIN } = await import("../helpers/cli.js")
+    const child = spawn(process.execPath, [BIN, "history", "--follow", "--json"], { cwd, env: { ...process.env, CONCORD_STORE: store } })
+    let outText = ""
+    child.stdout.on("data", d => (outText += d))
+    const until = async (f: () => boolean, ms: number) => {
+      const end = Date.now() + ms
+      while (!f() && Date.now() < end) await new Promise(r => setTimeout(r, 50))
+      return f()
+    }
+    try {
+      expect(await until(() => outText.includes("create plan"), 30_000)).toBe(true)
+      expect(run(store, ["report", "progress", "followed", "--job", "A", "--progress", "5"]).code).toBe(0)
+      expect(await until(() => outText.includes("followed"), 30_000)).toBe(true)
+    } finally {
+      child.kill("SIGINT")
+    }
+    expect(await new Promise(r => child.on("close", r))).toBe(0)
+  })
+
+  it("status --watch --exit-status exits with run's codes when the plan ends; --exit-status alone is refused", async () => {
+    const { store } = setup("name: p\njobs:\n  - { name: A, run: 'exit 127' }\n")
+    expect(run(store, ["status", "--exit-status"]).code).toBe(2)
+    const { concordAsync } = await import("../helpers/cli.js")
+    const watching = concordAsync(store, ["status", "--watch", "--exit-status", "--json"], { cwd })
+    const r0 = run(store, ["run"])
+    expect(r0.code).toBe(3)
+    const w = await watching
+    expect(w.code).toBe(3)
+    expect(w.stderr).toContain("waiting at checkpoint on_error")
+    // exit 127 is explained
+    const s = JSON.parse(run(store, ["status", "--json"]).stdout)
+    expect(s.jobs[0].exitMeaning).toMatch(/command not found/)
+    expect(run(store, ["status"]).stdout).toMatch(/command not found/)
+    expect(run(store, ["cancel", "-y"]).code).toBe(0)
+    const w2 = await concordAsync(store, ["status", "--watch", "--exit-status"], { cwd })
+    expect(w2.code).toBe(1)
+  })
+
+  it("plan archive hides a plan, plan rm deletes it (asks, or needs --yes without a terminal); cancel asks when several plans exist", () => {
+    const { store, id, dir } = setup()
+    writeFileSync(path.join(dir, "q.yaml"), "name: q\njobs:\n  - { name: A, run: 'true' }\n")
+    const q = run(store, ["plan", "create", path.join(dir, "q.yaml")]).stdout.trim()
+    // no plan named, two plans, no terminal: refused, nothing canceled
+    const c = run(store, ["cancel"])
+    expect(c.code).toBe(2)
+    expect(c.stderr).toMatch(/cancel plan "q" .* the newest of 2 plans: not confirmed .* name the plan, or pass --yes/)
+    expect(JSON.parse(run(store, ["status", q, "--json"]).stdout).status).toBe("pending")
+    expect(run(store, ["plan", "archive", q, "--json"]).code).toBe(0)
+    expect(JSON.parse(run(store, ["plan", "list", "--json"]).stdout).map((p: any) => p.id)).toEqual([id])
+    expect(JSON.parse(run(store, ["plan", "list", "--all", "--json"]).stdout).map((p: any) => [p.id, p.archived])).toEqual([[id, false], [q, true]])
+    // the default plan is now the unarchived one, and cancel needs no confirmation with one open plan
+    expect(JSON.parse(run(store, ["status", "--json"]).stdout).id).toBe(id)
+    expect(run(store, ["report", "working", "x", "--job", "A", "--plan", q]).code).toBe(0)
+    const rm = run(store, ["plan", "rm", q])
+    expect(rm.code).toBe(2)
+    expect(rm.stderr).toContain("pass --yes")
+    expect(run(store, ["plan", "rm", q, "--yes"]).code).toBe(0)
+    expect(JSON.parse(run(store, ["plan", "list", "--all", "--json"]).stdout).map((p: any) => p.id)).toEqual([id])
+    expect(run(store, ["status", q]).code).toBe(2)
+    expect(readdirSync(store).filter(d => d.length === 2).flatMap(d => readdirSync(path.join(store, d)).map(r => d + r))).not.toContain(q)
+  })
+})

@@ -6,6 +6,8 @@ import type { Command } from "commander"
 import { readPlan } from "../../doc/plan.js"
 import { type ApproveInput, approve } from "../../ops/approve.js"
 import { cancel, type ProcessStopper } from "../../ops/cancel.js"
+import { resolvePlan } from "../../ops/resolve.js"
+import { confirm } from "../confirm.js"
 import { summarize } from "../../doc/summary.js"
 import { isSameProcessAlive, signalJob } from "../../orchestrator/proc.js"
 import { runPlan } from "../../orchestrator/runner.js"
@@ -139,9 +141,19 @@ export function registerControl(program: Command, globals: () => GlobalOptions):
     .option("--token <token>", "access token for --remote (default $CONCORD_TOKEN)")
     .option("--ca <file>", "CA certificate to trust for a wss:// --remote")
     .description("cancel a plan: record canceled for it and every unfinished job, and stop their processes")
-    .action(async (planRef: string | undefined, opts: RemoteOptions & { json?: boolean }) => {
+    .option("-y, --yes", "do not ask (needed without a terminal when no plan is named and the store has several)")
+    .action(async (planRef: string | undefined, opts: RemoteOptions & { json?: boolean; yes?: boolean }) => {
       const backend = await openBackend(globals(), opts)
       try {
+        if (!planRef) {
+          // Canceling "whatever plan is newest" is a dangerous default when there are several.
+          const open = (await backend.listPlans()).filter(p => !p.archivedAt)
+          if (open.length > 1) {
+            const p = await resolvePlan(backend)
+            await confirm(`cancel plan "${p.name}" (${p.id}), the newest of ${open.length} plans?`, { yes: opts.yes, flagHint: "name the plan, or pass --yes" })
+            planRef = p.id
+          }
+        }
         const r = await cancel(backend, { planRef }, clock(), stopJobProcesses)
         if (opts.json) return printJson(r)
         out(r.text)

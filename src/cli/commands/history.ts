@@ -1,28 +1,68 @@
 /** `concord history`: a thin adapter over src/ops/history.ts. */
 import type { Command } from "commander"
-import { history } from "../../ops/history.js"
+import { followHistory, history, type HistoryEntry, type HistoryInput } from "../../ops/history.js"
 import { type GlobalOptions, openBackend, type RemoteOptions } from "../context.js"
 import { out, printJson, table } from "../output.js"
+import { parseTime, parseWholeNumber } from "../parse.js"
+import { waitForStopSignal } from "../signals.js"
 
 export type { HistoryEntry } from "../../ops/history.js"
+
+interface HistoryOptions extends RemoteOptions {
+  json?: boolean
+  job?: string
+  since?: string
+  limit?: string
+  follow?: boolean
+}
 
 export function registerHistory(program: Command, globals: () => GlobalOptions): void {
   program
     .command("history")
     .argument("[plan]", "plan id, url or name")
-    .option("--json", "print as JSON")
+    .option("--json", "print as JSON (with --follow: one JSON object per line)")
+    .option("--job <name>", "only changes about this job (its reports, and plan changes naming it)")
+    .option("--since <time>", "only changes since this time: ISO time, epoch ms, or a duration ago (10m, 2h, 7d)")
+    .option("--limit <n>", "only the last N changes")
+    .option("--follow", "keep running and print new changes as they happen")
     .option("--remote <url>", "read the history from a sync server instead of the local store")
     .option("--token <token>", "access token for --remote (default $CONCORD_TOKEN)")
     .option("--ca <file>", "CA certificate to trust for a wss:// --remote")
-    .description("every change to a plan and its report logs, oldest first: time, actor, what changed")
-    .action(async (planRef: string | undefined, opts: RemoteOptions & { json?: boolean }) => {
-      const backend = await openBackend(globals(), opts)
+    .description("every change to a plan and its report logs, oldest first: time, actor, what changed (reports with their message)")
+    .action(async (planRef: string | undefined, opts: HistoryOptions) => {
+      const input: HistoryInput = { planRef, job: opts.job, since: parseTime("--since", opts.since), limit: parseWholeNumber("--limit", opts.limit) }
+      const backend = await openBackend(globals(), opts, { watch: opts.follow, retry: !!opts.follow })
       try {
-        const r = await history(backend, { planRef })
-        if (opts.json) return printJson(r.entries)
-        for (const l of table([["TIME", "ACTOR", "CHANGE"], ...r.entries.map(e => [new Date(e.at).toISOString(), e.by, e.did])])) out(l)
+        if (!opts.follow) {
+          const r = await history(backend, input)
+          if (opts.json) return printJson(r.entries)
+          return rows(r.entries, true)
+        }
+        const ac = new AbortController()
+        const stop = waitForStopSignal(ac)
+        let header = true
+        try {
+          await followHistory(
+            backend,
+            input,
+            entries => {
+              if (opts.json) for (const e of entries) out(JSON.stringify(e))
+              else rows(entries, header)
+              header = false
+            },
+            ac.signal
+          )
+        } finally {
+          stop()
+        }
       } finally {
         await backend.close()
       }
     })
+}
+
+function rows(entries: HistoryEntry[], header: boolean): void {
+  const body = entries.map(e => [new Date(e.at).toISOString(), e.by, e.did])
+  const lines = table(header ? [["TIME", "ACTOR", "CHANGE"], ...body] : body)
+  for (const l of lines) out(l)
 }

@@ -2,7 +2,9 @@ import { promises as fsp } from "node:fs"
 import path from "node:path"
 import type { Command } from "commander"
 import { InputError } from "../../doc/errors.js"
-import { createPlan, listPlans } from "../../ops/plans.js"
+import { archivePlan, createPlan, listPlans, removePlan } from "../../ops/plans.js"
+import { resolvePlan } from "../../ops/resolve.js"
+import { confirm } from "../confirm.js"
 import { clock, type GlobalOptions, openBackend } from "../context.js"
 import { ago, out, printJson, table } from "../output.js"
 
@@ -40,11 +42,12 @@ export function registerPlan(program: Command, globals: () => GlobalOptions): vo
   plan
     .command("list")
     .option("--json", "print as JSON")
+    .option("--all", "include archived plans")
     .option("--remote <url>", "list the plans a token can see on a sync server instead")
     .option("--token <token>", "access token for --remote (default $CONCORD_TOKEN)")
     .option("--ca <file>", "CA certificate to trust for a wss:// --remote")
     .description("list the plans in the store")
-    .action(async (opts: { json?: boolean; remote?: string; token?: string; ca?: string }) => {
+    .action(async (opts: { json?: boolean; all?: boolean; remote?: string; token?: string; ca?: string }) => {
       if (opts.remote) {
         const token = opts.token ?? process.env.CONCORD_TOKEN
         if (!token) throw new InputError("no token: use --token T or set CONCORD_TOKEN")
@@ -53,16 +56,52 @@ export function registerPlan(program: Command, globals: () => GlobalOptions): vo
       }
       const backend = await openBackend(globals())
       try {
-        const { plans: rows, warnings } = await listPlans(backend)
+        const { plans: rows, warnings } = await listPlans(backend, { all: opts.all })
         for (const w of warnings) process.stderr.write(`concord: warning: ${w}\n`)
         if (opts.json) return printJson(rows)
         if (rows.length === 0) return out(`no plans in ${backend.where.replace(/^store /, "")}`)
         const now = Date.now()
         for (const l of table([
           ["ID", "NAME", "STATUS", "JOBS", "CREATED"],
-          ...rows.map(r => [r.id, r.name, r.checkpoint ? `${r.status} (${r.checkpoint})` : r.status, String(r.jobs), ago(r.createdAt, now)]),
+          ...rows.map(r => [r.id, r.name, (r.checkpoint ? `${r.status} (${r.checkpoint})` : r.status) + (r.archived ? ", archived" : ""), String(r.jobs), ago(r.createdAt, now)]),
         ]))
           out(l)
+      } finally {
+        await backend.close()
+      }
+    })
+
+  plan
+    .command("archive")
+    .argument("[plan]", "plan id, url or name")
+    .option("--prune-logs", "also delete the plan's job log files")
+    .option("--json", "print the result as JSON")
+    .description("hide a plan that is not running from plan list and from the default plan choice (plan list --all shows it)")
+    .action(async (planRef: string | undefined, opts: { pruneLogs?: boolean; json?: boolean }) => {
+      const backend = await openBackend(globals())
+      try {
+        const r = await archivePlan(backend, planRef, { pruneLogs: opts.pruneLogs })
+        if (opts.json) return printJson(r)
+        out(r.text)
+      } finally {
+        await backend.close()
+      }
+    })
+
+  plan
+    .command("rm")
+    .argument("<plan>", "plan id, url or name")
+    .option("-y, --yes", "do not ask")
+    .option("--json", "print the result as JSON")
+    .description("delete a plan that is not running, its report logs and its job logs from this store (a sync server keeps its copy)")
+    .action(async (planRef: string, opts: { yes?: boolean; json?: boolean }) => {
+      const backend = await openBackend(globals())
+      try {
+        const p = await resolvePlan(backend, planRef)
+        await confirm(`delete plan "${p.name}" (${p.id}) and its reports and logs from ${backend.where}?`, { yes: opts.yes, flagHint: "pass --yes" })
+        const r = await removePlan(backend, p.id)
+        if (opts.json) return printJson(r)
+        out(r.text)
       } finally {
         await backend.close()
       }

@@ -1,6 +1,8 @@
 /** `concord status`: a thin adapter over src/ops/status.ts (local store or `--remote`). */
 import type { Command } from "commander"
+import { InputError } from "../../doc/errors.js"
 import { mermaidGraph } from "../../doc/graph.js"
+import { outcome } from "../../doc/summary.js"
 import { readPlan } from "../../doc/plan.js"
 import { resolvePlan } from "../../ops/resolve.js"
 import { status, type StatusResult, watchStatus } from "../../ops/status.js"
@@ -13,6 +15,7 @@ interface StatusOptions extends RemoteOptions {
   json?: boolean
   watch?: boolean
   graph?: boolean
+  exitStatus?: boolean
 }
 
 export function registerStatus(program: Command, globals: () => GlobalOptions): void {
@@ -22,11 +25,13 @@ export function registerStatus(program: Command, globals: () => GlobalOptions): 
     .option("--json", "print JSON (with --watch: one JSON object per line, per change)")
     .option("--watch", "keep running and redraw as other processes change the plan")
     .option("--graph", "print the dependency graph as Mermaid text")
+    .option("--exit-status", "with --watch: exit when the plan finishes or waits at a checkpoint, with run's exit codes (0 completed, 1 failed or canceled, 3 at a checkpoint)")
     .option("--remote <url>", "read the plan from a sync server instead of the local store")
     .option("--token <token>", "access token for --remote (default $CONCORD_TOKEN)")
     .option("--ca <file>", "CA certificate to trust for a wss:// --remote")
     .description("show a plan's status")
     .action(async (planRef: string | undefined, opts: StatusOptions) => {
+      if (opts.exitStatus && !opts.watch) throw new InputError("--exit-status needs --watch (status --watch --exit-status waits for the plan to finish)")
       const backend = await openBackend(globals(), opts, { watch: opts.watch, retry: !!opts.watch })
       try {
         if (opts.graph) return out(mermaidGraph(readPlan((await resolvePlan(backend, planRef)).doc)))
@@ -34,7 +39,21 @@ export function registerStatus(program: Command, globals: () => GlobalOptions): 
         const ac = new AbortController()
         const stop = waitForStopSignal(ac)
         try {
-          await watchStatus(backend, planRef, s => show(s, opts, planRef, true), ac.signal, { tickMs: opts.json ? undefined : 5000 })
+          await watchStatus(
+            backend,
+            planRef,
+            s => {
+              show(s, opts, planRef, true)
+              const end = opts.exitStatus ? outcome(s.summary) : null
+              if (end && !ac.signal.aborted) {
+                process.stderr.write(`concord: ${end.why}\n`)
+                process.exitCode = end.code
+                ac.abort()
+              }
+            },
+            ac.signal,
+            { tickMs: opts.json ? undefined : 5000 }
+          )
         } finally {
           stop()
         }

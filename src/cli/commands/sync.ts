@@ -205,11 +205,13 @@ export function registerSync(program: Command, globals: () => GlobalOptions): vo
     .command("revoke")
     .argument("<id>", "token id (tk_...)")
     .option("--tokens <file>", "tokens file (default: <store>/tokens.json)")
+    .option("--json", "print {id, revoked} as JSON")
     .description("remove a token; a running server refuses it for new connections within a second")
-    .action(async (id: string, opts: { tokens?: string }) => {
+    .action(async (id: string, opts: { tokens?: string; json?: boolean }) => {
       const { revokeToken, defaultTokensFile } = await import("../../sync/net/tokens.js")
       const file = opts.tokens ?? defaultTokensFile(locateStore({ store: globals().store }).dir)
       if (!(await revokeToken(file, id))) throw new InputError(`no token ${id} in ${file}`)
+      if (opts.json) return printJson({ id, revoked: true, file })
       out(`revoked ${id}`)
     })
 }

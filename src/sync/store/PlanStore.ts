@@ -42,6 +42,8 @@ export interface PlanIndexEntry {
   name: string
   createdAt: number
   createdBy: string
+  /** Set by `concord plan archive`: hidden from `plan list` and from the default plan choice. */
+  archivedAt?: number
 }
 
 const INDEX_DIR = "plans"
@@ -115,6 +117,47 @@ export class PlanStore {
     const byPrefix = plans.filter(p => p.id.startsWith(ref))
     if (byPrefix.length === 1) return byPrefix[0]
     throw new NotFoundError(`no plan "${ref}" in store ${this.dir}`)
+  }
+
+  /** Mark a plan archived in this store's index (the plan document itself is unchanged). */
+  async archivePlan(id: DocId, at: number): Promise<void> {
+    const entry = (await this.listPlans()).find(p => p.id === id)
+    if (!entry) throw new NotFoundError(`plan ${id} is not in the index of ${this.dir}`)
+    await this.registerPlan({ ...entry, archivedAt: at })
+  }
+
+  /** Delete a job log file directory of a plan (`logs/<plan>/`); returns how many files went. */
+  async removeLogs(id: DocId): Promise<number> {
+    const dir = path.join(this.dir, "logs", id)
+    let n = 0
+    try {
+      n = (await fsp.readdir(dir)).length
+    } catch {
+      return 0
+    }
+    await fsp.rm(dir, { recursive: true, force: true })
+    return n
+  }
+
+  /**
+   * Delete a plan from this store: its document, its jobs' report logs, their cached digests, its job logs,
+   * and last its index entry. Safe to repeat after an interruption (a half-removed plan reads as damaged
+   * until removed again).
+   */
+  async removePlan(id: DocId, jobs: string[]): Promise<void> {
+    const docDir = (d: DocId) => path.join(this.dir, d.slice(0, 2), d.slice(2))
+    try {
+      await fsp.rm(docDir(id), { recursive: true, force: true })
+      for (const j of jobs) {
+        const rid = reportDocId(id, j)
+        await fsp.rm(docDir(rid), { recursive: true, force: true })
+        await fsp.rm(this.#digestFile(rid), { force: true })
+      }
+      await this.removeLogs(id)
+      await fsp.rm(path.join(this.dir, INDEX_DIR, `${id}.json`), { force: true })
+    } catch (e) {
+      throw StoreError.from("remove", path.join(this.dir, id), e)
+    }
   }
 
   /* ------------------------------------------------------------------- plans */
