@@ -1,19 +1,21 @@
 /**
  * The local half of "only one orchestrator per plan": an exclusive lock file in the store
- * (`locks/<planId>.lock`, created with O_EXCL), naming its holder. A lock whose holder process is gone
- * is taken over by renaming it aside first, which only one contender can do.
+ * (`locks/<planId>.lock`) naming its holder. It is written whole to a temporary file first and then
+ * hard-linked into place (link fails if the lock exists), so a lock file is never seen half-written.
+ *
+ * An existing lock is judged by policy.judgeLock: held by a live process (or another machine) is
+ * refused; a lock whose holder process is gone is taken over; an unreadable one (empty or torn, left by
+ * a full disk or an older version) is taken over only when `liveHolder()` finds no live orchestrator
+ * holding the plan's lease, else refused with what to do. A takeover renames the old lock aside first,
+ * which only one contender can do.
  */
 import { promises as fsp } from "node:fs"
 import path from "node:path"
 import { ConcordError } from "../doc/errors.js"
+import { judgeLock, type LockInfo, parseLock } from "./policy.js"
 import { isSameProcessAlive } from "./proc.js"
 
-export interface LockInfo {
-  holder: string
-  host: string
-  pid: number
-  startedAt: number
-}
+export type { LockInfo } from "./policy.js"
 
 export class PlanLockedError extends ConcordError {
   readonly info: LockInfo
@@ -24,41 +26,73 @@ export class PlanLockedError extends ConcordError {
   }
 }
 
-export async function acquirePlanLock(storeDir: string, planId: string, info: LockInfo): Promise<() => Promise<void>> {
+export interface LockOptions {
+  /** Describes a live orchestrator holding the plan (from its lease), or null when there is none. */
+  liveHolder?: () => Promise<string | null>
+  onWarning?: (msg: string) => void
+}
+
+export async function acquirePlanLock(storeDir: string, planId: string, info: LockInfo, opts: LockOptions = {}): Promise<() => Promise<void>> {
   const dir = path.join(storeDir, "locks")
   const file = path.join(dir, `${planId}.lock`)
+  const alive = (pid: number) => isSameProcessAlive(pid, null)
   await fsp.mkdir(dir, { recursive: true })
   for (let tries = 0; tries < 10; tries++) {
-    try {
-      const fh = await fsp.open(file, "wx")
-      await fh.writeFile(JSON.stringify(info))
-      await fh.sync()
-      await fh.close()
+    if (await createExclusive(file, JSON.stringify(info))) {
       return async () => {
         // Remove only our own lock.
-        try {
-          const cur = JSON.parse(await fsp.readFile(file, "utf8")) as LockInfo
-          if (cur.pid === info.pid && cur.startedAt === info.startedAt) await fsp.unlink(file)
-        } catch {
-          // already gone
-        }
+        const cur = parseLock(await fsp.readFile(file, "utf8").catch(() => ""))
+        if (cur && cur.pid === info.pid && cur.startedAt === info.startedAt) await fsp.unlink(file).catch(() => {})
       }
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw e
     }
-    let cur: LockInfo | undefined
+    let text: string
     try {
-      cur = JSON.parse(await fsp.readFile(file, "utf8"))
-    } catch {
-      // Half-written by a contender that is writing it right now, or gone: look again shortly.
-      await new Promise(r => setTimeout(r, 20))
-      continue
+      text = await fsp.readFile(file, "utf8")
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === "ENOENT") continue // released meanwhile: try again
+      throw e
     }
-    if (cur && cur.host === info.host && isSameProcessAlive(cur.pid, null)) throw new PlanLockedError(cur)
-    if (cur && cur.host !== info.host) throw new PlanLockedError(cur)
-    // The holder is gone: move its lock aside (atomic; only one contender succeeds) and try again.
-    await fsp.rename(file, `${file}.stale.${info.pid}`).catch(() => {})
-    await fsp.unlink(`${file}.stale.${info.pid}`).catch(() => {})
+    const cur = parseLock(text)
+    const verdict = judgeLock(cur, info.host, alive)
+    if (verdict === "held") throw new PlanLockedError(cur!)
+    if (verdict === "damaged") {
+      const holder = opts.liveHolder ? await opts.liveHolder() : null
+      if (holder) {
+        throw new ConcordError(
+          `the lock file ${file} is damaged (empty or unreadable) and ${holder} holds the plan's lease: if no \`concord run\` of this plan is running anywhere, delete ${file} and try again`,
+          1
+        )
+      }
+      opts.onWarning?.(`the lock file ${file} was damaged (empty or unreadable) and no live orchestrator holds the plan: taking it over`)
+    }
+    // The holder is gone (or the lock is damaged and nobody holds the plan): move it aside (atomic;
+    // only one contender succeeds) and try again.
+    const aside = `${file}.stale.${info.pid}`
+    await fsp.rename(file, aside).catch(() => {})
+    await fsp.unlink(aside).catch(() => {})
   }
-  throw new Error(`could not take the lock ${file}`)
+  throw new ConcordError(`could not take the lock ${file} (other orchestrators kept taking it): try again`, 1)
+}
+
+/** Create `file` with `content`, whole, only if it does not exist. False if it exists. */
+async function createExclusive(file: string, content: string): Promise<boolean> {
+  const tmp = `${file}.${process.pid}.${Math.random().toString(36).slice(2)}.tmp`
+  try {
+    const fh = await fsp.open(tmp, "wx")
+    try {
+      await fh.writeFile(content)
+      await fh.sync()
+    } finally {
+      await fh.close()
+    }
+    try {
+      await fsp.link(tmp, file)
+      return true
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === "EEXIST") return false
+      throw e
+    }
+  } finally {
+    await fsp.unlink(tmp).catch(() => {})
+  }
 }

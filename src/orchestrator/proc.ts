@@ -2,12 +2,13 @@
  * Facts about OS processes, for telling a live job process from a dead one or a reused pid: a pid is
  * the same process only if its start time matches the one recorded when it was launched.
  */
-import { readFileSync } from "node:fs"
+import { readdirSync, readFileSync } from "node:fs"
 
 const CLOCK_TICKS = 100 // USER_HZ on Linux
 
 let bootTimeMs: number | undefined
-function bootTime(): number | undefined {
+/** When this machine booted (ms since the epoch, whole seconds), or undefined without /proc. */
+export function bootTime(): number | undefined {
   if (bootTimeMs !== undefined) return bootTimeMs
   try {
     const m = /^btime (\d+)$/m.exec(readFileSync("/proc/stat", "utf8"))
@@ -18,19 +19,68 @@ function bootTime(): number | undefined {
   return bootTimeMs
 }
 
-/** Start time of a process in ms since the epoch (Linux /proc), or undefined if unknown/gone. */
-export function processStartTime(pid: number): number | undefined {
+/** Fields 3.. of /proc/<pid>/stat (state, ppid, pgrp, ...), or undefined if the process is gone. */
+function statFields(pid: number | string): string[] | undefined {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, "utf8")
     // The command name (field 2) may contain spaces and parentheses: split after the last ")".
-    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ")
-    const ticks = Number(fields[19]) // field 22 overall
-    const boot = bootTime()
-    if (!Number.isFinite(ticks) || boot === undefined) return undefined
-    return boot + Math.round((ticks * 1000) / CLOCK_TICKS)
+    return stat.slice(stat.lastIndexOf(")") + 2).split(" ")
   } catch {
     return undefined
   }
+}
+
+/**
+ * Start time of a process in clock ticks since boot (field 22 of /proc/<pid>/stat): exact, so a pid
+ * plus its start ticks names one process for as long as the machine runs. Undefined if unknown/gone.
+ */
+export function processStartTicks(pid: number): number | undefined {
+  const ticks = Number(statFields(pid)?.[19])
+  return Number.isFinite(ticks) ? ticks : undefined
+}
+
+/** Start time of a process in ms since the epoch (Linux /proc), or undefined if unknown/gone. */
+export function processStartTime(pid: number): number | undefined {
+  const ticks = processStartTicks(pid)
+  const boot = bootTime()
+  if (ticks === undefined || boot === undefined) return undefined
+  return boot + Math.round((ticks * 1000) / CLOCK_TICKS)
+}
+
+/** Convert start ticks (as written by a job wrapper) to ms since the epoch. */
+export function ticksToMs(ticks: number): number | undefined {
+  const boot = bootTime()
+  return boot === undefined ? undefined : boot + Math.round((ticks * 1000) / CLOCK_TICKS)
+}
+
+/**
+ * The live (not zombie) members of process group `pgid`, with their start ticks. A zombie cannot run
+ * any more and may never be reaped where pid 1 does not reap orphans, so it does not count.
+ * Linux never hands out a pid that is still some live group's id, so while members exist, `pgid`
+ * names the same group it named when it was created.
+ */
+export function processGroupMembers(pgid: number): { pid: number; startTicks: number }[] {
+  // Fast path: no process at all in the group.
+  try {
+    process.kill(-pgid, 0)
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === "ESRCH") return []
+  }
+  const out: { pid: number; startTicks: number }[] = []
+  let entries: string[]
+  try {
+    entries = readdirSync("/proc")
+  } catch {
+    // No /proc: trust kill(0) alone.
+    return [{ pid: pgid, startTicks: 0 }]
+  }
+  for (const e of entries) {
+    if (!/^\d+$/.test(e)) continue
+    const f = statFields(e)
+    if (!f || f[0] === "Z" || f[0] === "X" || Number(f[2]) !== pgid) continue
+    out.push({ pid: Number(e), startTicks: Number(f[19]) })
+  }
+  return out
 }
 
 export function pidExists(pid: number): boolean {
@@ -45,13 +95,8 @@ export function pidExists(pid: number): boolean {
 /** Is `pid` still the process that started at `startedAt` (ms)? Zombies count as gone. */
 export function isSameProcessAlive(pid: number, startedAt: number | null): boolean {
   if (!pidExists(pid)) return false
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, "utf8")
-    const state = stat.slice(stat.lastIndexOf(")") + 2).split(" ")[0]
-    if (state === "Z" || state === "X") return false
-  } catch {
-    return false
-  }
+  const state = statFields(pid)?.[0]
+  if (state === undefined || state === "Z" || state === "X") return false
   if (startedAt === null) return true
   const actual = processStartTime(pid)
   // btime is in whole seconds: allow for rounding.

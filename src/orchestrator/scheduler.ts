@@ -13,11 +13,13 @@
  *   non-zero exit or a signal fails it, unless the job already reported completed (then only the exit
  *   code is recorded). Exits of old attempts are recorded on those attempts only.
  * - A job recorded running whose process is gone (and not supervised by this runner) failed with
- *   "process lost".
+ *   "process lost"; one whose process could not be started failed with failureKind launch_failed.
  * - A failed attempt raises on_error once (one checkpoint at a time), in every mode. In supervisor
  *   mode a completed attempt raises pre_merge once; when every job is done, pre_pr.
- * - A completed job whose process is still alive is stopped after the plan's grace period; a canceled
- *   job's process is stopped at once.
+ * - A completed job whose process is still alive is stopped after the plan's grace period, counted from
+ *   the durable time of its completed status, also when it is among the last jobs of the plan (the plan
+ *   is recorded completed, and the runner stays until those grace periods end); a failed job's leftover
+ *   processes likewise; a canceled or stopped job's process is stopped at once.
  * - While the plan is running (not paused), queued jobs whose dependencies are done start, in spec
  *   order, while fewer than maxParallel jobs are running (counted from job states, not a counter). Jobs
  *   whose dependencies are not done wait as waiting_deps. A dependency is done when completed (merged in
@@ -35,6 +37,14 @@ export interface ProcessExit {
   at: number
   /** Why the runner stopped this process itself, if it did. */
   stoppedFor?: string
+  /** Why the exit code is unknown (code and signal null), when a reason is known. */
+  unknown?: string
+}
+
+export interface LaunchFailure {
+  job: string
+  attempt: number
+  reason: string
 }
 
 export interface Observations {
@@ -43,14 +53,16 @@ export interface Observations {
   alive: ReadonlySet<string>
   /** Exits seen since the last decision (applied by the actions returned). */
   exits: readonly ProcessExit[]
-  /** Jobs recorded running whose process is provably gone (checked by the runner at start-up). */
+  /** Jobs recorded running whose process is provably gone (no live group, no exit file). */
   lost: ReadonlySet<string>
+  /** Attempts whose process could not be started (spawn error, missing directory). */
+  launchFailed?: readonly LaunchFailure[]
 }
 
 export type Action =
   | { kind: "launch"; job: string; attempt: number }
   | { kind: "setJob"; job: string; attempt: number; to: JobStatus; fields: AttemptFields }
-  | { kind: "record"; job: string; attempt: number; fields: AttemptFields }
+  | { kind: "record"; job: string; attempt: number; fields: AttemptFields; did?: string }
   | { kind: "stop"; job: string; attempt: number; reason: string }
   | { kind: "raise"; checkpoint: CheckpointName; context: Record<string, unknown>; cause?: { job: string; attempt: number } }
   | { kind: "clear"; checkpoint: CheckpointName; seq: number; approvedBy: string }
@@ -67,7 +79,7 @@ export const key = (job: string, attempt: number) => `${job}#${attempt}`
 /** Exit code and signal are both null for a process adopted after a restart: its exit code is unknown. */
 function exitReason(e: ProcessExit): string {
   if (e.signal) return `killed by ${e.signal}`
-  if (e.code === null) return "exited while adopted after an orchestrator restart (exit code unknown)"
+  if (e.code === null) return e.unknown ? `ended; ${e.unknown}` : "exited while adopted after an orchestrator restart (exit code unknown)"
   return `exit code ${e.code}`
 }
 function exitKind(e: ProcessExit): string {
@@ -77,6 +89,11 @@ function exitKind(e: ProcessExit): string {
 /** Is a job in this status done for its dependents? */
 export function isDone(status: JobStatus, skipped: boolean, mode: PlanView["mode"]): boolean {
   return skipped || status === "merged" || (status === "completed" && mode !== "supervisor")
+}
+
+/** Has a completed job's grace period, counted from its durable completed status, ended? */
+export function graceOver(statusAt: number, graceMs: number, now: number): boolean {
+  return now - statusAt >= graceMs
 }
 
 /** A job that can never become done without a human (retry or skip). */
@@ -113,6 +130,15 @@ export function decide(view: PlanView, obs: Observations): Decision {
     }
   }
 
+  // Processes that could not be started.
+  for (const f of obs.launchFailed ?? []) {
+    const j = byName.get(f.job)
+    const k = key(f.job, f.attempt)
+    if (!j || exited.has(k) || j.attempts.find(x => x.n === f.attempt)?.status !== "running") continue
+    actions.push({ kind: "setJob", job: f.job, attempt: f.attempt, to: "failed", fields: { reason: f.reason, failureKind: "launch_failed", endedAt: obs.now } })
+    exited.add(k)
+  }
+
   // Processes lost while no orchestrator watched them.
   for (const j of jobs) {
     const k = key(j.name, j.attempt)
@@ -127,12 +153,20 @@ export function decide(view: PlanView, obs: Observations): Decision {
     return a ? a.to : j.status
   }
 
-  // A finished plan: stop what is left, then exit.
+  // A finished plan: stop what is left (a completed job's process once its grace period is over), then exit.
   if (view.status === "canceled" || view.status === "failed" || view.status === "completed") {
-    for (const j of jobs) if (aliveOf(j)) actions.push({ kind: "stop", job: j.name, attempt: j.attempt, reason: `plan ${view.status}` })
     for (const k of obs.alive) {
-      const [job, n] = k.split("#")
-      if (!actions.some(a => a.kind === "stop" && key(a.job, a.attempt) === k)) actions.push({ kind: "stop", job, attempt: Number(n), reason: `plan ${view.status}` })
+      const at = k.lastIndexOf("#")
+      const job = k.slice(0, at)
+      const n = Number(k.slice(at + 1))
+      const j = byName.get(job)
+      const a = j?.attempts.find(x => x.n === n)
+      const st = j && a ? (n === j.attempt ? statusOf(j) : a.status) : undefined
+      if (view.status === "completed" && j && a && n === j.attempt && st && JOB_RANK[st] >= JOB_RANK.completed) {
+        if (graceOver(a.statusAt, view.graceMs, obs.now)) actions.push({ kind: "stop", job, attempt: n, reason: `reported ${st}; grace period of ${view.graceMs} ms over` })
+        continue
+      }
+      actions.push({ kind: "stop", job, attempt: n, reason: `plan ${view.status}` })
     }
     if (anyAlive) return { actions }
     return { actions, exit: { code: view.status === "completed" ? 0 : 1, why: `plan ${view.status}` } }
@@ -146,7 +180,7 @@ export function decide(view: PlanView, obs: Observations): Decision {
       const st = a.n === j.attempt ? statusOf(j) : a.status
       if (a.n !== j.attempt) actions.push({ kind: "stop", job: j.name, attempt: a.n, reason: "superseded by a newer attempt" })
       else if (st === "canceled" || st === "stopped") actions.push({ kind: "stop", job: j.name, attempt: a.n, reason: `job ${st}` })
-      else if (JOB_RANK[st] >= JOB_RANK.completed && obs.now - a.statusAt >= view.graceMs)
+      else if (JOB_RANK[st] >= JOB_RANK.failed && graceOver(a.statusAt, view.graceMs, obs.now))
         actions.push({ kind: "stop", job: j.name, attempt: a.n, reason: `reported ${st}; grace period of ${view.graceMs} ms over` })
     }
   }
@@ -184,10 +218,10 @@ export function decide(view: PlanView, obs: Observations): Decision {
       if (a.checkpointSeq !== null || a.skipped) continue
       if (st === "failed") {
         const exit = obs.exits.find(e => e.job === j.name && e.attempt === a.n)
-        const lost = obs.lost.has(key(j.name, a.n))
+        const set = actions.find(x => x.kind === "setJob" && x.job === j.name && x.attempt === a.n && x.to === "failed") as Extract<Action, { kind: "setJob" }> | undefined
         const exitCode = exit?.code ?? a.exitCode
-        const failureKind = lost ? "process_lost" : exit ? exitKind(exit) : (a.failureKind ?? "failed")
-        const message = lost ? "process lost" : exit ? exitReason(exit) : (a.reason ?? "failed")
+        const failureKind = set?.fields.failureKind ?? (exit ? exitKind(exit) : (a.failureKind ?? "failed"))
+        const message = set?.fields.reason ?? (exit ? exitReason(exit) : (a.reason ?? "failed"))
         actions.push({
           kind: "raise",
           checkpoint: "on_error",

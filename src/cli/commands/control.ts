@@ -9,8 +9,10 @@ import { cancel, type ProcessStopper } from "../../ops/cancel.js"
 import { resolvePlan } from "../../ops/resolve.js"
 import { confirm } from "../confirm.js"
 import { summarize } from "../../doc/summary.js"
-import { isSameProcessAlive, signalJob } from "../../orchestrator/proc.js"
+import { waitForSignal } from "../../lib/async.js"
+import { hostName } from "../../lib/host.js"
 import { runPlan } from "../../orchestrator/runner.js"
+import { stopJobProcess } from "../../orchestrator/supervisor.js"
 import type { PlanStore } from "../../sync/store/PlanStore.js"
 import { clock, type GlobalOptions, openBackend, openStore, type RemoteOptions } from "../context.js"
 import { out, printJson } from "../output.js"
@@ -71,15 +73,17 @@ export function registerControl(program: Command, globals: () => GlobalOptions):
     .option("--remote <url>", "orchestrate a plan kept on a sync server (this store mirrors it during the run)")
     .option("--token <token>", "access token for --remote (default $CONCORD_TOKEN)")
     .option("--ca <file>", "CA certificate to trust for a wss:// --remote")
-    .description("orchestrate a plan: launch its jobs, watch them, stop at checkpoints (exit 0 completed, 1 failed or canceled, 3 waiting at a checkpoint)")
+    .description(
+      "orchestrate a plan: launch its jobs, watch them, stop at checkpoints (exit 0 completed, 1 failed or canceled, 3 waiting at a checkpoint, 130 interrupted: jobs keep running and the next run adopts them)"
+    )
     .action(async (planRef: string | undefined, opts: { wait?: boolean; quiet?: boolean; live?: boolean; remote?: string; token?: string; ca?: string }) => {
       const store = openStore(globals())
       const remote = opts.remote || opts.token ? await (await import("../remote.js")).openRemoteRun(store, opts, planRef) : undefined
       const entry = await store.resolvePlan(remote?.planId ?? planRef)
+      // Ctrl-C (or SIGTERM) interrupts the orchestrator only: job processes keep running detached.
       const ac = new AbortController()
-      const onSignal = () => ac.abort()
-      process.once("SIGINT", onSignal)
-      process.once("SIGTERM", onSignal)
+      const finished = new AbortController()
+      void waitForSignal(["SIGINT", "SIGTERM"], finished.signal).then(s => s && ac.abort())
       const t0 = Date.now()
       const stamp = () => `[${((Date.now() - t0) / 1000).toFixed(1).padStart(5)}s]`
       const live = opts.live && process.stdout.isTTY === true && !opts.quiet ? liveView(store, entry.id) : undefined
@@ -90,9 +94,8 @@ export function registerControl(program: Command, globals: () => GlobalOptions):
         onEvent: opts.quiet ? undefined : line => (live ? live.event(`${stamp()} ${line}`) : out(`${stamp()} ${line}`)),
         onView: live ? () => live.refresh() : undefined,
       })
+      finished.abort()
       await live?.close()
-      process.off("SIGINT", onSignal)
-      process.off("SIGTERM", onSignal)
       // Read the final state after the runner let go of the plan (lease released).
       const view = readPlan(await store.loadPlan(entry.id))
       const reports = await store.loadReportDigests(entry.id, view.jobs.map(j => j.name))
@@ -101,7 +104,14 @@ export function registerControl(program: Command, globals: () => GlobalOptions):
       out(renderStatus(summary, { color: process.stdout.isTTY === true, storeDir: store.dir }).join("\n"))
       const ref = planRef ?? entry.id
       const steps = nextSteps(summary, ref)
-      if (result.code === 3) {
+      if (result.code === 130) {
+        const live = summary.jobs.filter(j => j.status === "running").length
+        out("")
+        out(
+          `Interrupted. ${live} running job${live === 1 ? "" : "s"} keep${live === 1 ? "s" : ""} running detached (with any job still in its grace period); ` +
+            `the next \`concord run ${ref}\` adopts them. To stop them instead: concord cancel ${ref}`
+        )
+      } else if (result.code === 3) {
         out("")
         out(`Waiting at checkpoint ${summary.checkpoint ?? ""}. ${steps.length ? "To go on:" : ""}`)
         for (const s of steps) out(`  ${s}`)
@@ -163,9 +173,12 @@ export function registerControl(program: Command, globals: () => GlobalOptions):
     })
 }
 
-/** Stop job processes of this machine that are still the processes that were launched. */
+/**
+ * Stop job processes of this machine that are still the processes that were launched, with the
+ * orchestrator's stop routine: SIGTERM to the group, SIGKILL after 5 s, until the whole group is gone.
+ */
 const stopJobProcesses: ProcessStopper = async procs => {
-  let n = 0
-  for (const p of procs) if (isSameProcessAlive(p.pid, p.pidStartedAt) && signalJob(p.pid, "SIGTERM")) n++
-  return n
+  const host = hostName()
+  const results = await Promise.all(procs.map(p => stopJobProcess({ pid: p.pid, startedAtMs: p.pidStartedAt }, { host, graceMs: 5_000 })))
+  return results.filter(r => r === "gone").length
 }
