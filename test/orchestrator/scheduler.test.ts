@@ -16,6 +16,7 @@ import {
   updateAttempt,
 } from "../../src/doc/plan.js"
 import type { PlanSpec } from "../../src/doc/spec.js"
+import { applyActions } from "../../src/orchestrator/policy.js"
 import { type Action, decide, type Observations, type ProcessExit } from "../../src/orchestrator/scheduler.js"
 
 let t = 1_000_000
@@ -40,18 +41,11 @@ function plan(jobs: [string, string[]?][], extra: Partial<PlanSpec> = {}): PlanD
 const obs = (o: Partial<Observations> = {}): Observations => ({ now: t + 1, alive: new Set(), exits: [], lost: new Set(), ...o })
 const kinds = (as: Action[]) => as.map(a => ("job" in a ? `${a.kind}:${a.job}${a.kind === "setJob" ? `=${a.to}` : ""}` : a.kind === "setPlan" ? `setPlan=${a.to}` : `${a.kind}:${"checkpoint" in a ? a.checkpoint : ""}`))
 
-/** Apply the scheduler's doc actions the way the runner does (launch = mark running), for multi-step tests. */
+/** One round the way the runner does it: decide, then apply every action to one document (applyActions). */
 function step(doc: PlanDocument, o: Partial<Observations> = {}): { doc: PlanDocument; actions: Action[]; exit?: { code: number } } {
   const d = decide(readPlan(doc), obs(o))
-  for (const a of d.actions) {
-    if (a.kind === "launch") doc = setJobStatus(doc, a.job, "running", { attempt: a.attempt, startedAt: t }, c())
-    else if (a.kind === "setJob") doc = setJobStatus(doc, a.job, a.to, { attempt: a.attempt, ...a.fields }, c())
-    else if (a.kind === "raise") doc = raiseCheckpoint(doc, a.checkpoint, a.context, c(), a.cause)
-    else if (a.kind === "clear") doc = clearCheckpoint(doc, c())
-    else if (a.kind === "setPlan") doc = setPlanStatus(doc, a.to, c())
-    else if (a.kind === "record") doc = updateAttempt(doc, a.job, a.attempt, a.fields, c())
-  }
-  return { doc, actions: d.actions, exit: d.exit }
+  const r = applyActions(doc, d.actions, { ...c(), host: "h", logOf: (job, n) => `logs/p/${job}.${n}.log` })
+  return { doc: r.doc, actions: d.actions, exit: d.exit }
 }
 
 const exit = (job: string, code: number | null, signal: string | null = null, attempt = 1): ProcessExit => ({ job, attempt, code, signal, at: t })
