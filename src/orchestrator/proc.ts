@@ -30,6 +30,12 @@ function statFields(pid: number | string): string[] | undefined {
   }
 }
 
+/** State, process group and start ticks of a process, or undefined if it is gone. */
+export function processInfo(pid: number): { state: string; pgrp: number; startTicks: number } | undefined {
+  const f = statFields(pid)
+  return f ? { state: f[0], pgrp: Number(f[2]), startTicks: Number(f[19]) } : undefined
+}
+
 /**
  * Start time of a process in clock ticks since boot (field 22 of /proc/<pid>/stat): exact, so a pid
  * plus its start ticks names one process for as long as the machine runs. Undefined if unknown/gone.

@@ -22,7 +22,7 @@ import os from "node:os"
 import path from "node:path"
 import { sleep } from "../lib/async.js"
 import { type ExitInfo, parseExitFile, parsePidFile, stopStep, type StopState } from "./policy.js"
-import { bootTime, processGroupMembers, processStartTicks, ticksToMs } from "./proc.js"
+import { bootTime, processGroupMembers, processInfo, processStartTicks, ticksToMs } from "./proc.js"
 import { key, type ProcessExit } from "./scheduler.js"
 
 /** Log path of a job attempt, relative to the store. */
@@ -100,6 +100,31 @@ export interface StopTarget {
   host?: string | null
 }
 
+/** Is the target's leader itself alive (not a zombie), still leading its group, and the process recorded? */
+export function leaderAlive(t: StopTarget): boolean {
+  const p = processInfo(t.pid)
+  if (!p || p.state === "Z" || p.state === "X" || p.pgrp !== t.pid) return false
+  if (t.startTicks != null) return p.startTicks === t.startTicks
+  if (t.startedAtMs != null) {
+    const ms = ticksToMs(p.startTicks)
+    return ms === undefined || Math.abs(ms - t.startedAtMs) < 2000
+  }
+  return true
+}
+
+/**
+ * Does any live process of the target's group remain? Cheap while the leader lives (one /proc read);
+ * a scan of /proc only once the leader is gone and something in the group still is.
+ */
+export function groupAlive(t: StopTarget): boolean {
+  try {
+    process.kill(-t.pid, 0)
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === "ESRCH") return false
+  }
+  return leaderAlive(t) || liveMembers(t).length > 0
+}
+
 /** Live members of the target's process group that started no earlier than its leader. */
 export function liveMembers(t: StopTarget): number[] {
   const members = processGroupMembers(t.pid)
@@ -135,11 +160,11 @@ export async function stopJobProcess(
   opts: { host: string; graceMs: number; pollMs?: number; onSignal?: (signal: NodeJS.Signals) => void; signal?: AbortSignal }
 ): Promise<"gone" | "not_found" | "other_host" | "aborted"> {
   if (t.host && t.host !== opts.host) return "other_host"
-  if (liveMembers(t).length === 0) return "not_found"
+  if (!groupAlive(t)) return "not_found"
   const state: StopState = { termAt: null, killAt: null }
   for (;;) {
     const now = Date.now()
-    const step = stopStep(state, liveMembers(t).length > 0, now, opts.graceMs)
+    const step = stopStep(state, groupAlive(t), now, opts.graceMs)
     if (step === "done") return "gone"
     if (step === "SIGTERM" || step === "SIGKILL") {
       signalGroup(t.pid, step)
@@ -147,7 +172,7 @@ export async function stopJobProcess(
       if (step === "SIGTERM") state.termAt = now
       else state.killAt = now
     }
-    if (!(await sleep(opts.pollMs ?? 50, opts.signal))) return "aborted"
+    if (!(await sleep(opts.pollMs ?? 100, opts.signal))) return "aborted"
   }
 }
 
@@ -265,7 +290,7 @@ export class ProcessSupervisor implements JobSupervisor {
     const found: WatchedProcess[] = []
     const consider = (job: string, attempt: number, t: StopTarget, files: ReturnType<typeof jobFiles>) => {
       const k = key(job, attempt)
-      if (this.#watched.has(k) || liveMembers(t).length === 0) return
+      if (this.#watched.has(k) || !groupAlive(t)) return
       const startTicks = t.startTicks ?? null
       const startedAtMs = startTicks !== null ? msOf(startTicks) : (t.startedAtMs ?? null)
       const w: Watched = { job, attempt, pid: t.pid, startTicks, startedAtMs, adopted: true, files, reported: false }
@@ -302,8 +327,7 @@ export class ProcessSupervisor implements JobSupervisor {
         w.reported = true
         exits.push({ job: w.job, attempt: w.attempt, ...w.leaderExit, at: Date.now(), ...(w.stopping ? { stoppedFor: w.stopping } : {}) })
       }
-      const groupAlive = liveMembers(w).length > 0
-      if (groupAlive || !w.leaderExit) alive.add(k)
+      if (!w.leaderExit || groupAlive(w)) alive.add(k)
       else this.#watched.delete(k)
     }
     return { alive, exits }
@@ -322,9 +346,7 @@ export class ProcessSupervisor implements JobSupervisor {
       }
       return w.childExit
     }
-    const ticks = processStartTicks(w.pid)
-    const leaderAlive = ticks !== undefined && (w.startTicks === null || ticks === w.startTicks) && liveMembers(w).includes(w.pid)
-    if (leaderAlive) return undefined
+    if (leaderAlive(w)) return undefined
     const file = readText(w.files.exit)
     if (file === undefined) return { code: null, signal: null, unknown: "its wrapper left no exit code (exit code unknown)" }
     return parseExitFile(file, signalName)
