@@ -157,7 +157,7 @@ describe("orchestrator faults (real processes)", () => {
     await run.done
     const c = await concordAsync(dir, ["cancel", id])
     expect(c.code, c.stderr).toBe(0)
-    expect(c.stdout).toMatch(/1 job process on .* stopped/)
+    expect(c.stdout).toMatch(/1 job process on .* signaled to stop/)
     expect(liveMembers({ pid })).toEqual([])
   }, 60_000)
 
