@@ -45,14 +45,6 @@ export function processStartTicks(pid: number): number | undefined {
   return Number.isFinite(ticks) ? ticks : undefined
 }
 
-/** Start time of a process in ms since the epoch (Linux /proc), or undefined if unknown/gone. */
-export function processStartTime(pid: number): number | undefined {
-  const ticks = processStartTicks(pid)
-  const boot = bootTime()
-  if (ticks === undefined || boot === undefined) return undefined
-  return boot + Math.round((ticks * 1000) / CLOCK_TICKS)
-}
-
 /** Convert start ticks (as written by a job wrapper) to ms since the epoch. */
 export function ticksToMs(ticks: number): number | undefined {
   const boot = bootTime()
@@ -104,22 +96,8 @@ export function isSameProcessAlive(pid: number, startedAt: number | null): boole
   const state = statFields(pid)?.[0]
   if (state === undefined || state === "Z" || state === "X") return false
   if (startedAt === null) return true
-  const actual = processStartTime(pid)
+  const ticks = processStartTicks(pid)
+  const actual = ticks === undefined ? undefined : ticksToMs(ticks)
   // btime is in whole seconds: allow for rounding.
   return actual === undefined || Math.abs(actual - startedAt) < 2000
-}
-
-/** Signal a job's whole process group (jobs are started as group leaders), falling back to the pid. */
-export function signalJob(pid: number, signal: NodeJS.Signals): boolean {
-  try {
-    process.kill(-pid, signal)
-    return true
-  } catch {
-    try {
-      process.kill(pid, signal)
-      return true
-    } catch {
-      return false
-    }
-  }
 }

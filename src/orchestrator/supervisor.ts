@@ -101,7 +101,7 @@ export interface StopTarget {
 }
 
 /** Is the target's leader itself alive (not a zombie), still leading its group, and the process recorded? */
-export function leaderAlive(t: StopTarget): boolean {
+function leaderAlive(t: StopTarget): boolean {
   const p = processInfo(t.pid)
   if (!p || p.state === "Z" || p.state === "X" || p.pgrp !== t.pid) return false
   if (t.startTicks != null) return p.startTicks === t.startTicks
