@@ -40,7 +40,7 @@ const binDir = path.join(ROOT, "bin")
 const fast: RunOptions = { binDir, tickMs: 50, killGraceMs: 300 }
 const byName = (s: any) => Object.fromEntries(s.jobs.map((j: any) => [j.name, j]))
 
-async function waitFor<T>(what: string, fn: () => T | undefined | false, ms = 30_000): Promise<T> {
+async function waitFor<T>(what: string, fn: () => T | undefined | false, ms = 90_000): Promise<T> {
   const end = Date.now() + ms
   for (;;) {
     const v = fn()
@@ -85,7 +85,7 @@ describe("orchestrator faults (real processes)", () => {
     const a = r.view.jobs[0]
     expect([a.status, a.current.exitCode, a.current.pid]).toEqual(["completed", 0, spawned.ok ? spawned.pid : -1])
     expect(lines(launches).sort()).toEqual(["a", "b"])
-  }, 60_000)
+  }, 180_000)
 
   it("1b. SIGKILL `concord run` at random moments while it launches, 4 times: every job runs exactly once, none is called lost", async () => {
     const dir = store()
@@ -108,7 +108,7 @@ describe("orchestrator faults (real processes)", () => {
       ["d", "completed", 1],
     ])
     expect(lines(launches).sort()).toEqual(["a", "b", "c", "d"])
-  }, 120_000)
+  }, 240_000)
 
   it("2. a job that ignores SIGTERM is SIGKILLed, whole process group, although the /bin/sh leader exits first", async () => {
     const dir = store()
@@ -129,7 +129,7 @@ describe("orchestrator faults (real processes)", () => {
     expect(isSameProcessAlive(sleeper, null)).toBe(false)
     expect(events.join("\n")).toMatch(/still alive after SIGTERM; sent SIGKILL/)
     expect(Date.now() - t0).toBeLessThan(20_000)
-  }, 60_000)
+  }, 180_000)
 
   it("2b. the shared stop routine (used by cancel): SIGTERM, then SIGKILL until the group is gone; other hosts are left alone", async () => {
     const child = spawn("/bin/sh", ["-c", "trap '' TERM; sleep 60 & sleep 60 & wait"], { detached: true, stdio: "ignore" })
@@ -144,7 +144,7 @@ describe("orchestrator faults (real processes)", () => {
     expect(Date.now() - t0).toBeGreaterThanOrEqual(200)
     expect(liveMembers({ pid: child.pid! })).toEqual([])
     expect(await stopJobProcess({ pid: child.pid! }, { host: hostName(), graceMs: 100 })).toBe("not_found")
-  }, 30_000)
+  }, 90_000)
 
   it("2c. `concord cancel` with no orchestrator running stops a SIGTERM-ignoring job's whole group", async () => {
     const dir = store()
@@ -159,7 +159,7 @@ describe("orchestrator faults (real processes)", () => {
     expect(c.code, c.stderr).toBe(0)
     expect(c.stdout).toMatch(/1 job process on .* signaled to stop/)
     expect(liveMembers({ pid })).toEqual([])
-  }, 60_000)
+  }, 180_000)
 
   it("3. runner killed during a completed job's grace period: the restarted runner adopts the idle process and stops it when the grace, counted from the report, ends", async () => {
     const dir = store()
@@ -187,7 +187,7 @@ jobs:
     expect(liveMembers({ pid: reported.pid })).toEqual([])
     const termAt = Number(readFileSync(termed, "utf8"))
     expect(termAt - idle.current.statusAt).toBeGreaterThanOrEqual(1500 - 50)
-  }, 60_000)
+  }, 180_000)
 
   it("4. an empty exit file (disk full) is an unknown exit: the job fails, its dependents never run", async () => {
     const dir = store()
@@ -210,7 +210,7 @@ jobs:
     expect(s.checkpointContext).toMatchObject({ jobName: "a", failureKind: "exit_unknown" })
     expect(s.jobs[0].error).toMatch(/exit file is empty or damaged/)
     expect(existsSync(ran)).toBe(false)
-  }, 60_000)
+  }, 180_000)
 
   it("5. the last job's graceMs is honoured before its process is stopped", async () => {
     const dir = store()
@@ -224,7 +224,7 @@ jobs:
     expect(r.view.status).toBe("completed")
     const termAt = Number(readFileSync(termed, "utf8"))
     expect(termAt - r.view.jobs[0].current.statusAt).toBeGreaterThanOrEqual(1500 - 50)
-  }, 60_000)
+  }, 180_000)
 
   it("6. an empty lock file is taken over when no live orchestrator holds the plan; refused with advice when one might", async () => {
     const dir = store()
@@ -245,7 +245,7 @@ jobs:
     const refused = await concordAsync(dir, ["run", id2])
     expect(refused.code).toBe(1)
     expect(refused.stderr).toMatch(/lock file .* is damaged .*orchestrator@elsewhere:9 .*holds the plan's lease.*delete/)
-  }, 60_000)
+  }, 180_000)
 
   it("7. a job's own env PATH is kept, with concord's bin dir in front", async () => {
     const dir = store()
@@ -254,7 +254,7 @@ jobs:
     const r = await concordAsync(dir, ["run", id])
     expect(r.code, r.stdout + r.stderr).toBe(0)
     expect(readFileSync(out, "utf8").trim()).toBe(`${binDir}:/custom/bin:/usr/bin:/bin`)
-  }, 60_000)
+  }, 180_000)
 
   it("9. Ctrl-C on `concord run`: exits 130, says the jobs keep running detached; the next run adopts them and nothing runs twice", async () => {
     const dir = store()
@@ -282,7 +282,7 @@ jobs:
     expect(r2.code, r2.stdout + r2.stderr).toBe(0)
     expect(r2.stdout.match(/adopted running process/g)).toHaveLength(2)
     expect(lines(launches).sort()).toEqual(["a", "b"])
-  }, 60_000)
+  }, 180_000)
 
   it("10. a 200 KB prompt is passed in $CONCORD_PROMPT_FILE; a spawn error (E2BIG) is recorded as launch_failed, not lost", async () => {
     const dir = store()
@@ -310,7 +310,7 @@ jobs:
     const again = await concordAsync(dir, ["run", id])
     expect(again.code).toBe(3)
     expect(statusJson(dir, id).checkpointContext).toMatchObject({ failureKind: "launch_failed" })
-  }, 60_000)
+  }, 180_000)
 
   it("12. a refused lease exits 1; a relative cwd of a plan made elsewhere resolves against where `concord run` starts", async () => {
     const dir = store()
@@ -334,5 +334,5 @@ jobs:
     const r = await concordAsync(dir, ["run", id2], { cwd: runDir })
     expect(r.code, r.stdout + r.stderr).toBe(0)
     expect(readFileSync(path.join(runDir, "svc", "where"), "utf8").trim()).toBe(path.join(runDir, "svc"))
-  }, 60_000)
+  }, 180_000)
 })
