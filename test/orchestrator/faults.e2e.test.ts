@@ -128,7 +128,7 @@ describe("orchestrator faults (real processes)", () => {
     const sleeper = Number(readFileSync(pids, "utf8"))
     expect(isSameProcessAlive(sleeper, null)).toBe(false)
     expect(events.join("\n")).toMatch(/still alive after SIGTERM; sent SIGKILL/)
-    expect(Date.now() - t0).toBeLessThan(20_000)
+    expect(Date.now() - t0).toBeLessThan(55_000) // before the 60 s sleeper would have ended by itself
   }, 180_000)
 
   it("2b. the shared stop routine (used by cancel): SIGTERM, then SIGKILL until the group is gone; other hosts are left alone", async () => {
