@@ -46,6 +46,28 @@ export const JOB_TRANSITIONS: Readonly<Record<JobStatus, readonly JobStatus[]>> 
   merged: [],
 }
 
+/**
+ * What a job's own agent may do to its job (enforced by the sync server for `job:NAME` tokens; the
+ * orchestrator and humans use JOB_TRANSITIONS). An agent moves only its job's current attempt, only
+ * along these transitions, and never creates attempts: starting, stopping, retrying, skipping and
+ * merging are the orchestrator's and the humans' business.
+ */
+export const JOB_AGENT_TRANSITIONS: Readonly<Partial<Record<JobStatus, readonly JobStatus[]>>> = {
+  running: ["completed", "failed"],
+}
+
+/** Facts of its current attempt an agent may record along with (or without) a status change. */
+export const AGENT_ATTEMPT_FIELDS: readonly string[] = [
+  "statusAt",
+  "statusBy",
+  "reason",
+  "failureKind",
+  "heartbeatAt",
+  "note",
+  "exitCode",
+  "endedAt",
+]
+
 /** The attempt is over and a new one may be started with a retry. */
 export const JOB_RETRYABLE: ReadonlySet<JobStatus> = new Set([
   "failed",
@@ -124,4 +146,7 @@ export function canJobTransition(from: JobStatus, to: JobStatus): boolean {
 }
 export function canPlanTransition(from: PlanStatus, to: PlanStatus): boolean {
   return PLAN_TRANSITIONS[from].includes(to)
+}
+export function canAgentTransition(from: JobStatus, to: JobStatus): boolean {
+  return JOB_AGENT_TRANSITIONS[from]?.includes(to) ?? false
 }

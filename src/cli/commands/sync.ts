@@ -57,6 +57,10 @@ interface ServeOptions {
   tlsKey?: string
   maxMessageBytes?: string
   helloTimeout?: string
+  rate?: string
+  burst?: string
+  tokenMessageBytes?: string
+  tokenDocs?: string
 }
 
 interface SyncCliOptions {
@@ -93,17 +97,27 @@ export function registerSync(program: Command, globals: () => GlobalOptions): vo
     .option("--tls-key <file>", "private key of --tls-cert (PEM)")
     .option("--max-message-bytes <n>", "largest WebSocket message accepted", String(64 * 1024 * 1024))
     .option("--hello-timeout <ms>", "close connections that do not join within this long", "10000")
+    .option("--rate <n>", "messages per second each token may send (default 200)")
+    .option("--burst <n>", "messages a token may send at once before --rate applies (default 2000)")
+    .option("--token-message-bytes <n>", "largest sync message a token may send (default 16 MiB)")
+    .option("--token-docs <n>", "documents each token may create on this server (default 1000)")
     .description("run a sync server over this store (until SIGINT/SIGTERM); clients need a token (concord token add)")
     .action(async (opts: ServeOptions) => {
       const port = intOption("--port", opts.port, 0, 65535)!
       const maxMessageBytes = intOption("--max-message-bytes", opts.maxMessageBytes, 1024, 2 ** 31 - 1)!
       const helloTimeoutMs = intOption("--hello-timeout", opts.helloTimeout, 100, 600_000)!
+      const limits = {
+        messagesPerSecond: intOption("--rate", opts.rate, 1, 1_000_000),
+        burst: intOption("--burst", opts.burst, 1, 10_000_000),
+        bytesPerMessage: intOption("--token-message-bytes", opts.tokenMessageBytes, 1024, 2 ** 31 - 1),
+        docsPerToken: intOption("--token-docs", opts.tokenDocs, 1, 100_000_000),
+      }
       if (!!opts.tlsCert !== !!opts.tlsKey) throw new InputError("--tls-cert and --tls-key go together")
       const { SyncServer, readPem } = await import("../../sync/net/server.js")
       const tls = opts.tlsCert ? { cert: await readPem(opts.tlsCert, "certificate"), key: await readPem(opts.tlsKey!, "key") } : undefined
       const storeDir = locateStore({ store: globals().store }).dir
       await fsp.mkdir(storeDir, { recursive: true })
-      const server = new SyncServer({ storeDir, host: opts.host, port, tokensFile: opts.tokens, tls, maxMessageBytes, helloTimeoutMs, log: stamp })
+      const server = new SyncServer({ storeDir, host: opts.host, port, tokensFile: opts.tokens, tls, maxMessageBytes, helloTimeoutMs, limits, log: stamp })
       // A failed background save must be logged, not kill the server (automerge-repo #389).
       process.on("unhandledRejection", e => stamp(`error: ${(e as Error)?.stack ?? String(e)}`))
       try {

@@ -6,40 +6,64 @@
  * plans' jobs. Every other document is "unavailable" to it (the Repo's `shareConfig.access` hook), and
  * nothing of it is sent to the peer (the adapter's outbound hook).
  *
- * What a token can write (judged on the Automerge changes inside each incoming sync message; a change
- * the server already has is never judged again):
+ * What a token can write is judged on what the changes DO, not only where they write: the changes of a
+ * message are applied (one decode) to a copy of the server's document, and each new change is judged by
+ * comparing the document as its writer saw it (the change's dependencies) with the document right after
+ * it (Automerge `view` + `diff`), and, for job tokens, the merged result with the server's copy before.
  *  - admin: anything in its plans, including pushing a plan the server does not have yet;
  *  - writer: anything in its plans' documents the server already has, and new report logs of those
- *    plans; it cannot introduce a plan document;
+ *    plans, except moves the state machines forbid: every job attempt's status may only move along
+ *    JOB_TRANSITIONS, a new attempt only after a retryable one (a retry or a skip), the plan status only
+ *    along PLAN_TRANSITIONS; no job, attempt or status key is ever deleted; it cannot introduce a plan;
  *  - reader: nothing;
- *  - job:NAME: in the plan document, only operations on the objects `jobs[NAME].status` (set/delete of
- *    a key), `jobs[NAME].skipped` (set/delete), `jobs[NAME].attempts` (creating an attempt record) and the
- *    attempt records under it (set/delete of fields); in its own report log (created with the shared
- *    genesis change if new), only appending report records. Nothing else: not the plan's status,
- *    checkpoint, approvals or lease, not another job, not another job's report log, not editing or
- *    deleting past reports.
- * A message carrying any refused change is dropped whole (none of its changes is stored) and logged.
- * Values are not checked: a job token may write any status string into its own job's status map.
+ *  - job:NAME: in the plan document, only its job's CURRENT attempt: its status along
+ *    JOB_AGENT_TRANSITIONS (states.ts: running -> completed | failed) and the attempt facts in
+ *    AGENT_ATTEMPT_FIELDS (scalars); it creates no attempt, and the merged result must be such a move
+ *    too (a job token cannot override what the orchestrator decided concurrently). In its own report log
+ *    (created with the shared genesis change if new), only appending well-formed report records for its
+ *    job's current attempt. Nothing else: not the plan's fields, checkpoint, approvals or lease, not
+ *    another job or attempt, not another job's report log, not editing or deleting past reports.
+ * A message carrying any refused change is dropped whole (none of its changes is stored), logged, and
+ * the client is told why. Accepted changes are returned (hash, actor, claimed author) for the audit.
  */
 import * as A from "@automerge/automerge"
 import { reportDocId } from "../../doc/ids.js"
+import { parseChangeNote } from "../../doc/actor.js"
 import { reportsGenesis } from "../../doc/reports.js"
+import { plain, resolveJobStatus, resolvePlanStatus, str } from "../../doc/resolve.js"
 import {
-  CHUNK_TYPE_BUNDLE,
-  CHUNK_TYPE_CHANGE,
-  CHUNK_TYPE_COMPRESSED_CHANGE,
-  listChunks,
-  verifyAutomergeBytes,
-} from "../storage/chunk-format.js"
+  AGENT_ATTEMPT_FIELDS,
+  canAgentTransition,
+  canJobTransition,
+  canPlanTransition,
+  isJobStatus,
+  isPlanStatus,
+  isReportStatus,
+  JOB_AGENT_TRANSITIONS,
+  JOB_RETRYABLE,
+  type JobStatus,
+} from "../../doc/states.js"
+import { verifyAutomergeBytes } from "../storage/chunk-format.js"
 import { ALL_PLANS, roleJob, type Role, type TokenRecord } from "./tokens.js"
 
 export interface Principal {
   token: TokenRecord
 }
 
-export type Verdict = { ok: true } | { ok: false; reason: string }
-const OK: Verdict = { ok: true }
-const no = (reason: string): Verdict => ({ ok: false, reason })
+/** A change the server accepted: what the audit records of it. */
+export interface AcceptedChange {
+  hash: string
+  actor: string
+  /** the author the change claims (`by` of its message), if it has one */
+  by: string | null
+}
+
+export type Refusal = { ok: false; reason: string }
+/** `changes`: the changes new to the server; `created`: the message creates the document on the server. */
+export type Judgement = { ok: true; changes: AcceptedChange[]; created: boolean; doc?: A.Doc<unknown> } | Refusal
+export type Verdict = { ok: true } | Refusal
+const no = (reason: string): Refusal => ({ ok: false, reason })
+const NOTHING: Judgement = { ok: true, changes: [], created: false }
 
 export interface DocRef {
   planId: string
@@ -79,7 +103,35 @@ export function grantsPlan(token: TokenRecord, planId: string): boolean {
 }
 
 export class AccessPolicy {
+  /**
+   * The document each recently accepted message produced, until the Repo's copy has caught up: the
+   * Repo applies a message asynchronously (it may still be loading the document), and the next message
+   * of the same client builds on the previous one.
+   */
+  readonly #accepted = new Map<string, A.Doc<unknown>>()
+
   constructor(readonly index: PlanIndex) {}
+
+  /** The newest of the server's copy and what recently accepted messages made of it. */
+  #freshest(docId: string, repo: A.Doc<unknown> | undefined): A.Doc<unknown> | undefined {
+    const mine = this.#accepted.get(docId)
+    if (!mine) return repo
+    if (!repo) return mine
+    if (A.hasHeads(repo, A.getHeads(mine))) {
+      this.#accepted.delete(docId)
+      return repo
+    }
+    if (A.hasHeads(mine, A.getHeads(repo))) return mine
+    return A.merge(A.clone(mine), A.clone(repo))
+  }
+
+  /** Remember what an accepted message made of a document (see #accepted). */
+  noteAccepted(docId: string, doc: A.Doc<unknown> | undefined): void {
+    if (!doc) return
+    this.#accepted.delete(docId)
+    this.#accepted.set(docId, doc)
+    if (this.#accepted.size > 256) this.#accepted.delete(this.#accepted.keys().next().value!)
+  }
 
   /** May this token read this document? */
   canRead(token: TokenRecord, docId: string): boolean {
@@ -90,81 +142,109 @@ export class AccessPolicy {
   }
 
   /**
-   * Judge an incoming message. `current` gives the server's current copy of the document (undefined if
-   * it has none).
+   * Judge an incoming message. `current` gives the server's current copy of a document (undefined if it
+   * has none).
    */
   async judge(
     token: TokenRecord,
     message: { type: string; documentId?: string; data?: Uint8Array },
     current: (docId: string) => Promise<A.Doc<unknown> | undefined>
-  ): Promise<Verdict> {
+  ): Promise<Judgement> {
     const docId = message.documentId
     if (!docId) return no("message without a document")
     const readable = this.canRead(token, docId)
-    if (message.type === "ephemeral") return readable ? OK : no("no access to this document")
-    if (message.type === "doc-unavailable") return OK
+    if (message.type === "ephemeral") return readable ? NOTHING : no("no access to this document")
+    if (message.type === "doc-unavailable") return NOTHING
     if (message.type !== "sync" && message.type !== "request") return no(`unsupported message type ${message.type}`)
-    let changes: Uint8Array[]
+    let entries: Uint8Array[]
     try {
-      changes = A.decodeSyncMessage(message.data!).changes
+      entries = A.decodeSyncMessage(message.data!).changes
     } catch (e) {
       return no(`malformed sync message (${(e as Error).message})`)
     }
     // Without changes a message only asks or tells heads: unreadable documents get "unavailable" from
     // the Repo's access hook.
-    if (changes.length === 0) return OK
+    if (entries.length === 0) return NOTHING
     if (!readable) return no(`token ${token.id} has no access to this document`)
-    const role = token.role
-    // Damaged or forged bytes never reach the Repo, whatever the role.
-    const damaged = checkChangeBytes(changes)
-    if (damaged) return no(`undecodable change (${damaged})`)
-    if (role === "admin") return OK
-    const doc = await current(docId)
-    let decoded: A.DecodedChange[]
-    try {
-      decoded = decodeChanges(changes)
-    } catch (e) {
-      return no(`undecodable change (${(e as Error).message})`)
-    }
-    if (doc) decoded = decoded.filter(c => !A.hasHeads(doc, [c.hash!]))
-    if (decoded.length === 0) return OK // nothing new
     const ref = this.index.lookup(docId)
-    if (role === "writer") {
-      if (doc || ref?.job) return OK
-      return no(`${role} tokens cannot create a plan on the server (use an admin token)`)
+    const job = roleJob(token.role)
+    const doc = this.#freshest(docId, await current(docId))
+    // what can be refused before applying anything
+    if (token.role === "writer" && !doc && !ref?.job) return no(`writer tokens cannot create a plan on the server (use an admin token)`)
+    if (job !== undefined) {
+      if (!ref) return no(`role ${token.role} cannot create documents`)
+      if (ref.job !== undefined && ref.job !== job) return no(`role ${token.role} may not write the report log of job ${ref.job}`)
+      if (ref.job === undefined && !doc) return no(`role ${token.role} cannot create plans`)
     }
-    if (role === "reader") return no(`token ${token.id} is read-only (${decoded.length} change(s) refused)`)
-    const job = roleJob(role as Role)!
-    if (!ref) return no(`role ${role} cannot create documents`)
-    if (ref.job !== undefined) {
-      if (ref.job !== job) return no(`role ${role} may not write the report log of job ${ref.job}`)
-      return checkReportChanges(ref.planId, job, doc, decoded, role)
-    }
-    if (!doc) return no(`role ${role} cannot create plans`)
-    return checkPlanChanges(doc, job, decoded, role)
+    const plan = job !== undefined && ref?.job !== undefined ? this.#freshest(ref.planId, await current(ref.planId)) : undefined
+    return judgeChanges({ role: token.role, tokenId: token.id, ref, doc, plan, entries })
   }
 }
 
+export interface JudgeInput {
+  role: Role
+  /** names the token in refusals */
+  tokenId?: string
+  /** what the document is (a plan, or a report log of a plan's job); undefined: unknown to the server */
+  ref: DocRef | undefined
+  /** the server's copy of the document, undefined if it has none */
+  doc: A.Doc<unknown> | undefined
+  /** for a job token writing a report log: the server's copy of the plan */
+  plan?: A.Doc<unknown>
+  /** the change entries of a sync message (changes, bundles or whole documents, possibly concatenated) */
+  entries: Uint8Array[]
+}
+
 /**
- * The changes inside a sync message. Each entry of its `changes` may hold several concatenated chunks:
- * changes (plain or compressed), bundles of changes (Automerge 3 sends runs of changes that way), or a
- * whole document (sent to a peer that has none). Throws if anything does not decode, or if a document
- * chunk does not load completely (its changes could not all be judged).
+ * Apply a message's changes to a copy of the server's document (decoding them once) and judge what
+ * they do for this role. Pure: no I/O; the server's document is not touched.
  */
-export function decodeChanges(entries: Uint8Array[]): A.DecodedChange[] {
-  const out: A.DecodedChange[] = []
-  for (const entry of entries) {
-    const listed = listChunks(entry)
-    if (!listed.ok) throw new Error(listed.reason)
-    for (const ch of listed.chunks) {
-      const bytes = entry.subarray(ch.offset, ch.offset + ch.size)
-      if (ch.type === CHUNK_TYPE_CHANGE || ch.type === CHUNK_TYPE_COMPRESSED_CHANGE) out.push(A.decodeChange(bytes))
-      else if (ch.type === CHUNK_TYPE_BUNDLE) out.push(...A.readBundle(bytes).changes)
-      else {
-        const doc = A.load(bytes)
-        for (const c of A.getAllChanges(doc)) out.push(A.decodeChange(c))
-      }
-    }
+export function judgeChanges(input: JudgeInput): Judgement {
+  const { role, doc, entries } = input
+  // Damaged or forged bytes never reach the Repo, whatever the role.
+  const damaged = checkChangeBytes(entries)
+  if (damaged) return no(`undecodable change (${damaged})`)
+  const beforeHeads = doc ? A.getHeads(doc) : []
+  const missingBefore = new Set(doc ? A.getMissingDeps(doc, []) : [])
+  let copy: A.Doc<unknown>
+  try {
+    copy = A.loadIncremental(doc ? A.clone(doc) : A.init(), concat(entries))
+  } catch (e) {
+    return no(`undecodable change (${(e as Error).message})`)
+  }
+  const metas = A.getChangesMetaSince(copy, beforeHeads)
+  if (metas.length === 0) return NOTHING // nothing new
+  const accepted: Judgement = {
+    ok: true,
+    changes: metas.map(m => ({ hash: m.hash, actor: m.actor, by: parseChangeNote(m.message)?.by ?? null })),
+    created: !doc,
+    doc: copy,
+  }
+  if (role === "admin") return accepted
+  const who = input.tokenId ? `token ${input.tokenId} (${role})` : `role ${role}`
+  if (role === "reader") return no(`${who} is read-only (${metas.length} change(s) refused)`)
+  // A change whose dependencies the server lacks cannot be applied, so it cannot be judged.
+  const missing = A.getMissingDeps(copy, []).filter(h => !missingBefore.has(h))
+  if (missing.length) return no(`changes depend on ${missing.length} change(s) the server does not have (${short(missing[0])}...); sync again`)
+  const ref = input.ref
+  let v: Refusal | undefined
+  if (role === "writer") {
+    if (ref?.job === undefined) v = judgeWriterPlan(copy, metas, role)
+  } else {
+    const job = roleJob(role)!
+    if (ref?.job !== undefined) v = judgeJobReports(copy, metas, ref.planId, job, role, !doc, input.plan)
+    else v = judgeJobPlan(copy, metas, job, role, doc)
+  }
+  return v ?? accepted
+}
+
+function concat(entries: Uint8Array[]): Uint8Array {
+  if (entries.length === 1) return entries[0]
+  const out = new Uint8Array(entries.reduce((n, e) => n + e.byteLength, 0))
+  let at = 0
+  for (const e of entries) {
+    out.set(e, at)
+    at += e.byteLength
   }
   return out
 }
@@ -178,102 +258,225 @@ export function checkChangeBytes(entries: Uint8Array[]): string | undefined {
   return undefined
 }
 
-const opId = (c: A.DecodedChange, i: number) => `${c.startOp + i}@${c.actor}`
 const short = (h: string | undefined) => (h ?? "?").slice(0, 8)
+type Meta = A.ChangeMetadata
+type Patch = A.Patch
+const where = (m: Meta, p: Patch) => `change ${short(m.hash)} (${p.action} ${p.path.join(".") || "(root)"})`
 
-type Kind = "status" | "skipped" | "attempts" | "attempt"
+/** Resolved statuses of a job's attempts ("1" -> status) in a document, or undefined if no such job. */
+function attemptsOf(doc: unknown, job: string): Map<string, JobStatus> | undefined {
+  const rec = (doc as { jobs?: Record<string, Record<string, unknown>> } | undefined)?.jobs?.[job]
+  if (!rec || typeof rec !== "object") return undefined
+  const status = rec.status && typeof rec.status === "object" ? rec.status : {}
+  const attempts = rec.attempts && typeof rec.attempts === "object" ? rec.attempts : {}
+  const keys = new Set([...Object.keys(status), ...Object.keys(attempts)])
+  const out = new Map<string, JobStatus>()
+  for (const k of [...keys].sort((a, b) => Number(a) - Number(b))) out.set(k, resolveJobStatus(status, k).status)
+  return out
+}
 
-function objId(v: unknown): string | undefined {
-  if (v && typeof v === "object") {
-    try {
-      return A.getObjectId(v as A.Doc<unknown>) ?? undefined
-    } catch {
-      return undefined
+const currentOf = (attempts: Map<string, JobStatus> | undefined) => (attempts && attempts.size ? Math.max(...[...attempts.keys()].map(Number)) : 0)
+
+function isScalar(v: unknown): boolean {
+  return v === null || typeof v === "number" || typeof v === "boolean" || typeof v === "string" || v instanceof A.ImmutableString
+}
+const isEmptyMap = (v: unknown) => !!v && typeof v === "object" && !Array.isArray(v) && !(v instanceof A.ImmutableString) && Object.keys(v).length === 0
+
+const agentMoves = () =>
+  Object.entries(JOB_AGENT_TRANSITIONS)
+    .map(([from, to]) => `${from} -> ${to!.join(" | ")}`)
+    .join(", ")
+
+/** The document as a change's writer saw it, and right after the change. */
+function ownViews(copy: A.Doc<unknown>, m: Meta) {
+  let before: A.Doc<unknown> | undefined
+  let after: A.Doc<unknown> | undefined
+  return {
+    get before() {
+      return (before ??= A.view(copy, m.deps))
+    },
+    get after() {
+      return (after ??= A.view(copy, [m.hash]))
+    },
+  }
+}
+
+/**
+ * job:NAME in the plan document. Each change, in its writer's own view: only puts under jobs[NAME], on
+ * the current attempt's status (an agent move) and facts (AGENT_ATTEMPT_FIELDS, scalars). The merged
+ * result: no new attempt, and every attempt whose resolved status changed is the current one, moved
+ * along an agent transition.
+ */
+export function judgeJobPlan(copy: A.Doc<unknown>, metas: Meta[], job: string, role: string, server: A.Doc<unknown> | undefined): Refusal | undefined {
+  const mergedBefore = attemptsOf(server, job)
+  const mergedAfter = attemptsOf(copy, job)
+  if (!mergedBefore || !mergedAfter) return no(`the plan has no job ${job}`)
+  const current = currentOf(mergedAfter)
+  if (current !== currentOf(mergedBefore)) return no(`role ${role} may not create attempts (job ${job} would get attempt ${current})`)
+  for (const m of metas) {
+    const views = ownViews(copy, m)
+    let own: Map<string, JobStatus> | undefined
+    for (const p of A.diff(copy, m.deps, [m.hash])) {
+      const path = p.path.map(String)
+      const at = where(m, p)
+      if (path[0] !== "jobs" || path[1] !== job || path.length < 4) return no(`role ${role} may only change job ${job}'s current attempt: ${at} is outside`)
+      if (p.action !== "put") return no(`role ${role} may only set values: ${at}`)
+      const [, , kind, k, field] = path
+      own ??= attemptsOf(views.before, job) ?? new Map()
+      if (!own.has(k)) return no(`role ${role} may not create attempts: ${at}`)
+      if (Number(k) !== current || Number(k) !== currentOf(own)) return no(`role ${role} may only change the current attempt (${current}) of job ${job}: ${at}`)
+      if (kind === "status" && path.length === 4) {
+        const to = str(p.value)
+        if (!isJobStatus(to)) return no(`invalid job status ${JSON.stringify(to)}: ${at}`)
+        const from = own.get(k)!
+        if (from !== to && !canAgentTransition(from, to)) {
+          return no(`role ${role} may not move job ${job} attempt ${k} from ${from} to ${to} (an agent may only move ${agentMoves()}): ${at}`)
+        }
+      } else if (kind === "attempts" && path.length === 4) {
+        // the record of an attempt that has a status but no record yet (a retry race)
+        const had = ((views.before as { jobs: Record<string, { attempts?: Record<string, unknown> }> }).jobs[job].attempts ?? {})[k]
+        if (had !== undefined || !isEmptyMap(p.value)) return no(`role ${role} may not replace attempt records: ${at}`)
+      } else if (kind === "attempts" && path.length === 5) {
+        if (!AGENT_ATTEMPT_FIELDS.includes(field)) return no(`role ${role} may not set ${field} of an attempt (only ${AGENT_ATTEMPT_FIELDS.join(", ")}): ${at}`)
+        if (!isScalar(p.value)) return no(`role ${role} may only set plain values: ${at}`)
+      } else return no(`role ${role} may only change job ${job}'s current attempt: ${at} is outside`)
+    }
+  }
+  for (const [k, to] of mergedAfter) {
+    const from = mergedBefore.get(k)!
+    if (from === to) continue
+    if (Number(k) !== current) return no(`role ${role} may not change attempt ${k} of job ${job} (the current attempt is ${current})`)
+    if (!canAgentTransition(from, to)) {
+      return no(`role ${role} may not move job ${job} attempt ${k} from ${from} to ${to} on the server (an agent may only move ${agentMoves()})`)
     }
   }
   return undefined
 }
 
-/** job:NAME in the plan document: only the job's status / skipped / attempts entries. */
-export function checkPlanChanges(doc: A.Doc<unknown>, job: string, changes: A.DecodedChange[], role: string): Verdict {
-  const jobs = (doc as Record<string, unknown>).jobs as Record<string, Record<string, unknown>> | undefined
-  const rec = jobs?.[job]
-  if (!rec) return no(`the plan has no job ${job}`)
-  const allowed = new Map<string, Kind>()
-  const add = (v: unknown, kind: Kind) => {
-    const id = objId(v)
-    if (id) allowed.set(id, kind)
-  }
-  add(rec.status, "status")
-  add(rec.skipped, "skipped")
-  add(rec.attempts, "attempts")
-  const attempts = rec.attempts as Record<string, unknown> | undefined
-  if (attempts) {
-    for (const k of Object.keys(attempts)) {
-      // every concurrent value of the key (a retry race can leave two records): getConflicts keys
-      // its values by op id, which for an object is the object's id
-      const conflicts = A.getConflicts(attempts as A.Doc<Record<string, unknown>>, k)
-      if (conflicts && Object.keys(conflicts).length > 0) {
-        for (const [id, v] of Object.entries(conflicts)) if (v && typeof v === "object") allowed.set(id, "attempt")
-      } else add(attempts[k], "attempt")
+/**
+ * writer in the plan document: each change, in its writer's own view, must respect the state machines
+ * for every job it touches and for the plan status.
+ */
+export function judgeWriterPlan(copy: A.Doc<unknown>, metas: Meta[], role: string): Refusal | undefined {
+  for (const m of metas) {
+    const touched = new Set<string>()
+    let planStatus = false
+    const patches = A.diff(copy, m.deps, [m.hash])
+    for (const p of patches) {
+      const path = p.path.map(String)
+      if (path.length === 0) return no(`role ${role} may not replace the document: ${where(m, p)}`)
+      if (path[0] === "jobs") {
+        if (path.length === 1) return no(`role ${role} may not replace the jobs map: ${where(m, p)}`)
+        touched.add(path[1])
+        if (path[2] === "status" && path.length === 4 && p.action === "put" && !isJobStatus(str(p.value))) {
+          return no(`invalid job status ${JSON.stringify(str(p.value))}: ${where(m, p)}`)
+        }
+      }
+      if (path[0] === "status") {
+        planStatus = true
+        if (p.action === "put" && path.length === 1 && !isPlanStatus(str(p.value))) return no(`invalid plan status ${JSON.stringify(str(p.value))}: ${where(m, p)}`)
+      }
     }
-  }
-  for (const c of changes) {
-    for (const [i, op] of c.ops.entries()) {
-      const kind = allowed.get(op.obj)
-      const where = `change ${short(c.hash)} (${op.action} ${"key" in op && op.key ? `"${op.key}" ` : ""}on object ${op.obj})`
-      if (!kind) return no(`role ${role} may only change jobs.${job}.status/attempts/skipped: ${where} is outside`)
-      if (kind === "attempts") {
-        if (op.action !== "makeMap") return no(`role ${role} may only add attempt records to jobs.${job}.attempts: ${where}`)
-        allowed.set(opId(c, i), "attempt")
+    if (!touched.size && !planStatus) continue
+    const views = ownViews(copy, m)
+    for (const job of touched) {
+      const before = attemptsOf(views.before, job)
+      const after = attemptsOf(views.after, job)
+      const at = `change ${short(m.hash)}`
+      if (!before) {
+        if (after && [...after.values()].some(s => s !== "queued")) return no(`role ${role}: a new job ${job} must start queued (${at})`)
         continue
       }
-      if (op.action !== "set" && op.action !== "del") return no(`role ${role} may only set or delete fields here: ${where}`)
-      if ("insert" in op && op.insert) return no(`role ${role}: unexpected list insert: ${where}`)
+      if (!after) return no(`role ${role} may not delete job ${job} (${at})`)
+      const last = currentOf(before)
+      for (const [k, from] of before) {
+        const to = after.get(k)
+        if (to === undefined) return no(`role ${role} may not delete attempt ${k} of job ${job} (${at})`)
+        if (to !== from && !canJobTransition(from, to)) {
+          return no(`role ${role} may not move job ${job} attempt ${k} from ${from} to ${to}: the state machine forbids it (${at})`)
+        }
+      }
+      for (const [k, to] of after) {
+        if (before.has(k)) continue
+        const prev = before.get(String(last))
+        if (Number(k) !== last + 1 || !prev || !JOB_RETRYABLE.has(prev) || (to !== "queued" && to !== "canceled")) {
+          return no(`role ${role} may not start attempt ${k} of job ${job} as ${to} after ${prev ?? "nothing"}: only a retry or skip of a ${[...JOB_RETRYABLE].join("/")} attempt starts one (${at})`)
+        }
+      }
+    }
+    if (planStatus) {
+      const from = resolvePlanStatus(views.before).status
+      const to = resolvePlanStatus(views.after).status
+      if (from !== to && !canPlanTransition(from, to)) return no(`role ${role} may not move the plan from ${from} to ${to}: the state machine forbids it (change ${short(m.hash)})`)
     }
   }
-  return OK
+  return undefined
 }
 
-const genesisCache = new Map<string, { hash: string; reportsObj: string }>()
+const REPORT_FIELDS = new Set(["status", "message", "progress", "at", "by", "attempt"])
+const genesisCache = new Map<string, string>()
 
-function genesisOf(planId: string, job: string): { hash: string; reportsObj: string } {
+function genesisHash(planId: string, job: string): string {
   const key = `${planId}\0${job}`
   let g = genesisCache.get(key)
   if (!g) {
-    const doc = reportsGenesis(planId, job)
-    g = { hash: A.getHeads(doc)[0], reportsObj: A.getObjectId(doc.reports)! }
+    g = A.getHeads(reportsGenesis(planId, job))[0]
     if (genesisCache.size > 10_000) genesisCache.clear()
     genesisCache.set(key, g)
   }
   return g
 }
 
-/** job:NAME in its own report log: the shared genesis change, and appending report records. */
-export function checkReportChanges(
+/** Check one report record as stored; returns what is wrong with it. */
+function badReport(r: Record<string, unknown>, attempt: number): string | undefined {
+  if (!isReportStatus(r.status)) return `invalid report status ${JSON.stringify(r.status)}`
+  if (typeof r.message !== "string" || r.message.length > 4000) return "a report message must be text of at most 4000 characters"
+  if (r.progress !== null && (typeof r.progress !== "number" || !(r.progress >= 0 && r.progress <= 100))) return "progress must be null or 0..100"
+  if (typeof r.at !== "number" || typeof r.by !== "string") return "a report needs at (ms) and by"
+  if (r.attempt !== attempt) return `a report for attempt ${JSON.stringify(r.attempt)}, but the job's current attempt is ${attempt}`
+  return undefined
+}
+
+/**
+ * job:NAME in its own report log: the shared genesis change (a log the server does not have must start
+ * with it), then only appended, well-formed report records for the job's current attempt.
+ */
+export function judgeJobReports(
+  copy: A.Doc<unknown>,
+  metas: Meta[],
   planId: string,
   job: string,
-  _doc: A.Doc<unknown> | undefined,
-  changes: A.DecodedChange[],
-  role: string
-): Verdict {
-  const g = genesisOf(planId, job)
-  const allowed = new Map<string, "reports" | "record">([[g.reportsObj, "reports"]])
-  for (const c of changes) {
-    if (c.hash === g.hash) continue
-    for (const [i, op] of c.ops.entries()) {
-      const kind = allowed.get(op.obj)
-      const where = `change ${short(c.hash)} (${op.action} on object ${op.obj})`
-      if (!kind) return no(`role ${role} may only append reports to its log: ${where}`)
-      if (kind === "reports") {
-        if (!("insert" in op && op.insert) || op.action !== "makeMap") {
-          return no(`role ${role} may only append report records (no edits or deletions): ${where}`)
-        }
-        allowed.set(opId(c, i), "record")
-        continue
-      }
-      if (op.action !== "set" || ("insert" in op && op.insert)) return no(`role ${role} may only set fields of a new report: ${where}`)
+  role: string,
+  created: boolean,
+  plan: A.Doc<unknown> | undefined
+): Refusal | undefined {
+  const genesis = genesisHash(planId, job)
+  if (created && !metas.some(m => m.hash === genesis)) return no(`role ${role}: a new report log must start with its shared genesis change`)
+  const current = currentOf(attemptsOf(plan, job))
+  if (!current) return no(`the server has no job ${job} in plan ${planId}`)
+  for (const m of metas) {
+    if (m.hash === genesis) continue
+    if (m.deps.length === 0) return no(`role ${role} may not start a second history in the report log (change ${short(m.hash)})`)
+    const views = ownViews(copy, m)
+    const inserted = new Set<number>()
+    for (const p of A.diff(copy, m.deps, [m.hash])) {
+      const path = p.path
+      const at = where(m, p)
+      if (path[0] !== "reports" || typeof path[1] !== "number") return no(`role ${role} may only append reports to its log: ${at}`)
+      if (p.action === "insert" && path.length === 2) {
+        const had = ((views.before as { reports?: unknown[] }).reports ?? []).length
+        if (path[1] < had) return no(`role ${role} may only append reports, not insert before existing ones: ${at}`)
+        if (!p.values.every(isEmptyMap)) return no(`role ${role} may only append report records: ${at}`)
+        for (let i = 0; i < p.values.length; i++) inserted.add(path[1] + i)
+      } else if (p.action === "put" && path.length === 3 && inserted.has(path[1])) {
+        if (!REPORT_FIELDS.has(String(path[2])) || !isScalar(p.value)) return no(`role ${role} may only set the fields of a new report: ${at}`)
+      } else return no(`role ${role} may only append report records (no edits or deletions): ${at}`)
+    }
+    const after = (views.after as { reports?: unknown[] }).reports ?? []
+    for (const i of inserted) {
+      const bad = badReport(plain<Record<string, unknown>>(after[i]) ?? {}, current)
+      if (bad) return no(`role ${role}: ${bad} (change ${short(m.hash)})`)
     }
   }
-  return OK
+  return undefined
 }

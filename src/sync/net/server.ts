@@ -30,7 +30,9 @@ import { isPlanDoc, readPlan } from "../../doc/plan.js"
 import { ConcordStorageAdapter } from "../storage/ConcordStorageAdapter.js"
 import { DocStore } from "../store/DocStore.js"
 import { PlanStore } from "../store/PlanStore.js"
-import { AccessPolicy, grantsPlan, PlanIndex, type Principal } from "./access.js"
+import { AccessPolicy, grantsPlan, type Judgement, PlanIndex, type Principal } from "./access.js"
+import { AuditLog, type AuditRecord, readAudit } from "./audit.js"
+import { LimitBook, type TokenLimits } from "./limits.js"
 import { ConcordServerAdapter } from "./ServerAdapter.js"
 import { defaultTokensFile, TokenBook, type TokenRecord } from "./tokens.js"
 
@@ -51,6 +53,8 @@ export interface SyncServerOptions {
   /** Poll interval of the local-change watcher (besides fs.watch). Default 500 ms. */
   watchPollMs?: number
   log?: (line: string) => void
+  /** Per-token limits (limits.ts DEFAULT_LIMITS for what is not given). */
+  limits?: Partial<TokenLimits>
 }
 
 export interface ServerPlanInfo {
@@ -79,6 +83,8 @@ export class SyncServer {
   url = ""
   port = 0
   readonly #reader: DocStore
+  readonly audit: AuditLog
+  readonly limits: LimitBook
   #http?: http.Server | https.Server
   #wss?: WebSocketServer
   #watcher?: { add(docId: string): void; close(): void }
@@ -100,6 +106,8 @@ export class SyncServer {
     this.store = new PlanStore(opts.storeDir, { onWarning: warn })
     this.#reader = new DocStore(opts.storeDir, { onWarning: warn })
     this.tokens = new TokenBook(opts.tokensFile ?? defaultTokensFile(this.store.dir), warn)
+    this.audit = new AuditLog(this.store.dir)
+    this.limits = new LimitBook(opts.limits)
   }
 
   log(line: string): void {
@@ -108,6 +116,8 @@ export class SyncServer {
 
   async start(): Promise<{ url: string; port: number }> {
     await this.tokens.load()
+    // documents each token created survive restarts: count them from the audit trail
+    for (const r of await readAudit(this.store.dir)) if (r.created) this.limits.noteCreated(r.token, r.doc)
     const storage = new ConcordStorageAdapter(this.store.dir, { onWarning: m => this.#log(`warning: ${m}`) })
     this.adapter = new ConcordServerAdapter<Principal>({
       helloTimeoutMs: this.opts.helloTimeoutMs,
@@ -117,11 +127,7 @@ export class SyncServer {
         samePrincipal: (a, b) => a.token.id === b.token.id,
         outbound: (peer, msg) =>
           msg.type === "doc-unavailable" || !("documentId" in msg) || this.policy.canRead(peer.principal.token, msg.documentId as string),
-        inbound: async (peer, msg) => {
-          const verdict = await this.policy.judge(peer.principal.token, msg as never, id => this.currentDoc(id))
-          if (verdict.ok && "documentId" in msg && (msg.type === "sync" || msg.type === "request")) this.#noteDoc(msg.documentId as string)
-          return verdict
-        },
+        inbound: (peer, msg) => this.#inbound(peer.principal.token, peer.remote, msg as never),
       },
     })
     this.repo = new Repo({
@@ -202,9 +208,49 @@ export class SyncServer {
         }
         await this.#registerArrivedPlans(ready)
       }
+      await this.audit.close().catch(() => {})
       ;(this.#http as http.Server | undefined)?.closeAllConnections?.()
     })()
     return this.#closed
+  }
+
+  /**
+   * Judge one message of a joined client: per-token limits, then access control on what its changes do;
+   * the accepted changes go to the audit trail (durably) before the Repo sees the message.
+   */
+  async #inbound(token: TokenRecord, remote: string, msg: { type: string; documentId?: string; data?: Uint8Array }): Promise<Judgement | { ok: false; reason: string }> {
+    const now = Date.now()
+    const limited = this.limits.admit(token.id, msg.data?.byteLength ?? 0, now)
+    if (limited) return { ok: false, reason: limited }
+    const j = await this.policy.judge(token, msg, id => this.currentDoc(id))
+    if (!j.ok || j.changes.length === 0) return j
+    const docId = msg.documentId!
+    if (j.created) {
+      const over = this.limits.canCreate(token.id, docId)
+      if (over) return { ok: false, reason: over }
+    }
+    const records: AuditRecord[] = j.changes.map(c => ({
+      v: 1,
+      at: now,
+      hash: c.hash,
+      doc: docId,
+      token: token.id,
+      ...(token.label ? { label: token.label } : {}),
+      role: token.role,
+      remote,
+      by: c.by,
+      actor: c.actor,
+      ...(j.created ? { created: true } : {}),
+    }))
+    try {
+      await this.audit.append(records)
+    } catch (e) {
+      return { ok: false, reason: `the server cannot write its audit trail (${(e as Error).message}); nothing was stored` }
+    }
+    if (j.created) this.limits.noteCreated(token.id, docId)
+    this.policy.noteAccepted(docId, j.doc)
+    this.#noteDoc(docId)
+    return { ok: true, changes: j.changes, created: j.created }
   }
 
   /** The server's current copy of a document: the Repo's if loaded, else what is on disk. */
