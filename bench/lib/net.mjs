@@ -9,11 +9,10 @@ import { existsSync, mkdtempSync, rmSync } from "node:fs"
 import os from "node:os"
 import path from "node:path"
 import { fileURLToPath } from "node:url"
-import { ROOT } from "./concord.mjs"
+import { DIST, ROOT } from "./concord.mjs"
 import { sleep, startProcess, startWorker } from "./proc.mjs"
 import { latencies } from "./stats.mjs"
 
-const NET_DIST = path.join(ROOT, "dist/src/sync/net")
 const HERE = path.dirname(fileURLToPath(import.meta.url))
 const NET_WATCHER = path.join(HERE, "net-watcher.mjs")
 const BIN = path.join(ROOT, "bin/concord.js")
@@ -25,14 +24,11 @@ export async function netStatus() {
   if (!existsSync(path.join(ROOT, "src/sync/net"))) {
     return { available: false, reason: "src/sync/net/ does not exist yet (the sync work is in progress elsewhere)", notYet: NOT_YET }
   }
-  let testing
+  const testing = await import("./net-harness.mjs")
   try {
-    testing = await import(path.join(NET_DIST, "testing.js"))
+    await import(DIST)
   } catch (e) {
-    return { available: false, reason: `dist/src/sync/net/testing.js cannot be loaded (run npm run build): ${e.message}`, notYet: NOT_YET }
-  }
-  if (typeof testing.benchOfflineConvergence !== "function" || typeof testing.startServerProcess !== "function") {
-    return { available: false, reason: "src/sync/net/testing.ts no longer exports benchOfflineConvergence / startServerProcess", notYet: NOT_YET }
+    return { available: false, reason: `${DIST} cannot be loaded (run npm run build): ${e.message}`, notYet: NOT_YET }
   }
   return {
     available: true,

@@ -319,27 +319,38 @@ export function judgeJobPlan(copy: A.Doc<unknown>, metas: Meta[], job: string, r
     for (const p of A.diff(copy, m.deps, [m.hash])) {
       const path = p.path.map(String)
       const at = where(m, p)
-      if (path[0] !== "jobs" || path[1] !== job || path.length < 4) return no(`role ${role} may only change job ${job}'s current attempt: ${at} is outside`)
-      if (p.action !== "put") return no(`role ${role} may only set values: ${at}`)
+      if (path[0] !== "jobs" || path[1] !== job || path.length < 4) return no(`role ${role} may only change jobs.${job} (its current attempt): ${at} is outside`)
       const [, , kind, k, field] = path
       own ??= attemptsOf(views.before, job) ?? new Map()
       if (!own.has(k)) return no(`role ${role} may not create attempts: ${at}`)
       if (Number(k) !== current || Number(k) !== currentOf(own)) return no(`role ${role} may only change the current attempt (${current}) of job ${job}: ${at}`)
-      if (kind === "status" && path.length === 4) {
-        const to = str(p.value)
-        if (!isJobStatus(to)) return no(`invalid job status ${JSON.stringify(to)}: ${at}`)
-        const from = own.get(k)!
-        if (from !== to && !canAgentTransition(from, to)) {
-          return no(`role ${role} may not move job ${job} attempt ${k} from ${from} to ${to} (an agent may only move ${agentMoves()}): ${at}`)
-        }
+      // a value written as collaborative text arrives as a put of "" and splices into it
+      const textEdit = (n: number) => path.length > n && (p.action === "splice" || p.action === "del") && typeof p.path[n] === "number"
+      if (kind === "status") {
+        if (!(path.length === 4 && p.action === "put") && !textEdit(4)) return no(`role ${role} may only set the status: ${at}`)
       } else if (kind === "attempts" && path.length === 4) {
         // the record of an attempt that has a status but no record yet (a retry race)
         const had = ((views.before as { jobs: Record<string, { attempts?: Record<string, unknown> }> }).jobs[job].attempts ?? {})[k]
-        if (had !== undefined || !isEmptyMap(p.value)) return no(`role ${role} may not replace attempt records: ${at}`)
-      } else if (kind === "attempts" && path.length === 5) {
+        if (p.action !== "put" || had !== undefined || !isEmptyMap(p.value)) return no(`role ${role} may not replace or delete attempt records: ${at}`)
+      } else if (kind === "attempts") {
         if (!AGENT_ATTEMPT_FIELDS.includes(field)) return no(`role ${role} may not set ${field} of an attempt (only ${AGENT_ATTEMPT_FIELDS.join(", ")}): ${at}`)
-        if (!isScalar(p.value)) return no(`role ${role} may only set plain values: ${at}`)
-      } else return no(`role ${role} may only change job ${job}'s current attempt: ${at} is outside`)
+        if (!(path.length === 5 && p.action === "put") && !textEdit(5)) return no(`role ${role} may only set attempt facts: ${at}`)
+        const v = ((views.after as { jobs: Record<string, { attempts: Record<string, Record<string, unknown>> }> }).jobs[job].attempts[k] ?? {})[field]
+        if (!isScalar(v)) return no(`role ${role} may only set plain values: ${at}`)
+      } else return no(`role ${role} may only change jobs.${job} (its current attempt): ${at} is outside`)
+    }
+    if (own) {
+      // what the change did to the statuses, as its writer saw them
+      const after = attemptsOf(views.after, job) ?? new Map()
+      for (const [k, to] of after) {
+        const from = own.get(k)
+        if (from === undefined) return no(`role ${role} may not create attempts (change ${short(m.hash)} adds attempt ${k} to job ${job})`)
+        const raw = str(((views.after as { jobs: Record<string, { status: Record<string, unknown> }> }).jobs[job].status ?? {})[k])
+        if (raw !== undefined && !isJobStatus(raw)) return no(`invalid job status ${JSON.stringify(raw)} (change ${short(m.hash)})`)
+        if (from !== to && !canAgentTransition(from, to)) {
+          return no(`role ${role} may not move job ${job} attempt ${k} from ${from} to ${to} (an agent may only move ${agentMoves()}) (change ${short(m.hash)})`)
+        }
+      }
     }
   }
   for (const [k, to] of mergedAfter) {
@@ -368,14 +379,8 @@ export function judgeWriterPlan(copy: A.Doc<unknown>, metas: Meta[], role: strin
       if (path[0] === "jobs") {
         if (path.length === 1) return no(`role ${role} may not replace the jobs map: ${where(m, p)}`)
         touched.add(path[1])
-        if (path[2] === "status" && path.length === 4 && p.action === "put" && !isJobStatus(str(p.value))) {
-          return no(`invalid job status ${JSON.stringify(str(p.value))}: ${where(m, p)}`)
-        }
       }
-      if (path[0] === "status") {
-        planStatus = true
-        if (p.action === "put" && path.length === 1 && !isPlanStatus(str(p.value))) return no(`invalid plan status ${JSON.stringify(str(p.value))}: ${where(m, p)}`)
-      }
+      if (path[0] === "status") planStatus = true
     }
     if (!touched.size && !planStatus) continue
     const views = ownViews(copy, m)
@@ -389,6 +394,10 @@ export function judgeWriterPlan(copy: A.Doc<unknown>, metas: Meta[], role: strin
       }
       if (!after) return no(`role ${role} may not delete job ${job} (${at})`)
       const last = currentOf(before)
+      const raw = (views.after as { jobs: Record<string, { status?: Record<string, unknown> }> }).jobs[job].status ?? {}
+      for (const k of Object.keys(raw)) {
+        if (!isJobStatus(str(raw[k]))) return no(`invalid job status ${JSON.stringify(str(raw[k]))} for job ${job} attempt ${k} (${at})`)
+      }
       for (const [k, from] of before) {
         const to = after.get(k)
         if (to === undefined) return no(`role ${role} may not delete attempt ${k} of job ${job} (${at})`)
@@ -405,6 +414,8 @@ export function judgeWriterPlan(copy: A.Doc<unknown>, metas: Meta[], role: strin
       }
     }
     if (planStatus) {
+      const raw = str((views.after as Record<string, unknown>).status)
+      if (!isPlanStatus(raw)) return no(`invalid plan status ${JSON.stringify(raw)} (change ${short(m.hash)})`)
       const from = resolvePlanStatus(views.before).status
       const to = resolvePlanStatus(views.after).status
       if (from !== to && !canPlanTransition(from, to)) return no(`role ${role} may not move the plan from ${from} to ${to}: the state machine forbids it (change ${short(m.hash)})`)
@@ -468,8 +479,8 @@ export function judgeJobReports(
         if (path[1] < had) return no(`role ${role} may only append reports, not insert before existing ones: ${at}`)
         if (!p.values.every(isEmptyMap)) return no(`role ${role} may only append report records: ${at}`)
         for (let i = 0; i < p.values.length; i++) inserted.add(path[1] + i)
-      } else if (p.action === "put" && path.length === 3 && inserted.has(path[1])) {
-        if (!REPORT_FIELDS.has(String(path[2])) || !isScalar(p.value)) return no(`role ${role} may only set the fields of a new report: ${at}`)
+      } else if (inserted.has(path[1]) && REPORT_FIELDS.has(String(path[2])) && (path.length === 3 ? p.action === "put" : p.action === "splice" && path.length === 4)) {
+        // a field of a new report (text written as collaborative text arrives as splices): checked below
       } else return no(`role ${role} may only append report records (no edits or deletions): ${at}`)
     }
     const after = (views.after as { reports?: unknown[] }).reports ?? []

@@ -208,6 +208,15 @@ describe("tokens", () => {
     expect(jobStatuses({ jobs: after.jobs })).toEqual({ A: "queued", B: "queued", C: "queued" })
     expect(await new PlanStore(s, { onWarning: () => {} }).loadReports(X, "A")).toBeUndefined()
 
+    // the orchestrator (here: an admin session) starts B; only a running job's agent may complete it
+    const orch = await session(tk.adminX)
+    try {
+      const h = (await orch.fetch<PlanDocument>(X))!
+      h.update(d => setJobStatus(d as PlanDocument, "B", "running", {}, ctx("orchestrator@test")) as never)
+      await orch.waitSynced([X], 20_000)
+    } finally {
+      await orch.close()
+    }
     // the agent of job B, on a machine with no copy of the plan, reports to the server
     const agent = path.join(root, "agent-b")
     const rep = await ok(agent, ["report", "completed", "B done remotely", "--job", "B", "--plan", X, "--remote", server.url, "--token", tk.jobB])

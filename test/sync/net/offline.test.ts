@@ -3,7 +3,8 @@
  * `concord serve` process and `concord sync` processes. The same function times it for bench/.
  */
 import { describe, expect, it } from "vitest"
-import { benchOfflineConvergence } from "../../../src/sync/net/testing.js"
+// the benchmark's own function (bench/lib, over dist/: npm test builds first)
+import { benchOfflineConvergence } from "../../../bench/lib/net-harness.mjs"
 
 describe("offline changes", () => {
   it("1,000 offline changes per peer converge after reconnect", async () => {
