@@ -212,6 +212,10 @@ export function judgeChanges(input: JudgeInput): Judgement {
   } catch (e) {
     return no(`undecodable change (${(e as Error).message})`)
   }
+  // A change whose dependencies the server lacks cannot be applied, so it cannot be judged (an admin's
+  // waits in the Repo's queue until they arrive).
+  const missing = role === "admin" ? [] : A.getMissingDeps(copy, []).filter(h => !missingBefore.has(h))
+  if (missing.length) return no(`changes depend on ${missing.length} change(s) the server does not have (${short(missing[0])}...); sync again`)
   const metas = A.getChangesMetaSince(copy, beforeHeads)
   if (metas.length === 0) return NOTHING // nothing new
   const accepted: Judgement = {
@@ -223,9 +227,6 @@ export function judgeChanges(input: JudgeInput): Judgement {
   if (role === "admin") return accepted
   const who = input.tokenId ? `token ${input.tokenId} (${role})` : `role ${role}`
   if (role === "reader") return no(`${who} is read-only (${metas.length} change(s) refused)`)
-  // A change whose dependencies the server lacks cannot be applied, so it cannot be judged.
-  const missing = A.getMissingDeps(copy, []).filter(h => !missingBefore.has(h))
-  if (missing.length) return no(`changes depend on ${missing.length} change(s) the server does not have (${short(missing[0])}...); sync again`)
   const ref = input.ref
   let v: Refusal | undefined
   if (role === "writer") {
