@@ -150,3 +150,30 @@ export function canPlanTransition(from: PlanStatus, to: PlanStatus): boolean {
 export function canAgentTransition(from: JobStatus, to: JobStatus): boolean {
   return JOB_AGENT_TRANSITIONS[from]?.includes(to) ?? false
 }
+
+function closure<S extends string>(edges: Readonly<Record<S, readonly S[]>>): Map<S, Set<S>> {
+  const out = new Map<S, Set<S>>()
+  for (const from of Object.keys(edges) as S[]) {
+    const seen = new Set<S>()
+    const stack = [...edges[from]]
+    while (stack.length) {
+      const s = stack.pop()!
+      if (seen.has(s)) continue
+      seen.add(s)
+      stack.push(...(edges[s] ?? []))
+    }
+    out.set(from, seen)
+  }
+  return out
+}
+const JOB_REACH = closure(JOB_TRANSITIONS)
+const PLAN_REACH = closure(PLAN_TRANSITIONS)
+
+/** Can a sequence of allowed job transitions lead from `from` to `to` (within one attempt)? */
+export function canJobReach(from: JobStatus, to: JobStatus): boolean {
+  return JOB_REACH.get(from)?.has(to) ?? false
+}
+/** Can a sequence of allowed plan transitions lead from `from` to `to`? */
+export function canPlanReach(from: PlanStatus, to: PlanStatus): boolean {
+  return PLAN_REACH.get(from)?.has(to) ?? false
+}

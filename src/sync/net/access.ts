@@ -34,8 +34,8 @@ import { plain, resolveJobStatus, resolvePlanStatus, str } from "../../doc/resol
 import {
   AGENT_ATTEMPT_FIELDS,
   canAgentTransition,
-  canJobTransition,
-  canPlanTransition,
+  canJobReach,
+  canPlanReach,
   isJobStatus,
   isPlanStatus,
   isReportStatus,
@@ -63,7 +63,7 @@ export type Refusal = { ok: false; reason: string }
 export type Judgement = { ok: true; changes: AcceptedChange[]; created: boolean; doc?: A.Doc<unknown> } | Refusal
 export type Verdict = { ok: true } | Refusal
 const no = (reason: string): Refusal => ({ ok: false, reason })
-const NOTHING: Judgement = { ok: true, changes: [], created: false }
+const NOTHING: Judgement & { ok: true } = { ok: true, changes: [], created: false }
 
 export interface DocRef {
   planId: string
@@ -112,17 +112,26 @@ export class AccessPolicy {
 
   constructor(readonly index: PlanIndex) {}
 
-  /** The newest of the server's copy and what recently accepted messages made of it. */
+  /** The newest of the server's copy and what recently accepted messages made of it (read only). */
   #freshest(docId: string, repo: A.Doc<unknown> | undefined): A.Doc<unknown> | undefined {
     const mine = this.#accepted.get(docId)
     if (!mine) return repo
-    if (!repo) return mine
-    if (A.hasHeads(repo, A.getHeads(mine))) {
-      this.#accepted.delete(docId)
-      return repo
-    }
-    if (A.hasHeads(mine, A.getHeads(repo))) return mine
-    return A.merge(A.clone(mine), A.clone(repo))
+    if (!repo || A.hasHeads(mine, A.getHeads(repo))) return mine
+    if (A.hasHeads(repo, A.getHeads(mine))) return repo
+    return A.merge(A.clone(mine), repo)
+  }
+
+  /**
+   * The document to judge a message against, taken out of the cache: our own copy (changed in place,
+   * no clone) when we have one at least as new as the Repo's, else the Repo's (cloned by the judge).
+   */
+  #base(docId: string, repo: A.Doc<unknown> | undefined): { doc: A.Doc<unknown> | undefined; owned: boolean } {
+    const mine = this.#accepted.get(docId)
+    this.#accepted.delete(docId)
+    if (!mine) return { doc: repo, owned: false }
+    if (!repo || A.hasHeads(mine, A.getHeads(repo))) return { doc: mine, owned: true }
+    if (A.hasHeads(repo, A.getHeads(mine))) return { doc: repo, owned: false }
+    return { doc: A.merge(mine, repo), owned: true }
   }
 
   /** Remember what an accepted message made of a document (see #accepted). */
@@ -168,16 +177,20 @@ export class AccessPolicy {
     if (!readable) return no(`token ${token.id} has no access to this document`)
     const ref = this.index.lookup(docId)
     const job = roleJob(token.role)
-    const doc = this.#freshest(docId, await current(docId))
+    const repoDoc = await current(docId)
+    const repoPlan = job !== undefined && ref?.job !== undefined ? await current(ref.planId) : undefined
+    // no await from here on: the cached copies below are used (and changed) synchronously
+    const known = this.#accepted.has(docId) || !!repoDoc
     // what can be refused before applying anything
-    if (token.role === "writer" && !doc && !ref?.job) return no(`writer tokens cannot create a plan on the server (use an admin token)`)
+    if (token.role === "writer" && !known && !ref?.job) return no(`writer tokens cannot create a plan on the server (use an admin token)`)
     if (job !== undefined) {
       if (!ref) return no(`role ${token.role} cannot create documents`)
       if (ref.job !== undefined && ref.job !== job) return no(`role ${token.role} may not write the report log of job ${ref.job}`)
-      if (ref.job === undefined && !doc) return no(`role ${token.role} cannot create plans`)
+      if (ref.job === undefined && !known) return no(`role ${token.role} cannot create plans`)
     }
-    const plan = job !== undefined && ref?.job !== undefined ? this.#freshest(ref.planId, await current(ref.planId)) : undefined
-    return judgeChanges({ role: token.role, tokenId: token.id, ref, doc, plan, entries })
+    const plan = ref?.job !== undefined && job !== undefined ? this.#freshest(ref.planId, repoPlan) : undefined
+    const { doc, owned } = this.#base(docId, repoDoc)
+    return judgeChanges({ role: token.role, tokenId: token.id, ref, doc, owned, plan, entries })
   }
 }
 
@@ -189,6 +202,8 @@ export interface JudgeInput {
   ref: DocRef | undefined
   /** the server's copy of the document, undefined if it has none */
   doc: A.Doc<unknown> | undefined
+  /** `doc` is the caller's own copy and may be changed in place (else it is cloned first) */
+  owned?: boolean
   /** for a job token writing a report log: the server's copy of the plan */
   plan?: A.Doc<unknown>
   /** the change entries of a sync message (changes, bundles or whole documents, possibly concatenated) */
@@ -208,7 +223,7 @@ export function judgeChanges(input: JudgeInput): Judgement {
   const missingBefore = new Set(doc ? A.getMissingDeps(doc, []) : [])
   let copy: A.Doc<unknown>
   try {
-    copy = A.loadIncremental(doc ? A.clone(doc) : A.init(), concat(entries))
+    copy = A.loadIncremental(doc ? (input.owned ? doc : A.clone(doc)) : A.init(), concat(entries))
   } catch (e) {
     return no(`undecodable change (${(e as Error).message})`)
   }
@@ -217,7 +232,7 @@ export function judgeChanges(input: JudgeInput): Judgement {
   const missing = role === "admin" ? [] : A.getMissingDeps(copy, []).filter(h => !missingBefore.has(h))
   if (missing.length) return no(`changes depend on ${missing.length} change(s) the server does not have (${short(missing[0])}...); sync again`)
   const metas = A.getChangesMetaSince(copy, beforeHeads)
-  if (metas.length === 0) return NOTHING // nothing new
+  if (metas.length === 0) return { ...NOTHING, doc: copy } // nothing new
   const accepted: Judgement = {
     ok: true,
     changes: metas.map(m => ({ hash: m.hash, actor: m.actor, by: parseChangeNote(m.message)?.by ?? null })),
@@ -230,11 +245,13 @@ export function judgeChanges(input: JudgeInput): Judgement {
   const ref = input.ref
   let v: Refusal | undefined
   if (role === "writer") {
-    if (ref?.job === undefined) v = judgeWriterPlan(copy, metas, role)
+    if (ref?.job === undefined) v = judgeWriterPlan(copy, segments(metas), role)
   } else {
     const job = roleJob(role)!
-    if (ref?.job !== undefined) v = judgeJobReports(copy, metas, ref.planId, job, role, !doc, input.plan)
-    else v = judgeJobPlan(copy, metas, job, role, doc)
+    if (ref?.job !== undefined) {
+      const genesis = genesisHash(ref.planId, job)
+      v = judgeJobReports(copy, segments(metas, genesis), ref.planId, job, role, !doc, input.plan)
+    } else v = judgeJobPlan(copy, segments(metas), job, role, doc, beforeHeads)
   }
   return v ?? accepted
 }
@@ -262,7 +279,38 @@ export function checkChangeBytes(entries: Uint8Array[]): string | undefined {
 const short = (h: string | undefined) => (h ?? "?").slice(0, 8)
 type Meta = A.ChangeMetadata
 type Patch = A.Patch
-const where = (m: Meta, p: Patch) => `change ${short(m.hash)} (${p.action} ${p.path.join(".") || "(root)"})`
+
+/**
+ * A run of changes each of which builds on the one before (what one client writes in a row): judged
+ * at once, from the document its writer saw before the first (`from`, the first change's
+ * dependencies) to the document after the last (`to`). Values overwritten inside the run are visible
+ * to nobody, so the run's net effect is what it does.
+ */
+export interface Segment {
+  from: string[]
+  to: string
+  hash: string
+  count: number
+}
+
+/** Split changes (in causal order) into runs; `alone` (a shared genesis change) is always its own. */
+export function segments(metas: Meta[], alone?: string): Segment[] {
+  const out: Segment[] = []
+  let cur: Segment | undefined
+  for (const m of metas) {
+    if (cur && m.hash !== alone && cur.to !== alone && m.deps.length === 1 && m.deps[0] === cur.to) {
+      cur.to = m.hash
+      cur.count++
+    } else {
+      cur = { from: m.deps, to: m.hash, hash: m.hash, count: 1 }
+      out.push(cur)
+    }
+  }
+  return out
+}
+
+const label = (m: Segment) => (m.count > 1 ? `changes ${short(m.hash)}..${short(m.to)}` : `change ${short(m.hash)}`)
+const where = (m: Segment, p: Patch) => `${label(m)} (${p.action} ${p.path.join(".") || "(root)"})`
 
 /** Resolved statuses of a job's attempts ("1" -> status) in a document, or undefined if no such job. */
 function attemptsOf(doc: unknown, job: string): Map<string, JobStatus> | undefined {
@@ -288,16 +336,16 @@ const agentMoves = () =>
     .map(([from, to]) => `${from} -> ${to!.join(" | ")}`)
     .join(", ")
 
-/** The document as a change's writer saw it, and right after the change. */
-function ownViews(copy: A.Doc<unknown>, m: Meta) {
+/** The document as a run's writer saw it, and right after the run. */
+function ownViews(copy: A.Doc<unknown>, m: Segment) {
   let before: A.Doc<unknown> | undefined
   let after: A.Doc<unknown> | undefined
   return {
     get before() {
-      return (before ??= A.view(copy, m.deps))
+      return (before ??= A.view(copy, m.from))
     },
     get after() {
-      return (after ??= A.view(copy, [m.hash]))
+      return (after ??= A.view(copy, [m.to]))
     },
   }
 }
@@ -308,8 +356,15 @@ function ownViews(copy: A.Doc<unknown>, m: Meta) {
  * result: no new attempt, and every attempt whose resolved status changed is the current one, moved
  * along an agent transition.
  */
-export function judgeJobPlan(copy: A.Doc<unknown>, metas: Meta[], job: string, role: string, server: A.Doc<unknown> | undefined): Refusal | undefined {
-  const mergedBefore = attemptsOf(server, job)
+export function judgeJobPlan(
+  copy: A.Doc<unknown>,
+  metas: Segment[],
+  job: string,
+  role: string,
+  server: A.Doc<unknown> | undefined,
+  serverHeads: string[]
+): Refusal | undefined {
+  const mergedBefore = attemptsOf(server ? A.view(copy, serverHeads) : undefined, job)
   const mergedAfter = attemptsOf(copy, job)
   if (!mergedBefore || !mergedAfter) return no(`the plan has no job ${job}`)
   const current = currentOf(mergedAfter)
@@ -317,7 +372,7 @@ export function judgeJobPlan(copy: A.Doc<unknown>, metas: Meta[], job: string, r
   for (const m of metas) {
     const views = ownViews(copy, m)
     let own: Map<string, JobStatus> | undefined
-    for (const p of A.diff(copy, m.deps, [m.hash])) {
+    for (const p of A.diff(copy, m.from, [m.to])) {
       const path = p.path.map(String)
       const at = where(m, p)
       if (path[0] !== "jobs" || path[1] !== job || path.length < 4) return no(`role ${role} may only change jobs.${job} (its current attempt): ${at} is outside`)
@@ -345,11 +400,11 @@ export function judgeJobPlan(copy: A.Doc<unknown>, metas: Meta[], job: string, r
       const after = attemptsOf(views.after, job) ?? new Map()
       for (const [k, to] of after) {
         const from = own.get(k)
-        if (from === undefined) return no(`role ${role} may not create attempts (change ${short(m.hash)} adds attempt ${k} to job ${job})`)
+        if (from === undefined) return no(`role ${role} may not create attempts (${label(m)} adds attempt ${k} to job ${job})`)
         const raw = str(((views.after as { jobs: Record<string, { status: Record<string, unknown> }> }).jobs[job].status ?? {})[k])
-        if (raw !== undefined && !isJobStatus(raw)) return no(`invalid job status ${JSON.stringify(raw)} (change ${short(m.hash)})`)
+        if (raw !== undefined && !isJobStatus(raw)) return no(`invalid job status ${JSON.stringify(raw)} (${label(m)})`)
         if (from !== to && !canAgentTransition(from, to)) {
-          return no(`role ${role} may not move job ${job} attempt ${k} from ${from} to ${to} (an agent may only move ${agentMoves()}) (change ${short(m.hash)})`)
+          return no(`role ${role} may not move job ${job} attempt ${k} from ${from} to ${to} (an agent may only move ${agentMoves()}) (${label(m)})`)
         }
       }
     }
@@ -369,11 +424,11 @@ export function judgeJobPlan(copy: A.Doc<unknown>, metas: Meta[], job: string, r
  * writer in the plan document: each change, in its writer's own view, must respect the state machines
  * for every job it touches and for the plan status.
  */
-export function judgeWriterPlan(copy: A.Doc<unknown>, metas: Meta[], role: string): Refusal | undefined {
+export function judgeWriterPlan(copy: A.Doc<unknown>, metas: Segment[], role: string): Refusal | undefined {
   for (const m of metas) {
     const touched = new Set<string>()
     let planStatus = false
-    const patches = A.diff(copy, m.deps, [m.hash])
+    const patches = A.diff(copy, m.from, [m.to])
     for (const p of patches) {
       const path = p.path.map(String)
       if (path.length === 0) return no(`role ${role} may not replace the document: ${where(m, p)}`)
@@ -388,7 +443,7 @@ export function judgeWriterPlan(copy: A.Doc<unknown>, metas: Meta[], role: strin
     for (const job of touched) {
       const before = attemptsOf(views.before, job)
       const after = attemptsOf(views.after, job)
-      const at = `change ${short(m.hash)}`
+      const at = label(m)
       if (!before) {
         if (after && [...after.values()].some(s => s !== "queued")) return no(`role ${role}: a new job ${job} must start queued (${at})`)
         continue
@@ -402,24 +457,27 @@ export function judgeWriterPlan(copy: A.Doc<unknown>, metas: Meta[], role: strin
       for (const [k, from] of before) {
         const to = after.get(k)
         if (to === undefined) return no(`role ${role} may not delete attempt ${k} of job ${job} (${at})`)
-        if (to !== from && !canJobTransition(from, to)) {
+        if (to !== from && !canJobReach(from, to)) {
           return no(`role ${role} may not move job ${job} attempt ${k} from ${from} to ${to}: the state machine forbids it (${at})`)
         }
       }
+      // new attempts: each only after the one before it ended retryable (a retry, or a skip)
+      let prevNo = last
       for (const [k, to] of after) {
         if (before.has(k)) continue
-        const prev = before.get(String(last))
-        if (Number(k) !== last + 1 || !prev || !JOB_RETRYABLE.has(prev) || (to !== "queued" && to !== "canceled")) {
+        const prev = after.get(String(prevNo))
+        if (Number(k) !== prevNo + 1 || !prev || !JOB_RETRYABLE.has(prev) || !(to === "canceled" || to === "queued" || canJobReach("queued", to))) {
           return no(`role ${role} may not start attempt ${k} of job ${job} as ${to} after ${prev ?? "nothing"}: only a retry or skip of a ${[...JOB_RETRYABLE].join("/")} attempt starts one (${at})`)
         }
+        prevNo = Number(k)
       }
     }
     if (planStatus) {
       const raw = str((views.after as Record<string, unknown>).status)
-      if (!isPlanStatus(raw)) return no(`invalid plan status ${JSON.stringify(raw)} (change ${short(m.hash)})`)
+      if (!isPlanStatus(raw)) return no(`invalid plan status ${JSON.stringify(raw)} (${label(m)})`)
       const from = resolvePlanStatus(views.before).status
       const to = resolvePlanStatus(views.after).status
-      if (from !== to && !canPlanTransition(from, to)) return no(`role ${role} may not move the plan from ${from} to ${to}: the state machine forbids it (change ${short(m.hash)})`)
+      if (from !== to && !canPlanReach(from, to)) return no(`role ${role} may not move the plan from ${from} to ${to}: the state machine forbids it (${label(m)})`)
     }
   }
   return undefined
@@ -455,7 +513,7 @@ function badReport(r: Record<string, unknown>, attempt: number): string | undefi
  */
 export function judgeJobReports(
   copy: A.Doc<unknown>,
-  metas: Meta[],
+  metas: Segment[],
   planId: string,
   job: string,
   role: string,
@@ -468,10 +526,10 @@ export function judgeJobReports(
   if (!current) return no(`the server has no job ${job} in plan ${planId}`)
   for (const m of metas) {
     if (m.hash === genesis) continue
-    if (m.deps.length === 0) return no(`role ${role} may not start a second history in the report log (change ${short(m.hash)})`)
+    if (m.from.length === 0) return no(`role ${role} may not start a second history in the report log (${label(m)})`)
     const views = ownViews(copy, m)
     const inserted = new Set<number>()
-    for (const p of A.diff(copy, m.deps, [m.hash])) {
+    for (const p of A.diff(copy, m.from, [m.to])) {
       const path = p.path
       const at = where(m, p)
       if (path[0] !== "reports" || typeof path[1] !== "number") return no(`role ${role} may only append reports to its log: ${at}`)
@@ -487,7 +545,7 @@ export function judgeJobReports(
     const after = (views.after as { reports?: unknown[] }).reports ?? []
     for (const i of inserted) {
       const bad = badReport(plain<Record<string, unknown>>(after[i]) ?? {}, current)
-      if (bad) return no(`role ${role}: ${bad} (change ${short(m.hash)})`)
+      if (bad) return no(`role ${role}: ${bad} (${label(m)})`)
     }
   }
   return undefined

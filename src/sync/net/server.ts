@@ -223,8 +223,12 @@ export class SyncServer {
     const limited = this.limits.admit(token.id, msg.data?.byteLength ?? 0, now)
     if (limited) return { ok: false, reason: limited }
     const j = await this.policy.judge(token, msg, id => this.currentDoc(id))
-    if (!j.ok || j.changes.length === 0) return j
+    if (!j.ok) return j
     const docId = msg.documentId!
+    if (j.changes.length === 0) {
+      this.policy.noteAccepted(docId, j.doc)
+      return { ok: true, changes: [], created: false }
+    }
     if (j.created) {
       const over = this.limits.canCreate(token.id, docId)
       if (over) return { ok: false, reason: over }

@@ -54,7 +54,7 @@ beforeAll(async () => {
     tk[name] = JSON.parse(r.stdout).token
   }
   server = await startServerProcess(s)
-}, 60_000)
+}, 180_000)
 
 afterAll(async () => {
   await server?.stop("SIGTERM")

@@ -94,5 +94,5 @@ describe("a server with small limits", () => {
     } finally {
       await server.stop("SIGTERM")
     }
-  })
+  }, 300_000)
 })
