@@ -167,13 +167,8 @@ function closure<S extends string>(edges: Readonly<Record<S, readonly S[]>>): Ma
   return out
 }
 const JOB_REACH = closure(JOB_TRANSITIONS)
-const PLAN_REACH = closure(PLAN_TRANSITIONS)
 
 /** Can a sequence of allowed job transitions lead from `from` to `to` (within one attempt)? */
 export function canJobReach(from: JobStatus, to: JobStatus): boolean {
   return JOB_REACH.get(from)?.has(to) ?? false
-}
-/** Can a sequence of allowed plan transitions lead from `from` to `to`? */
-export function canPlanReach(from: PlanStatus, to: PlanStatus): boolean {
-  return PLAN_REACH.get(from)?.has(to) ?? false
 }

@@ -35,7 +35,8 @@ import {
   AGENT_ATTEMPT_FIELDS,
   canAgentTransition,
   canJobReach,
-  canPlanReach,
+  canJobTransition,
+  canPlanTransition,
   isJobStatus,
   isPlanStatus,
   isReportStatus,
@@ -220,6 +221,8 @@ export function judgeChanges(input: JudgeInput): Judgement {
   const damaged = checkChangeBytes(entries)
   if (damaged) return no(`undecodable change (${damaged})`)
   const beforeHeads = doc ? A.getHeads(doc) : []
+  // read before the copy is changed (an owned copy is changed in place)
+  const jobBefore = input.ref?.job === undefined && roleJob(role) !== undefined ? attemptsOf(doc, roleJob(role)!) : undefined
   const missingBefore = new Set(doc ? A.getMissingDeps(doc, []) : [])
   let copy: A.Doc<unknown>
   try {
@@ -251,7 +254,7 @@ export function judgeChanges(input: JudgeInput): Judgement {
     if (ref?.job !== undefined) {
       const genesis = genesisHash(ref.planId, job)
       v = judgeJobReports(copy, segments(metas, genesis), ref.planId, job, role, !doc, input.plan)
-    } else v = judgeJobPlan(copy, segments(metas), job, role, doc, beforeHeads)
+    } else v = judgeJobPlan(copy, segments(metas), job, role, jobBefore)
   }
   return v ?? accepted
 }
@@ -291,7 +294,10 @@ export interface Segment {
   to: string
   hash: string
   count: number
+  metas: Meta[]
 }
+
+const single = (m: Meta): Segment => ({ from: m.deps, to: m.hash, hash: m.hash, count: 1, metas: [m] })
 
 /** Split changes (in causal order) into runs; `alone` (a shared genesis change) is always its own. */
 export function segments(metas: Meta[], alone?: string): Segment[] {
@@ -301,8 +307,9 @@ export function segments(metas: Meta[], alone?: string): Segment[] {
     if (cur && m.hash !== alone && cur.to !== alone && m.deps.length === 1 && m.deps[0] === cur.to) {
       cur.to = m.hash
       cur.count++
+      cur.metas.push(m)
     } else {
-      cur = { from: m.deps, to: m.hash, hash: m.hash, count: 1 }
+      cur = single(m)
       out.push(cur)
     }
   }
@@ -336,16 +343,28 @@ const agentMoves = () =>
     .map(([from, to]) => `${from} -> ${to!.join(" | ")}`)
     .join(", ")
 
-/** The document as a run's writer saw it, and right after the run. */
+/**
+ * The document as a run's writer saw it, and right after the run: `before`/`after` are cheap views for
+ * reading values; `beforeDoc`/`afterDoc` are real documents at those heads, for resolving conflicts
+ * (Automerge 3.5's getConflicts ignores a view's heads).
+ */
 function ownViews(copy: A.Doc<unknown>, m: Segment) {
   let before: A.Doc<unknown> | undefined
   let after: A.Doc<unknown> | undefined
+  let beforeDoc: A.Doc<unknown> | undefined
+  let afterDoc: A.Doc<unknown> | undefined
   return {
     get before() {
       return (before ??= A.view(copy, m.from))
     },
     get after() {
       return (after ??= A.view(copy, [m.to]))
+    },
+    get beforeDoc() {
+      return (beforeDoc ??= A.clone(this.before))
+    },
+    get afterDoc() {
+      return (afterDoc ??= A.clone(this.after))
     },
   }
 }
@@ -361,10 +380,8 @@ export function judgeJobPlan(
   metas: Segment[],
   job: string,
   role: string,
-  server: A.Doc<unknown> | undefined,
-  serverHeads: string[]
+  mergedBefore: Map<string, JobStatus> | undefined
 ): Refusal | undefined {
-  const mergedBefore = attemptsOf(server ? A.view(copy, serverHeads) : undefined, job)
   const mergedAfter = attemptsOf(copy, job)
   if (!mergedBefore || !mergedAfter) return no(`the plan has no job ${job}`)
   const current = currentOf(mergedAfter)
@@ -377,7 +394,7 @@ export function judgeJobPlan(
       const at = where(m, p)
       if (path[0] !== "jobs" || path[1] !== job || path.length < 4) return no(`role ${role} may only change jobs.${job} (its current attempt): ${at} is outside`)
       const [, , kind, k, field] = path
-      own ??= attemptsOf(views.before, job) ?? new Map()
+      own ??= attemptsOf(views.beforeDoc, job) ?? new Map()
       if (!own.has(k)) return no(`role ${role} may not create attempts: ${at}`)
       if (Number(k) !== current || Number(k) !== currentOf(own)) return no(`role ${role} may only change the current attempt (${current}) of job ${job}: ${at}`)
       // a value written as collaborative text arrives as a put of "" and splices into it
@@ -397,7 +414,7 @@ export function judgeJobPlan(
     }
     if (own) {
       // what the change did to the statuses, as its writer saw them
-      const after = attemptsOf(views.after, job) ?? new Map()
+      const after = attemptsOf(views.afterDoc, job) ?? new Map()
       for (const [k, to] of after) {
         const from = own.get(k)
         if (from === undefined) return no(`role ${role} may not create attempts (${label(m)} adds attempt ${k} to job ${job})`)
@@ -439,10 +456,16 @@ export function judgeWriterPlan(copy: A.Doc<unknown>, metas: Segment[], role: st
       if (path[0] === "status") planStatus = true
     }
     if (!touched.size && !planStatus) continue
+    // a run that touches statuses is judged change by change: each step must be allowed
+    if (m.count > 1) {
+      const v = judgeWriterPlan(copy, m.metas.map(single), role)
+      if (v) return v
+      continue
+    }
     const views = ownViews(copy, m)
     for (const job of touched) {
-      const before = attemptsOf(views.before, job)
-      const after = attemptsOf(views.after, job)
+      const before = attemptsOf(views.beforeDoc, job)
+      const after = attemptsOf(views.afterDoc, job)
       const at = label(m)
       if (!before) {
         if (after && [...after.values()].some(s => s !== "queued")) return no(`role ${role}: a new job ${job} must start queued (${at})`)
@@ -457,7 +480,7 @@ export function judgeWriterPlan(copy: A.Doc<unknown>, metas: Segment[], role: st
       for (const [k, from] of before) {
         const to = after.get(k)
         if (to === undefined) return no(`role ${role} may not delete attempt ${k} of job ${job} (${at})`)
-        if (to !== from && !canJobReach(from, to)) {
+        if (to !== from && !canJobTransition(from, to)) {
           return no(`role ${role} may not move job ${job} attempt ${k} from ${from} to ${to}: the state machine forbids it (${at})`)
         }
       }
@@ -475,9 +498,9 @@ export function judgeWriterPlan(copy: A.Doc<unknown>, metas: Segment[], role: st
     if (planStatus) {
       const raw = str((views.after as Record<string, unknown>).status)
       if (!isPlanStatus(raw)) return no(`invalid plan status ${JSON.stringify(raw)} (${label(m)})`)
-      const from = resolvePlanStatus(views.before).status
-      const to = resolvePlanStatus(views.after).status
-      if (from !== to && !canPlanReach(from, to)) return no(`role ${role} may not move the plan from ${from} to ${to}: the state machine forbids it (${label(m)})`)
+      const from = resolvePlanStatus(views.beforeDoc).status
+      const to = resolvePlanStatus(views.afterDoc).status
+      if (from !== to && !canPlanTransition(from, to)) return no(`role ${role} may not move the plan from ${from} to ${to}: the state machine forbids it (${label(m)})`)
     }
   }
   return undefined
