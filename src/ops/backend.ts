@@ -55,6 +55,11 @@ export interface PlanBackend {
    * or machine), with the new document. Runs until `close()`.
    */
   watch(planId: DocId, jobs: string[], onChange: (change: DocChange) => void): { close(): void }
+  /**
+   * The job whose agent this backend writes as (a `job:NAME` token on a sync server, which only lets it
+   * move that job's current attempt along the agent transitions), else null. Absent: null.
+   */
+  agentOf?(): Promise<string | null>
   /** Housekeeping of a local store (archive, remove, prune logs); absent on a remote backend. */
   readonly housekeeping?: Housekeeping
   /** Warnings worth one line in a human view (quarantined data, a rebuilt index, ...). */

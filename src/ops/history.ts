@@ -8,6 +8,8 @@ import { InputError } from "../doc/errors.js"
 import { readPlan } from "../doc/plan.js"
 import { readReports, type ReportsDocument } from "../doc/reports.js"
 import type { PlanBackend } from "./backend.js"
+
+const GENESIS_ACTOR = "00000000000000000000000000000001"
 import { resolvePlan } from "./resolve.js"
 
 export interface HistoryEntry {
@@ -66,9 +68,10 @@ export async function history(backend: PlanBackend, input: HistoryInput): Promis
 /** A report log's changes, each with the report it appended (matched by author and time). */
 function reportEntries(log: ReportsDocument, job: string): HistoryEntry[] {
   const byKey = new Map(readReports(log).map(r => [`${r.by}|${r.at}`, r]))
-  // The shared genesis change of each log (by "concord") is bookkeeping, not an event.
+  // The shared genesis change of each log (its fixed actor, reports.ts) is bookkeeping, not an event.
+  // (Matched by actor, not by the claimed "by": a client could claim "concord" to hide a change.)
   return changeEntries(log, `reports:${job}`)
-    .filter(e => e.by !== "concord")
+    .filter(e => e.actor !== GENESIS_ACTOR)
     .map(e => {
       const r = byKey.get(`${e.by}|${e.at}`)
       if (!r) return e

@@ -42,6 +42,11 @@ export class RemoteBackend implements PlanBackend {
     return this.#plans
   }
 
+  async agentOf(): Promise<string | null> {
+    const role = (await this.#serverPlans()).token.role
+    return role.startsWith("job:") ? role.slice(4) : null
+  }
+
   async listPlans(): Promise<PlanInfo[]> {
     const r = await this.#serverPlans(true)
     return r.plans.map(p => ({ id: p.id, name: p.name, createdAt: p.createdAt, createdBy: p.createdBy })).sort((a, b) => a.createdAt - b.createdAt || a.id.localeCompare(b.id))

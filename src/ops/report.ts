@@ -3,11 +3,12 @@
  * and `completed` / `failed` also move the attempt's status where the state machine allows it.
  * One rule for the CLI, `--remote`, the MCP server and the library.
  */
-import type { WriteContext } from "../doc/actor.js"
+import { actorLabel, type WriteContext } from "../doc/actor.js"
 import { InputError } from "../doc/errors.js"
 import { getJob, readPlan, setJobStatus } from "../doc/plan.js"
 import { validateReport } from "../doc/reports.js"
-import { canJobTransition, type JobStatus, type ReportStatus } from "../doc/states.js"
+import { canAgentTransition, canJobTransition, type JobStatus, type ReportStatus } from "../doc/states.js"
+import { hostName } from "../lib/host.js"
 import type { PlanBackend } from "./backend.js"
 import { resolvePlan } from "./resolve.js"
 
@@ -52,6 +53,15 @@ export async function report(backend: PlanBackend, input: ReportInput, clock: ()
   if (!job.attempts.some(a => a.n === attempt)) {
     throw new InputError(`job "${input.job}" has no attempt ${attempt} (current is ${job.attempt})`)
   }
+  // Writing as the job's own agent (a job:NAME token on a server): the server takes reports and status
+  // moves only for the current attempt, only along the agent transitions (states.ts), and history flags
+  // changes whose claimed author is not that agent.
+  const agent = (await backend.agentOf?.()) === input.job
+  if (agent && attempt !== job.attempt) {
+    throw new InputError(`a job token reports for the current attempt only: job "${input.job}" is at attempt ${job.attempt}, not ${attempt}`)
+  }
+  if (agent) clock = agentClock(clock, input.job, attempt)
+  const allowed = agent ? canAgentTransition : canJobTransition
   await backend.appendReport(plan.id, input.job, { ...checked, attempt }, clock())
 
   let jobStatus = job.attempts.find(a => a.n === attempt)!.status
@@ -61,13 +71,15 @@ export async function report(backend: PlanBackend, input: ReportInput, clock: ()
   if (to === "completed" || to === "failed") {
     const { result } = await backend.updatePlan<{ from: JobStatus; changed: boolean }>(plan.id, doc => {
       const cur = getJob(readPlan(doc), input.job).attempts.find(a => a.n === attempt)!
-      if (cur.status === to || !canJobTransition(cur.status, to)) return { doc, result: { from: cur.status, changed: false } }
+      if (cur.status === to || !allowed(cur.status, to)) return { doc, result: { from: cur.status, changed: false } }
       const fields = to === "failed" ? { attempt, reason: checked.message || "reported failed", failureKind: "reported_failed" } : { attempt }
       return { doc: setJobStatus(doc, input.job, to, fields, clock()), result: { from: cur.status, changed: true } }
     })
     changed = result!.changed
     jobStatus = changed ? to : result!.from
-    if (!changed && jobStatus !== to) note = `report stored, but job "${input.job}" attempt ${attempt} stays ${jobStatus} (cannot go from ${jobStatus} to ${to})`
+    if (!changed && jobStatus !== to) {
+      note = `report stored, but job "${input.job}" attempt ${attempt} stays ${jobStatus} (cannot go from ${jobStatus} to ${to}${agent && canJobTransition(jobStatus, to) ? `: a job token moves its job only from running` : ""})`
+    }
   }
   const pct = checked.progress !== null ? ` ${checked.progress}%` : ""
   const effect = to === "completed" || to === "failed" ? (changed ? `; job ${input.job} #${attempt} is now ${to}` : `; job status unchanged (${jobStatus})`) : ""
@@ -83,5 +95,13 @@ export async function report(backend: PlanBackend, input: ReportInput, clock: ()
     changed,
     note,
     text: `reported ${to}${pct} for ${input.job} #${attempt}${effect}`,
+  }
+}
+
+/** Changes made with a job token claim to be that job's agent (`job:NAME#N@host:pid`) unless they already do. */
+function agentClock(clock: () => WriteContext, job: string, attempt: number): () => WriteContext {
+  return () => {
+    const c = clock()
+    return c.by.startsWith(`job:${job}#`) ? c : { ...c, by: actorLabel({ job, attempt }, hostName(), process.pid) }
   }
 }
