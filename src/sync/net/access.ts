@@ -30,7 +30,7 @@ import * as A from "@automerge/automerge"
 import { reportDocId } from "../../doc/ids.js"
 import { parseChangeNote } from "../../doc/actor.js"
 import { reportsGenesis } from "../../doc/reports.js"
-import { plain, resolveJobStatus, resolvePlanStatus, str } from "../../doc/resolve.js"
+import { plain, str } from "../../doc/resolve.js"
 import {
   AGENT_ATTEMPT_FIELDS,
   canAgentTransition,
@@ -41,8 +41,11 @@ import {
   isPlanStatus,
   isReportStatus,
   JOB_AGENT_TRANSITIONS,
+  JOB_RANK,
   JOB_RETRYABLE,
   type JobStatus,
+  PLAN_CONFLICT_PRIORITY,
+  type PlanStatus,
 } from "../../doc/states.js"
 import { verifyAutomergeBytes } from "../storage/chunk-format.js"
 import { ALL_PLANS, roleJob, type Role, type TokenRecord } from "./tokens.js"
@@ -319,16 +322,45 @@ export function segments(metas: Meta[], alone?: string): Segment[] {
 const label = (m: Segment) => (m.count > 1 ? `changes ${short(m.hash)}..${short(m.to)}` : `change ${short(m.hash)}`)
 const where = (m: Segment, p: Patch) => `${label(m)} (${p.action} ${p.path.join(".") || "(root)"})`
 
-/** Resolved statuses of a job's attempts ("1" -> status) in a document, or undefined if no such job. */
-function attemptsOf(doc: unknown, job: string): Map<string, JobStatus> | undefined {
-  const rec = (doc as { jobs?: Record<string, Record<string, unknown>> } | undefined)?.jobs?.[job]
+/**
+ * The values concurrently present on `obj[key]` at `heads` (now, without heads), strings only. Read
+ * through the backend: Automerge 3.5's getConflicts ignores a view's heads.
+ */
+function stringsAt(doc: A.Doc<unknown>, obj: string, key: string, heads?: string[]): string[] {
+  const be = A.getBackend(doc)
+  const out: string[] = []
+  for (const v of be.getAll(obj, key, heads)) {
+    if (v[0] === "str" && typeof v[1] === "string") out.push(v[1])
+    else if (v[0] === "text") out.push(be.text(v[1] as string, heads))
+  }
+  return out
+}
+
+/** A job status resolved as readers resolve it (resolve.ts): the highest rank among concurrent values. */
+function resolveStatus(values: string[]): JobStatus {
+  const ok = values.filter(isJobStatus)
+  return ok.length ? ok.reduce((a, b) => (JOB_RANK[b] > JOB_RANK[a] ? b : a)) : "queued"
+}
+
+/** Resolved statuses of a job's attempts ("1" -> status) at `heads` (now, without), or undefined if no such job. */
+function attemptsOf(doc: A.Doc<unknown> | undefined, job: string, heads?: string[]): Map<string, JobStatus> | undefined {
+  if (!doc) return undefined
+  const v = (heads ? A.view(doc, heads) : doc) as { jobs?: Record<string, Record<string, unknown>> }
+  const rec = v.jobs?.[job]
   if (!rec || typeof rec !== "object") return undefined
-  const status = rec.status && typeof rec.status === "object" ? rec.status : {}
+  const status = rec.status && typeof rec.status === "object" ? (rec.status as object) : {}
   const attempts = rec.attempts && typeof rec.attempts === "object" ? rec.attempts : {}
+  const obj = rec.status && typeof rec.status === "object" ? A.getObjectId(rec.status as A.Doc<unknown>) : null
   const keys = new Set([...Object.keys(status), ...Object.keys(attempts)])
   const out = new Map<string, JobStatus>()
-  for (const k of [...keys].sort((a, b) => Number(a) - Number(b))) out.set(k, resolveJobStatus(status, k).status)
+  for (const k of [...keys].sort((a, b) => Number(a) - Number(b))) out.set(k, resolveStatus(obj ? stringsAt(doc, obj, k, heads) : []))
   return out
+}
+
+/** The plan status at `heads`, resolved as readers do (PLAN_CONFLICT_PRIORITY). */
+function planStatusAt(doc: A.Doc<unknown>, heads: string[]): PlanStatus {
+  const ok = stringsAt(doc, "_root", "status", heads).filter(isPlanStatus)
+  return ok.length ? ok.reduce((a, b) => (PLAN_CONFLICT_PRIORITY[b] > PLAN_CONFLICT_PRIORITY[a] ? b : a)) : "pending"
 }
 
 const currentOf = (attempts: Map<string, JobStatus> | undefined) => (attempts && attempts.size ? Math.max(...[...attempts.keys()].map(Number)) : 0)
@@ -343,28 +375,16 @@ const agentMoves = () =>
     .map(([from, to]) => `${from} -> ${to!.join(" | ")}`)
     .join(", ")
 
-/**
- * The document as a run's writer saw it, and right after the run: `before`/`after` are cheap views for
- * reading values; `beforeDoc`/`afterDoc` are real documents at those heads, for resolving conflicts
- * (Automerge 3.5's getConflicts ignores a view's heads).
- */
+/** The document as a run's writer saw it, and right after the run (views: cheap, read only). */
 function ownViews(copy: A.Doc<unknown>, m: Segment) {
   let before: A.Doc<unknown> | undefined
   let after: A.Doc<unknown> | undefined
-  let beforeDoc: A.Doc<unknown> | undefined
-  let afterDoc: A.Doc<unknown> | undefined
   return {
     get before() {
       return (before ??= A.view(copy, m.from))
     },
     get after() {
       return (after ??= A.view(copy, [m.to]))
-    },
-    get beforeDoc() {
-      return (beforeDoc ??= A.clone(this.before))
-    },
-    get afterDoc() {
-      return (afterDoc ??= A.clone(this.after))
     },
   }
 }
@@ -394,7 +414,7 @@ export function judgeJobPlan(
       const at = where(m, p)
       if (path[0] !== "jobs" || path[1] !== job || path.length < 4) return no(`role ${role} may only change jobs.${job} (its current attempt): ${at} is outside`)
       const [, , kind, k, field] = path
-      own ??= attemptsOf(views.beforeDoc, job) ?? new Map()
+      own ??= attemptsOf(copy, job, m.from) ?? new Map()
       if (!own.has(k)) return no(`role ${role} may not create attempts: ${at}`)
       if (Number(k) !== current || Number(k) !== currentOf(own)) return no(`role ${role} may only change the current attempt (${current}) of job ${job}: ${at}`)
       // a value written as collaborative text arrives as a put of "" and splices into it
@@ -414,7 +434,7 @@ export function judgeJobPlan(
     }
     if (own) {
       // what the change did to the statuses, as its writer saw them
-      const after = attemptsOf(views.afterDoc, job) ?? new Map()
+      const after = attemptsOf(copy, job, [m.to]) ?? new Map()
       for (const [k, to] of after) {
         const from = own.get(k)
         if (from === undefined) return no(`role ${role} may not create attempts (${label(m)} adds attempt ${k} to job ${job})`)
@@ -451,7 +471,8 @@ export function judgeWriterPlan(copy: A.Doc<unknown>, metas: Segment[], role: st
       if (path.length === 0) return no(`role ${role} may not replace the document: ${where(m, p)}`)
       if (path[0] === "jobs") {
         if (path.length === 1) return no(`role ${role} may not replace the jobs map: ${where(m, p)}`)
-        touched.add(path[1])
+        // what can change a job's statuses or attempts (not facts like heartbeats)
+        if (path.length <= 3 || path[2] === "status" || (path[2] === "attempts" && path.length === 4)) touched.add(path[1])
       }
       if (path[0] === "status") planStatus = true
     }
@@ -464,8 +485,8 @@ export function judgeWriterPlan(copy: A.Doc<unknown>, metas: Segment[], role: st
     }
     const views = ownViews(copy, m)
     for (const job of touched) {
-      const before = attemptsOf(views.beforeDoc, job)
-      const after = attemptsOf(views.afterDoc, job)
+      const before = attemptsOf(copy, job, m.from)
+      const after = attemptsOf(copy, job, [m.to])
       const at = label(m)
       if (!before) {
         if (after && [...after.values()].some(s => s !== "queued")) return no(`role ${role}: a new job ${job} must start queued (${at})`)
@@ -498,8 +519,8 @@ export function judgeWriterPlan(copy: A.Doc<unknown>, metas: Segment[], role: st
     if (planStatus) {
       const raw = str((views.after as Record<string, unknown>).status)
       if (!isPlanStatus(raw)) return no(`invalid plan status ${JSON.stringify(raw)} (${label(m)})`)
-      const from = resolvePlanStatus(views.beforeDoc).status
-      const to = resolvePlanStatus(views.afterDoc).status
+      const from = planStatusAt(copy, m.from)
+      const to = planStatusAt(copy, [m.to])
       if (from !== to && !canPlanTransition(from, to)) return no(`role ${role} may not move the plan from ${from} to ${to}: the state machine forbids it (${label(m)})`)
     }
   }
