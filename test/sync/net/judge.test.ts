@@ -67,7 +67,17 @@ function stock(token: string) {
   const repo = new Repo({ network: [adapter], peerId: `stock-${randomBytes(4).toString("hex")}` as PeerId })
   return {
     repo,
-    find: <T>(id: string) => repo.find<T>(id as DocumentId),
+    /** A stock Repo gives up on a document after ~1 s without an answer: ask again on a loaded machine. */
+    async find<T>(id: string): Promise<DocHandle<T>> {
+      for (let i = 0; ; i++) {
+        try {
+          return await repo.find<T>(id as DocumentId)
+        } catch (e) {
+          if (i >= 20 || !/unavailable/.test((e as Error).message)) throw e
+          await new Promise(r => setTimeout(r, 500))
+        }
+      }
+    },
     async close() {
       try {
         await repo.shutdown() // disconnects the adapter
