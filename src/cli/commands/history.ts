@@ -2,7 +2,7 @@
 import type { Command } from "commander"
 import { followHistory, history, type HistoryEntry, type HistoryInput } from "../../ops/history.js"
 import { type GlobalOptions, openBackend, type RemoteOptions } from "../context.js"
-import { out, printJson, table } from "../output.js"
+import { out, printJson, printJsonLine, table } from "../output.js"
 import { parseTime, parseWholeNumber } from "../parse.js"
 import { waitForStopSignal } from "../signals.js"
 
@@ -46,7 +46,7 @@ export function registerHistory(program: Command, globals: () => GlobalOptions):
             backend,
             input,
             entries => {
-              if (opts.json) for (const e of entries) out(JSON.stringify(e))
+              if (opts.json) for (const e of entries) printJsonLine(e)
               else rows(entries, header)
               header = false
             },
@@ -64,5 +64,5 @@ export function registerHistory(program: Command, globals: () => GlobalOptions):
 function rows(entries: HistoryEntry[], header: boolean): void {
   const body = entries.map(e => [new Date(e.at).toISOString(), e.by, e.did])
   const lines = table(header ? [["TIME", "ACTOR", "CHANGE"], ...body] : body)
-  for (const l of lines) out(l)
+  out(lines)
 }
