@@ -92,7 +92,7 @@ describe("escapes in human output", () => {
     } finally {
       cleanup(d)
     }
-  })
+  }, 240_000) // a whole `concord run` on a loaded 2-core machine
 
   it("an error message sent by a server is neutralised", async () => {
     const server = http.createServer((_req, res) => {
