@@ -69,7 +69,7 @@ function sh(cmd, cmdArgs) {
 
 async function pkgVersion(name) {
   try {
-    return JSON.parse(await fsp.readFile(path.join(ROOT, "node_modules", name, "package.json"), "utf8")).version
+    return JSON.parse(await fsp.readFile(path.join(name.startsWith("@automerge/") ? ROOT : HERE, "node_modules", name, "package.json"), "utf8")).version
   } catch {
     return null
   }

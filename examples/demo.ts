@@ -45,6 +45,7 @@ const counts = status.counts as Record<string, number>
 const ok = run.code === 3 && status.checkpoint === "on_error" && counts.failed === 1 && counts.completed === 3
 say()
 say(ok ? "As expected: 1 failed, 3 completed, plan paused at on_error. No update was lost." : "Unexpected outcome: see the status above.")
-say(`Inspect:  node bin/concord.js status ${id}   |   node bin/concord.js history ${id}`)
-say(`Retry:    node bin/concord.js approve ${id} --retry lint && node bin/concord.js run ${id}`)
+say(`Inspect:  concord status ${id}   |   concord history ${id}`)
+say(`Retry:    concord approve ${id} --retry lint && concord run ${id}`)
+say("(concord is bin/concord.js: put it on your PATH with  npm run build && npm link  , see README)")
 process.exit(ok ? 0 : 1)

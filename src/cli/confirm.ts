@@ -1,6 +1,7 @@
 /** Asking before a dangerous default: on a terminal a y/N question, elsewhere `--yes` is required. */
 import { createInterface } from "node:readline/promises"
 import { InputError } from "../doc/errors.js"
+import { neutralize } from "./output.js"
 
 export async function confirm(question: string, opts: { yes?: boolean; flagHint: string }): Promise<void> {
   if (opts.yes) return
@@ -9,7 +10,7 @@ export async function confirm(question: string, opts: { yes?: boolean; flagHint:
   }
   const rl = createInterface({ input: process.stdin, output: process.stderr })
   try {
-    const answer = (await rl.question(`${question} [y/N] `)).trim().toLowerCase()
+    const answer = (await rl.question(`${neutralize(question, { multiline: false })} [y/N] `)).trim().toLowerCase()
     if (answer !== "y" && answer !== "yes") throw new InputError("not confirmed: nothing was changed", "not_confirmed")
   } finally {
     rl.close()

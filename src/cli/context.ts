@@ -6,6 +6,7 @@ import type { PlanBackend } from "../ops/backend.js"
 import { LocalBackend } from "../ops/local.js"
 import { PlanStore } from "../sync/store/PlanStore.js"
 import { locateStore } from "../sync/store/locate.js"
+import { say } from "./output.js"
 
 export { hostName }
 
@@ -32,7 +33,7 @@ export async function openBackend(globals: GlobalOptions, flags: RemoteOptions =
     const { remoteTarget } = await import("./remote.js")
     const { RemoteBackend } = await import("../ops/remote.js")
     const target = (await remoteTarget(flags))!
-    const log = (l: string) => (l.startsWith("debug:") ? undefined : process.stderr.write(`concord: ${l}\n`))
+    const log = (l: string) => (l.startsWith("debug:") ? undefined : say(l))
     return RemoteBackend.open(target, { log: opts.watch ? log : undefined, retry: opts.retry ?? true })
   }
   return new LocalBackend(openStore(globals))

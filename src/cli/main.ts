@@ -1,7 +1,11 @@
 /**
- * `concord` (also `mc`): a thin front end over src/doc, src/orchestrator and src/sync.
+ * `concord`: a thin front end over src/doc, src/orchestrator and src/sync.
  * Exit codes: 0 ok, 2 usage or validation error, 1 other failure (3: `run` paused at a checkpoint).
+ * Usage errors (unknown option or command, missing argument) are one line with a hint, never the help.
  */
+import { existsSync, readFileSync } from "node:fs"
+import path from "node:path"
+import { fileURLToPath } from "node:url"
 import { Command, CommanderError } from "commander"
 import { registerControl } from "./commands/control.js"
 import { registerHistory } from "./commands/history.js"
@@ -10,14 +14,50 @@ import { registerReport } from "./commands/report.js"
 import { registerStatus } from "./commands/status.js"
 import { registerSync } from "./commands/sync.js"
 import type { GlobalOptions } from "./context.js"
+import { neutralize, say } from "./output.js"
+
+/** The version in the package.json above this module (compiled or bundled, it lives under dist/). */
+export function packageVersion(): string {
+  let dir = path.dirname(fileURLToPath(import.meta.url))
+  for (;;) {
+    const file = path.join(dir, "package.json")
+    if (existsSync(file)) {
+      const pkg = JSON.parse(readFileSync(file, "utf8")) as { version?: string; bin?: Record<string, string> }
+      if (pkg.bin?.concord) return pkg.version ?? "unknown"
+    }
+    const parent = path.dirname(dir)
+    if (parent === dir) return "unknown"
+    dir = parent
+  }
+}
+
+/** `concord plan create`: the words that run `cmd`. */
+function commandPath(cmd: Command): string {
+  const names: string[] = []
+  for (let c: Command | null = cmd; c; c = c.parent) names.unshift(c.name())
+  return names.join(" ")
+}
+
+/**
+ * Commander's usage error as one line: "unknown option '--jsno' (did you mean --json?); see
+ * concord status --help". Whatever the user typed is neutralised before it is echoed.
+ */
+export function usageLine(commanderMessage: string, cmd: Command): string {
+  const text = commanderMessage
+    .trim()
+    .replace(/^error: /, "")
+    .replace(/\s*\n\(Did you mean (.*)\?\)$/s, " (did you mean $1?)")
+    .replace(/\s*\n\s*/g, " ")
+  return `${neutralize(text, { multiline: false })}; see ${commandPath(cmd)} --help`
+}
 
 export function buildProgram(): Command {
   const program = new Command()
   program
     .name("concord")
     .description("Plan state for fleets of AI coding agents: concurrent updates merge instead of getting lost.")
+    .version(packageVersion(), "-V, --version", "print concord's version")
     .option("--store <dir>", "store directory (default $CONCORD_STORE, else the nearest .concord/, else ./.concord)")
-    .showHelpAfterError()
     .exitOverride()
     .configureOutput({ writeErr: s => process.stderr.write(s) })
   const globals = () => program.opts<GlobalOptions>()
@@ -27,10 +67,12 @@ export function buildProgram(): Command {
   registerHistory(program, globals)
   registerControl(program, globals)
   registerSync(program, globals)
-  for (const c of program.commands) {
+  const configure = (c: Command) => {
     c.exitOverride()
-    for (const sub of c.commands) sub.exitOverride()
+    c.configureOutput({ outputError: str => say(usageLine(str, c)) })
+    c.commands.forEach(configure)
   }
+  configure(program)
   return program
 }
 
@@ -50,7 +92,7 @@ export function reportError(e: unknown): number {
     return 2
   }
   const err = e as Error & { exitCode?: number; code?: string }
-  process.stderr.write(`concord: ${err?.message ?? String(e)}\n`)
+  say(err?.message ?? String(e))
   if (typeof err?.exitCode === "number") return err.exitCode
   return 1
 }

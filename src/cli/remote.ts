@@ -5,6 +5,7 @@ import { pick } from "../ops/resolve.js"
 import type { PlanStore } from "../sync/store/PlanStore.js"
 import { type RemoteTarget, ServerApi } from "../sync/net/client.js"
 import { type Mirror, openMirror } from "../sync/net/mirror.js"
+import { say } from "./output.js"
 
 export interface RemoteFlags {
   remote?: string
@@ -40,5 +41,5 @@ export async function openRemoteRun(store: PlanStore, flags: RemoteFlags, planRe
   const plans = [...remote.plans].sort((a, b) => a.createdAt - b.createdAt || a.id.localeCompare(b.id))
   const hit = pick(plans, planRef, where)
   if (!hit) throw new NotFoundError(planRef ? `no plan "${planRef}" among ${where.where}` : `the server has no plan this token (${remote.token.id}) can see`)
-  return openMirror(store, target, hit.id, l => (l.startsWith("debug:") ? undefined : process.stderr.write(`concord: ${l}\n`)))
+  return openMirror(store, target, hit.id, l => (l.startsWith("debug:") ? undefined : say(l)))
 }

@@ -1,9 +1,7 @@
 /** Human rendering of a plan summary: header, one table row per job, counts, and what to do next. */
 import path from "node:path"
 import { type NextStep, nextSteps as stepsAt, type PlanSummary } from "../doc/summary.js"
-import { ago, duration, table, truncate } from "./output.js"
-
-const color = (code: number, s: string, on: boolean) => (on ? `\x1b[${code}m${s}\x1b[0m` : s)
+import { ago, concat, duration, paint, richOutput, type Styled, table, type Text, truncate } from "./output.js"
 
 const STATUS_COLOR: Record<string, number> = {
   completed: 32,
@@ -18,10 +16,12 @@ const STATUS_COLOR: Record<string, number> = {
   waiting_deps: 90,
 }
 
-export function progressBar(p: number | null, width = 10): string {
+/** A progress bar: Unicode blocks on a rich terminal, ASCII (`####......`) elsewhere. */
+export function progressBar(p: number | null, width = 10, unicode = richOutput()): string {
   if (p === null) return " ".repeat(width + 5)
   const filled = Math.round((p / 100) * width)
-  return `${"█".repeat(filled)}${"░".repeat(width - filled)} ${String(Math.round(p)).padStart(3)}%`
+  const [on, off] = unicode ? ["█", "░"] : ["#", "."]
+  return `${on.repeat(filled)}${off.repeat(width - filled)} ${String(Math.round(p)).padStart(3)}%`
 }
 
 export function checkpointLine(s: PlanSummary): string | null {
@@ -35,17 +35,21 @@ export function checkpointLine(s: PlanSummary): string | null {
   return `checkpoint ${s.checkpoint}${why.length ? `: ${why.join(", ")}` : ""}`
 }
 
-export function renderStatus(s: PlanSummary, opts: { color?: boolean; now?: number; storeDir?: string } = {}): string[] {
-  const on = opts.color ?? false
+/**
+ * The status view as lines of human text (written with `out`, which neutralises what a plan or report
+ * carries). `rich` (default: `richOutput()`) chooses Unicode progress bars; colour is decided by `out`.
+ */
+export function renderStatus(s: PlanSummary, opts: { rich?: boolean; now?: number; storeDir?: string } = {}): Text[] {
+  const rich = opts.rich ?? richOutput()
   const now = opts.now ?? Date.now()
-  const lines: string[] = []
+  const lines: Text[] = []
   lines.push(`Plan ${s.name}  (${s.id})`)
   const cp = checkpointLine(s)
-  lines.push(`  ${s.mode} · ${color(STATUS_COLOR[s.status] ?? 0, s.status, on)}${cp ? ` at ${cp}` : ""}${s.completedAt ? ` · completed ${ago(s.completedAt, now)}` : ""}`)
+  lines.push(concat(`  ${s.mode} · `, paint(STATUS_COLOR[s.status] ?? 0, s.status), `${cp ? ` at ${cp}` : ""}${s.completedAt ? ` · completed ${ago(s.completedAt, now)}` : ""}`))
   if (s.approvedBy) lines.push(`  approved by ${s.approvedBy}; the orchestrator resumes the plan when it runs`)
   if (s.lease) lines.push(`  run by ${s.lease.holder}`)
   lines.push("")
-  const rows = [["JOB", "STATUS", "ATT", "PROGRESS", "TIME", "LAST REPORT"]]
+  const rows: Text[][] = [["JOB", "STATUS", "ATT", "PROGRESS", "TIME", "LAST REPORT"]]
   for (const j of s.jobs) {
     const flags = [j.skipped ? "skipped" : "", j.stale ? "stale" : ""].filter(Boolean)
     const st = `${j.status}${flags.length ? ` (${flags.join(", ")})` : ""}`
@@ -54,14 +58,14 @@ export function renderStatus(s: PlanSummary, opts: { color?: boolean; now?: numb
       : ""
     rows.push([
       j.name,
-      color(STATUS_COLOR[j.status] ?? 0, st, on),
+      paint(STATUS_COLOR[j.status] ?? 0, st),
       String(j.attempt),
-      progressBar(j.progress),
+      progressBar(j.progress, 10, rich),
       j.durationMs !== null ? duration(j.durationMs) : "",
       last,
     ])
   }
-  lines.push(...table(rows).map(l => `  ${l}`))
+  lines.push(...table(rows).map((l: Styled) => concat("  ", l)))
   const details = s.jobs.filter(j => j.error || j.exitCode !== null || j.note || j.log)
   if (details.length) {
     lines.push("")

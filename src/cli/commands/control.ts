@@ -15,7 +15,7 @@ import { runPlan } from "../../orchestrator/runner.js"
 import { stopJobProcess } from "../../orchestrator/supervisor.js"
 import type { PlanStore } from "../../sync/store/PlanStore.js"
 import { clock, type GlobalOptions, openBackend, openStore, type RemoteOptions } from "../context.js"
-import { out, printJson } from "../output.js"
+import { out, printJson, redraw, type Text } from "../output.js"
 import { nextSteps, renderStatus } from "../render.js"
 
 /**
@@ -40,8 +40,8 @@ function liveView(store: PlanStore, id: string) {
   const draw = async () => {
     const view = readPlan(await store.loadPlan(id))
     const reports = await store.loadReportDigests(id, view.jobs.map(j => j.name))
-    const lines = renderStatus(summarize(id, view, reports, Date.now()), { color: true, storeDir: store.dir })
-    process.stdout.write("\x1b[2J\x1b[H" + lines.join("\n") + "\n\n" + events.slice(-10).join("\n") + "\n")
+    const lines: Text[] = renderStatus(summarize(id, view, reports, Date.now()), { storeDir: store.dir })
+    redraw([...lines, "", ...events.slice(-10)])
   }
   const refresh = () => {
     if (queued) return
@@ -58,7 +58,7 @@ function liveView(store: PlanStore, id: string) {
     async close() {
       clearInterval(timer)
       await drawing
-      process.stdout.write("\x1b[2J\x1b[H" + events.join("\n") + "\n")
+      redraw(events)
     },
   }
 }
@@ -101,7 +101,7 @@ export function registerControl(program: Command, globals: () => GlobalOptions):
       const reports = await store.loadReportDigests(entry.id, view.jobs.map(j => j.name))
       const summary = summarize(entry.id, view, reports, Date.now())
       out("")
-      out(renderStatus(summary, { color: process.stdout.isTTY === true, storeDir: store.dir }).join("\n"))
+      out(renderStatus(summary, { storeDir: store.dir }))
       const ref = planRef ?? entry.id
       const steps = nextSteps(summary, ref)
       if (result.code === 130) {

@@ -3,7 +3,7 @@ import type { Command } from "commander"
 import { followHistory, history, type HistoryEntry, type HistoryInput } from "../../ops/history.js"
 import { type AuditRecord, claimFitsRole, readAudit } from "../../sync/net/audit.js"
 import { type GlobalOptions, openBackend, type RemoteOptions } from "../context.js"
-import { out, printJson, table } from "../output.js"
+import { out, printJson, printJsonLine, table } from "../output.js"
 import { parseTime, parseWholeNumber } from "../parse.js"
 import { waitForStopSignal } from "../signals.js"
 
@@ -53,7 +53,7 @@ export function registerHistory(program: Command, globals: () => GlobalOptions):
             backend,
             input,
             entries => {
-              if (opts.json) for (const e of entries) out(JSON.stringify(e))
+              if (opts.json) for (const e of entries) printJsonLine(e)
               else rows(entries, header, false)
               header = false
             },
@@ -90,18 +90,13 @@ function verify(e: HistoryEntry, audit: Map<string, AuditRecord>): Verified {
   return out
 }
 
-/** Control characters (terminal escapes) in stored text are shown escaped, never raw. */
-// eslint-disable-next-line no-control-regex
-const visible = (s: string) => s.replace(/[\u0000-\u001f\u007f-\u009f]/g, ch => `\\x${ch.charCodeAt(0).toString(16).padStart(2, "0")}`)
-
 function rows(entries: Verified[], header: boolean, audited: boolean): void {
   const body = entries.map(e => {
-    const row = [new Date(e.at).toISOString(), visible(e.by)]
-    if (audited) row.push(e.verified ? `verified: token ${visible(e.verified.label ?? e.verified.token)}` : "local (no token)")
-    row.push(visible(e.flag ? `${e.did}  !! ${e.flag}` : e.did))
+    const row = [new Date(e.at).toISOString(), e.by]
+    if (audited) row.push(e.verified ? `verified: token ${e.verified.label ?? e.verified.token}` : "local (no token)")
+    row.push(e.flag ? `${e.did}  !! ${e.flag}` : e.did)
     return row
   })
   const head = audited ? ["TIME", "ACTOR", "DELIVERED BY", "CHANGE"] : ["TIME", "ACTOR", "CHANGE"]
-  const lines = table(header ? [head, ...body] : body)
-  for (const l of lines) out(l)
+  out(table(header ? [head, ...body] : body))
 }

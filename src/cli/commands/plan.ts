@@ -6,7 +6,7 @@ import { archivePlan, createPlan, listPlans, removePlan } from "../../ops/plans.
 import { resolvePlan } from "../../ops/resolve.js"
 import { confirm } from "../confirm.js"
 import { clock, type GlobalOptions, openBackend } from "../context.js"
-import { ago, out, printJson, table } from "../output.js"
+import { ago, out, printJson, say, table } from "../output.js"
 
 export function registerPlan(program: Command, globals: () => GlobalOptions): void {
   const plan = program.command("plan").description("create and list plans")
@@ -30,7 +30,7 @@ export function registerPlan(program: Command, globals: () => GlobalOptions): vo
       try {
         const r = await createPlan(backend, spec, path.dirname(path.resolve(file)), clock())
         if (r.sameName.length) {
-          process.stderr.write(`concord: warning: ${r.sameName.length} other plan${r.sameName.length === 1 ? " is" : "s are"} named "${r.name}" (${r.sameName.join(", ")}); refer to this one by its id\n`)
+          say(`warning: ${r.sameName.length} other plan${r.sameName.length === 1 ? " is" : "s are"} named "${r.name}" (${r.sameName.join(", ")}); refer to this one by its id`)
         }
         if (opts.json) printJson({ id: r.id, url: r.url })
         else out(r.id)
@@ -57,7 +57,7 @@ export function registerPlan(program: Command, globals: () => GlobalOptions): vo
       const backend = await openBackend(globals())
       try {
         const { plans: rows, warnings } = await listPlans(backend, { all: opts.all })
-        for (const w of warnings) process.stderr.write(`concord: warning: ${w}\n`)
+        for (const w of warnings) say(`warning: ${w}`)
         if (opts.json) return printJson(rows)
         if (rows.length === 0) return out(`no plans in ${backend.where.replace(/^store /, "")}`)
         const now = Date.now()

@@ -3,7 +3,7 @@ import type { Command } from "commander"
 import { InputError } from "../../doc/errors.js"
 import { report } from "../../ops/report.js"
 import { clock, type GlobalOptions, openBackend, type RemoteOptions } from "../context.js"
-import { out, printJson } from "../output.js"
+import { out, printJson, say } from "../output.js"
 import { parseWholeNumber, parseDecimal } from "../parse.js"
 
 interface ReportOptions extends RemoteOptions {
@@ -37,7 +37,7 @@ export function registerReport(program: Command, globals: () => GlobalOptions): 
       try {
         const r = await report(backend, { planRef: opts.plan ?? process.env.CONCORD_PLAN, job, attempt, status, message, progress }, clock())
         if (opts.json) return printJson(r)
-        if (r.note) process.stderr.write(`concord: note: ${r.note}\n`)
+        if (r.note) say(`note: ${r.note}`)
         out(opts.remote ? `${r.text} (on ${backend.where.replace(/^server /, "")})` : r.text)
       } finally {
         await backend.close()

@@ -8,7 +8,7 @@ import { resolvePlan } from "../../ops/resolve.js"
 import { status, type StatusResult, watchStatus } from "../../ops/status.js"
 import { waitForStopSignal } from "../signals.js"
 import { type GlobalOptions, openBackend, type RemoteOptions } from "../context.js"
-import { out, printJson } from "../output.js"
+import { out, printJson, printJsonLine, redraw as redrawScreen, say } from "../output.js"
 import { nextStepCommands, renderStatus } from "../render.js"
 
 interface StatusOptions extends RemoteOptions {
@@ -46,7 +46,7 @@ export function registerStatus(program: Command, globals: () => GlobalOptions): 
               show(s, opts, planRef, true)
               const end = opts.exitStatus ? outcome(s.summary) : null
               if (end && !ac.signal.aborted) {
-                process.stderr.write(`concord: ${end.why}\n`)
+                say(end.why)
                 process.exitCode = end.code
                 ac.abort()
               }
@@ -66,14 +66,12 @@ export function registerStatus(program: Command, globals: () => GlobalOptions): 
 function show(s: StatusResult, opts: StatusOptions, planRef: string | undefined, redraw = false) {
   if (opts.json) {
     const v = { ...s.summary, store: s.storeDir, warnings: s.warnings }
-    return opts.watch ? out(JSON.stringify(v)) : printJson(v)
+    return opts.watch ? printJsonLine(v) : printJson(v)
   }
-  const tty = process.stdout.isTTY === true
-  const lines = renderStatus(s.summary, { color: tty, storeDir: s.storeDir ?? "" })
+  const lines = renderStatus(s.summary, { storeDir: s.storeDir ?? "" })
   const steps = nextStepCommands(s.next, planRef ?? s.summary.id)
   if (steps.length) lines.push("", ...steps.map(l => `  ${l}`))
   for (const w of s.warnings) lines.push(`  warning: ${w}`)
-  if (redraw && tty) process.stdout.write("\x1b[2J\x1b[H")
-  else if (redraw) out("---")
-  out(lines.join("\n"))
+  if (redraw) redrawScreen(lines)
+  else out(lines)
 }

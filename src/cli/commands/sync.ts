@@ -7,7 +7,7 @@ import type { Command } from "commander"
 import { InputError } from "../../doc/errors.js"
 import { locateStore } from "../../sync/store/locate.js"
 import { type GlobalOptions, openStore } from "../context.js"
-import { out, printJson, table } from "../output.js"
+import { neutralize, out, printJson, table } from "../output.js"
 
 const collect = (v: string, prev: string[]) => [...prev, v]
 
@@ -20,7 +20,7 @@ function intOption(flag: string, v: string | undefined, min: number, max: number
 
 function stamp(line: string): void {
   try {
-    process.stderr.write(`${new Date().toISOString()} ${line}\n`)
+    process.stderr.write(`${new Date().toISOString()} ${neutralize(line)}\n`)
   } catch {
     // stderr gone
   }
@@ -199,7 +199,7 @@ export function registerSync(program: Command, globals: () => GlobalOptions): vo
       const { secret, record } = await addToken(file, { plans: opts.plan, role: opts.role, label: opts.label })
       if (opts.json) return printJson({ id: record.id, token: secret, role: record.role, plans: record.plans, file })
       out(secret)
-      process.stderr.write(`token ${record.id}: ${record.role} on ${record.plans.join(", ")} (stored hashed in ${file}; the secret above is not shown again)\n`)
+      process.stderr.write(neutralize(`token ${record.id}: ${record.role} on ${record.plans.join(", ")} (stored hashed in ${file}; the secret above is not shown again)`) + "\n")
     })
   token
     .command("list")

@@ -15,7 +15,7 @@ export function packageRoot(): string {
     const pkg = path.join(dir, "package.json")
     if (existsSync(pkg)) {
       try {
-        if (JSON.parse(readFileSync(pkg, "utf8")).name === "concord") return dir
+        if (JSON.parse(readFileSync(pkg, "utf8")).bin?.concord) return dir // the package that ships the concord command
       } catch {
         // keep looking
       }
