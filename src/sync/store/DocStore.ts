@@ -46,7 +46,7 @@ export interface DocStoreOptions {
   onWarning?: (msg: string) => void
   /** hex Automerge actor id used for documents returned by load(). Default: random per load. */
   actor?: string
-  /** See ConcordStorageAdapterOptions.quarantineGraceMs (default 0: quarantine damaged chunks at once). */
+  /** See ConcordStorageAdapterOptions.quarantineGraceMs (default $CONCORD_QUARANTINE_GRACE_MS, else 60 s). */
   quarantineGraceMs?: number
   /** Compact when more than this many incremental chunks are tracked. Default 64. */
   maxIncrementals?: number
