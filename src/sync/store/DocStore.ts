@@ -531,6 +531,9 @@ class DocWatcher {
       if (this.#closed) return
       const dir = this.#dirOf(e, t)
       try {
+        // Create the document's directories, but never the store itself: a store deleted under a
+        // watcher stays deleted (polling meanwhile) instead of coming back as an empty skeleton.
+        await fsp.stat(this.store.dir)
         await fsp.mkdir(dir, { recursive: true })
         if (this.#closed) return
         const w = fsWatch(dir, { persistent: true }, () => this.#schedule(e))
