@@ -6,7 +6,7 @@
 //   --quick           small iteration counts, well under 2 minutes on an idle 2-core machine
 //   --only a,b        run only these tests (process, network, soak, fuzz, disk)
 //   --out FILE        where to write the report (default RELIABILITY.md at the repository root)
-import { spawnSync } from "node:child_process"
+import { spawn, spawnSync } from "node:child_process"
 import { readFileSync, writeFileSync } from "node:fs"
 import os from "node:os"
 import path from "node:path"
@@ -26,6 +26,7 @@ const { networkChaos, remoteWatchSoak } = await import("./network.mjs")
 const { fuzzPlanSpecs, fuzzCli, fuzzSyncFrames } = await import("./fuzz.mjs")
 
 const rows = []
+const sections = []
 const add = (row) => {
   rows.push(row)
   log(`${row.name}: ${row.iterations} iterations, ${row.violations.length} violation(s) (${Math.round(row.ms / 1000)} s)`)
@@ -38,7 +39,7 @@ async function timed(fn) {
 }
 
 // ---------------------------------------------------------------- process chaos
-if (want("process")) {
+if (want("process")) sections.push(async () => {
   const target = quick ? 6 : 200
   const kills = { job: 0, orchestrator: 0, report: 0, server: 0 }
   const violations = []
@@ -65,10 +66,10 @@ if (want("process")) {
     violations,
     ms: Date.now() - s,
   })
-}
+})
 
 // ---------------------------------------------------------------- network
-if (want("network")) {
+if (want("network")) sections.push(async () => {
   const n = quick ? 4 : 20
   const r = await timed(() => networkChaos({ reportsPerPeer: n, log }))
   const f = r.faults
@@ -80,9 +81,9 @@ if (want("network")) {
     violations: r.violations,
     ms: r.ms,
   })
-}
-if (want("soak")) {
-  const seconds = quick ? 24 : 90
+})
+if (want("soak")) sections.push(async () => {
+  const seconds = quick ? 22 : 90
   const restarts = quick ? 2 : 6
   const r = await timed(() => remoteWatchSoak({ seconds, restarts, log }))
   add({
@@ -93,10 +94,10 @@ if (want("soak")) {
     violations: r.violations,
     ms: r.ms,
   })
-}
+})
 
 // ---------------------------------------------------------------- hostile input
-if (want("fuzz")) {
+if (want("fuzz")) sections.push(async () => {
   const r1 = await timed(() => fuzzPlanSpecs({ runs: quick ? 300 : 3000 }))
   add({
     name: "fuzz: plan files, job names, reports (in process)",
@@ -124,16 +125,19 @@ if (want("fuzz")) {
     violations: r3.violations,
     ms: r3.ms,
   })
-}
+})
 
 // ---------------------------------------------------------------- disk faults (vitest file)
-if (want("disk")) {
+if (want("disk")) sections.push(async () => {
   const s = Date.now()
   const jsonOut = path.join(os.tmpdir(), `concord-disk-${process.pid}.json`)
-  spawnSync(process.execPath, [path.join(ROOT, "node_modules/vitest/vitest.mjs"), "run", "test/chaos/disk.test.ts", "--reporter=json", `--outputFile=${jsonOut}`], {
-    cwd: ROOT,
-    stdio: ["ignore", "ignore", "inherit"],
-  })
+  // async: in quick mode the network proxy runs in this process at the same time
+  await new Promise(resolve =>
+    spawn(process.execPath, [path.join(ROOT, "node_modules/vitest/vitest.mjs"), "run", "test/chaos/disk.test.ts", "--reporter=json", `--outputFile=${jsonOut}`], {
+      cwd: ROOT,
+      stdio: ["ignore", "ignore", "ignore"],
+    }).on("close", resolve)
+  )
   let results = []
   try {
     results = JSON.parse(readFileSync(jsonOut, "utf8")).testResults.flatMap(f => f.assertionResults)
@@ -149,7 +153,13 @@ if (want("disk")) {
     violations: run.filter(r => r.status === "failed").map(r => `${r.title}: ${(r.failureMessages ?? []).join(" ").split("\n")[0].slice(0, 300)}`),
     ms: Date.now() - s,
   })
-}
+})
+
+// Quick mode runs the sections side by side (CI time); the long mode one after another.
+if (quick) await Promise.all(sections.map(f => f()))
+else for (const f of sections) await f()
+const order = ["process chaos", "network faults", "remote watch soak", "fuzz: plan files, job names, reports (in process)", "fuzz: CLI arguments and report messages (real binary)", "fuzz: sync frames", "disk faults"]
+rows.sort((a, b) => order.indexOf(a.name) - order.indexOf(b.name))
 
 // ---------------------------------------------------------------- RELIABILITY.md
 const git = args => spawnSync("git", args, { cwd: ROOT, encoding: "utf8" }).stdout.trim()
