@@ -3,7 +3,7 @@
 // processes and a `concord serve` over the same store at random moments, restarting the orchestrator
 // (and the server) each time, and approving a retry whenever a killed job paused the plan (as a human
 // would). Afterwards it checks the store against the jobs' own ledgers.
-import { spawn, spawnSync } from "node:child_process"
+import { spawn } from "node:child_process"
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import os from "node:os"
 import path from "node:path"
@@ -35,9 +35,17 @@ function planYaml(n) {
   return `name: chaos\nmaxParallel: 5\ngraceMs: 300\njobs:\n${jobs.join("\n")}\n`
 }
 
+/** Async: in quick mode the network proxy of another section runs in this same process. */
 function cli(store, env, args) {
-  const r = spawnSync(process.execPath, [BIN, ...args], { cwd: store, env: { ...env, CONCORD_STORE: store }, encoding: "utf8", timeout: 60_000 })
-  return { code: r.status, stdout: r.stdout ?? "", stderr: r.stderr ?? "" }
+  return new Promise(resolve => {
+    const c = spawn(process.execPath, [BIN, ...args], { cwd: store, env: { ...env, CONCORD_STORE: store }, stdio: ["ignore", "pipe", "pipe"] })
+    let stdout = ""
+    let stderr = ""
+    c.stdout.on("data", d => (stdout += d))
+    c.stderr.on("data", d => (stderr += d))
+    const t = setTimeout(() => c.kill("SIGKILL"), 120_000)
+    c.on("close", code => (clearTimeout(t), resolve({ code, stdout, stderr })))
+  })
 }
 
 /** One plan run under chaos. Returns { kills: {kind: n}, violations: [], ms, jobsRun }. */
@@ -56,7 +64,7 @@ export async function processChaosRound({ maxKills = 10, deadlineMs = 240_000, l
   const kills = { job: 0, orchestrator: 0, report: 0, server: 0 }
   const t0 = Date.now()
   writeFileSync(path.join(root, "plan.yaml"), planYaml(20))
-  const created = cli(store, env, ["plan", "create", path.join(root, "plan.yaml"), "--json"])
+  const created = await cli(store, env, ["plan", "create", path.join(root, "plan.yaml"), "--json"])
   if (created.code !== 0) throw new Error(`plan create: ${created.stderr}`)
   const id = JSON.parse(created.stdout).id
 
@@ -83,8 +91,8 @@ export async function processChaosRound({ maxKills = 10, deadlineMs = 240_000, l
   }
 
   let status
-  const readStatus = () => {
-    const r = cli(store, env, ["status", id, "--json"])
+  const readStatus = async () => {
+    const r = await cli(store, env, ["status", id, "--json"])
     if (r.code !== 0) {
       violations.push(`status --json failed (${r.code}): ${r.stderr.trim().slice(0, 200)}`)
       return undefined
@@ -95,14 +103,14 @@ export async function processChaosRound({ maxKills = 10, deadlineMs = 240_000, l
   const retried = new Set()
   while (Date.now() - t0 < deadlineMs) {
     await sleep(rand(250, 1000))
-    status = readStatus()
+    status = await readStatus()
     if (status?.status === "completed") break
     if (status?.checkpoint === "on_error") {
       const job = status.checkpointContext?.jobName
       const seq = `${job}:${status.jobs.find(j => j.name === job)?.attempt}`
       if (job && !retried.has(seq)) {
         retried.add(seq)
-        const r = cli(store, env, ["approve", id, "--retry", job])
+        const r = await cli(store, env, ["approve", id, "--retry", job])
         if (r.code !== 0) log(`approve --retry ${job}: ${r.code} ${r.stderr.trim()}`)
       }
     }
@@ -157,7 +165,7 @@ export async function processChaosRound({ maxKills = 10, deadlineMs = 240_000, l
   const reached = status?.status === "completed"
   if (!reached) {
     violations.push(
-      `the plan did not complete within ${deadlineMs / 1000}s: plan ${status?.status} at ${status?.checkpoint ?? "-"}, jobs ${status?.jobs
+      `the plan did not complete within ${deadlineMs / 1000}s (load average ${os.loadavg()[0].toFixed(1)} on ${os.cpus().length} cores): plan ${status?.status} at ${status?.checkpoint ?? "-"}, jobs ${status?.jobs
         .map(j => `${j.name}=${j.status}#${j.attempt}`)
         .join(" ")}`
     )

@@ -49,7 +49,7 @@ if (want("process")) sections.push(async () => {
   const s = Date.now()
   while (Object.values(kills).reduce((a, b) => a + b, 0) < target) {
     const left = target - Object.values(kills).reduce((a, b) => a + b, 0)
-    const r = await processChaosRound({ maxKills: Math.min(left, quick ? 6 : 25), deadlineMs: quick ? 150_000 : 300_000, log })
+    const r = await processChaosRound({ maxKills: Math.min(left, quick ? 6 : 25), deadlineMs: quick ? 240_000 : 400_000, log })
     rounds++
     for (const k of Object.keys(kills)) kills[k] += r.kills[k]
     attempts += r.attempts
@@ -156,8 +156,10 @@ if (want("disk")) sections.push(async () => {
 })
 
 // Quick mode runs the sections side by side (CI time); the long mode one after another.
-if (quick) await Promise.all(sections.map(f => f()))
-else for (const f of sections) await f()
+const guarded = (f, i) =>
+  f().catch(e => add({ name: `section ${i + 1} (harness error)`, what: "the chaos harness itself failed", iterations: 0, faults: "-", violations: [`harness error: ${String(e?.message ?? e).split("\n")[0]}`], ms: 0 }))
+if (quick) await Promise.all(sections.map(guarded))
+else for (const [i, f] of sections.entries()) await guarded(f, i)
 const order = ["process chaos", "network faults", "remote watch soak", "fuzz: plan files, job names, reports (in process)", "fuzz: CLI arguments and report messages (real binary)", "fuzz: sync frames", "disk faults"]
 rows.sort((a, b) => order.indexOf(a.name) - order.indexOf(b.name))
 
@@ -172,7 +174,7 @@ const lines = [
   "",
   "Written by `npm run chaos` (test/chaos/run.mjs); do not edit by hand. " +
     `This run: \`${quick ? "npm run chaos -- --quick" : "npm run chaos"}\` on commit \`${commit}\`${dirty}, ` +
-    `${new Date().toISOString().slice(0, 16).replace("T", " ")} UTC, ${os.cpus().length} cores, Node ${process.version}, ` +
+    `${new Date().toISOString().slice(0, 16).replace("T", " ")} UTC, ${os.cpus().length} cores (load average ${os.loadavg()[0].toFixed(1)} at the end), Node ${process.version}, ` +
     `${Math.round((Date.now() - t0) / 1000)} s.`,
   "",
   "The quick mode (`npm run chaos -- --quick`, run by `.ci/run` after `npm test`) uses small iteration counts; " +
