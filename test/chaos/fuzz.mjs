@@ -31,8 +31,9 @@ function cli(store, args, input) {
     c.stdout.on("data", d => (stdout += d))
     c.stderr.on("data", d => (stderr += d))
     c.stdin.end(input ?? "")
-    const t = setTimeout(() => c.kill("SIGKILL"), 60_000)
-    c.on("close", (code, signal) => (clearTimeout(t), resolve({ code, signal, stdout, stderr })))
+    let timedOut = false
+    const t = setTimeout(() => ((timedOut = true), c.kill("SIGKILL")), 180_000)
+    c.on("close", (code, signal) => (clearTimeout(t), resolve({ code, signal, stdout, stderr, timedOut })))
   })
 }
 
@@ -148,7 +149,8 @@ export async function fuzzCli({ runs = 12 } = {}) {
     const r = await cli(store, args)
     ran++
     const shown = JSON.stringify(args).slice(0, 160)
-    if (r.signal) violations.push(`concord ${shown} was killed by ${r.signal}`)
+    if (r.timedOut) violations.push(`concord ${shown} did not finish within 180 s (load average ${os.loadavg()[0].toFixed(1)} on ${os.cpus().length} cores)`)
+    else if (r.signal) violations.push(`concord ${shown} was killed by ${r.signal}`)
     else if (![0, 1, 2].includes(r.code)) violations.push(`concord ${shown} exited ${r.code}`)
     if (STACK.test(r.stderr)) violations.push(`concord ${shown} printed a stack trace: ${r.stderr.slice(0, 200)}`)
     if (r.code === 2 && fileCount(store) !== before) violations.push(`concord ${shown} was refused (exit 2) but wrote files`)

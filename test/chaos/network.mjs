@@ -244,6 +244,7 @@ export async function remoteWatchSoak({ seconds = 24, restarts = 2, log = () => 
   let err = ""
   child.stdout.on("data", d => (out += d))
   child.stderr.on("data", d => (err += d))
+  const closed = new Promise(r => child.on("close", r))
   const t0 = Date.now()
   for (let i = 0; i < restarts; i++) {
     await sleep((seconds * 1000) / (restarts + 1))
@@ -265,7 +266,7 @@ export async function remoteWatchSoak({ seconds = 24, restarts = 2, log = () => 
   if (!seen) violations.push("status --remote --watch did not show a report made after the server restarts")
   if (child.exitCode !== null) violations.push(`status --remote --watch exited (${child.exitCode}) during the soak`)
   child.kill("SIGTERM")
-  await new Promise(r => child.on("close", r))
+  await closed
   if (/MaxListenersExceededWarning/.test(err)) violations.push("MaxListenersExceededWarning (a listener leak) during the soak")
   if (/\n\s+at |TypeError|Unhandled/.test(err)) violations.push(`stack trace on stderr: ${err.slice(0, 300)}`)
   await server.stop("SIGTERM")
