@@ -4,7 +4,7 @@
  * Then damaged chunks: a truncated and a garbage chunk file; commands still work, warn, lose nothing else.
  */
 import { spawn } from "node:child_process"
-import { readdirSync, readFileSync, statSync, truncateSync, writeFileSync } from "node:fs"
+import { existsSync, readdirSync, readFileSync, statSync, truncateSync, utimesSync, writeFileSync } from "node:fs"
 import path from "node:path"
 import { afterAll, describe, expect, it } from "vitest"
 import { reportDocId } from "../../src/doc/ids.js"
@@ -74,12 +74,23 @@ describe("crash safety", () => {
     const victim = files[files.length - 1]
     const victimReport = readFileSync(victim)
     truncateSync(victim, Math.floor(victimReport.length / 2))
-    writeFileSync(path.join(inc, "0".repeat(64)), Buffer.from("this is not an automerge chunk"))
+    const garbage = path.join(inc, "0".repeat(64))
+    writeFileSync(garbage, Buffer.from("this is not an automerge chunk"))
 
+    // Fresh damage may be a file another (non-atomic) writer is still writing: skipped, left in place.
+    const fresh = concord(store, ["status", id, "--json"])
+    expect(fresh.code, fresh.stderr).toBe(0)
+    expect(fresh.stderr).toMatch(/skipping damaged Automerge chunk/)
+    expect(existsSync(path.join(store, "quarantine"))).toBe(false)
+
+    // Damage that stayed for the grace period (60 s by default) is quarantined, and status says so.
+    const old = new Date(Date.now() - 120_000)
+    for (const f of [victim, garbage]) utimesSync(f, old, old)
     const s = concord(store, ["status", id, "--json"])
     expect(s.code, s.stderr).toBe(0)
     expect(s.stderr).toMatch(/warning/i)
-    expect(s.stderr).toMatch(/quarantine/i)
+    expect(s.stderr).toMatch(/moved it to .*quarantine/i)
+    expect(s.stderr).toMatch(/2 quarantined chunk files? in .*run "concord doctor"/)
     const h = JSON.parse(concord(store, ["history", id, "--json"]).stdout).filter((e: any) => e.doc === "reports:B")
     // Only the report in the truncated chunk is gone; the other four are intact.
     expect(h.map((e: any) => e.did)).toHaveLength(4)

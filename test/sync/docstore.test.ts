@@ -176,7 +176,7 @@ describe("DocStore with damaged chunks", () => {
     const naive = A.loadIncremental(A.init<Plan>(), Buffer.concat([good[0], torn, ...good.slice(1)]))
     expect(Object.keys(naive.jobs ?? {}).length).toBeLessThan(6) // no error, changes silently missing
 
-    const s = store({ maxIncrementals: 2 })
+    const s = store({ maxIncrementals: 2, quarantineGraceMs: 0 })
     const doc = await s.load<Plan>(id)
     expect(Object.keys(doc!.jobs).sort()).toEqual(["j0", "j1", "j2", "j3", "j4", "j5"])
     const q = await ls(path.join(dir, "quarantine"))

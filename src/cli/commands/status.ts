@@ -6,6 +6,7 @@ import { outcome } from "../../doc/summary.js"
 import { readPlan } from "../../doc/plan.js"
 import { resolvePlan } from "../../ops/resolve.js"
 import { status, type StatusResult, watchStatus } from "../../ops/status.js"
+import { quarantineSummary } from "../../sync/storage/quarantine.js"
 import { waitForStopSignal } from "../signals.js"
 import { type GlobalOptions, openBackend, type RemoteOptions } from "../context.js"
 import { out, printJson, printJsonLine, redraw as redrawScreen, say } from "../output.js"
@@ -35,7 +36,13 @@ export function registerStatus(program: Command, globals: () => GlobalOptions): 
       const backend = await openBackend(globals(), opts, { watch: opts.watch, retry: !!opts.watch })
       try {
         if (opts.graph) return out(mermaidGraph(readPlan((await resolvePlan(backend, planRef)).doc)))
-        if (!opts.watch) return show(await status(backend, planRef), opts, planRef)
+        if (!opts.watch) {
+          const s = await status(backend, planRef)
+          show(s, opts, planRef)
+          if (s.storeDir) await warnQuarantine(s.storeDir)
+          return
+        }
+        let checkedQuarantine = false
         const ac = new AbortController()
         const stop = waitForStopSignal(ac)
         try {
@@ -44,6 +51,10 @@ export function registerStatus(program: Command, globals: () => GlobalOptions): 
             planRef,
             s => {
               show(s, opts, planRef, true)
+              if (!checkedQuarantine && s.storeDir) {
+                checkedQuarantine = true
+                void warnQuarantine(s.storeDir)
+              }
               const end = opts.exitStatus ? outcome(s.summary) : null
               if (end && !ac.signal.aborted) {
                 say(end.why)
@@ -74,4 +85,12 @@ function show(s: StatusResult, opts: StatusOptions, planRef: string | undefined,
   for (const w of s.warnings) lines.push(`  warning: ${w}`)
   if (redraw) redrawScreen(lines)
   else out(lines)
+}
+
+/** One warning line when the store holds quarantined chunk files. */
+async function warnQuarantine(storeDir: string): Promise<void> {
+  const q = await quarantineSummary(storeDir)
+  if (q.count === 0) return
+  const files = q.count === 1 ? "1 quarantined chunk file" : `${q.count} quarantined chunk files`
+  process.stderr.write(`concord: warning: ${files} in ${q.dir}; run "concord doctor" to restore the valid ones and list the rest\n`)
 }

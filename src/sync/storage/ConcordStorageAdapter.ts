@@ -4,9 +4,13 @@
  * Same on-disk layout as NodeFSStorageAdapter (`<dir>/<key0[0:2]>/<key0[2:]>/<key1>/<key2>...`),
  * so both can use one directory. Differences:
  *  - saves are atomic and durable (temp file in `<dir>/.tmp`, fsync, rename, fsync directory);
- *  - snapshot / incremental chunks are verified when read; a damaged one is moved to
- *    `<dir>/quarantine/` with a warning instead of being handed to Automerge (which would silently
- *    drop it together with every other chunk concatenated after it);
+ *  - snapshot / incremental chunks are verified when read; a damaged one is skipped instead of being
+ *    handed to Automerge (which would silently drop it together with every other chunk concatenated
+ *    after it). It is moved to `<dir>/quarantine/`, with a warning, only once it has been damaged and
+ *    unchanged for a grace period (default 60 s): other processes, e.g. a stock NodeFSStorageAdapter,
+ *    create a file and only then write into it, so a recent empty or short file is most likely still
+ *    being written. A document's only data is never moved, and a quarantined file that validates later
+ *    is put back (see quarantine.ts);
  *  - loadRange retries when a listed file disappears before it is read (another process compacted);
  *  - no cache of file contents, so several processes can share the directory;
  *  - disk errors are thrown as {@link StoreError} with the path and errno code.
@@ -18,6 +22,14 @@ import type { FileHandle } from "node:fs/promises"
 import path from "node:path"
 import { ensureDir, fsyncDir, writeFileAtomic } from "./atomic.js"
 import { verifyAutomergeBytes, type VerifyResult } from "./chunk-format.js"
+import {
+  DEFAULT_QUARANTINE_GRACE_MS,
+  graceFromEnv,
+  listQuarantine,
+  quarantineName,
+  restoreQuarantined,
+  type RestoreOutcome,
+} from "./quarantine.js"
 import { StoreError, errnoCode } from "./StoreError.js"
 
 export { StoreError } from "./StoreError.js"
@@ -30,13 +42,17 @@ export interface ConcordStorageAdapterOptions {
   /** Receives warnings (damaged chunk quarantined, ...). Default: `concord: warning: <msg>` on stderr. */
   onWarning?: (msg: string) => void
   /**
-   * A damaged chunk whose mtime is more recent than this is skipped but left in place (it may be a
-   * file another, non-atomic writer such as NodeFSStorageAdapter is still writing); older damaged
-   * chunks are quarantined. Default 0: quarantine at once (right when every writer is atomic, e.g.
-   * ConcordStorageAdapter / DocStore). Set e.g. 2000 when NodeFSStorageAdapter writers share the
-   * directory, so a file they are still writing is not moved away under them.
+   * A damaged chunk modified (mtime) more recently than this is skipped but left in place:
+   * it may be a file another, non-atomic writer such as NodeFSStorageAdapter is still writing. Older
+   * damaged chunks are quarantined, unless they changed while we looked or are their document's only
+   * data. Default: $CONCORD_QUARANTINE_GRACE_MS, else 60 s.
    */
   quarantineGraceMs?: number
+  /**
+   * Put quarantined chunks of a document back when they validate, whenever the document is listed
+   * (default true; `concord doctor` without --fix turns it off to only look).
+   */
+  autoRestore?: boolean
   /** How many times loadRange re-lists after a listed file vanished. Default 5. */
   loadRangeRetries?: number
 }
@@ -64,7 +80,14 @@ interface ReadFile {
   file: string
   data: Uint8Array
   mtimeNs: bigint
+  size: number
+  ino: bigint
 }
+
+/** How long a short-lived read waits for a recent damaged chunk to be completed by its writer. */
+const RECENT_RETRIES = [30, 60, 120]
+/** A long-lived reader warns about a damaged, not yet quarantined chunk once it stayed so this long. */
+const RECENT_WARN_AFTER_MS = 3_000
 
 const READ_PARALLELISM = 16
 
@@ -84,13 +107,17 @@ export class ConcordStorageAdapter implements StorageAdapterInterface {
   readonly #written = new Map<string, { seq: number; sha256: string }>()
   #seq = 0
   #tmpReady = false
-  /** Files we already warned about but left in place (grace period), to warn only once. */
-  readonly #warnedRecent = new Set<string>()
+  readonly #autoRestore: boolean
+  /** Damaged files left in place (grace period, or a document's only data): when first seen, warned. */
+  readonly #suspect = new Map<string, { firstSeen: number; warned: boolean }>()
+  /** Quarantined files found still damaged, by name, with the size:mtime they had then (not re-read). */
+  readonly #stillDamaged = new Map<string, string>()
 
   constructor(baseDirectory: string, opts: ConcordStorageAdapterOptions = {}) {
     this.baseDirectory = path.resolve(baseDirectory)
     this.#warn = opts.onWarning ?? defaultWarning
-    this.#graceMs = opts.quarantineGraceMs ?? 0
+    this.#graceMs = opts.quarantineGraceMs ?? graceFromEnv() ?? DEFAULT_QUARANTINE_GRACE_MS
+    this.#autoRestore = opts.autoRestore ?? true
     this.#retries = opts.loadRangeRetries ?? 5
   }
 
@@ -100,6 +127,10 @@ export class ConcordStorageAdapter implements StorageAdapterInterface {
 
   get quarantineDirectory(): string {
     return path.join(this.baseDirectory, QUARANTINE_DIR_NAME)
+  }
+
+  get quarantineGraceMs(): number {
+    return this.#graceMs
   }
 
   /** Path of the file holding `key` (same mapping as NodeFSStorageAdapter). */
@@ -115,7 +146,7 @@ export class ConcordStorageAdapter implements StorageAdapterInterface {
     const file = this.filePath(key)
     const read = await this.#readOne(key, file)
     if (read === undefined) return undefined
-    return (await this.#validate(read)) ? read.data : undefined
+    return (await this.#validate(read, "later")) ? read.data : undefined
   }
 
   async loadRange(keyPrefix: StorageKey): Promise<Chunk[]> {
@@ -141,8 +172,25 @@ export class ConcordStorageAdapter implements StorageAdapterInterface {
       // a listed file was deleted before we could read it: another process compacted; re-list so
       // that we also see the snapshot that replaced it.
     }
+    // A damaged chunk modified within the grace period is most likely still being written by a
+    // non-atomic writer: give it a moment before skipping it (a short-lived reader would otherwise
+    // miss, e.g., a compaction snapshot whose writer is between create and write).
+    let recent = lastGood.filter(r => this.#recentlyDamaged(r))
+    for (const wait of RECENT_RETRIES) {
+      if (recent.length === 0) break
+      await new Promise(res => setTimeout(res, wait))
+      const again: ReadFile[] = []
+      for (const r of recent) {
+        const i = lastGood.indexOf(r)
+        const fresh = await this.#readOne(r.key, r.file)
+        if (fresh) lastGood[i] = fresh
+        else lastGood.splice(i, 1)
+        if (fresh && this.#recentlyDamaged(fresh)) again.push(fresh)
+      }
+      recent = again
+    }
     const valid: ReadFile[] = []
-    for (const r of lastGood) if (await this.#validate(r)) valid.push(r)
+    for (const r of lastGood) if (await this.#validate(r, "now")) valid.push(r)
     valid.sort((a, b) => {
       if (a.mtimeNs !== b.mtimeNs) return a.mtimeNs < b.mtimeNs ? -1 : 1
       const sa = this.#written.get(keyString(a.key))?.seq ?? Number.MAX_SAFE_INTEGER
@@ -226,6 +274,8 @@ export class ConcordStorageAdapter implements StorageAdapterInterface {
         file,
         data: new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength),
         mtimeNs: st.mtimeNs,
+        size: buf.byteLength,
+        ino: st.ino,
       }
     } catch (e) {
       if (errnoCode(e) === "EISDIR") return undefined
@@ -235,49 +285,144 @@ export class ConcordStorageAdapter implements StorageAdapterInterface {
     }
   }
 
-  /** true if the chunk may be returned; quarantines damaged chunks. */
-  async #validate(r: ReadFile): Promise<boolean> {
+  /** A doc chunk that is damaged now and was modified within the grace period. */
+  #recentlyDamaged(r: ReadFile): boolean {
+    if (!isDocChunkKey(r.key) || this.#graceMs <= 0) return false
+    if (this.#isMine(r) || verifyChunkFile(r.key, r.data).ok) return false
+    return this.#ageMs(r) < this.#graceMs
+  }
+
+  #ageMs(r: ReadFile): number {
+    return Date.now() - Number(r.mtimeNs / 1_000_000n)
+  }
+
+  #isMine(r: ReadFile): boolean {
+    const mine = this.#written.get(keyString(r.key))
+    return mine !== undefined && mine.sha256 === sha256hex(r.data)
+  }
+
+  /**
+   * true if the chunk may be returned. A damaged chunk is skipped; it is quarantined only once it has
+   * been unchanged for the grace period. `warn`: "now" warns at once about a damaged chunk left in
+   * place (short-lived readers); "later" only if it is still damaged a few seconds after it was first
+   * seen (long-lived watchers, which see a non-atomic writer's files between create and write).
+   */
+  async #validate(r: ReadFile, warn: "now" | "later"): Promise<boolean> {
     if (!isDocChunkKey(r.key)) return true
     const v = verifyChunkFile(r.key, r.data)
-    if (v.ok) return true
-    const mine = this.#written.get(keyString(r.key))
-    if (mine && mine.sha256 === sha256hex(r.data)) return true
-    const ageMs = Date.now() - Number(r.mtimeNs / 1_000_000n)
+    if (v.ok || this.#isMine(r)) {
+      this.#suspect.delete(r.file)
+      return true
+    }
+    const ageMs = this.#ageMs(r)
     if (ageMs < this.#graceMs) {
-      if (!this.#warnedRecent.has(r.file)) {
-        this.#warnedRecent.add(r.file)
-        this.#warn(
-          `skipping damaged Automerge chunk ${r.file}: ${v.reason} (modified ${Math.max(0, ageMs)} ms ago, ` +
-            `may still be being written; it will be quarantined if it stays damaged)`
-        )
-      }
+      this.#leftInPlace(
+        r.file,
+        warn,
+        `skipping damaged Automerge chunk ${r.file}: ${v.reason} (modified ${Math.max(0, ageMs)} ms ago: it may still be ` +
+          `being written; it will be quarantined if it stays damaged for ${Math.round(this.#graceMs / 1000)} s)`
+      )
       return false
     }
-    this.#warnedRecent.delete(r.file)
-    await this.#quarantine(r.key, r.file, v.reason)
+    await this.#quarantine(r, v.reason, warn)
     return false
   }
 
-  async #quarantine(key: StorageKey, file: string, reason: string): Promise<void> {
+  #leftInPlace(file: string, warn: "now" | "later", msg: string): void {
+    const now = Date.now()
+    let s = this.#suspect.get(file)
+    if (!s) {
+      s = { firstSeen: now, warned: false }
+      this.#suspect.set(file, s)
+    }
+    if (!s.warned && (warn === "now" || now - s.firstSeen >= RECENT_WARN_AFTER_MS)) {
+      s.warned = true
+      this.#warn(msg)
+    }
+  }
+
+  async #quarantine(r: ReadFile, reason: string, warn: "now" | "later"): Promise<void> {
+    const { key, file } = r
+    // Still exactly the file we judged? (a writer may have touched it since we read it)
+    const st = await fsp.stat(file, { bigint: true }).catch(() => undefined)
+    if (!st || st.ino !== r.ino || Number(st.size) !== r.size || st.mtimeNs !== r.mtimeNs) return
+    // Never move a document's last data away: a damaged chunk that is all there is stays (skipped).
+    if (!(await this.#hasOtherValidChunk(key, file))) {
+      this.#leftInPlace(
+        file,
+        warn,
+        `damaged Automerge chunk ${file}: ${reason}; skipped it, but left it in place: it is the only data of ` +
+          `document ${key[0]} (see concord doctor)`
+      )
+      return
+    }
     const qdir = this.quarantineDirectory
-    const dest = path.join(qdir, `${key.join("__")}.${Date.now()}`)
+    const dest = path.join(qdir, quarantineName(key))
     try {
       await fsp.mkdir(qdir, { recursive: true })
       await fsp.rename(file, dest)
       await fsyncDir(qdir).catch(() => {})
       await fsyncDir(path.dirname(file)).catch(() => {})
-      this.#warn(`damaged Automerge chunk ${file}: ${reason}; moved it to ${dest}`)
+      this.#suspect.delete(file)
+      this.#warn(`damaged Automerge chunk ${file}: ${reason}; moved it to ${dest} (concord doctor restores it if it turns out valid)`)
     } catch (e) {
       if (errnoCode(e) === "ENOENT") {
         // another process quarantined or removed it first
         return
       }
       const err = StoreError.from("quarantine", file, e)
-      this.#warn(`damaged Automerge chunk ${file}: ${reason}; ignoring it, but ${err.message}`)
+      this.#leftInPlace(file, "now", `damaged Automerge chunk ${file}: ${reason}; ignoring it, but ${err.message}`)
     }
   }
 
-  async #list(keyPrefix: StorageKey): Promise<ListedFile[]> {
+  /** Does the document of `key` have a valid chunk file other than `file`? */
+  async #hasOtherValidChunk(key: StorageKey, file: string): Promise<boolean> {
+    for (const type of ["snapshot", "incremental"]) {
+      for (const f of await this.#list([key[0], type], false)) {
+        if (f.file === file || !isDocChunkKey(f.key)) continue
+        const other = await this.#readOne(f.key, f.file)
+        if (other && (verifyChunkFile(other.key, other.data).ok || this.#isMine(other))) return true
+      }
+    }
+    return false
+  }
+
+  /**
+   * Put back this document's (or every document's) quarantined chunks that are valid now (a writer
+   * finished writing into a file after it was moved). Warns about each one restored.
+   */
+  async restoreQuarantined(docId?: string): Promise<RestoreOutcome[]> {
+    let files
+    try {
+      files = await listQuarantine(this.baseDirectory, docId)
+    } catch {
+      return [] // an unreadable quarantine directory must not stop a load; doctor reports it
+    }
+    if (files.length === 0) return []
+    const todo = files.filter(f => this.#stillDamaged.get(f.name) !== `${f.size}:${f.mtimeMs}`)
+    if (todo.length === 0) return []
+    let outcomes: RestoreOutcome[]
+    try {
+      outcomes = await restoreQuarantined(this.baseDirectory, { filePath: k => this.filePath(k), verify: verifyChunkFile }, { files: todo })
+    } catch (e) {
+      this.#warn(`cannot restore quarantined chunks: ${(e as Error).message}`)
+      return []
+    }
+    for (const o of outcomes) {
+      if (o.kind === "restored") this.#warn(`quarantined chunk ${o.file.file} is valid now; restored it to ${o.target}`)
+      else if (o.kind === "damaged" || o.kind === "unknown" || o.kind === "conflict") {
+        this.#stillDamaged.set(o.file.name, `${o.file.size}:${o.file.mtimeMs}`)
+      }
+    }
+    return outcomes
+  }
+
+  async #list(keyPrefix: StorageKey, restore = true): Promise<ListedFile[]> {
+    if (restore && this.#autoRestore && keyPrefix.length >= 1 && keyPrefix.length <= 2) {
+      if (keyPrefix.length === 1 || keyPrefix[1] === "snapshot" || keyPrefix[1] === "incremental") {
+        await this.restoreQuarantined(keyPrefix[0])
+      }
+    }
     const root = keyPrefix.length === 0 ? this.baseDirectory : this.filePath(keyPrefix)
     const files: string[] = []
     const walk = async (dir: string, isRoot: boolean): Promise<void> => {

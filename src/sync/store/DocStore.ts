@@ -46,7 +46,7 @@ export interface DocStoreOptions {
   onWarning?: (msg: string) => void
   /** hex Automerge actor id used for documents returned by load(). Default: random per load. */
   actor?: string
-  /** See ConcordStorageAdapterOptions.quarantineGraceMs (default 0: quarantine damaged chunks at once). */
+  /** See ConcordStorageAdapterOptions.quarantineGraceMs (default $CONCORD_QUARANTINE_GRACE_MS, else 60 s). */
   quarantineGraceMs?: number
   /** Compact when more than this many incremental chunks are tracked. Default 64. */
   maxIncrementals?: number
@@ -531,6 +531,9 @@ class DocWatcher {
       if (this.#closed) return
       const dir = this.#dirOf(e, t)
       try {
+        // Create the document's directories, but never the store itself: a store deleted under a
+        // watcher stays deleted (polling meanwhile) instead of coming back as an empty skeleton.
+        await fsp.stat(this.store.dir)
         await fsp.mkdir(dir, { recursive: true })
         if (this.#closed) return
         const w = fsWatch(dir, { persistent: true }, () => this.#schedule(e))

@@ -369,8 +369,11 @@ export class PlanStore {
     const doc = await this.docs.load<ReportsDocument>(docId)
     if (!doc) return undefined
     const digest = digestReports(doc as ReportsDocument)
-    // Loaded after listing, so the digest covers at least the listed chunks.
-    await writeFileAtomic(file, JSON.stringify({ chunks: listing, digest }), { durable: false }).catch(() => {})
+    // Keyed by the chunks the load actually applied, not by the listing: a listed file that was skipped
+    // (damaged, or still being written by a non-atomic writer) keeps the same name once complete, and
+    // must not be hidden behind a digest computed without it.
+    const chunks = this.docs.chunkSet(docId)
+    if (chunks) await writeFileAtomic(file, JSON.stringify({ chunks, digest }), { durable: false }).catch(() => {})
     return digest
   }
 

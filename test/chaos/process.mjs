@@ -1,0 +1,235 @@
+// Process chaos: a plan of 20 jobs (real processes reporting through the real `concord report`) run by
+// `concord run --wait`, while the driver SIGKILLs random job processes, the orchestrator, `concord report`
+// processes and a `concord serve` over the same store at random moments, restarting the orchestrator
+// (and the server) each time, and approving a retry whenever a killed job paused the plan (as a human
+// would). Afterwards it checks the store against the jobs' own ledgers.
+import { spawn } from "node:child_process"
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs"
+import os from "node:os"
+import path from "node:path"
+import { fileURLToPath } from "node:url"
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..")
+const BIN = path.join(ROOT, "bin/concord.js")
+const JOB = path.join(ROOT, "test/chaos/fixtures/chaos-job.mjs")
+const { PlanStore, readPlan, readReports, reportDocId } = await import(path.join(ROOT, "dist/src/index.js"))
+
+const sleep = ms => new Promise(r => setTimeout(r, ms))
+const rand = (a, b) => a + Math.floor(Math.random() * (b - a))
+const pick = xs => xs[Math.floor(Math.random() * xs.length)]
+const alive = pid => {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch (e) {
+    return e.code === "EPERM"
+  }
+}
+
+function planYaml(n) {
+  const jobs = []
+  for (let i = 0; i < n; i++) {
+    const deps = i >= 5 ? `, dependsOn: [j${i - 5}]` : ""
+    jobs.push(`  - { name: j${i}, run: "node ${JOB}"${deps} }`)
+  }
+  return `name: chaos\nmaxParallel: 5\ngraceMs: 300\njobs:\n${jobs.join("\n")}\n`
+}
+
+/** Async: in quick mode the network proxy of another section runs in this same process. */
+function cli(store, env, args) {
+  return new Promise(resolve => {
+    const c = spawn(process.execPath, [BIN, ...args], { cwd: store, env: { ...env, CONCORD_STORE: store }, stdio: ["ignore", "pipe", "pipe"] })
+    let stdout = ""
+    let stderr = ""
+    c.stdout.on("data", d => (stdout += d))
+    c.stderr.on("data", d => (stderr += d))
+    const t = setTimeout(() => c.kill("SIGKILL"), 120_000)
+    c.on("close", code => (clearTimeout(t), resolve({ code, stdout, stderr })))
+  })
+}
+
+/** One plan run under chaos. Returns { kills: {kind: n}, violations: [], ms, jobsRun }. */
+export async function processChaosRound({ maxKills = 10, deadlineMs = 240_000, log = () => {} } = {}) {
+  const root = mkdtempSync(path.join(os.tmpdir(), "concord-chaos-"))
+  const store = path.join(root, "store")
+  const ledger = path.join(root, "ledger")
+  const bindir = path.join(root, "bin")
+  mkdirSync(store)
+  mkdirSync(ledger)
+  mkdirSync(bindir)
+  writeFileSync(path.join(bindir, "concord"), `#!/bin/sh\nexec "${process.execPath}" "${BIN}" "$@"\n`, { mode: 0o755 })
+  const env = { ...process.env, CHAOS_LEDGER: ledger, PATH: `${bindir}:${process.env.PATH}` }
+  for (const k of Object.keys(env)) if (k.startsWith("CONCORD_")) delete env[k]
+  const violations = []
+  const kills = { job: 0, orchestrator: 0, report: 0, server: 0 }
+  const t0 = Date.now()
+  writeFileSync(path.join(root, "plan.yaml"), planYaml(20))
+  const created = await cli(store, env, ["plan", "create", path.join(root, "plan.yaml"), "--json"])
+  if (created.code !== 0) throw new Error(`plan create: ${created.stderr}`)
+  const id = JSON.parse(created.stdout).id
+
+  const procs = new Set()
+  const start = (args, what) => {
+    const child = spawn(process.execPath, [BIN, ...args], { cwd: store, env: { ...env, CONCORD_STORE: store }, stdio: ["ignore", "pipe", "pipe"] })
+    let err = ""
+    child.stderr.on("data", d => (err += d))
+    child.stdout.on("data", () => {})
+    const p = { child, what, err: () => err, done: new Promise(r => child.on("close", (code, signal) => r({ code, signal }))) }
+    procs.add(p)
+    p.done.then(() => procs.delete(p))
+    return p
+  }
+  const port = rand(20000, 40000)
+  let orch = start(["run", id, "--wait", "--quiet"], "orchestrator")
+  let server = start(["serve", "--port", String(port)], "server")
+  const stderrOf = []
+  const checkStderr = (p, r) => {
+    if (/\n\s+at |TypeError|RangeError|ReferenceError|Unhandled/.test(p.err())) {
+      violations.push(`${p.what} printed a stack trace / internal error: ${p.err().slice(0, 300)}`)
+    }
+    stderrOf.push(p.err())
+  }
+
+  let status
+  const readStatus = async () => {
+    const r = await cli(store, env, ["status", id, "--json"])
+    if (r.code !== 0) {
+      violations.push(`status --json failed (${r.code}): ${r.stderr.trim().slice(0, 200)}`)
+      return undefined
+    }
+    return JSON.parse(r.stdout)
+  }
+  const totalKills = () => Object.values(kills).reduce((a, b) => a + b, 0)
+  const retried = new Set()
+  while (Date.now() - t0 < deadlineMs) {
+    await sleep(rand(250, 1000))
+    status = await readStatus()
+    if (status?.status === "completed") break
+    if (status?.checkpoint === "on_error") {
+      const job = status.checkpointContext?.jobName
+      const seq = `${job}:${status.jobs.find(j => j.name === job)?.attempt}`
+      if (job && !retried.has(seq)) {
+        retried.add(seq)
+        const r = await cli(store, env, ["approve", id, "--retry", job])
+        if (r.code !== 0) log(`approve --retry ${job}: ${r.code} ${r.stderr.trim()}`)
+      }
+    }
+    // the orchestrator exits by itself only when the plan is over
+    if (orch.child.exitCode !== null || orch.child.signalCode !== null) {
+      const r = await orch.done
+      checkStderr(orch, r)
+      if (r.signal !== "SIGKILL") log(`orchestrator exited ${r.code ?? r.signal} with plan ${status?.status}`)
+      orch = start(["run", id, "--wait", "--quiet"], "orchestrator")
+    }
+    if (server.child.exitCode !== null || server.child.signalCode !== null) server = start(["serve", "--port", String(port)], "server")
+    if (totalKills() >= maxKills) continue
+    const kind = pick(["job", "job", "job", "orchestrator", "orchestrator", "report", "report", "server"])
+    if (kind === "job") {
+      const pids = readdirSync(ledger)
+        .filter(f => /^j\d+\.\d+\.\d+$/.test(f))
+        .map(f => Number(f.split(".")[2]))
+        .filter(alive)
+      if (pids.length === 0) continue
+      const pid = pick(pids)
+      try {
+        // the job's whole process group (its shell wrapper and the node script)
+        process.kill(-pid, "SIGKILL")
+      } catch {
+        try {
+          process.kill(pid, "SIGKILL")
+        } catch {}
+      }
+      kills.job++
+    } else if (kind === "report") {
+      const dir = path.join(ledger, "reports")
+      const pids = existsSync(dir) ? readdirSync(dir).map(Number).filter(alive) : []
+      if (pids.length === 0) continue
+      try {
+        process.kill(pick(pids), "SIGKILL")
+        kills.report++
+      } catch {}
+    } else if (kind === "orchestrator") {
+      orch.child.kill("SIGKILL")
+      const r = await orch.done
+      checkStderr(orch, r)
+      kills.orchestrator++
+      await sleep(rand(0, 500))
+      orch = start(["run", id, "--wait", "--quiet"], "orchestrator")
+    } else {
+      server.child.kill("SIGKILL")
+      await server.done
+      kills.server++
+      server = start(["serve", "--port", String(port)], "server")
+    }
+  }
+  const reached = status?.status === "completed"
+  if (!reached) {
+    violations.push(
+      `the plan did not complete within ${deadlineMs / 1000}s (load average ${os.loadavg()[0].toFixed(1)} on ${os.cpus().length} cores): plan ${status?.status} at ${status?.checkpoint ?? "-"}, jobs ${status?.jobs
+        .map(j => `${j.name}=${j.status}#${j.attempt}`)
+        .join(" ")}`
+    )
+  }
+  // the orchestrator ends by itself once the plan is completed
+  const end = await Promise.race([orch.done, sleep(30_000).then(() => undefined)])
+  if (reached && !end) violations.push("the orchestrator did not exit after the plan completed")
+  if (end && reached && end.code !== 0) violations.push(`the orchestrator exited ${end.code ?? end.signal} after the plan completed`)
+  orch.child.kill("SIGKILL")
+  server.child.kill("SIGTERM")
+  await Promise.all([...procs].map(p => p.done))
+
+  // ---- checks against the ledgers
+  const files = readdirSync(ledger).filter(f => /^j\d+\.\d+\.\d+$/.test(f))
+  const entries = files.map(f => {
+    const [job, attempt, pid] = f.split(".")
+    const lines = readFileSync(path.join(ledger, f), "utf8").split("\n").filter(Boolean)
+    return { job, attempt: Number(attempt), pid: Number(pid), lines }
+  })
+  // 1. no attempt launched twice
+  const byAttempt = new Map()
+  for (const e of entries) byAttempt.set(`${e.job}#${e.attempt}`, [...(byAttempt.get(`${e.job}#${e.attempt}`) ?? []), e.pid])
+  for (const [a, pids] of byAttempt) if (pids.length > 1) violations.push(`attempt ${a} was launched ${pids.length} times (pids ${pids.join(", ")})`)
+  // 2. every report whose command exited 0 is in the store
+  const ps = new PlanStore(store, { onWarning: () => {} })
+  const inStore = new Set()
+  const completedReport = new Set()
+  for (let i = 0; i < 20; i++) {
+    for (const r of readReports(await ps.loadReports(id, `j${i}`))) {
+      inStore.add(r.message)
+      if (r.status === "completed") completedReport.add(`j${i}#${r.attempt}`)
+    }
+  }
+  let acked = 0
+  for (const e of entries) {
+    for (const l of e.lines) {
+      const m = /^report 0 (.+)$/.exec(l)
+      if (!m) continue
+      acked++
+      if (!inStore.has(m[1])) violations.push(`report "${m[1]}" (exit 0) is missing from the store`)
+    }
+  }
+  // 3. no job process outlives the plan (the runner stops a completed job's process after graceMs)
+  await sleep(reached ? 6_000 : 0)
+  const survivors = entries.filter(e => alive(e.pid))
+  if (survivors.length) violations.push(`job processes outlived the plan: ${survivors.map(e => `${e.job}#${e.attempt} pid ${e.pid}`).join(", ")}`)
+  for (const e of survivors) {
+    try {
+      process.kill(-e.pid, "SIGKILL")
+    } catch {}
+  }
+  // 4. states consistent with what happened to the processes; 5. final state = a clean run's
+  const plan = readPlan(await ps.loadPlan(id))
+  if (plan.status !== "completed") violations.push(`final plan status ${plan.status}, a clean run ends completed`)
+  for (const j of plan.jobs) {
+    if (j.status !== "completed") violations.push(`job ${j.name} ends ${j.status} (attempt ${j.attempt}), a clean run ends completed`)
+    const mine = entries.find(e => e.job === j.name && e.attempt === j.attempt)
+    if (j.status === "completed" && !mine) violations.push(`job ${j.name} is completed in attempt ${j.attempt}, which no process ever ran`)
+    // (a process stopped by the runner after its completed report cannot always write its ledger line)
+    if (j.status === "completed" && mine && !completedReport.has(`${j.name}#${j.attempt}`) && !mine.lines.includes("exit 0")) {
+      violations.push(`job ${j.name} is completed in attempt ${j.attempt}, but its process neither reported completed nor exited 0`)
+    }
+  }
+  if (violations.length === 0) rmSync(root, { recursive: true, force: true })
+  else log(`kept ${root} for inspection`)
+  return { kills, violations, ms: Date.now() - t0, attempts: byAttempt.size, acked, store: root }
+}
