@@ -7,6 +7,7 @@ import { parseChangeNote } from "../doc/actor.js"
 import { InputError } from "../doc/errors.js"
 import { readPlan } from "../doc/plan.js"
 import { readReports, type ReportsDocument } from "../doc/reports.js"
+import { type AuditRecord, claimFitsRole, readAudit } from "../sync/net/audit.js"
 import type { PlanBackend } from "./backend.js"
 
 const GENESIS_ACTOR = "00000000000000000000000000000001"
@@ -16,6 +17,13 @@ export interface HistoryEntry {
   at: number
   by: string
   did: string
+  /**
+   * On a sync server's store (which keeps an audit trail): the token that delivered the change, or null
+   * for a change made on the server's machine itself. Absent elsewhere.
+   */
+  verified?: { token: string; label: string | null; role: string; remote: string; receivedAt: number } | null
+  /** Set when the claimed author (`by`) is not one the delivering token may speak for. */
+  flag?: string
   /** For a report: its message (exact text). */
   message?: string
   /** `plan` or `reports:<job>` */
@@ -38,6 +46,10 @@ export interface HistoryResult {
   planId: string
   plan: string
   entries: HistoryEntry[]
+  /** Whether entries carry `verified` (the store keeps a sync server's audit trail). */
+  audited: boolean
+  /** How many entries claim an author their token does not speak for. */
+  flagged: number
 }
 
 export function changeEntries(doc: A.Doc<unknown>, label: string): HistoryEntry[] {
@@ -59,10 +71,30 @@ export async function history(backend: PlanBackend, input: HistoryInput): Promis
   const jobs = readPlan(plan.doc).jobs.map(j => j.name)
   if (input.job && !jobs.includes(input.job)) throw new InputError(`plan "${plan.name}" has no job "${input.job}"`)
   if (input.limit !== undefined && (!Number.isInteger(input.limit) || input.limit < 1)) throw new InputError(`invalid limit ${input.limit}: expected a whole number from 1`)
-  const entries = changeEntries(plan.doc, "plan")
+  let entries = changeEntries(plan.doc, "plan")
   const logs = await backend.reportLogs(plan.id, input.job ? [input.job] : jobs)
   for (const [job, log] of logs) entries.push(...reportEntries(log, job))
-  return { planId: plan.id, plan: plan.name, entries: filterEntries(entries, input) }
+  // A sync server's store keeps an audit trail of the changes it accepted, with the token of each.
+  const audit = backend.storeDir ? await auditIndex(backend.storeDir) : undefined
+  if (audit) entries = entries.map(e => verify(e, audit))
+  const out = filterEntries(entries, input)
+  return { planId: plan.id, plan: plan.name, entries: out, audited: !!audit, flagged: out.filter(e => e.flag).length }
+}
+
+async function auditIndex(storeDir: string): Promise<Map<string, AuditRecord> | undefined> {
+  const records = await readAudit(storeDir)
+  if (records.length === 0) return undefined
+  const byHash = new Map<string, AuditRecord>()
+  for (const r of records) if (!byHash.has(r.hash)) byHash.set(r.hash, r)
+  return byHash
+}
+
+function verify(e: HistoryEntry, audit: Map<string, AuditRecord>): HistoryEntry {
+  const r = audit.get(e.hash)
+  const out: HistoryEntry = { ...e, verified: r ? { token: r.token, label: r.label ?? null, role: r.role, remote: r.remote, receivedAt: r.at } : null }
+  const claimed = e.by === `actor ${e.actor.slice(0, 8)}` ? null : e.by
+  if (r && !claimFitsRole(r.role, claimed)) out.flag = `claims ${e.by}, but token ${r.label ?? r.token} is ${r.role}`
+  return out
 }
 
 /** A report log's changes, each with the report it appended (matched by author and time). */

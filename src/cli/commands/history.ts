@@ -1,7 +1,6 @@
 /** `concord history`: a thin adapter over src/ops/history.ts. */
 import type { Command } from "commander"
 import { followHistory, history, type HistoryEntry, type HistoryInput } from "../../ops/history.js"
-import { type AuditRecord, claimFitsRole, readAudit } from "../../sync/net/audit.js"
 import { type GlobalOptions, openBackend, type RemoteOptions } from "../context.js"
 import { out, printJson, printJsonLine, table } from "../output.js"
 import { parseTime, parseWholeNumber } from "../parse.js"
@@ -34,15 +33,11 @@ export function registerHistory(program: Command, globals: () => GlobalOptions):
       const input: HistoryInput = { planRef, job: opts.job, since: parseTime("--since", opts.since), limit: parseWholeNumber("--limit", opts.limit) }
       const backend = await openBackend(globals(), opts, { watch: opts.follow, retry: !!opts.follow })
       try {
-        // A sync server's store keeps an audit trail of the changes it accepted, with the token of each.
-        const audit = backend.storeDir ? await auditIndex(backend.storeDir) : undefined
         if (!opts.follow) {
           const r = await history(backend, input)
-          const entries = audit ? r.entries.map(e => verify(e, audit)) : r.entries
-          if (opts.json) return printJson(entries)
-          rows(entries, true, !!audit)
-          const flagged = entries.filter(e => (e as Verified).flag).length
-          if (flagged) out(`${flagged} change(s) claim an author their token does not speak for (marked !!)`)
+          if (opts.json) return printJson(r.entries)
+          rows(r.entries, true, r.audited)
+          if (r.flagged) out(`${r.flagged} change(s) claim an author their token does not speak for (marked !!)`)
           return
         }
         const ac = new AbortController()
@@ -68,29 +63,7 @@ export function registerHistory(program: Command, globals: () => GlobalOptions):
     })
 }
 
-/** A history entry on a sync server's store: the token that delivered it, and a flag for a forged author. */
-type Verified = HistoryEntry & {
-  verified?: { token: string; label: string | null; role: string; remote: string; receivedAt: number } | null
-  flag?: string
-}
-
-async function auditIndex(storeDir: string): Promise<Map<string, AuditRecord> | undefined> {
-  const records = await readAudit(storeDir)
-  if (records.length === 0) return undefined
-  const byHash = new Map<string, AuditRecord>()
-  for (const r of records) if (!byHash.has(r.hash)) byHash.set(r.hash, r)
-  return byHash
-}
-
-function verify(e: HistoryEntry, audit: Map<string, AuditRecord>): Verified {
-  const r = audit.get(e.hash)
-  const out: Verified = { ...e, verified: r ? { token: r.token, label: r.label ?? null, role: r.role, remote: r.remote, receivedAt: r.at } : null }
-  const claimed = e.by === `actor ${e.actor.slice(0, 8)}` ? null : e.by
-  if (r && !claimFitsRole(r.role, claimed)) out.flag = `claims ${e.by}, but token ${r.label ?? r.token} is ${r.role}`
-  return out
-}
-
-function rows(entries: Verified[], header: boolean, audited: boolean): void {
+function rows(entries: HistoryEntry[], header: boolean, audited: boolean): void {
   const body = entries.map(e => {
     const row = [new Date(e.at).toISOString(), e.by]
     if (audited) row.push(e.verified ? `verified: token ${e.verified.label ?? e.verified.token}` : "local (no token)")
