@@ -4,6 +4,7 @@
  */
 import { Command, CommanderError } from "commander"
 import { registerControl } from "./commands/control.js"
+import { registerDashboard } from "./commands/dashboard.js"
 import { registerHistory } from "./commands/history.js"
 import { registerPlan } from "./commands/plan.js"
 import { registerReport } from "./commands/report.js"
@@ -27,6 +28,7 @@ export function buildProgram(): Command {
   registerHistory(program, globals)
   registerControl(program, globals)
   registerSync(program, globals)
+  registerDashboard(program, globals)
   for (const c of program.commands) {
     c.exitOverride()
     for (const sub of c.commands) sub.exitOverride()
