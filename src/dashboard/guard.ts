@@ -62,13 +62,14 @@ export class TokenBackend implements PlanBackend {
     for (let tries = 0; ; tries++) {
       const before = await this.inner.loadPlan(id)
       if (!before) throw new AccessRefused(`no plan ${id}`)
-      const r = fn(before)
+      // a trial run on a copy: Automerge's change() advances the document it is given in place
+      const r = fn(A.clone(before))
       const after = "result" in r && "doc" in r ? r.doc : (r as PlanDocument)
       const changes = A.getChanges(before, after)
       if (changes.length) {
         const data = A.encodeSyncMessage({ heads: A.getHeads(after), need: [], have: [], changes })
         const verdict = await this.policy.judge(this.token, { type: "sync", documentId: id, data }, async d => (d === id ? before : this.current(d)))
-        if (!verdict.ok) throw new AccessRefused(`refused: ${verdict.reason}`)
+        if (!verdict.ok) throw new AccessRefused(verdict.reason)
       }
       const judged = A.getHeads(before).join(",")
       try {
