@@ -46,9 +46,7 @@ export interface AtResult {
 
 /** The plan (and its report logs) as they were at a point in history. */
 export async function planAt(backend: PlanBackend, input: AtInput): Promise<AtResult> {
-  const given = [input.change !== undefined, input.at !== undefined, input.heads !== undefined].filter(Boolean).length
-  if (given !== 1) throw new InputError("name exactly one point in history: a change hash, a time, or the plan's heads")
-  if (input.at !== undefined && !Number.isFinite(input.at)) throw new InputError(`invalid time ${input.at}: expected milliseconds since 1970`)
+  checkPoint(input)
   const plan = await resolvePlan(backend, input.planRef)
   const jobs = readPlan(plan.doc).jobs.map(j => j.name)
   const logs = await backend.reportLogs(plan.id, jobs)
@@ -57,6 +55,7 @@ export async function planAt(backend: PlanBackend, input: AtInput): Promise<AtRe
 
 /** The pure part of `planAt`, over already loaded documents. */
 export function planAtDocs(id: DocId, name: string, doc: PlanDocument, logs: Map<string, ReportsDocument>, input: Omit<AtInput, "planRef">): AtResult {
+  checkPoint(input)
   const planEntries = changeEntries(doc, "plan")
   const logEntries = new Map([...logs].map(([job, log]) => [job, changeEntries(log, `reports:${job}`)]))
   const all = [...planEntries, ...[...logEntries.values()].flat().filter(e => e.by !== "concord")]
@@ -76,8 +75,7 @@ export function planAtDocs(id: DocId, name: string, doc: PlanDocument, logs: Map
     const heads = input.heads!.map(h => h.toLowerCase())
     const unknown = heads.filter(h => !planEntries.some(e => e.hash === h))
     if (unknown.length) throw new InputError(`the plan has no change ${unknown.join(", ")}`)
-    const view = A.view(doc, heads)
-    const inPlan = new Set(A.getChangesMetaSince(view, []).map(c => c.hash))
+    const inPlan = closure(doc, heads)
     const t = Math.max(...planEntries.filter(e => inPlan.has(e.hash)).map(e => e.at))
     keep = e => (e.doc === "plan" ? inPlan.has(e.hash) : e.at <= t)
   }
@@ -99,6 +97,29 @@ export function planAtDocs(id: DocId, name: string, doc: PlanDocument, logs: Map
   return { planId: id, plan: name, at, entry, included: included.length, total: all.length, heads: A.getHeads(planDoc), summary }
 }
 
+function checkPoint(input: Omit<AtInput, "planRef">): void {
+  const given = [input.change !== undefined, input.at !== undefined, input.heads !== undefined].filter(Boolean).length
+  if (given !== 1) throw new InputError("name exactly one point in history: a change hash, a time, or the plan's heads")
+  if (input.at !== undefined && !Number.isFinite(input.at)) throw new InputError(`invalid time ${input.at}: expected milliseconds since 1970`)
+  if (input.heads !== undefined && (input.heads.length === 0 || input.heads.some(h => !/^[0-9a-f]{64}$/i.test(h)))) {
+    throw new InputError("heads must be one or more change hashes (64 hex digits)")
+  }
+}
+
+/** These changes and every change they depend on, transitively. */
+function closure(doc: A.Doc<unknown>, hashes: string[]): Set<string> {
+  const meta = new Map(A.getChangesMetaSince(doc, []).map(c => [c.hash, c]))
+  const closed = new Set<string>()
+  const stack = [...hashes]
+  while (stack.length) {
+    const h = stack.pop()!
+    if (closed.has(h)) continue
+    closed.add(h)
+    for (const d of meta.get(h)?.deps ?? []) stack.push(d)
+  }
+  return closed
+}
+
 function order(a: HistoryEntry, b: HistoryEntry): number {
   return a.at - b.at || a.hash.localeCompare(b.hash)
 }
@@ -110,14 +131,7 @@ function order(a: HistoryEntry, b: HistoryEntry): number {
 function viewUpTo<T>(doc: A.Doc<T>, entries: HistoryEntry[]): A.Doc<T> | undefined {
   if (entries.length === 0) return undefined
   const meta = new Map(A.getChangesMetaSince(doc, []).map(c => [c.hash, c]))
-  const closed = new Set<string>()
-  const stack = entries.map(e => e.hash)
-  while (stack.length) {
-    const h = stack.pop()!
-    if (closed.has(h)) continue
-    closed.add(h)
-    for (const d of meta.get(h)?.deps ?? []) stack.push(d)
-  }
+  const closed = closure(doc, entries.map(e => e.hash))
   const deps = new Set<string>()
   for (const h of closed) for (const d of meta.get(h)?.deps ?? []) deps.add(d)
   const heads = [...closed].filter(h => !deps.has(h))
