@@ -443,7 +443,7 @@ export function renderMarkdown(results, { charts, chartDir }) {
           (dsh.measuredAt ? ` Measured ${dsh.measuredAt} (a later \`--only=dashboard\` run than the rest of this page).` : "")
       )
       const done = dsh.rows.filter(r => !r.pending)
-      p(table(["way", "n", "p50", "p90", "p99", "max", "overtaken", "never shown"], done.map(r => [r.way, r.n, ms(r.p50), ms(r.p90), ms(r.p99), ms(r.max), r.overtaken, r.missed])))
+      p(table(["way", "n", "p50", "p90", "p99", "max", "overtaken", "never shown", "load average (1 min) before → after"], done.map(r => [r.way, r.n, ms(r.p50), ms(r.p90), ms(r.p99), ms(r.max), r.overtaken, r.missed, r.load1 ? `${fmt(r.load1[0])} → ${fmt(r.load1[1])}` : "not recorded"])))
       for (const r of dsh.rows.filter(x => x.pending)) p(`${r.way}: pending (${r.pending})`)
       if (done.some(r => r.min < 0)) p("A negative latency means the page showed the report before the writer's call returned (the server confirmation, or the report-digest cache update that follows the fsync, was still under way).")
       p("*Overtaken*: a report replaced by the next one before the page drew it (the page shows a job's latest report); *never shown*: neither it nor any later report appeared.")

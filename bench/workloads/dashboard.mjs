@@ -71,6 +71,7 @@ export async function run({ quick, log }) {
     for (const [way, open] of Object.entries(ways)) {
       round++
       const backend = await open()
+      const loadBefore = os.loadavg()[0]
       const durable = {}
       try {
         for (let i = 0; i < cfg.reports; i++) {
@@ -93,7 +94,7 @@ export async function run({ quick, log }) {
       // a report overtaken by the next one before the page drew it is not "missed": the page shows the
       // latest report, which is what a human sees
       const overtaken = Object.keys(durable).filter((k, i, all) => seen[k] === undefined && all.slice(i + 1).some(n => seen[n] !== undefined)).length
-      const row = { way, n: lat.length, missed: missed - overtaken, overtaken, p50: median(lat), p90: quantile(lat, 0.9), p99: p99(lat), max: lat.length ? Math.max(...lat) : null, min: lat.length ? Math.min(...lat) : null }
+      const row = { way, load1: [loadBefore, os.loadavg()[0]], n: lat.length, missed: missed - overtaken, overtaken, p50: median(lat), p90: quantile(lat, 0.9), p99: p99(lat), max: lat.length ? Math.max(...lat) : null, min: lat.length ? Math.min(...lat) : null }
       rows.push(row)
       log(`dashboard ${way}: p50 ${row.p50?.toFixed(1)} ms, p99 ${row.p99?.toFixed(1)} ms, max ${row.max?.toFixed(1)} ms, n ${row.n}, overtaken ${overtaken}, missed ${row.missed}`)
     }
