@@ -185,15 +185,20 @@ describe("dashboard on concord serve", () => {
     planId = JSON.parse(r.stdout).id
     const other = await runConcord(dir, ["plan", "create", "plan.yaml", "--json"])
     const otherId = JSON.parse(other.stdout).id
-    tk.admin = await addTokenCli(dir, planId, "admin")
-    tk.reader = await addTokenCli(dir, planId, "reader")
-    tk.job = await addTokenCli(dir, planId, "job:a")
-    tk.otherPlan = await addTokenCli(dir, otherId, "admin")
-    // run to the checkpoint: a fails, nothing else can run, exit 3
-    expect((await runConcord(dir, ["run", planId, "--quiet"])).code).toBe(3)
+    // run to the checkpoint (a fails, nothing else can run: exit 3) while the tokens are made
+    const [run] = await Promise.all([
+      runConcord(dir, ["run", planId, "--quiet"]),
+      (async () => {
+        tk.admin = await addTokenCli(dir, planId, "admin")
+        tk.reader = await addTokenCli(dir, planId, "reader")
+        tk.job = await addTokenCli(dir, planId, "job:a")
+        tk.otherPlan = await addTokenCli(dir, otherId, "admin")
+      })(),
+    ])
+    expect(run.code).toBe(3)
     server = await startServerProcess(dir)
     kill.push(() => server.proc.kill("SIGKILL"))
-  }, 60_000)
+  }, 180_000)
 
   afterAll(async () => {
     await server?.stop()
