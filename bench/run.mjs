@@ -5,6 +5,8 @@
 //   npm run bench -- --quick      smoke run (< 2 min): bench/quick/ (not committed)
 //   npm run bench -- --only=contention,founding   a subset (writes to bench/partial/)
 //   node bench/run.mjs --render    rewrite BENCHMARKS.md and bench/charts/ from bench/results.json
+//   npm run bench -- --only=dashboard --merge   a subset, then merged into bench/results.json (each merged
+//                                 workload keeps the date it was measured) and BENCHMARKS.md re-rendered
 //
 // Exit status: 0, or 1 if any result is wrong (a lost update, a wrong final state, a report never
 // seen, a wrong status) where the backend is meant to be right, or if a workload crashed. Never
@@ -24,8 +26,9 @@ import * as visibility from "./workloads/visibility.mjs"
 import * as reportCost from "./workloads/report-cost.mjs"
 import * as scale from "./workloads/scale.mjs"
 import * as sync from "./workloads/sync.mjs"
+import * as dashboard from "./workloads/dashboard.mjs"
 
-const WORKLOADS = [contention, founding, visibility, reportCost, scale, sync]
+const WORKLOADS = [contention, founding, visibility, reportCost, scale, sync, dashboard]
 const HERE = path.dirname(fileURLToPath(import.meta.url))
 
 const args = process.argv.slice(2)
@@ -43,7 +46,7 @@ const quick = args.includes("--quick")
 const onlyArg = args.find(a => a.startsWith("--only="))
 const only = onlyArg ? onlyArg.slice("--only=".length).split(",") : null
 for (const a of args) {
-  if (a !== "--quick" && !a.startsWith("--only=")) {
+  if (a !== "--quick" && a !== "--merge" && !a.startsWith("--only=")) {
     process.stderr.write(`bench: unknown argument ${a}\nusage: npm run bench [-- --quick] [-- --only=${WORKLOADS.map(w => w.id).join(",")}]\n`)
     process.exit(2)
   }
@@ -137,6 +140,20 @@ await fsp.writeFile(resultsFile, JSON.stringify(results, null, 1) + "\n")
 const mdFile = path.join(outDir, "BENCHMARKS.md")
 await fsp.writeFile(mdFile, renderMarkdown(results, { charts, chartDir: path.relative(outDir, chartDir) }))
 log(`wrote ${path.relative(ROOT, resultsFile)}, ${path.relative(ROOT, mdFile)}, ${charts.length} charts in ${path.relative(ROOT, chartDir)}/`)
+
+if (args.includes("--merge") && only && !quick) {
+  const fullFile = path.join(HERE, "results.json")
+  const full = JSON.parse(await fsp.readFile(fullFile, "utf8"))
+  for (const id of Object.keys(results.workloads)) full.workloads[id] = { ...results.workloads[id], measuredAt: results.date }
+  full.errors = [...(full.errors ?? []).filter(e => !Object.keys(results.workloads).some(id => e.startsWith(`${id}:`))), ...results.errors]
+  const v = judge(full)
+  full.failures = v.failures
+  full.targets = v.targets
+  await fsp.writeFile(fullFile, JSON.stringify(full, null, 1) + "\n")
+  const fullCharts = await writeCharts(path.join(HERE, "charts"), full)
+  await fsp.writeFile(path.join(ROOT, "BENCHMARKS.md"), renderMarkdown(full, { charts: fullCharts, chartDir: "bench/charts" }))
+  log(`merged ${Object.keys(results.workloads).join(", ")} into bench/results.json; rewrote BENCHMARKS.md`)
+}
 
 for (const t of results.targets) log(`target: ${t.status.toUpperCase().padEnd(7)} ${t.target}: ${t.detail}`)
 if (verdict.failures.length) {

@@ -20,6 +20,9 @@ export function judge(results) {
   for (const r of w.visibility?.rows ?? []) {
     if (r.missed > 0) failures.push(`visibility: the ${r.backend} watcher (${r.way}) never saw ${r.missed} of ${r.missed + r.n} reports`)
   }
+  for (const r of w.dashboard?.rows ?? []) {
+    if (r.missed > 0) failures.push(`dashboard: the page (${r.way}) never showed ${r.missed} reports, not even a later one`)
+  }
   for (const e of [...(w.scale?.errors ?? []), ...(w.sync?.errors ?? [])]) failures.push(e)
   return { failures, targets: targets(results) }
 }
@@ -136,6 +139,14 @@ function targets(results) {
     if (c && !c.pending) add("10,000 offline changes per side converge in < 5 s", c.convergeMs < 5000 ? "met" : "missed", `${ms(c.convergeMs)}${refText}`)
     else if (c?.pending) add("10,000 offline changes per side converge in < 5 s", "pending", `${c.pending}${refText}`)
     else add("10,000 offline changes per side converge in < 5 s", rows.length ? "pending" : "not run", rows.length ? `not measured in this mode${refText}` : "sync not run")
+  }
+  // 7. dashboard
+  {
+    const T = "Dashboard: report durable -> visible in the page, p99 < 250 ms through `concord serve`"
+    const rows = (w.dashboard?.rows ?? []).filter(r => !r.pending)
+    const viaServer = rows.find(r => r.way === "agent via sync server")
+    if (viaServer) add(T, viaServer.p99 < 250 ? "met" : "missed", rows.map(r => `${r.way}: p99 ${ms(r.p99)} (p50 ${ms(r.p50)})`).join("; "))
+    else add(T, w.dashboard ? "pending" : "not run", w.dashboard?.rows?.[0]?.pending ?? "dashboard not run")
   }
   return out
 }
@@ -415,6 +426,28 @@ export function renderMarkdown(results, { charts, chartDir }) {
       )
     )
     chart("sync-converge.svg")
+  }
+
+  // 7 dashboard
+  const dsh = w.dashboard
+  if (dsh) {
+    p("## 7. Dashboard")
+    if (dsh.crashed) p(`Crashed: \`${dsh.crashed.split("\n")[0]}\``)
+    else {
+      p(
+        `\`concord serve\` (an OS process) serves the dashboard; headless Chromium (Debian's package, driven by playwright-core) shows it with a reader token. ${dsh.config.reports} reports are made durable one at a time, ` +
+          `${dsh.config.gapMs}-${dsh.config.gapMs + dsh.config.jitterMs} ms apart; a MutationObserver in the page records when each report's text first appears (page and bench share the machine's clock). ` +
+          "Latency = visible in the page − durable. *Agent via sync server*: the report is sent by a client session with a job token (as `concord report --remote`), durable when the server confirms it wrote it. " +
+          "*Agent on the server's store*: a process writes the server's store directly (as `concord report` on that machine), durable when its chunk is fsynced. " +
+          "The page is updated by server push (Server-Sent Events of `ops.watchStatus`), never by polling." +
+          (dsh.measuredAt ? ` Measured ${dsh.measuredAt} (a later \`--only=dashboard\` run than the rest of this page).` : "")
+      )
+      const done = dsh.rows.filter(r => !r.pending)
+      p(table(["way", "n", "p50", "p90", "p99", "max", "overtaken", "never shown", "load average (1 min) before → after"], done.map(r => [r.way, r.n, ms(r.p50), ms(r.p90), ms(r.p99), ms(r.max), r.overtaken, r.missed, r.load1 ? `${fmt(r.load1[0])} → ${fmt(r.load1[1])}` : "not recorded"])))
+      for (const r of dsh.rows.filter(x => x.pending)) p(`${r.way}: pending (${r.pending})`)
+      if (done.some(r => r.min < 0)) p("A negative latency means the page showed the report before the writer's call returned (the server confirmation, or the report-digest cache update that follows the fsync, was still under way).")
+      p("*Overtaken*: a report replaced by the next one before the page drew it (the page shows a job's latest report); *never shown*: neither it nor any later report appeared.")
+    }
   }
 
   p("## Caveats")

@@ -8,6 +8,7 @@ import path from "node:path"
 import { fileURLToPath } from "node:url"
 import { Command, CommanderError } from "commander"
 import { registerControl } from "./commands/control.js"
+import { registerDashboard } from "./commands/dashboard.js"
 import { registerDoctor } from "./commands/doctor.js"
 import { registerHistory } from "./commands/history.js"
 import { registerPlan } from "./commands/plan.js"
@@ -69,6 +70,7 @@ export function buildProgram(): Command {
   registerControl(program, globals)
   registerSync(program, globals)
   registerDoctor(program, globals)
+  registerDashboard(program, globals)
   const configure = (c: Command) => {
     c.exitOverride()
     c.configureOutput({ outputError: str => say(usageLine(str, c)) })

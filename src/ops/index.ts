@@ -12,3 +12,4 @@ export { type CancelInput, type CancelResult, cancel, type JobProcess, type Proc
 export { status, statusOf, type StatusResult, watchStatus } from "./status.js"
 export { changeEntries, history, type HistoryEntry, type HistoryInput, type HistoryResult } from "./history.js"
 export { createPlan, type CreatedPlan, listPlans, type PlanRow } from "./plans.js"
+export { type AtInput, type AtResult, planAt, planAtDocs } from "./at.js"

@@ -177,7 +177,7 @@ export function registerControl(program: Command, globals: () => GlobalOptions):
  * Stop job processes of this machine that are still the processes that were launched, with the
  * orchestrator's stop routine: SIGTERM to the group, SIGKILL after 5 s, until the whole group is gone.
  */
-const stopJobProcesses: ProcessStopper = async procs => {
+export const stopJobProcesses: ProcessStopper = async procs => {
   const host = hostName()
   const results = await Promise.all(procs.map(p => stopJobProcess({ pid: p.pid, startedAtMs: p.pidStartedAt }, { host, graceMs: 5_000 })))
   return results.filter(r => r === "gone").length

@@ -133,6 +133,7 @@ export function registerSync(program: Command, globals: () => GlobalOptions): vo
       if (server.tokens.size === 0) stamp(`warning: no tokens in ${server.tokens.file}: every client is refused; add one with: concord token add --plan ID --role ROLE`)
       if (!tls && !isLoopback(opts.host)) stamp(`warning: serving on ${opts.host} without TLS: tokens and plans travel in clear; use --tls-cert/--tls-key or a TLS proxy`)
       out(`concord sync server listening on ${server.url} (store ${storeDir}, ${server.tokens.size} token(s) in ${server.tokens.file})`)
+      out(`dashboard: ${server.url.replace(/^ws/, "http")}/dashboard/?token=<a token>`)
       const sig = await waitForSignal()
       stamp(`${sig}: shutting down`)
       await server.close()

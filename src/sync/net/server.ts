@@ -25,6 +25,7 @@ import https from "node:https"
 import type { AddressInfo, Socket } from "node:net"
 import os from "node:os"
 import { WebSocketServer } from "ws"
+import { handleDashboardRequest } from "../../dashboard/serve.js"
 import { isDocId, reportDocId } from "../../doc/ids.js"
 import { isPlanDoc, readPlan } from "../../doc/plan.js"
 import { ConcordStorageAdapter } from "../storage/ConcordStorageAdapter.js"
@@ -329,6 +330,7 @@ export class SyncServer {
       return json(res, 400, { error: "bad url" })
     }
     if (pathname.endsWith("/healthz") || pathname === "/healthz") return json(res, 200, { ok: true })
+    if (await handleDashboardRequest(this, req, res)) return
     const isPlans = pathname.endsWith("/v1/plans")
     const isConfirm = pathname.endsWith("/v1/confirm")
     if (!isPlans && !isConfirm) return json(res, 404, { error: "not found" })
