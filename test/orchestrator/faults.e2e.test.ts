@@ -66,20 +66,27 @@ describe("orchestrator faults (real processes)", () => {
   it("1. runner killed between recording `running` and recording the pid: the next runner adopts the live job by its pid file; nothing runs twice", async () => {
     const dir = store()
     const launches = path.join(dir, "launches")
-    const id = await createPlanAsync(dir, `name: f1\njobs:\n  - { name: a, run: 'echo a >> ${launches}; sleep 1.5; exit 0' }\n  - { name: b, run: 'echo b >> ${launches}', dependsOn: [a] }\n`)
+    const go = path.join(dir, "go")
+    const cmd = `echo a >> ${launches}; while [ ! -f ${go} ]; do sleep 0.1; done; exit 0`
+    const id = await createPlanAsync(dir, `name: f1\njobs:\n  - { name: a, run: '${cmd}' }\n  - { name: b, run: 'echo b >> ${launches}', dependsOn: [a] }\n`)
     const s = new PlanStore(dir)
     // What a runner does up to its death: record the attempt running, spawn the wrapper; no pid written.
     const host = hostName()
     await s.updatePlan(id, d => setJobStatus(d, "a", "running", { host, startedAt: Date.now(), log: logPath(id, "a", 1) }, { by: "orchestrator@x:1", now: Date.now() }))
     const dead = new ProcessSupervisor({ storeDir: dir, planId: id, host, killGraceMs: 300 })
     const env = jobEnv({ base: process.env, env: {}, binDir, prompt: null, vars: { CONCORD_STORE: dir, CONCORD_PLAN: id, CONCORD_JOB: "a", CONCORD_ATTEMPT: "1" } })
-    const spawned = await dead.spawn({ job: "a", attempt: 1, run: `echo a >> ${launches}; sleep 1.5; exit 0`, cwd: dir, env, prompt: "" })
+    const spawned = await dead.spawn({ job: "a", attempt: 1, run: cmd, cwd: dir, env, prompt: "" })
     expect(spawned.ok).toBe(true)
     if (spawned.ok) groups.push(spawned.pid)
     expect(readPlan(await s.loadPlan(id)).jobs[0].current.pid).toBeNull()
 
     const events: string[] = []
-    const r = await runPlan(s, id, { ...fast, onEvent: l => events.push(l) })
+    // The job finishes only once the new runner has adopted it.
+    const onEvent = (l: string) => {
+      events.push(l)
+      if (/a #1: adopted running process/.test(l)) writeFileSync(go, "")
+    }
+    const r = await runPlan(s, id, { ...fast, onEvent })
     expect(r.code, events.join("\n")).toBe(0)
     expect(events.join("\n")).toMatch(/a #1: adopted running process/)
     const a = r.view.jobs[0]
