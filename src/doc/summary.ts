@@ -92,7 +92,7 @@ export function summarize(
         exitCode: a.exitCode,
         signal: a.signal,
         exitMeaning: j.status === "failed" || j.status === "stopped" ? explainExit(a.exitCode, a.signal) : null,
-        error: j.status === "failed" || j.status === "stopped" || j.status === "canceled" ? a.reason : null,
+        error: j.status === "failed" || j.status === "stopped" || j.status === "canceled" || j.status === "conflict" ? a.reason : null,
         note: a.note,
         skipped: a.skipped,
         progress: forAttempt?.progress ?? null,
