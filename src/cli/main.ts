@@ -3,6 +3,7 @@
  * Exit codes: 0 ok, 2 usage or validation error, 1 other failure (3: `run` paused at a checkpoint).
  */
 import { Command, CommanderError } from "commander"
+import { registerCleanup } from "./commands/cleanup.js"
 import { registerControl } from "./commands/control.js"
 import { registerHistory } from "./commands/history.js"
 import { registerPlan } from "./commands/plan.js"
@@ -27,6 +28,7 @@ export function buildProgram(): Command {
   registerHistory(program, globals)
   registerControl(program, globals)
   registerSync(program, globals)
+  registerCleanup(program, globals)
   for (const c of program.commands) {
     c.exitOverride()
     for (const sub of c.commands) sub.exitOverride()

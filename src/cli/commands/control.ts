@@ -104,6 +104,11 @@ export function registerControl(program: Command, globals: () => GlobalOptions):
       out(renderStatus(summary, { color: process.stdout.isTTY === true, storeDir: store.dir }).join("\n"))
       const ref = planRef ?? entry.id
       const steps = nextSteps(summary, ref)
+      const pr = view.git?.prResult
+      if (pr) {
+        out("")
+        out(pr.url ? `pull request: ${pr.url}` : `pull request not opened (${pr.manual ?? "manual"}); open it with:\n  ${pr.command}`)
+      }
       if (result.code === 130) {
         const live = summary.jobs.filter(j => j.status === "running").length
         out("")

@@ -99,13 +99,18 @@ export async function isAncestor(root: string, ancestor: string, of: string): Pr
   return (await git(root, ["merge-base", "--is-ancestor", ancestor, of], { allowFail: true })).code === 0
 }
 
+const identities = new Map<string, NodeJS.ProcessEnv>()
+
 /** Author identity for concord's own commits when the repository has none configured. */
 async function identityEnv(cwd: string): Promise<NodeJS.ProcessEnv> {
+  const known = identities.get(cwd)
+  if (known) return known
   const name = out(await git(cwd, ["config", "user.name"], { allowFail: true }))
   const email = out(await git(cwd, ["config", "user.email"], { allowFail: true }))
   const env: NodeJS.ProcessEnv = {}
   if (!name && !process.env.GIT_AUTHOR_NAME) env.GIT_AUTHOR_NAME = env.GIT_COMMITTER_NAME = "concord"
   if (!email && !process.env.GIT_AUTHOR_EMAIL) env.GIT_AUTHOR_EMAIL = env.GIT_COMMITTER_EMAIL = "concord@localhost"
+  identities.set(cwd, env)
   return env
 }
 

@@ -62,6 +62,7 @@ export class GitPlan {
   private root = ""
   private busyWith: Promise<void> | null = null
   private retryAt = 0
+  private retryDelay = 1000
 
   constructor(
     private readonly store: PlanStore,
@@ -146,9 +147,14 @@ export class GitPlan {
     const next = nextMerge(view)
     if (!next) return false
     this.busyWith = this.work(next)
+      .then(() => {
+        this.retryDelay = 1000
+      })
       .catch(e => {
-        this.retryAt = Date.now() + 2000
-        this.event(`merge queue: ${next.key}: ${(e as Error).message} (will retry)`)
+        // Not a merge outcome but a failure to work the queue (a moved branch, a full disk): retry, slower each time.
+        this.retryAt = Date.now() + this.retryDelay
+        this.event(`merge queue: ${next.key}: ${(e as Error).message} (retrying in ${Math.round(this.retryDelay / 1000)} s)`)
+        this.retryDelay = Math.min(60_000, this.retryDelay * 2)
       })
       .finally(() => {
         this.busyWith = null
