@@ -13,6 +13,7 @@ import { waitForSignal } from "../../lib/async.js"
 import { hostName } from "../../lib/host.js"
 import { runPlan } from "../../orchestrator/runner.js"
 import { stopJobProcess } from "../../orchestrator/supervisor.js"
+import { printable } from "../../orchestrator/worktree/policy.js"
 import type { PlanStore } from "../../sync/store/PlanStore.js"
 import { clock, type GlobalOptions, openBackend, openStore, type RemoteOptions } from "../context.js"
 import { out, printJson } from "../output.js"
@@ -107,7 +108,7 @@ export function registerControl(program: Command, globals: () => GlobalOptions):
       const pr = view.git?.prResult
       if (pr) {
         out("")
-        out(pr.url ? `pull request: ${pr.url}` : `pull request not opened (${pr.manual ?? "manual"}); open it with:\n  ${pr.command}`)
+        out(printable(pr.url ? `pull request: ${pr.url}` : `pull request not opened (${pr.manual ?? "manual"}); open it with:\n  ${pr.command}`))
       }
       if (result.code === 130) {
         const live = summary.jobs.filter(j => j.status === "running").length

@@ -64,14 +64,19 @@ export class GitPlan {
   private retryAt = 0
   private retryDelay = 1000
 
+  private readonly event: (line: string) => void
+
   constructor(
     private readonly store: PlanStore,
     private readonly planId: string,
     private readonly ctx: () => WriteContext,
-    private readonly event: (line: string) => void,
+    event: (line: string) => void,
     /** Called when background queue work wrote to the document. */
     private readonly poke: () => void = () => {}
-  ) {}
+  ) {
+    // File names and git's messages reach a terminal: never with raw control characters.
+    this.event = line => event(printable(line))
+  }
 
   get busy(): boolean {
     return this.busyWith !== null
