@@ -223,8 +223,10 @@ export function decide(view: PlanView, obs: Observations): Decision {
       const st = statusOf(j)
       const a = j.current
       if (a.checkpointSeq !== null || a.skipped) continue
-      if (st === "failed") {
-        const exit = obs.exits.find(e => e.job === j.name && e.attempt === a.n)
+      // In a git plan a job the merge queue refused (conflict, failed test, touchSet) is a failure too.
+      if (st === "failed" || (view.git && st === "conflict")) {
+        const refused = st === "conflict"
+        const exit = refused ? undefined : obs.exits.find(e => e.job === j.name && e.attempt === a.n)
         const set = actions.find(x => x.kind === "setJob" && x.job === j.name && x.attempt === a.n && x.to === "failed") as Extract<Action, { kind: "setJob" }> | undefined
         const exitCode = exit?.code ?? a.exitCode
         const failureKind = set?.fields.failureKind ?? (exit ? exitKind(exit) : (a.failureKind ?? "failed"))

@@ -252,14 +252,15 @@ describe("git plans (repo:)", () => {
     doc = setJobStatus(setJobStatus(setJobStatus(doc, "a", "ready_to_merge", {}, c()), "a", "merging", {}, c()), "a", "merged", {}, c())
     expect(kinds(decide(readPlan(doc), obs()).actions)).toContain("launch:b")
   })
-  it("completes only when every job is merged; a conflict with nothing left to run fails the plan", () => {
+  it("completes only when every job is merged; a job the queue refused pauses the plan at on_error, with the reason", () => {
     let doc = gitPlan([["a"]])
     doc = step(doc).doc
     doc = setJobStatus(doc, "a", "completed", {}, c())
     expect(kinds(decide(readPlan(doc), obs()).actions)).not.toContain("setPlan=completed")
     doc = setJobStatus(setJobStatus(doc, "a", "ready_to_merge", {}, c()), "a", "merging", {}, c())
-    const conflicted = setJobStatus(A.clone(doc), "a", "conflict", { reason: "merge conflict in x" }, c())
-    expect(kinds(decide(readPlan(conflicted), obs()).actions)).toContain("setPlan=failed")
+    const conflicted = setJobStatus(A.clone(doc), "a", "conflict", { reason: "merge conflict in x", failureKind: "merge_conflict" }, c())
+    const raised = decide(readPlan(conflicted), obs({ exits: [{ job: "a", attempt: 1, code: 0, signal: null, at: t }] })).actions.find(x => x.kind === "raise")
+    expect(raised).toMatchObject({ checkpoint: "on_error", context: { jobName: "a", failureKind: "merge_conflict", message: "merge conflict in x" } })
     const merged = setJobStatus(doc, "a", "merged", {}, c())
     expect(kinds(decide(readPlan(merged), obs()).actions)).toContain("setPlan=completed")
   })

@@ -6,7 +6,8 @@ import { type ChildProcess, spawn } from "node:child_process"
 import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs"
 import path from "node:path"
 import { afterAll, describe, expect, it } from "vitest"
-import { BIN, cleanup, concord, type RunResult, statusJson, tempDir } from "../../helpers/cli.js"
+import { spawnSync } from "node:child_process"
+import { BIN, cleanup, type RunResult, statusJson, tempDir } from "../../helpers/cli.js"
 import { makeRepo, merges, sh } from "./gitrepo.js"
 
 const dirs: string[] = []
@@ -48,6 +49,12 @@ async function waitFor(what: string, fn: () => boolean, ms = 60_000): Promise<vo
   }
 }
 
+/** concord as an OS process, with a bound generous enough for a loaded 2-core machine. */
+function concord(store: string, args: string[], opts: { cwd?: string } = {}): RunResult {
+  const r = spawnSync(process.execPath, [BIN, ...args], { cwd: opts.cwd ?? store, env: { ...process.env, CONCORD_STORE: store }, encoding: "utf8", timeout: 170_000 })
+  return { code: r.status, signal: r.signal, stdout: r.stdout, stderr: r.stderr }
+}
+
 const statuses = (s: any) => Object.fromEntries(s.jobs.map((j: any) => [j.name, j.status]))
 
 describe("concord run on a git plan", () => {
@@ -74,7 +81,7 @@ jobs:
     expect(existsSync(path.join(w.store, "worktrees", id))).toBe(false)
     expect(sh(w.repo, "worktree", "list").split("\n")).toHaveLength(1)
     expect(sh(w.repo, "status", "--porcelain")).toBe("")
-  })
+  }, 180_000)
 
   it("SIGKILLed while a merge is being tested: the restarted run finishes the queue, nothing merged twice, the branch only at tested commits", async () => {
     const w = world()
@@ -112,7 +119,7 @@ jobs:
     const positions = sh(w.repo, "reflog", "--format=%H", INT).split("\n").slice(0, -1) // the last is the creation at base
     expect(positions).toHaveLength(3)
     for (const p of positions) expect(tested.has(p)).toBe(true)
-  })
+  }, 180_000)
 
   it("supervisor mode: pre_merge gates entry to the queue, pre_pr gates the pull request", async () => {
     const w = world()
@@ -142,7 +149,7 @@ jobs:
     r = concord(w.store, ["run", id])
     expect(r.code, r.stdout + r.stderr).toBe(0)
     expect(r.stdout).toContain("gh pr create --base main --head concord/gated")
-  })
+  }, 240_000)
 
   it("a failed plan keeps its worktrees; concord cleanup removes them (and --branches the job branches)", async () => {
     const w = world()
@@ -170,5 +177,40 @@ jobs:
     const bad = concord(w.store, ["cleanup", plain])
     expect(bad.code).toBe(2)
     expect(bad.stderr).toContain(`plan "plain" has no repo`)
-  })
+  }, 180_000)
+})
+
+describe("concord run: a merge conflict", () => {
+  it("pauses at on_error naming the file while the queue merges the rest; a retry starts from the new head and merges", async () => {
+    const w = world()
+    const id = create(w.store, w.dir, `
+name: clash
+repo: ${w.repo}
+graceMs: 0
+jobs:
+  - { name: x, run: "${writes("README.md", "x was here")}" }
+  - { name: y, run: "${writes("README.md", "y was here")}" }
+  - { name: z, run: "${writes("z.txt", "z")}" }
+`)
+    let r = concord(w.store, ["run", id])
+    expect(r.code, r.stdout + r.stderr).toBe(3)
+    let s = statusJson(w.store, id)
+    // Whichever of x and y reached the queue first merged; the other conflicts. z merged regardless.
+    const st = statuses(s)
+    const loser = st.x === "conflict" ? "x" : "y"
+    const winner = loser === "x" ? "y" : "x"
+    expect(st).toEqual({ [winner]: "merged", [loser]: "conflict", z: "merged" })
+    expect(s.checkpoint).toBe("on_error")
+    expect(s.checkpointContext).toMatchObject({ jobName: loser, failureKind: "merge_conflict", message: "merge conflict in README.md" })
+    expect(r.stdout).toContain("merge conflict in README.md")
+    expect(concord(w.store, ["approve", id, "--retry", loser]).code).toBe(0)
+    r = concord(w.store, ["run", id])
+    expect(r.code, r.stdout + r.stderr).toBe(0)
+    s = statusJson(w.store, id)
+    expect(statuses(s)).toEqual({ x: "merged", y: "merged", z: "merged" })
+    expect(sh(w.repo, "show", "concord/clash:README.md")).toBe(`${loser} was here`)
+    const m = merges(w.repo, "concord/clash")
+    expect(m).toHaveLength(3)
+    expect(m[2]).toBe(`concord: merge ${loser} (attempt 2) into concord/clash`)
+  }, 240_000)
 })
