@@ -129,10 +129,19 @@ export async function addWorktree(root: string, dir: string, branch: string, sta
     const top = out(await git(dir, ["rev-parse", "--show-toplevel"]))
     if (path.resolve(top) === path.resolve(dir)) return
   }
-  await git(root, ["worktree", "prune"])
-  await fsp.rm(dir, { recursive: true, force: true })
+  if (existing) {
+    // Something else is in the way (a half-created worktree): clear it and git's record of it.
+    await fsp.rm(dir, { recursive: true, force: true })
+    await git(root, ["worktree", "prune"])
+  }
   await fsp.mkdir(path.dirname(dir), { recursive: true })
-  await git(root, ["worktree", "add", "-q", "-B", branch, dir, start])
+  const add = await git(root, ["worktree", "add", "-q", "-B", branch, dir, start], { allowFail: true })
+  if (add.code !== 0) {
+    // A worktree git still records at this path (removed by hand): prune the record and try once more.
+    await fsp.rm(dir, { recursive: true, force: true })
+    await git(root, ["worktree", "prune"])
+    await git(root, ["worktree", "add", "-q", "-B", branch, dir, start])
+  }
 }
 
 export async function removeWorktree(root: string, dir: string): Promise<void> {
@@ -208,7 +217,7 @@ export function tail(s: string, lines = 30, chars = 4000): string {
  */
 export async function commitAll(dir: string, message: string, exclude: string[]): Promise<string> {
   await git(dir, ["add", "-A"])
-  for (const p of exclude) await git(dir, ["rm", "-r", "-q", "--cached", "--ignore-unmatch", "--", p], { allowFail: true })
+  if (exclude.length) await git(dir, ["rm", "-r", "-q", "--cached", "--ignore-unmatch", "--", ...exclude], { allowFail: true })
   const staged = await git(dir, ["diff", "--cached", "--quiet"], { allowFail: true })
   if (staged.code === 1) await git(dir, ["commit", "-q", "--no-verify", "-m", message], { env: await identityEnv(dir) })
   return out(await git(dir, ["rev-parse", "HEAD"]))

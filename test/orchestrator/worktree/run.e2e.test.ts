@@ -51,7 +51,7 @@ async function waitFor(what: string, fn: () => boolean, ms = 60_000): Promise<vo
 
 /** concord as an OS process, with a bound generous enough for a loaded 2-core machine. */
 function concord(store: string, args: string[], opts: { cwd?: string } = {}): RunResult {
-  const r = spawnSync(process.execPath, [BIN, ...args], { cwd: opts.cwd ?? store, env: { ...process.env, CONCORD_STORE: store }, encoding: "utf8", timeout: 170_000 })
+  const r = spawnSync(process.execPath, [BIN, ...args], { cwd: opts.cwd ?? store, env: { ...process.env, CONCORD_STORE: store }, encoding: "utf8", timeout: 400_000 })
   return { code: r.status, signal: r.signal, stdout: r.stdout, stderr: r.stderr }
 }
 
@@ -81,7 +81,7 @@ jobs:
     expect(existsSync(path.join(w.store, "worktrees", id))).toBe(false)
     expect(sh(w.repo, "worktree", "list").split("\n")).toHaveLength(1)
     expect(sh(w.repo, "status", "--porcelain")).toBe("")
-  }, 180_000)
+  }, 600_000)
 
   it("SIGKILLed while a merge is being tested: the restarted run finishes the queue, nothing merged twice, the branch only at tested commits", async () => {
     const w = world()
@@ -119,7 +119,7 @@ jobs:
     const positions = sh(w.repo, "reflog", "--format=%H", INT).split("\n").slice(0, -1) // the last is the creation at base
     expect(positions).toHaveLength(3)
     for (const p of positions) expect(tested.has(p)).toBe(true)
-  }, 180_000)
+  }, 600_000)
 
   it("supervisor mode: pre_merge gates entry to the queue, pre_pr gates the pull request", async () => {
     const w = world()
@@ -149,7 +149,7 @@ jobs:
     r = concord(w.store, ["run", id])
     expect(r.code, r.stdout + r.stderr).toBe(0)
     expect(r.stdout).toContain("gh pr create --base main --head concord/gated")
-  }, 240_000)
+  }, 600_000)
 
   it("a failed plan keeps its worktrees; concord cleanup removes them (and --branches the job branches)", async () => {
     const w = world()
@@ -177,7 +177,7 @@ jobs:
     const bad = concord(w.store, ["cleanup", plain])
     expect(bad.code).toBe(2)
     expect(bad.stderr).toContain(`plan "plain" has no repo`)
-  }, 180_000)
+  }, 600_000)
 })
 
 describe("concord run: a merge conflict", () => {
@@ -212,5 +212,5 @@ jobs:
     const m = merges(w.repo, "concord/clash")
     expect(m).toHaveLength(3)
     expect(m[2]).toBe(`concord: merge ${loser} (attempt 2) into concord/clash`)
-  }, 240_000)
+  }, 600_000)
 })
