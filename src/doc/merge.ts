@@ -24,7 +24,8 @@ import { InputError, InvalidTransitionError, NotFoundError } from "./errors.js"
 import type { GitRecord, MergeEntryRecord, PlanDoc, PrRecord } from "./model.js"
 import { findApproval, getJob, type JobView, type PlanDocument, type PlanView, put, readPlan, toStored } from "./plan.js"
 import { conflictValues, plain, str } from "./resolve.js"
-import { type GitSpec, jobBranch } from "./spec.js"
+import { jobBranch } from "./branches.js"
+import type { GitSpec } from "./spec.js"
 import { canJobTransition } from "./states.js"
 
 export const MERGE_STATES = ["queued", "merging", "conflict", "test_failed", "touch_violation", "passed", "merged"] as const

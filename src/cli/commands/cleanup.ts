@@ -2,7 +2,7 @@
 import type { Command } from "commander"
 import { ConcordError, InputError } from "../../doc/errors.js"
 import { readPlan } from "../../doc/plan.js"
-import { jobBranch } from "../../doc/spec.js"
+import { jobBranch } from "../../doc/branches.js"
 import { isSameProcessAlive } from "../../orchestrator/proc.js"
 import { git, repoRoot } from "../../orchestrator/worktree/git.js"
 import { scratchRef } from "../../orchestrator/worktree/policy.js"

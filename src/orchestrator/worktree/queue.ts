@@ -25,7 +25,7 @@ import {
   startMerge,
 } from "../../doc/merge.js"
 import { getJob, type PlanView, readPlan } from "../../doc/plan.js"
-import { jobBranch } from "../../doc/spec.js"
+import { jobBranch } from "../../doc/branches.js"
 import { summarize } from "../../doc/summary.js"
 import type { PlanStore } from "../../sync/store/PlanStore.js"
 import {
