@@ -7,6 +7,7 @@ import { existsSync, readFileSync } from "node:fs"
 import path from "node:path"
 import { fileURLToPath } from "node:url"
 import { Command, CommanderError } from "commander"
+import { registerCleanup } from "./commands/cleanup.js"
 import { registerControl } from "./commands/control.js"
 import { registerDashboard } from "./commands/dashboard.js"
 import { registerDoctor } from "./commands/doctor.js"
@@ -70,6 +71,7 @@ export function buildProgram(): Command {
   registerControl(program, globals)
   registerSync(program, globals)
   registerDoctor(program, globals)
+  registerCleanup(program, globals)
   registerDashboard(program, globals)
   const configure = (c: Command) => {
     c.exitOverride()

@@ -53,6 +53,10 @@ export interface AttemptRecord {
   heartbeatAt?: number
   /** The checkpoint raise this attempt caused (on_error for a failure, pre_merge for a completion). */
   checkpointSeq?: number
+  /** Git plans: the attempt's worktree (absolute path on `host`), its branch, and the commit it started from. */
+  worktree?: string
+  branch?: string
+  baseCommit?: string
 }
 
 export interface JobRecord {
@@ -68,6 +72,10 @@ export interface JobRecord {
   /** Attempts that were skipped (canceled on purpose; dependents go on without them). */
   skipped: Record<string, boolean>
   attempts: Record<string, AttemptRecord>
+  /** Git plans: globs of the files the job may change (absent = any). */
+  touchSet?: string[]
+  /** Git plans: how the job's worktree is prepared. */
+  setup?: { copyFiles: string[]; symlinkDirs: string[]; commands: string[] }
 }
 
 export interface ApprovalRecord {
@@ -87,6 +95,60 @@ export interface LeaseRecord {
   pid: number
   acquiredAt: number
   expiresAt: number
+}
+
+/**
+ * The merge queue of a git plan (merge.ts). An entry is one completed job attempt waiting to be merged
+ * into the integration branch: created once, then mutated field by field. Its state is a scalar in
+ * `GitRecord.queueState`, resolved by rank like a job status.
+ */
+export interface MergeEntryRecord {
+  job: string
+  attempt: number
+  /** Queue order. */
+  seq: number
+  enqueuedAt: number
+  enqueuedBy: string
+  /** The job branch merged. */
+  branch: string
+  /** Integration head the scratch merge was built on. */
+  scratchBase?: string
+  startedAt?: number
+  /** The tested merge commit (passed), or the commit whose test failed. */
+  commit?: string
+  /** Conflicting files, or files outside the touchSet. */
+  files?: string[]
+  /** Tail of the test output (test_failed). */
+  output?: string
+  reason?: string
+  finishedAt?: number
+}
+
+export interface PrRecord {
+  /** The exact commands (push, gh pr create) as one shell line. */
+  command: string
+  /** Set when `gh pr create` ran and printed the PR's address. */
+  url?: string
+  /** Why the PR was not opened automatically (no gh, not authenticated, no remote, push failed). */
+  manual?: string
+  at: number
+  by: string
+}
+
+export interface GitRecord {
+  repo: string
+  /** Null until the first run records the repository's current branch. */
+  baseBranch: string | null
+  integrationBranch: string
+  test: string | null
+  pr: { title?: string; body?: string; draft: boolean }
+  /** The base branch's commit when the plan first ran. */
+  baseCommit: string | null
+  /** The integration branch's commit as the queue last moved it: only ever a commit whose test passed. */
+  head: string | null
+  queue: Record<string, MergeEntryRecord>
+  queueState: Record<string, string>
+  prResult: PrRecord | null
 }
 
 export interface PlanDoc {
@@ -113,6 +175,8 @@ export interface PlanDoc {
   approvals: Record<string, ApprovalRecord>
   lease: LeaseRecord | null
   jobs: Record<string, JobRecord>
+  /** Git worktrees and the merge queue: present only for plans with `repo:`. */
+  git?: GitRecord
 }
 
 export interface ReportRecord {

@@ -9,12 +9,14 @@ import { InputError, InvalidTransitionError, NotFoundError } from "./errors.js"
 import {
   type ApprovalRecord,
   type AttemptRecord,
+  type GitRecord,
   type JobRecord,
   type LeaseRecord,
   PLAN_KIND,
   type PlanDoc,
   SCHEMA_VERSION,
 } from "./model.js"
+import { type GitView, newGitRecord, readGit } from "./merge.js"
 import { conflictValues, plain, resolveCheckpoint, resolveJobStatus, resolveMax, resolvePlanStatus, str } from "./resolve.js"
 import type { PlanMode, PlanSpec } from "./spec.js"
 import {
@@ -36,7 +38,7 @@ const imm = (s: string) => new A.ImmutableString(s)
  * the key already shows (its default winner), which would leave a concurrent conflict unresolved and let
  * the resolution keep picking the other value. Deleting first makes the put real.
  */
-function put(target: object, key: string, value: string | null): void {
+export function put(target: object, key: string, value: string | null): void {
   const t = target as Record<string, unknown>
   if (key in t) delete t[key]
   t[key] = value === null ? null : imm(value)
@@ -68,6 +70,10 @@ export interface AttemptView {
   heartbeatAt: number | null
   /** The checkpoint raise this attempt caused (on_error for a failure, pre_merge for a completion). */
   checkpointSeq: number | null
+  /** Git plans: worktree path, branch and starting commit of the attempt. */
+  worktree: string | null
+  branch: string | null
+  baseCommit: string | null
 }
 
 export interface JobView {
@@ -83,6 +89,9 @@ export interface JobView {
   status: JobStatus
   current: AttemptView
   attempts: AttemptView[]
+  /** Git plans: globs of the files the job may change (null = any). */
+  touchSet: string[] | null
+  setup: { copyFiles: string[]; symlinkDirs: string[]; commands: string[] } | null
 }
 
 export interface PlanView {
@@ -105,6 +114,8 @@ export interface PlanView {
   approvals: ApprovalRecord[]
   lease: LeaseRecord | null
   jobs: JobView[]
+  /** Git plans only (merge.ts readGit has the queue). */
+  git: GitView | null
 }
 
 const num = (v: unknown): number | null => (typeof v === "number" ? v : null)
@@ -134,6 +145,9 @@ function attemptView(job: Record<string, unknown>, key: string): AttemptView {
     skipped: (job.skipped as Record<string, unknown> | undefined)?.[key] === true,
     heartbeatAt: num(a.heartbeatAt),
     checkpointSeq: num(a.checkpointSeq),
+    worktree: str(a.worktree) ?? null,
+    branch: str(a.branch) ?? null,
+    baseCommit: str(a.baseCommit) ?? null,
   }
 }
 
@@ -153,6 +167,8 @@ function jobView(j: Record<string, unknown>): JobView {
     status: current.status,
     current,
     attempts,
+    touchSet: j.touchSet ? plain<string[]>(j.touchSet) : null,
+    setup: j.setup ? plain<{ copyFiles: string[]; symlinkDirs: string[]; commands: string[] }>(j.setup) : null,
   }
 }
 
@@ -191,6 +207,7 @@ export function readPlan(doc: PlanDocument): PlanView {
     approvals,
     lease: plain<LeaseRecord | null>(d.lease) ?? null,
     jobs,
+    git: readGit(d.git),
   }
 }
 
@@ -255,6 +272,7 @@ export function createPlan(spec: PlanSpec, opts: CreatePlanOptions, ctx: WriteCo
     d.approvals = {}
     d.lease = null
     d.jobs = {}
+    if (spec.git) d.git = newGitRecord(spec.git) as GitRecord
     spec.jobs.forEach((j, index) => {
       const job: Record<string, unknown> = {
         name: imm(j.name),
@@ -268,6 +286,8 @@ export function createPlan(spec: PlanSpec, opts: CreatePlanOptions, ctx: WriteCo
       }
       if (j.prompt !== undefined) job.prompt = imm(j.prompt)
       if (j.cwd !== undefined) job.cwd = imm(j.cwd)
+      if (spec.git && j.touchSet) job.touchSet = j.touchSet.map(imm)
+      if (spec.git && j.setup) job.setup = toStored(j.setup)
       d.jobs[j.name] = job as unknown as JobRecord
     })
   })
@@ -476,7 +496,7 @@ export function clearCheckpoint(doc: PlanDocument, ctx: WriteContext, reason?: s
   })
 }
 
-function toStored(v: unknown): unknown {
+export function toStored(v: unknown): unknown {
   if (typeof v === "string") return imm(v)
   if (Array.isArray(v)) return v.map(toStored)
   if (v && typeof v === "object") {

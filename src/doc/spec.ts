@@ -20,9 +20,19 @@
  *   dependency cycle: a -> b -> c -> a
  */
 import { isAlias, LineCounter, parseDocument, visit } from "yaml"
+import { branchNameProblem, defaultIntegrationBranch, jobBranch } from "./branches.js"
 import { z } from "zod"
 
 export type PlanMode = "autopilot" | "copilot" | "supervisor"
+
+export interface JobSetupSpec {
+  /** Files copied from the repository's main checkout into the job's worktree (e.g. untracked .env). */
+  copyFiles: string[]
+  /** Directories symlinked from the main checkout into the worktree (e.g. node_modules). */
+  symlinkDirs: string[]
+  /** Shell commands run in the worktree, in order, before the job starts. */
+  commands: string[]
+}
 
 export interface JobSpec {
   name: string
@@ -31,6 +41,29 @@ export interface JobSpec {
   dependsOn: string[]
   env: Record<string, string>
   cwd?: string
+  /** Git plans only: globs (repository-relative) of the files this job may change. */
+  touchSet?: string[]
+  /** Git plans only: how to prepare the job's worktree. */
+  setup?: JobSetupSpec
+}
+
+export interface PrSpec {
+  title?: string
+  body?: string
+  draft: boolean
+}
+
+/** The git part of a plan: present only when the spec has `repo:`. */
+export interface GitSpec {
+  /** Repository path, relative to the plan file's directory (or absolute). */
+  repo: string
+  /** Branch the work starts from and the PR targets; null = the repository's current branch at the first run. */
+  baseBranch: string | null
+  /** Branch the merge queue advances (default `concord/<plan-name>`). */
+  integrationBranch: string
+  /** Shell command run on every combined result before the integration branch moves to it. */
+  test: string | null
+  pr: PrSpec
 }
 
 export interface PlanSpec {
@@ -40,6 +73,8 @@ export interface PlanSpec {
   graceMs: number
   staleMs: number
   jobs: JobSpec[]
+  /** Jobs in git worktrees with a merge queue; absent for plans without `repo:`. */
+  git?: GitSpec
 }
 
 /** A spec that cannot be used. `issues` holds one human-readable line per problem. */
@@ -70,8 +105,13 @@ export const SPEC_DEFAULTS = {
 const MAX_TIMER_MS = 2_147_483_647
 const MAX_PLAN_NAME = 200
 
-const PLAN_KEYS = ["name", "mode", "maxParallel", "graceMs", "staleMs", "jobs"] as const
-const JOB_KEYS = ["name", "run", "prompt", "dependsOn", "env", "cwd"] as const
+const PLAN_KEYS = ["name", "mode", "maxParallel", "graceMs", "staleMs", "jobs", "repo", "baseBranch", "integrationBranch", "test", "pr"] as const
+const JOB_KEYS = ["name", "run", "prompt", "dependsOn", "env", "cwd", "touchSet", "setup"] as const
+/** Plan keys that only mean something with `repo:`. */
+const GIT_PLAN_KEYS = ["baseBranch", "integrationBranch", "test", "pr"] as const
+const GIT_JOB_KEYS = ["touchSet", "setup"] as const
+const PR_KEYS = ["title", "body", "draft"] as const
+const SETUP_KEYS = ["copyFiles", "symlinkDirs", "commands"] as const
 
 // ---------------------------------------------------------------------------------------------------
 // Schema (structure and types only; the messages come from the tables below)
@@ -84,6 +124,15 @@ const jobSchema = z
     dependsOn: z.array(z.string()).default([]),
     env: z.record(z.string().regex(ENV_NAME_PATTERN), z.string()).default({}),
     cwd: z.string().optional(),
+    touchSet: z.array(z.string().min(1)).min(1).optional(),
+    setup: z
+      .object({
+        copyFiles: z.array(z.string().min(1)).default([]),
+        symlinkDirs: z.array(z.string().min(1)).default([]),
+        commands: z.array(z.string().min(1)).default([]),
+      })
+      .strict()
+      .optional(),
   })
   .strict()
 
@@ -95,10 +144,18 @@ const planSchema = z
     graceMs: z.number().int().min(0).max(MAX_TIMER_MS).default(SPEC_DEFAULTS.graceMs),
     staleMs: z.number().int().min(1000).max(MAX_TIMER_MS).default(SPEC_DEFAULTS.staleMs),
     jobs: z.array(jobSchema).min(1),
+    repo: z.string().min(1).optional(),
+    baseBranch: z.string().min(1).optional(),
+    integrationBranch: z.string().min(1).optional(),
+    test: z.string().min(1).optional(),
+    pr: z
+      .object({ title: z.string().min(1).optional(), body: z.string().optional(), draft: z.boolean().default(false) })
+      .strict()
+      .optional(),
   })
   .strict()
 
-type Kind = "string" | "number" | "list" | "mapping"
+type Kind = "string" | "number" | "list" | "mapping" | "boolean"
 interface FieldRule {
   kind: Kind
   expect: string
@@ -111,6 +168,21 @@ const PLAN_FIELDS: Record<string, FieldRule> = {
   graceMs: { kind: "number", expect: `an integer from 0 to ${MAX_TIMER_MS}` },
   staleMs: { kind: "number", expect: `an integer from 1000 to ${MAX_TIMER_MS}` },
   jobs: { kind: "list", expect: "a non-empty list of jobs" },
+  repo: { kind: "string", expect: "a non-empty path to a git repository" },
+  baseBranch: { kind: "string", expect: "a non-empty branch name" },
+  integrationBranch: { kind: "string", expect: "a non-empty branch name" },
+  test: { kind: "string", expect: "a non-empty shell command" },
+  pr: { kind: "mapping", expect: "a mapping with optional title, body, draft" },
+}
+
+/** Fields inside nested mappings, by "parent.field". */
+const NESTED_FIELDS: Record<string, FieldRule> = {
+  "pr.title": { kind: "string", expect: "a non-empty string" },
+  "pr.body": { kind: "string", expect: "a string" },
+  "pr.draft": { kind: "boolean", expect: "true or false" },
+  "setup.copyFiles": { kind: "list", expect: "a list of repository-relative file paths" },
+  "setup.symlinkDirs": { kind: "list", expect: "a list of repository-relative directory paths" },
+  "setup.commands": { kind: "list", expect: "a list of non-empty shell commands" },
 }
 
 const JOB_FIELDS: Record<string, FieldRule> = {
@@ -120,6 +192,8 @@ const JOB_FIELDS: Record<string, FieldRule> = {
   dependsOn: { kind: "list", expect: "a list of job names" },
   env: { kind: "mapping", expect: "a mapping of variable names to string values" },
   cwd: { kind: "string", expect: "a string" },
+  touchSet: { kind: "list", expect: "a non-empty list of globs (repository-relative paths)" },
+  setup: { kind: "mapping", expect: "a mapping with optional copyFiles, symlinkDirs, commands" },
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -181,7 +255,7 @@ export function validatePlanSpec(value: unknown): PlanSpec {
   }
 
   const rawJobs = Array.isArray(value.jobs) ? (value.jobs as unknown[]) : []
-  const issues = dedupe([...structural.map((s) => s.message), ...semanticIssues(rawJobs)])
+  const issues = dedupe([...structural.map((s) => s.message), ...semanticIssues(rawJobs), ...gitIssues(value, rawJobs)])
 
   if (issues.length === 0 && result.success) {
     const cycle = findCycle(result.data.jobs)
@@ -190,7 +264,7 @@ export function validatePlanSpec(value: unknown): PlanSpec {
   if (issues.length > 0 || !result.success) throw new SpecError(issues)
 
   const data = result.data
-  return {
+  const spec: PlanSpec = {
     name: data.name,
     mode: data.mode,
     maxParallel: data.maxParallel,
@@ -206,9 +280,94 @@ export function validatePlanSpec(value: unknown): PlanSpec {
       }
       if (job.prompt !== undefined) out.prompt = job.prompt
       if (job.cwd !== undefined) out.cwd = job.cwd
+      if (job.touchSet !== undefined) out.touchSet = [...job.touchSet]
+      if (job.setup !== undefined) {
+        out.setup = { copyFiles: [...job.setup.copyFiles], symlinkDirs: [...job.setup.symlinkDirs], commands: [...job.setup.commands] }
+      }
       return out
     }),
   }
+  if (data.repo !== undefined) {
+    const pr: PrSpec = { draft: data.pr?.draft ?? false }
+    if (data.pr?.title !== undefined) pr.title = data.pr.title
+    if (data.pr?.body !== undefined) pr.body = data.pr.body
+    spec.git = {
+      repo: data.repo,
+      baseBranch: data.baseBranch ?? null,
+      integrationBranch: data.integrationBranch ?? defaultIntegrationBranch(data.name),
+      test: data.test ?? null,
+      pr,
+    }
+  }
+  return spec
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Git plans
+
+export { branchNameProblem, defaultIntegrationBranch, jobBranch, refSlug } from "./branches.js"
+
+function relativePathProblem(p: string): string | undefined {
+  if (p.startsWith("/") || /^[A-Za-z]:[\\/]/.test(p)) return "must be relative to the repository root"
+  if (p.split(/[\\/]/).includes("..")) return 'must stay inside the repository (no "..")'
+  if (/[\x00-\x1f\x7f]/.test(p)) return "contains a control character"
+  return undefined
+}
+
+function gitIssues(plan: Record<string, unknown>, rawJobs: unknown[]): string[] {
+  const issues: string[] = []
+  const hasRepo = plan.repo !== undefined
+  if (!hasRepo) {
+    for (const k of GIT_PLAN_KEYS) {
+      if (plan[k] !== undefined) issues.push(`plan: field ${quote(k)} needs "repo" (the git repository the jobs work in)`)
+    }
+    rawJobs.forEach((job, i) => {
+      if (!isMapping(job)) return
+      for (const k of GIT_JOB_KEYS) {
+        if (job[k] !== undefined) issues.push(`${jobLabel(i, job)}: field ${quote(k)} needs a plan-level "repo"`)
+      }
+    })
+    return issues
+  }
+  for (const k of ["baseBranch", "integrationBranch"] as const) {
+    const v = plan[k]
+    if (typeof v !== "string" || v === "") continue
+    const problem = branchNameProblem(v)
+    if (problem) issues.push(`plan: field ${quote(k)} is not a valid branch name: ${quote(v)} ${problem}`)
+  }
+  const integration =
+    typeof plan.integrationBranch === "string" ? plan.integrationBranch : typeof plan.name === "string" ? defaultIntegrationBranch(plan.name) : undefined
+  if (integration !== undefined && plan.baseBranch === integration) {
+    issues.push(`plan: "integrationBranch" and "baseBranch" are both ${quote(integration)}: the merge queue needs a branch of its own`)
+  }
+  rawJobs.forEach((job, i) => {
+    if (!isMapping(job)) return
+    const where = jobLabel(i, job)
+    if (typeof job.name === "string" && JOB_NAME_PATTERN.test(job.name) && integration !== undefined && !branchNameProblem(integration)) {
+      const branch = jobBranch(integration, job.name, 1)
+      const problem = branchNameProblem(branch)
+      if (problem) issues.push(`${where}: the job's branch ${quote(branch)} would not be a valid branch name: it ${problem}`)
+    }
+    if (Array.isArray(job.touchSet)) {
+      job.touchSet.forEach((g: unknown, k: number) => {
+        if (typeof g !== "string" || g === "") return
+        const problem = relativePathProblem(g)
+        if (problem) issues.push(`${where}: touchSet[${k}] ${quote(g)} ${problem}`)
+      })
+    }
+    if (isMapping(job.setup)) {
+      for (const f of ["copyFiles", "symlinkDirs"] as const) {
+        const list = job.setup[f]
+        if (!Array.isArray(list)) continue
+        list.forEach((p: unknown, k: number) => {
+          if (typeof p !== "string" || p === "") return
+          const problem = relativePathProblem(p)
+          if (problem) issues.push(`${where}: setup.${f}[${k}] ${quote(p)} ${problem}`)
+        })
+      }
+    }
+  })
+  return issues
 }
 
 /**
@@ -303,7 +462,33 @@ function describeIssue(issue: ZodIssue, root: Record<string, unknown>): string[]
   const rest = isJob ? path.slice(2) : path
 
   if (issue.code === "unrecognized_keys") {
+    const parent = rest.length === 1 && (rest[0] === "pr" || rest[0] === "setup") ? rest[0] : undefined
+    if (parent) {
+      const known: readonly string[] = parent === "pr" ? PR_KEYS : SETUP_KEYS
+      return issue.keys.map((key) => {
+        const guess = suggest(key, known)
+        return `${where}: unknown key ${quote(key)} in ${quote(parent)} (${guess ? `did you mean ${quote(guess)}?` : `known: ${known.join(", ")}`})`
+      })
+    }
     return issue.keys.map((key) => `${where}: unknown key ${quote(key)}${unknownKeyHint(key, isJob)}`)
+  }
+
+  // Nested git fields: pr.title, setup.commands, setup.commands[0], touchSet[1].
+  if (isMapping(owner) && (rest[0] === "pr" || rest[0] === "setup" || rest[0] === "touchSet") && rest.length >= 2) {
+    const parent = rest[0]
+    if (parent === "touchSet" && typeof rest[1] === "number" && Array.isArray(owner.touchSet)) {
+      return [`${where}: field "touchSet[${rest[1]}]" must be a non-empty glob string (got ${describeValue(owner.touchSet[rest[1]], "string")})`]
+    }
+    const box = owner[parent]
+    const field = String(rest[1])
+    const rule = NESTED_FIELDS[`${parent}.${field}`]
+    if (rule && isMapping(box)) {
+      const raw = box[field]
+      if (rest.length === 3 && typeof rest[2] === "number" && Array.isArray(raw)) {
+        return [`${where}: field ${quote(`${parent}.${field}[${rest[2]}]`)} must be a non-empty string (got ${describeValue(raw[rest[2]], "string")})`]
+      }
+      return [`${where}: field ${quote(`${parent}.${field}`)} must be ${rule.expect} (got ${describeValue(raw, rule.kind)})`]
+    }
   }
 
   if (issue.code === "invalid_key" && isJob && rest[0] === "env") {
@@ -324,6 +509,9 @@ function describeIssue(issue: ZodIssue, root: Record<string, unknown>): string[]
       }
       if (!isJob && field === "jobs" && Array.isArray(raw) && raw.length === 0) {
         return [`plan: "jobs" must list at least one job`]
+      }
+      if (isJob && field === "touchSet" && Array.isArray(raw) && raw.length === 0) {
+        return [`${where}: "touchSet" must list at least one glob (leave it out to allow any file)`]
       }
       if (isJob && field === "name" && typeof raw === "string") {
         return [`job name ${quote(raw)} (jobs[${jobIndex}]): must match [A-Za-z0-9._-]{1,64}`]
@@ -460,6 +648,7 @@ function describeValue(v: unknown, kind: Kind): string {
     return v.length > 60 ? `a string of ${v.length} characters` : JSON.stringify(v)
   }
   if (kind === "number" && typeof v === "number") return String(v)
+  if (kind === "boolean" && typeof v === "boolean") return String(v)
   return typeName(v)
 }
 

@@ -50,6 +50,14 @@ export interface PlanSummary {
   lease: { holder: string; expiresAt: number } | null
   jobs: JobSummary[]
   counts: Partial<Record<JobStatus, number>>
+  /** Git plans only: branches, the integration head, the merge queue and the pull request. */
+  git?: {
+    baseBranch: string | null
+    integrationBranch: string
+    head: string | null
+    queue: { job: string; attempt: number; state: string; commit: string | null; files: string[]; reason: string | null }[]
+    pr: { command: string; url: string | null; manual: string | null } | null
+  }
 }
 
 export function summarize(
@@ -92,7 +100,7 @@ export function summarize(
         exitCode: a.exitCode,
         signal: a.signal,
         exitMeaning: j.status === "failed" || j.status === "stopped" ? explainExit(a.exitCode, a.signal) : null,
-        error: j.status === "failed" || j.status === "stopped" || j.status === "canceled" ? a.reason : null,
+        error: j.status === "failed" || j.status === "stopped" || j.status === "canceled" || j.status === "conflict" ? a.reason : null,
         note: a.note,
         skipped: a.skipped,
         progress: forAttempt?.progress ?? null,
@@ -108,6 +116,17 @@ export function summarize(
       }
     }),
     counts: countByStatus(view),
+    ...(view.git
+      ? {
+          git: {
+            baseBranch: view.git.baseBranch,
+            integrationBranch: view.git.integrationBranch,
+            head: view.git.head,
+            queue: view.git.queue.map(e => ({ job: e.job, attempt: e.attempt, state: e.state, commit: e.commit, files: e.files, reason: e.reason })),
+            pr: view.git.prResult ? { command: view.git.prResult.command, url: view.git.prResult.url ?? null, manual: view.git.prResult.manual ?? null } : null,
+          },
+        }
+      : {}),
   }
 }
 

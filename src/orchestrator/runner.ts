@@ -13,7 +13,8 @@
 import { existsSync, statSync } from "node:fs"
 import { actorLabel, type WriteContext } from "../doc/actor.js"
 import { ConcordError } from "../doc/errors.js"
-import { acquireLease, getJob, type PlanView, readPlan, releaseLease } from "../doc/plan.js"
+import { queueBusy } from "../doc/merge.js"
+import { acquireLease, getJob, type PlanView, readPlan, releaseLease, updateAttempt } from "../doc/plan.js"
 import { sleep } from "../lib/async.js"
 import { hostName } from "../lib/host.js"
 import type { PlanStore } from "../sync/store/PlanStore.js"
@@ -32,6 +33,7 @@ import {
 import { isSameProcessAlive } from "./proc.js"
 import { type Action, decide, key, type LaunchFailure, type ProcessExit } from "./scheduler.js"
 import { type JobSupervisor, logPath, ProcessSupervisor } from "./supervisor.js"
+import { GitPlan } from "./worktree/queue.js"
 
 export interface RunOptions {
   /** Keep running through checkpoints until approvals arrive (else return with code 3). */
@@ -90,6 +92,8 @@ export async function runPlan(store: PlanStore, planId: string, opts: RunOptions
   let leaseTimer: NodeJS.Timeout | undefined
   const lease = { holder, host, pid: process.pid, ttlMs: ttl }
   const launchFailed: LaunchFailure[] = []
+  // Git plans (`repo:`): a worktree per attempt and the merge queue, worked by this lease holder.
+  let gitPlan: GitPlan | null = null
 
   try {
     // The document half of "only one orchestrator": a lease with holder and expiry.
@@ -106,7 +110,12 @@ export async function runPlan(store: PlanStore, planId: string, opts: RunOptions
     const adopt = (view: PlanView) => {
       for (const w of sup.adoptAll(recordedProcesses(view, host))) event(`${w.job} #${w.attempt}: adopted running process ${w.pid}`)
     }
-    adopt(await load())
+    const first = await load()
+    adopt(first)
+    if (first.git && first.status !== "completed" && first.status !== "failed" && first.status !== "canceled") {
+      gitPlan = new GitPlan(store, planId, ctx, event, poke)
+      await gitPlan.prepare(first)
+    }
     watcher = store.docs.watch([planId], poke)
 
     for (;;) {
@@ -123,6 +132,9 @@ export async function runPlan(store: PlanStore, planId: string, opts: RunOptions
       const docActions = [...observedRecords(view, sup.watched()), ...decision.actions.filter(a => a.kind !== "stop")]
       let wrote = false
       let launches: Extract<Action, { kind: "launch" }>[] = []
+      // A git plan ends with its pull request (opened, or its exact command recorded and printed).
+      const completing = gitPlan !== null && docActions.some(a => a.kind === "setPlan" && a.to === "completed")
+      if (completing) await gitPlan!.finish(await load())
       if (docActions.length > 0) {
         // One load, every action of the round, one save.
         const { result } = await store.updatePlan(planId, doc => {
@@ -134,7 +146,11 @@ export async function runPlan(store: PlanStore, planId: string, opts: RunOptions
         launches = result!.applied.filter(a => a.kind === "launch")
       }
       for (const a of launches) await launch(a.job, a.attempt, view)
-      if (decision.exit && (decision.exit.code !== 3 || !opts.wait) && !wrote) {
+      // Worktrees go when the plan completed; a failed or canceled plan keeps them (concord cleanup).
+      if (completing && wrote && (await load()).status === "completed") event(`removed ${await gitPlan!.removeWorktrees()} worktrees`)
+      if (gitPlan && (await gitPlan.step(view))) wrote = true
+      const merging = gitPlan !== null && !["completed", "failed", "canceled"].includes(view.status) && (gitPlan.busy || queueBusy(view))
+      if (decision.exit && (decision.exit.code !== 3 || !opts.wait) && !wrote && !merging) {
         return { code: decision.exit.code, why: decision.exit.why, view: await load() }
       }
       // A write changes the state the next decision reads: decide again at once.
@@ -148,6 +164,7 @@ export async function runPlan(store: PlanStore, planId: string, opts: RunOptions
       wake = undefined
     }
   } finally {
+    await gitPlan?.idle()
     if (leaseTimer) clearInterval(leaseTimer)
     watcher?.close()
     sup.close()
@@ -198,11 +215,24 @@ export async function runPlan(store: PlanStore, planId: string, opts: RunOptions
       launchFailed.push({ job: jobName, attempt, reason })
       event(`${jobName} #${attempt}: could not start: ${reason}`)
     }
-    const cwd = resolveJobCwd({ baseDir: view.baseDir, cwd: job.cwd, runDir }, isDir)
+    let cwd = resolveJobCwd({ baseDir: view.baseDir, cwd: job.cwd, runDir }, isDir)
+    let gitEnv: Record<string, string> = {}
+    if (gitPlan) {
+      // The attempt's own worktree and branch, recorded in the attempt before its process starts.
+      try {
+        const p = await gitPlan.prepareAttempt(view, jobName, attempt)
+        await store.updatePlan(planId, doc => updateAttempt(doc, jobName, attempt, p.fields, ctx(), `job ${jobName} #${attempt}: worktree ${p.fields.worktree} on ${p.fields.branch}`))
+        cwd = isDir(p.cwd) ? { dir: p.cwd } : { error: `working directory ${p.cwd} does not exist in the job's worktree` }
+        gitEnv = p.env
+      } catch (e) {
+        const out = (e as { output?: string }).output
+        return fail(`${(e as Error).message}${out ? `: ${out}` : ""}`)
+      }
+    }
     if ("error" in cwd) return fail(cwd.error)
     const env = jobEnv({
       base: process.env,
-      env: job.env,
+      env: { ...job.env, ...gitEnv },
       binDir: opts.binDir,
       prompt: job.prompt,
       vars: { CONCORD_STORE: store.dir, CONCORD_PLAN: planId, CONCORD_JOB: jobName, CONCORD_ATTEMPT: String(attempt) },

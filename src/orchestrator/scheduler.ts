@@ -86,15 +86,21 @@ function exitKind(e: ProcessExit): string {
   return e.signal ? "signal" : e.code === null ? "exit_unknown" : "exit_code"
 }
 
-/** Is a job in this status done for its dependents? */
-export function isDone(status: JobStatus, skipped: boolean, mode: PlanView["mode"]): boolean {
-  return skipped || status === "merged" || (status === "completed" && mode !== "supervisor")
+/**
+ * Is a job in this status done for its dependents? In supervisor mode and in git plans (`repo:`) only
+ * once merged: a git plan's dependents start from the integration branch with their dependencies' work.
+ */
+export function isDone(status: JobStatus, skipped: boolean, mode: PlanView["mode"], git = false): boolean {
+  return skipped || status === "merged" || (status === "completed" && mode !== "supervisor" && !git)
 }
 
 /** Has a completed job's grace period, counted from its durable completed status, ended? */
 export function graceOver(statusAt: number, graceMs: number, now: number): boolean {
   return now - statusAt >= graceMs
 }
+
+/** Git plans: a job on its way through the merge queue (the queue, not a process, moves it on). */
+const IN_MERGE_QUEUE: ReadonlySet<JobStatus> = new Set(["completed", "ready_to_merge", "merging"])
 
 /** A job that can never become done without a human (retry or skip). */
 function isBlockedForever(j: JobView): boolean {
@@ -194,7 +200,8 @@ export function decide(view: PlanView, obs: Observations): Decision {
       if (checkpoint === "pre_merge") {
         const jobName = view.checkpointContext?.jobName
         const j = typeof jobName === "string" ? byName.get(jobName) : undefined
-        if (j && statusOf(j) === "completed") actions.push({ kind: "setJob", job: j.name, attempt: j.attempt, to: "merged", fields: {} })
+        // A git plan's approved job enters the merge queue instead (src/doc/merge.ts mergeCandidates).
+        if (j && statusOf(j) === "completed" && !view.git) actions.push({ kind: "setJob", job: j.name, attempt: j.attempt, to: "merged", fields: {} })
       }
       actions.push({ kind: "clear", checkpoint, seq: view.checkpointSeq, approvedBy: approval.by })
       if (checkpoint === "pre_pr") {
@@ -216,8 +223,10 @@ export function decide(view: PlanView, obs: Observations): Decision {
       const st = statusOf(j)
       const a = j.current
       if (a.checkpointSeq !== null || a.skipped) continue
-      if (st === "failed") {
-        const exit = obs.exits.find(e => e.job === j.name && e.attempt === a.n)
+      // In a git plan a job the merge queue refused (conflict, failed test, touchSet) is a failure too.
+      if (st === "failed" || (view.git && st === "conflict")) {
+        const refused = st === "conflict"
+        const exit = refused ? undefined : obs.exits.find(e => e.job === j.name && e.attempt === a.n)
         const set = actions.find(x => x.kind === "setJob" && x.job === j.name && x.attempt === a.n && x.to === "failed") as Extract<Action, { kind: "setJob" }> | undefined
         const exitCode = exit?.code ?? a.exitCode
         const failureKind = set?.fields.failureKind ?? (exit ? exitKind(exit) : (a.failureKind ?? "failed"))
@@ -239,7 +248,7 @@ export function decide(view: PlanView, obs: Observations): Decision {
     }
   }
 
-  const doneNow = (j: JobView) => isDone(statusOf(j), j.current.skipped, view.mode)
+  const doneNow = (j: JobView) => isDone(statusOf(j), j.current.skipped, view.mode, !!view.git)
 
   // Launch what is ready.
   const launched = new Set<string>()
@@ -279,6 +288,7 @@ export function decide(view: PlanView, obs: Observations): Decision {
   if (status === "running" && !checkpoint && !somethingRunning && !allDone) {
     const progressPossible = jobs.some(j => {
       const st = statusOf(j)
+      if (view.git && IN_MERGE_QUEUE.has(st) && !j.current.skipped) return true
       if (st !== "queued" && st !== "waiting_deps") return false
       return j.dependsOn.every(d => !blockedTransitively(d, byName, new Set()))
     })

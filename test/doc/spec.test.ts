@@ -493,3 +493,70 @@ describe("topoOrder", () => {
     expect(topoOrder(parsePlanSpec(FULL_YAML).jobs)).toEqual(["db", "api", "web.ui_v2-x"])
   })
 })
+
+describe("git plan fields", () => {
+  const gitBase = () => ({ ...base(), repo: "." })
+  it("a plan without repo has no git part, exactly as before", () => {
+    expect(validatePlanSpec(base()).git).toBeUndefined()
+    expect("git" in validatePlanSpec(base())).toBe(false)
+  })
+  it("defaults: integration branch concord/<plan name as a branch component>, base branch resolved at the first run, no test, no draft", () => {
+    const s = validatePlanSpec({ ...gitBase(), name: "Release 1.2: the big one!" })
+    expect(s.git).toEqual({ repo: ".", baseBranch: null, integrationBranch: "concord/Release-1.2-the-big-one", test: null, pr: { draft: false } })
+  })
+  it("keeps every field given", () => {
+    const s = validatePlanSpec({
+      ...gitBase(),
+      baseBranch: "develop",
+      integrationBranch: "int/rel",
+      test: "npm test",
+      pr: { title: "Release", body: "Body", draft: true },
+      jobs: [{ name: "db", run: "x", touchSet: ["db/**"], setup: { copyFiles: [".env"], symlinkDirs: ["node_modules"], commands: ["npm ci"] } }],
+    })
+    expect(s.git).toEqual({ repo: ".", baseBranch: "develop", integrationBranch: "int/rel", test: "npm test", pr: { title: "Release", body: "Body", draft: true } })
+    expect(s.jobs[0]).toMatchObject({ touchSet: ["db/**"], setup: { copyFiles: [".env"], symlinkDirs: ["node_modules"], commands: ["npm ci"] } })
+    expect(validatePlanSpec({ ...gitBase(), jobs: [{ name: "a", run: "x", setup: { commands: ["make"] } }] }).jobs[0].setup).toEqual({ copyFiles: [], symlinkDirs: [], commands: ["make"] })
+  })
+  it("git fields without repo are refused, naming the field", () => {
+    const issues = issuesOf(() => validatePlanSpec({ ...base(), test: "npm test", jobs: [{ name: "a", run: "x", touchSet: ["src/**"] }] }))
+    expect(issues).toEqual([`plan: field "test" needs "repo" (the git repository the jobs work in)`, `jobs[0] (name "a"): field "touchSet" needs a plan-level "repo"`])
+  })
+  it("bad branch names, paths leaving the repository, wrong types and unknown nested keys each get their own message", () => {
+    const issues = issuesOf(() =>
+      validatePlanSpec({
+        ...gitBase(),
+        baseBranch: "my branch",
+        integrationBranch: "a..b",
+        pr: { titel: "x", draft: "yes" },
+        jobs: [
+          { name: "db", run: "x", touchSet: [], setup: { copyFiles: ["../secret"], comands: [] } },
+          { name: "api", run: "y", touchSet: ["/etc/*", 3] },
+        ],
+      })
+    )
+    expect(issues).toEqual([
+      `plan: field "pr.draft" must be true or false (got string)`,
+      `plan: unknown key "titel" in "pr" (did you mean "title"?)`,
+      `jobs[0] (name "db"): "touchSet" must list at least one glob (leave it out to allow any file)`,
+      `jobs[0] (name "db"): unknown key "comands" in "setup" (did you mean "commands"?)`,
+      `jobs[1] (name "api"): field "touchSet[1]" must be a non-empty glob string (got number)`,
+      `plan: field "baseBranch" is not a valid branch name: "my branch" contains a space, a control character or one of ~ ^ : ? * [ \\`,
+      `plan: field "integrationBranch" is not a valid branch name: "a..b" contains ".."`,
+      `jobs[0] (name "db"): setup.copyFiles[0] "../secret" must stay inside the repository (no "..")`,
+      `jobs[1] (name "api"): touchSet[0] "/etc/*" must be relative to the repository root`,
+    ])
+  })
+  it("refuses a job name that cannot be part of a branch, and an integration branch equal to the base", () => {
+    expect(issuesOf(() => validatePlanSpec({ ...gitBase(), jobs: [{ name: "x.lock", run: "x" }] }))).toEqual([
+      `jobs[0] (name "x.lock"): the job's branch "concord/release--x.lock" would not be a valid branch name: it has a component ending with ".lock" ("release--x.lock")`,
+    ])
+    expect(issuesOf(() => validatePlanSpec({ ...gitBase(), baseBranch: "main", integrationBranch: "main" }))).toEqual([
+      `plan: "integrationBranch" and "baseBranch" are both "main": the merge queue needs a branch of its own`,
+    ])
+  })
+  it("reads git fields from YAML", () => {
+    const s = parsePlanSpec("name: r\nrepo: ../app\ntest: npm test\npr: { draft: true }\njobs:\n  - name: a\n    run: x\n    touchSet: [src/**]\n")
+    expect(s.git).toMatchObject({ repo: "../app", test: "npm test", pr: { draft: true } })
+    expect(s.jobs[0].touchSet).toEqual(["src/**"])
+  })
+})

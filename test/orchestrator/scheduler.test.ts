@@ -1,4 +1,5 @@
 /** The scheduler as a pure function: plan state and observations in, actions out. No processes, no clock. */
+import * as A from "@automerge/automerge"
 import { describe, expect, it } from "vitest"
 import type { WriteContext } from "../../src/doc/actor.js"
 import {
@@ -221,5 +222,46 @@ describe("scheduler", () => {
     let s = step(plan([["a"], ["b", ["a"]]]))
     const again = decide(readPlan(s.doc), obs({ alive: new Set(["a#1"]) }))
     expect(again.actions).toEqual([])
+  })
+})
+
+describe("git plans (repo:)", () => {
+  function gitPlan(jobs: [string, string[]?][]): PlanDocument {
+    return createPlan(
+      {
+        name: "g",
+        mode: "autopilot",
+        maxParallel: 3,
+        graceMs: 1000,
+        staleMs: 60_000,
+        git: { repo: ".", baseBranch: "main", integrationBranch: "concord/g", test: null, pr: { draft: false } },
+        jobs: jobs.map(([name, deps]) => ({ name, run: "true", dependsOn: deps ?? [], env: {} })),
+      },
+      { baseDir: "." },
+      c()
+    )
+  }
+  it("a dependent starts only once its dependency is merged, not merely completed", () => {
+    let doc = gitPlan([["a"], ["b", ["a"]]])
+    doc = step(doc).doc
+    doc = setJobStatus(doc, "a", "completed", {}, c())
+    const d = decide(readPlan(doc), obs())
+    expect(kinds(d.actions)).not.toContain("launch:b")
+    expect(kinds(d.actions)).not.toContain("setPlan=failed") // the queue, not a process, moves a on
+    expect(d.exit).toBeUndefined()
+    doc = setJobStatus(setJobStatus(setJobStatus(doc, "a", "ready_to_merge", {}, c()), "a", "merging", {}, c()), "a", "merged", {}, c())
+    expect(kinds(decide(readPlan(doc), obs()).actions)).toContain("launch:b")
+  })
+  it("completes only when every job is merged; a job the queue refused pauses the plan at on_error, with the reason", () => {
+    let doc = gitPlan([["a"]])
+    doc = step(doc).doc
+    doc = setJobStatus(doc, "a", "completed", {}, c())
+    expect(kinds(decide(readPlan(doc), obs()).actions)).not.toContain("setPlan=completed")
+    doc = setJobStatus(setJobStatus(doc, "a", "ready_to_merge", {}, c()), "a", "merging", {}, c())
+    const conflicted = setJobStatus(A.clone(doc), "a", "conflict", { reason: "merge conflict in x", failureKind: "merge_conflict" }, c())
+    const raised = decide(readPlan(conflicted), obs({ exits: [{ job: "a", attempt: 1, code: 0, signal: null, at: t }] })).actions.find(x => x.kind === "raise")
+    expect(raised).toMatchObject({ checkpoint: "on_error", context: { jobName: "a", failureKind: "merge_conflict", message: "merge conflict in x" } })
+    const merged = setJobStatus(doc, "a", "merged", {}, c())
+    expect(kinds(decide(readPlan(merged), obs()).actions)).toContain("setPlan=completed")
   })
 })

@@ -13,6 +13,7 @@ import { waitForSignal } from "../../lib/async.js"
 import { hostName } from "../../lib/host.js"
 import { runPlan } from "../../orchestrator/runner.js"
 import { stopJobProcess } from "../../orchestrator/supervisor.js"
+import { printable } from "../../orchestrator/worktree/policy.js"
 import type { PlanStore } from "../../sync/store/PlanStore.js"
 import { clock, type GlobalOptions, openBackend, openStore, type RemoteOptions } from "../context.js"
 import { out, printJson, redraw, type Text } from "../output.js"
@@ -104,6 +105,11 @@ export function registerControl(program: Command, globals: () => GlobalOptions):
       out(renderStatus(summary, { storeDir: store.dir }))
       const ref = planRef ?? entry.id
       const steps = nextSteps(summary, ref)
+      const pr = view.git?.prResult
+      if (pr) {
+        out("")
+        out(printable(pr.url ? `pull request: ${pr.url}` : `pull request not opened (${pr.manual ?? "manual"}); open it with:\n  ${pr.command}`))
+      }
       if (result.code === 130) {
         const live = summary.jobs.filter(j => j.status === "running").length
         out("")

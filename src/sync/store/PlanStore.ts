@@ -281,6 +281,27 @@ export class PlanStore {
     id: DocId,
     fn: (doc: PlanDocument) => PlanDocument | { doc: PlanDocument; result: R }
   ): Promise<{ doc: PlanDocument; result: R | undefined }> {
+    // One update of a document at a time within this process (the runner and its merge queue write
+    // concurrently): each then starts from the other's result. Other processes merge as always.
+    const prev = this.#updating.get(id) ?? Promise.resolve()
+    const mine = prev.then(() => this.#update(id, fn))
+    const settled = mine.then(
+      () => {},
+      () => {}
+    )
+    this.#updating.set(id, settled)
+    void settled.then(() => {
+      if (this.#updating.get(id) === settled) this.#updating.delete(id)
+    })
+    return mine
+  }
+
+  #updating = new Map<string, Promise<void>>()
+
+  async #update<R>(
+    id: DocId,
+    fn: (doc: PlanDocument) => PlanDocument | { doc: PlanDocument; result: R }
+  ): Promise<{ doc: PlanDocument; result: R | undefined }> {
     const before = await this.loadPlan(id)
     const out = fn(before)
     const doc = "doc" in out && "result" in out ? out.doc : (out as PlanDocument)
