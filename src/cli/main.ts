@@ -5,6 +5,7 @@
 import { Command, CommanderError } from "commander"
 import { registerControl } from "./commands/control.js"
 import { registerHistory } from "./commands/history.js"
+import { registerMcp } from "./commands/mcp.js"
 import { registerPlan } from "./commands/plan.js"
 import { registerReport } from "./commands/report.js"
 import { registerStatus } from "./commands/status.js"
@@ -27,6 +28,7 @@ export function buildProgram(): Command {
   registerHistory(program, globals)
   registerControl(program, globals)
   registerSync(program, globals)
+  registerMcp(program, globals)
   for (const c of program.commands) {
     c.exitOverride()
     for (const sub of c.commands) sub.exitOverride()

@@ -20,8 +20,11 @@ export interface JobProcess {
   pidStartedAt: number | null
 }
 
-/** Stops job processes on this machine (the orchestrator's stop routine); returns how many it signaled. */
-export type ProcessStopper = (procs: JobProcess[]) => Promise<number>
+/**
+ * Stops job processes on this machine (the orchestrator's stop routine); returns how many it signaled.
+ * `force`: SIGKILL at once instead of SIGTERM first.
+ */
+export type ProcessStopper = (procs: JobProcess[], opts?: { force?: boolean }) => Promise<number>
 
 export interface CancelResult {
   planId: string

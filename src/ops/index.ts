@@ -12,3 +12,5 @@ export { type CancelInput, type CancelResult, cancel, type JobProcess, type Proc
 export { status, statusOf, type StatusResult, watchStatus } from "./status.js"
 export { changeEntries, history, type HistoryEntry, type HistoryInput, type HistoryResult } from "./history.js"
 export { createPlan, type CreatedPlan, listPlans, type PlanRow } from "./plans.js"
+export { type KillInput, type KillResult, kill } from "./kill.js"
+export { DEFAULT_TAIL_LINES, type FollowOptions, followLog, locateLog, type LogInput, type LogTail, MAX_TAIL_LINES, tailLog } from "./logs.js"

@@ -72,3 +72,27 @@ export function signalJob(pid: number, signal: NodeJS.Signals): boolean {
     }
   }
 }
+
+/**
+ * Stop job processes of this machine that are still the processes that were launched: SIGTERM to each
+ * one's process group, then SIGKILL after `graceMs` to any that is still the same process (the timer
+ * does not keep a short-lived command alive). `force`: SIGKILL at once. Returns how many were signaled.
+ */
+export async function stopJobProcesses(
+  procs: { pid: number; pidStartedAt: number | null }[],
+  opts: { force?: boolean; graceMs?: number } = {}
+): Promise<number> {
+  let n = 0
+  for (const p of procs) {
+    if (!isSameProcessAlive(p.pid, p.pidStartedAt)) continue
+    if (!signalJob(p.pid, opts.force ? "SIGKILL" : "SIGTERM")) continue
+    n++
+    if (!opts.force) {
+      const t = setTimeout(() => {
+        if (isSameProcessAlive(p.pid, p.pidStartedAt)) signalJob(p.pid, "SIGKILL")
+      }, opts.graceMs ?? 5_000)
+      t.unref()
+    }
+  }
+  return n
+}

@@ -25,6 +25,7 @@ import {
   setPlanStatus,
   updateAttempt,
 } from "../doc/plan.js"
+import { writeMcpConfigs } from "../mcp/config.js"
 import type { PlanStore } from "../sync/store/PlanStore.js"
 import { acquirePlanLock } from "./lock.js"
 import { isSameProcessAlive, processStartTime, signalJob } from "./proc.js"
@@ -214,6 +215,10 @@ export async function runPlan(store: PlanStore, planId: string, opts: RunOptions
     const fd = openSync(logFile, "a")
     const binPath = opts.binDir ? `${opts.binDir}${path.delimiter}` : ""
     const exitFile = logFile.replace(/\.log$/, ".exit")
+    const mcpEnv = await writeMcpConfigs({ storeDir: store.dir, planId, job: jobName, attempt }, opts.binDir).catch(e => {
+      event(`${jobName} #${attempt}: no MCP config written (${(e as Error).message})`)
+      return {}
+    })
     // A small wrapper records the exit code in a file, so a runner that adopts the process after a
     // restart (and so is not its parent) still learns how it ended.
     const child = spawn("/bin/sh", ["-c", EXIT_WRAPPER], {
@@ -231,6 +236,7 @@ export async function runPlan(store: PlanStore, planId: string, opts: RunOptions
         CONCORD_PROMPT: job.prompt ?? "",
         CONCORD_RUN: job.run,
         CONCORD_EXIT_FILE: exitFile,
+        ...mcpEnv,
       },
     })
     closeSync(fd)

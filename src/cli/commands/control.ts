@@ -9,7 +9,7 @@ import { cancel, type ProcessStopper } from "../../ops/cancel.js"
 import { resolvePlan } from "../../ops/resolve.js"
 import { confirm } from "../confirm.js"
 import { summarize } from "../../doc/summary.js"
-import { isSameProcessAlive, signalJob } from "../../orchestrator/proc.js"
+import { stopJobProcesses } from "../../orchestrator/proc.js"
 import { runPlan } from "../../orchestrator/runner.js"
 import type { PlanStore } from "../../sync/store/PlanStore.js"
 import { clock, type GlobalOptions, openBackend, openStore, type RemoteOptions } from "../context.js"
@@ -154,7 +154,7 @@ export function registerControl(program: Command, globals: () => GlobalOptions):
             planRef = p.id
           }
         }
-        const r = await cancel(backend, { planRef }, clock(), stopJobProcesses)
+        const r = await cancel(backend, { planRef }, clock(), stopProcesses)
         if (opts.json) return printJson(r)
         out(r.text)
       } finally {
@@ -164,8 +164,4 @@ export function registerControl(program: Command, globals: () => GlobalOptions):
 }
 
 /** Stop job processes of this machine that are still the processes that were launched. */
-const stopJobProcesses: ProcessStopper = async procs => {
-  let n = 0
-  for (const p of procs) if (isSameProcessAlive(p.pid, p.pidStartedAt) && signalJob(p.pid, "SIGTERM")) n++
-  return n
-}
+const stopProcesses: ProcessStopper = (procs, opts) => stopJobProcesses(procs, opts)
