@@ -1,0 +1,61 @@
+/** Drive `concord mcp` in a real child process with the MCP SDK's own client over stdio. */
+import { readdirSync, statSync } from "node:fs"
+import os from "node:os"
+import path from "node:path"
+import { Client } from "@modelcontextprotocol/sdk/client/index.js"
+import { getDefaultEnvironment, StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js"
+import { BIN } from "../helpers/cli.js"
+
+export interface ToolResult {
+  isError?: boolean
+  content: { type: string; text: string }[]
+  structuredContent?: any
+}
+
+export interface Mcp {
+  client: Client
+  call(name: string, args?: Record<string, unknown>): Promise<ToolResult>
+  stderr(): string
+  close(): Promise<void>
+}
+
+/**
+ * `concord mcp ARGS` with the SDK's default environment (HOME, PATH, ... only: no CONCORD_* variables,
+ * like Codex), plus `env`, in `cwd` (default: the system temp directory, far from any store).
+ */
+export async function startMcp(args: string[], opts: { env?: Record<string, string>; cwd?: string } = {}): Promise<Mcp> {
+  const transport = new StdioClientTransport({
+    command: process.execPath,
+    args: [BIN, "mcp", ...args],
+    cwd: opts.cwd ?? os.tmpdir(),
+    env: { ...getDefaultEnvironment(), ...opts.env },
+    stderr: "pipe",
+  })
+  let err = ""
+  transport.stderr?.on("data", d => (err += d))
+  const client = new Client({ name: "concord-test", version: "1.0.0" })
+  await client.connect(transport)
+  return {
+    client,
+    call: async (name, a = {}) => (await client.callTool({ name, arguments: a })) as ToolResult,
+    stderr: () => err,
+    close: () => client.close(),
+  }
+}
+
+/** Every file under a store except derived caches, with its size: "nothing written" compares two of these. */
+export function storeFiles(dir: string): Record<string, number> {
+  const out: Record<string, number> = {}
+  const walk = (d: string) => {
+    for (const name of readdirSync(d)) {
+      const p = path.join(d, name)
+      const rel = path.relative(dir, p)
+      if (rel === "cache" || rel.startsWith(`cache${path.sep}`)) continue
+      const st = statSync(p)
+      if (st.isDirectory()) walk(p)
+      else out[rel] = st.size
+    }
+  }
+  walk(dir)
+  return out
+}
