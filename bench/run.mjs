@@ -24,8 +24,9 @@ import * as visibility from "./workloads/visibility.mjs"
 import * as reportCost from "./workloads/report-cost.mjs"
 import * as scale from "./workloads/scale.mjs"
 import * as sync from "./workloads/sync.mjs"
+import * as mcp from "./workloads/mcp.mjs"
 
-const WORKLOADS = [contention, founding, visibility, reportCost, scale, sync]
+const WORKLOADS = [contention, founding, visibility, reportCost, scale, sync, mcp]
 const HERE = path.dirname(fileURLToPath(import.meta.url))
 
 const args = process.argv.slice(2)
