@@ -34,12 +34,13 @@ function cpuMs(pid) {
 async function startServer(dir, plan, job) {
   const transport = new StdioClientTransport({ command: process.execPath, args: [BIN, "mcp", "--store", dir, "--plan", plan, "--job", job], stderr: "pipe" })
   const client = new Client({ name: "concord-bench", version: "1" })
-  await client.connect(transport)
+  // Generous time-outs: on a loaded 2-core machine 16 servers starting at once take a while.
+  await client.connect(transport, { timeout: 600_000 })
   return {
     pid: transport.pid,
     async report(message, progress) {
       const t0 = performance.now()
-      const r = await client.callTool({ name: "mc_report", arguments: { status: "progress", message, progress } })
+      const r = await client.callTool({ name: "mc_report", arguments: { status: "progress", message, progress } }, undefined, { timeout: 600_000 })
       const ms = performance.now() - t0
       if (r.isError) throw new Error(`mc_report refused: ${r.content?.[0]?.text}`)
       return ms
