@@ -15,7 +15,7 @@ import { median, p99, quantile, round } from "../lib/stats.mjs"
 export const id = "mcp"
 
 export function config(quick) {
-  return quick ? { calls: 40, cli: 4, agents: 16, n: 5, warmup: 5 } : { calls: 400, cli: 20, agents: 16, n: 40, warmup: 20 }
+  return quick ? { calls: 30, cli: 3, agents: 4, n: 5, warmup: 3 } : { calls: 400, cli: 20, agents: 16, n: 40, warmup: 20 }
 }
 
 const BIN = path.join(ROOT, "bin/concord.js")
@@ -131,7 +131,7 @@ export async function run({ backends, quick, log }) {
         const h = new Set(fin.jobs[j]?.messages ?? [])
         for (let i = 0; i < cfg.n; i++) if (!h.has(`${j}-${i}`)) flost++
       }
-      fleet.concord = { backend: "concord (16 MCP servers)", reports: cfg.agents * cfg.n, seconds, throughput: (cfg.agents * cfg.n) / seconds, p50: median(lat), p99: p99(lat), lost: flost }
+      fleet.concord = { backend: `concord (${cfg.agents} MCP servers)`, reports: cfg.agents * cfg.n, seconds, throughput: (cfg.agents * cfg.n) / seconds, p50: median(lat), p99: p99(lat), lost: flost }
       await Promise.all(servers.splice(0).map(x => x.close()))
       await stopAll(workers.splice(0))
     }
@@ -152,7 +152,7 @@ export async function run({ backends, quick, log }) {
         for (let i = 0; i < cfg.n; i++) if (!h.has(`${j}-${i}`)) jlost++
       }
       const lat = runs.flatMap(r => r.lat)
-      fleet["json-lock"] = { backend: "json-lock (16 processes)", reports: cfg.agents * cfg.n, seconds, throughput: (cfg.agents * cfg.n) / seconds, p50: median(lat), p99: p99(lat), lost: jlost }
+      fleet["json-lock"] = { backend: `json-lock (${cfg.agents} processes)`, reports: cfg.agents * cfg.n, seconds, throughput: (cfg.agents * cfg.n) / seconds, p50: median(lat), p99: p99(lat), lost: jlost }
       await stopAll(workers.splice(0))
     }
     for (const f of Object.values(fleet)) log(`mcp fleet ${f.backend}: ${round(f.throughput, 0)} reports/s, p50 ${round(f.p50)} ms, p99 ${round(f.p99)} ms, lost ${f.lost}/${f.reports}`)

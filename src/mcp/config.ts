@@ -9,7 +9,9 @@
  *                     Cursor (`.cursor/mcp.json`), Gemini CLI (`settings.json`) all read this shape;
  *  - `.codex.toml`    a `[mcp_servers.concord]` table for Codex's `config.toml`;
  *  - `.opencode.json` OpenCode's `{"mcp": {"concord": {type: "local", command: [...]}}}` (`OPENCODE_CONFIG`).
- * The job gets their paths as $CONCORD_MCP_CONFIG, $CONCORD_MCP_CODEX and $CONCORD_MCP_OPENCODE.
+ * The job gets their paths as $CONCORD_MCP_CONFIG, $CONCORD_MCP_CODEX and $CONCORD_MCP_OPENCODE, and Codex's
+ * one-flag form as $CONCORD_MCP_CODEX_OVERRIDE (`codex exec -c "$CONCORD_MCP_CODEX_OVERRIDE" ...`: Codex has no
+ * flag that reads a server configuration file, but `-c key=value` takes a TOML value).
  */
 import { existsSync } from "node:fs"
 import path from "node:path"
@@ -41,7 +43,7 @@ export interface McpConfigs {
 }
 
 /** The three configurations as text (pure). */
-export function renderMcpConfigs(cmd: { command: string; args: string[] }): { json: string; codex: string; opencode: string } {
+export function renderMcpConfigs(cmd: { command: string; args: string[] }): { json: string; codex: string; opencode: string; codexOverride: string } {
   const json = JSON.stringify({ mcpServers: { [MCP_SERVER_NAME]: { command: cmd.command, args: cmd.args } } }, null, 2) + "\n"
   // TOML basic strings accept JSON string escapes for everything JSON.stringify emits.
   const q = (s: string) => JSON.stringify(s)
@@ -52,7 +54,8 @@ export function renderMcpConfigs(cmd: { command: string; args: string[] }): { js
       null,
       2
     ) + "\n"
-  return { json, codex, opencode }
+  const codexOverride = `mcp_servers.${MCP_SERVER_NAME}={ command = ${q(cmd.command)}, args = [${cmd.args.map(q).join(", ")}] }`
+  return { json, codex, opencode, codexOverride }
 }
 
 /**
@@ -68,5 +71,5 @@ export async function writeMcpConfigs(id: JobIdentity, binDir?: string): Promise
     writeFileAtomic(files.codex, text.codex, { durable: false }),
     writeFileAtomic(files.opencode, text.opencode, { durable: false }),
   ])
-  return { CONCORD_MCP_CONFIG: files.json, CONCORD_MCP_CODEX: files.codex, CONCORD_MCP_OPENCODE: files.opencode }
+  return { CONCORD_MCP_CONFIG: files.json, CONCORD_MCP_CODEX: files.codex, CONCORD_MCP_OPENCODE: files.opencode, CONCORD_MCP_CODEX_OVERRIDE: text.codexOverride }
 }
