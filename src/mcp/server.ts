@@ -292,6 +292,11 @@ export function createMcpServer(backend: PlanBackend, opts: McpServerOptions): M
       annotations: { readOnlyHint: false, destructiveHint: true, idempotentHint: true, openWorldHint: false },
     },
     async args => {
+      if (!planRef(args.plan)) {
+        // As in the CLI: canceling "whatever plan is newest" is refused when there are several.
+        const open = (await backend.listPlans()).filter(p => !p.archivedAt)
+        if (open.length > 1) throw new InputError(`${open.length} plans in ${backend.where}: name the plan to cancel (plan: id or name)`, "ambiguous_plan")
+      }
       const { text, ...structured } = await cancel(backend, { planRef: planRef(args.plan) }, asUser, opts.stop)
       return result(text, structured)
     }
