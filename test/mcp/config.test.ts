@@ -82,7 +82,9 @@ describe("per-attempt MCP configuration", () => {
         opencode: { command, args },
       }
       for (const [kind, cmd] of Object.entries(servers)) {
+        const t0 = Date.now()
         const r = await reportThrough(cmd, `via ${kind}`)
+        if (process.env.CONCORD_TEST_VERBOSE) console.log(`${kind}: ${Date.now() - t0} ms`)
         expect(r).toMatchObject({ planId: id, job: "a", attempt: 1 })
       }
       const s = statusJson(dir, id)
@@ -94,5 +96,5 @@ describe("per-attempt MCP configuration", () => {
       await run.done
       concord(dir, ["cancel", id])
     }
-  }, 180_000)
+  }, 400_000)
 })
