@@ -9,7 +9,8 @@ import { Client } from "@modelcontextprotocol/sdk/client/index.js"
 import { getDefaultEnvironment, StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js"
 import { afterAll, describe, expect, it } from "vitest"
 import { renderMcpConfigs } from "../../src/mcp/config.js"
-import { cleanup, concord, createPlan, statusJson, tempDir } from "../helpers/cli.js"
+import { cleanup, tempDir } from "../helpers/cli.js"
+import { concord, createPlan, statusJson } from "./client.js"
 import { spawnConcord } from "../sync/net/helpers.js"
 
 const dirs: string[] = []
@@ -25,9 +26,9 @@ function codexServer(toml: string): { command: string; args: string[] } {
 
 async function reportThrough(cmd: { command: string; args: string[] }, message: string) {
   const client = new Client({ name: "config-test", version: "1" })
-  await client.connect(new StdioClientTransport({ ...cmd, env: getDefaultEnvironment(), cwd: "/", stderr: "pipe" }))
+  await client.connect(new StdioClientTransport({ ...cmd, env: getDefaultEnvironment(), cwd: "/", stderr: "pipe" }), { timeout: 600_000 })
   try {
-    const r = (await client.callTool({ name: "mc_report", arguments: { status: "working", message } })) as any
+    const r = (await client.callTool({ name: "mc_report", arguments: { status: "working", message } }, undefined, { timeout: 600_000 })) as any
     expect(r.isError, JSON.stringify(r.content)).toBeFalsy()
     return r.structuredContent
   } finally {
@@ -51,10 +52,10 @@ describe("per-attempt MCP configuration", () => {
     const dir = tempDir("concord-mcp-config-")
     dirs.push(dir)
     const id = createPlan(dir, `name: cfg\njobs:\n  - name: a\n    run: 'env | grep ^CONCORD_MCP_ | sort > mcp-env.txt; sleep 60'\n`)
-    const run = spawnConcord(dir, ["run", id], { timeoutMs: 120_000 })
+    const run = spawnConcord(dir, ["run", id], { timeoutMs: 600_000 })
     try {
       const envFile = path.join(dir, "mcp-env.txt")
-      const end = Date.now() + 60_000
+      const end = Date.now() + 300_000
       while (!(existsSync(envFile) && readFileSync(envFile, "utf8").includes("CONCORD_MCP_OPENCODE"))) {
         if (Date.now() > end) throw new Error("the job never wrote its environment")
         await new Promise(r => setTimeout(r, 100))
@@ -96,5 +97,5 @@ describe("per-attempt MCP configuration", () => {
       await run.done
       concord(dir, ["cancel", id])
     }
-  }, 400_000)
+  }, 900_000)
 })

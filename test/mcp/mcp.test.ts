@@ -15,9 +15,9 @@ import { LocalBackend } from "../../src/ops/local.js"
 import { createPlan as createPlanOp } from "../../src/ops/plans.js"
 import { status as statusOp } from "../../src/ops/status.js"
 import { PlanStore } from "../../src/sync/store/PlanStore.js"
-import { cleanup, concord, concordAsync, createPlan, ROOT, statusJson, tempDir } from "../helpers/cli.js"
+import { cleanup, concordAsync, ROOT, tempDir } from "../helpers/cli.js"
 import { addTokenCli, spawnConcord, startServerProcess } from "../sync/net/helpers.js"
-import { type Mcp, startMcp, storeFiles } from "./client.js"
+import { concord, createPlan, type Mcp, startMcp, statusJson, storeFiles } from "./client.js"
 
 const dirs: string[] = []
 const clients: Mcp[] = []
@@ -43,7 +43,7 @@ const cliError = (dir: string, args: string[]) => {
   expect(r.code).not.toBe(0)
   return r.stderr.trim().replace(/^concord: /, "")
 }
-async function until<T>(what: string, fn: () => T | undefined | false | Promise<T | undefined | false>, ms = 30_000): Promise<T> {
+async function until<T>(what: string, fn: () => T | undefined | false | Promise<T | undefined | false>, ms = 300_000): Promise<T> {
   const end = Date.now() + ms
   for (;;) {
     const v = await fn()
@@ -74,7 +74,7 @@ const TOOLS = ["mc_capture", "mc_jobs", "mc_kill", "mc_overview", "mc_plan", "mc
 describe("concord mcp", () => {
   it("lists every tool with a description, an input schema and an output schema", async () => {
     const c = await mcp(["--store", store()])
-    const { tools } = await c.client.listTools()
+    const { tools } = await c.client.listTools({}, { timeout: 600_000 })
     expect(tools.map(t => t.name).sort()).toEqual(TOOLS)
     for (const t of tools) {
       expect(t.description!.length, t.name).toBeGreaterThan(20)
@@ -87,7 +87,7 @@ describe("concord mcp", () => {
     expect((report.inputSchema.properties as any).progress).toMatchObject({ minimum: 0, maximum: 100 })
     const info = c.client.getServerVersion()
     expect(info?.name).toBe("concord")
-  }, 180_000)
+  }, 900_000)
 
   it("a planning session creates, approves, reads and cancels a plan; a job's server reports; both show in the store and in concord status", async () => {
     const dir = store()
@@ -159,7 +159,7 @@ describe("concord mcp", () => {
     const history = concord(dir, ["history", id, "--json"])
     const entries = JSON.parse(history.stdout) as { by: string; did: string }[]
     expect(entries.some(e => /^job:a#1@/.test(e.by) && /completed/.test(e.did))).toBe(true)
-  }, 180_000)
+  }, 900_000)
 
   it("mc_capture tails a running job's log (escapes shown, not raw); mc_kill stops it, and force kills one that ignores SIGTERM", async () => {
     const dir = store()
@@ -176,7 +176,7 @@ jobs:
     run: 'printf "red \\033[31mX\\033[0m\\n"; sleep 60'
 `
     )
-    const run = spawnConcord(dir, ["run", id], { timeoutMs: 120_000 })
+    const run = spawnConcord(dir, ["run", id], { timeoutMs: 600_000 })
     try {
       const c = await mcp(["--store", dir, "--plan", id])
       await until("three running jobs with output", () => {
@@ -219,7 +219,7 @@ jobs:
       await run.done
       concord(dir, ["cancel", id])
     }
-  }, 120_000)
+  }, 900_000)
 
   it("refusals are tool errors with the CLI's message, and nothing is written", async () => {
     const dir = store()
@@ -258,7 +258,7 @@ jobs:
       ["queued", null],
       ["queued", null],
     ])
-  }, 180_000)
+  }, 900_000)
 
   it("through a sync server: a reader token reads but its report is refused with nothing written; logs are not on the server", async () => {
     const dir = store()
@@ -295,7 +295,7 @@ jobs:
     } finally {
       await server.stop()
     }
-  }, 120_000)
+  }, 900_000)
 })
 
 describe("the founding race through MCP servers", () => {
@@ -338,5 +338,5 @@ describe("the founding race through MCP servers", () => {
     // and the CLI agrees on the last round
     const last = statusJson(dir)
     expect(last.counts).toEqual({ failed: 1, completed: 2 })
-  }, 240_000)
+  }, 900_000)
 })
