@@ -56,7 +56,7 @@ describe("job logs", () => {
     writeFileSync(file, "before\n")
     const got: string[] = []
     const ac = new AbortController()
-    const done = followLog(backend, { planRef: id, job: "a" }, lines => got.push(...lines), ac.signal, { pollMs: 20 })
+    const done = followLog(backend, { planRef: id, job: "a" }, lines => got.push(...lines), ac.signal, { pollMs: 20, from: "before\n".length })
     const until = async (n: number) => {
       const end = Date.now() + 20_000
       while (got.length < n) {
