@@ -27,8 +27,9 @@ import * as reportCost from "./workloads/report-cost.mjs"
 import * as scale from "./workloads/scale.mjs"
 import * as sync from "./workloads/sync.mjs"
 import * as dashboard from "./workloads/dashboard.mjs"
+import * as mcp from "./workloads/mcp.mjs"
 
-const WORKLOADS = [contention, founding, visibility, reportCost, scale, sync, dashboard]
+const WORKLOADS = [contention, founding, visibility, reportCost, scale, sync, dashboard, mcp]
 const HERE = path.dirname(fileURLToPath(import.meta.url))
 
 const args = process.argv.slice(2)

@@ -4,7 +4,7 @@
 // or heavy commands (run, serve, sync, --watch) keep the optimizing tier.
 import v8 from "node:v8"
 
-const longRunning = process.argv.some(a => a === "run" || a === "serve" || a === "sync" || a === "--watch")
+const longRunning = process.argv.some(a => a === "run" || a === "serve" || a === "sync" || a === "mcp" || a === "--watch")
 if (!longRunning) v8.setFlagsFromString("--liftoff-only")
 
 // Exit only once stdout and stderr are flushed: writes to a pipe are asynchronous, and exiting at once

@@ -48,4 +48,18 @@ say(ok ? "As expected: 1 failed, 3 completed, plan paused at on_error. No update
 say(`Inspect:  concord status ${id}   |   concord history ${id}`)
 say(`Retry:    concord approve ${id} --retry lint && concord run ${id}`)
 say("(concord is bin/concord.js: put it on your PATH with  npm run build && npm link  , see README)")
-process.exit(ok ? 0 : 1)
+if (!ok) process.exit(1)
+
+// Part two: agents that report over MCP. Each job runs examples/mcp-agent.ts, which starts the MCP
+// server `concord run` configured for it ($CONCORD_MCP_CONFIG) with the SDK client and calls mc_report.
+say()
+say("Part two: two agents report through concord's MCP server (mc_report), as Claude Code or Codex would.")
+const mcpPlan = concord(["plan", "create", path.join(root, "examples", "mcp-demo.yaml"), "--json"], { capture: true })
+if (mcpPlan.code !== 0) process.exit(mcpPlan.code)
+const mcpId = (JSON.parse(mcpPlan.stdout) as { id: string }).id
+const mcpRun = concord(["run", mcpId])
+const mcpStatus = JSON.parse(concord(["status", mcpId, "--json"], { capture: true }).stdout)
+const viaMcp = mcpStatus.jobs.every((j: { status: string; lastReport: { by: string } | null }) => j.status === "completed" && /^job:/.test(j.lastReport?.by ?? ""))
+say()
+say(viaMcp && mcpRun.code === 0 ? "As expected: both agents reported completed through MCP." : "Unexpected outcome of the MCP demo: see the status above.")
+process.exit(viaMcp && mcpRun.code === 0 ? 0 : 1)

@@ -5,6 +5,7 @@
  */
 import type { WriteContext } from "../doc/actor.js"
 import { cancelPlan, readPlan } from "../doc/plan.js"
+import { stopJobProcesses } from "../orchestrator/supervisor.js"
 import type { PlanBackend } from "./backend.js"
 import { resolvePlan } from "./resolve.js"
 
@@ -20,8 +21,11 @@ export interface JobProcess {
   pidStartedAt: number | null
 }
 
-/** Stops job processes on this machine (the orchestrator's stop routine); returns how many it signaled. */
-export type ProcessStopper = (procs: JobProcess[]) => Promise<number>
+/**
+ * Stops job processes on this machine (the orchestrator's stop routine); returns how many it signaled.
+ * `force`: SIGKILL at once instead of SIGTERM first.
+ */
+export type ProcessStopper = (procs: JobProcess[], opts?: { force?: boolean }) => Promise<number>
 
 export interface CancelResult {
   planId: string
@@ -34,7 +38,7 @@ export interface CancelResult {
   text: string
 }
 
-export async function cancel(backend: PlanBackend, input: CancelInput, clock: () => WriteContext, stop?: ProcessStopper): Promise<CancelResult> {
+export async function cancel(backend: PlanBackend, input: CancelInput, clock: () => WriteContext, stop: ProcessStopper = stopJobProcesses): Promise<CancelResult> {
   const plan = await resolvePlan(backend, input.planRef)
   const before = readPlan(plan.doc)
   const { doc } = await backend.updatePlan(plan.id, d => cancelPlan(d, clock()))

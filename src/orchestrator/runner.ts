@@ -16,6 +16,7 @@ import { ConcordError } from "../doc/errors.js"
 import { queueBusy } from "../doc/merge.js"
 import { acquireLease, getJob, type PlanView, readPlan, releaseLease, updateAttempt } from "../doc/plan.js"
 import { sleep } from "../lib/async.js"
+import { writeMcpConfigs } from "../mcp/config.js"
 import { hostName } from "../lib/host.js"
 import type { PlanStore } from "../sync/store/PlanStore.js"
 import { acquirePlanLock } from "./lock.js"
@@ -230,9 +231,14 @@ export async function runPlan(store: PlanStore, planId: string, opts: RunOptions
       }
     }
     if ("error" in cwd) return fail(cwd.error)
+    // Ready MCP client configs for this attempt, so an agent CLI reaches `concord mcp` as this job.
+    const mcpEnv = await writeMcpConfigs({ storeDir: store.dir, planId, job: jobName, attempt }, opts.binDir).catch(e => {
+      event(`${jobName} #${attempt}: could not write its MCP configs: ${(e as Error).message}`)
+      return {} as Record<string, string>
+    })
     const env = jobEnv({
       base: process.env,
-      env: { ...job.env, ...gitEnv },
+      env: { ...mcpEnv, ...job.env, ...gitEnv },
       binDir: opts.binDir,
       prompt: job.prompt,
       vars: { CONCORD_STORE: store.dir, CONCORD_PLAN: planId, CONCORD_JOB: jobName, CONCORD_ATTEMPT: String(attempt) },

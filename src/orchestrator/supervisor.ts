@@ -21,6 +21,7 @@ import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, 
 import os from "node:os"
 import path from "node:path"
 import { sleep } from "../lib/async.js"
+import { hostName } from "../lib/host.js"
 import { type ExitInfo, parseExitFile, parsePidFile, stopStep, type StopState } from "./policy.js"
 import { bootTime, processGroupMembers, processInfo, processStartTicks, ticksToMs } from "./proc.js"
 import { key, type ProcessExit } from "./scheduler.js"
@@ -400,4 +401,18 @@ function statMtime(file: string): number {
   } catch {
     return 0
   }
+}
+
+/**
+ * The stop routine for job processes recorded in a plan (cancel, kill, every front end): each process
+ * group on this machine that is still the recorded process gets stopJobProcess (SIGTERM, SIGKILL after
+ * `graceMs`, until the group is gone); `force` sends SIGKILL at once. Resolves when all are gone; returns
+ * how many were stopped.
+ */
+export async function stopJobProcesses(procs: { pid: number; pidStartedAt: number | null }[], opts: { force?: boolean; graceMs?: number } = {}): Promise<number> {
+  const host = hostName()
+  const results = await Promise.all(
+    procs.map(p => stopJobProcess({ pid: p.pid, startedAtMs: p.pidStartedAt }, { host, graceMs: opts.force ? 0 : (opts.graceMs ?? 5_000) }))
+  )
+  return results.filter(r => r === "gone").length
 }

@@ -5,14 +5,12 @@ import { fileURLToPath } from "node:url"
 import type { Command } from "commander"
 import { readPlan } from "../../doc/plan.js"
 import { type ApproveInput, approve } from "../../ops/approve.js"
-import { cancel, type ProcessStopper } from "../../ops/cancel.js"
+import { cancel } from "../../ops/cancel.js"
 import { resolvePlan } from "../../ops/resolve.js"
 import { confirm } from "../confirm.js"
 import { summarize } from "../../doc/summary.js"
 import { waitForSignal } from "../../lib/async.js"
-import { hostName } from "../../lib/host.js"
 import { runPlan } from "../../orchestrator/runner.js"
-import { stopJobProcess } from "../../orchestrator/supervisor.js"
 import { printable } from "../../orchestrator/worktree/policy.js"
 import type { PlanStore } from "../../sync/store/PlanStore.js"
 import { clock, type GlobalOptions, openBackend, openStore, type RemoteOptions } from "../context.js"
@@ -170,7 +168,7 @@ export function registerControl(program: Command, globals: () => GlobalOptions):
             planRef = p.id
           }
         }
-        const r = await cancel(backend, { planRef }, clock(), stopJobProcesses)
+        const r = await cancel(backend, { planRef }, clock())
         if (opts.json) return printJson(r)
         out(r.text)
       } finally {
@@ -179,12 +177,3 @@ export function registerControl(program: Command, globals: () => GlobalOptions):
     })
 }
 
-/**
- * Stop job processes of this machine that are still the processes that were launched, with the
- * orchestrator's stop routine: SIGTERM to the group, SIGKILL after 5 s, until the whole group is gone.
- */
-export const stopJobProcesses: ProcessStopper = async procs => {
-  const host = hostName()
-  const results = await Promise.all(procs.map(p => stopJobProcess({ pid: p.pid, startedAtMs: p.pidStartedAt }, { host, graceMs: 5_000 })))
-  return results.filter(r => r === "gone").length
-}

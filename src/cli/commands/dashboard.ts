@@ -8,7 +8,7 @@ import { cliActor, type GlobalOptions, openStore } from "../context.js"
 import { out } from "../output.js"
 import { parseWholeNumber } from "../parse.js"
 import { waitForStopSignal } from "../signals.js"
-import { stopJobProcesses } from "./control.js"
+import { stopJobProcesses } from "../../orchestrator/supervisor.js"
 
 export function registerDashboard(program: Command, globals: () => GlobalOptions): void {
   program

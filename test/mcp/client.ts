@@ -1,0 +1,83 @@
+/** Drive `concord mcp` in a real child process with the MCP SDK's own client over stdio. */
+import { spawnSync } from "node:child_process"
+import { readdirSync, statSync, writeFileSync } from "node:fs"
+import os from "node:os"
+import path from "node:path"
+import { Client } from "@modelcontextprotocol/sdk/client/index.js"
+import { getDefaultEnvironment, StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js"
+import { BIN } from "../helpers/cli.js"
+
+export interface ToolResult {
+  isError?: boolean
+  content: { type: string; text: string }[]
+  structuredContent?: any
+}
+
+export interface Mcp {
+  client: Client
+  call(name: string, args?: Record<string, unknown>): Promise<ToolResult>
+  stderr(): string
+  close(): Promise<void>
+}
+
+/**
+ * `concord mcp ARGS` with the SDK's default environment (HOME, PATH, ... only: no CONCORD_* variables,
+ * like Codex), plus `env`, in `cwd` (default: the system temp directory, far from any store).
+ */
+export async function startMcp(args: string[], opts: { env?: Record<string, string>; cwd?: string } = {}): Promise<Mcp> {
+  const transport = new StdioClientTransport({
+    command: process.execPath,
+    args: [BIN, "mcp", ...args],
+    cwd: opts.cwd ?? os.tmpdir(),
+    env: { ...getDefaultEnvironment(), ...opts.env },
+    stderr: "pipe",
+  })
+  let err = ""
+  transport.stderr?.on("data", d => (err += d))
+  const client = new Client({ name: "concord-test", version: "1.0.0" })
+  // Time-outs fit for a loaded 2-core machine shared by several test runs.
+  await client.connect(transport, { timeout: 600_000 })
+  return {
+    client,
+    call: async (name, a = {}) => (await client.callTool({ name, arguments: a }, undefined, { timeout: 600_000 })) as ToolResult,
+    stderr: () => err,
+    close: () => client.close(),
+  }
+}
+
+/** Every file under a store except derived caches, with its size: "nothing written" compares two of these. */
+export function storeFiles(dir: string): Record<string, number> {
+  const out: Record<string, number> = {}
+  const walk = (d: string) => {
+    for (const name of readdirSync(d)) {
+      const p = path.join(d, name)
+      const rel = path.relative(dir, p)
+      if (rel === "cache" || rel.startsWith(`cache${path.sep}`)) continue
+      const st = statSync(p)
+      if (st.isDirectory()) walk(p)
+      else out[rel] = st.size
+    }
+  }
+  walk(dir)
+  return out
+}
+
+/** `concord ARGS` on a store, with a time-out fit for a loaded machine (the shared helper's is 60 s). */
+export function concord(store: string, args: string[]): { code: number | null; stdout: string; stderr: string } {
+  const r = spawnSync(process.execPath, [BIN, ...args], { cwd: store, env: { ...process.env, CONCORD_STORE: store }, encoding: "utf8", timeout: 600_000 })
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr }
+}
+
+export function createPlan(store: string, yaml: string): string {
+  const file = path.join(store, `plan-${Math.random().toString(36).slice(2)}.yaml`)
+  writeFileSync(file, yaml)
+  const r = concord(store, ["plan", "create", file, "--json"])
+  if (r.code !== 0) throw new Error(`plan create failed (${r.code}): ${r.stderr}`)
+  return JSON.parse(r.stdout).id
+}
+
+export function statusJson(store: string, plan?: string): any {
+  const r = concord(store, ["status", ...(plan ? [plan] : []), "--json"])
+  if (r.code !== 0) throw new Error(`status failed (${r.code}): ${r.stderr}`)
+  return JSON.parse(r.stdout)
+}
