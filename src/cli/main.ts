@@ -12,6 +12,7 @@ import { registerControl } from "./commands/control.js"
 import { registerDashboard } from "./commands/dashboard.js"
 import { registerDoctor } from "./commands/doctor.js"
 import { registerHistory } from "./commands/history.js"
+import { registerLogs } from "./commands/logs.js"
 import { registerMcp } from "./commands/mcp.js"
 import { registerPlan } from "./commands/plan.js"
 import { registerReport } from "./commands/report.js"
@@ -75,6 +76,7 @@ export function buildProgram(): Command {
   registerCleanup(program, globals)
   registerDashboard(program, globals)
   registerMcp(program, globals)
+  registerLogs(program, globals)
   const configure = (c: Command) => {
     c.exitOverride()
     c.configureOutput({ outputError: str => say(usageLine(str, c)) })

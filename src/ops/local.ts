@@ -5,6 +5,7 @@ import type { PlanDocument } from "../doc/plan.js"
 import type { NewReport, ReportDigest, ReportsDocument } from "../doc/reports.js"
 import type { PlanSpec } from "../doc/spec.js"
 import { hostName } from "../lib/host.js"
+import { quarantineSummary } from "../sync/storage/quarantine.js"
 import type { PlanStore } from "../sync/store/PlanStore.js"
 import type { DocChange, Housekeeping, PlanBackend, PlanInfo, PlanUpdate } from "./backend.js"
 
@@ -68,8 +69,15 @@ export class LocalBackend implements PlanBackend {
     })
   }
 
+  /** One-time warnings (a rebuilt index entry), and whether the store holds quarantined data. */
   async warnings(): Promise<string[]> {
-    return this.#warnings.splice(0)
+    const out = this.#warnings.splice(0)
+    const q = await quarantineSummary(this.store.dir)
+    if (q.count > 0) {
+      const files = q.count === 1 ? "1 quarantined chunk file" : `${q.count} quarantined chunk files`
+      out.push(`${files} in ${q.dir}; run "concord doctor" to restore the valid ones and list the rest`)
+    }
+    return out
   }
 
   async close(): Promise<void> {}

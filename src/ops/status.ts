@@ -9,6 +9,7 @@ import { digestReports, type ReportDigest } from "../doc/reports.js"
 import { nextSteps, type NextStep, type PlanSummary, summarize } from "../doc/summary.js"
 import { isSameProcessAlive } from "../orchestrator/proc.js"
 import type { PlanBackend } from "./backend.js"
+import { tailLog } from "./logs.js"
 import { resolvePlan } from "./resolve.js"
 
 export interface StatusResult {
@@ -17,6 +18,25 @@ export interface StatusResult {
   storeDir: string | null
   warnings: string[]
   next: NextStep[]
+  /** The last lines of each failed job's log (local stores only): why it failed, at a glance. */
+  failureTails: Record<string, string[]>
+}
+
+const FAILURE_TAIL_LINES = 5
+
+async function failureTails(backend: PlanBackend, id: DocId, summary: PlanSummary): Promise<Record<string, string[]>> {
+  const out: Record<string, string[]> = {}
+  if (!backend.storeDir) return out
+  for (const j of summary.jobs) {
+    if (j.status !== "failed" || !j.log) continue
+    try {
+      const t = await tailLog(backend, { planRef: id, job: j.name, attempt: j.attempt, lines: FAILURE_TAIL_LINES })
+      if (t.lines.length) out[j.name] = t.lines
+    } catch {
+      // no log (the job never started): nothing to show
+    }
+  }
+  return out
 }
 
 export async function status(backend: PlanBackend, planRef: string | undefined, now = Date.now()): Promise<StatusResult> {
@@ -30,7 +50,7 @@ export async function statusOf(backend: PlanBackend, id: DocId, doc: PlanDocumen
   const reports = await backend.reportDigests(id, view.jobs.map(j => j.name))
   const summary = summarize(id, view, reports, now)
   liveLease(backend, doc, summary)
-  return { summary, storeDir: backend.storeDir, warnings: await backend.warnings(), next: nextSteps(summary) }
+  return { summary, storeDir: backend.storeDir, warnings: await backend.warnings(), next: nextSteps(summary), failureTails: await failureTails(backend, id, summary) }
 }
 
 /**
@@ -73,7 +93,7 @@ export async function watchStatus(
 async function statusOfDigests(backend: PlanBackend, id: DocId, doc: PlanDocument, digests: Map<string, ReportDigest>): Promise<StatusResult> {
   const summary = summarize(id, readPlan(doc), digests, Date.now())
   liveLease(backend, doc, summary)
-  return { summary, storeDir: backend.storeDir, warnings: await backend.warnings(), next: nextSteps(summary) }
+  return { summary, storeDir: backend.storeDir, warnings: await backend.warnings(), next: nextSteps(summary), failureTails: await failureTails(backend, id, summary) }
 }
 
 /** A lease held by a process on this machine that is gone is no orchestrator, whatever its expiry says. */

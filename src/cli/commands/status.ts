@@ -6,7 +6,6 @@ import { outcome } from "../../doc/summary.js"
 import { readPlan } from "../../doc/plan.js"
 import { resolvePlan } from "../../ops/resolve.js"
 import { status, type StatusResult, watchStatus } from "../../ops/status.js"
-import { quarantineSummary } from "../../sync/storage/quarantine.js"
 import { waitForStopSignal } from "../signals.js"
 import { type GlobalOptions, openBackend, type RemoteOptions } from "../context.js"
 import { out, printJson, printJsonLine, redraw as redrawScreen, say } from "../output.js"
@@ -39,10 +38,10 @@ export function registerStatus(program: Command, globals: () => GlobalOptions): 
         if (!opts.watch) {
           const s = await status(backend, planRef)
           show(s, opts, planRef)
-          if (s.storeDir) await warnQuarantine(s.storeDir)
+          for (const w of s.warnings) say(`warning: ${w}`)
           return
         }
-        let checkedQuarantine = false
+        const warned = new Set<string>()
         const ac = new AbortController()
         const stop = waitForStopSignal(ac)
         try {
@@ -51,10 +50,8 @@ export function registerStatus(program: Command, globals: () => GlobalOptions): 
             planRef,
             s => {
               show(s, opts, planRef, true)
-              if (!checkedQuarantine && s.storeDir) {
-                checkedQuarantine = true
-                void warnQuarantine(s.storeDir)
-              }
+              // each warning once, not on every redraw
+              for (const w of s.warnings.filter(x => !warned.has(x))) (warned.add(w), say(`warning: ${w}`))
               const end = opts.exitStatus ? outcome(s.summary) : null
               if (end && !ac.signal.aborted) {
                 say(end.why)
@@ -76,21 +73,13 @@ export function registerStatus(program: Command, globals: () => GlobalOptions): 
 
 function show(s: StatusResult, opts: StatusOptions, planRef: string | undefined, redraw = false) {
   if (opts.json) {
-    const v = { ...s.summary, store: s.storeDir, warnings: s.warnings }
+    const v = { ...s.summary, store: s.storeDir, warnings: s.warnings, failureTails: s.failureTails }
     return opts.watch ? printJsonLine(v) : printJson(v)
   }
   const lines = renderStatus(s.summary, { storeDir: s.storeDir ?? "" })
   const steps = nextStepCommands(s.next, planRef ?? s.summary.id)
   if (steps.length) lines.push("", ...steps.map(l => `  ${l}`))
-  for (const w of s.warnings) lines.push(`  warning: ${w}`)
+  for (const [job, tail] of Object.entries(s.failureTails)) lines.push("", `  last lines of ${job}'s output:`, ...tail.map(l => `    ${l}`))
   if (redraw) redrawScreen(lines)
   else out(lines)
-}
-
-/** One warning line when the store holds quarantined chunk files. */
-async function warnQuarantine(storeDir: string): Promise<void> {
-  const q = await quarantineSummary(storeDir)
-  if (q.count === 0) return
-  const files = q.count === 1 ? "1 quarantined chunk file" : `${q.count} quarantined chunk files`
-  process.stderr.write(`concord: warning: ${files} in ${q.dir}; run "concord doctor" to restore the valid ones and list the rest\n`)
 }
