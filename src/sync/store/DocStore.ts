@@ -58,7 +58,8 @@ export interface DocStoreOptions {
   maxIncrementalChanges?: number
   /**
    * Keep this instance's own copy (for loads that read only new chunk files) of at most this many
-   * documents, least recently used first out. Default 8.
+   * documents, least recently used first out; a copy is made from a document's second load on, so a
+   * process that loads a document once never pays for one. Default 8.
    */
   maxCopies?: number
   /**
@@ -154,6 +155,8 @@ export class DocStore {
   readonly #state = new Map<string, DocState>()
   /** docIds whose DocState holds a copy, least recently used first */
   readonly #copies = new Set<string>()
+  /** docIds loaded at least once: a copy is kept from the second load on (a one-shot process never pays for one) */
+  readonly #loadedOnce = new Set<string>()
   readonly #locks = new Map<string, Promise<unknown>>()
 
   constructor(dir: string, opts: DocStoreOptions = {}) {
@@ -231,7 +234,9 @@ export class DocStore {
         warnedNoCompact: false,
         exact: true,
       })
-      if (keepCopy && this.#maxCopies > 0 && missingDeps.length === 0) this.#keepCopy(docId, this.#fork(doc, undefined))
+      const loadedBefore = this.#loadedOnce.has(docId)
+      this.#loadedOnce.add(docId)
+      if (keepCopy && loadedBefore && this.#maxCopies > 0 && missingDeps.length === 0) this.#keepCopy(docId, this.#fork(doc, undefined))
       return doc as Automerge.Doc<T>
     }
   }
