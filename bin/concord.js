@@ -2,6 +2,8 @@
 // Short-lived commands (report, status, plan ...) run Automerge's WebAssembly with V8's baseline
 // compiler only: optimizing it in the background costs more CPU than such a command lives. Long-running
 // or heavy commands (run, serve, sync, --watch) keep the optimizing tier.
+import { readFileSync } from "node:fs"
+import { createRequire } from "node:module"
 import v8 from "node:v8"
 
 const longRunning = process.argv.some(a => a === "run" || a === "serve" || a === "sync" || a === "mcp" || a === "--watch")
@@ -14,7 +16,24 @@ const exit = code => {
   process.stdout.write("", () => process.stderr.write("", () => process.exit(code)))
 }
 
-const { main } = await import("../dist/cli/main.js")
+// The CLI bundle uses Automerge's slim build: compile its WebAssembly here, on V8's background threads,
+// while the main thread loads the CLI, instead of synchronously when Automerge is imported. Once per
+// process, before any command runs.
+const wasm = WebAssembly.compile(readFileSync(createRequire(import.meta.url).resolve("@automerge/automerge/automerge.wasm")))
+wasm.catch(() => {}) // reported below, by initializeWasm
+const [{ main }, { initializeWasm }] = await Promise.all([import("../dist/cli/main.js"), import("@automerge/automerge/slim")])
+// Its initialisation probes `typeof Response` / `typeof Request`, which would make Node load its fetch
+// implementation (undici, with a WebAssembly module of its own): hide them while it runs.
+const hidden = ["Response", "Request"].map(k => [k, Object.getOwnPropertyDescriptor(globalThis, k)])
+for (const [k] of hidden) Object.defineProperty(globalThis, k, { value: undefined, configurable: true, writable: true })
+try {
+  await initializeWasm(await wasm)
+} finally {
+  for (const [k, d] of hidden) {
+    if (d) Object.defineProperty(globalThis, k, d)
+    else delete globalThis[k]
+  }
+}
 main(process.argv).then(exit, err => {
   process.stderr.write(`concord: ${err?.stack ?? err}\n`)
   exit(1)

@@ -3,6 +3,10 @@
 // Automerge stays external (it loads its WebAssembly from its own files).
 import { rmSync } from "node:fs"
 import { build } from "esbuild"
+import { rmSync } from "node:fs"
+
+// chunk names are content hashes: clear out the previous build's
+rmSync("dist/cli", { recursive: true, force: true })
 
 // Chunk names carry a content hash: start from an empty directory so no stale chunk is left behind
 // (and packed).
@@ -17,6 +21,16 @@ await build({
   target: "node20",
   outdir: "dist/cli",
   external: ["@automerge/*", "bufferutil", "utf-8-validate"],
+  // Automerge's slim builds: its WebAssembly is then compiled once, in the background, while the CLI
+  // loads (bin/concord.js), instead of synchronously at import by the "fullfat" entry points.
+  plugins: [
+    {
+      name: "automerge-slim",
+      setup(b) {
+        b.onResolve({ filter: /^@automerge\/(automerge|automerge-repo)$/ }, args => ({ path: `${args.path}/slim`, external: true }))
+      },
+    },
+  ],
   logLevel: "warning",
   // Some bundled CommonJS dependencies call require(); give the ESM bundle one.
   banner: { js: 'import { createRequire as __concordCreateRequire } from "node:module"; const require = __concordCreateRequire(import.meta.url);' },

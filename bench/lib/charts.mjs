@@ -5,8 +5,8 @@ import * as vega from "vega"
 import { compile } from "vega-lite"
 
 const COLORS = {
-  domain: ["concord", "json-naive", "json-lock", "sqlite", "reference (Automerge protocol)"],
-  range: ["#d62728", "#9467bd", "#1f77b4", "#2ca02c", "#7f7f7f"],
+  domain: ["concord", "concord-via-sync", "json-naive", "json-lock", "sqlite", "reference (Automerge protocol)"],
+  range: ["#d62728", "#ff9896", "#9467bd", "#1f77b4", "#2ca02c", "#7f7f7f"],
 }
 
 async function render(vlSpec) {

@@ -2,12 +2,18 @@
 // (JSON lines on stdin, like worker.mjs) so that it can grow the same store 1k -> 10k -> 100k.
 //   node gen-scale.mjs BACKEND DIR JOBS
 //
+// BACKEND concord-via-sync: the same reports are written into another machine's store (DIR-peer), which
+// `concord sync` pushes to a `concord serve` process (DIR-server); then `concord sync` on DIR receives
+// them. The status is measured on DIR, where every report arrived by sync.
+//
 // concord: 100k reports through 100k `concord report` processes would take hours, so this process
 // writes them itself, into the same documents the CLI writes: each report is one Automerge change
 // that appends one record to the job's report log, with its own new actor id (as every `concord
 // report` process has: DocStore loads with a random actor), byte for byte the change
 // PlanStore.appendReport makes (./craft.mjs), stored with the store's own DocStore.save, which
 // writes incremental chunks or compacts as in normal use. `fidelity` checks the shortcut.
+import { rmSync } from "node:fs"
+import path from "node:path"
 import { serveOps } from "./serve-ops.mjs"
 import { performance } from "node:perf_hooks"
 import { loadBackend } from "./backends.mjs"
@@ -31,10 +37,10 @@ export function reportFields(job, i) {
 /** How many reports job k has when the plan has `total` in all (spread evenly). */
 const share = (total, k) => Math.floor(total / J) + (k < total % J ? 1 : 0)
 
-async function concordGenerator() {
+async function concordGenerator(writeDir = dir) {
   const c = await import(DIST)
   const A = await import("@automerge/automerge")
-  const store = new c.PlanStore(dir, { onWarning: m => process.stderr.write(`concord warning: ${m}\n`) })
+  const store = new c.PlanStore(writeDir, { onWarning: m => process.stderr.write(`concord warning: ${m}\n`) })
   const ctx = by => ({ by, now: Date.now() })
   let plan
   const logs = new Map()
@@ -42,7 +48,7 @@ async function concordGenerator() {
   return {
     async init() {
       const spec = c.validatePlanSpec({ name: `scale-${J}`, maxParallel: Math.min(J, 256), jobs: jobs.map(j => ({ name: j, run: "true" })) })
-      plan = (await store.createPlan(spec, dir, ctx("user@bench"))).id
+      plan = (await store.createPlan(spec, writeDir, ctx("user@bench"))).id
       await store.updatePlan(plan, doc => {
         for (const j of jobs) doc = c.setJobStatus(doc, j, "running", { pid: 1000, startedAt: Date.now() }, ctx("orchestrator@bench:1"))
         return doc
@@ -147,11 +153,50 @@ async function baselineGenerator() {
   }
 }
 
-const gen = backendName === "concord" ? await concordGenerator() : await baselineGenerator()
+/** concord-via-sync: generate on a peer store, bring the reports to DIR through a sync server. */
+async function viaSyncGenerator() {
+  const testing = await import(path.join(path.dirname(DIST), "sync/net/testing.js"))
+  const peerDir = `${dir}-peer`
+  const serverDir = `${dir}-server`
+  const inner = await concordGenerator(peerDir)
+  let server
+  let token
+  const sync = async store => {
+    const r = await testing.runConcord(store, ["sync", server.url, "--token", token, "--quiet", "--timeout", "1200"], { timeoutMs: 1_260_000 })
+    if (r.code !== 0) throw new Error(`concord sync (${path.basename(store)}) exited ${r.code}: ${r.stderr.slice(0, 2000)}`)
+    return r.ms
+  }
+  return {
+    async init() {
+      const out = await inner.init()
+      token = await testing.addTokenCli(serverDir, "*", "admin")
+      server = await testing.startServerProcess(serverDir)
+      await sync(peerDir)
+      await sync(dir)
+      return out
+    },
+    async grow(args) {
+      const out = await inner.grow(args)
+      const pushMs = await sync(peerDir)
+      const pullMs = await sync(dir)
+      return { ...out, pushMs, pullMs }
+    },
+    async exit() {
+      await server?.stop("SIGTERM")
+      rmSync(peerDir, { recursive: true, force: true })
+      rmSync(serverDir, { recursive: true, force: true })
+      setImmediate(() => process.exit(0))
+      return new Promise(() => {})
+    },
+  }
+}
+
+const gen =
+  backendName === "concord" ? await concordGenerator() : backendName === "concord-via-sync" ? await viaSyncGenerator() : await baselineGenerator()
 gen.expectLast ??= ({ to }) => {
   const n = share(to, 0)
   return n > 0 ? { job: jobs[0], message: reportFields(jobs[0], n - 1).message } : null
 }
 // "exit" gets no answer: the process is gone.
-gen.exit = () => (setImmediate(() => process.exit(0)), new Promise(() => {}))
+gen.exit ??= () => (setImmediate(() => process.exit(0)), new Promise(() => {}))
 serveOps(gen)

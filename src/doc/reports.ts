@@ -87,31 +87,157 @@ export function readReports(doc: ReportsDocument | undefined): ReportRecord[] {
  * per log, so `status` on a plan with long logs does not load them).
  */
 export interface ReportDigest {
-  last: ReportRecord | null
-  /** progressAt: when the progress figure was reported (to fold later reports in correctly). */
-  byAttempt: Record<string, { last: ReportRecord | null; progress: number | null; progressAt?: number }>
+  last: DigestRecord | null
+  /** progressAt / progressOp: when and by which op the progress figure was reported (to fold later reports in correctly). */
+  byAttempt: Record<string, AttemptDigest>
+}
+
+/** A report in a digest: `op` is the Automerge id ("counter@actor") of its record, when known. */
+export type DigestRecord = ReportRecord & { op?: string }
+
+interface AttemptDigest {
+  last: DigestRecord | null
+  progress: number | null
+  progressAt?: number
+  progressOp?: string
 }
 
 export function digestReports(doc: ReportsDocument | undefined): ReportDigest {
   let digest: ReportDigest = { last: null, byAttempt: {} }
-  for (const r of readReports(doc)) digest = foldReport(digest, r)
+  if (!doc) return digest
+  const records = readReports(doc)
+  for (const [i, r] of records.entries()) {
+    const op = A.getObjectId(doc.reports[i])
+    digest = foldReport(digest, op ? { ...r, op } : r)
+  }
   return digest
 }
 
-/** Add one report to a digest (pure; the latest by time wins, ties go to the later one). */
-export function foldReport(digest: ReportDigest, r: ReportRecord): ReportDigest {
+/**
+ * Reports in one total order, so that a digest does not depend on the order reports are folded in
+ * (a log's list order and the order of its changes differ): by time, then for reports made in the
+ * same millisecond by the Lamport counter of their record's id (a report appended after another one
+ * it had seen always has the higher counter), then by actor and content.
+ */
+export function compareReports(a: DigestRecord, b: DigestRecord): number {
+  if (a.at !== b.at) return a.at < b.at ? -1 : 1
+  return compareOps(a.op, b.op) || cmp(tieKey(a), tieKey(b))
+}
+
+function compareOps(a: string | undefined, b: string | undefined): number {
+  if (a === b) return 0
+  if (a === undefined || b === undefined) return a === undefined ? -1 : 1
+  const [ca, aa] = splitOp(a)
+  const [cb, ab] = splitOp(b)
+  return ca !== cb ? (ca < cb ? -1 : 1) : cmp(aa, ab)
+}
+
+function splitOp(op: string): [number, string] {
+  const at = op.indexOf("@")
+  return [Number(op.slice(0, at)), op.slice(at + 1)]
+}
+
+const cmp = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0)
+const tieKey = (r: ReportRecord) => JSON.stringify([r.attempt, r.status, r.progress, r.by, r.message])
+
+/**
+ * Add one report to a digest (pure). Each field keeps the greatest report in {@link compareReports}
+ * order, so folding is commutative and idempotent: a digest of a set of reports is the same whatever
+ * the order, and folding a report twice changes nothing.
+ */
+export function foldReport(digest: ReportDigest, r: DigestRecord): ReportDigest {
   const key = String(r.attempt)
-  const prev = digest.byAttempt[key] ?? { last: null, progress: null, progressAt: undefined }
-  const a = { ...prev } as { last: ReportRecord | null; progress: number | null; progressAt?: number }
-  if (!a.last || r.at >= a.last.at) a.last = r
-  if (r.progress !== null && r.at >= (a.progressAt ?? -Infinity)) {
+  const prev: AttemptDigest = digest.byAttempt[key] ?? { last: null, progress: null }
+  const a: AttemptDigest = { ...prev }
+  if (!a.last || compareReports(r, a.last) >= 0) a.last = r
+  if (r.progress !== null && newerProgress({ progress: r.progress, progressAt: r.at, progressOp: r.op }, a)) {
     a.progress = r.progress
     a.progressAt = r.at
+    if (r.op !== undefined) a.progressOp = r.op
+    else delete a.progressOp
   }
   return {
-    last: !digest.last || r.at >= digest.last.at ? r : digest.last,
+    last: !digest.last || compareReports(r, digest.last) >= 0 ? r : digest.last,
     byAttempt: { ...digest.byAttempt, [key]: a },
   }
+}
+
+/** Is progress figure `r` at least as new as `a`'s (by time, then op id, then the higher figure)? */
+function newerProgress(r: Pick<AttemptDigest, "progress" | "progressAt" | "progressOp">, a: AttemptDigest): boolean {
+  if (a.progressAt === undefined || a.progress === null) return true
+  if (r.progressAt === undefined) return false
+  if (r.progressAt !== a.progressAt) return r.progressAt > a.progressAt
+  const byOp = compareOps(r.progressOp, a.progressOp)
+  return byOp !== 0 ? byOp > 0 : (r.progress ?? -1) >= a.progress
+}
+
+/** The digest of the union of two sets of reports, from their digests (pure; commutative). */
+export function mergeDigests(x: ReportDigest, y: ReportDigest): ReportDigest {
+  let out: ReportDigest = x
+  for (const [key, b] of Object.entries(y.byAttempt)) {
+    const a = out.byAttempt[key]
+    if (!a) {
+      out = { ...out, byAttempt: { ...out.byAttempt, [key]: b } }
+      continue
+    }
+    const m = { ...a }
+    if (b.last && (!m.last || compareReports(b.last, m.last) > 0)) m.last = b.last
+    if (b.progress !== null && b.progressAt !== undefined && newerProgress(b, m)) {
+      m.progress = b.progress
+      m.progressAt = b.progressAt
+      if (b.progressOp !== undefined) m.progressOp = b.progressOp
+      else delete m.progressOp
+    }
+    out = { ...out, byAttempt: { ...out.byAttempt, [key]: m } }
+  }
+  if (y.last && (!out.last || compareReports(y.last, out.last) > 0)) out = { ...out, last: y.last }
+  return out
+}
+
+interface DecodedOp {
+  action: string
+  obj: string
+  key?: string
+  elemId?: string
+  insert?: boolean
+  value?: unknown
+}
+
+/**
+ * The reports appended by these changes, read from the changes' operations without loading a
+ * document (the ops appendReport makes: insert a map into the reports list, set its fields). Returns
+ * undefined if any change does anything else, so the caller can fall back to reading the document.
+ * The shared genesis change (which creates the log) holds no report and is skipped.
+ */
+export function reportsInChanges(changes: Uint8Array[]): DigestRecord[] | undefined {
+  const out: DigestRecord[] = []
+  for (const bytes of changes) {
+    const c = A.decodeChange(bytes)
+    if (c.actor === GENESIS_ACTOR) continue
+    const made = new Map<string, Record<string, unknown>>()
+    for (const [i, op] of (c.ops as unknown as DecodedOp[]).entries()) {
+      if (op.action === "makeMap" && op.insert) {
+        made.set(`${c.startOp + i}@${c.actor}`, {})
+      } else if (op.action === "set" && made.has(op.obj) && op.key !== undefined && !op.insert) {
+        made.get(op.obj)![op.key] = op.value
+      } else {
+        return undefined
+      }
+    }
+    for (const [op, r] of made) {
+      if (typeof r.at !== "number" || typeof r.attempt !== "number" || typeof r.status !== "string") return undefined
+      out.push({
+        op,
+        status: r.status,
+        message: typeof r.message === "string" ? r.message : "",
+        progress: typeof r.progress === "number" ? r.progress : null,
+        at: r.at,
+        by: typeof r.by === "string" ? r.by : "",
+        attempt: r.attempt,
+      } as DigestRecord)
+    }
+  }
+  return out
 }
 
 export function digestAll(docs: Map<string, ReportsDocument>): Map<string, ReportDigest> {

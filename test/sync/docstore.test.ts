@@ -495,3 +495,33 @@ describe("DocStore load times", () => {
     )
   })
 })
+
+describe("DocStore compaction by change count, and update()", () => {
+  it("compacts when incrementals hold more changes than maxIncrementalChanges, and loads the snapshot back", async () => {
+    const id = newDocId()
+    const s = store({ maxIncrementalChanges: 2, maxIncrementals: 1_000 })
+    let d = A.change(A.init<{ n: number[] }>(), x => void (x.n = []))
+    for (let i = 0; i < 4; i++) d = A.change(d, x => void x.n.push(i))
+    await s.save(id, d)
+    d = A.change(d, x => void x.n.push(4))
+    await s.save(id, d) // one more change: 1 change in incrementals, small: no compaction
+    expect(await ls(docDir(id, "incremental"))).toHaveLength(2)
+    d = A.change(d, x => void x.n.push(5))
+    d = A.change(d, x => void x.n.push(6))
+    await s.save(id, d) // 3 changes in incrementals > 2: compacted
+    expect(await ls(docDir(id, "snapshot"))).toHaveLength(1)
+    expect(await ls(docDir(id, "incremental"))).toHaveLength(0)
+    expect((await store().load<{ n: number[] }>(id))?.n).toEqual([0, 1, 2, 3, 4, 5, 6])
+  })
+
+  it("update() makes every change of one instance with one actor, and writes nothing when fn throws", async () => {
+    const id = newDocId()
+    const s = store()
+    await s.update<{ n: number[] }, A.Doc<{ n: number[] }>>(id, (doc, actor) => A.change(doc ?? A.init({ actor: actor as A.ActorId }), x => void (x.n = [])))
+    await Promise.all(Array.from({ length: 6 }, (_, i) => s.update<{ n: number[] }, A.Doc<{ n: number[] }>>(id, doc => A.change(doc!, x => void x.n.push(i)))))
+    await expect(s.update(id, () => { throw new Error("no") })).rejects.toThrow("no")
+    const back = await store().load<{ n: number[] }>(id)
+    expect([...back!.n].sort()).toEqual([0, 1, 2, 3, 4, 5])
+    expect(new Set(A.getAllChanges(back!).map(c => A.decodeChange(c).actor)).size).toBe(1)
+  })
+})

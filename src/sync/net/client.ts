@@ -236,14 +236,22 @@ export class RemoteSession {
     return h?.isReady() ? h : undefined
   }
 
-  /** Put a local document into the session (it is then offered to the server). */
+  /**
+   * Put a local document into the session (it is then offered to the server). The session takes the
+   * document itself, without saving and loading it again: the caller must not use `doc` afterwards
+   * (the Repo changes it as the sync goes on).
+   */
   importDoc<T>(docId: string, doc: A.Doc<T>): DocHandle<T> {
     const existing = this.repo.handles[docId as DocumentId] as DocHandle<T> | undefined
     if (existing?.isReady()) {
       existing.update(d => A.merge(d, doc))
       return existing
     }
-    return this.repo.import<T>(A.save(doc), { docId: docId as DocumentId })
+    // Repo.import(bytes, { docId }) creates the handle and applies `bytes` with loadIncremental; with
+    // no bytes it only creates the handle, which then takes the already loaded document.
+    const handle = this.repo.import<T>(new Uint8Array(0), { docId: docId as DocumentId })
+    handle.update(() => doc)
+    return handle
   }
 
   /** Merge more local changes into a document of the session. */

@@ -108,9 +108,9 @@ export async function choosePlans(
   return { chosen: [...chosen.values()], skipped }
 }
 
-function changesBetween(before: A.Doc<unknown> | undefined, after: A.Doc<unknown>): number {
-  if (!before) return A.getAllChanges(after).length
-  return A.getChanges(before, after).length
+/** Changes in `after` that the heads `before` (undefined: nothing) do not cover. */
+function changesSince(before: A.Heads | undefined, after: A.Doc<unknown>): number {
+  return A.getChangesMetaSince(after, before ?? []).length
 }
 
 /** One sync round: both ways, waits for the server to have everything, saves locally. */
@@ -124,7 +124,9 @@ export async function syncOnce(store: PlanStore, opts: SyncOptions): Promise<Syn
   try {
     const { chosen, skipped } = await choosePlans(store, remote, opts.plans)
     for (const s of skipped) log(`skipped plan ${s.id}: ${s.why}`)
-    const before = new Map<string, A.Doc<unknown> | undefined>()
+    // heads of each local document before the sync (the documents themselves go to the session:
+    // each is loaded once, and handed over without a save + load round trip)
+    const before = new Map<string, A.Heads | undefined>()
     const results = new Map<string, PlanSyncResult>()
     const deadline = t0 + timeoutMs
     const left = () => Math.max(1000, deadline - Date.now())
@@ -132,8 +134,8 @@ export async function syncOnce(store: PlanStore, opts: SyncOptions): Promise<Syn
     // 1. plan documents
     const planIds: string[] = []
     for (const c of chosen) {
-      const local = await store.docs.load<unknown>(c.id)
-      before.set(c.id, local)
+      const local = await store.docs.load<unknown>(c.id, { keepCopy: false })
+      before.set(c.id, local && A.getHeads(local))
       if (local) session.importDoc(c.id, local)
       else if (!(await session.fetch(c.id, left()))) {
         skipped.push({ id: c.id, why: "the server did not send it" })
@@ -152,8 +154,8 @@ export async function syncOnce(store: PlanStore, opts: SyncOptions): Promise<Syn
       const c = chosen.find(x => x.id === id)!
       for (const j of readPlan(doc).jobs) {
         const rid = reportDocId(id, j.name)
-        const local = await store.docs.load<unknown>(rid)
-        before.set(rid, local)
+        const local = await store.docs.load<unknown>(rid, { keepCopy: false })
+        before.set(rid, local && A.getHeads(local))
         if (local) session.importDoc(rid, local)
         else if (!c.serverDocs.has(rid) || !(await session.fetch(rid, left()))) continue
         reportIds.push(rid)
@@ -175,7 +177,7 @@ export async function syncOnce(store: PlanStore, opts: SyncOptions): Promise<Syn
         results.set(planId, r)
       }
       r.docs++
-      r.received += changesBetween(prev, doc)
+      r.received += changesSince(prev, doc)
     }
     // plans new here: into the local plans index, after their document is durable
     const known = new Set((await store.listPlans()).map(p => p.id))

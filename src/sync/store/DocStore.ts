@@ -16,7 +16,7 @@
  */
 import * as Automerge from "@automerge/automerge"
 import type { StorageKey } from "@automerge/automerge-repo/slim"
-import { createHash } from "node:crypto"
+import { createHash, randomBytes } from "node:crypto"
 import { watch as fsWatch, promises as fsp, type FSWatcher } from "node:fs"
 import path from "node:path"
 import {
@@ -44,12 +44,40 @@ export function headsHash(heads: Automerge.Heads): string {
 export interface DocStoreOptions {
   /** Warnings (damaged chunks, compaction refused, watcher errors). Default: stderr. */
   onWarning?: (msg: string) => void
-  /** hex Automerge actor id used for documents returned by load(). Default: random per load. */
+  /**
+   * hex Automerge actor id. Documents returned by load() get it (default: a random actor per load, so
+   * callers may change copies concurrently); update() always uses this instance's actor (default: one
+   * random actor per DocStore instance), since it serialises load-change-save per document.
+   */
   actor?: string
   /** See ConcordStorageAdapterOptions.quarantineGraceMs (default $CONCORD_QUARANTINE_GRACE_MS, else 60 s). */
   quarantineGraceMs?: number
   /** Compact when more than this many incremental chunks are tracked. Default 64. */
   maxIncrementals?: number
+  /** Compact when the tracked incremental chunks hold more than this many changes. Default 256. */
+  maxIncrementalChanges?: number
+  /**
+   * Keep this instance's own copy (for loads that read only new chunk files) of at most this many
+   * documents, least recently used first out; a copy is made from a document's second load on, so a
+   * process that loads a document once never pays for one. Default 8.
+   */
+  maxCopies?: number
+  /**
+   * Called after every durable save (an incremental chunk or a compaction) with the document saved,
+   * the heads it was loaded at by this instance (empty if none), and the chunk files this instance knows
+   * make it up ("snapshot/<hash>", "incremental/<hash>"). Awaited; errors become warnings. PlanStore
+   * uses it to keep report digests current for every writer (reports, sync, compaction).
+   */
+  onSaved?: (docId: string, doc: Automerge.Doc<unknown>, info: SavedInfo) => Promise<void> | void
+}
+
+export interface SavedInfo {
+  /** heads of what this instance had loaded or saved before (a base the saved doc contains) */
+  base: Automerge.Heads
+  /** chunk files whose content makes up the saved document (complete only if `complete`) */
+  chunks: string[]
+  /** `chunks` together hold exactly the saved document */
+  complete: boolean
 }
 
 type ChunkType = "snapshot" | "incremental"
@@ -58,6 +86,8 @@ interface TrackedChunk {
   key: StorageKey
   type: ChunkType
   size: number
+  /** changes held (incrementals; 0 for snapshots) */
+  changes: number
 }
 
 interface DocState {
@@ -72,6 +102,8 @@ interface DocState {
   missingDeps: string[]
   /** already warned that compaction is blocked for this state */
   warnedNoCompact: boolean
+  /** `chunks` hold exactly the document at `heads` (false after saving a doc that lacked some of them) */
+  exact: boolean
   /**
    * This instance's own copy of the document as of `heads` (never handed out: callers get clones), so
    * a long-lived process's next load reads only the chunk files that are new since.
@@ -85,6 +117,14 @@ function sameHeads(a: readonly string[], b: readonly string[]): boolean {
   if (a.length !== b.length) return false
   const s = new Set(a)
   return b.every(h => s.has(h))
+}
+
+export interface LoadOptions {
+  /**
+   * Keep this instance's own copy of the document, so that the next load reads only new chunk files
+   * (default true; at most maxCopies documents are kept). Pass false for a document read once.
+   */
+  keepCopy?: boolean
 }
 
 interface ReadChunk {
@@ -106,15 +146,28 @@ export class DocStore {
   readonly adapter: ConcordStorageAdapter
   readonly #warn: (msg: string) => void
   readonly #actor: string | undefined
+  /** the actor of update(): one per instance */
+  readonly #ownActor: string
   readonly #maxIncrementals: number
+  readonly #maxIncrementalChanges: number
+  readonly #maxCopies: number
+  readonly #onSaved: DocStoreOptions["onSaved"]
   readonly #state = new Map<string, DocState>()
+  /** docIds whose DocState holds a copy, least recently used first */
+  readonly #copies = new Set<string>()
+  /** docIds loaded at least once: a copy is kept from the second load on (a one-shot process never pays for one) */
+  readonly #loadedOnce = new Set<string>()
   readonly #locks = new Map<string, Promise<unknown>>()
 
   constructor(dir: string, opts: DocStoreOptions = {}) {
     this.dir = path.resolve(dir)
     this.#warn = opts.onWarning ?? defaultWarning
     this.#actor = opts.actor
+    this.#ownActor = opts.actor ?? randomBytes(16).toString("hex")
     this.#maxIncrementals = opts.maxIncrementals ?? 64
+    this.#maxIncrementalChanges = opts.maxIncrementalChanges ?? 256
+    this.#maxCopies = opts.maxCopies ?? 8
+    this.#onSaved = opts.onSaved
     const adapterOpts: ConcordStorageAdapterOptions = { onWarning: this.#warn }
     if (opts.quarantineGraceMs !== undefined) adapterOpts.quarantineGraceMs = opts.quarantineGraceMs
     this.adapter = new ConcordStorageAdapter(this.dir, adapterOpts)
@@ -126,13 +179,43 @@ export class DocStore {
    * Load a document chunk by chunk. Returns undefined if the document has no (valid) chunk.
    * Records the chunks loaded and the heads seen, for the next save() of this docId.
    */
-  async load<T>(docId: string): Promise<Automerge.Doc<T> | undefined> {
+  async load<T>(docId: string, opts: LoadOptions = {}): Promise<Automerge.Doc<T> | undefined> {
+    checkDocId(docId)
+    return this.#withLock(docId, () => this.#load<T>(docId, this.#actor, opts.keepCopy !== false))
+  }
+
+  /**
+   * Load, change, save, with no other load or save of this document by this instance in between, so
+   * every change can be made by this instance's one actor (a new actor per change makes documents
+   * slower to load as they grow). `fn` gets the document (undefined if there is none) and returns the
+   * document to save, or undefined to write nothing; if it throws, nothing is written. It also gets the
+   * actor to use for a document it creates.
+   */
+  async update<T, R extends Automerge.Doc<T> | undefined>(
+    docId: string,
+    fn: (doc: Automerge.Doc<T> | undefined, actor: string) => R
+  ): Promise<R> {
     checkDocId(docId)
     return this.#withLock(docId, async () => {
-      const again = await this.#loadNewChunks(docId)
+      const known = this.#state.get(docId)?.heads
+      let doc = await this.#load<T>(docId, this.#ownActor, true)
+      // Our actor's next change must follow every change it already made here; if the load somehow
+      // lacks one (it cannot, as saves are durable before they return), use a fresh actor instead of
+      // risking two different changes with one (actor, seq).
+      if (doc && known && known.length > 0 && !Automerge.hasHeads(doc, known)) doc = Automerge.clone(doc)
+      const next = fn(doc, this.#ownActor)
+      if (next !== undefined && next !== doc) await this.#save(docId, next)
+      return next
+    })
+  }
+
+  async #load<T>(docId: string, actor: string | undefined, keepCopy: boolean): Promise<Automerge.Doc<T> | undefined> {
+    {
+      const again = await this.#loadNewChunks(docId, actor, keepCopy)
       if (again) return again as Automerge.Doc<T>
-      const { doc, applied } = await this.#loadChunks(docId, this.#actor)
+      const { doc, applied } = await this.#loadChunks(docId, actor)
       if (!doc) {
+        this.#dropCopy(docId)
         this.#state.delete(docId)
         return undefined
       }
@@ -143,19 +226,44 @@ export class DocStore {
             `${missingDeps[0]}); it will not be compacted while they are missing`
         )
       }
+      this.#dropCopy(docId)
       this.#state.set(docId, {
         chunks: new Map(applied.map(c => [keyStr(c.key), c])),
         heads: Automerge.getHeads(doc),
         missingDeps,
         warnedNoCompact: false,
-        doc: missingDeps.length === 0 ? this.#fork(doc) : undefined,
+        exact: true,
       })
+      const loadedBefore = this.#loadedOnce.has(docId)
+      this.#loadedOnce.add(docId)
+      if (keepCopy && loadedBefore && this.#maxCopies > 0 && missingDeps.length === 0) this.#keepCopy(docId, this.#fork(doc, undefined))
       return doc as Automerge.Doc<T>
-    })
+    }
   }
 
-  #fork(doc: Automerge.Doc<unknown>): Automerge.Doc<unknown> {
-    return this.#actor ? Automerge.clone(doc, { actor: this.#actor as Automerge.ActorId }) : Automerge.clone(doc)
+  #fork(doc: Automerge.Doc<unknown>, actor: string | undefined): Automerge.Doc<unknown> {
+    return actor ? Automerge.clone(doc, { actor: actor as Automerge.ActorId }) : Automerge.clone(doc)
+  }
+
+  /** Keep `copy` as this instance's copy of the document (evicting the least recently used beyond maxCopies). */
+  #keepCopy(docId: string, copy: Automerge.Doc<unknown>): void {
+    const st = this.#state.get(docId)
+    if (!st) return
+    if (st.doc && st.doc !== copy) Automerge.free(st.doc)
+    st.doc = copy
+    this.#copies.delete(docId)
+    this.#copies.add(docId)
+    while (this.#copies.size > this.#maxCopies) {
+      const oldest = this.#copies.values().next().value as string
+      this.#dropCopy(oldest)
+    }
+  }
+
+  #dropCopy(docId: string): void {
+    const st = this.#state.get(docId)
+    if (st?.doc) Automerge.free(st.doc)
+    if (st) st.doc = undefined
+    this.#copies.delete(docId)
   }
 
   /**
@@ -164,7 +272,7 @@ export class DocStore {
    * when there is no copy, or when a new file vanished before it could be read (another process
    * compacted meanwhile), or when anything did not apply cleanly.
    */
-  async #loadNewChunks(docId: string): Promise<Automerge.Doc<unknown> | undefined> {
+  async #loadNewChunks(docId: string, actor: string | undefined, keepCopy: boolean): Promise<Automerge.Doc<unknown> | undefined> {
     const st = this.#state.get(docId)
     if (!st?.doc || st.missingDeps.length > 0) return undefined
     // Same listing order as a full load: incrementals first, then snapshots.
@@ -176,18 +284,27 @@ export class DocStore {
     const fresh = listed.filter(c => !st.chunks.has(keyStr(c.key)))
     // Chunks another process compacted away are in a snapshot we list (it is written first).
     for (const k of [...st.chunks.keys()]) if (!onDisk.has(k)) st.chunks.delete(k)
-    if (fresh.length === 0) return this.#fork(st.doc)
+    // (our copy may have been evicted meanwhile, by loads of other documents)
+    if (!st.doc) return undefined
+    if (fresh.length === 0) {
+      const out = this.#fork(st.doc, actor)
+      if (keepCopy) this.#keepCopy(docId, st.doc)
+      else this.#dropCopy(docId)
+      return out
+    }
     const chunks: ReadChunk[] = []
     for (const c of fresh) {
       const data = await this.adapter.load(c.key)
       if (!data) return undefined
       chunks.push({ key: c.key, type: c.type, data })
     }
-    const { doc, applied, notApplied } = this.#applyChunks(this.#fork(st.doc), chunks, this.#actor)
+    if (!st.doc) return undefined
+    const { doc, applied, notApplied } = this.#applyChunks(this.#fork(st.doc, actor), chunks, actor)
     if (!doc || notApplied.length > 0) return undefined
     for (const c of applied) st.chunks.set(keyStr(c.key), c)
     st.heads = Automerge.getHeads(doc)
-    st.doc = this.#fork(doc)
+    if (keepCopy && this.#maxCopies > 0) this.#keepCopy(docId, this.#fork(doc, undefined))
+    else this.#dropCopy(docId)
     return doc
   }
 
@@ -219,9 +336,15 @@ export class DocStore {
    */
   #applyChunks(doc: Automerge.Doc<unknown> | undefined, chunks: ReadChunk[], actor: string | undefined): LoadedChunks {
     const infos = chunks.map(c => ({ ...c, contents: chunkContents(c.data) }))
-    const tryApply = (data: Uint8Array, warnAs?: StorageKey): boolean => {
-      const base = doc ?? (actor ? Automerge.init<unknown>({ actor }) : Automerge.init<unknown>())
+    const tryApply = (data: Uint8Array, warnAs?: StorageKey, isDocument = false): boolean => {
       try {
+        if (!doc && isDocument) {
+          // the first chunk holding a whole document: Automerge.load is much faster than
+          // loadIncremental into an empty document
+          doc = actor ? Automerge.load<unknown>(data, { actor: actor as Automerge.ActorId }) : Automerge.load<unknown>(data)
+          return true
+        }
+        const base = doc ?? (actor ? Automerge.init<unknown>({ actor }) : Automerge.init<unknown>())
         doc = Automerge.loadIncremental(base, data)
         return true
       } catch (e) {
@@ -235,7 +358,7 @@ export class DocStore {
       }
     }
     const batch = infos.filter(c => c.contents && !c.contents.hasDocument && !c.contents.opaque)
-    for (const c of infos) if (!batch.includes(c)) tryApply(c.data, c.key)
+    for (const c of infos) if (!batch.includes(c)) tryApply(c.data, c.key, !!c.contents?.hasDocument && !c.contents.opaque)
     if (batch.length === 1) tryApply(batch[0].data, batch[0].key)
     else if (batch.length > 1) {
       const all = new Uint8Array(batch.reduce((n, c) => n + c.data.length, 0))
@@ -259,7 +382,7 @@ export class DocStore {
     const notApplied: ReadChunk[] = []
     for (const c of infos) {
       if (result && c.contents && !c.contents.opaque && hashesOf(c).every(h => !missing.has(h))) {
-        applied.push({ key: c.key, type: c.type, size: c.data.length })
+        applied.push({ key: c.key, type: c.type, size: c.data.length, changes: c.contents.changeHashes.length })
       } else {
         notApplied.push({ key: c.key, type: c.type, data: c.data })
       }
@@ -281,7 +404,21 @@ export class DocStore {
    */
   async save<T>(docId: string, doc: Automerge.Doc<T>): Promise<void> {
     checkDocId(docId)
-    return this.#withLock(docId, async () => {
+    return this.#withLock(docId, () => this.#save(docId, doc))
+  }
+
+  async #save<T>(docId: string, doc: Automerge.Doc<T>): Promise<void> {
+    try {
+      await this.#saveChunks(docId, doc)
+    } catch (e) {
+      // whatever reached the disk is found by the next load; our copy may no longer match it
+      this.#dropCopy(docId)
+      throw e
+    }
+  }
+
+  async #saveChunks<T>(docId: string, doc: Automerge.Doc<T>): Promise<void> {
+    {
       const heads = Automerge.getHeads(doc)
       let st = this.#state.get(docId)
       if (st && sameHeads(st.heads, heads)) return
@@ -296,22 +433,29 @@ export class DocStore {
       }
 
       if (!st) {
-        st = { chunks: new Map(), heads: [], missingDeps: [], warnedNoCompact: false }
+        st = { chunks: new Map(), heads: [], missingDeps: [], warnedNoCompact: false, exact: true }
         this.#state.set(docId, st)
       }
+      const base = st.heads
 
+      const incChanges = chunkContents(incBytes)?.changeHashes.length ?? 0
       let snapshotSize = 0
       let incrementalSize = incBytes.length
       let incrementalCount = 1
+      let incrementalChanges = incChanges
       for (const c of st.chunks.values()) {
         if (c.type === "snapshot") snapshotSize += c.size
         else {
           incrementalSize += c.size
           incrementalCount++
+          incrementalChanges += c.changes
         }
       }
+      // Change chunks cost ~10x the bytes per change of a snapshot and load much slower: compact by
+      // count of chunks, of changes and of bytes.
       const wantCompact =
         incrementalCount > this.#maxIncrementals ||
+        incrementalChanges > this.#maxIncrementalChanges ||
         (incrementalSize >= snapshotSize && incrementalSize > 1024)
 
       let blocked: string | undefined
@@ -334,10 +478,12 @@ export class DocStore {
           if (keyStr(c.key) === keyStr(key)) continue
           await this.adapter.remove(c.key)
         }
-        st.chunks = new Map([[keyStr(key), { key, type: "snapshot", size: bytes.length }]])
+        st.chunks = new Map([[keyStr(key), { key, type: "snapshot", size: bytes.length, changes: 0 }]])
         st.heads = heads
         st.warnedNoCompact = false
-        st.doc = this.#fork(doc as Automerge.Doc<unknown>)
+        st.exact = true
+        this.#copyAfterSave(docId, doc as Automerge.Doc<unknown>, true)
+        await this.#notifySaved(docId, doc as Automerge.Doc<unknown>, base, st, true)
         return
       }
 
@@ -347,11 +493,30 @@ export class DocStore {
       }
       const key: StorageKey = [docId, "incremental", keyHash(incBytes)]
       await this.adapter.save(key, incBytes)
-      st.chunks.set(keyStr(key), { key, type: "incremental", size: incBytes.length })
+      st.chunks.set(keyStr(key), { key, type: "incremental", size: incBytes.length, changes: incChanges })
       st.heads = containsTracked ? heads : dedupe([...st.heads, ...heads])
       // Our copy must be exactly what `heads` covers; when the saved doc lacks something we had, reload.
-      st.doc = containsTracked && st.missingDeps.length === 0 ? this.#fork(doc as Automerge.Doc<unknown>) : undefined
-    })
+      const clean = containsTracked && st.missingDeps.length === 0
+      st.exact = st.exact && containsTracked
+      this.#copyAfterSave(docId, doc as Automerge.Doc<unknown>, clean)
+      await this.#notifySaved(docId, doc as Automerge.Doc<unknown>, containsTracked ? base : [], st, st.exact && st.missingDeps.length === 0)
+    }
+  }
+
+  /** After a save: keep a copy of what was saved if we had one (a long-lived user), else none. */
+  #copyAfterSave(docId: string, doc: Automerge.Doc<unknown>, clean: boolean): void {
+    if (clean && this.#copies.has(docId)) this.#keepCopy(docId, this.#fork(doc, undefined))
+    else this.#dropCopy(docId)
+  }
+
+  async #notifySaved(docId: string, doc: Automerge.Doc<unknown>, base: Automerge.Heads, st: DocState, complete: boolean): Promise<void> {
+    if (!this.#onSaved) return
+    try {
+      const chunks = [...st.chunks.values()].map(c => `${c.key[1]}/${c.key[2]}`).sort()
+      await this.#onSaved(docId, doc, { base, chunks, complete })
+    } catch (e) {
+      this.#warn(`after saving document ${docId}: ${(e as Error)?.message ?? String(e)}`)
+    }
   }
 
   /**
@@ -360,7 +525,7 @@ export class DocStore {
    */
   chunkSet(docId: string): string[] | undefined {
     const st = this.#state.get(docId)
-    if (!st?.doc || st.missingDeps.length > 0) return undefined
+    if (!st || !st.exact || st.missingDeps.length > 0) return undefined
     return [...st.chunks.values()].map(c => `${c.key[1]}/${c.key[2]}`).sort()
   }
 

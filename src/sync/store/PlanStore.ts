@@ -14,27 +14,43 @@ import type { WriteContext } from "../../doc/actor.js"
 import { DamagedError, NotFoundError } from "../../doc/errors.js"
 import { type DocId, isDocId, newDocId, parseDocRef, reportDocId } from "../../doc/ids.js"
 import { createPlan, isPlanDoc, type PlanDocument, readPlan } from "../../doc/plan.js"
+import * as A from "@automerge/automerge"
 import {
   appendReport,
   digestReports,
   foldReport,
+  mergeDigests,
   type NewReport,
   type ReportDigest,
   reportsGenesis,
   type ReportsDocument,
+  reportsInChanges,
 } from "../../doc/reports.js"
-import type { ReportRecord } from "../../doc/model.js"
-import { plain } from "../../doc/resolve.js"
+import { REPORTS_KIND, type ReportsDoc } from "../../doc/model.js"
 import type { PlanSpec } from "../../doc/spec.js"
 import { writeFileAtomic } from "../storage/atomic.js"
 import { StoreError } from "../storage/StoreError.js"
-import { DocStore, type DocStoreOptions } from "./DocStore.js"
+import { DocStore, type DocStoreOptions, type SavedInfo } from "./DocStore.js"
 
-const sameList = (a: string[], b: string[]) => a.length === b.length && a.every((x, i) => x === b[i])
+/** Report logs read at once by status: each is freed after digesting, so memory stays bounded. */
+const DIGEST_CONCURRENCY = 4
 
-/** The report just appended: the last entry of a log nobody else has merged into yet. */
-function plainLast(doc: ReportsDocument): ReportRecord {
-  return plain<ReportRecord>(doc.reports[doc.reports.length - 1])
+/** A cached report digest: the digest of the log at `heads`; `chunks` are chunk files it covers. */
+interface DigestCache {
+  v: 2
+  heads: string[]
+  chunks: string[]
+  digest: ReportDigest
+}
+
+function intersect(a: string[], b: string[]): string[] {
+  const s = new Set(b)
+  return a.filter(x => s.has(x))
+}
+
+function isReportsDoc(doc: unknown): doc is ReportsDocument {
+  const kind = (doc as { kind?: unknown } | undefined)?.kind
+  return kind !== undefined && String(kind) === REPORTS_KIND
 }
 
 export interface PlanIndexEntry {
@@ -54,7 +70,14 @@ export class PlanStore {
 
   constructor(dir: string, opts: DocStoreOptions = {}) {
     this.dir = path.resolve(dir)
-    this.docs = new DocStore(this.dir, opts)
+    const userHook = opts.onSaved
+    this.docs = new DocStore(this.dir, {
+      ...opts,
+      onSaved: async (docId, doc, info) => {
+        await this.#afterSave(docId, doc, info)
+        await userHook?.(docId, doc, info)
+      },
+    })
   }
 
   /* ------------------------------------------------------------- plans index */
@@ -281,32 +304,18 @@ export class PlanStore {
     id: DocId,
     fn: (doc: PlanDocument) => PlanDocument | { doc: PlanDocument; result: R }
   ): Promise<{ doc: PlanDocument; result: R | undefined }> {
-    // One update of a document at a time within this process (the runner and its merge queue write
-    // concurrently): each then starts from the other's result. Other processes merge as always.
-    const prev = this.#updating.get(id) ?? Promise.resolve()
-    const mine = prev.then(() => this.#update(id, fn))
-    const settled = mine.then(
-      () => {},
-      () => {}
-    )
-    this.#updating.set(id, settled)
-    void settled.then(() => {
-      if (this.#updating.get(id) === settled) this.#updating.delete(id)
+    // One actor per store instance for every change it makes (DocStore.update serialises them).
+    let result: R | undefined
+    const doc = await this.docs.update<unknown, PlanDocument>(id, loaded => {
+      if (!loaded) throw new NotFoundError(`plan ${id} is not in store ${this.dir}`)
+      if (!isPlanDoc(loaded)) throw new NotFoundError(`document ${id} is not a concord plan`)
+      const out = fn(loaded)
+      if ("doc" in out && "result" in out) {
+        result = out.result
+        return out.doc
+      }
+      return out as PlanDocument
     })
-    return mine
-  }
-
-  #updating = new Map<string, Promise<void>>()
-
-  async #update<R>(
-    id: DocId,
-    fn: (doc: PlanDocument) => PlanDocument | { doc: PlanDocument; result: R }
-  ): Promise<{ doc: PlanDocument; result: R | undefined }> {
-    const before = await this.loadPlan(id)
-    const out = fn(before)
-    const doc = "doc" in out && "result" in out ? out.doc : (out as PlanDocument)
-    const result = "doc" in out && "result" in out ? out.result : undefined
-    if (doc !== before) await this.docs.save(id, doc)
     return { doc, result }
   }
 
@@ -318,84 +327,119 @@ export class PlanStore {
 
   /** Append a report to a job's log (creating the log if this is its first report). */
   async appendReport(planId: DocId, job: string, report: NewReport, ctx: WriteContext): Promise<ReportsDocument> {
-    const id = reportDocId(planId, job)
-    const loaded = await this.docs.load<ReportsDocument>(id)
-    const before = loaded ? this.docs.chunkSet(id) : []
-    const next = appendReport((loaded ?? reportsGenesis(planId, job)) as ReportsDocument, report, ctx)
-    await this.docs.save(id, next)
-    await this.#refreshDigest(id, before, next)
-    return next
+    // One actor per store instance (DocStore.update serialises the load-change-save), not per report.
+    // The digest cache is kept current by the save hook (#afterSave).
+    return this.docs.update<ReportsDoc, ReportsDocument>(reportDocId(planId, job), (loaded, actor) =>
+      appendReport((loaded ?? A.clone(reportsGenesis(planId, job), { actor: actor as A.ActorId })) as ReportsDocument, report, ctx)
+    )
   }
 
-  /**
-   * Keep the status digest of a report log warm after appending to it: fold the new report into the
-   * cached digest if that was computed from exactly the chunks we loaded, else digest the whole log.
-   * Best effort: a missing or stale cache only makes the next `status` read the log.
-   */
-  async #refreshDigest(docId: DocId, before: string[] | undefined, next: ReportsDocument): Promise<void> {
-    const after = this.docs.chunkSet(docId)
-    if (!after) return
-    const file = this.#digestFile(docId)
-    let digest: ReportDigest | undefined
-    if (before) {
-      try {
-        const cached = JSON.parse(await fsp.readFile(file, "utf8")) as { chunks: string[]; digest: ReportDigest }
-        if (sameList(cached.chunks, before)) digest = foldReport(cached.digest, plainLast(next))
-      } catch {
-        // no usable cache: digest the whole log below
-      }
-    }
-    digest ??= digestReports(next)
-    await writeFileAtomic(file, JSON.stringify({ chunks: after, digest }), { durable: false }).catch(() => {})
-  }
-
-  #digestFile(docId: DocId): string {
+  #digestFile(docId: string): string {
     return path.join(this.dir, "cache", "digests", `${docId}.json`)
   }
 
-  /**
-   * The digest (latest report, latest progress per attempt) of every job's report log, for status
-   * views. Each digest is cached in `cache/digests/<doc>.json` together with the chunk files it was
-   * computed from; while a log's chunk files are unchanged, its digest is read from the cache instead
-   * of loading the log, so `status` stays fast however long the logs grow. The cache is derived data:
-   * deleting it is always safe.
-   */
-  async loadReportDigests(planId: DocId, jobs: string[]): Promise<Map<string, ReportDigest>> {
-    const out = new Map<string, ReportDigest>()
-    await Promise.all(
-      jobs.map(async j => {
-        const d = await this.#reportDigest(reportDocId(planId, j))
-        if (d) out.set(j, d)
-      })
-    )
-    return out
+  async #readDigestCache(docId: string): Promise<DigestCache | undefined> {
+    try {
+      const v = JSON.parse(await fsp.readFile(this.#digestFile(docId), "utf8")) as DigestCache
+      if (v?.v === 2 && Array.isArray(v.heads) && Array.isArray(v.chunks) && v.digest && typeof v.digest.byAttempt === "object") return v
+    } catch {
+      // no cache yet, or unreadable (derived data: computed again)
+    }
+    return undefined
   }
 
-  async #reportDigest(docId: DocId): Promise<ReportDigest | undefined> {
-    const listing = (
-      await Promise.all(["incremental", "snapshot"].map(t => this.docs.adapter.listKeys([docId, t])))
-    )
+  /**
+   * A log's digest from the document, reusing the cached digest: only the changes the cache does not
+   * cover are read (digests merge as sets, so a cache that holds something the document lacks is
+   * kept, not lost). Returns the new cache entry, covering `chunks` as well as the cache's own.
+   */
+  #digestOf(docId: string, doc: ReportsDocument, cache: DigestCache | undefined, chunks: string[]): DigestCache {
+    const heads = A.getHeads(doc)
+    let digest: ReportDigest | undefined
+    let otherHeads: string[] = []
+    if (cache) {
+      const inDoc = cache.heads.filter(h => A.hasHeads(doc, [h]))
+      otherHeads = cache.heads.filter(h => !inDoc.includes(h))
+      if (inDoc.length > 0) {
+        const reports = reportsInChanges(A.getChangesSince(doc, inDoc))
+        if (reports) digest = reports.reduce(foldReport, cache.digest)
+      }
+      if (!digest) digest = mergeDigests(cache.digest, digestReports(doc))
+    }
+    digest ??= digestReports(doc)
+    const covered = new Set(chunks)
+    if (cache) for (const c of cache.chunks) covered.add(c)
+    return { v: 2, heads: [...new Set([...heads, ...otherHeads])].sort(), chunks: [...covered].sort(), digest }
+  }
+
+  async #writeDigestCache(docId: string, entry: DigestCache): Promise<void> {
+    await writeFileAtomic(this.#digestFile(docId), JSON.stringify(entry), { durable: false }).catch(() => {})
+  }
+
+  /** DocStore's save hook: every writer (reports, sync, compaction, the orchestrator) keeps digests current. */
+  async #afterSave(docId: string, doc: A.Doc<unknown>, info: SavedInfo): Promise<void> {
+    if (!isReportsDoc(doc)) return
+    const cache = await this.#readDigestCache(docId)
+    const entry = this.#digestOf(docId, doc, cache, info.complete ? info.chunks : [])
+    // Forget chunk names a compaction removed, now and then (a name on the list that no longer exists
+    // does no harm: status only asks whether every chunk it lists is covered).
+    if (entry.chunks.length > info.chunks.length + 64) entry.chunks = intersect(entry.chunks, await this.#listing(docId))
+    await this.#writeDigestCache(docId, entry)
+  }
+
+  async #listing(docId: string): Promise<string[]> {
+    return (await Promise.all(["incremental", "snapshot"].map(t => this.docs.adapter.listKeys([docId, t]))))
       .flat()
       .filter(k => k.length === 3)
       .map(k => `${k[1]}/${k[2]}`)
       .sort()
-    if (listing.length === 0) return undefined
-    const file = this.#digestFile(docId)
-    try {
-      const cached = JSON.parse(await fsp.readFile(file, "utf8")) as { chunks: string[]; digest: ReportDigest }
-      if (sameList(cached.chunks, listing)) return cached.digest
-    } catch {
-      // no cache yet, or unreadable: compute it
+  }
+
+  /**
+   * The digest (latest report, latest progress per attempt) of every job's report log, for status
+   * views. Each digest is cached in `cache/digests/<doc>.json` with the heads it covers and the chunk
+   * files known to hold no more than that; every save through DocStore (reports, sync, compaction)
+   * keeps it current. While every chunk file of a log is covered, its digest is read from the cache
+   * instead of loading the log, so `status` stays fast however long the logs grow. Logs that must be
+   * read are read a few at a time and freed after digesting, so memory stays bounded however many
+   * jobs the plan has. The cache is derived data: deleting it is always safe.
+   */
+  async loadReportDigests(planId: DocId, jobs: string[]): Promise<Map<string, ReportDigest>> {
+    const out = new Map<string, ReportDigest>()
+    let next = 0
+    const worker = async () => {
+      while (next < jobs.length) {
+        const j = jobs[next++]
+        const d = await this.#reportDigest(reportDocId(planId, j))
+        if (d) out.set(j, d)
+      }
     }
-    const doc = await this.docs.load<ReportsDocument>(docId)
+    await Promise.all(Array.from({ length: Math.min(DIGEST_CONCURRENCY, jobs.length) }, worker))
+    // in the jobs' order, whatever order the workers finished in
+    return new Map(jobs.filter(j => out.has(j)).map(j => [j, out.get(j)!]))
+  }
+
+  async #reportDigest(docId: DocId): Promise<ReportDigest | undefined> {
+    const listing = await this.#listing(docId)
+    if (listing.length === 0) return undefined
+    const cache = await this.#readDigestCache(docId)
+    if (cache) {
+      const covered = new Set(cache.chunks)
+      if (listing.every(c => covered.has(c))) return cache.digest
+    }
+    const doc = await this.docs.load<ReportsDoc>(docId, { keepCopy: false })
     if (!doc) return undefined
-    const digest = digestReports(doc as ReportsDocument)
-    // Keyed by the chunks the load actually applied, not by the listing: a listed file that was skipped
-    // (damaged, or still being written by a non-atomic writer) keeps the same name once complete, and
-    // must not be hidden behind a digest computed without it.
-    const chunks = this.docs.chunkSet(docId)
-    if (chunks) await writeFileAtomic(file, JSON.stringify({ chunks, digest }), { durable: false }).catch(() => {})
-    return digest
+    try {
+      // Keyed by the chunks the load actually applied, not by the listing: a listed file that was skipped
+      // (damaged, or still being written by a non-atomic writer) keeps its name once complete, and must
+      // not be hidden behind a digest computed without it. Not exact (missing deps): no cache entry.
+      const applied = this.docs.chunkSet(docId)
+      const entry = this.#digestOf(docId, doc, cache, applied ?? [])
+      if (applied) await this.#writeDigestCache(docId, entry)
+      return entry.digest
+    } finally {
+      A.free(doc)
+    }
   }
 
   /** Every report log of a plan, by job (jobs that never reported are absent). */
