@@ -3,10 +3,6 @@
 // Automerge stays external (it loads its WebAssembly from its own files).
 import { rmSync } from "node:fs"
 import { build } from "esbuild"
-import { rmSync } from "node:fs"
-
-// chunk names are content hashes: clear out the previous build's
-rmSync("dist/cli", { recursive: true, force: true })
 
 // Chunk names carry a content hash: start from an empty directory so no stale chunk is left behind
 // (and packed).
