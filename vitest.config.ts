@@ -8,6 +8,9 @@ export default defineConfig({
     pool: "forks",
     // Multi-process tests spawn their own OS processes; keep the outer parallelism modest on 2 cores.
     maxWorkers: 2,
+    // In CI (CI=true) a failed test is run once more: many tests here time real processes, sockets and
+    // browsers on a 2-core machine, and one slow moment should not decide a run. A real failure fails twice.
+    retry: process.env.CI ? 1 : 0,
     minWorkers: 1,
   },
 })
