@@ -146,3 +146,21 @@ describe("CLI conventions over the operations", () => {
     expect(readdirSync(store).filter(d => d.length === 2).flatMap(d => readdirSync(path.join(store, d)).map(r => d + r))).not.toContain(q)
   })
 })
+
+describe("status --at", () => {
+  it("shows the plan as it was at a change or a time; refuses --watch and bad values", () => {
+    const { store } = setup()
+    expect(run(store, ["report", "completed", "A done", "--job", "A"]).code).toBe(0)
+    const h = JSON.parse(run(store, ["history", "--json"]).stdout)
+    const created = h[0]
+    const before = JSON.parse(run(store, ["status", "--at", created.hash, "--json"]).stdout)
+    expect(before.jobs.find((j: any) => j.name === "A")).toMatchObject({ status: "queued", lastReport: null })
+    expect(before.included).toBe(1)
+    const now = JSON.parse(run(store, ["status", "--at", "0s", "--json"]).stdout)
+    expect(now.jobs.find((j: any) => j.name === "A").status).toBe("completed")
+    const human = run(store, ["status", "--at", created.hash])
+    expect(human.stdout).toMatch(/\(the plan as of .*: 1 of \d+ changes; last: .*create plan/)
+    expect(run(store, ["status", "--at", created.hash, "--watch"]).code).toBe(2)
+    expect(run(store, ["status", "--at", "last tuesday"]).code).toBe(2)
+  })
+})

@@ -3,6 +3,8 @@ import type { Command } from "commander"
 import { InputError } from "../../doc/errors.js"
 import { mermaidGraph } from "../../doc/graph.js"
 import { outcome } from "../../doc/summary.js"
+import { planAt } from "../../ops/at.js"
+import { parseTime } from "../parse.js"
 import { readPlan } from "../../doc/plan.js"
 import { resolvePlan } from "../../ops/resolve.js"
 import { status, type StatusResult, watchStatus } from "../../ops/status.js"
@@ -16,6 +18,7 @@ interface StatusOptions extends RemoteOptions {
   watch?: boolean
   graph?: boolean
   exitStatus?: boolean
+  at?: string
 }
 
 export function registerStatus(program: Command, globals: () => GlobalOptions): void {
@@ -25,6 +28,7 @@ export function registerStatus(program: Command, globals: () => GlobalOptions): 
     .option("--json", "print JSON (with --watch: one JSON object per line, per change)")
     .option("--watch", "keep running and redraw as other processes change the plan")
     .option("--graph", "print the dependency graph as Mermaid text")
+    .option("--at <time|change>", "the plan as it was at a past moment: an ISO time, epoch ms, a duration ago (10m, 2h), or a change hash from concord history")
     .option("--exit-status", "with --watch: exit when the plan finishes or waits at a checkpoint, with run's exit codes (0 completed, 1 failed or canceled, 3 at a checkpoint)")
     .option("--remote <url>", "read the plan from a sync server instead of the local store")
     .option("--token <token>", "access token for --remote (default $CONCORD_TOKEN)")
@@ -35,6 +39,15 @@ export function registerStatus(program: Command, globals: () => GlobalOptions): 
       const backend = await openBackend(globals(), opts, { watch: opts.watch, retry: !!opts.watch })
       try {
         if (opts.graph) return out(mermaidGraph(readPlan((await resolvePlan(backend, planRef)).doc)))
+        if (opts.at !== undefined) {
+          if (opts.watch) throw new InputError("--at shows one past moment; it cannot be combined with --watch")
+          const point = /^[0-9a-f]{64}$/.test(opts.at) ? { change: opts.at } : { at: parseTime("--at", opts.at) }
+          const r = await planAt(backend, { planRef, ...point })
+          if (opts.json) return printJson({ ...r.summary, at: r.at, heads: r.heads, included: r.included, total: r.total })
+          const when = r.at === null ? "before its first change" : `as of ${new Date(r.at).toISOString()}`
+          out([`(the plan ${when}: ${r.included} of ${r.total} changes${r.entry ? `; last: ${r.entry.by}: ${r.entry.did}` : ""})`, ...renderStatus(r.summary, { storeDir: backend.storeDir ?? "" })])
+          return
+        }
         if (!opts.watch) {
           const s = await status(backend, planRef)
           show(s, opts, planRef)
