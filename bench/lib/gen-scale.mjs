@@ -155,7 +155,7 @@ async function baselineGenerator() {
 
 /** concord-via-sync: generate on a peer store, bring the reports to DIR through a sync server. */
 async function viaSyncGenerator() {
-  const testing = await import(path.join(path.dirname(DIST), "sync/net/testing.js"))
+  const testing = await import("./net-harness.mjs")
   const peerDir = `${dir}-peer`
   const serverDir = `${dir}-server`
   const inner = await concordGenerator(peerDir)

@@ -51,10 +51,10 @@ export function runConcord(store, args, { env, timeoutMs = 120_000 } = {}) {
 }
 
 /** Start `concord serve` on 127.0.0.1 (any free port) over `store`: {url, port, proc, logs(), stop(signal)}. */
-export function startServerProcess(store, extraArgs = []) {
+export function startServerProcess(store, extraArgs = [], { port = 0 } = {}) {
   mkdirSync(store, { recursive: true })
   return new Promise((resolve, reject) => {
-    const proc = spawn(process.execPath, [BIN, "--store", store, "serve", "--port", "0", ...extraArgs], { cwd: store, stdio: ["ignore", "pipe", "pipe"] })
+    const proc = spawn(process.execPath, [BIN, "--store", store, "serve", "--port", String(port), ...extraArgs], { cwd: store, stdio: ["ignore", "pipe", "pipe"] })
     track(proc)
     let out = ""
     let err = ""

@@ -31,7 +31,7 @@ export async function run({ quick, log }) {
     return { config: cfg, rows: [{ way: "dashboard", pending: `${CHROMIUM} is not installed` }] }
   }
   const { chromium } = await import("playwright-core")
-  const testing = await import(path.join(ROOT, "dist/src/sync/net/testing.js"))
+  const testing = await import("../lib/net-harness.mjs")
   const ops = await import(path.join(ROOT, "dist/src/ops/index.js"))
   const { PlanStore } = await import(path.join(ROOT, "dist/src/sync/store/PlanStore.js"))
   const dir = path.join(os.tmpdir(), `concord-bench-dash-${process.pid}-${Date.now()}`)
