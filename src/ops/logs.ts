@@ -61,7 +61,12 @@ export async function locateLog(backend: PlanBackend, input: Omit<LogInput, "lin
   const a = job.attempts.find(x => x.n === n)
   if (!a) throw new NotFoundError(`job "${input.job}" has no attempt ${n} (current is ${job.attempt})`)
   if (!a.log) throw new NotFoundError(`job "${input.job}" attempt ${n} has no log: it has not started (status ${a.status})`)
-  return { planId: plan.id, plan: plan.name, job: input.job, attempt: n, file: path.resolve(backend.storeDir, a.log) }
+  // The log path is plan data that any writer of the plan can set: only files under the store's logs/
+  // directory are ever read, so a plan cannot make a front end show another file.
+  const logsDir = path.join(path.resolve(backend.storeDir), "logs") + path.sep
+  const file = path.resolve(backend.storeDir, a.log)
+  if (!file.startsWith(logsDir)) throw new ConcordError(`job "${input.job}" attempt ${n} records a log outside the store's logs/ directory (${a.log}): refusing to read it`, 1, "log_outside_store")
+  return { planId: plan.id, plan: plan.name, job: input.job, attempt: n, file }
 }
 
 /** The last `lines` lines of a job attempt's log. */

@@ -2,7 +2,7 @@
 import { appendFileSync, mkdirSync, truncateSync, writeFileSync } from "node:fs"
 import path from "node:path"
 import { afterAll, describe, expect, it } from "vitest"
-import { setJobStatus } from "../../src/doc/plan.js"
+import { setJobStatus, updateAttempt } from "../../src/doc/plan.js"
 import { parsePlanSpec } from "../../src/doc/spec.js"
 import { LocalBackend } from "../../src/ops/local.js"
 import { followLog, tailLog } from "../../src/ops/logs.js"
@@ -49,6 +49,16 @@ describe("job logs", () => {
     await expect(tailLog(backend, { planRef: id, job: "a", lines: 1.5 })).rejects.toThrow(/invalid lines 1.5/)
     await expect(tailLog(backend, { planRef: id, job: "a", attempt: 2 })).rejects.toThrow(`job "a" has no attempt 2 (current is 1)`)
     await expect(tailLog(backend, { planRef: id, job: "a" })).rejects.toThrow(`the log of job "a" attempt 1 (${file}) does not exist on this machine`)
+  })
+
+  it("never reads a file outside the store's logs/ directory, whatever log path a plan records", async () => {
+    const { backend, id } = await setup()
+    const dir = backend.store.dir
+    writeFileSync(path.join(dir, "secret.txt"), "not a log\n")
+    for (const log of ["../../../etc/passwd", "/etc/passwd", "secret.txt", "logs/../secret.txt"]) {
+      await backend.store.updatePlan(id, d => updateAttempt(d, "b", 1, { log }, ctx()))
+      await expect(tailLog(backend, { planRef: id, job: "b" })).rejects.toThrow(/outside the store's logs\/ directory/)
+    }
   })
 
   it("follows: complete lines as they are appended (a partial line waits for its line break), and starts over after a truncation", async () => {
