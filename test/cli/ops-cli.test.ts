@@ -164,3 +164,19 @@ describe("status --at", () => {
     expect(run(store, ["status", "--at", "last tuesday"]).code).toBe(2)
   })
 })
+
+describe("concord logs", () => {
+  it("prints a job's output (last N lines, escapes neutralised); status shows a failed job's last lines", () => {
+    const { store } = setup("name: p\njobs:\n  - { name: A, run: 'printf \"one\\\\ntwo\\\\n\\\\033[2Jthree\\\\n\"; exit 3' }\n")
+    expect(run(store, ["run"]).code).toBe(3)
+    const all = run(store, ["logs", "A"])
+    expect(all.code, all.stderr).toBe(0)
+    expect(all.stdout).toBe("one\ntwo\n\\x1b[2Jthree\n")
+    expect(run(store, ["logs", "p", "A", "-n", "1"]).stdout).toBe("\\x1b[2Jthree\n")
+    expect(JSON.parse(run(store, ["logs", "A", "--json"]).stdout)).toMatchObject({ job: "A", attempt: 1, lines: ["one", "two", "\x1b[2Jthree"] })
+    expect(run(store, ["logs", "Z"]).code).toBe(2)
+    const s = run(store, ["status"])
+    expect(s.stdout).toContain("last lines of A's output:")
+    expect(s.stdout).not.toContain("\x1b[2J")
+  })
+})
