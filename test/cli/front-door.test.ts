@@ -131,10 +131,10 @@ describe("the package", () => {
     const r = spawnSync(npm, ["pack", "--dry-run", "--json", "--ignore-scripts"], { cwd: ROOT, encoding: "utf8", shell: process.platform === "win32" })
     expect(r.status).toBe(0)
     const files: string[] = JSON.parse(r.stdout)[0].files.map((f: { path: string }) => f.path)
-    for (const f of ["package.json", "README.md", "bin/concord.js", "bin/concord", "dist/cli/main.js", "dist/src/index.js", "dist/src/index.d.ts"]) {
+    for (const f of ["package.json", "README.md", "bin/concord.js", "bin/concord", "dist/cli/main.js", "dist/src/index.js", "dist/src/index.d.ts", "dist/dashboard/app.js", "dist/dashboard/index.html"]) {
       expect(files).toContain(f)
     }
-    const outside = files.filter(f => !/^(dist\/(src|cli)\/|bin\/|README\.md$|LICENSE$|package\.json$|npm-shrinkwrap\.json$)/.test(f))
+    const outside = files.filter(f => !/^(dist\/(src|cli|dashboard)\/|bin\/|README\.md$|LICENSE$|package\.json$|npm-shrinkwrap\.json$)/.test(f))
     expect(outside).toEqual([])
     expect(files.filter(f => f.endsWith(".map") || f.endsWith(".ts") && !f.endsWith(".d.ts"))).toEqual([])
     expect(pkg.bin).toEqual({ concord: "bin/concord.js" })
