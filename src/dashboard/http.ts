@@ -17,6 +17,7 @@
  * which cannot set headers). POSTs need the header and a JSON body, so a form on another web site cannot
  * post to a dashboard on localhost.
  */
+import { readBody } from "../lib/http.js"
 import { randomBytes } from "node:crypto"
 import { existsSync, promises as fsp } from "node:fs"
 import type http from "node:http"
@@ -148,7 +149,7 @@ export class Dashboard {
       if (req.method === "POST") {
         if (!fromHeader) return send(res, 403, { error: "actions need the token in the Authorization header" })
         if (!/^application\/json\b/i.test(req.headers["content-type"] ?? "")) return send(res, 415, { error: "send JSON" })
-        const body = parseBody(await readBody(req))
+        const body = parseBody(await readBody(req, MAX_BODY))
         const ref = typeof body.plan === "string" && body.plan ? body.plan : planRef
         const clock = (): WriteContext => ({ by: session.who, now: Date.now() })
         if (route === "approve") {
@@ -276,24 +277,6 @@ function parseBody(text: string): Record<string, unknown> {
     if (x !== undefined && x !== null && typeof x !== "string") throw new InputError(`bad request body: "${k}" must be a string`)
   }
   return v as Record<string, unknown>
-}
-
-function readBody(req: http.IncomingMessage): Promise<string> {
-  return new Promise((resolve, reject) => {
-    let size = 0
-    const chunks: Buffer[] = []
-    req.on("data", (c: Buffer) => {
-      size += c.length
-      if (size > MAX_BODY) {
-        reject(new InputError(`request body over ${MAX_BODY} bytes`))
-        req.destroy()
-        return
-      }
-      chunks.push(c)
-    })
-    req.on("end", () => resolve(Buffer.concat(chunks).toString("utf8")))
-    req.on("error", reject)
-  })
 }
 
 /** A random secret for a local dashboard's URL. */

@@ -16,6 +16,7 @@
  *   GET  /healthz     no token; "ok"
  * Paths are matched by suffix, so a proxy may mount the server under a prefix.
  */
+import { readBody } from "../../lib/http.js"
 import * as A from "@automerge/automerge"
 import { type DocumentId, type PeerId, Repo } from "@automerge/automerge-repo"
 import { randomBytes } from "node:crypto"
@@ -347,7 +348,7 @@ export class SyncServer {
     if (req.method !== "POST") return json(res, 405, { error: "use POST" })
     let body: unknown
     try {
-      body = JSON.parse(await readBody(req))
+      body = JSON.parse(await readBody(req, MAX_BODY))
     } catch (e) {
       return json(res, 400, { error: `bad request body: ${(e as Error).message}` })
     }
@@ -530,24 +531,6 @@ function json(res: http.ServerResponse, status: number, body: unknown): void {
   const text = JSON.stringify(body)
   res.writeHead(status, { "content-type": "application/json", "content-length": Buffer.byteLength(text), "cache-control": "no-store" })
   res.end(text)
-}
-
-function readBody(req: http.IncomingMessage): Promise<string> {
-  return new Promise((resolve, reject) => {
-    let size = 0
-    const chunks: Buffer[] = []
-    req.on("data", (c: Buffer) => {
-      size += c.length
-      if (size > MAX_BODY) {
-        reject(new Error(`body over ${MAX_BODY} bytes`))
-        req.destroy()
-        return
-      }
-      chunks.push(c)
-    })
-    req.on("end", () => resolve(Buffer.concat(chunks).toString("utf8")))
-    req.on("error", reject)
-  })
 }
 
 /** Read a PEM file for --tls-cert / --tls-key with a clear error. */
