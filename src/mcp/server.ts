@@ -19,7 +19,7 @@ import type { JobSummary, PlanSummary } from "../doc/summary.js"
 import { hostName } from "../lib/host.js"
 import type { PlanBackend } from "../ops/backend.js"
 import { approve } from "../ops/approve.js"
-import { cancel, type ProcessStopper } from "../ops/cancel.js"
+import { cancel, type ProcessStopper, unnamedCancelTarget } from "../ops/cancel.js"
 import { kill } from "../ops/kill.js"
 import { DEFAULT_TAIL_LINES, MAX_TAIL_LINES, tailLog } from "../ops/logs.js"
 import { createPlan, listPlans } from "../ops/plans.js"
@@ -292,11 +292,9 @@ export function createMcpServer(backend: PlanBackend, opts: McpServerOptions): M
       annotations: { readOnlyHint: false, destructiveHint: true, idempotentHint: true, openWorldHint: false },
     },
     async args => {
-      if (!planRef(args.plan)) {
-        // As in the CLI: canceling "whatever plan is newest" is refused when there are several.
-        const open = (await backend.listPlans()).filter(p => !p.archivedAt)
-        if (open.length > 1) throw new InputError(`${open.length} plans in ${backend.where}: name the plan to cancel (plan: id or name)`, "ambiguous_plan")
-      }
+      // As in the CLI (which asks): canceling "whatever plan is newest" is refused when there are several.
+      const target = await unnamedCancelTarget(backend, planRef(args.plan))
+      if (target) throw new InputError(`${target.open} plans in ${backend.where}: name the plan to cancel (plan: id or name)`, "ambiguous_plan")
       const { text, ...structured } = await cancel(backend, { planRef: planRef(args.plan) }, asUser, opts.stop)
       return result(text, structured)
     }

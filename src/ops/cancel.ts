@@ -67,3 +67,16 @@ export async function cancel(backend: PlanBackend, input: CancelInput, clock: ()
     text: `canceled plan ${plan.name}; ${stopped} job process${stopped === 1 ? "" : "es"}${where} signaled to stop`,
   }
 }
+
+/**
+ * Canceling "whatever plan is newest" is a dangerous default: with no plan named while the backend holds
+ * several plans that are not archived, the caller must confirm (CLI) or refuse (MCP). Returns the plan an
+ * unnamed cancel would hit and how many are open, or null when nothing needs confirming.
+ */
+export async function unnamedCancelTarget(backend: PlanBackend, planRef: string | undefined): Promise<{ id: string; name: string; open: number } | null> {
+  if (planRef) return null
+  const open = (await backend.listPlans()).filter(p => !p.archivedAt)
+  if (open.length <= 1) return null
+  const p = await resolvePlan(backend)
+  return { id: p.id, name: p.name, open: open.length }
+}

@@ -1,4 +1,6 @@
 /** `concord cleanup [PLAN]`: remove the git worktrees a plan kept (and, with --branches, its job branches). */
+import { LocalBackend } from "../../ops/local.js"
+import { resolvePlan } from "../../ops/resolve.js"
 import type { Command } from "commander"
 import { ConcordError, InputError } from "../../doc/errors.js"
 import { readPlan } from "../../doc/plan.js"
@@ -19,8 +21,8 @@ export function registerCleanup(program: Command, globals: () => GlobalOptions):
     .description("remove the git worktrees of a git plan (kept when a plan fails, for inspection)")
     .action(async (planRef: string | undefined, opts: { branches?: boolean }) => {
       const store = openStore(globals())
-      const entry = await store.resolvePlan(planRef)
-      const view = readPlan(await store.loadPlan(entry.id))
+      const entry = await resolvePlan(new LocalBackend(store), planRef)
+      const view = readPlan(entry.doc)
       if (!view.git) throw new InputError(`plan "${view.name}" has no repo: it has no worktrees to clean up`)
       const host = hostName()
       const live = view.jobs.filter(j => j.status === "running" && j.current.pid !== null && (j.current.host ?? host) === host && isSameProcessAlive(j.current.pid, j.current.pidStartedAt))

@@ -5,7 +5,8 @@ import { fileURLToPath } from "node:url"
 import type { Command } from "commander"
 import { readPlan } from "../../doc/plan.js"
 import { type ApproveInput, approve } from "../../ops/approve.js"
-import { cancel } from "../../ops/cancel.js"
+import { cancel, unnamedCancelTarget } from "../../ops/cancel.js"
+import { LocalBackend } from "../../ops/local.js"
 import { resolvePlan } from "../../ops/resolve.js"
 import { confirm } from "../confirm.js"
 import { summarize } from "../../doc/summary.js"
@@ -78,7 +79,7 @@ export function registerControl(program: Command, globals: () => GlobalOptions):
     .action(async (planRef: string | undefined, opts: { wait?: boolean; quiet?: boolean; live?: boolean; remote?: string; token?: string; ca?: string }) => {
       const store = openStore(globals())
       const remote = opts.remote || opts.token ? await (await import("../remote.js")).openRemoteRun(store, opts, planRef) : undefined
-      const entry = await store.resolvePlan(remote?.planId ?? planRef)
+      const entry = await resolvePlan(new LocalBackend(store), remote?.planId ?? planRef)
       // Ctrl-C (or SIGTERM) interrupts the orchestrator only: job processes keep running detached.
       const ac = new AbortController()
       const finished = new AbortController()
@@ -159,14 +160,10 @@ export function registerControl(program: Command, globals: () => GlobalOptions):
     .action(async (planRef: string | undefined, opts: RemoteOptions & { json?: boolean; yes?: boolean }) => {
       const backend = await openBackend(globals(), opts)
       try {
-        if (!planRef) {
-          // Canceling "whatever plan is newest" is a dangerous default when there are several.
-          const open = (await backend.listPlans()).filter(p => !p.archivedAt)
-          if (open.length > 1) {
-            const p = await resolvePlan(backend)
-            await confirm(`cancel plan "${p.name}" (${p.id}), the newest of ${open.length} plans?`, { yes: opts.yes, flagHint: "name the plan, or pass --yes" })
-            planRef = p.id
-          }
+        const target = await unnamedCancelTarget(backend, planRef)
+        if (target) {
+          await confirm(`cancel plan "${target.name}" (${target.id}), the newest of ${target.open} plans?`, { yes: opts.yes, flagHint: "name the plan, or pass --yes" })
+          planRef = target.id
         }
         const r = await cancel(backend, { planRef }, clock())
         if (opts.json) return printJson(r)
