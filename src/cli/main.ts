@@ -11,6 +11,7 @@ import { registerCleanup } from "./commands/cleanup.js"
 import { registerControl } from "./commands/control.js"
 import { registerDashboard } from "./commands/dashboard.js"
 import { registerDoctor } from "./commands/doctor.js"
+import { registerGit } from "./commands/git.js"
 import { registerHistory } from "./commands/history.js"
 import { registerLogs } from "./commands/logs.js"
 import { registerMcp } from "./commands/mcp.js"
@@ -74,6 +75,7 @@ export function buildProgram(): Command {
   registerSync(program, globals)
   registerDoctor(program, globals)
   registerCleanup(program, globals)
+  registerGit(program, globals)
   registerDashboard(program, globals)
   registerMcp(program, globals)
   registerLogs(program, globals)

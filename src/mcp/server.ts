@@ -20,6 +20,7 @@ import { hostName } from "../lib/host.js"
 import type { PlanBackend } from "../ops/backend.js"
 import { approve } from "../ops/approve.js"
 import { cancel, type ProcessStopper, unnamedCancelTarget } from "../ops/cancel.js"
+import { cleanup, DEFAULT_DIFF_BYTES, diff, MAX_DIFF_BYTES, pullRequest, requestMerge, syncJob } from "../ops/git.js"
 import { kill } from "../ops/kill.js"
 import { DEFAULT_TAIL_LINES, MAX_TAIL_LINES, tailLog } from "../ops/logs.js"
 import { createPlan, listPlans } from "../ops/plans.js"
@@ -108,7 +109,9 @@ export function createMcpServer(backend: PlanBackend, opts: McpServerOptions): M
         "concord keeps the plan that coordinates several coding agents. A job's agent reports with mc_report " +
         "(working, progress with a percentage, blocked, needs_review, completed, failed) and reads the plan with mc_status / mc_plan_status. " +
         "A planning session creates plans with mc_plan, follows them with mc_overview, mc_plan_status, mc_jobs, mc_capture, " +
-        "and controls them with mc_plan_approve, mc_plan_cancel, mc_kill.",
+        "and controls them with mc_plan_approve, mc_plan_cancel, mc_kill. " +
+        "Git plans (repo:) also have mc_diff (a job's changes), mc_sync (bring a job's worktree up to date with the integration branch), " +
+        "mc_merge (ask for a completed job to be merged by the merge queue), mc_pr (the plan's pull request) and mc_cleanup (remove worktrees).",
     }
   )
   const host = hostName()
@@ -392,6 +395,180 @@ export function createMcpServer(backend: PlanBackend, opts: McpServerOptions): M
     },
     async args => {
       const { text, ...structured } = await kill(backend, { planRef: planRef(args.plan), job: args.name, force: args.force }, asUser, opts.stop)
+      return result(text, structured)
+    }
+  )
+
+
+  const jobName = (name: string | undefined, tool: string): string => {
+    const n = name ?? opts.job
+    if (!n) throw new InputError(`${tool} needs name (the job); this server was started for no job`)
+    return n
+  }
+  const nameArg = z.string().optional().describe("Job name (default: the job this server was started for)")
+
+  server.registerTool(
+    "mc_diff",
+    {
+      title: "A job's changes",
+      description:
+        "Show what a job's current attempt changed in its git worktree (committed or not), as a unified diff or a diffstat: " +
+        "against the commit it started from (default), or against the integration branch's head. Long diffs are cut (and say so).",
+      inputSchema: {
+        name: nameArg,
+        stat: z.boolean().optional().describe("Show diffstat only"),
+        against: z.enum(["start", "integration"]).optional().describe("start (default): where the attempt started; integration: the integration branch's head"),
+        maxBytes: z.number().int().optional().describe(`Keep at most this many bytes of the diff (default ${DEFAULT_DIFF_BYTES}, at most ${MAX_DIFF_BYTES})`),
+        plan: planArg,
+      },
+      outputSchema: {
+        planId: z.string(),
+        plan: z.string(),
+        job: z.string(),
+        attempt: z.number(),
+        against: z.enum(["start", "integration"]),
+        from: z.string(),
+        to: z.enum(["worktree", "branch"]),
+        branch: z.string(),
+        files: z.array(z.object({ path: z.string(), added: z.number().nullable(), deleted: z.number().nullable() })),
+        stat: z.boolean(),
+        diff: z.string(),
+        bytes: z.number(),
+        truncated: z.boolean(),
+      },
+      annotations: { readOnlyHint: true, openWorldHint: false },
+    },
+    async args => {
+      const { text, ...structured } = await diff(backend, { planRef: planRef(args.plan), job: jobName(args.name, "mc_diff"), stat: args.stat, against: args.against, maxBytes: args.maxBytes })
+      return result(text, structured)
+    }
+  )
+
+  server.registerTool(
+    "mc_merge",
+    {
+      title: "Ask for a job to be merged",
+      description:
+        "Ask for a completed job to be merged into the plan's integration branch. concord's merge queue does the merging (it tests the combined result " +
+        "and moves the branch only to a commit that passed); this approves the job's pre_merge checkpoint in supervisor mode and reports where the job stands: " +
+        "waiting for its dependencies, its place in the queue, or the commit it merged as. Refused for a job that has not completed or that the queue refused.",
+      inputSchema: { name: z.string().describe("Job name"), plan: planArg },
+      outputSchema: {
+        planId: z.string(),
+        plan: z.string(),
+        job: z.string(),
+        attempt: z.number(),
+        status: z.enum(JOB_STATUSES),
+        state: z.enum(["approved", "queued", "merging", "merged", "waiting"]),
+        approved: z.object({ checkpoint: z.string(), seq: z.number(), by: z.string() }).nullable(),
+        queue: z.object({ state: z.string(), position: z.number().nullable(), ahead: z.array(z.string()), commit: z.string().nullable(), reason: z.string().nullable() }).nullable(),
+        waitingFor: z.array(z.string()),
+        integrationBranch: z.string(),
+        orchestrator: z.string().nullable(),
+      },
+      annotations: { readOnlyHint: false, destructiveHint: false, idempotentHint: true, openWorldHint: false },
+    },
+    async args => {
+      const { text, ...structured } = await requestMerge(backend, { planRef: planRef(args.plan), job: args.name }, asUser)
+      return result(text, structured)
+    }
+  )
+
+  server.registerTool(
+    "mc_sync",
+    {
+      title: "Sync a job's worktree",
+      description:
+        "Bring a job's git worktree up to date with the plan's integration branch (what the merge queue merged since the job started), by rebase (default) or merge. " +
+        "Refused when the worktree has uncommitted changes to tracked files; on a conflict it is aborted and the worktree is left as it was.",
+      inputSchema: {
+        name: nameArg,
+        strategy: z.enum(["rebase", "merge"]).optional().describe("Sync strategy (default: rebase)"),
+        plan: planArg,
+      },
+      outputSchema: {
+        planId: z.string(),
+        plan: z.string(),
+        job: z.string(),
+        attempt: z.number(),
+        strategy: z.enum(["rebase", "merge"]),
+        onto: z.string(),
+        from: z.string(),
+        head: z.string(),
+        changed: z.boolean(),
+      },
+      annotations: { readOnlyHint: false, destructiveHint: false, idempotentHint: true, openWorldHint: false },
+    },
+    async args => {
+      const { text, ...structured } = await syncJob(backend, { planRef: planRef(args.plan), job: jobName(args.name, "mc_sync"), strategy: args.strategy }, asUser)
+      return result(text, structured)
+    }
+  )
+
+  server.registerTool(
+    "mc_pr",
+    {
+      title: "The plan's pull request",
+      description:
+        "The plan's pull request, from its integration branch to its base branch (one per plan, recorded once): opened with gh when the plan has completed " +
+        "and it was not opened yet, else the recorded address, or the exact command when gh or the origin remote is missing. Refused before the plan completed.",
+      inputSchema: {
+        plan: planArg,
+        name: z.string().optional().describe("Ignored but checked: a job of the plan (concord opens one PR per plan, not per job)"),
+        title: z.string().optional().describe("PR title, when this call opens it (default: the plan's pr.title)"),
+        body: z.string().optional().describe("Intro text of the PR body, when this call opens it (default: the plan's pr.body)"),
+        draft: z.boolean().optional().describe("Open as a draft"),
+      },
+      outputSchema: {
+        planId: z.string(),
+        plan: z.string(),
+        now: z.boolean(),
+        url: z.string().nullable(),
+        command: z.string(),
+        manual: z.string().nullable(),
+        at: z.number(),
+        by: z.string(),
+      },
+      annotations: { readOnlyHint: false, destructiveHint: false, idempotentHint: true, openWorldHint: true },
+    },
+    async args => {
+      if (args.name !== undefined) {
+        const s = await status(backend, planRef(args.plan))
+        if (!s.summary.jobs.some(j => j.name === args.name)) throw new InputError(`plan "${s.summary.name}" has no job "${args.name}" (jobs: ${s.summary.jobs.map(j => j.name).join(", ")})`, "not_found")
+      }
+      const { text, ...structured } = await pullRequest(backend, { planRef: planRef(args.plan), title: args.title, body: args.body, draft: args.draft }, asUser)
+      return result(text, structured)
+    }
+  )
+
+  server.registerTool(
+    "mc_cleanup",
+    {
+      title: "Remove worktrees",
+      description:
+        "Remove git worktrees concord made: one job's (name: its attempts that are over) or the whole plan's (all: refused while it runs). " +
+        "deleteBranch also deletes the job branches of what was removed (never the integration branch).",
+      inputSchema: {
+        name: z.string().optional().describe("Specific job to clean up"),
+        all: z.boolean().optional().describe("Clean up every worktree of the plan"),
+        deleteBranch: z.boolean().optional().describe("Also delete the job branches"),
+        plan: planArg,
+      },
+      outputSchema: {
+        planId: z.string(),
+        plan: z.string(),
+        job: z.string().nullable(),
+        repo: z.string(),
+        removed: z.array(z.string()),
+        branchesDeleted: z.array(z.string()),
+        kept: z.array(z.object({ worktree: z.string(), why: z.string() })),
+      },
+      annotations: { readOnlyHint: false, destructiveHint: true, idempotentHint: true, openWorldHint: false },
+    },
+    async args => {
+      if (!args.name && !args.all) throw new InputError('give either name (one job) or all (the whole plan)')
+      if (args.name && args.all) throw new InputError('give either name or all, not both')
+      const { text, ...structured } = await cleanup(backend, { planRef: planRef(args.plan), job: args.name, branches: args.deleteBranch })
       return result(text, structured)
     }
   )

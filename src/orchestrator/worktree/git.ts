@@ -274,3 +274,95 @@ export async function moveBranch(root: string, branch: string, to: string, from:
 export async function runShell(dir: string, command: string, env: NodeJS.ProcessEnv, timeoutMs?: number): Promise<Ran> {
   return run("/bin/sh", ["-c", command], { cwd: dir, env, maxBytes: 256 * 1024, timeoutMs })
 }
+
+/* ------------------------------------------------- job worktrees on request (src/ops/git.ts) */
+
+export interface Capped {
+  /** The first bytes of the output, cut at the last whole line. */
+  text: string
+  /** Bytes the command wrote in all. */
+  bytes: number
+  truncated: boolean
+}
+
+/** git in `cwd`, keeping only the first `maxBytes` of its output (the rest is counted, not kept). */
+export async function gitHead(cwd: string, args: string[], maxBytes: number, env?: NodeJS.ProcessEnv): Promise<Capped> {
+  return new Promise((resolve, reject) => {
+    const child = spawn("git", args, { cwd, env: { ...process.env, ...GIT_ENV, ...env }, stdio: ["ignore", "pipe", "pipe"] })
+    const kept: Buffer[] = []
+    let keptBytes = 0
+    let bytes = 0
+    let stderr = ""
+    child.stdout.on("data", (d: Buffer) => {
+      bytes += d.length
+      if (keptBytes < maxBytes) {
+        const piece = d.subarray(0, maxBytes - keptBytes)
+        kept.push(piece)
+        keptBytes += piece.length
+      }
+    })
+    child.stderr.on("data", (d: Buffer) => (stderr = (stderr + d.toString("utf8")).slice(-4000)))
+    child.once("error", e => reject(new GitError(`cannot run git: ${(e as NodeJS.ErrnoException).code ?? e.message}`)))
+    child.once("close", code => {
+      if (code !== 0) return reject(new GitError(`git ${args.join(" ")} (in ${cwd}) failed: ${tail(stderr, 3, 500) || `exit ${code}`}`))
+      let text = Buffer.concat(kept).toString("utf8")
+      const truncated = bytes > keptBytes
+      if (truncated) {
+        const nl = text.lastIndexOf("\n")
+        text = nl >= 0 ? text.slice(0, nl + 1) : ""
+      }
+      resolve({ text, bytes, truncated })
+    })
+  })
+}
+
+/**
+ * A tree object of what a worktree holds now, committed or not (tracked and untracked files, minus
+ * ignored ones and `exclude`), written through a temporary index: the worktree's own index, HEAD and
+ * files are not touched. (The blobs land in the object store, like any `git add`.)
+ */
+export async function worktreeTree(dir: string, exclude: string[]): Promise<string> {
+  const real = path.resolve(dir, out(await git(dir, ["rev-parse", "--git-path", "index"])))
+  const tmp = path.join(path.dirname(real), `concord-index-${process.pid}-${Date.now().toString(36)}${Math.random().toString(36).slice(2, 8)}`)
+  try {
+    await fsp.copyFile(real, tmp).catch(() => {})
+    const env = { GIT_INDEX_FILE: tmp }
+    await git(dir, ["add", "-A"], { env })
+    if (exclude.length) await git(dir, ["rm", "-r", "-q", "--cached", "--ignore-unmatch", "--", ...exclude], { env, allowFail: true })
+    return out(await git(dir, ["write-tree"], { env }))
+  } finally {
+    await fsp.rm(tmp, { force: true })
+  }
+}
+
+/** Tracked files with changes not committed (staged or not) in a worktree; untracked files are not listed. */
+export async function uncommittedChanges(dir: string): Promise<string[]> {
+  const r = await git(dir, ["status", "--porcelain", "-z", "--untracked-files=no"])
+  return r.stdout
+    .split("\0")
+    .filter(Boolean)
+    .map(l => l.slice(3))
+}
+
+/** What a sync of a job's worktree did. */
+export type SyncOutcome = { kind: "up_to_date"; head: string } | { kind: "synced"; head: string; from: string } | { kind: "conflict"; files: string[]; detail: string }
+
+/**
+ * Bring the branch checked out in `dir` up to date with `onto`, by rebase or merge. On a conflict (or any
+ * failure) the rebase or merge is aborted and the branch put back where it was: the worktree is left as
+ * it was found, and the conflicting files are reported.
+ */
+export async function syncWorktree(dir: string, onto: string, strategy: "rebase" | "merge", message: string): Promise<SyncOutcome> {
+  const before = out(await git(dir, ["rev-parse", "HEAD"]))
+  if (await isAncestor(dir, onto, before)) return { kind: "up_to_date", head: before }
+  const env = await identityEnv(dir)
+  const args = strategy === "rebase" ? ["rebase", "--no-autostash", onto] : ["merge", "--no-autostash", "--no-edit", "-m", message, onto]
+  const r = await git(dir, args, { allowFail: true, env })
+  if (r.code === 0) return { kind: "synced", head: out(await git(dir, ["rev-parse", "HEAD"])), from: before }
+  const u = await git(dir, ["diff", "--name-only", "--diff-filter=U", "-z"], { allowFail: true })
+  const files = u.stdout.split("\0").filter(Boolean)
+  await git(dir, [strategy, "--abort"], { allowFail: true })
+  const now = out(await git(dir, ["rev-parse", "HEAD"], { allowFail: true }))
+  if (now !== before) await git(dir, ["reset", "-q", "--keep", before], { allowFail: true })
+  return { kind: "conflict", files, detail: tail(r.stderr + r.stdout, 3, 500) }
+}

@@ -24,6 +24,7 @@ import {
   recordPr,
   startMerge,
 } from "../../doc/merge.js"
+import type { PrRecord } from "../../doc/model.js"
 import { getJob, type PlanView, readPlan } from "../../doc/plan.js"
 import { jobBranch } from "../../doc/branches.js"
 import { summarize } from "../../doc/summary.js"
@@ -252,11 +253,13 @@ export class GitPlan {
   /**
    * The end of a plan whose jobs are all merged: push the integration branch and open the PR with `gh`
    * when it is installed and authenticated and the repository has an `origin`; otherwise record and
-   * print the exact command. Recorded once: a restart does not open a second PR.
+   * print the exact command. Recorded once: a restart does not open a second PR. `again` (mc_pr / concord
+   * pr) tries once more when the recorded result is only the command (gh or origin was missing, or the
+   * push failed); an opened PR is never opened twice. Returns the recorded result.
    */
-  async finish(view: PlanView): Promise<void> {
+  async finish(view: PlanView, opts: { again?: boolean } = {}): Promise<PrRecord> {
     const g = view.git!
-    if (g.prResult) return
+    if (g.prResult && (g.prResult.url || !opts.again)) return g.prResult
     const reports = await this.store.loadReportDigests(this.planId, view.jobs.map(j => j.name))
     const summary = summarize(this.planId, view, reports, Date.now())
     const body = prBody(summary, g, Object.fromEntries(view.jobs.map(j => [j.name, j.attempts.length])))
@@ -267,10 +270,10 @@ export class GitPlan {
     const cmds = prCommands(this.root, g, title, bodyFile)
     const manual = await this.whyManual()
     if (manual) {
-      await this.store.updatePlan(this.planId, doc => recordPr(doc, { command: cmds.command, manual }, this.ctx()))
+      const { doc } = await this.store.updatePlan(this.planId, doc => recordPr(doc, { command: cmds.command, manual }, this.ctx()))
       this.event(`pull request not opened (${manual}); open it with:`)
       this.event(`  ${cmds.command}`)
-      return
+      return readPlan(doc).git!.prResult!
     }
     const push = await git(this.root, cmds.push.slice(1), { allowFail: true })
     let failed: string | undefined
@@ -281,11 +284,12 @@ export class GitPlan {
       if (pr.code !== 0) failed = `gh pr create failed: ${tail(pr.stderr + pr.stdout, 2, 300)}`
       else url = printable(pr.stdout.trim().split("\n").pop() ?? "")
     }
-    await this.store.updatePlan(this.planId, doc => recordPr(doc, failed ? { command: cmds.command, manual: failed } : { command: cmds.command, url }, this.ctx()))
+    const { doc } = await this.store.updatePlan(this.planId, doc => recordPr(doc, failed ? { command: cmds.command, manual: failed } : { command: cmds.command, url }, this.ctx()))
     if (failed) {
       this.event(`pull request not opened (${printable(failed)}); open it with:`)
       this.event(`  ${cmds.command}`)
     } else this.event(`pull request opened: ${url}`)
+    return readPlan(doc).git!.prResult!
   }
 
   private async whyManual(): Promise<string | undefined> {
