@@ -69,7 +69,7 @@ function lineProcess(args: string[]) {
   }
 }
 
-const TOOLS = ["mc_capture", "mc_jobs", "mc_kill", "mc_overview", "mc_plan", "mc_plan_approve", "mc_plan_cancel", "mc_plan_status", "mc_report", "mc_status"]
+const TOOLS = ["mc_capture", "mc_cleanup", "mc_diff", "mc_jobs", "mc_kill", "mc_merge", "mc_overview", "mc_plan", "mc_plan_approve", "mc_plan_cancel", "mc_plan_status", "mc_pr", "mc_report", "mc_status", "mc_sync"]
 
 describe("concord mcp", () => {
   it("lists every tool with a description, an input schema and an output schema", async () => {
