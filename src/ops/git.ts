@@ -34,6 +34,7 @@ import { isSameProcessAlive } from "../orchestrator/proc.js"
 import { git, gitHead, removeWorktree, repoRoot, resolveCommit, syncWorktree, uncommittedChanges, worktreeTree } from "../orchestrator/worktree/git.js"
 import { attemptWorktree, printable, scratchRef } from "../orchestrator/worktree/policy.js"
 import { GitPlan, removePlanWorktrees } from "../orchestrator/worktree/queue.js"
+import { acquirePlanLock, PlanLockedError } from "../orchestrator/lock.js"
 import type { PlanStore } from "../sync/store/PlanStore.js"
 import { approve } from "./approve.js"
 import type { PlanBackend } from "./backend.js"
@@ -398,12 +399,35 @@ export async function pullRequest(backend: PlanBackend, input: PrInput, clock: (
     const why = view.status === "failed" || view.status === "canceled" ? `it is ${view.status}` : `not every job is merged yet${open.length ? `: ${open.join(", ")}` : ""}`
     throw new InputError(`plan "${view.name}" is ${view.status}: no pull request before the plan completed (${why})`, "not_completed")
   }
-  const gp = new GitPlan(store, plan.id, clock, () => {})
-  await gp.prepare(view)
-  const pr = { ...g.pr, ...(input.title !== undefined ? { title: input.title } : {}), ...(input.body !== undefined ? { body: input.body } : {}), ...(input.draft !== undefined ? { draft: input.draft } : {}) }
-  const rec = await gp.finish({ ...view, git: { ...g, pr } }, { again: true })
-  return result(rec, true)
+  // The plan's lock (the one `concord run` holds) while the PR is opened: two callers never open two.
+  const release = await planLock(store, plan.id, clock().by)
+  try {
+    const fresh = gitPlan(await resolvePlan(backend, plan.id))
+    if (fresh.git.prResult?.url) return result(fresh.git.prResult, false)
+    const gp = new GitPlan(store, plan.id, clock, () => {})
+    await gp.prepare(fresh.view)
+    const pr = { ...fresh.git.pr, ...(input.title !== undefined ? { title: input.title } : {}), ...(input.body !== undefined ? { body: input.body } : {}), ...(input.draft !== undefined ? { draft: input.draft } : {}) }
+    const rec = await gp.finish({ ...fresh.view, git: { ...fresh.git, pr } }, { again: true })
+    return result(rec, true)
+  } finally {
+    await release()
+  }
 }
+
+/** The plan's lock file, waiting up to `waitMs` for another holder (a concurrent mc_pr) to let go. */
+async function planLock(store: PlanStore, planId: string, by: string, waitMs = 30_000): Promise<() => Promise<void>> {
+  const end = Date.now() + waitMs
+  for (;;) {
+    try {
+      return await acquirePlanLock(store.dir, planId, { holder: by, host: hostName(), pid: process.pid, startedAt: Date.now() })
+    } catch (e) {
+      if (!(e instanceof PlanLockedError)) throw e
+      if (Date.now() > end) throw new ConcordError(`plan ${planId} is locked by ${e.info.holder} (an orchestrator or another pull request call): try again when it is done`, 1, "locked")
+      await new Promise(r => setTimeout(r, 100))
+    }
+  }
+}
+
 
 /* ------------------------------------------------------------------ cleanup */
 

@@ -56,7 +56,7 @@ repo: ${w.repo}
 graceMs: 0
 pr: { title: "Tools" }
 jobs:
-  - { name: a, run: "printf 'line 1 from a\\\\nline 2\\\\nline 3\\\\n' > README.md && echo a > a.txt && ${commitAs("a work")} && concord report completed 'a done'" }
+  - { name: a, run: "printf 'line 1 from a\\\\nline 2\\\\nline 3\\\\n' > README.md && echo a > a.txt && printf 'x\\\\033[2Jy\\\\n' > esc.txt && ${commitAs("a work")} && concord report completed 'a done'" }
   - { name: b, run: "printf 'line 1 from b\\\\nline 2\\\\nline 3\\\\n' > README.md && ${commitAs("b work")} && concord report completed 'b done'" }
   - { name: c, run: "echo c > c.txt && concord report completed 'c done'" }
   - { name: d, run: "true", dependsOn: [a] }
@@ -81,11 +81,15 @@ jobs:
     // mc_diff: the attempt's change from where it started, committed (a) or not (c: an untracked file).
     const da = await c.call("mc_diff", { name: "a" })
     expect(da.isError, text(da)).toBeFalsy()
-    expect(da.structuredContent.files.map((f: any) => f.path).sort()).toEqual(["README.md", "a.txt"])
+    expect(da.structuredContent.files.map((f: any) => f.path).sort()).toEqual(["README.md", "a.txt", "esc.txt"])
+    // A terminal escape in a changed file is shown, not sent raw (structuredContent keeps the exact text).
+    expect(text(da)).not.toContain("\x1b")
+    expect(text(da)).toContain("+x\\x1b[2Jy")
+    expect(da.structuredContent.diff).toContain("+x\x1b[2Jy")
     expect(da.structuredContent.diff).toContain("-line 1\n+line 1 from a")
     expect(da.structuredContent).toMatchObject({ to: "worktree", against: "start", truncated: false })
     const stat = await c.call("mc_diff", { name: "a", stat: true })
-    expect(stat.structuredContent.diff).toMatch(/2 files changed/)
+    expect(stat.structuredContent.diff).toMatch(/3 files changed/)
     expect(stat.structuredContent.diff).not.toContain("+line 1 from a")
     const wt = (name: string) => path.join(w.store, "worktrees", id, `${name}.1`)
     const cWorktree = wt("c")
@@ -103,7 +107,10 @@ jobs:
     // The CLI says the same.
     const cli = concord(w.store, ["diff", id, "a", "--stat"])
     expect(cli.code, cli.stderr).toBe(0)
-    expect(cli.stdout).toMatch(/2 files changed/)
+    expect(cli.stdout).toMatch(/3 files changed/)
+    const cliPatch = concord(w.store, ["diff", id, "a"])
+    expect(cliPatch.stdout).toContain("+x\\x1b[2Jy")
+    expect(cliPatch.stdout).not.toContain("\x1b")
 
     // Refusals: unknown job, a job without a worktree (d waits for a), bad input; the CLI's message.
     for (const [args, cliArgs] of [
@@ -261,14 +268,23 @@ jobs:
 
     // With an origin and a (fake) gh on the server's PATH: opened once; asked again, the recorded address.
     addOrigin(w.repo, path.join(w.dir, "origin.git"))
-    const bin = path.join(w.dir, "bin")
+    // A gh that takes a second, so two calls at once overlap: exactly one PR.
+    const real = path.join(w.dir, "real-gh")
     const log = path.join(w.dir, "gh.log")
-    fakeGh(bin, log)
-    const withGh = await mcp(["--store", w.store, "--plan", id], { env: { PATH: `${bin}${path.delimiter}${process.env.PATH}` } })
+    fakeGh(real, log)
+    const bin = path.join(w.dir, "bin")
+    mkdirSync(bin)
+    writeFileSync(path.join(bin, "gh"), `#!/bin/sh\nsleep 1\nexec "${real}/gh" "$@"\n`, { mode: 0o755 })
+    const env = { PATH: `${bin}${path.delimiter}${process.env.PATH}` }
+    const withGh = await mcp(["--store", w.store, "--plan", id], { env })
+    const other = await mcp(["--store", w.store, "--plan", id], { env })
     expect(text(await withGh.call("mc_pr", { name: "nope" }))).toMatch(/plan "pr" has no job "nope"/)
-    const opened = await withGh.call("mc_pr", { name: "a", title: "Tools, all merged", draft: true })
-    expect(opened.isError, text(opened)).toBeFalsy()
+    const both = await Promise.all([withGh.call("mc_pr", { name: "a", title: "Tools, all merged", draft: true }), other.call("mc_pr", { title: "Tools, all merged", draft: true })])
+    for (const b of both) expect(b.isError, text(b)).toBeFalsy()
+    const opened = both.find(b => b.structuredContent.now)!
     expect(opened.structuredContent).toMatchObject({ now: true, url: "https://github.com/example/repo/pull/7", manual: null })
+    expect(both.filter(b => b.structuredContent.now)).toHaveLength(1)
+    expect(both.map(b => b.structuredContent.url)).toEqual(["https://github.com/example/repo/pull/7", "https://github.com/example/repo/pull/7"])
     const second = await withGh.call("mc_pr", {})
     expect(second.structuredContent).toMatchObject({ now: false, url: "https://github.com/example/repo/pull/7" })
     const cli = concord(w.store, ["pr", id])
