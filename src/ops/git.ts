@@ -31,7 +31,7 @@ import { getJob, type JobView, type PlanView, readPlan, updateAttempt } from "..
 import { JOB_RETRYABLE, type JobStatus } from "../doc/states.js"
 import { hostName } from "../lib/host.js"
 import { isSameProcessAlive } from "../orchestrator/proc.js"
-import { git, gitHead, removeWorktree, repoRoot, resolveCommit, syncWorktree, uncommittedChanges, worktreeTree } from "../orchestrator/worktree/git.js"
+import { git, gitHead, operationInProgress, removeWorktree, repoRoot, resolveCommit, syncWorktree, uncommittedChanges, worktreeTree } from "../orchestrator/worktree/git.js"
 import { attemptWorktree, printable, scratchRef } from "../orchestrator/worktree/policy.js"
 import { GitPlan, removePlanWorktrees } from "../orchestrator/worktree/queue.js"
 import { acquirePlanLock, PlanLockedError } from "../orchestrator/lock.js"
@@ -329,6 +329,10 @@ export async function syncJob(backend: PlanBackend, input: SyncInput, clock: () 
   }
   if (!existsSync(dir)) throw new InputError(`job "${job.name}" attempt ${a.n}: its worktree ${dir} is gone (removed by cleanup): nothing to sync`, "no_worktree")
   if (!g.head) throw new InputError(`plan "${view.name}" has no integration head yet (it has not run)`, "no_worktree")
+  const busy = await operationInProgress(dir)
+  if (busy) {
+    throw new InputError(`job "${job.name}" attempt ${a.n}: a ${busy} is in progress in its worktree (left by the agent, or by a sync that was interrupted): finish it or abort it (git -C ${dir} ${busy} --abort), then sync`, "in_progress")
+  }
   const dirty = (await uncommittedChanges(dir)).filter(f => !setupPaths(job).some(p => f === p || f.startsWith(`${p}/`)))
   if (dirty.length) {
     const list = dirty.length > 10 ? `${dirty.slice(0, 10).join(", ")} and ${dirty.length - 10} more` : dirty.join(", ")

@@ -167,6 +167,14 @@ jobs:
     expect(sh(bWorktree, "rev-parse", "HEAD")).toBe(bHead)
     expect(sh(bWorktree, "status", "--porcelain")).toBe("")
 
+    // A rebase left unfinished in the worktree (an agent's, or a sync killed mid-way): refused, named.
+    expect(() => sh(bWorktree, "rebase", head)).toThrow()
+    const inProgress = await c.call("mc_sync", { name: "b" })
+    expect(inProgress.isError).toBe(true)
+    expect(text(inProgress)).toMatch(/a rebase is in progress in its worktree .*: finish it or abort it \(git -C .* rebase --abort\)/)
+    sh(bWorktree, "rebase", "--abort")
+    expect(sh(bWorktree, "rev-parse", "HEAD")).toBe(bHead)
+
     // A tracked file changed and not committed: refused before anything moves.
     writeFileSync(path.join(cWorktree, "README.md"), "scribble\n")
     const dirty = await c.call("mc_sync", { name: "c" })

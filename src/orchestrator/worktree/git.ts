@@ -344,6 +344,21 @@ export async function uncommittedChanges(dir: string): Promise<string[]> {
     .map(l => l.slice(3))
 }
 
+/** A rebase, merge, cherry-pick or revert left unfinished in a worktree (by an agent, or a sync that was killed), if any. */
+export async function operationInProgress(dir: string): Promise<string | null> {
+  for (const [file, what] of [
+    ["rebase-merge", "rebase"],
+    ["rebase-apply", "rebase"],
+    ["MERGE_HEAD", "merge"],
+    ["CHERRY_PICK_HEAD", "cherry-pick"],
+    ["REVERT_HEAD", "revert"],
+  ] as const) {
+    const p = path.resolve(dir, out(await git(dir, ["rev-parse", "--git-path", file])))
+    if (await fsp.access(p).then(() => true, () => false)) return what
+  }
+  return null
+}
+
 /** What a sync of a job's worktree did. */
 export type SyncOutcome = { kind: "up_to_date"; head: string } | { kind: "synced"; head: string; from: string } | { kind: "conflict"; files: string[]; detail: string }
 
