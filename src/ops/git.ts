@@ -27,7 +27,7 @@ import { jobBranch } from "../doc/branches.js"
 import { ConcordError, InputError } from "../doc/errors.js"
 import { type GitView, mergeCandidates } from "../doc/merge.js"
 import type { PrRecord } from "../doc/model.js"
-import { getJob, type JobView, type PlanView, readPlan, updateAttempt } from "../doc/plan.js"
+import { findApproval, getJob, type JobView, type PlanView, readPlan, updateAttempt } from "../doc/plan.js"
 import { JOB_RETRYABLE, type JobStatus } from "../doc/states.js"
 import { hostName } from "../lib/host.js"
 import { isSameProcessAlive } from "../orchestrator/proc.js"
@@ -214,7 +214,8 @@ export async function requestMerge(backend: PlanBackend, input: MergeInput, cloc
   let approved: MergeStatusResult["approved"] = null
   let current = view
   const cpJob = view.checkpointContext?.jobName
-  if (view.checkpoint === "pre_merge" && cpJob === job.name && job.status === "completed") {
+  const earlier = view.checkpoint ? findApproval(view, view.checkpoint, view.checkpointSeq) : undefined
+  if (view.checkpoint === "pre_merge" && cpJob === job.name && job.status === "completed" && !earlier) {
     const r = await approve(backend, { planRef: plan.id, checkpoint: "pre_merge" }, clock)
     approved = r.approved
     current = readPlan((await resolvePlan(backend, plan.id)).doc)
@@ -269,10 +270,11 @@ export async function requestMerge(backend: PlanBackend, input: MergeInput, cloc
       : `${j.name} #${j.attempt} completed; its pre_merge checkpoint is not raised yet (the orchestrator raises it; then call this again). ${runHint}`
     return { ...base, state: "waiting", queue: null, waitingFor: [], text }
   }
-  const lead = approved ? `approved pre_merge #${approved.seq} for ${j.name}: ` : ""
+  const wasApproved = !approved && earlier && current.checkpoint === "pre_merge" && cpJob === j.name
+  const lead = approved ? `approved pre_merge #${approved.seq} for ${j.name}: ` : wasApproved ? `pre_merge for ${j.name} was approved by ${earlier.by}: ` : ""
   return {
     ...base,
-    state: approved ? "approved" : "queued",
+    state: approved || wasApproved ? "approved" : "queued",
     queue: null,
     waitingFor: [],
     text: `${lead}${j.name} #${j.attempt} enters the merge queue at the orchestrator's next round; it is merged into ${g.integrationBranch} only if the combined result passes${g.test ? ` (${g.test})` : ""}. ${runHint}`,

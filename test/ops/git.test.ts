@@ -1,0 +1,103 @@
+/**
+ * requestMerge (mc_merge / concord merge) on plan documents in a real store: it never merges, it approves
+ * a job's pre_merge and says where the job stands in the merge queue. No git needed: these are decisions
+ * on the document (the git effects are in test/mcp/git-tools.test.ts).
+ */
+import * as A from "@automerge/automerge"
+import { mkdtempSync, rmSync } from "node:fs"
+import os from "node:os"
+import path from "node:path"
+import { afterAll, describe, expect, it } from "vitest"
+import type { WriteContext } from "../../src/doc/actor.js"
+import { enqueueMerge, entryKey, markMerged, recordGitBase, recordMergeResult, startMerge } from "../../src/doc/merge.js"
+import { raiseCheckpoint, setJobStatus, setPlanStatus } from "../../src/doc/plan.js"
+import { validatePlanSpec } from "../../src/doc/spec.js"
+import { requestMerge } from "../../src/ops/git.js"
+import { LocalBackend } from "../../src/ops/local.js"
+import { PlanStore } from "../../src/sync/store/PlanStore.js"
+
+let t = 1_800_000_000_000
+const clock = (): WriteContext => ({ by: "tester@host:1", now: ++t })
+const roots: string[] = []
+afterAll(() => roots.forEach(r => rmSync(r, { recursive: true, force: true })))
+
+async function plan(mode: "autopilot" | "supervisor") {
+  const dir = mkdtempSync(path.join(os.tmpdir(), "concord-opsgit-"))
+  roots.push(dir)
+  const store = new PlanStore(path.join(dir, "store"), { onWarning: () => {} })
+  const spec = validatePlanSpec({
+    name: "q",
+    mode,
+    repo: dir,
+    jobs: [
+      { name: "a", run: "true" },
+      { name: "b", run: "true" },
+      { name: "c", run: "true", dependsOn: ["a"] },
+      { name: "r", run: "true" },
+    ],
+  })
+  const { id } = await store.createPlan(spec, dir, clock())
+  const backend = new LocalBackend(store)
+  const update = (fn: Parameters<PlanStore["updatePlan"]>[1]) => store.updatePlan(id, fn)
+  await update(d => setPlanStatus(recordGitBase(d, { baseBranch: "main", baseCommit: "1".repeat(40) }, clock()), "running", clock()))
+  for (const j of ["a", "b", "c"]) {
+    await update(d => setJobStatus(d, j, "running", { attempt: 1 }, clock()))
+    await update(d => setJobStatus(d, j, "completed", { attempt: 1 }, clock()))
+  }
+  await update(d => setJobStatus(d, "r", "running", { attempt: 1 }, clock()))
+  const heads = async () => A.getHeads(await store.loadPlan(id)).join()
+  return { store, backend, id, update, heads }
+}
+
+describe("requestMerge: the queue merges; mc_merge approves and reports", () => {
+  it("autopilot: place in the queue, waiting for dependencies, merged, refused; nothing written", async () => {
+    const p = await plan("autopilot")
+    await p.update(d => enqueueMerge(d, "a", clock()))
+    await p.update(d => enqueueMerge(d, "b", clock()))
+    const before = await p.heads()
+    const b = await requestMerge(p.backend, { planRef: p.id, job: "b" }, clock)
+    expect(b).toMatchObject({ state: "queued", queue: { state: "queued", position: 2, ahead: ["a"] }, approved: null })
+    expect(b.text).toContain("number 2 in the merge queue, after a")
+    const c = await requestMerge(p.backend, { planRef: p.id, job: "c" }, clock)
+    expect(c).toMatchObject({ state: "waiting", waitingFor: ["a"], queue: null })
+    expect(c.text).toContain("once its dependencies are merged: a (ready_to_merge)")
+    await expect(requestMerge(p.backend, { planRef: p.id, job: "r" }, clock)).rejects.toThrow(/job "r" is running, not completed: it enters the merge queue when it has completed/)
+    await expect(requestMerge(p.backend, { planRef: p.id, job: "zz" }, clock)).rejects.toThrow(/plan "q" has no job "zz" \(jobs: a, b, c, r\)/)
+    expect(await p.heads()).toBe(before)
+
+    await p.update(d => startMerge(d, entryKey("a", 1), "1".repeat(40), clock()))
+    expect(await requestMerge(p.backend, { planRef: p.id, job: "a" }, clock)).toMatchObject({ state: "merging", queue: { position: 1 } })
+    await p.update(d => recordMergeResult(d, entryKey("a", 1), { kind: "passed", commit: "2".repeat(40) }, clock()))
+    await p.update(d => markMerged(d, entryKey("a", 1), clock()))
+    expect(await requestMerge(p.backend, { planRef: p.id, job: "a" }, clock)).toMatchObject({ state: "merged", queue: { commit: "2".repeat(40), position: null } })
+    // b moved up; c now may enter (its dependency merged): the orchestrator's next round puts it in.
+    expect(await requestMerge(p.backend, { planRef: p.id, job: "b" }, clock)).toMatchObject({ queue: { position: 1, ahead: [] } })
+    expect(await requestMerge(p.backend, { planRef: p.id, job: "c" }, clock)).toMatchObject({ state: "queued", queue: null, waitingFor: [] })
+
+    await p.update(d => startMerge(d, entryKey("b", 1), "2".repeat(40), clock()))
+    await p.update(d => recordMergeResult(d, entryKey("b", 1), { kind: "touch_violation", files: ["Makefile"], touchSet: ["src/**"] }, clock()))
+    const refused = requestMerge(p.backend, { planRef: p.id, job: "b" }, clock)
+    await expect(refused).rejects.toThrow(/job "b" attempt 1 was refused by the merge queue \(changed files outside its touchSet \(src\/\*\*\): Makefile\): retry it/)
+    await expect(refused).rejects.toMatchObject({ exitCode: 2, code: "merge_refused" })
+  })
+
+  it("supervisor: approves the pre_merge the plan waits at for that job, and only that one", async () => {
+    const p = await plan("supervisor")
+    await p.update(d => raiseCheckpoint(d, "pre_merge", { jobName: "b", attempt: 1 }, clock(), { job: "b", attempt: 1 }))
+    const before = await p.heads()
+    const a = await requestMerge(p.backend, { planRef: p.id, job: "a" }, clock)
+    expect(a).toMatchObject({ state: "waiting", approved: null })
+    expect(a.text).toContain("the plan waits at pre_merge for b first")
+    expect(await p.heads()).toBe(before)
+    const b = await requestMerge(p.backend, { planRef: p.id, job: "b" }, clock)
+    expect(b).toMatchObject({ state: "approved", approved: { checkpoint: "pre_merge", by: "tester@host:1" } })
+    expect(b.text).toMatch(/^approved pre_merge #1 for b: b #1 enters the merge queue at the orchestrator's next round/)
+    expect(await p.heads()).not.toBe(before)
+    // Asked again: the approval exists, nothing new is written.
+    const after = await p.heads()
+    const again = await requestMerge(p.backend, { planRef: p.id, job: "b" }, clock)
+    expect(again).toMatchObject({ state: "approved", approved: null })
+    expect(again.text).toMatch(/^pre_merge for b was approved by tester@host:1: b #1 enters the merge queue/)
+    expect(await p.heads()).toBe(after)
+  })
+})
