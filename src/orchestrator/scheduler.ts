@@ -222,7 +222,11 @@ export function decide(view: PlanView, obs: Observations): Decision {
     for (const j of jobs) {
       const st = statusOf(j)
       const a = j.current
-      if (a.checkpointSeq !== null || a.skipped) continue
+      if (a.skipped) continue
+      // Raised once per attempt; but in supervisor mode the attempt's seq is its pre_merge, and a refusal by
+      // the queue after that approval still needs its on_error.
+      const preMergeOnly = a.checkpointSeq !== null && view.approvals.some(x => x.checkpoint === "pre_merge" && x.seq === a.checkpointSeq)
+      if (a.checkpointSeq !== null && !(view.git && st === "conflict" && preMergeOnly)) continue
       // In a git plan a job the merge queue refused (conflict, failed test, touchSet) is a failure too.
       if (st === "failed" || (view.git && st === "conflict")) {
         const refused = st === "conflict"

@@ -264,4 +264,24 @@ describe("git plans (repo:)", () => {
     const merged = setJobStatus(doc, "a", "merged", {}, c())
     expect(kinds(decide(readPlan(merged), obs()).actions)).toContain("setPlan=completed")
   })
+  it("supervisor mode: a job the queue refused after its pre_merge was approved still pauses at on_error (once)", () => {
+    let doc = gitPlan([["a"], ["b"]])
+    doc = setPlanStatus(doc, "running", c())
+    doc = A.change(doc, d => void (d.mode = "supervisor" as never))
+    doc = step(doc).doc
+    doc = setJobStatus(doc, "a", "completed", {}, c())
+    let r = step(doc)
+    expect(kinds(r.actions)).toContain("raise:pre_merge")
+    doc = approveCheckpoint(r.doc, { id: "x1" }, c()).doc
+    doc = step(doc).doc // cleared
+    expect(readPlan(doc).checkpoint).toBeNull()
+    doc = setJobStatus(setJobStatus(setJobStatus(doc, "a", "ready_to_merge", {}, c()), "a", "merging", {}, c()), "a", "conflict", { reason: "merge conflict in x", failureKind: "merge_conflict" }, c())
+    r = step(doc)
+    expect(r.actions.find(x => x.kind === "raise")).toMatchObject({ checkpoint: "on_error", context: { jobName: "a", failureKind: "merge_conflict" } })
+    expect(kinds(r.actions)).not.toContain("setPlan=failed")
+    expect(readPlan(r.doc).checkpoint).toBe("on_error")
+    // Approved and cleared: not raised again for the same attempt.
+    doc = step(approveCheckpoint(r.doc, { id: "x2" }, c()).doc).doc
+    expect(kinds(decide(readPlan(doc), obs()).actions)).not.toContain("raise:on_error")
+  })
 })
