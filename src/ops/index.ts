@@ -15,3 +15,22 @@ export { createPlan, type CreatedPlan, listPlans, type PlanRow } from "./plans.j
 export { type AtInput, type AtResult, planAt, planAtDocs } from "./at.js"
 export { type KillInput, type KillResult, kill } from "./kill.js"
 export { DEFAULT_TAIL_LINES, type FollowOptions, followLog, locateLog, type LogInput, type LogTail, MAX_TAIL_LINES, tailLog } from "./logs.js"
+export {
+  cleanup,
+  type CleanupInput,
+  type CleanupResult,
+  DEFAULT_DIFF_BYTES,
+  diff,
+  type DiffInput,
+  type DiffResult,
+  MAX_DIFF_BYTES,
+  type MergeInput,
+  type MergeStatusResult,
+  type PrInput,
+  type PrResult,
+  pullRequest,
+  requestMerge,
+  type SyncInput,
+  type SyncResult,
+  syncJob,
+} from "./git.js"
