@@ -329,6 +329,10 @@ export async function syncJob(backend: PlanBackend, input: SyncInput, clock: () 
           : "it has not started"
     throw new InputError(`job "${job.name}" attempt ${a.n} is ${job.status}: not synced (${why})`, "not_syncable")
   }
+  const lease = view.lease
+  if (job.status === "completed" && lease && lease.expiresAt > clock().now && mergeCandidates(view).some(x => x.name === job.name)) {
+    throw new InputError(`job "${job.name}" attempt ${a.n} is completed and about to enter the merge queue (${lease.holder} runs the plan): its branch must not move now`, "not_syncable")
+  }
   if (!existsSync(dir)) throw new InputError(`job "${job.name}" attempt ${a.n}: its worktree ${dir} is gone (removed by cleanup): nothing to sync`, "no_worktree")
   if (!g.head) throw new InputError(`plan "${view.name}" has no integration head yet (it has not run)`, "no_worktree")
   const busy = await operationInProgress(dir)

@@ -149,6 +149,11 @@ jobs:
     const merged = await c.call("mc_merge", { name: "a" })
     expect(merged.structuredContent).toMatchObject({ state: "merged", queue: { state: "merged", commit: head } })
 
+    // Against the integration head instead: c's worktree lacks a's merged work.
+    const dci = await c.call("mc_diff", { name: "c", against: "integration", stat: true })
+    expect(dci.structuredContent).toMatchObject({ against: "integration", from: head })
+    expect(dci.structuredContent.files.map((f: any) => f.path).sort()).toEqual(["README.md", "a.txt", "c.txt", "esc.txt"])
+
     // mc_sync: b conflicts with a's merged change: refused, and the worktree is exactly as it was.
     const bWorktree = wt("b")
     const bHead = sh(bWorktree, "rev-parse", "HEAD")

@@ -10,9 +10,9 @@ import path from "node:path"
 import { afterAll, describe, expect, it } from "vitest"
 import type { WriteContext } from "../../src/doc/actor.js"
 import { enqueueMerge, entryKey, markMerged, recordGitBase, recordMergeResult, startMerge } from "../../src/doc/merge.js"
-import { raiseCheckpoint, setJobStatus, setPlanStatus } from "../../src/doc/plan.js"
+import { acquireLease, raiseCheckpoint, setJobStatus, setPlanStatus, updateAttempt } from "../../src/doc/plan.js"
 import { validatePlanSpec } from "../../src/doc/spec.js"
-import { requestMerge } from "../../src/ops/git.js"
+import { requestMerge, syncJob } from "../../src/ops/git.js"
 import { LocalBackend } from "../../src/ops/local.js"
 import { PlanStore } from "../../src/sync/store/PlanStore.js"
 
@@ -99,5 +99,21 @@ describe("requestMerge: the queue merges; mc_merge approves and reports", () => 
     expect(again).toMatchObject({ state: "approved", approved: null })
     expect(again.text).toMatch(/^pre_merge for b was approved by tester@host:1: b #1 enters the merge queue/)
     expect(await p.heads()).toBe(after)
+  })
+
+  it("sync never moves a branch the merge queue owns or is about to take; nothing written", async () => {
+    const p = await plan("autopilot")
+    for (const j of ["a", "b"]) await p.update(d => updateAttempt(d, j, 1, { worktree: path.join(os.tmpdir(), `wt-${j}`), branch: `concord/q--${j}` }, clock()))
+    await p.update(d => enqueueMerge(d, "b", clock()))
+    // A live orchestrator (its lease) would enqueue a at its next round.
+    const now = Date.now()
+    await p.update(d => acquireLease(d, { holder: "orchestrator@elsewhere:9", host: "elsewhere", pid: 9, ttlMs: 60_000 }, { by: "orchestrator@elsewhere:9", now }))
+    const before = await p.heads()
+    const wall = () => ({ by: "tester@host:1", now: Date.now() })
+    await expect(syncJob(p.backend, { planRef: p.id, job: "a" }, wall)).rejects.toThrow(/job "a" attempt 1 is completed and about to enter the merge queue \(orchestrator@elsewhere:9 runs the plan\)/)
+    await expect(syncJob(p.backend, { planRef: p.id, job: "b" }, wall)).rejects.toThrow(/job "b" attempt 1 is ready_to_merge: not synced \(its branch is in the merge queue now and must not move\)/)
+    await expect(syncJob(p.backend, { planRef: p.id, job: "r" }, wall)).rejects.toThrow(/job "r" attempt 1 has no worktree \(it is running/)
+    await expect(syncJob(p.backend, { planRef: p.id, job: "a", strategy: "squash" as never }, wall)).rejects.toThrow(/invalid strategy "squash": expected rebase or merge/)
+    expect(await p.heads()).toBe(before)
   })
 })
