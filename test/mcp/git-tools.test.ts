@@ -224,7 +224,7 @@ jobs:
     r = concord(w.store, ["run", id])
     s = statusJson(w.store, id)
     expect(job(s, "b").status, r.stdout).toBe("conflict")
-    expect(s.checkpoint).toBe("on_error") // a refusal after pre_merge pauses the plan, as any failure does
+    expect(s.status).toBe("paused") // at c's pre_merge, or b's on_error: a refusal after pre_merge does not fail the plan
     before = storeFiles(w.store)
     const mr = await c.call("mc_merge", { name: "b" })
     expect(mr.isError).toBe(true)
