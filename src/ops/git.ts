@@ -149,12 +149,14 @@ export async function diff(backend: PlanBackend, input: DiffInput): Promise<Diff
   if (!from) throw new InputError(`job "${job.name}" attempt ${a.n} has no recorded ${against === "start" ? "start commit" : "integration head"}`, "no_worktree")
   const cwd = to === "worktree" ? a.worktree! : root
   const base = ["diff", "--no-color", "--no-ext-diff", "--no-renames"]
-  const numstat = await git(cwd, [...base, "--numstat", "-z", from, target])
-  const files = parseNumstat(numstat.stdout)
+  // The file list is bounded too (a change of a million files must not fill the server's memory).
+  const numstat = await gitHead(cwd, [...base, "--numstat", "-z", from, target], 1 << 20, undefined, "\0")
+  const files = parseNumstat(numstat.text)
   const d = await gitHead(cwd, input.stat ? [...base, "--stat=120", from, target] : [...base, from, target], maxBytes)
-  const what = `${job.name} #${a.n}: ${to === "worktree" ? "its worktree" : `branch ${branch}`} against ${against === "start" ? "where it started" : g.integrationBranch} (${from.slice(0, 12)}): ${files.length} file${files.length === 1 ? "" : "s"} changed`
+  const count = `${files.length}${numstat.truncated ? "+" : ""} file${files.length === 1 && !numstat.truncated ? "" : "s"}`
+  const what = `${job.name} #${a.n}: ${to === "worktree" ? "its worktree" : `branch ${branch}`} against ${against === "start" ? "where it started" : g.integrationBranch} (${from.slice(0, 12)}): ${count} changed`
   const cut = d.truncated ? `\n[diff truncated: showing the first ${Buffer.byteLength(d.text)} of ${d.bytes} bytes; use stat, or a larger maxBytes]` : ""
-  const text = files.length === 0 ? `${what}\n(no changes)` : `${what}\n${d.text}${cut}`
+  const text = files.length === 0 && !numstat.truncated ? `${what}\n(no changes)` : `${what}\n${d.text}${cut}`
   return { planId: plan.id, plan: view.name, job: job.name, attempt: a.n, against, from, to, branch, files, stat: !!input.stat, diff: d.text, bytes: d.bytes, truncated: d.truncated, text }
 }
 

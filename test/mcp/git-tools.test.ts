@@ -3,7 +3,7 @@
  * own Client over stdio against real plans run by `concord run` on real git repositories in temp dirs:
  * each tool's effect, and its refusals (tool errors with the CLI's message, nothing written).
  */
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs"
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import path from "node:path"
 import { afterAll, describe, expect, it } from "vitest"
 import { readPlan } from "../../src/doc/plan.js"
@@ -99,6 +99,18 @@ jobs:
     expect(dc.structuredContent.files).toEqual([{ path: "c.txt", added: 1, deleted: 0 }])
     expect(sh(cWorktree, "status", "--porcelain")).toBe(cStatusBefore) // its index was not touched
     expect(cStatusBefore).toBe("?? c.txt")
+    // A huge change: the answer stays bounded (64 KiB of diff by default) and says how much there was.
+    const aWorktree = path.join(w.store, "worktrees", id, "a.1")
+    writeFileSync(path.join(aWorktree, "big.txt"), Array.from({ length: 200_000 }, (_, i) => `generated line ${i}`).join("\n"))
+    const big = await c.call("mc_diff", { name: "a" })
+    expect(big.isError, text(big)).toBeFalsy()
+    expect(big.structuredContent).toMatchObject({ truncated: true })
+    expect(big.structuredContent.bytes).toBeGreaterThan(4_000_000)
+    expect(Buffer.byteLength(big.structuredContent.diff)).toBeLessThanOrEqual(64 * 1024)
+    expect(big.structuredContent.files.map((f: any) => f.path)).toContain("big.txt")
+    expect(text(big)).toMatch(/\[diff truncated: showing the first \d+ of \d+ bytes; use stat, or a larger maxBytes\]$/)
+    rmSync(path.join(aWorktree, "big.txt"))
+
     // Bounded: a cut diff says so.
     const small = await c.call("mc_diff", { name: "a", maxBytes: 60 })
     expect(small.structuredContent.truncated).toBe(true)

@@ -285,8 +285,8 @@ export interface Capped {
   truncated: boolean
 }
 
-/** git in `cwd`, keeping only the first `maxBytes` of its output (the rest is counted, not kept). */
-export async function gitHead(cwd: string, args: string[], maxBytes: number, env?: NodeJS.ProcessEnv): Promise<Capped> {
+/** git in `cwd`, keeping only the first `maxBytes` of its output, cut after the last `sep` (the rest is counted, not kept). */
+export async function gitHead(cwd: string, args: string[], maxBytes: number, env?: NodeJS.ProcessEnv, sep = "\n"): Promise<Capped> {
   return new Promise((resolve, reject) => {
     const child = spawn("git", args, { cwd, env: { ...process.env, ...GIT_ENV, ...env }, stdio: ["ignore", "pipe", "pipe"] })
     const kept: Buffer[] = []
@@ -308,7 +308,7 @@ export async function gitHead(cwd: string, args: string[], maxBytes: number, env
       let text = Buffer.concat(kept).toString("utf8")
       const truncated = bytes > keptBytes
       if (truncated) {
-        const nl = text.lastIndexOf("\n")
+        const nl = text.lastIndexOf(sep)
         text = nl >= 0 ? text.slice(0, nl + 1) : ""
       }
       resolve({ text, bytes, truncated })
