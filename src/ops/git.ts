@@ -20,14 +20,15 @@
  * Everything but `merge` needs the repository and the worktrees, i.e. the local store of the machine
  * that ran the plan: on a remote backend they refuse. A refusal writes nothing.
  */
+import { randomBytes } from "node:crypto"
 import { existsSync, readdirSync } from "node:fs"
 import path from "node:path"
 import type { WriteContext } from "../doc/actor.js"
 import { jobBranch } from "../doc/branches.js"
 import { ConcordError, InputError } from "../doc/errors.js"
 import { type GitView, mergeCandidates } from "../doc/merge.js"
-import type { PrRecord } from "../doc/model.js"
-import { findApproval, getJob, type JobView, type PlanView, readPlan, updateAttempt } from "../doc/plan.js"
+import type { ApprovalRecord, PrRecord } from "../doc/model.js"
+import { approveCheckpoint, findApproval, getJob, type JobView, type PlanView, readPlan, updateAttempt } from "../doc/plan.js"
 import { JOB_RETRYABLE, type JobStatus } from "../doc/states.js"
 import { hostName } from "../lib/host.js"
 import { isSameProcessAlive } from "../orchestrator/proc.js"
@@ -36,7 +37,6 @@ import { attemptWorktree, printable, scratchRef } from "../orchestrator/worktree
 import { GitPlan, removePlanWorktrees } from "../orchestrator/worktree/queue.js"
 import { acquirePlanLock, PlanLockedError } from "../orchestrator/lock.js"
 import type { PlanStore } from "../sync/store/PlanStore.js"
-import { approve } from "./approve.js"
 import type { PlanBackend } from "./backend.js"
 import { LocalBackend } from "./local.js"
 import { type ResolvedPlan, resolvePlan } from "./resolve.js"
@@ -218,9 +218,16 @@ export async function requestMerge(backend: PlanBackend, input: MergeInput, cloc
   const cpJob = view.checkpointContext?.jobName
   const earlier = view.checkpoint ? findApproval(view, view.checkpoint, view.checkpointSeq) : undefined
   if (view.checkpoint === "pre_merge" && cpJob === job.name && job.status === "completed" && !earlier) {
-    const r = await approve(backend, { planRef: plan.id, checkpoint: "pre_merge" }, clock)
-    approved = r.approved
-    current = readPlan((await resolvePlan(backend, plan.id)).doc)
+    // Decided again on the document as it is written: never approve a pre_merge raised meanwhile for another job.
+    const { doc, result } = await backend.updatePlan<ApprovalRecord | null>(plan.id, d => {
+      const v = readPlan(d)
+      const ok = v.checkpoint === "pre_merge" && v.checkpointContext?.jobName === job.name && getJob(v, job.name).status === "completed"
+      if (!ok || findApproval(v, "pre_merge", v.checkpointSeq)) return { doc: d, result: null }
+      const r = approveCheckpoint(d, { checkpoint: "pre_merge", id: `${Date.now()}-${randomBytes(4).toString("hex")}` }, clock())
+      return { doc: r.doc, result: r.approval }
+    })
+    if (result) approved = { checkpoint: result.checkpoint, seq: result.seq, by: result.by }
+    current = readPlan(doc)
   }
   const j = getJob(current, job.name)
   const gv = current.git!

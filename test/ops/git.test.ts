@@ -8,9 +8,10 @@ import { mkdtempSync, rmSync } from "node:fs"
 import os from "node:os"
 import path from "node:path"
 import { afterAll, describe, expect, it } from "vitest"
+import type { PlanUpdate } from "../../src/ops/backend.js"
 import type { WriteContext } from "../../src/doc/actor.js"
 import { enqueueMerge, entryKey, markMerged, recordGitBase, recordMergeResult, startMerge } from "../../src/doc/merge.js"
-import { acquireLease, raiseCheckpoint, setJobStatus, setPlanStatus, updateAttempt } from "../../src/doc/plan.js"
+import { acquireLease, approveCheckpoint, clearCheckpoint, raiseCheckpoint, readPlan, setJobStatus, setPlanStatus, updateAttempt } from "../../src/doc/plan.js"
 import { validatePlanSpec } from "../../src/doc/spec.js"
 import { requestMerge, syncJob } from "../../src/ops/git.js"
 import { LocalBackend } from "../../src/ops/local.js"
@@ -115,5 +116,28 @@ describe("requestMerge: the queue merges; mc_merge approves and reports", () => 
     await expect(syncJob(p.backend, { planRef: p.id, job: "r" }, wall)).rejects.toThrow(/job "r" attempt 1 has no worktree \(it is running/)
     await expect(syncJob(p.backend, { planRef: p.id, job: "a", strategy: "squash" as never }, wall)).rejects.toThrow(/invalid strategy "squash": expected rebase or merge/)
     expect(await p.heads()).toBe(before)
+  })
+
+  it("supervisor: a pre_merge raised for another job between reading and writing is not approved by mistake", async () => {
+    const p = await plan("supervisor")
+    await p.update(d => raiseCheckpoint(d, "pre_merge", { jobName: "b", attempt: 1 }, clock(), { job: "b", attempt: 1 }))
+    // Another process (a human and the orchestrator) writes between mc_merge's read and its write:
+    // b's pre_merge is approved and cleared, and a's raised.
+    class Interleaved extends LocalBackend {
+      first = true
+      override async updatePlan<R = void>(id: Parameters<LocalBackend["updatePlan"]>[0], fn: PlanUpdate<R>) {
+        if (this.first) {
+          this.first = false
+          await p.update(d => raiseCheckpoint(clearCheckpoint(approveCheckpoint(d, { id: "other" }, clock()).doc, clock()), "pre_merge", { jobName: "a", attempt: 1 }, clock(), { job: "a", attempt: 1 }))
+        }
+        return super.updatePlan(id, fn)
+      }
+    }
+    const r = await requestMerge(new Interleaved(p.store), { planRef: p.id, job: "b" }, clock)
+    expect(r.approved).toBeNull()
+    const v = readPlan(await p.store.loadPlan(p.id))
+    expect(v.checkpoint).toBe("pre_merge")
+    expect(v.checkpointContext?.jobName).toBe("a")
+    expect(v.approvals.filter(x => x.checkpoint === "pre_merge").map(x => x.job)).toEqual(["b"]) // a's is still waiting
   })
 })
