@@ -363,11 +363,18 @@ export async function syncJob(backend: PlanBackend, input: SyncInput, clock: () 
       "sync_conflict"
     )
   }
+  // What the attempt changed is now measured from the head it synced onto (diff, touchSet). Recorded after
+  // git moved the branch; a sync killed in between (or an agent that merged the integration branch itself)
+  // is repaired by the next sync, which finds the head in the branch's history.
+  const record = (why: string) =>
+    backend.updatePlan(plan.id, d => updateAttempt(d, job.name, a.n, { baseCommit: g.head! }, clock(), `job ${job.name} #${a.n}: ${why}; it now starts at ${g.integrationBranch} ${g.head!.slice(0, 12)}`))
   if (outcome.kind === "up_to_date") {
-    return { ...base, from: outcome.head, head: outcome.head, changed: false, text: `${job.name} #${a.n} is up to date with ${g.integrationBranch} (${g.head.slice(0, 12)}): nothing to do` }
+    const repaired = a.baseCommit !== g.head
+    if (repaired) await record(`${g.integrationBranch} is in its branch already`)
+    const note = repaired ? `; its recorded start is now ${g.head.slice(0, 12)} (it was ${a.baseCommit?.slice(0, 12) ?? "not recorded"})` : ""
+    return { ...base, from: outcome.head, head: outcome.head, changed: false, text: `${job.name} #${a.n} is up to date with ${g.integrationBranch} (${g.head.slice(0, 12)}): nothing to do${note}` }
   }
-  // What the attempt changed is now measured from the head it synced onto (diff, touchSet).
-  await backend.updatePlan(plan.id, d => updateAttempt(d, job.name, a.n, { baseCommit: g.head! }, clock(), `job ${job.name} #${a.n}: ${strategy} onto ${g.integrationBranch} at ${g.head!.slice(0, 12)}`))
+  await record(`${strategy} onto ${g.integrationBranch}`)
   return {
     ...base,
     from: outcome.from,

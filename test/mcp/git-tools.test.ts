@@ -6,7 +6,7 @@
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import path from "node:path"
 import { afterAll, describe, expect, it } from "vitest"
-import { readPlan } from "../../src/doc/plan.js"
+import { readPlan, updateAttempt } from "../../src/doc/plan.js"
 import { PlanStore } from "../../src/sync/store/PlanStore.js"
 import { cleanup, tempDir } from "../helpers/cli.js"
 import { addOrigin, fakeGh, makeRepo, merges, sh } from "../orchestrator/worktree/gitrepo.js"
@@ -210,6 +210,22 @@ jobs:
     expect(dc2.structuredContent.files.map((f: any) => f.path)).toEqual(["c.txt"])
     const again = await c.call("mc_sync", { name: "c" })
     expect(again.structuredContent.changed).toBe(false)
+    // A sync killed after git moved the branch but before the plan recorded it (the document still has the
+    // old start): the next sync finds the head in the branch and repairs the record; nothing else moves.
+    const oldStart = planDoc.jobs.find(j => j.name === "a")!.current.baseCommit!
+    await new PlanStore(w.store).updatePlan(id, d => updateAttempt(d, "c", 1, { baseCommit: oldStart }, { by: "test", now: Date.now() }))
+    expect((await c.call("mc_diff", { name: "c" })).structuredContent.files.length).toBeGreaterThan(1) // a's work counted as c's
+    const cHead = sh(cWorktree, "rev-parse", "HEAD")
+    const repaired = await c.call("mc_sync", { name: "c" })
+    expect(repaired.structuredContent.changed).toBe(false)
+    expect(text(repaired)).toContain(`its recorded start is now ${head.slice(0, 12)}`)
+    expect(sh(cWorktree, "rev-parse", "HEAD")).toBe(cHead)
+    expect((await c.call("mc_diff", { name: "c" })).structuredContent.files.map((f: any) => f.path)).toEqual(["c.txt"])
+    // A job's own server: name defaults to its job; a planning server without a job needs it.
+    const agentC = await mcp(["--store", w.store, "--plan", id, "--job", "c"])
+    expect((await agentC.call("mc_diff", {})).structuredContent).toMatchObject({ job: "c", files: [{ path: "c.txt" }] })
+    expect((await agentC.call("mc_sync", {})).structuredContent).toMatchObject({ job: "c", changed: false })
+    expect(text(await c.call("mc_sync", {}))).toBe("mc_sync needs name (the job); this server was started for no job")
     // a is merged: its branch is not a worktree to sync any more.
     expect(text(await c.call("mc_sync", { name: "a" }))).toMatch(/job "a" attempt 1 is merged: not synced/)
 
