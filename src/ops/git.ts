@@ -512,8 +512,10 @@ export async function cleanup(backend: PlanBackend, input: CleanupInput): Promis
   for (const a of job.attempts) {
     const dir = a.worktree ?? attemptWorktree(store.dir, plan.id, job.name, a.n)
     const there = existsSync(dir)
-    if (IN_USE.has(a.status) || (a.status === "running" && alive(job))) {
-      if (there) kept.push({ worktree: dir, why: `attempt ${a.n} is ${a.status}${a.status === "completed" ? " and not yet in the merge queue (its work may not be committed)" : ""}` })
+    const liveProcess = a.pid !== null && (a.host ?? host) === host && isSameProcessAlive(a.pid, a.pidStartedAt)
+    if (IN_USE.has(a.status) || liveProcess) {
+      const why = IN_USE.has(a.status) ? `attempt ${a.n} is ${a.status}${a.status === "completed" ? " and not yet in the merge queue (its work may not be committed)" : ""}` : `attempt ${a.n}'s process ${a.pid} is still alive`
+      if (there) kept.push({ worktree: dir, why })
       continue
     }
     if (a.host && a.host !== host) {
