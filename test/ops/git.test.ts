@@ -1,10 +1,12 @@
 /**
- * requestMerge (mc_merge / concord merge) on plan documents in a real store: it never merges, it approves
- * a job's pre_merge and says where the job stands in the merge queue. No git needed: these are decisions
- * on the document (the git effects are in test/mcp/git-tools.test.ts).
+ * src/ops/git.ts on plan documents in a real store: requestMerge (mc_merge / concord merge) never merges,
+ * it approves a job's pre_merge and says where the job stands in the merge queue; sync and cleanup refuse
+ * what would move a branch the queue owns or pull a worktree from under a live process. The git effects
+ * over MCP are in test/mcp/git-tools.test.ts.
  */
 import * as A from "@automerge/automerge"
-import { mkdtempSync, rmSync } from "node:fs"
+import { spawn } from "node:child_process"
+import { existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs"
 import os from "node:os"
 import path from "node:path"
 import { afterAll, describe, expect, it } from "vitest"
@@ -13,9 +15,10 @@ import type { WriteContext } from "../../src/doc/actor.js"
 import { enqueueMerge, entryKey, markMerged, recordGitBase, recordMergeResult, startMerge } from "../../src/doc/merge.js"
 import { acquireLease, approveCheckpoint, clearCheckpoint, raiseCheckpoint, readPlan, setJobStatus, setPlanStatus, updateAttempt } from "../../src/doc/plan.js"
 import { validatePlanSpec } from "../../src/doc/spec.js"
-import { requestMerge, syncJob } from "../../src/ops/git.js"
+import { cleanup, requestMerge, syncJob } from "../../src/ops/git.js"
 import { LocalBackend } from "../../src/ops/local.js"
 import { PlanStore } from "../../src/sync/store/PlanStore.js"
+import { makeRepo } from "../orchestrator/worktree/gitrepo.js"
 
 let t = 1_800_000_000_000
 const clock = (): WriteContext => ({ by: "tester@host:1", now: ++t })
@@ -25,6 +28,7 @@ afterAll(() => roots.forEach(r => rmSync(r, { recursive: true, force: true })))
 async function plan(mode: "autopilot" | "supervisor") {
   const dir = mkdtempSync(path.join(os.tmpdir(), "concord-opsgit-"))
   roots.push(dir)
+  makeRepo(dir)
   const store = new PlanStore(path.join(dir, "store"), { onWarning: () => {} })
   const spec = validatePlanSpec({
     name: "q",
@@ -50,7 +54,7 @@ async function plan(mode: "autopilot" | "supervisor") {
   return { store, backend, id, update, heads }
 }
 
-describe("requestMerge: the queue merges; mc_merge approves and reports", () => {
+describe("git operations decided on the plan document (mc_merge, mc_sync, mc_cleanup)", () => {
   it("autopilot: place in the queue, waiting for dependencies, merged, refused; nothing written", async () => {
     const p = await plan("autopilot")
     await p.update(d => enqueueMerge(d, "a", clock()))
@@ -139,5 +143,26 @@ describe("requestMerge: the queue merges; mc_merge approves and reports", () => 
     expect(v.checkpoint).toBe("pre_merge")
     expect(v.checkpointContext?.jobName).toBe("a")
     expect(v.approvals.filter(x => x.checkpoint === "pre_merge").map(x => x.job)).toEqual(["b"]) // a's is still waiting
+  })
+
+  it("cleanup of one job keeps a worktree whose process is still alive (a stopped job ignoring SIGTERM), then removes it", async () => {
+    const p = await plan("autopilot")
+    const wt = path.join(p.store.dir, "worktrees", p.id, "r.1")
+    mkdirSync(wt, { recursive: true })
+    const sleeper = spawn("sleep", ["60"], { stdio: "ignore" })
+    try {
+      await p.update(d => updateAttempt(d, "r", 1, { worktree: wt, pid: sleeper.pid! }, clock()))
+      await p.update(d => setJobStatus(d, "r", "stopped", { attempt: 1 }, clock()))
+      const before = await p.heads()
+      await expect(cleanup(p.backend, { planRef: p.id, job: "r" })).rejects.toThrow(new RegExp(`job "r": nothing to clean up: .*r\\.1 is in use \\(attempt 1's process ${sleeper.pid} is still alive\\)`))
+      expect(existsSync(wt)).toBe(true)
+      expect(await p.heads()).toBe(before)
+    } finally {
+      sleeper.kill("SIGKILL")
+      await new Promise(r => sleeper.once("exit", r))
+    }
+    const r = await cleanup(p.backend, { planRef: p.id, job: "r" })
+    expect(r.removed).toEqual([wt])
+    expect(existsSync(wt)).toBe(false)
   })
 })
