@@ -135,6 +135,10 @@ jobs:
       expect(want.code).toBe(2)
       expect(text(e)).toBe(want.message)
     }
+    const badMax = await c.call("mc_diff", { name: "a", maxBytes: 0 })
+    expect(badMax.isError).toBe(true)
+    expect(text(badMax)).toBe("invalid maxBytes 0: expected a whole number from 1 to 4194304")
+    expect(cliError(w.store, ["diff", id, "a", "--max-bytes", "0"])).toEqual({ code: 2, message: text(badMax) })
     expect(text(await c.call("mc_diff", { name: "d" }))).toMatch(/job "d" attempt 1 has no worktree \(it is waiting_deps/)
     expect(text(await c.call("mc_diff", { name: "zzz" }))).toMatch(/plan "tools" has no job "zzz"/)
 
