@@ -337,7 +337,7 @@ export async function worktreeTree(dir: string, exclude: string[]): Promise<stri
 
 /** Tracked files with changes not committed (staged or not) in a worktree; untracked files are not listed. */
 export async function uncommittedChanges(dir: string): Promise<string[]> {
-  const r = await git(dir, ["status", "--porcelain", "-z", "--untracked-files=no"])
+  const r = await git(dir, ["status", "--porcelain", "-z", "--no-renames", "--untracked-files=no"])
   return r.stdout
     .split("\0")
     .filter(Boolean)
