@@ -14,8 +14,9 @@ export interface GlobalOptions {
   store?: string
 }
 
-export function openStore(opts: GlobalOptions): PlanStore {
-  return new PlanStore(locateStore({ store: opts.store }).dir)
+/** `live`: for a long-lived process, which keeps the documents it uses in memory (DocStoreOptions.live). */
+export function openStore(opts: GlobalOptions, live = false): PlanStore {
+  return new PlanStore(locateStore({ store: opts.store }).dir, live ? { live } : {})
 }
 
 export interface RemoteOptions {
@@ -28,7 +29,7 @@ export interface RemoteOptions {
  * Where a command's plans live: the sync server named by `--remote URL --token T`, else the local store.
  * The caller closes it.
  */
-export async function openBackend(globals: GlobalOptions, flags: RemoteOptions = {}, opts: { watch?: boolean; retry?: boolean } = {}): Promise<PlanBackend> {
+export async function openBackend(globals: GlobalOptions, flags: RemoteOptions = {}, opts: { watch?: boolean; retry?: boolean; live?: boolean } = {}): Promise<PlanBackend> {
   if (flags.remote || flags.token) {
     const { remoteTarget } = await import("./remote.js")
     const { RemoteBackend } = await import("../ops/remote.js")
@@ -36,7 +37,7 @@ export async function openBackend(globals: GlobalOptions, flags: RemoteOptions =
     const log = (l: string) => (l.startsWith("debug:") ? undefined : say(l))
     return RemoteBackend.open(target, { log: opts.watch ? log : undefined, retry: opts.retry ?? true })
   }
-  return new LocalBackend(openStore(globals))
+  return new LocalBackend(openStore(globals, opts.live))
 }
 
 /**

@@ -3,9 +3,6 @@
  * Exit codes: 0 ok, 2 usage or validation error, 1 other failure (3: `run` paused at a checkpoint).
  * Usage errors (unknown option or command, missing argument) are one line with a hint, never the help.
  */
-import { existsSync, readFileSync } from "node:fs"
-import path from "node:path"
-import { fileURLToPath } from "node:url"
 import { Command, CommanderError } from "commander"
 import { registerCleanup } from "./commands/cleanup.js"
 import { registerControl } from "./commands/control.js"
@@ -21,21 +18,7 @@ import { registerStatus } from "./commands/status.js"
 import { registerSync } from "./commands/sync.js"
 import type { GlobalOptions } from "./context.js"
 import { neutralize, say } from "./output.js"
-
-/** The version in the package.json above this module (compiled or bundled, it lives under dist/). */
-export function packageVersion(): string {
-  let dir = path.dirname(fileURLToPath(import.meta.url))
-  for (;;) {
-    const file = path.join(dir, "package.json")
-    if (existsSync(file)) {
-      const pkg = JSON.parse(readFileSync(file, "utf8")) as { version?: string; bin?: Record<string, string> }
-      if (pkg.bin?.concord) return pkg.version ?? "unknown"
-    }
-    const parent = path.dirname(dir)
-    if (parent === dir) return "unknown"
-    dir = parent
-  }
-}
+import { packageVersion } from "./version.js"
 
 /** `concord plan create`: the words that run `cmd`. */
 function commandPath(cmd: Command): string {

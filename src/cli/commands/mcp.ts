@@ -5,9 +5,6 @@
  * and every call still sees what other processes wrote. Job identity comes from the flags only, never
  * from the working directory or inherited environment variables.
  */
-import { readFileSync } from "node:fs"
-import path from "node:path"
-import { fileURLToPath } from "node:url"
 import type { Command } from "commander"
 import { InputError } from "../../doc/errors.js"
 import type { ProcessStopper } from "../../ops/cancel.js"
@@ -15,26 +12,13 @@ import { resolvePlan } from "../../ops/resolve.js"
 import { stopJobProcesses } from "../../orchestrator/supervisor.js"
 import { cliActor, type GlobalOptions, openBackend, type RemoteOptions } from "../context.js"
 import { parseWholeNumber } from "../parse.js"
+import { packageVersion } from "../version.js"
 
 interface McpOptions extends RemoteOptions {
   plan?: string
   job?: string
   attempt?: string
   agent?: string
-}
-
-function packageVersion(): string {
-  let dir = path.dirname(fileURLToPath(import.meta.url))
-  for (let i = 0; i < 6; i++) {
-    try {
-      const pkg = JSON.parse(readFileSync(path.join(dir, "package.json"), "utf8"))
-      if (pkg.name === "concord") return String(pkg.version)
-    } catch {
-      // keep walking up
-    }
-    dir = path.dirname(dir)
-  }
-  return "0.0.0"
 }
 
 export function registerMcp(program: Command, globals: () => GlobalOptions): void {
@@ -59,7 +43,7 @@ export function registerMcp(program: Command, globals: () => GlobalOptions): voi
         import("@modelcontextprotocol/sdk/server/stdio.js"),
         import("../../mcp/server.js"),
       ])
-      const backend = await openBackend(globals(), opts, { watch: true, retry: true })
+      const backend = await openBackend(globals(), opts, { watch: true, retry: true, live: true })
       const stop: ProcessStopper = (procs, o) => stopJobProcesses(procs, o)
       const server = createMcpServer(backend, {
         plan: opts.plan,

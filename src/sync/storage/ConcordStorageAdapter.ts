@@ -53,6 +53,12 @@ export interface ConcordStorageAdapterOptions {
    * (default true; `concord doctor` without --fix turns it off to only look).
    */
   autoRestore?: boolean
+  /**
+   * Look in the quarantine for a document's chunks at most this often (ms) per document. Default 0: at
+   * every listing. A long-lived process (DocStoreOptions.live) lists the same documents at every call and
+   * uses 1 s.
+   */
+  restoreIntervalMs?: number
   /** How many times loadRange re-lists after a listed file vanished. Default 5. */
   loadRangeRetries?: number
 }
@@ -112,12 +118,16 @@ export class ConcordStorageAdapter implements StorageAdapterInterface {
   readonly #suspect = new Map<string, { firstSeen: number; warned: boolean }>()
   /** Quarantined files found still damaged, by name, with the size:mtime they had then (not re-read). */
   readonly #stillDamaged = new Map<string, string>()
+  readonly #restoreIntervalMs: number
+  /** when each document's quarantine was last looked at (restoreIntervalMs > 0) */
+  readonly #restoreChecked = new Map<string, number>()
 
   constructor(baseDirectory: string, opts: ConcordStorageAdapterOptions = {}) {
     this.baseDirectory = path.resolve(baseDirectory)
     this.#warn = opts.onWarning ?? defaultWarning
     this.#graceMs = opts.quarantineGraceMs ?? graceFromEnv() ?? DEFAULT_QUARANTINE_GRACE_MS
     this.#autoRestore = opts.autoRestore ?? true
+    this.#restoreIntervalMs = opts.restoreIntervalMs ?? 0
     this.#retries = opts.loadRangeRetries ?? 5
   }
 
@@ -419,7 +429,7 @@ export class ConcordStorageAdapter implements StorageAdapterInterface {
 
   async #list(keyPrefix: StorageKey, restore = true): Promise<ListedFile[]> {
     if (restore && this.#autoRestore && keyPrefix.length >= 1 && keyPrefix.length <= 2) {
-      if (keyPrefix.length === 1 || keyPrefix[1] === "snapshot" || keyPrefix[1] === "incremental") {
+      if ((keyPrefix.length === 1 || keyPrefix[1] === "snapshot" || keyPrefix[1] === "incremental") && this.#restoreDue(keyPrefix[0])) {
         await this.restoreQuarantined(keyPrefix[0])
       }
     }
@@ -459,6 +469,15 @@ export class ConcordStorageAdapter implements StorageAdapterInterface {
       out.push({ key, file })
     }
     return out
+  }
+
+  #restoreDue(docId: string): boolean {
+    if (this.#restoreIntervalMs <= 0) return true
+    const now = Date.now()
+    const last = this.#restoreChecked.get(docId)
+    if (last !== undefined && now - last < this.#restoreIntervalMs && now >= last) return false
+    this.#restoreChecked.set(docId, now)
+    return true
   }
 
   async #ensureTmpDir(): Promise<void> {

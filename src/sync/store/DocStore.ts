@@ -63,6 +63,15 @@ export interface DocStoreOptions {
    */
   maxCopies?: number
   /**
+   * For long-lived processes (`concord mcp`, the endpoint of `concord run`): keep every document loaded
+   * or saved as this instance's one current copy and hand out that copy itself instead of a clone, so a
+   * load or update costs only the chunk files that are new since (no copy of the document per call).
+   * Documents returned are read-only for the caller: change them only through update(). A caller that
+   * changes one anyway makes the kept copy outdated, which the next call notices (a full load). Every
+   * change is made by this instance's one actor. Default false.
+   */
+  live?: boolean
+  /**
    * Called after every durable save (an incremental chunk or a compaction) with the document saved,
    * the heads it was loaded at by this instance (empty if none), and the chunk files this instance knows
    * make it up ("snapshot/<hash>", "incremental/<hash>"). Awaited; errors become warnings. PlanStore
@@ -151,6 +160,7 @@ export class DocStore {
   readonly #maxIncrementals: number
   readonly #maxIncrementalChanges: number
   readonly #maxCopies: number
+  readonly #live: boolean
   readonly #onSaved: DocStoreOptions["onSaved"]
   readonly #state = new Map<string, DocState>()
   /** docIds whose DocState holds a copy, least recently used first */
@@ -166,11 +176,18 @@ export class DocStore {
     this.#ownActor = opts.actor ?? randomBytes(16).toString("hex")
     this.#maxIncrementals = opts.maxIncrementals ?? 64
     this.#maxIncrementalChanges = opts.maxIncrementalChanges ?? 256
-    this.#maxCopies = opts.maxCopies ?? 8
+    this.#live = opts.live ?? false
+    this.#maxCopies = opts.maxCopies ?? (this.#live ? 4096 : 8)
     this.#onSaved = opts.onSaved
     const adapterOpts: ConcordStorageAdapterOptions = { onWarning: this.#warn }
     if (opts.quarantineGraceMs !== undefined) adapterOpts.quarantineGraceMs = opts.quarantineGraceMs
+    if (this.#live) adapterOpts.restoreIntervalMs = 1000
     this.adapter = new ConcordStorageAdapter(this.dir, adapterOpts)
+  }
+
+  /** Documents handed out are this instance's own copies (see DocStoreOptions.live): never free them. */
+  get live(): boolean {
+    return this.#live
   }
 
   // ------------------------------------------------------------------ load
@@ -181,7 +198,7 @@ export class DocStore {
    */
   async load<T>(docId: string, opts: LoadOptions = {}): Promise<Automerge.Doc<T> | undefined> {
     checkDocId(docId)
-    return this.#withLock(docId, () => this.#load<T>(docId, this.#actor, opts.keepCopy !== false))
+    return this.#withLock(docId, () => this.#load<T>(docId, this.#live ? this.#ownActor : this.#actor, this.#live || opts.keepCopy !== false))
   }
 
   /**
@@ -236,12 +253,14 @@ export class DocStore {
       })
       const loadedBefore = this.#loadedOnce.has(docId)
       this.#loadedOnce.add(docId)
-      if (keepCopy && loadedBefore && this.#maxCopies > 0 && missingDeps.length === 0) this.#keepCopy(docId, this.#fork(doc, undefined))
+      if (keepCopy && (loadedBefore || this.#live) && this.#maxCopies > 0 && missingDeps.length === 0) this.#keepCopy(docId, this.#fork(doc, undefined))
       return doc as Automerge.Doc<T>
     }
   }
 
   #fork(doc: Automerge.Doc<unknown>, actor: string | undefined): Automerge.Doc<unknown> {
+    // live: one copy, handed out as it is (its actor is this instance's, set when it was loaded)
+    if (this.#live) return doc
     return actor ? Automerge.clone(doc, { actor: actor as Automerge.ActorId }) : Automerge.clone(doc)
   }
 
@@ -249,7 +268,8 @@ export class DocStore {
   #keepCopy(docId: string, copy: Automerge.Doc<unknown>): void {
     const st = this.#state.get(docId)
     if (!st) return
-    if (st.doc && st.doc !== copy) Automerge.free(st.doc)
+    // (live: an older copy shares its memory with the new one, or is still held by a caller)
+    if (st.doc && st.doc !== copy && !this.#live) Automerge.free(st.doc)
     st.doc = copy
     this.#copies.delete(docId)
     this.#copies.add(docId)
@@ -261,7 +281,7 @@ export class DocStore {
 
   #dropCopy(docId: string): void {
     const st = this.#state.get(docId)
-    if (st?.doc) Automerge.free(st.doc)
+    if (st?.doc && !this.#live) Automerge.free(st.doc)
     if (st) st.doc = undefined
     this.#copies.delete(docId)
   }
@@ -274,6 +294,7 @@ export class DocStore {
    */
   async #loadNewChunks(docId: string, actor: string | undefined, keepCopy: boolean): Promise<Automerge.Doc<unknown> | undefined> {
     const st = this.#state.get(docId)
+    if (st?.doc && this.#live && isOutdated(st.doc)) this.#dropCopy(docId) // a caller changed it: load it again
     if (!st?.doc || st.missingDeps.length > 0) return undefined
     // Same listing order as a full load: incrementals first, then snapshots.
     const listed = [
@@ -505,7 +526,7 @@ export class DocStore {
 
   /** After a save: keep a copy of what was saved if we had one (a long-lived user), else none. */
   #copyAfterSave(docId: string, doc: Automerge.Doc<unknown>, clean: boolean): void {
-    if (clean && this.#copies.has(docId)) this.#keepCopy(docId, this.#fork(doc, undefined))
+    if (clean && (this.#copies.has(docId) || this.#live)) this.#keepCopy(docId, this.#fork(doc, undefined))
     else this.#dropCopy(docId)
   }
 
@@ -579,6 +600,15 @@ export class DocStore {
       if (this.#locks.get(docId) === tail) this.#locks.delete(docId)
     }
   }
+}
+
+/**
+ * A document another change or load has superseded (Automerge then refuses to change it; reading it
+ * still works). Automerge keeps this as the `heads` of the document's hidden state.
+ */
+function isOutdated(doc: Automerge.Doc<unknown>): boolean {
+  const state = (doc as Record<symbol, { heads?: unknown } | undefined>)[Symbol.for("_am_meta")]
+  return state?.heads !== undefined
 }
 
 function dedupe(heads: string[]): string[] {

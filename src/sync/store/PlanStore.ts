@@ -67,6 +67,8 @@ const INDEX_DIR = "plans"
 export class PlanStore {
   readonly dir: string
   readonly docs: DocStore
+  /** live stores only: the digest cache entry this instance wrote last, per report log */
+  readonly #lastDigest = new Map<string, DigestCache>()
 
   constructor(dir: string, opts: DocStoreOptions = {}) {
     this.dir = path.resolve(dir)
@@ -379,11 +381,13 @@ export class PlanStore {
   /** DocStore's save hook: every writer (reports, sync, compaction, the orchestrator) keeps digests current. */
   async #afterSave(docId: string, doc: A.Doc<unknown>, info: SavedInfo): Promise<void> {
     if (!isReportsDoc(doc)) return
-    const cache = await this.#readDigestCache(docId)
+    // A live store (one long-lived process) starts from the digest it wrote last instead of reading it back.
+    const cache = (this.docs.live ? this.#lastDigest.get(docId) : undefined) ?? (await this.#readDigestCache(docId))
     const entry = this.#digestOf(docId, doc, cache, info.complete ? info.chunks : [])
     // Forget chunk names a compaction removed, now and then (a name on the list that no longer exists
     // does no harm: status only asks whether every chunk it lists is covered).
     if (entry.chunks.length > info.chunks.length + 64) entry.chunks = intersect(entry.chunks, await this.#listing(docId))
+    if (this.docs.live) this.#lastDigest.set(docId, entry)
     await this.#writeDigestCache(docId, entry)
   }
 
@@ -438,7 +442,7 @@ export class PlanStore {
       if (applied) await this.#writeDigestCache(docId, entry)
       return entry.digest
     } finally {
-      A.free(doc)
+      if (!this.docs.live) A.free(doc)
     }
   }
 
