@@ -6,7 +6,22 @@ import { readFileSync } from "node:fs"
 import { createRequire } from "node:module"
 import v8 from "node:v8"
 
-const longRunning = process.argv.some(a => a === "run" || a === "serve" || a === "sync" || a === "mcp" || a === "--watch")
+// A job's `concord report` while `concord run` serves its plan: sent to the run's endpoint by a lean
+// start-up that loads neither Automerge nor the other commands (src/cli/fast.ts); anything it does not
+// take goes on below, with the words it was given (and the report id to reuse, if it may have been taken).
+let argv = process.argv
+if (argv.slice(2).includes("report") && !argv.some(a => /^(--remote|--token|--help|-h)(=|$)/.test(a))) {
+  const { fastReport } = await import("../dist/cli/fast.js")
+  const r = await fastReport(argv)
+  if ("code" in r) {
+    process.exitCode = r.code
+    await new Promise(resolve => process.stdout.write("", () => process.stderr.write("", resolve)))
+    process.exit(r.code)
+  }
+  argv = r.argv
+}
+
+const longRunning = argv.some(a => a === "run" || a === "serve" || a === "sync" || a === "mcp" || a === "--watch")
 if (!longRunning) v8.setFlagsFromString("--liftoff-only")
 
 // Exit only once stdout and stderr are flushed: writes to a pipe are asynchronous, and exiting at once
@@ -34,7 +49,7 @@ try {
     else delete globalThis[k]
   }
 }
-main(process.argv).then(exit, err => {
+main(argv).then(exit, err => {
   process.stderr.write(`concord: ${err?.stack ?? err}\n`)
   exit(1)
 })

@@ -9,7 +9,7 @@ import { build } from "esbuild"
 rmSync("dist/cli", { recursive: true, force: true })
 
 await build({
-  entryPoints: ["dist/src/cli/main.js"],
+  entryPoints: ["dist/src/cli/main.js", "dist/src/cli/fast.js"],
   bundle: true,
   splitting: true,
   format: "esm",

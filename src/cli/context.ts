@@ -1,6 +1,6 @@
 /** What every command needs: the store, who is acting, and the clock. */
-import os from "node:os"
-import { actorLabel, type WriteContext } from "../doc/actor.js"
+import type { WriteContext } from "../doc/actor.js"
+import { cliActor } from "./actor.js"
 import { hostName } from "../lib/host.js"
 import type { PlanBackend } from "../ops/backend.js"
 import { LocalBackend } from "../ops/local.js"
@@ -8,7 +8,7 @@ import { PlanStore } from "../sync/store/PlanStore.js"
 import { locateStore } from "../sync/store/locate.js"
 import { say } from "./output.js"
 
-export { hostName }
+export { cliActor, hostName }
 
 export interface GlobalOptions {
   store?: string
@@ -38,20 +38,6 @@ export async function openBackend(globals: GlobalOptions, flags: RemoteOptions =
     return RemoteBackend.open(target, { log: opts.watch ? log : undefined, retry: opts.retry ?? true })
   }
   return new LocalBackend(openStore(globals, opts.live))
-}
-
-/**
- * The readable actor for changes made by this process: a job's agent when run by the orchestrator
- * (`job:api#2@host:pid`, from CONCORD_JOB / CONCORD_ATTEMPT), else the human at this machine.
- */
-export function cliActor(env: NodeJS.ProcessEnv = process.env): string {
-  if (env.CONCORD_ACTOR) return env.CONCORD_ACTOR
-  if (env.CONCORD_JOB) {
-    const attempt = Number(env.CONCORD_ATTEMPT) || 1
-    return actorLabel({ job: env.CONCORD_JOB, attempt }, hostName(), process.pid)
-  }
-  const user = os.userInfo().username || "user"
-  return `${user === "root" ? "user" : user}@${hostName()}`
 }
 
 export function writeContext(by = cliActor()): WriteContext {

@@ -186,6 +186,11 @@ export interface ReportRecord {
   at: number
   by: string
   attempt: number
+  /**
+   * The sender's id for this report (a random string), when it may send it twice: a report sent to
+   * `concord run`'s endpoint and sent again to the store after the endpoint died is stored once.
+   */
+  rid?: string
 }
 
 export interface ReportsDoc {

@@ -39,9 +39,13 @@ export interface NewReport {
   message?: string
   progress?: number | null
   attempt: number
+  /** See ReportRecord.rid: a report whose rid the log already holds is not appended again. */
+  rid?: string
 }
 
 export const MAX_MESSAGE_CHARS = 4000
+/** A report id: a few to 64 characters of [A-Za-z0-9_-]. */
+export const RID_PATTERN = /^[A-Za-z0-9_-]{8,64}$/
 
 /** Validate a report's fields; throws InputError naming the problem. */
 export function validateReport(r: NewReport): { status: ReportStatus; message: string; progress: number | null } {
@@ -58,21 +62,52 @@ export function validateReport(r: NewReport): { status: ReportStatus; message: s
   // Characters as people count them (code points), not UTF-16 units: 4000 emoji are 4000 characters.
   const chars = message.length > MAX_MESSAGE_CHARS ? [...message].length : message.length
   if (chars > MAX_MESSAGE_CHARS) throw new InputError(`report message is ${chars} characters; the limit is ${MAX_MESSAGE_CHARS}`)
+  if (r.rid !== undefined && (typeof r.rid !== "string" || !RID_PATTERN.test(r.rid))) throw new InputError("invalid report id: expected 8 to 64 characters of A-Z, a-z, 0-9, _ or -")
   return { status: r.status, message, progress: p ?? null }
 }
 
+/** Whether the log already holds the report with this id (see ReportRecord.rid). */
+export function hasReport(doc: ReportsDocument, rid: string): boolean {
+  const list = doc.reports
+  for (let i = list.length - 1; i >= 0; i--) if (String(list[i].rid ?? "") === rid) return true
+  return false
+}
+
+/** Append a report; a report whose `rid` the log already holds is not appended again (same document back). */
 export function appendReport(doc: ReportsDocument, report: NewReport, ctx: WriteContext): ReportsDocument {
-  const r = validateReport(report)
-  const pct = r.progress !== null ? ` ${r.progress}%` : ""
-  return A.change(doc, changeOptions(ctx, `report ${r.status}${pct} for attempt ${report.attempt}`), d => {
-    d.reports.push({
-      status: imm(r.status),
-      message: imm(r.message),
-      progress: r.progress,
-      at: ctx.now,
-      by: imm(ctx.by),
-      attempt: report.attempt,
-    } as unknown as ReportRecord)
+  return appendReports(doc, [{ report, ctx }])
+}
+
+/**
+ * Append several reports in one change (a group commit: one change, one chunk file, one fsync for many
+ * senders). Reports already in the log (by `rid`) are left out; nothing to append gives the same document.
+ */
+export function appendReports(doc: ReportsDocument, batch: { report: NewReport; ctx: WriteContext }[]): ReportsDocument {
+  const todo: { r: ReturnType<typeof validateReport>; report: NewReport; ctx: WriteContext }[] = []
+  const seen = new Set<string>()
+  for (const { report, ctx } of batch) {
+    const r = validateReport(report)
+    if (report.rid !== undefined && (seen.has(report.rid) || hasReport(doc, report.rid))) continue
+    if (report.rid !== undefined) seen.add(report.rid)
+    todo.push({ r, report, ctx })
+  }
+  if (todo.length === 0) return doc
+  const first = todo[0]
+  const pct = first.r.progress !== null ? ` ${first.r.progress}%` : ""
+  const what = todo.length === 1 ? `report ${first.r.status}${pct} for attempt ${first.report.attempt}` : `${todo.length} reports`
+  return A.change(doc, changeOptions(first.ctx, what), d => {
+    for (const { r, report, ctx } of todo) {
+      const rec: Record<string, unknown> = {
+        status: imm(r.status),
+        message: imm(r.message),
+        progress: r.progress,
+        at: ctx.now,
+        by: imm(ctx.by),
+        attempt: report.attempt,
+      }
+      if (report.rid !== undefined) rec.rid = imm(report.rid)
+      d.reports.push(rec as unknown as ReportRecord)
+    }
   })
 }
 

@@ -24,7 +24,7 @@ import { cleanup, DEFAULT_DIFF_BYTES, diff, MAX_DIFF_BYTES, pullRequest, request
 import { kill } from "../ops/kill.js"
 import { DEFAULT_TAIL_LINES, MAX_TAIL_LINES, tailLog } from "../ops/logs.js"
 import { createPlan, listPlans } from "../ops/plans.js"
-import { report } from "../ops/report.js"
+import { reportRouted } from "../ops/endpoint.js"
 import { status } from "../ops/status.js"
 import { MCP_SERVER_NAME } from "./config.js"
 import { clean, jobLine, planLines } from "./text.js"
@@ -144,6 +144,7 @@ export function createMcpServer(backend: PlanBackend, opts: McpServerOptions): M
         jobStatus: z.enum(JOB_STATUSES),
         changed: z.boolean(),
         note: z.string().nullable(),
+        via: z.enum(["endpoint", "store", "server"]).describe("where the report went: concord run's endpoint, the store, or a sync server"),
       },
       annotations: { readOnlyHint: false, destructiveHint: false, idempotentHint: false, openWorldHint: false },
     },
@@ -155,7 +156,8 @@ export function createMcpServer(backend: PlanBackend, opts: McpServerOptions): M
           "not_a_job"
         )
       }
-      const r = await report(backend, { planRef: opts.plan, job: opts.job, attempt: opts.attempt, status: args.status, message: args.message, progress: args.progress }, asJob)
+      // through `concord run`'s endpoint when it serves the plan on this machine (src/ops/endpoint.ts)
+      const r = await reportRouted(backend, { planRef: opts.plan, job: opts.job, attempt: opts.attempt, status: args.status, message: args.message, progress: args.progress }, asJob)
       const { text, ...structured } = r
       return result(r.note ? `${text}\nnote: ${r.note}` : text, structured)
     }

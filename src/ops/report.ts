@@ -20,6 +20,8 @@ export interface ReportInput {
   status: string
   message?: string
   progress?: number | null
+  /** The sender's id for the report, when it may send it twice (see ReportRecord.rid). */
+  rid?: string
 }
 
 export interface ReportResult {
@@ -45,7 +47,7 @@ export async function report(backend: PlanBackend, input: ReportInput, clock: ()
   if (input.attempt !== undefined && (!Number.isInteger(input.attempt) || input.attempt < 1)) {
     throw new InputError(`invalid attempt ${input.attempt}: expected a whole number from 1`)
   }
-  const checked = validateReport({ status: input.status, message: input.message, progress: input.progress, attempt: input.attempt ?? 1 })
+  const checked = validateReport({ status: input.status, message: input.message, progress: input.progress, attempt: input.attempt ?? 1, rid: input.rid })
   if (!input.job) throw new InputError("no job given: a report names the job it is for")
   const plan = await resolvePlan(backend, input.planRef)
   const job = getJob(readPlan(plan.doc), input.job)
@@ -62,7 +64,7 @@ export async function report(backend: PlanBackend, input: ReportInput, clock: ()
   }
   if (agent) clock = agentClock(clock, input.job, attempt)
   const allowed = agent ? canAgentTransition : canJobTransition
-  await backend.appendReport(plan.id, input.job, { ...checked, attempt }, clock())
+  await backend.appendReport(plan.id, input.job, { ...checked, attempt, ...(input.rid !== undefined ? { rid: input.rid } : {}) }, clock())
 
   let jobStatus = job.attempts.find(a => a.n === attempt)!.status
   let changed = false

@@ -55,6 +55,11 @@ export interface RunOptions {
   launchWindowMs?: number
   /** The job supervisor (default: real processes). */
   supervisor?: JobSupervisor
+  /**
+   * Serve the plan's local endpoint while this runner holds the lease (`concord run` passes
+   * src/ops/endpoint.ts's serveEndpoint); `poke` wakes the runner when a report changed a job's status.
+   */
+  serve?: (planId: string, poke: () => void) => Promise<{ close(): Promise<void> }>
   signal?: AbortSignal
 }
 
@@ -95,6 +100,7 @@ export async function runPlan(store: PlanStore, planId: string, opts: RunOptions
   const launchFailed: LaunchFailure[] = []
   // Git plans (`repo:`): a worktree per attempt and the merge queue, worked by this lease holder.
   let gitPlan: GitPlan | null = null
+  let endpoint: { close(): Promise<void> } | undefined
 
   try {
     // The document half of "only one orchestrator": a lease with holder and expiry.
@@ -118,6 +124,12 @@ export async function runPlan(store: PlanStore, planId: string, opts: RunOptions
       await gitPlan.prepare(first)
     }
     watcher = store.docs.watch([planId], poke)
+    if (opts.serve) {
+      endpoint = await opts.serve(planId, poke).catch(e => {
+        event(`could not serve the plan's local endpoint (reports go to the store directly): ${(e as Error).message}`)
+        return undefined
+      })
+    }
 
     for (;;) {
       if (opts.signal?.aborted) {
@@ -165,6 +177,8 @@ export async function runPlan(store: PlanStore, planId: string, opts: RunOptions
       wake = undefined
     }
   } finally {
+    // answers the reports under way (each durable first), then stops taking new ones
+    await endpoint?.close().catch(e => event(`closing the local endpoint: ${(e as Error).message}`))
     await gitPlan?.idle()
     if (leaseTimer) clearInterval(leaseTimer)
     watcher?.close()

@@ -3,6 +3,7 @@ import { existsSync } from "node:fs"
 import path from "node:path"
 import { fileURLToPath } from "node:url"
 import type { Command } from "commander"
+import { serveEndpoint } from "../../ops/endpoint.js"
 import { readPlan } from "../../doc/plan.js"
 import { type ApproveInput, approve } from "../../ops/approve.js"
 import { cancel, unnamedCancelTarget } from "../../ops/cancel.js"
@@ -15,7 +16,7 @@ import { runPlan } from "../../orchestrator/runner.js"
 import { printable } from "../../orchestrator/worktree/policy.js"
 import type { PlanStore } from "../../sync/store/PlanStore.js"
 import { clock, type GlobalOptions, openBackend, openStore, type RemoteOptions } from "../context.js"
-import { out, printJson, redraw, type Text } from "../output.js"
+import { out, printJson, redraw, say, type Text } from "../output.js"
 import { nextSteps, renderStatus } from "../render.js"
 
 /**
@@ -93,6 +94,8 @@ export function registerControl(program: Command, globals: () => GlobalOptions):
         signal: ac.signal,
         onEvent: opts.quiet ? undefined : line => (live ? live.event(`${stamp()} ${line}`) : out(`${stamp()} ${line}`)),
         onView: live ? () => live.refresh() : undefined,
+        // reports from this machine's jobs (concord report, concord mcp) come in through it
+        serve: (id, poke) => serveEndpoint(store.dir, id, { onStatusChange: poke, onWarning: w => say(`warning: ${w}`) }),
       })
       finished.abort()
       await live?.close()

@@ -16,7 +16,7 @@ import { type DocId, isDocId, newDocId, parseDocRef, reportDocId } from "../../d
 import { createPlan, isPlanDoc, type PlanDocument, readPlan } from "../../doc/plan.js"
 import * as A from "@automerge/automerge"
 import {
-  appendReport,
+  appendReports,
   digestReports,
   foldReport,
   mergeDigests,
@@ -64,11 +64,18 @@ export interface PlanIndexEntry {
 
 const INDEX_DIR = "plans"
 
+interface ReportQueue {
+  waiting: { report: NewReport; ctx: WriteContext; resolve: (d: ReportsDocument) => void; reject: (e: unknown) => void }[]
+  busy: boolean
+}
+
 export class PlanStore {
   readonly dir: string
   readonly docs: DocStore
   /** live stores only: the digest cache entry this instance wrote last, per report log */
   readonly #lastDigest = new Map<string, DigestCache>()
+  /** live stores only: reports waiting for the write under way to their log (group commit) */
+  readonly #queues = new Map<string, ReportQueue>()
 
   constructor(dir: string, opts: DocStoreOptions = {}) {
     this.dir = path.resolve(dir)
@@ -327,12 +334,60 @@ export class PlanStore {
     return this.docs.load(reportDocId(planId, job))
   }
 
-  /** Append a report to a job's log (creating the log if this is its first report). */
+  /**
+   * Append a report to a job's log (creating the log if this is its first report); durable when it
+   * resolves. A report whose `rid` the log already holds is not appended again. In a live store (one
+   * long-lived process serving many senders) reports that arrive for a log while a write to it is under
+   * way are written together next, in one change and one fsync (a group commit).
+   */
   async appendReport(planId: DocId, job: string, report: NewReport, ctx: WriteContext): Promise<ReportsDocument> {
+    if (!this.docs.live) return this.#appendBatch(planId, job, [{ report, ctx }])
+    const id = reportDocId(planId, job)
+    let q = this.#queues.get(id)
+    if (!q) {
+      q = { waiting: [], busy: false }
+      this.#queues.set(id, q)
+    }
+    const queue = q
+    return new Promise<ReportsDocument>((resolve, reject) => {
+      queue.waiting.push({ report, ctx, resolve, reject })
+      if (!queue.busy) void this.#drain(planId, job, id, queue)
+    })
+  }
+
+  async #drain(planId: DocId, job: string, id: string, q: ReportQueue): Promise<void> {
+    q.busy = true
+    try {
+      while (q.waiting.length > 0) {
+        const batch = q.waiting.splice(0)
+        try {
+          const doc = await this.#appendBatch(planId, job, batch)
+          for (const b of batch) b.resolve(doc)
+        } catch (e) {
+          // one report the batch could not take must not fail the others: one at a time
+          if (batch.length === 1) batch[0].reject(e)
+          else {
+            for (const b of batch) {
+              try {
+                b.resolve(await this.#appendBatch(planId, job, [b]))
+              } catch (e1) {
+                b.reject(e1)
+              }
+            }
+          }
+        }
+      }
+    } finally {
+      q.busy = false
+      if (q.waiting.length === 0) this.#queues.delete(id)
+    }
+  }
+
+  #appendBatch(planId: DocId, job: string, batch: { report: NewReport; ctx: WriteContext }[]): Promise<ReportsDocument> {
     // One actor per store instance (DocStore.update serialises the load-change-save), not per report.
     // The digest cache is kept current by the save hook (#afterSave).
     return this.docs.update<ReportsDoc, ReportsDocument>(reportDocId(planId, job), (loaded, actor) =>
-      appendReport((loaded ?? A.clone(reportsGenesis(planId, job), { actor: actor as A.ActorId })) as ReportsDocument, report, ctx)
+      appendReports((loaded ?? A.clone(reportsGenesis(planId, job), { actor: actor as A.ActorId })) as ReportsDocument, batch)
     )
   }
 
