@@ -31,11 +31,12 @@ export async function reportViaEndpoint(
 ): Promise<RoutedReport | undefined> {
   const info = findEndpoint(storeDir, planId, hostName())
   if (!info) return undefined
+  const generated = input.rid === undefined
   input.rid ??= newReportId()
   const { planRef: _ignored, ...fields } = input
   const out = await callEndpoint(info, "report", by, fields, opts)
   if (out.kind === "unavailable") {
-    if (!out.sent) delete input.rid
+    if (!out.sent && generated) delete input.rid
     return undefined
   }
   const r = out.response

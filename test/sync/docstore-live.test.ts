@@ -1,0 +1,101 @@
+// DocStore's live mode (one kept copy per document, handed out as it is) and PlanStore's group commit:
+// what a long-lived process (concord mcp, concord run's endpoint) relies on.
+import * as A from "@automerge/automerge"
+import { readdir } from "node:fs/promises"
+import path from "node:path"
+import { afterEach, beforeEach, describe, expect, it } from "vitest"
+import { validatePlanSpec } from "../../src/doc/spec.js"
+import { readReports } from "../../src/doc/reports.js"
+import { reportDocId } from "../../src/doc/ids.js"
+import { DocStore } from "../../src/sync/store/DocStore.js"
+import { PlanStore } from "../../src/sync/store/PlanStore.js"
+import { tempDir } from "./helpers.js"
+
+type Counter = { n: number; by?: Record<string, number> }
+
+let dir: string
+let cleanup: () => Promise<void>
+beforeEach(async () => ({ dir, cleanup } = await tempDir("concord-live-")))
+afterEach(async () => cleanup())
+
+const ctx = (by = "test") => ({ by, now: Date.now() })
+
+describe("DocStore live mode", () => {
+  it("hands out its one copy, sees every other writer's chunks, and changes with one actor", async () => {
+    const live = new DocStore(dir, { live: true })
+    const other = new DocStore(dir)
+    await live.update<Counter, A.Doc<Counter>>("doc1", d => A.change(d ?? A.from<Counter>({ n: 0 }), x => void (x.n = 1)))
+    const a = await live.load<Counter>("doc1")
+    const b = await live.load<Counter>("doc1")
+    expect(a).toBe(b) // no clone per call
+    await other.update<Counter, A.Doc<Counter>>("doc1", d => A.change(d!, x => void (x.by = { other: 1 })))
+    const c = await live.load<Counter>("doc1")
+    expect(c!.by).toEqual({ other: 1 })
+    expect(a!.by).toBeUndefined() // the older copy still reads as it was
+    for (let i = 0; i < 5; i++) await live.update<Counter, A.Doc<Counter>>("doc1", d => A.change(d!, x => void (x.n += 1)))
+    const fresh = await new DocStore(dir).load<Counter>("doc1")
+    expect(fresh!.n).toBe(6)
+    const actors = new Set(A.getAllChanges(fresh!).map(ch => A.decodeChange(ch).actor))
+    expect(actors.size).toBe(2) // the live store's one actor and the other writer's
+  })
+
+  it("recovers when a caller changes a handed-out copy, or an update throws after changing it", async () => {
+    const live = new DocStore(dir, { live: true })
+    await live.update<Counter, A.Doc<Counter>>("doc1", d => A.change(d ?? A.from<Counter>({ n: 0 }), x => void (x.n = 1)))
+    const handed = (await live.load<Counter>("doc1"))!
+    A.change(handed, x => void (x.n = 99)) // against the rule: outdates the kept copy; never saved
+    await expect(
+      live.update<Counter, A.Doc<Counter>>("doc1", d => {
+        A.change(d!, x => void (x.n = 50))
+        throw new Error("refused")
+      })
+    ).rejects.toThrow("refused")
+    const next = await live.update<Counter, A.Doc<Counter>>("doc1", d => A.change(d!, x => void (x.n += 1)))
+    expect(next.n).toBe(2) // neither the caller's stray change nor the refused one reached the store
+    expect((await new DocStore(dir).load<Counter>("doc1"))!.n).toBe(2)
+  })
+
+  it("keeps compacting: many changes end in few chunk files, with nothing lost", async () => {
+    const live = new DocStore(dir, { live: true, maxIncrementals: 8 })
+    for (let i = 0; i < 40; i++) await live.update<Counter, A.Doc<Counter>>("doc1", d => A.change(d ?? A.from<Counter>({ n: 0 }), x => void (x.n += 1)))
+    const files = [...(await readdir(path.join(dir, "do", "c1", "incremental")).catch(() => [])), ...(await readdir(path.join(dir, "do", "c1", "snapshot")))]
+    expect(files.length).toBeLessThanOrEqual(10)
+    expect((await new DocStore(dir).load<Counter>("doc1"))!.n).toBe(40)
+  })
+})
+
+describe("PlanStore group commit (live)", () => {
+  it("writes concurrent reports to one log together, each durable before its call resolves, none lost or doubled", async () => {
+    const setup = new PlanStore(dir)
+    const { id } = await setup.createPlan(validatePlanSpec({ name: "g", jobs: [{ name: "a", run: "true" }] }), dir, ctx())
+    const live = new PlanStore(dir, { live: true })
+    const n = 40
+    const calls = Array.from({ length: n }, (_, i) =>
+      live.appendReport(id, "a", { status: "progress", message: `r${i}`, progress: i, attempt: 1, rid: `report-${String(i).padStart(4, "0")}` }, ctx(`s${i}`))
+    )
+    // the same report id sent twice (a sender that retried) is kept once
+    calls.push(live.appendReport(id, "a", { status: "progress", message: "r7", progress: 7, attempt: 1, rid: "report-0007" }, ctx("s7")))
+    await Promise.all(calls)
+    const fromDisk = await new PlanStore(dir).loadReports(id, "a")
+    const messages = readReports(fromDisk).map(r => r.message)
+    expect(messages.sort()).toEqual(Array.from({ length: n }, (_, i) => `r${i}`).sort())
+    const rid = reportDocId(id, "a")
+    const chunkDir = path.join(dir, rid.slice(0, 2), rid.slice(2))
+    const chunks = (await readdir(path.join(chunkDir, "incremental")).catch(() => [])).length + (await readdir(path.join(chunkDir, "snapshot")).catch(() => [])).length
+    expect(chunks).toBeLessThan(n) // batched: fewer writes than reports
+  })
+
+  it("one report a batch cannot take (an invalid report id) fails alone", async () => {
+    const setup = new PlanStore(dir)
+    const { id } = await setup.createPlan(validatePlanSpec({ name: "g", jobs: [{ name: "a", run: "true" }] }), dir, ctx())
+    const live = new PlanStore(dir, { live: true })
+    const results = await Promise.allSettled([
+      live.appendReport(id, "a", { status: "progress", message: "ok1", attempt: 1 }, ctx()),
+      live.appendReport(id, "a", { status: "progress", message: "bad", attempt: 1, rid: "x" }, ctx()),
+      live.appendReport(id, "a", { status: "progress", message: "ok2", attempt: 1 }, ctx()),
+    ])
+    expect(results.map(r => r.status)).toEqual(["fulfilled", "rejected", "fulfilled"])
+    const messages = readReports(await new PlanStore(dir).loadReports(id, "a")).map(r => r.message)
+    expect(messages.sort()).toEqual(["ok1", "ok2"])
+  })
+})
