@@ -10,7 +10,11 @@ export const DIST = path.join(ROOT, "dist/src/index.js")
 
 let lib
 async function concord() {
-  lib ??= await import(DIST)
+  lib ??= {
+    ...(await import(DIST)),
+    ...(await import(path.join(ROOT, "dist/src/ops/endpoint.js"))),
+    ...(await import(path.join(ROOT, "dist/src/ops/local.js"))),
+  }
   return lib
 }
 
@@ -26,8 +30,10 @@ export async function available() {
 export async function open(dir) {
   const c = await concord()
   const store = new c.PlanStore(dir, { onWarning: m => process.stderr.write(`concord warning: ${m}\n`) })
+  const backend = new c.LocalBackend(store)
   const ctx = by => ({ by, now: Date.now() })
   const me = `bench@${process.pid}`
+  const endpoints = []
   return {
     store,
     async createPlan({ name, jobs, status = "running" }) {
@@ -41,26 +47,19 @@ export async function open(dir) {
       }
       return id
     },
-    /** What `concord report STATUS MSG --job J --plan P` does (report.ts), minus resolving the plan name. */
+    /**
+     * What `concord report STATUS MSG --job J --plan P` does: the report operation (src/ops), through the
+     * plan's local endpoint when a process serves one (concord run does), else through the store.
+     */
     async report(id, job, r) {
       const by = r.by ?? `job:${job}#1@bench:${process.pid}`
-      const j = c.getJob(c.readPlan(await store.loadPlan(id)), job)
-      const attempt = j.attempt
-      await store.appendReport(id, job, { status: r.status, message: r.message ?? "", progress: r.progress ?? null, attempt }, ctx(by))
-      if (r.status === "completed" || r.status === "failed") {
-        const to = r.status
-        try {
-          await store.updatePlan(id, doc => {
-            const cur = c.getJob(c.readPlan(doc), job).attempts.find(a => a.n === attempt)
-            if (cur.status === to || !c.canJobTransition(cur.status, to)) {
-              throw new c.InvalidTransitionError(`job "${job}" attempt ${attempt}`, cur.status, to)
-            }
-            return c.setJobStatus(doc, job, to, to === "failed" ? { attempt, reason: r.message || "reported failed", failureKind: "reported_failed" } : { attempt }, ctx(by))
-          })
-        } catch (e) {
-          if (!(e instanceof c.InvalidTransitionError)) throw e
-        }
-      }
+      const out = await c.reportRouted(backend, { planRef: id, job, status: r.status, message: r.message ?? "", progress: r.progress ?? null }, () => ctx(by))
+      return { via: out.via }
+    },
+    /** Serve the plan's local endpoint from this process, as `concord run` does while it runs the plan. */
+    async serveEndpoint(id) {
+      endpoints.push(await c.serveEndpoint(dir, id))
+      return { ok: true }
     },
     async loadView(id) {
       return store.loadPlan(id)
@@ -84,6 +83,8 @@ export async function open(dir) {
       const w = store.docs.watch([c.reportDocId(id, job)], (_docId, doc) => onMessages(c.readReports(doc).map(r => r.message)), { pollMs })
       return { close: () => w.close() }
     },
-    async close() {},
+    async close() {
+      for (const e of endpoints.splice(0)) await e.close()
+    },
   }
 }

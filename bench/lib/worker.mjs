@@ -17,20 +17,23 @@ const ops = {
   ping: async () => ({ pid: process.pid }),
   createPlan: async a => client.createPlan(a),
   report: async a => client.report(a.plan, a.job, a.report),
+  serveEndpoint: async a => client.serveEndpoint(a.plan),
   read: async a => client.read(a.plan),
   /** Contention: n reports for one job as fast as possible, each timed from call to durable. */
   burst: async a => {
     const lat = []
+    const via = {}
     const cpu0 = process.cpuUsage()
     const start = now()
     for (let i = 0; i < a.n; i++) {
       const t0 = now()
-      await client.report(a.plan, a.job, { status: "progress", message: `${a.job}-${i}`, progress: i % 101 })
+      const r = await client.report(a.plan, a.job, { status: "progress", message: `${a.job}-${i}`, progress: i % 101 })
       lat.push(now() - t0)
+      if (r?.via) via[r.via] = (via[r.via] ?? 0) + 1
     }
     const end = now()
     const cpu = process.cpuUsage(cpu0)
-    return { start, end, lat, cpuMs: (cpu.user + cpu.system) / 1000 }
+    return { start, end, lat, via, cpuMs: (cpu.user + cpu.system) / 1000 }
   },
   /** Founding race, orchestrator side: read the plan and keep that view. */
   loadStale: async a => {

@@ -1,5 +1,8 @@
 // Workload 1, contention: P processes, each sending N status reports for its own job of one plan, as
-// fast as it can. Throughput, latency per report (call to durable), lost updates.
+// fast as it can. Throughput, latency per report (call to durable), lost updates. concord runs twice:
+// "concord" with no orchestrator (each process writes to the store), and "concord-endpoint" with the
+// plan's local endpoint served by the first process, as `concord run` serves it while it runs the plan
+// (every process's report goes through it; the endpoint's CPU counts in that process's CPU).
 import { rmSync } from "node:fs"
 import { startWorker, startWorkers, stopAll, tempDir } from "../lib/proc.mjs"
 import { median, p99, quantile, round } from "../lib/stats.mjs"
@@ -10,16 +13,22 @@ export function config(quick) {
   return quick ? { ps: [1, 4], n: 10, reps: 1 } : { ps: (process.env.BENCH_PS ?? "1,4,16,32").split(",").map(Number), n: 50, reps: Number(process.env.BENCH_REPS ?? 3) }
 }
 
-async function once(backend, P, n) {
+async function once(variant, P, n) {
   const dir = tempDir()
+  const backend = variant === "concord-endpoint" ? "concord" : variant
   const first = await startWorker(backend, dir)
   const workers = [first]
   try {
     const jobs = Array.from({ length: P }, (_, i) => `j${i}`)
     const plan = await first.call("createPlan", { name: "contention", jobs })
+    if (variant === "concord-endpoint") await first.call("serveEndpoint", { plan })
     workers.push(...(await startWorkers(P - 1, backend, dir)))
     // every worker is up and has its store open: start them together
     const runs = await Promise.all(workers.map((w, i) => w.call("burst", { plan, job: jobs[i], n })))
+    if (variant === "concord-endpoint") {
+      const through = runs.reduce((a, r) => a + (r.via?.endpoint ?? 0), 0)
+      if (through !== P * n) throw new Error(`concord-endpoint: only ${through} of ${P * n} reports went through the endpoint`)
+    }
     const final = await first.call("read", { plan })
     let lost = 0
     for (const job of jobs) {
@@ -38,9 +47,10 @@ async function once(backend, P, n) {
 export async function run({ backends, quick, log }) {
   const cfg = config(quick)
   const raw = {}
+  const variants = backends.flatMap(b => (b === "concord" ? ["concord", "concord-endpoint"] : [b]))
   for (let rep = 0; rep < cfg.reps; rep++) {
     for (const P of cfg.ps) {
-      for (const b of backends) {
+      for (const b of variants) {
         const r = await once(b, P, cfg.n)
         const key = `${b}|${P}`
         ;(raw[key] ??= []).push(r)
@@ -52,7 +62,7 @@ export async function run({ backends, quick, log }) {
     }
   }
   const rows = []
-  for (const b of backends) {
+  for (const b of variants) {
     for (const P of cfg.ps) {
       const rs = raw[`${b}|${P}`]
       const lat = rs.flatMap(r => r.lat)

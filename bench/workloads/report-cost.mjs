@@ -21,6 +21,7 @@ export async function run({ backends, quick, log }) {
   const cmds = [{ name: 'node -e ""', args: ["-e", ""] }]
   const cleanup = []
   const workers = []
+  const endpointWorkers = []
   try {
     for (const b of backends) {
       const dir = tempDir()
@@ -39,11 +40,31 @@ export async function run({ backends, quick, log }) {
           env: { CONCORD_STORE: dir },
           cwd: dir,
         })
+        // the same report while an orchestrator runs the plan: its local endpoint is served (by a worker
+        // here, with the function `concord run` serves it with) and the report goes there
+        const served = await w.call("createPlan", { name: "report-cost-served", jobs: ["j0"] })
+        const server = await startWorker(b, dir)
+        endpointWorkers.push(server)
+        await server.call("serveEndpoint", { plan: served })
+        cmds.push({
+          name: "concord report (orchestrator running)",
+          backend: b,
+          args: () => [BIN, "report", "progress", `cost-served-${i++}`, "--job", "j0", "--plan", served],
+          env: { CONCORD_STORE: dir },
+          cwd: dir,
+        })
       } else {
         cmds.push({ name: `${b} report`, backend: b, args: () => [BASELINE_CLI, b, dir, "report", plan, "j0", "progress", `cost-${i++}`] })
       }
     }
     await stopAll(workers)
+    // the served plan's reports must really go through its endpoint, or the row would be mislabeled
+    const check = cmds.find(c => c.name === "concord report (orchestrator running)")
+    if (check) {
+      const res = await timeNode([...check.args(), "--json"], { env: check.env, cwd: check.cwd })
+      const via = res.code === 0 ? JSON.parse(res.stdout).via : `exit ${res.code}: ${res.stderr}`
+      if (via !== "endpoint") throw new Error(`concord report with an orchestrator running went through ${via}, not the endpoint`)
+    }
     const times = Object.fromEntries(cmds.map(c => [c.name, []]))
     for (let r = 0; r < cfg.warmup + cfg.runs; r++) {
       for (const c of cmds) {
@@ -60,6 +81,7 @@ export async function run({ backends, quick, log }) {
     // A report through a long-lived MCP server is measured by the mcp workload (bench/workloads/mcp.mjs).
     return { config: cfg, rows }
   } finally {
+    await stopAll(endpointWorkers)
     await stopAll(workers)
     for (const d of cleanup) rmSync(d, { recursive: true, force: true })
   }
