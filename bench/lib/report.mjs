@@ -126,28 +126,42 @@ function targets(results) {
     if (!o || !n) add(t2, "not run", "report cost not run")
     else add(t2, o.p50 <= 1.5 * n.p50 ? "met" : "missed", `median ${ms(o.p50)} vs ${ms(n.p50)}: ${ratio(o.p50, n.p50)} (through its local endpoint)`)
   }
-  // 4b. MCP
+  // 4b. MCP: a job's agent reports while an orchestrator runs its plan (through the run's local
+  // endpoint); the same server with no orchestrator (writing to the store) is shown next to it
   {
     const m = w.mcp
-    const r = m?.crashed ? undefined : m?.rows?.find(x => x.command.startsWith("mc_report"))
+    const t = "A report through a long-lived MCP server: median < 5 ms, p99 < 20 ms (call to durable)"
+    const e = m?.crashed ? undefined : m?.rows?.find(x => x.command.startsWith("mc_report") && x.command.includes("endpoint"))
+    const r = m?.crashed ? undefined : m?.rows?.find(x => x.command === "mc_report via concord mcp (long-lived)")
     const cli = m?.rows?.find(x => x.command.startsWith("concord report"))
     const node = m?.rows?.find(x => x.command === 'node -e ""')
-    if (!r) add("A report through a long-lived MCP server: median < 5 ms, p99 < 20 ms (call to durable)", "not run", m?.crashed ? "mcp crashed" : "mcp not run")
-    else
+    if (!e && !r) add(t, "not run", m?.crashed ? "mcp crashed" : "mcp not run")
+    else {
+      const best = e ?? r
       add(
-        "A report through a long-lived MCP server: median < 5 ms, p99 < 20 ms (call to durable)",
-        r.p50 < 5 && r.p99 < 20 ? "met" : "missed",
-        `median ${ms(r.p50)}, p99 ${ms(r.p99)} (n = ${r.n}, server CPU ${ms(r.cpuMsPerCall)} per report); in the same run \`concord report\` ${ms(cli?.p50)}, \`node -e ""\` ${ms(node?.p50)}`
+        t,
+        best.p50 < 5 && best.p99 < 20 ? "met" : "missed",
+        (e ? `orchestrator running (through its local endpoint): median ${ms(e.p50)}, p99 ${ms(e.p99)}; ` : "") +
+          (r ? `no orchestrator (the server writes to the store): median ${ms(r.p50)}, p99 ${ms(r.p99)}, server CPU ${ms(r.cpuMsPerCall)} per report; ` : "") +
+          `n = ${best.n}; in the same run \`concord report\` ${ms(cli?.p50)}, \`node -e ""\` ${ms(node?.p50)}`
       )
-    const c = m?.fleet?.find(x => x.backend.startsWith("concord"))
-    const j = m?.fleet?.find(x => x.backend.startsWith("json-lock"))
-    if (!c || m.config.agents !== 16) add("16 agents with their own MCP servers: nothing lost, throughput ≥ json-lock's", "not run", c ? `${m.config.agents} agents in this mode: lost ${c.lost} of ${c.reports}` : "mcp not run")
-    else
+    }
+    const t2 = "16 agents with their own MCP servers: nothing lost, throughput ≥ json-lock's"
+    const fe = m?.fleet?.find(x => x.variant === "concord-endpoint")
+    const fs = m?.fleet?.find(x => x.variant === "concord")
+    const j = m?.fleet?.find(x => x.variant === "json-lock")
+    const c = fe ?? fs
+    if (!c || m.config.agents !== 16) add(t2, "not run", c ? `${m.config.agents} agents in this mode: lost ${(fe?.lost ?? 0) + (fs?.lost ?? 0)}` : "mcp not run")
+    else {
+      const lost = (fe?.lost ?? 0) + (fs?.lost ?? 0)
       add(
-        "16 agents with their own MCP servers: nothing lost, throughput ≥ json-lock's",
-        c.lost === 0 && (!j || c.throughput >= j.throughput) ? (j ? "met" : "met (no json-lock in this run)") : "missed",
-        `lost ${c.lost} of ${c.reports}; ${fmt(c.throughput)} reports/s${j ? ` vs json-lock ${fmt(j.throughput)} (${ratio(c.throughput, j.throughput)})` : ""}`
+        t2,
+        lost === 0 && (!j || c.throughput >= j.throughput) ? (j ? "met" : "met (no json-lock in this run)") : "missed",
+        `lost ${lost} of ${(fe?.reports ?? 0) + (fs?.reports ?? 0)}; ` +
+          (fe ? `orchestrator running (its local endpoint) ${fmt(fe.throughput)} reports/s${j ? ` (${ratio(fe.throughput, j.throughput)} json-lock's ${fmt(j.throughput)})` : ""}; ` : "") +
+          (fs ? `no orchestrator ${fmt(fs.throughput)} reports/s${j ? ` (${ratio(fs.throughput, j.throughput)})` : ""}` : "")
       )
+    }
   }
   // 5. scale
   for (const [backend, how] of [["concord", "written through the store"], ["concord-via-sync", "arriving by sync"]]) {

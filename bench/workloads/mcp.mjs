@@ -36,13 +36,16 @@ async function startServer(dir, plan, job) {
   const client = new Client({ name: "concord-bench", version: "1" })
   // Generous time-outs: on a loaded 2-core machine 16 servers starting at once take a while.
   await client.connect(transport, { timeout: 600_000 })
+  const vias = []
   return {
     pid: transport.pid,
+    vias,
     async report(message, progress) {
       const t0 = performance.now()
       const r = await client.callTool({ name: "mc_report", arguments: { status: "progress", message, progress } }, undefined, { timeout: 600_000 })
       const ms = performance.now() - t0
       if (r.isError) throw new Error(`mc_report refused: ${r.content?.[0]?.text}`)
+      vias.push(r.structuredContent?.via)
       return ms
     },
     close: () => client.close(),
@@ -65,14 +68,24 @@ export async function run({ backends, quick, log }) {
     const w = await startWorker("concord", dir)
     workers.push(w)
     const plan = await w.call("createPlan", { name: "mcp", jobs: ["j0", "j1"] })
+    // a second plan in the same store that an orchestrator runs: its local endpoint is served (by a
+    // worker, with the function concord run serves it with), and its agent's mc_report goes there
+    const served = await w.call("createPlan", { name: "mcp-served", jobs: ["j0"] })
+    const endpointWorker = await startWorker("concord", dir)
+    await endpointWorker.call("serveEndpoint", { plan: served })
     await stopAll(workers.splice(0))
+    workers.push(endpointWorker)
     const s = await startServer(dir, plan, "j0")
-    servers.push(s)
-    for (let i = 0; i < cfg.warmup; i++) await s.report(`warm-${i}`, i % 101)
+    const s2 = await startServer(dir, served, "j0")
+    servers.push(s, s2)
+    for (let i = 0; i < cfg.warmup; i++) {
+      await s.report(`warm-${i}`, i % 101)
+      await s2.report(`warm-${i}`, i % 101)
+    }
     const mcpT = []
+    const epT = []
     const cliT = []
     const nodeT = []
-    const cpu0 = cpuMs(s.pid)
     let cpuCalls = 0
     let cpuSpent = 0
     const every = Math.max(1, Math.floor(cfg.calls / cfg.cli))
@@ -81,6 +94,7 @@ export async function run({ backends, quick, log }) {
       mcpT.push(await s.report(`mcp-${i}`, i % 101))
       const c1 = cpuMs(s.pid)
       if (c0 !== null && c1 !== null) ((cpuSpent += c1 - c0), cpuCalls++)
+      epT.push(await s2.report(`mcp-${i}`, i % 101))
       if (i % every === 0 && cliT.length < cfg.cli) {
         const r = await timeNode([BIN, "report", "progress", `cli-${i}`, "--job", "j1", "--plan", plan], { env: { CONCORD_STORE: dir }, cwd: dir })
         if (r.code !== 0) throw new Error(`concord report exited ${r.code}: ${r.stderr}`)
@@ -88,9 +102,10 @@ export async function run({ backends, quick, log }) {
         nodeT.push((await timeNode(["-e", ""])).ms)
       }
     }
-    void cpu0
+    if (s.vias.some(v => v !== "store") || s2.vias.some(v => v !== "endpoint")) throw new Error("mcp latency: a report did not go the way its row says")
     const rows = [
       { command: "mc_report via concord mcp (long-lived)", ...stats(mcpT), cpuMsPerCall: cpuCalls ? cpuSpent / cpuCalls : null },
+      { command: "mc_report via concord mcp, orchestrator running (its local endpoint)", ...stats(epT) },
       { command: "concord report (one process)", ...stats(cliT) },
       { command: 'node -e ""', ...stats(nodeT) },
     ]
@@ -102,19 +117,23 @@ export async function run({ backends, quick, log }) {
     const have = new Set(read.jobs.j0?.messages ?? [])
     let lost = 0
     for (let i = 0; i < cfg.calls; i++) if (!have.has(`mcp-${i}`)) lost++
+    const haveServed = new Set((await w2.call("read", { plan: served })).jobs.j0?.messages ?? [])
+    for (let i = 0; i < cfg.calls; i++) if (!haveServed.has(`mcp-${i}`)) lost++
     await stopAll(workers.splice(0))
-    await s.close()
-    servers.splice(0)
+    await Promise.all(servers.splice(0).map(x => x.close()))
 
-    // --- 16 agents, each with its own MCP server, all reporting at once
+    // --- 16 agents, each with its own MCP server, all reporting at once: with no orchestrator (each
+    // server writes to the store), and while an orchestrator runs the plan (its local endpoint served by
+    // a worker, as concord run serves it: every mc_report goes through it)
     const fleet = {}
-    {
+    for (const withEndpoint of [false, true]) {
       const d = tempDir()
       dirs.push(d)
       const first = await startWorker("concord", d)
       workers.push(first)
       const jobs = Array.from({ length: cfg.agents }, (_, i) => `j${i}`)
       const p = await first.call("createPlan", { name: "mcp-fleet", jobs })
+      if (withEndpoint) await first.call("serveEndpoint", { plan: p })
       const ss = await Promise.all(jobs.map(j => startServer(d, p, j)))
       servers.push(...ss)
       await Promise.all(ss.map((x, i) => x.report(`warm-${jobs[i]}`, 0)))
@@ -125,13 +144,18 @@ export async function run({ backends, quick, log }) {
         return out
       }))).flat()
       const seconds = (performance.now() - t0) / 1000
+      const vias = ss.flatMap(x => x.vias)
+      const want = withEndpoint ? "endpoint" : "store"
+      if (vias.some(v => v !== want)) throw new Error(`mcp fleet: reports went through ${[...new Set(vias)].join(", ")}, expected ${want} only`)
       const fin = await first.call("read", { plan: p })
       let flost = 0
       for (const j of jobs) {
         const h = new Set(fin.jobs[j]?.messages ?? [])
         for (let i = 0; i < cfg.n; i++) if (!h.has(`${j}-${i}`)) flost++
       }
-      fleet.concord = { backend: `concord (${cfg.agents} MCP servers)`, reports: cfg.agents * cfg.n, seconds, throughput: (cfg.agents * cfg.n) / seconds, p50: median(lat), p99: p99(lat), lost: flost }
+      const key = withEndpoint ? "concord-endpoint" : "concord"
+      const label = withEndpoint ? `concord (${cfg.agents} MCP servers, orchestrator running: its local endpoint)` : `concord (${cfg.agents} MCP servers, no orchestrator: each writes to the store)`
+      fleet[key] = { backend: label, variant: key, reports: cfg.agents * cfg.n, seconds, throughput: (cfg.agents * cfg.n) / seconds, p50: median(lat), p99: p99(lat), lost: flost }
       await Promise.all(servers.splice(0).map(x => x.close()))
       await stopAll(workers.splice(0))
     }
@@ -152,7 +176,7 @@ export async function run({ backends, quick, log }) {
         for (let i = 0; i < cfg.n; i++) if (!h.has(`${j}-${i}`)) jlost++
       }
       const lat = runs.flatMap(r => r.lat)
-      fleet["json-lock"] = { backend: `json-lock (${cfg.agents} processes)`, reports: cfg.agents * cfg.n, seconds, throughput: (cfg.agents * cfg.n) / seconds, p50: median(lat), p99: p99(lat), lost: jlost }
+      fleet["json-lock"] = { backend: `json-lock (${cfg.agents} processes)`, variant: "json-lock", reports: cfg.agents * cfg.n, seconds, throughput: (cfg.agents * cfg.n) / seconds, p50: median(lat), p99: p99(lat), lost: jlost }
       await stopAll(workers.splice(0))
     }
     for (const f of Object.values(fleet)) log(`mcp fleet ${f.backend}: ${round(f.throughput, 0)} reports/s, p50 ${round(f.p50)} ms, p99 ${round(f.p99)} ms, lost ${f.lost}/${f.reports}`)

@@ -8,7 +8,7 @@
  */
 import { Command } from "commander"
 import { parseDocRef } from "../doc/ids.js"
-import { reportViaEndpoint } from "../ops/endpoint-client.js"
+import { type RoutedReport, reportViaEndpoint } from "../ops/endpoint-client.js"
 import { locateStore } from "../sync/store/locate.js"
 import { cliActor } from "./actor.js"
 import { declareReport, printReport, type ReportOptions, reportInput } from "./commands/report.js"
@@ -27,7 +27,7 @@ export async function fastReport(argv: string[]): Promise<FastOutcome> {
       const planId = input.planRef ? parseDocRef(input.planRef.trim()) : undefined
       if (!planId || opts.remote || opts.token) return
       const storeDir = locateStore({ store: program.opts<{ store?: string }>().store }).dir
-      let r
+      let r: RoutedReport | undefined
       try {
         r = await reportViaEndpoint(storeDir, planId, input, cliActor())
       } catch (e) {
