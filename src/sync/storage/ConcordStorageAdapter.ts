@@ -37,6 +37,8 @@ export { fsyncDir } from "./atomic.js"
 
 export const TMP_DIR_NAME = ".tmp"
 export const QUARANTINE_DIR_NAME = "quarantine"
+/** How long one reading of the quarantine directory's names serves the restore check of every listing. */
+const QUARANTINE_LISTING_MS = 500
 
 export interface ConcordStorageAdapterOptions {
   /** Receives warnings (damaged chunk quarantined, ...). Default: `concord: warning: <msg>` on stderr. */
@@ -121,6 +123,8 @@ export class ConcordStorageAdapter implements StorageAdapterInterface {
   readonly #restoreIntervalMs: number
   /** when each document's quarantine was last looked at (restoreIntervalMs > 0) */
   readonly #restoreChecked = new Map<string, number>()
+  /** the documents the quarantine directory held files of, read at most every QUARANTINE_LISTING_MS */
+  #quarantined: { at: number; docs: Set<string> } | undefined
 
   constructor(baseDirectory: string, opts: ConcordStorageAdapterOptions = {}) {
     this.baseDirectory = path.resolve(baseDirectory)
@@ -352,6 +356,7 @@ export class ConcordStorageAdapter implements StorageAdapterInterface {
   }
 
   async #quarantine(r: ReadFile, reason: string, warn: "now" | "later"): Promise<void> {
+    this.#quarantined = undefined
     const { key, file } = r
     // Still exactly the file we judged? (a writer may have touched it since we read it)
     const st = await fsp.stat(file, { bigint: true }).catch(() => undefined)
@@ -430,7 +435,7 @@ export class ConcordStorageAdapter implements StorageAdapterInterface {
   async #list(keyPrefix: StorageKey, restore = true): Promise<ListedFile[]> {
     if (restore && this.#autoRestore && keyPrefix.length >= 1 && keyPrefix.length <= 2) {
       if ((keyPrefix.length === 1 || keyPrefix[1] === "snapshot" || keyPrefix[1] === "incremental") && this.#restoreDue(keyPrefix[0])) {
-        await this.restoreQuarantined(keyPrefix[0])
+        if (await this.#mayHaveQuarantined(keyPrefix[0])) await this.restoreQuarantined(keyPrefix[0])
       }
     }
     const root = keyPrefix.length === 0 ? this.baseDirectory : this.filePath(keyPrefix)
@@ -469,6 +474,26 @@ export class ConcordStorageAdapter implements StorageAdapterInterface {
       out.push({ key, file })
     }
     return out
+  }
+
+  /**
+   * Whether the quarantine directory holds files of this document, from one reading of its names shared
+   * by every document listed within QUARANTINE_LISTING_MS (a status of a 1,000-job plan lists 1,000 logs:
+   * one readdir of the quarantine instead of 1,000).
+   */
+  async #mayHaveQuarantined(docId: string): Promise<boolean> {
+    const now = Date.now()
+    const q = this.#quarantined
+    if (!q || now - q.at > QUARANTINE_LISTING_MS || now < q.at) {
+      let names: string[] = []
+      try {
+        names = await fsp.readdir(this.quarantineDirectory)
+      } catch {
+        // none (or unreadable: restoreQuarantined and doctor say so)
+      }
+      this.#quarantined = { at: now, docs: new Set(names.map(n => /^[A-Za-z0-9]+/.exec(n)?.[0] ?? n)) }
+    }
+    return this.#quarantined!.docs.has(docId)
   }
 
   #restoreDue(docId: string): boolean {
