@@ -176,6 +176,11 @@ export function isPlanDoc(doc: unknown): doc is PlanDocument {
   return !!doc && typeof doc === "object" && str((doc as Record<string, unknown>).kind) === PLAN_KIND
 }
 
+/** A plan's name, without reading the rest of it (readPlan resolves every job: costly for big plans). */
+export function planName(doc: PlanDocument): string {
+  return str((doc as unknown as Record<string, unknown>).name) ?? ""
+}
+
 /** The resolved, plain view of a plan document that every front end reads. */
 export function readPlan(doc: PlanDocument): PlanView {
   const d = doc as unknown as Record<string, unknown>
@@ -218,6 +223,23 @@ export function getJob(view: PlanView, name: string): JobView {
     throw new NotFoundError(`plan "${view.name}" has no job "${name}" (jobs: ${known})`)
   }
   return job
+}
+
+/**
+ * One job of a plan document, resolved as readPlan resolves it, without resolving the others (a report
+ * to a 1,000-job plan needs one job, not a thousand). Throws like getJob for an unknown job.
+ */
+export function readJob(doc: PlanDocument, name: string): JobView {
+  const jobs = (doc as unknown as { jobs: Record<string, Record<string, unknown>> }).jobs
+  const j = Object.hasOwn(jobs, name) ? jobs[name] : undefined
+  if (!j || str(j.name) !== name) {
+    const known = Object.values(jobs)
+      .sort((a, b) => (a.index as number) - (b.index as number))
+      .map(x => str(x.name))
+      .join(", ")
+    throw new NotFoundError(`plan "${planName(doc)}" has no job "${name}" (jobs: ${known})`)
+  }
+  return jobView(j)
 }
 
 /** Counts of jobs by (resolved, current-attempt) status. */
@@ -351,8 +373,7 @@ export function setJobStatus(
   opts: SetJobStatusOptions,
   ctx: WriteContext
 ): PlanDocument {
-  const view = readPlan(doc)
-  const job = getJob(view, jobName)
+  const job = readJob(doc, jobName)
   const { attempt: attemptNo, ...fields } = opts
   const attempt = attemptOf(job, attemptNo)
   if (!canJobTransition(attempt.status, to)) {
@@ -375,7 +396,7 @@ export function updateAttempt(
   ctx: WriteContext,
   did?: string
 ): PlanDocument {
-  const job = getJob(readPlan(doc), jobName)
+  const job = readJob(doc, jobName)
   attemptOf(job, attemptNo)
   const keys = Object.keys(fields).filter(k => (fields as Record<string, unknown>)[k] !== undefined)
   return change(doc, ctx, did ?? `job ${jobName} #${attemptNo}: record ${keys.join(", ")}`, d => {
@@ -385,7 +406,7 @@ export function updateAttempt(
 
 /** Start a new attempt of a job whose current attempt is over (failed, stopped, canceled, ...). */
 export function retryJob(doc: PlanDocument, jobName: string, ctx: WriteContext): PlanDocument {
-  const job = getJob(readPlan(doc), jobName)
+  const job = readJob(doc, jobName)
   if (!JOB_RETRYABLE.has(job.status)) {
     throw new InvalidTransitionError(
       `job "${jobName}" attempt ${job.attempt}`,
@@ -407,7 +428,7 @@ export function retryJob(doc: PlanDocument, jobName: string, ctx: WriteContext):
  * record that is canceled and marked skipped, so no status ever moves backwards.
  */
 export function skipJob(doc: PlanDocument, jobName: string, ctx: WriteContext, reason = "skipped"): PlanDocument {
-  const job = getJob(readPlan(doc), jobName)
+  const job = readJob(doc, jobName)
   if (job.current.skipped) return doc
   if (canJobTransition(job.status, "canceled")) {
     return change(doc, ctx, `job ${jobName} #${job.attempt}: ${job.status} -> canceled (skipped)`, d => {

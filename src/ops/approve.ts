@@ -11,7 +11,7 @@
 import { randomBytes } from "node:crypto"
 import type { WriteContext } from "../doc/actor.js"
 import { InputError } from "../doc/errors.js"
-import { approveCheckpoint, getJob, type PlanDocument, readPlan, retryJob, skipJob } from "../doc/plan.js"
+import { approveCheckpoint, getJob, readJob, type PlanDocument, readPlan, retryJob, skipJob } from "../doc/plan.js"
 import { PLAN_FINISHED } from "../doc/states.js"
 import type { PlanBackend } from "./backend.js"
 import { resolvePlan } from "./resolve.js"
@@ -53,7 +53,7 @@ export async function approve(backend: PlanBackend, input: ApproveInput, clock: 
     if (input.retry) {
       getJob(view, input.retry)
       d = retryJob(d, input.retry, clock())
-      res.retried = { job: input.retry, attempt: getJob(readPlan(d), input.retry).attempt }
+      res.retried = { job: input.retry, attempt: readJob(d, input.retry).attempt }
     }
     if (input.skip) {
       getJob(view, input.skip)

@@ -11,7 +11,7 @@
  * are stopped by their own orchestrators.
  */
 import type { WriteContext } from "../doc/actor.js"
-import { getJob, readPlan, setJobStatus } from "../doc/plan.js"
+import { readJob, setJobStatus } from "../doc/plan.js"
 import { canJobTransition, type JobStatus } from "../doc/states.js"
 import type { PlanBackend } from "./backend.js"
 import { stopJobProcesses } from "../orchestrator/supervisor.js"
@@ -43,9 +43,9 @@ export interface KillResult {
 
 export async function kill(backend: PlanBackend, input: KillInput, clock: () => WriteContext, stop: ProcessStopper = stopJobProcesses): Promise<KillResult> {
   const plan = await resolvePlan(backend, input.planRef)
-  getJob(readPlan(plan.doc), input.job) // unknown job: refused before anything is written
+  readJob(plan.doc, input.job) // unknown job: refused before anything is written
   const { doc, result } = await backend.updatePlan<{ attempt: number; from: JobStatus; to: JobStatus }>(plan.id, d => {
-    const job = getJob(readPlan(d), input.job)
+    const job = readJob(d, input.job)
     const from = job.status
     const to: JobStatus | null = canJobTransition(from, "stopped") ? "stopped" : canJobTransition(from, "canceled") ? "canceled" : null
     if (!to) return { doc: d, result: { attempt: job.attempt, from, to: from } }
@@ -59,7 +59,7 @@ export async function kill(backend: PlanBackend, input: KillInput, clock: () => 
   let signaled = 0
   if (stop && host) {
     const procs: JobProcess[] = []
-    for (const a of getJob(readPlan(doc), input.job).attempts) {
+    for (const a of readJob(doc, input.job).attempts) {
       if (a.pid !== null && (a.host ?? host) === host) procs.push({ job: input.job, attempt: a.n, pid: a.pid, pidStartedAt: a.pidStartedAt })
     }
     if (procs.length) signaled = await stop(procs, { force: input.force })

@@ -10,7 +10,7 @@
 import { promises as fsp, watch as fsWatch, type FSWatcher } from "node:fs"
 import path from "node:path"
 import { ConcordError, InputError, NotFoundError } from "../doc/errors.js"
-import { getJob, readPlan } from "../doc/plan.js"
+import { readJob } from "../doc/plan.js"
 import type { PlanBackend } from "./backend.js"
 import { resolvePlan } from "./resolve.js"
 
@@ -56,7 +56,7 @@ export async function locateLog(backend: PlanBackend, input: Omit<LogInput, "lin
     )
   }
   const plan = await resolvePlan(backend, input.planRef)
-  const job = getJob(readPlan(plan.doc), input.job)
+  const job = readJob(plan.doc, input.job)
   const n = input.attempt ?? job.attempt
   const a = job.attempts.find(x => x.n === n)
   if (!a) throw new NotFoundError(`job "${input.job}" has no attempt ${n} (current is ${job.attempt})`)

@@ -5,7 +5,7 @@
  */
 import { actorLabel, type WriteContext } from "../doc/actor.js"
 import { InputError } from "../doc/errors.js"
-import { getJob, readPlan, setJobStatus } from "../doc/plan.js"
+import { readJob, setJobStatus } from "../doc/plan.js"
 import { validateReport } from "../doc/reports.js"
 import { canAgentTransition, canJobTransition, type JobStatus, type ReportStatus } from "../doc/states.js"
 import { hostName } from "../lib/host.js"
@@ -50,7 +50,7 @@ export async function report(backend: PlanBackend, input: ReportInput, clock: ()
   const checked = validateReport({ status: input.status, message: input.message, progress: input.progress, attempt: input.attempt ?? 1, rid: input.rid })
   if (!input.job) throw new InputError("no job given: a report names the job it is for")
   const plan = await resolvePlan(backend, input.planRef)
-  const job = getJob(readPlan(plan.doc), input.job)
+  const job = readJob(plan.doc, input.job)
   const attempt = input.attempt ?? job.attempt
   if (!job.attempts.some(a => a.n === attempt)) {
     throw new InputError(`job "${input.job}" has no attempt ${attempt} (current is ${job.attempt})`)
@@ -72,7 +72,7 @@ export async function report(backend: PlanBackend, input: ReportInput, clock: ()
   const to = checked.status
   if (to === "completed" || to === "failed") {
     const { result } = await backend.updatePlan<{ from: JobStatus; changed: boolean }>(plan.id, doc => {
-      const cur = getJob(readPlan(doc), input.job).attempts.find(a => a.n === attempt)!
+      const cur = readJob(doc, input.job).attempts.find(a => a.n === attempt)!
       if (cur.status === to || !allowed(cur.status, to)) return { doc, result: { from: cur.status, changed: false } }
       const fields = to === "failed" ? { attempt, reason: checked.message || "reported failed", failureKind: "reported_failed" } : { attempt }
       return { doc: setJobStatus(doc, input.job, to, fields, clock()), result: { from: cur.status, changed: true } }

@@ -6,7 +6,7 @@
  */
 import { InputError, NotFoundError } from "../doc/errors.js"
 import { type DocId, parseDocRef } from "../doc/ids.js"
-import { type PlanDocument, readPlan } from "../doc/plan.js"
+import { type PlanDocument, planName } from "../doc/plan.js"
 import type { PlanBackend, PlanInfo } from "./backend.js"
 
 export interface ResolvedPlan {
@@ -19,7 +19,7 @@ export async function resolvePlan(backend: PlanBackend, ref?: string): Promise<R
   const id = ref ? parseDocRef(ref.trim()) : undefined
   if (id) {
     const doc = await backend.loadPlan(id)
-    if (doc) return { id, name: readPlan(doc).name, doc }
+    if (doc) return { id, name: planName(doc), doc }
   }
   let hit = pick(await backend.listPlans(), ref, backend)
   if (!hit) hit = pick(await backend.listPlans({ thorough: true }), ref, backend)
@@ -28,7 +28,7 @@ export async function resolvePlan(backend: PlanBackend, ref?: string): Promise<R
   }
   const doc = await backend.loadPlan(hit.id)
   if (!doc) throw new NotFoundError(`plan ${hit.id} ("${hit.name}") is listed but its document is not in ${backend.where}`)
-  return { id: hit.id, name: readPlan(doc).name, doc }
+  return { id: hit.id, name: planName(doc), doc }
 }
 
 /**

@@ -4,7 +4,7 @@
  * lease is still alive on this machine, and warnings about the store.
  */
 import type { DocId } from "../doc/ids.js"
-import { type PlanDocument, readPlan } from "../doc/plan.js"
+import { type PlanDocument, type PlanView, readPlan } from "../doc/plan.js"
 import { digestReports, type ReportDigest } from "../doc/reports.js"
 import { nextSteps, type NextStep, type PlanSummary, summarize } from "../doc/summary.js"
 import { isSameProcessAlive } from "../orchestrator/proc.js"
@@ -49,7 +49,7 @@ export async function statusOf(backend: PlanBackend, id: DocId, doc: PlanDocumen
   const view = readPlan(doc)
   const reports = await backend.reportDigests(id, view.jobs.map(j => j.name))
   const summary = summarize(id, view, reports, now)
-  liveLease(backend, doc, summary)
+  liveLease(backend, view, summary)
   return { summary, storeDir: backend.storeDir, warnings: await backend.warnings(), next: nextSteps(summary), failureTails: await failureTails(backend, id, summary) }
 }
 
@@ -91,14 +91,15 @@ export async function watchStatus(
 }
 
 async function statusOfDigests(backend: PlanBackend, id: DocId, doc: PlanDocument, digests: Map<string, ReportDigest>): Promise<StatusResult> {
-  const summary = summarize(id, readPlan(doc), digests, Date.now())
-  liveLease(backend, doc, summary)
+  const view = readPlan(doc)
+  const summary = summarize(id, view, digests, Date.now())
+  liveLease(backend, view, summary)
   return { summary, storeDir: backend.storeDir, warnings: await backend.warnings(), next: nextSteps(summary), failureTails: await failureTails(backend, id, summary) }
 }
 
 /** A lease held by a process on this machine that is gone is no orchestrator, whatever its expiry says. */
-function liveLease(backend: PlanBackend, doc: PlanDocument, summary: PlanSummary): void {
-  const lease = readPlan(doc).lease
+function liveLease(backend: PlanBackend, view: PlanView, summary: PlanSummary): void {
+  const lease = view.lease
   if (summary.lease && lease && backend.localHost && lease.host === backend.localHost && !isSameProcessAlive(lease.pid, null)) {
     summary.lease = null
   }

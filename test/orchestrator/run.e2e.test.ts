@@ -198,7 +198,7 @@ graceMs: 200
 maxParallel: 4
 jobs:
   - { name: done-while-down, run: 'echo $CONCORD_JOB >> ${launches}; while [ ! -f ${go} ]; do sleep 0.1; done; concord report completed "finished while the orchestrator was down"; sleep 30' }
-  - { name: survives, run: 'echo $CONCORD_JOB >> ${launches}; while [ ! -f ${go} ]; do sleep 0.1; done; sleep 4; exit 0' }
+  - { name: survives, run: 'echo $CONCORD_JOB >> ${launches}; while [ ! -f ${go} ]; do sleep 0.1; done; sleep 8; exit 0' }
   - { name: exits-while-down, run: 'echo $CONCORD_JOB >> ${launches}; while [ ! -f ${go} ]; do sleep 0.1; done; exit 0' }
   - { name: dies, run: 'echo $CONCORD_JOB >> ${launches}; sleep 60' }
   - { name: later, run: 'echo $CONCORD_JOB >> ${launches}', dependsOn: [survives] }
