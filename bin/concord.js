@@ -2,15 +2,21 @@
 // Short-lived commands (report, status, plan ...) run Automerge's WebAssembly with V8's baseline
 // compiler only: optimizing it in the background costs more CPU than such a command lives. Long-running
 // or heavy commands (run, serve, sync, --watch) keep the optimizing tier.
-import { readFileSync } from "node:fs"
+import { existsSync, readFileSync } from "node:fs"
+import path from "node:path"
 import { createRequire } from "node:module"
 import v8 from "node:v8"
 
 // A job's `concord report` while `concord run` serves its plan: sent to the run's endpoint by a lean
 // start-up that loads neither Automerge nor the other commands (src/cli/fast.ts); anything it does not
 // take goes on below, with the words it was given (and the report id to reuse, if it may have been taken).
+// Only a job's report is tried there (concord run gives its jobs CONCORD_STORE and CONCORD_PLAN), and only
+// while the run's endpoint file exists: any other report starts the full CLI at once, which also routes
+// a report to an endpoint it finds.
 let argv = process.argv
-if (argv.slice(2).includes("report") && !argv.some(a => /^(--remote|--token|--help|-h)(=|$)/.test(a))) {
+const { CONCORD_STORE: store, CONCORD_PLAN: plan } = process.env
+const served = () => !!store && !!plan && /^[1-9A-HJ-NP-Za-km-z]+$/.test(plan) && existsSync(path.resolve(store, "endpoints", `${plan}.json`))
+if (argv.slice(2).includes("report") && !argv.some(a => /^(--remote|--token|--help|-h)(=|$)/.test(a)) && served()) {
   const { fastReport } = await import("../dist/cli/fast.js")
   const r = await fastReport(argv)
   if ("code" in r) {

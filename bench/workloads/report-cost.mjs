@@ -49,8 +49,9 @@ export async function run({ backends, quick, log }) {
         cmds.push({
           name: "concord report (orchestrator running)",
           backend: b,
-          args: () => [BIN, "report", "progress", `cost-served-${i++}`, "--job", "j0", "--plan", served],
-          env: { CONCORD_STORE: dir },
+          // as a job of the running plan calls it: concord run gives its jobs these variables
+          args: () => [BIN, "report", "progress", `cost-served-${i++}`],
+          env: { CONCORD_STORE: dir, CONCORD_PLAN: served, CONCORD_JOB: "j0", CONCORD_ATTEMPT: "1" },
           cwd: dir,
         })
       } else {
