@@ -80,5 +80,7 @@ export class LocalBackend implements PlanBackend {
     return out
   }
 
-  async close(): Promise<void> {}
+  async close(): Promise<void> {
+    await this.store.close()
+  }
 }

@@ -32,6 +32,9 @@ import { writeFileAtomic } from "../storage/atomic.js"
 import { StoreError } from "../storage/StoreError.js"
 import { DocStore, type DocStoreOptions, type SavedInfo } from "./DocStore.js"
 
+/** A live store brings each log's cached digest up to date at most this often. */
+const DIGEST_DELAY_MS = 250
+
 /** Report logs read at once by status: each is freed after digesting, so memory stays bounded. */
 const DIGEST_CONCURRENCY = 4
 
@@ -74,6 +77,9 @@ export class PlanStore {
   readonly docs: DocStore
   /** live stores only: the digest cache entry this instance wrote last, per report log */
   readonly #lastDigest = new Map<string, DigestCache>()
+  /** live stores only: digests to bring up to date, by report log */
+  readonly #digestTimers = new Map<string, NodeJS.Timeout>()
+  readonly #digestsRunning = new Set<Promise<void>>()
   /** live stores only: reports waiting for the write under way to their log (group commit) */
   readonly #queues = new Map<string, ReportQueue>()
 
@@ -436,14 +442,51 @@ export class PlanStore {
   /** DocStore's save hook: every writer (reports, sync, compaction, the orchestrator) keeps digests current. */
   async #afterSave(docId: string, doc: A.Doc<unknown>, info: SavedInfo): Promise<void> {
     if (!isReportsDoc(doc)) return
-    // A live store (one long-lived process) starts from the digest it wrote last instead of reading it back.
-    const cache = (this.docs.live ? this.#lastDigest.get(docId) : undefined) ?? (await this.#readDigestCache(docId))
+    if (this.docs.live) return this.#scheduleDigest(docId)
+    const cache = await this.#readDigestCache(docId)
     const entry = this.#digestOf(docId, doc, cache, info.complete ? info.chunks : [])
     // Forget chunk names a compaction removed, now and then (a name on the list that no longer exists
     // does no harm: status only asks whether every chunk it lists is covered).
     if (entry.chunks.length > info.chunks.length + 64) entry.chunks = intersect(entry.chunks, await this.#listing(docId))
-    if (this.docs.live) this.#lastDigest.set(docId, entry)
     await this.#writeDigestCache(docId, entry)
+  }
+
+  /**
+   * A live store (one long-lived process serving many reports) brings a log's cached digest up to date
+   * at most every DIGEST_DELAY_MS, from its in-memory copy, instead of after every save: a status run in
+   * between finds a chunk the cache does not cover yet and reads that log (right, only slower).
+   */
+  #scheduleDigest(docId: string): void {
+    if (this.#digestTimers.has(docId)) return
+    const t = setTimeout(() => {
+      this.#digestTimers.delete(docId)
+      const p = this.#refreshDigest(docId).finally(() => this.#digestsRunning.delete(p))
+      this.#digestsRunning.add(p)
+    }, DIGEST_DELAY_MS)
+    t.unref?.()
+    this.#digestTimers.set(docId, t)
+  }
+
+  async #refreshDigest(docId: string): Promise<void> {
+    try {
+      const doc = await this.docs.load<ReportsDoc>(docId)
+      const chunks = this.docs.chunkSet(docId)
+      if (!doc || !chunks) return
+      const entry = this.#digestOf(docId, doc as ReportsDocument, this.#lastDigest.get(docId) ?? (await this.#readDigestCache(docId)), chunks)
+      if (entry.chunks.length > chunks.length + 64) entry.chunks = intersect(entry.chunks, await this.#listing(docId))
+      this.#lastDigest.set(docId, entry)
+      await this.#writeDigestCache(docId, entry)
+    } catch {
+      // derived data: the next status reads the log instead
+    }
+  }
+
+  /** Write the digests a live store still owes (LocalBackend.close calls it). */
+  async close(): Promise<void> {
+    const due = [...this.#digestTimers.keys()]
+    for (const t of this.#digestTimers.values()) clearTimeout(t)
+    this.#digestTimers.clear()
+    await Promise.all([...this.#digestsRunning, ...due.map(id => this.#refreshDigest(id))])
   }
 
   async #listing(docId: string): Promise<string[]> {
