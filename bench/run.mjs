@@ -137,7 +137,7 @@ const chartDir = results.mode === "full" ? path.join(HERE, "charts") : path.join
 await fsp.mkdir(outDir, { recursive: true })
 const charts = await writeCharts(chartDir, results)
 const resultsFile = results.mode === "full" ? path.join(HERE, "results.json") : path.join(outDir, "results.json")
-await fsp.writeFile(resultsFile, JSON.stringify(results, null, 1) + "\n")
+await fsp.writeFile(resultsFile, `${JSON.stringify(results, null, 1)}\n`)
 const mdFile = path.join(outDir, "BENCHMARKS.md")
 await fsp.writeFile(mdFile, renderMarkdown(results, { charts, chartDir: path.relative(outDir, chartDir) }))
 log(`wrote ${path.relative(ROOT, resultsFile)}, ${path.relative(ROOT, mdFile)}, ${charts.length} charts in ${path.relative(ROOT, chartDir)}/`)
@@ -150,7 +150,7 @@ if (args.includes("--merge") && only && !quick) {
   const v = judge(full)
   full.failures = v.failures
   full.targets = v.targets
-  await fsp.writeFile(fullFile, JSON.stringify(full, null, 1) + "\n")
+  await fsp.writeFile(fullFile, `${JSON.stringify(full, null, 1)}\n`)
   const fullCharts = await writeCharts(path.join(HERE, "charts"), full)
   await fsp.writeFile(path.join(ROOT, "BENCHMARKS.md"), renderMarkdown(full, { charts: fullCharts, chartDir: "bench/charts" }))
   log(`merged ${Object.keys(results.workloads).join(", ")} into bench/results.json; rewrote BENCHMARKS.md`)

@@ -22,7 +22,7 @@ function concord(args: string[], opts: { capture?: boolean; extraEnv?: NodeJS.Pr
   return { code: r.status ?? 1, stdout: r.stdout ?? "" }
 }
 
-const say = (s = "") => process.stdout.write(s + "\n")
+const say = (s = "") => process.stdout.write(`${s}\n`)
 say("concord demo: four agents work on one plan.")
 say("  schema -> api   (api waits for schema)")
 say("  docs, lint      (independent)")

@@ -17,7 +17,7 @@ const env = {
   CONCORD_STORE: process.env.CONCORD_STORE ?? path.join(root, ".concord"),
   GIT_DEMO_AGENT: path.join(root, "examples", "git-agent.sh"),
 }
-const say = (s = "") => process.stdout.write(s + "\n")
+const say = (s = "") => process.stdout.write(`${s}\n`)
 const git = (cwd: string, ...args: string[]) => execFileSync("git", args, { cwd, encoding: "utf8" }).trim()
 
 function concord(args: string[], capture = false) {

@@ -26,3 +26,4 @@ export { runPlan, type RunOptions, type RunResult } from "./orchestrator/runner.
 export { decide, type Action, type Observations, type Decision } from "./orchestrator/scheduler.js"
 export { applyAction, applyActions } from "./orchestrator/policy.js"
 export { type JobSupervisor, ProcessSupervisor, stopJobProcess } from "./orchestrator/supervisor.js"
+export * as ops from "./ops/index.js"

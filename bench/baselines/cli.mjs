@@ -10,7 +10,7 @@ if (cmd === "report") {
   await client.report(plan, job, { status, message })
   process.stdout.write(`reported ${status} for ${job}\n`)
 } else if (cmd === "status") {
-  process.stdout.write(JSON.stringify(await client.summary(plan)) + "\n")
+  process.stdout.write(`${JSON.stringify(await client.summary(plan))}\n`)
 } else {
   process.stderr.write(`unknown command ${cmd}\n`)
   process.exitCode = 2

@@ -67,7 +67,7 @@ export async function startProcess(script, args, backend) {
       const id = nextId++
       return new Promise((resolve, reject) => {
         pending.set(id, { resolve, reject, op })
-        child.stdin.write(JSON.stringify({ id, op, args }) + "\n")
+        child.stdin.write(`${JSON.stringify({ id, op, args })}\n`)
       })
     },
     async stop() {

@@ -4,7 +4,7 @@
 import readline from "node:readline"
 
 export function serveOps(ops) {
-  const send = obj => process.stdout.write(JSON.stringify(obj) + "\n")
+  const send = obj => process.stdout.write(`${JSON.stringify(obj)}\n`)
   readline.createInterface({ input: process.stdin }).on("line", line => {
     let msg
     try {

@@ -52,7 +52,7 @@ function statusCommand(backend, dir, plan) {
     : { args: [BASELINE_CLI, backend, dir, "status", plan], env: {} }
 }
 
-function check(backend, out, J, expect) {
+function check(_backend, out, J, expect) {
   let s
   try {
     s = JSON.parse(out)

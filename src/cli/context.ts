@@ -40,10 +40,6 @@ export async function openBackend(globals: GlobalOptions, flags: RemoteOptions =
   return new LocalBackend(openStore(globals, opts.live))
 }
 
-export function writeContext(by = cliActor()): WriteContext {
-  return { by, now: Date.now() }
-}
-
 /** A fresh write context for every change, so each carries its own time. */
 export function clock(by = cliActor()): () => WriteContext {
   return () => ({ by, now: Date.now() })

@@ -87,7 +87,7 @@ function render(t: Text, rich: boolean, multiline = true): string {
 }
 
 function lines(t: Text | readonly Text[], rich: boolean): string {
-  return (Array.isArray(t) ? t : [t as Text]).map(l => render(l, rich)).join("\n") + "\n"
+  return `${(Array.isArray(t) ? t : [t as Text]).map(l => render(l, rich)).join("\n")}\n`
 }
 
 /** Print human text (one line, several lines, or a list of lines) on stdout, neutralised. */
@@ -111,12 +111,12 @@ export function redraw(t: Text | readonly Text[]): void {
 
 /** Pretty JSON: exact text (JSON.stringify escapes C0; C1 and bidi characters are escaped too). */
 export function printJson(v: unknown): void {
-  process.stdout.write(jsonText(v, 2) + "\n")
+  process.stdout.write(`${jsonText(v, 2)}\n`)
 }
 
 /** One JSON object per line (for --watch --json). */
 export function printJsonLine(v: unknown): void {
-  process.stdout.write(jsonText(v) + "\n")
+  process.stdout.write(`${jsonText(v)}\n`)
 }
 
 // eslint-disable-next-line no-control-regex
@@ -158,7 +158,7 @@ export function table(rows: readonly (readonly Text[])[]): Styled[] {
     const parts: Text[] = []
     r.forEach((c, i) => {
       parts.push(oneLine(c))
-      if (i < r.length - 1) parts.push(" ".repeat(widths[i] - width(c)) + "  ")
+      if (i < r.length - 1) parts.push(`${" ".repeat(widths[i] - width(c))}  `)
     })
     return trimEnd(concat(...parts))
   })
@@ -180,5 +180,5 @@ function trimEnd(s: Styled): Styled {
 /** `s` on one line (runs of whitespace become one space), cut to `n` characters with an ellipsis. */
 export function truncate(s: string, n: number): string {
   const one = [...s.replace(/\s+/g, " ").trim()]
-  return one.length > n ? one.slice(0, n - 1).join("") + "…" : one.join("")
+  return one.length > n ? `${one.slice(0, n - 1).join("")}…` : one.join("")
 }

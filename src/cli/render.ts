@@ -17,14 +17,14 @@ const STATUS_COLOR: Record<string, number> = {
 }
 
 /** A progress bar: Unicode blocks on a rich terminal, ASCII (`####......`) elsewhere. */
-export function progressBar(p: number | null, width = 10, unicode = richOutput()): string {
+function progressBar(p: number | null, width = 10, unicode = richOutput()): string {
   if (p === null) return " ".repeat(width + 5)
   const filled = Math.round((p / 100) * width)
   const [on, off] = unicode ? ["█", "░"] : ["#", "."]
   return `${on.repeat(filled)}${off.repeat(width - filled)} ${String(Math.round(p)).padStart(3)}%`
 }
 
-export function checkpointLine(s: PlanSummary): string | null {
+function checkpointLine(s: PlanSummary): string | null {
   if (!s.checkpoint) return null
   const c = s.checkpointContext ?? {}
   const why: string[] = []

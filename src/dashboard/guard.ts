@@ -17,7 +17,7 @@ import { type AccessPolicy, grantsPlan } from "../sync/net/access.js"
 import type { TokenRecord } from "../sync/net/tokens.js"
 
 /** A read or write the token is not allowed; nothing was written. */
-export class AccessRefused extends ConcordError {
+class AccessRefused extends ConcordError {
   constructor(message: string) {
     super(message, 1, "forbidden")
     this.name = "AccessRefused"

@@ -68,7 +68,7 @@ const TYPES: Record<string, string> = { ".html": "text/html; charset=utf-8", ".j
 const MAX_BODY = 64 * 1024
 
 /** dist/dashboard/ (the bundled page), found walking up from this module (compiled or bundled). */
-export function pageDir(): string {
+function pageDir(): string {
   let dir = path.dirname(fileURLToPath(import.meta.url))
   for (;;) {
     const cand = path.join(dir, "dist", "dashboard")

@@ -23,7 +23,7 @@ export function branchNameProblem(name: string): string | undefined {
 }
 
 /** A plan name turned into one branch-name component: runs of other characters become "-". */
-export function refSlug(name: string): string {
+function refSlug(name: string): string {
   const slug = name
     .replace(/[^A-Za-z0-9._-]+/g, "-")
     .replace(/\.{2,}/g, ".")

@@ -21,7 +21,7 @@
 import * as A from "@automerge/automerge"
 import { changeOptions, type WriteContext } from "./actor.js"
 import { InputError, InvalidTransitionError, NotFoundError } from "./errors.js"
-import type { GitRecord, MergeEntryRecord, PlanDoc, PrRecord } from "./model.js"
+import type { MergeEntryRecord, PlanDoc, PrRecord } from "./model.js"
 import { findApproval, getJob, type JobView, type PlanDocument, type PlanView, put, readPlan, toStored } from "./plan.js"
 import { conflictValues, plain, str } from "./resolve.js"
 import { jobBranch } from "./branches.js"
@@ -43,9 +43,6 @@ export const MERGE_TRANSITIONS: Readonly<Record<MergeState, readonly MergeState[
 }
 const MERGE_RANK = Object.fromEntries(MERGE_STATES.map((s, i) => [s, i])) as Record<MergeState, number>
 const isMergeState = (s: unknown): s is MergeState => typeof s === "string" && (MERGE_STATES as readonly string[]).includes(s)
-
-/** Queue states that end an entry without merging it: the job becomes `conflict`. */
-export const MERGE_REFUSED: ReadonlySet<MergeState> = new Set(["conflict", "test_failed", "touch_violation"])
 
 export interface MergeEntryView {
   key: string
@@ -277,7 +274,7 @@ export type MergeResult =
   | { kind: "touch_violation"; files: string[]; touchSet: string[] }
 
 /** How a refusal reads in the job's `reason` (status, PR body, on_error context). */
-export function refusalReason(r: Exclude<MergeResult, { kind: "passed" }>): string {
+function refusalReason(r: Exclude<MergeResult, { kind: "passed" }>): string {
   const list = (files: string[]) => (files.length > 10 ? `${files.slice(0, 10).join(", ")} and ${files.length - 10} more` : files.join(", "))
   switch (r.kind) {
     case "conflict":
@@ -339,4 +336,3 @@ export function recordPr(doc: PlanDocument, pr: Omit<PrRecord, "at" | "by">, ctx
   })
 }
 
-export type { GitRecord }

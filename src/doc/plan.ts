@@ -488,11 +488,9 @@ export function raiseCheckpoint(
   }
   const seq = view.checkpointSeq + 1
   return change(doc, ctx, `plan: checkpoint ${checkpoint} #${seq}${context.jobName ? ` (job ${context.jobName})` : ""}`, d => {
-    {
-      put(d, "status", toPaused ? "paused" : "pending")
-      d.statusAt = ctx.now
-      d.statusBy = imm(ctx.by) as unknown as string
-    }
+    put(d, "status", toPaused ? "paused" : "pending")
+    d.statusAt = ctx.now
+    d.statusBy = imm(ctx.by) as unknown as string
     put(d, "checkpoint", checkpoint)
     d.checkpointContext = toStored({ checkpoint, ...context }) as Record<string, unknown>
     d.checkpointSeq = seq

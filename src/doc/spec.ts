@@ -90,11 +90,11 @@ export class SpecError extends Error {
   }
 }
 
-export const PLAN_MODES: readonly PlanMode[] = ["autopilot", "copilot", "supervisor"]
+const PLAN_MODES: readonly PlanMode[] = ["autopilot", "copilot", "supervisor"]
 export const JOB_NAME_PATTERN = /^[A-Za-z0-9._-]{1,64}$/
-export const ENV_NAME_PATTERN = /^[A-Za-z_][A-Za-z0-9_]*$/
+const ENV_NAME_PATTERN = /^[A-Za-z_][A-Za-z0-9_]*$/
 
-export const SPEC_DEFAULTS = {
+const SPEC_DEFAULTS = {
   mode: "autopilot" as PlanMode,
   maxParallel: 3,
   graceMs: 5000,
@@ -305,8 +305,6 @@ export function validatePlanSpec(value: unknown): PlanSpec {
 // ---------------------------------------------------------------------------------------------------
 // Git plans
 
-export { branchNameProblem, defaultIntegrationBranch, jobBranch, refSlug } from "./branches.js"
-
 function relativePathProblem(p: string): string | undefined {
   if (p.startsWith("/") || /^[A-Za-z]:[\\/]/.test(p)) return "must be relative to the repository root"
   if (p.split(/[\\/]/).includes("..")) return 'must stay inside the repository (no "..")'
@@ -504,7 +502,7 @@ function describeIssue(issue: ZodIssue, root: Record<string, unknown>): string[]
     const rule = (isJob ? JOB_FIELDS : PLAN_FIELDS)[field]
     if (rule) {
       const raw = owner[field]
-      if (!Object.prototype.hasOwnProperty.call(owner, field) || raw === undefined) {
+      if (!Object.hasOwn(owner, field) || raw === undefined) {
         return [`${where}: missing required field ${quote(field)}`]
       }
       if (!isJob && field === "jobs" && Array.isArray(raw) && raw.length === 0) {

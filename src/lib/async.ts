@@ -37,7 +37,7 @@ export interface BackoffOptions {
 /** The delay before retry number `attempt` (0-based): base * factor^attempt, capped, with jitter. */
 export function backoff(attempt: number, opts: BackoffOptions = {}): number {
   const { baseMs = 100, maxMs = 30_000, factor = 2, jitter = 0.2, random = Math.random } = opts
-  const raw = Math.min(maxMs, baseMs * Math.pow(factor, Math.max(0, attempt)))
+  const raw = Math.min(maxMs, baseMs * factor ** Math.max(0, attempt))
   const j = Math.min(1, Math.max(0, jitter))
   return Math.round(raw * (1 - j) + raw * j * random())
 }

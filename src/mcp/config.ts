@@ -28,7 +28,7 @@ export interface JobIdentity {
 }
 
 /** How to start `concord mcp`: node and the absolute bin/concord.js when known, else `concord` on PATH. */
-export function mcpCommand(id: JobIdentity, binDir?: string): { command: string; args: string[] } {
+function mcpCommand(id: JobIdentity, binDir?: string): { command: string; args: string[] } {
   const flags = ["mcp", "--store", id.storeDir, "--plan", id.planId, "--job", id.job, "--attempt", String(id.attempt)]
   const script = binDir ? path.join(binDir, "concord.js") : undefined
   if (script && existsSync(script)) return { command: process.execPath, args: [script, ...flags] }
@@ -44,16 +44,16 @@ export interface McpConfigs {
 
 /** The three configurations as text (pure). */
 export function renderMcpConfigs(cmd: { command: string; args: string[] }): { json: string; codex: string; opencode: string; codexOverride: string } {
-  const json = JSON.stringify({ mcpServers: { [MCP_SERVER_NAME]: { command: cmd.command, args: cmd.args } } }, null, 2) + "\n"
+  const json = `${JSON.stringify({ mcpServers: { [MCP_SERVER_NAME]: { command: cmd.command, args: cmd.args } } }, null, 2)}\n`
   // TOML basic strings accept JSON string escapes for everything JSON.stringify emits.
   const q = (s: string) => JSON.stringify(s)
   const codex = `[mcp_servers.${MCP_SERVER_NAME}]\ncommand = ${q(cmd.command)}\nargs = [${cmd.args.map(q).join(", ")}]\n`
   const opencode =
-    JSON.stringify(
+    `${JSON.stringify(
       { $schema: "https://opencode.ai/config.json", mcp: { [MCP_SERVER_NAME]: { type: "local", command: [cmd.command, ...cmd.args], enabled: true } } },
       null,
       2
-    ) + "\n"
+    )}\n`
   const codexOverride = `mcp_servers.${MCP_SERVER_NAME}={ command = ${q(cmd.command)}, args = [${cmd.args.map(q).join(", ")}] }`
   return { json, codex, opencode, codexOverride }
 }

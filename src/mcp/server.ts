@@ -30,7 +30,7 @@ import { MCP_SERVER_NAME } from "./config.js"
 import { clean, jobLine, planLines } from "./text.js"
 
 /** The `run` a job created through mc_plan gets when it names none (see README, "Agents over MCP"). */
-export const DEFAULT_AGENT_COMMAND = `claude -p "$CONCORD_PROMPT" --mcp-config "$CONCORD_MCP_CONFIG" --allowedTools "mcp__${MCP_SERVER_NAME}"`
+const DEFAULT_AGENT_COMMAND = `claude -p "$CONCORD_PROMPT" --mcp-config "$CONCORD_MCP_CONFIG" --allowedTools "mcp__${MCP_SERVER_NAME}"`
 
 export interface McpServerOptions {
   /** The plan this server is for (default for every tool's `plan`); without it, the store's latest plan. */

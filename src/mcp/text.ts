@@ -9,7 +9,7 @@ export function clean(s: string): string {
 
 const one = (s: string, n = 160) => {
   const t = s.replace(/\s+/g, " ").trim()
-  return t.length > n ? t.slice(0, n - 1) + "…" : t
+  return t.length > n ? `${t.slice(0, n - 1)}…` : t
 }
 
 export function jobLine(j: JobSummary, detail = false): string {

@@ -90,12 +90,12 @@ function exitKind(e: ProcessExit): string {
  * Is a job in this status done for its dependents? In supervisor mode and in git plans (`repo:`) only
  * once merged: a git plan's dependents start from the integration branch with their dependencies' work.
  */
-export function isDone(status: JobStatus, skipped: boolean, mode: PlanView["mode"], git = false): boolean {
+function isDone(status: JobStatus, skipped: boolean, mode: PlanView["mode"], git = false): boolean {
   return skipped || status === "merged" || (status === "completed" && mode !== "supervisor" && !git)
 }
 
 /** Has a completed job's grace period, counted from its durable completed status, ended? */
-export function graceOver(statusAt: number, graceMs: number, now: number): boolean {
+function graceOver(statusAt: number, graceMs: number, now: number): boolean {
   return now - statusAt >= graceMs
 }
 

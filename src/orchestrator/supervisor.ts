@@ -117,7 +117,7 @@ function leaderAlive(t: StopTarget): boolean {
  * Does any live process of the target's group remain? Cheap while the leader lives (one /proc read);
  * a scan of /proc only once the leader is gone and something in the group still is.
  */
-export function groupAlive(t: StopTarget): boolean {
+function groupAlive(t: StopTarget): boolean {
   try {
     process.kill(-t.pid, 0)
   } catch (e) {

@@ -35,7 +35,7 @@ afterAll(() => {
 const PLAN = `name: disk\njobs:\n  - { name: A, run: "true" }\n  - { name: B, run: "true" }\n`
 
 /** No stack trace, and every line of stderr is one of concord's own. */
-export function expectClean(stderr: string): void {
+function expectClean(stderr: string): void {
   expect(stderr).not.toMatch(/\n\s+at /)
   expect(stderr).not.toMatch(/(TypeError|RangeError|ReferenceError|Unhandled|node:internal)/)
   for (const l of stderr.split("\n").filter(Boolean)) expect(l).toMatch(/^concord: /)

@@ -12,7 +12,7 @@ import { fileURLToPath } from "node:url"
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..")
 const BIN = path.join(ROOT, "bin/concord.js")
 const JOB = path.join(ROOT, "test/chaos/fixtures/chaos-job.mjs")
-const { PlanStore, readPlan, readReports, reportDocId } = await import(path.join(ROOT, "dist/src/index.js"))
+const { PlanStore, readPlan } = await import(path.join(ROOT, "dist/src/index.js"))
 
 const sleep = ms => new Promise(r => setTimeout(r, ms))
 const rand = (a, b) => a + Math.floor(Math.random() * (b - a))
@@ -83,7 +83,7 @@ export async function processChaosRound({ maxKills = 10, deadlineMs = 240_000, l
   let orch = start(["run", id, "--wait", "--quiet"], "orchestrator")
   let server = start(["serve", "--port", String(port)], "server")
   const stderrOf = []
-  const checkStderr = (p, r) => {
+  const checkStderr = p => {
     if (/\n\s+at |TypeError|RangeError|ReferenceError|Unhandled/.test(p.err())) {
       violations.push(`${p.what} printed a stack trace / internal error: ${p.err().slice(0, 300)}`)
     }
@@ -117,7 +117,7 @@ export async function processChaosRound({ maxKills = 10, deadlineMs = 240_000, l
     // the orchestrator exits by itself only when the plan is over
     if (orch.child.exitCode !== null || orch.child.signalCode !== null) {
       const r = await orch.done
-      checkStderr(orch, r)
+      checkStderr(orch)
       if (r.signal !== "SIGKILL") log(`orchestrator exited ${r.code ?? r.signal} with plan ${status?.status}`)
       orch = start(["run", id, "--wait", "--quiet"], "orchestrator")
     }
@@ -150,8 +150,8 @@ export async function processChaosRound({ maxKills = 10, deadlineMs = 240_000, l
       } catch {}
     } else if (kind === "orchestrator") {
       orch.child.kill("SIGKILL")
-      const r = await orch.done
-      checkStderr(orch, r)
+      await orch.done
+      checkStderr(orch)
       kills.orchestrator++
       await sleep(rand(0, 500))
       orch = start(["run", id, "--wait", "--quiet"], "orchestrator")

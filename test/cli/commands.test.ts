@@ -168,7 +168,7 @@ describe("status", () => {
     let buf = ""
     child.stdout.on("data", d => {
       buf += d
-      let i
+      let i: number
       while ((i = buf.indexOf("\n")) >= 0) {
         lines.push({ at: Date.now(), s: JSON.parse(buf.slice(0, i)) })
         buf = buf.slice(i + 1)

@@ -25,7 +25,7 @@ function setup() {
 }
 
 /** Move a valid chunk of report log B into quarantine, as a watcher that judged it too early would have. */
-function quarantineValid(store: string, id: string, inc: string, q: string): string {
+function quarantineValid(id: string, inc: string, q: string): string {
   const type = existsSync(inc) && readdirSync(inc).length > 0 ? "incremental" : "snapshot"
   const dir = path.join(path.dirname(inc), type)
   const name = readdirSync(dir).sort()[0]
@@ -39,7 +39,7 @@ function quarantineValid(store: string, id: string, inc: string, q: string): str
 describe("concord doctor", () => {
   it("lists quarantined files, restores the valid ones with --fix, reports the damaged ones; status warns in one line", async () => {
     const { store, id, inc, q } = setup()
-    const valid = quarantineValid(store, id, inc, q)
+    const valid = quarantineValid(id, inc, q)
     const garbage = `${reportDocId(id, "B")}__incremental__${"f".repeat(64)}.${Date.now()}`
     writeFileSync(path.join(q, garbage), "not automerge \x1b[31m")
     writeFileSync(path.join(q, "weird\x1b[2Jname"), "x")
@@ -80,7 +80,7 @@ describe("concord doctor", () => {
 
   it("any read of a document restores its valid quarantined chunks automatically", async () => {
     const { store, id, inc, q } = setup()
-    const valid = quarantineValid(store, id, inc, q)
+    const valid = quarantineValid(id, inc, q)
     const h = concord(store, ["history", id, "--json"])
     expect(h.code, h.stderr).toBe(0)
     expect(h.stderr).toMatch(/is valid now; restored it/)
@@ -92,7 +92,7 @@ describe("concord doctor", () => {
   }, 60_000)
 
   it("reports damaged chunks in place; --fix quarantines the old ones but never a document's only data", async () => {
-    const { store, id, inc } = setup()
+    const { store, inc } = setup()
     const bad = path.join(inc, "0".repeat(64))
     writeFileSync(bad, "garbage")
     const look = concord(store, ["doctor", "--json"])

@@ -50,7 +50,7 @@ describe("usage errors", () => {
       const r = concord(dir, args)
       expect(r.code).toBe(2)
       expect(r.stdout).toBe("")
-      expect(r.stderr).toBe(line + "\n")
+      expect(r.stderr).toBe(`${line}\n`)
     })
   }
 

@@ -25,7 +25,7 @@ describe("log tail", () => {
     mkdirSync(dir, { recursive: true })
     const file = path.join(dir, "a.1.log")
     const later = path.join(dir, "b.1.log")
-    writeFileSync(file, "x".repeat(100) + "\nline one\n")
+    writeFileSync(file, `${"x".repeat(100)}\nline one\n`)
     let got = ""
     let gotLater = ""
     const t = followLog(file, s => (got += s), { tailBytes: 20, pollMs: 50 })

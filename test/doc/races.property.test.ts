@@ -21,7 +21,7 @@ type Cmd =
   | { kind: "report"; r: number; job: string }
   | { kind: "merge"; r: number; from: number }
 
-const cmd = fc.oneof(
+const cmd: fc.Arbitrary<Cmd> = fc.oneof(
   { weight: 6, arbitrary: fc.record({ kind: fc.constant("status" as const), r: fc.nat(4), job: fc.constantFrom(...JOBS), to: fc.constantFrom(...JOB_STATUSES), old: fc.boolean() }) },
   { weight: 1, arbitrary: fc.record({ kind: fc.constantFrom("retry" as const, "skip" as const), r: fc.nat(4), job: fc.constantFrom(...JOBS) }) },
   { weight: 2, arbitrary: fc.record({ kind: fc.constant("report" as const), r: fc.nat(4), job: fc.constantFrom(...JOBS) }) },
@@ -62,7 +62,7 @@ describe("same-key races (property)", () => {
         }))
         const globalSeen = new Map<string, number>()
         const sent: string[] = []
-        let maxAttempt: Record<string, number> = { A: 1, B: 1 }
+        const maxAttempt: Record<string, number> = { A: 1, B: 1 }
         cmds.forEach((c, i) => {
           const rep = replicas[c.r % n]
           try {

@@ -7,7 +7,6 @@ import { fileURLToPath } from "node:url"
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..")
 export const BIN = path.join(ROOT, "bin/concord.js")
-export const DIST = path.join(ROOT, "dist/src")
 
 export interface RunResult {
   code: number | null

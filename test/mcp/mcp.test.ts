@@ -5,7 +5,7 @@
  */
 import { spawn } from "node:child_process"
 import { createInterface } from "node:readline"
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs"
+import { existsSync, mkdirSync, readFileSync } from "node:fs"
 import path from "node:path"
 import { afterAll, describe, expect, it } from "vitest"
 import { isSameProcessAlive } from "../../src/orchestrator/proc.js"

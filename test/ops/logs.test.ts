@@ -29,7 +29,7 @@ describe("job logs", () => {
     const { backend, id, file } = await setup()
     writeFileSync(file, "")
     expect(await tailLog(backend, { planRef: id, job: "a", lines: 5 })).toMatchObject({ lines: [], truncated: false, size: 0 })
-    writeFileSync(file, Array.from({ length: 1000 }, (_, i) => `line ${i}`).join("\n") + "\n")
+    writeFileSync(file, `${Array.from({ length: 1000 }, (_, i) => `line ${i}`).join("\n")}\n`)
     const t = await tailLog(backend, { planRef: id, job: "a", lines: 3 })
     expect(t).toMatchObject({ job: "a", attempt: 1, lines: ["line 997", "line 998", "line 999"], truncated: true, file })
     appendFileSync(file, "half a li")

@@ -4,17 +4,13 @@ import { describe, expect, it } from "vitest"
 import type { WriteContext } from "../../src/doc/actor.js"
 import {
   approveCheckpoint,
-  clearCheckpoint,
   createPlan,
   type PlanDocument,
-  raiseCheckpoint,
   readPlan,
   retryJob,
   setJobStatus,
-  setPlanStatus,
   skipJob,
   cancelPlan,
-  updateAttempt,
 } from "../../src/doc/plan.js"
 import type { PlanSpec } from "../../src/doc/spec.js"
 import { applyActions } from "../../src/orchestrator/policy.js"
@@ -96,7 +92,7 @@ describe("scheduler", () => {
       { checkpoint: "on_error", jobName: "a", attempt: 1, failureKind: "exit_code", exitCode: 2, message: "exit code 2" },
     ])
     // b reports completed while paused: recorded, nothing new launched, no second checkpoint.
-    let doc = setJobStatus(s.doc, "b", "completed", {}, c())
+    const doc = setJobStatus(s.doc, "b", "completed", {}, c())
     s = step(doc, { alive: new Set(["b#1"]) })
     expect(s.actions).toEqual([])
     // b's process exits after completing: exit code recorded, status stays completed; then exit 3.
@@ -108,7 +104,7 @@ describe("scheduler", () => {
 
   it("a completed report wins over a later non-zero exit; killed processes fail with the signal", () => {
     let s = step(plan([["a"], ["b"]]))
-    let doc = setJobStatus(s.doc, "a", "completed", {}, c())
+    const doc = setJobStatus(s.doc, "a", "completed", {}, c())
     s = step(doc, { exits: [exit("a", 1), exit("b", null, "SIGTERM")] })
     expect(kinds(s.actions)).toEqual(["record:a", "setJob:b=failed", "raise:on_error"])
     expect(readPlan(s.doc).jobs.map(j => [j.status, j.current.exitCode, j.current.signal])).toEqual([
@@ -118,7 +114,7 @@ describe("scheduler", () => {
   })
 
   it("stops a completed job's process after the grace period, and a canceled job's at once", () => {
-    let s = step(plan([["a"], ["b"]], { graceMs: 1000 }))
+    const s = step(plan([["a"], ["b"]], { graceMs: 1000 }))
     const doc = setJobStatus(skipJob(s.doc, "b", c()), "a", "completed", {}, c())
     const at = readPlan(doc).jobs[0].current.statusAt
     const early = decide(readPlan(doc), obs({ now: at + 10, alive: new Set(["a#1", "b#1"]) }))
@@ -201,7 +197,7 @@ describe("scheduler", () => {
   })
 
   it("cancel: stops every live process, then exits 1", () => {
-    let s = step(plan([["a"], ["b"]]))
+    const s = step(plan([["a"], ["b"]]))
     const doc = cancelPlan(s.doc, c())
     const d = decide(readPlan(doc), obs({ alive: new Set(["a#1", "b#1"]) }))
     expect(kinds(d.actions)).toEqual(["stop:a", "stop:b"])
@@ -219,7 +215,7 @@ describe("scheduler", () => {
   })
 
   it("is idempotent: deciding twice on the same state proposes nothing new after the first round is applied", () => {
-    let s = step(plan([["a"], ["b", ["a"]]]))
+    const s = step(plan([["a"], ["b", ["a"]]]))
     const again = decide(readPlan(s.doc), obs({ alive: new Set(["a#1"]) }))
     expect(again.actions).toEqual([])
   })

@@ -1,5 +1,4 @@
 import { afterEach, beforeEach, describe, expect, it } from "vitest"
-import * as A from "@automerge/automerge"
 import { generateAutomergeUrl, parseAutomergeUrl } from "@automerge/automerge-repo/slim"
 import { readdir } from "node:fs/promises"
 import path from "node:path"

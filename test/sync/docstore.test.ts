@@ -88,7 +88,7 @@ describe("DocStore basics", () => {
     let doc = A.from<Plan>({ jobs: {} })
     for (let i = 0; i < 40; i++) {
       doc = A.change(doc, d => {
-        d.jobs[`job-${i}`] = { status: "running " + "x".repeat(40) }
+        d.jobs[`job-${i}`] = { status: `running ${"x".repeat(40)}` }
       })
       await s.save(id, doc)
     }

@@ -11,7 +11,7 @@ export async function tempDir(prefix = "concord-sync-"): Promise<{ dir: string; 
   return { dir, cleanup: () => rm(dir, { recursive: true, force: true }) }
 }
 
-export const WORKER = fileURLToPath(new URL("./docstore-worker.mjs", import.meta.url))
+const WORKER = fileURLToPath(new URL("./docstore-worker.mjs", import.meta.url))
 const ROOT = fileURLToPath(new URL("../..", import.meta.url))
 
 export interface Worker {
@@ -51,7 +51,7 @@ export function startWorker(args: string[]): Worker {
     lines,
     stderr,
     exited,
-    send: (line: string) => child.stdin!.write(line + "\n"),
+    send: (line: string) => child.stdin!.write(`${line}\n`),
     waitFor(re: RegExp, timeoutMs = 20_000) {
       return new Promise<string>((resolve, reject) => {
         const t = setTimeout(

@@ -23,7 +23,7 @@ import { nextSteps, renderStatus } from "../render.js"
  * The directory holding the `concord` command, so a job's PATH finds the same concord that runs it:
  * the package's bin/, found walking up from this module (compiled or bundled, it lives under dist/).
  */
-export function concordBinDir(): string | undefined {
+function concordBinDir(): string | undefined {
   let dir = path.dirname(fileURLToPath(import.meta.url))
   for (;;) {
     if (existsSync(path.join(dir, "bin", "concord"))) return path.join(dir, "bin")

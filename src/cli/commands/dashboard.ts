@@ -26,7 +26,7 @@ export function registerDashboard(program: Command, globals: () => GlobalOptions
       const plan = await resolvePlan(new LocalBackend(store), planRef)
       const { startLocalDashboard } = await import("../../dashboard/local.js")
       const who = `${cliActor()} via dashboard`
-      let dash
+      let dash: Awaited<ReturnType<typeof startLocalDashboard>>
       try {
         dash = await startLocalDashboard({ store, planRef: planRef ? plan.id : undefined, host: opts.host, port, who, stopper: stopJobProcesses, log: l => process.stderr.write(`concord: ${l}\n`) })
       } catch (e) {

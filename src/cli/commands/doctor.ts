@@ -60,7 +60,7 @@ export interface DoctorReport {
   warnings: string[]
 }
 
-export async function doctor(dir: string, fix: boolean): Promise<DoctorReport> {
+async function doctor(dir: string, fix: boolean): Promise<DoctorReport> {
   const warnings: string[] = []
   const adapter = new ConcordStorageAdapter(dir, { autoRestore: false, onWarning: m => warnings.push(m) })
 

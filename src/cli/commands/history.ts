@@ -6,8 +6,6 @@ import { out, printJson, printJsonLine, table } from "../output.js"
 import { parseTime, parseWholeNumber } from "../parse.js"
 import { waitForStopSignal } from "../signals.js"
 
-export type { HistoryEntry } from "../../ops/history.js"
-
 interface HistoryOptions extends RemoteOptions {
   json?: boolean
   job?: string

@@ -200,7 +200,7 @@ export function registerSync(program: Command, globals: () => GlobalOptions): vo
       const { secret, record } = await addToken(file, { plans: opts.plan, role: opts.role, label: opts.label })
       if (opts.json) return printJson({ id: record.id, token: secret, role: record.role, plans: record.plans, file })
       out(secret)
-      process.stderr.write(neutralize(`token ${record.id}: ${record.role} on ${record.plans.join(", ")} (stored hashed in ${file}; the secret above is not shown again)`) + "\n")
+      process.stderr.write(`${neutralize(`token ${record.id}: ${record.role} on ${record.plans.join(", ")} (stored hashed in ${file}; the secret above is not shown again)`)}\n`)
     })
   token
     .command("list")

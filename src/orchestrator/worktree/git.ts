@@ -95,10 +95,6 @@ export async function resolveCommit(root: string, ref: string): Promise<string |
   return r.code === 0 ? out(r) : null
 }
 
-export async function isAncestor(root: string, ancestor: string, of: string): Promise<boolean> {
-  return (await git(root, ["merge-base", "--is-ancestor", ancestor, of], { allowFail: true })).code === 0
-}
-
 const identities = new Map<string, NodeJS.ProcessEnv>()
 
 /** Author identity for concord's own commits when the repository has none configured. */
@@ -156,7 +152,7 @@ export interface SetupSpec {
   commands: string[]
 }
 
-export class SetupError extends ConcordError {
+class SetupError extends ConcordError {
   readonly output: string
   constructor(message: string, output = "") {
     super(message, 1)
@@ -237,7 +233,7 @@ export type ScratchOutcome = { kind: "merged"; commit: string } | { kind: "confl
  */
 export async function scratchMerge(root: string, dir: string, base: string, branch: string, message: string, keep: string[]): Promise<ScratchOutcome> {
   const ok = await git(dir, ["rev-parse", "--show-toplevel"], { allowFail: true }).catch(() => undefined)
-  if (!ok || ok.code !== 0 || path.resolve(out(ok)) !== path.resolve(dir)) {
+  if (ok?.code !== 0 || path.resolve(out(ok)) !== path.resolve(dir)) {
     await git(root, ["worktree", "prune"])
     await fsp.rm(dir, { recursive: true, force: true })
     await fsp.mkdir(path.dirname(dir), { recursive: true })

@@ -62,7 +62,7 @@ export function globToRegExp(glob: string): RegExp {
       if (end === -1) re += "\\["
       else {
         const body = g.slice(i + 1, end).replace(/\\/g, "\\\\")
-        re += `[${body.startsWith("!") ? "^" + body.slice(1) : body}]`
+        re += `[${body.startsWith("!") ? `^${body.slice(1)}` : body}]`
         i = end
       }
     } else if (c === "{") {
@@ -111,14 +111,14 @@ export function prBody(summary: PlanSummary, git: GitView, attempts: Record<stri
   lines.push("| job | status | attempts | duration | last report |", "| --- | --- | --- | --- | --- |")
   for (const j of summary.jobs) {
     const r = j.lastReport ? `${j.lastReport.status}${j.lastReport.message ? `: ${j.lastReport.message}` : ""}` : "-"
-    lines.push(`| ${cell(j.name)} | ${j.status}${j.skipped ? " (skipped)" : ""} | ${attempts[j.name] ?? j.attempt} | ${duration(j.durationMs)} | ${cell(r.length > 200 ? r.slice(0, 197) + "..." : r)} |`)
+    lines.push(`| ${cell(j.name)} | ${j.status}${j.skipped ? " (skipped)" : ""} | ${attempts[j.name] ?? j.attempt} | ${duration(j.durationMs)} | ${cell(r.length > 200 ? `${r.slice(0, 197)}...` : r)} |`)
   }
   const refused = git.queue.filter(e => e.reason && e.state !== "merged")
   if (refused.length) {
     lines.push("", "Refused by the merge queue:")
     for (const e of refused) lines.push(`- ${cell(e.job)} attempt ${e.attempt}: ${cell(e.reason ?? "")}`)
   }
-  return lines.join("\n") + "\n"
+  return `${lines.join("\n")}\n`
 }
 
 export interface PrPlan {

@@ -65,7 +65,6 @@ export interface AcceptedChange {
 export type Refusal = { ok: false; reason: string }
 /** `changes`: the changes new to the server; `created`: the message creates the document on the server. */
 export type Judgement = { ok: true; changes: AcceptedChange[]; created: boolean; doc?: A.Doc<unknown> } | Refusal
-export type Verdict = { ok: true } | Refusal
 const no = (reason: string): Refusal => ({ ok: false, reason })
 const NOTHING: Judgement & { ok: true } = { ok: true, changes: [], created: false }
 
@@ -274,7 +273,7 @@ function concat(entries: Uint8Array[]): Uint8Array {
 }
 
 /** Container check of a sync message's change entries (framing and checksums), cheap. */
-export function checkChangeBytes(entries: Uint8Array[]): string | undefined {
+function checkChangeBytes(entries: Uint8Array[]): string | undefined {
   for (const e of entries) {
     const v = verifyAutomergeBytes(e)
     if (!v.ok) return v.reason
@@ -303,7 +302,7 @@ export interface Segment {
 const single = (m: Meta): Segment => ({ from: m.deps, to: m.hash, hash: m.hash, count: 1, metas: [m] })
 
 /** Split changes (in causal order) into runs; `alone` (a shared genesis change) is always its own. */
-export function segments(metas: Meta[], alone?: string): Segment[] {
+function segments(metas: Meta[], alone?: string): Segment[] {
   const out: Segment[] = []
   let cur: Segment | undefined
   for (const m of metas) {
@@ -363,7 +362,7 @@ function planStatusAt(doc: A.Doc<unknown>, heads: string[]): PlanStatus {
   return ok.length ? ok.reduce((a, b) => (PLAN_CONFLICT_PRIORITY[b] > PLAN_CONFLICT_PRIORITY[a] ? b : a)) : "pending"
 }
 
-const currentOf = (attempts: Map<string, JobStatus> | undefined) => (attempts && attempts.size ? Math.max(...[...attempts.keys()].map(Number)) : 0)
+const currentOf = (attempts: Map<string, JobStatus> | undefined) => (attempts?.size ? Math.max(...[...attempts.keys()].map(Number)) : 0)
 
 function isScalar(v: unknown): boolean {
   return v === null || typeof v === "number" || typeof v === "boolean" || typeof v === "string" || v instanceof A.ImmutableString
@@ -395,7 +394,7 @@ function ownViews(copy: A.Doc<unknown>, m: Segment) {
  * result: no new attempt, and every attempt whose resolved status changed is the current one, moved
  * along an agent transition.
  */
-export function judgeJobPlan(
+function judgeJobPlan(
   copy: A.Doc<unknown>,
   metas: Segment[],
   job: string,
@@ -423,12 +422,12 @@ export function judgeJobPlan(
         if (!(path.length === 4 && p.action === "put") && !textEdit(4)) return no(`role ${role} may only set the status: ${at}`)
       } else if (kind === "attempts" && path.length === 4) {
         // the record of an attempt that has a status but no record yet (a retry race)
-        const had = ((views.before as { jobs: Record<string, { attempts?: Record<string, unknown> }> }).jobs[job].attempts ?? {})[k]
+        const had = (views.before as { jobs: Record<string, { attempts?: Record<string, unknown> }> }).jobs[job].attempts?.[k]
         if (p.action !== "put" || had !== undefined || !isEmptyMap(p.value)) return no(`role ${role} may not replace or delete attempt records: ${at}`)
       } else if (kind === "attempts") {
         if (!AGENT_ATTEMPT_FIELDS.includes(field)) return no(`role ${role} may not set ${field} of an attempt (only ${AGENT_ATTEMPT_FIELDS.join(", ")}): ${at}`)
         if (!(path.length === 5 && p.action === "put") && !textEdit(5)) return no(`role ${role} may only set attempt facts: ${at}`)
-        const v = ((views.after as { jobs: Record<string, { attempts: Record<string, Record<string, unknown>> }> }).jobs[job].attempts[k] ?? {})[field]
+        const v = (views.after as { jobs: Record<string, { attempts: Record<string, Record<string, unknown>> }> }).jobs[job].attempts[k]?.[field]
         if (!isScalar(v)) return no(`role ${role} may only set plain values: ${at}`)
       } else return no(`role ${role} may only change jobs.${job} (its current attempt): ${at} is outside`)
     }
@@ -438,7 +437,7 @@ export function judgeJobPlan(
       for (const [k, to] of after) {
         const from = own.get(k)
         if (from === undefined) return no(`role ${role} may not create attempts (${label(m)} adds attempt ${k} to job ${job})`)
-        const raw = str(((views.after as { jobs: Record<string, { status: Record<string, unknown> }> }).jobs[job].status ?? {})[k])
+        const raw = str((views.after as { jobs: Record<string, { status: Record<string, unknown> }> }).jobs[job].status?.[k])
         if (raw !== undefined && !isJobStatus(raw)) return no(`invalid job status ${JSON.stringify(raw)} (${label(m)})`)
         if (from !== to && !canAgentTransition(from, to)) {
           return no(`role ${role} may not move job ${job} attempt ${k} from ${from} to ${to} (an agent may only move ${agentMoves()}) (${label(m)})`)
@@ -461,7 +460,7 @@ export function judgeJobPlan(
  * writer in the plan document: each change, in its writer's own view, must respect the state machines
  * for every job it touches and for the plan status.
  */
-export function judgeWriterPlan(copy: A.Doc<unknown>, metas: Segment[], role: string): Refusal | undefined {
+function judgeWriterPlan(copy: A.Doc<unknown>, metas: Segment[], role: string): Refusal | undefined {
   for (const m of metas) {
     const touched = new Set<string>()
     let planStatus = false
@@ -555,7 +554,7 @@ function badReport(r: Record<string, unknown>, attempt: number): string | undefi
  * job:NAME in its own report log: the shared genesis change (a log the server does not have must start
  * with it), then only appended, well-formed report records for the job's current attempt.
  */
-export function judgeJobReports(
+function judgeJobReports(
   copy: A.Doc<unknown>,
   metas: Segment[],
   planId: string,

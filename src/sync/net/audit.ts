@@ -15,7 +15,7 @@
 import { promises as fsp } from "node:fs"
 import path from "node:path"
 
-export const AUDIT_DIR = "audit"
+const AUDIT_DIR = "audit"
 
 export interface AuditRecord {
   v: 1
@@ -67,7 +67,7 @@ export class AuditLog {
       this.#file = { day: d, handle }
       await syncDir(this.dir)
     }
-    const text = records.map(r => JSON.stringify(r)).join("\n") + "\n"
+    const text = `${records.map(r => JSON.stringify(r)).join("\n")}\n`
     const buf = Buffer.from(text, "utf8")
     let off = 0
     while (off < buf.length) off += (await this.#file.handle.write(buf, off, buf.length - off)).bytesWritten

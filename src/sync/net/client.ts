@@ -328,7 +328,7 @@ export class RemoteSession {
         }
       }
       if (Date.now() > deadline) {
-        const behind = docIds.filter((id, i) => !handles[i] || !sameHeads(this.#serverHeads(handles[i]!) ?? [], handles[i]!.heads()))
+        const behind = docIds.filter((_id, i) => !handles[i] || !sameHeads(this.#serverHeads(handles[i]!) ?? [], handles[i]!.heads()))
         throw new SyncError(
           "timeout",
           `sync did not complete within ${Math.round(timeoutMs / 1000)}s (${behind.length} of ${docIds.length} documents not in sync` +

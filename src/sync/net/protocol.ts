@@ -9,7 +9,7 @@
  * may send `concord-refused` to tell a client that one of its messages was dropped by access control,
  * so that `concord sync` can stop with a clear error instead of waiting for a sync that cannot finish.
  */
-import { isValidDocumentId, type Message, type PeerId, type PeerMetadata, type RepoMessage } from "@automerge/automerge-repo/slim"
+import { isValidDocumentId, type Message, type PeerId, type PeerMetadata } from "@automerge/automerge-repo/slim"
 import { cbor } from "@automerge/automerge-repo/slim"
 import { ProtocolV1 } from "@automerge/automerge-repo-network-websocket"
 
@@ -20,21 +20,6 @@ export interface JoinMessage {
   senderId: PeerId
   peerMetadata: PeerMetadata
   supportedProtocolVersions: string[]
-}
-
-export interface PeerMessage {
-  type: "peer"
-  senderId: PeerId
-  peerMetadata: PeerMetadata
-  selectedProtocolVersion: string
-  targetId: PeerId
-}
-
-export interface ErrorMessage {
-  type: "error"
-  senderId: PeerId
-  message: string
-  targetId: PeerId
 }
 
 /** concord's notice that a message from the client was refused (and not stored). */
@@ -49,7 +34,7 @@ export interface RefusedMessage {
 export const REFUSED_TYPE = "concord-refused"
 
 /** Message types a client may send to the server after `join`. */
-export const CLIENT_DOC_TYPES = new Set(["sync", "request", "doc-unavailable", "ephemeral"])
+const CLIENT_DOC_TYPES = new Set(["sync", "request", "doc-unavailable", "ephemeral"])
 
 export function encodeFrame(message: unknown): Uint8Array {
   return cbor.encode(message)
@@ -64,11 +49,11 @@ export const isObject = (v: unknown): v is Record<string, unknown> => typeof v =
 
 const PEER_ID_RE = /^[\x21-\x7e]{1,200}$/
 
-export function isValidPeerId(v: unknown): v is PeerId {
+function isValidPeerId(v: unknown): v is PeerId {
   return typeof v === "string" && PEER_ID_RE.test(v)
 }
 
-export function isBytes(v: unknown): v is Uint8Array {
+function isBytes(v: unknown): v is Uint8Array {
   return v instanceof Uint8Array
 }
 
@@ -106,4 +91,4 @@ export function checkServerMessage(m: unknown): m is Message {
   return isObject(m) && typeof m.type === "string" && isValidPeerId(m.senderId)
 }
 
-export type { RepoMessage, PeerId, PeerMetadata, Message }
+export type { PeerId, PeerMetadata, Message }

@@ -165,7 +165,7 @@ export class SyncServer {
     this.#http = this.opts.tls ? https.createServer({ cert: this.opts.tls.cert, key: this.opts.tls.key }, handler) : http.createServer(handler)
     this.#http.headersTimeout = 10_000
     this.#http.requestTimeout = 30_000
-    this.#http.on("clientError", (err, socket) => {
+    this.#http.on("clientError", (_err, socket) => {
       if (socket.writable) socket.end("HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n")
       else socket.destroy()
     })

@@ -10,7 +10,6 @@
  * is polled), and the connection is re-made with backoff whenever the server goes away.
  */
 import * as A from "@automerge/automerge"
-import type { DocHandle } from "@automerge/automerge-repo"
 import { InputError } from "../../doc/errors.js"
 import { parseDocRef, reportDocId } from "../../doc/ids.js"
 import { isPlanDoc, readPlan } from "../../doc/plan.js"
@@ -51,7 +50,7 @@ interface PlanChoice {
 const ALL = "*"
 
 /** Which plans to sync, from the references given (or all), the local index and the server's list. */
-export async function choosePlans(
+async function choosePlans(
   store: PlanStore,
   remote: PlansResponse,
   refs: string[] | undefined
@@ -366,4 +365,3 @@ function abortableSleep(ms: number, signal: AbortSignal): Promise<boolean> {
   })
 }
 
-export type { DocHandle }

@@ -35,7 +35,7 @@ export interface TokensFile {
 export const ALL_PLANS = "*"
 const JOB_NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$/
 
-export function parseRole(s: string): Role {
+function parseRole(s: string): Role {
   if (s === "admin" || s === "writer" || s === "reader") return s
   if (s.startsWith("job:")) {
     const name = s.slice(4)
@@ -50,7 +50,7 @@ export function roleJob(role: Role): string | undefined {
   return role.startsWith("job:") ? role.slice(4) : undefined
 }
 
-export function hashSecret(secret: string): string {
+function hashSecret(secret: string): string {
   return createHash("sha256").update(secret, "utf8").digest("hex")
 }
 
@@ -95,7 +95,7 @@ export async function readTokens(file: string): Promise<TokensFile> {
 }
 
 async function writeTokens(file: string, data: TokensFile): Promise<void> {
-  await writeFileAtomic(file, JSON.stringify(data, null, 2) + "\n", { mode: 0o600 })
+  await writeFileAtomic(file, `${JSON.stringify(data, null, 2)}\n`, { mode: 0o600 })
 }
 
 export interface NewToken {

@@ -26,6 +26,7 @@ import {
   DEFAULT_QUARANTINE_GRACE_MS,
   graceFromEnv,
   listQuarantine,
+  type QuarantinedFile,
   quarantineName,
   restoreQuarantined,
   type RestoreOutcome,
@@ -33,10 +34,9 @@ import {
 import { StoreError, errnoCode } from "./StoreError.js"
 
 export { StoreError } from "./StoreError.js"
-export { fsyncDir } from "./atomic.js"
 
-export const TMP_DIR_NAME = ".tmp"
-export const QUARANTINE_DIR_NAME = "quarantine"
+const TMP_DIR_NAME = ".tmp"
+const QUARANTINE_DIR_NAME = "quarantine"
 /** How long one reading of the quarantine directory's names serves the restore check of every listing. */
 const QUARANTINE_LISTING_MS = 500
 
@@ -407,7 +407,7 @@ export class ConcordStorageAdapter implements StorageAdapterInterface {
    * finished writing into a file after it was moved). Warns about each one restored.
    */
   async restoreQuarantined(docId?: string): Promise<RestoreOutcome[]> {
-    let files
+    let files: QuarantinedFile[]
     try {
       files = await listQuarantine(this.baseDirectory, docId)
     } catch {
@@ -526,7 +526,7 @@ export class ConcordStorageAdapter implements StorageAdapterInterface {
       for (const name of await fsp.readdir(this.tmpDirectory)) {
         const p = path.join(this.tmpDirectory, name)
         const st = await fsp.stat(p).catch(() => undefined)
-        if (st && st.isFile() && now - st.mtimeMs > 3_600_000) await fsp.unlink(p).catch(() => {})
+        if (st?.isFile() && now - st.mtimeMs > 3_600_000) await fsp.unlink(p).catch(() => {})
       }
     } catch {
       // ignore

@@ -20,12 +20,11 @@
 import { createHash } from "node:crypto"
 import { inflateRawSync } from "node:zlib"
 
-export const AUTOMERGE_MAGIC = Uint8Array.of(0x85, 0x6f, 0x4a, 0x83)
+const AUTOMERGE_MAGIC = Uint8Array.of(0x85, 0x6f, 0x4a, 0x83)
 
-export const CHUNK_TYPE_DOCUMENT = 0
-export const CHUNK_TYPE_CHANGE = 1
-export const CHUNK_TYPE_COMPRESSED_CHANGE = 2
-export const CHUNK_TYPE_BUNDLE = 3
+const CHUNK_TYPE_DOCUMENT = 0
+const CHUNK_TYPE_CHANGE = 1
+const CHUNK_TYPE_COMPRESSED_CHANGE = 2
 
 const CHUNK_TYPE_NAMES: Record<number, string> = {
   0: "document",

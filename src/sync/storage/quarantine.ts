@@ -15,13 +15,13 @@ import type { VerifyResult } from "./chunk-format.js"
 import { ensureDir, fsyncDir } from "./atomic.js"
 import { errnoCode, StoreError } from "./StoreError.js"
 
-export const QUARANTINE_DIR = "quarantine"
+const QUARANTINE_DIR = "quarantine"
 
 /** Quarantine only chunks that have been damaged, and unchanged, for at least this long (ms). */
 export const DEFAULT_QUARANTINE_GRACE_MS = 60_000
 
 /** Env override of the grace period (ms), for tests and unusual setups. */
-export const QUARANTINE_GRACE_ENV = "CONCORD_QUARANTINE_GRACE_MS"
+const QUARANTINE_GRACE_ENV = "CONCORD_QUARANTINE_GRACE_MS"
 
 /** The grace period from the environment, if set to a valid number of ms. */
 export function graceFromEnv(env: NodeJS.ProcessEnv = process.env): number | undefined {
@@ -44,7 +44,7 @@ export interface QuarantinedFile {
 }
 
 /** Parse a quarantine file name back into its storage key. */
-export function parseQuarantineName(name: string): { key: string[]; at: number } | undefined {
+function parseQuarantineName(name: string): { key: string[]; at: number } | undefined {
   const m = /^(.+)\.(\d+)$/.exec(name)
   if (!m) return undefined
   const key = m[1].split("__")

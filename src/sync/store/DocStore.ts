@@ -546,7 +546,7 @@ export class DocStore {
    */
   chunkSet(docId: string): string[] | undefined {
     const st = this.#state.get(docId)
-    if (!st || !st.exact || st.missingDeps.length > 0) return undefined
+    if (!st?.exact || st.missingDeps.length > 0) return undefined
     return [...st.chunks.values()].map(c => `${c.key[1]}/${c.key[2]}`).sort()
   }
 

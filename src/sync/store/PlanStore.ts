@@ -121,7 +121,7 @@ export class PlanStore {
   async registerPlan(entry: PlanIndexEntry): Promise<void> {
     const target = path.join(this.dir, INDEX_DIR, `${entry.id}.json`)
     try {
-      await writeFileAtomic(target, JSON.stringify(entry) + "\n")
+      await writeFileAtomic(target, `${JSON.stringify(entry)}\n`)
     } catch (e) {
       throw StoreError.from("write", target, e)
     }
@@ -416,7 +416,7 @@ export class PlanStore {
    * cover are read (digests merge as sets, so a cache that holds something the document lacks is
    * kept, not lost). Returns the new cache entry, covering `chunks` as well as the cache's own.
    */
-  #digestOf(docId: string, doc: ReportsDocument, cache: DigestCache | undefined, chunks: string[]): DigestCache {
+  #digestOf(_docId: string, doc: ReportsDocument, cache: DigestCache | undefined, chunks: string[]): DigestCache {
     const heads = A.getHeads(doc)
     let digest: ReportDigest | undefined
     let otherHeads: string[] = []

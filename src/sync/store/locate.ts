@@ -5,7 +5,7 @@
 import { statSync } from "node:fs"
 import path from "node:path"
 
-export const STORE_DIR_NAME = ".concord"
+const STORE_DIR_NAME = ".concord"
 
 export interface LocateOptions {
   store?: string

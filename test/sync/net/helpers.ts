@@ -71,7 +71,7 @@ export async function planHeads(store: string, id: string, jobs: string[]): Prom
   return out
 }
 
-export async function sleep(ms: number): Promise<void> {
+async function sleep(ms: number): Promise<void> {
   await new Promise(r => setTimeout(r, ms))
 }
 

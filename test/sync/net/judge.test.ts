@@ -16,7 +16,7 @@ import { readPlan, retryJob, setJobStatus } from "../../../src/doc/plan.js"
 import { readReports } from "../../../src/doc/reports.js"
 import { readAudit } from "../../../src/sync/net/audit.js"
 import { PlanStore } from "../../../src/sync/store/PlanStore.js"
-import { addTokenCli, createPlanCli, FOUNDING_PLAN, ok, rm, type ServerProcess, startServerProcess, tempRoot, until } from "./helpers.js"
+import { createPlanCli, FOUNDING_PLAN, ok, rm, type ServerProcess, startServerProcess, tempRoot, until } from "./helpers.js"
 
 let root: string
 let s: string

@@ -9,7 +9,7 @@ import path from "node:path"
 import { fileURLToPath } from "node:url"
 
 /** The repository root (the directory whose package.json is concord's). */
-export function packageRoot(): string {
+function packageRoot(): string {
   let dir = path.dirname(fileURLToPath(import.meta.url))
   for (;;) {
     const pkg = path.join(dir, "package.json")
@@ -26,7 +26,7 @@ export function packageRoot(): string {
   }
 }
 
-export function concordBin(): string {
+function concordBin(): string {
   return path.join(packageRoot(), "bin", "concord.js")
 }
 

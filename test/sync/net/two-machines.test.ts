@@ -6,7 +6,7 @@
 import path from "node:path"
 import { afterAll, describe, expect, it } from "vitest"
 import { ROOT, runNode } from "../../helpers/cli.js"
-import { addTokenCli, createPlanCli, FOUNDING_PLAN, jobStatuses, ok, planHeads, rm, runConcord, startServerProcess, statusJson, tempRoot } from "./helpers.js"
+import { addTokenCli, createPlanCli, FOUNDING_PLAN, jobStatuses, ok, planHeads, rm, startServerProcess, statusJson, tempRoot } from "./helpers.js"
 
 const STEP = path.join(ROOT, "test/fixtures/plan-step.mjs")
 const roots: string[] = []
