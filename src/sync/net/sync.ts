@@ -10,9 +10,11 @@
  * is polled), and the connection is re-made with backoff whenever the server goes away.
  */
 import * as A from "@automerge/automerge"
-import { InputError } from "../../doc/errors.js"
+import { InputError, NotFoundError } from "../../doc/errors.js"
 import { parseDocRef, reportDocId } from "../../doc/ids.js"
 import { isPlanDoc, readPlan } from "../../doc/plan.js"
+import { LocalBackend } from "../../ops/local.js"
+import { pick, resolvePlan } from "../../ops/resolve.js"
 import type { PlanStore } from "../store/PlanStore.js"
 import { type ConnectOptions, type PlansResponse, RemoteSession, ServerApi, SyncError } from "./client.js"
 
@@ -67,20 +69,23 @@ async function choosePlans(
     chosen.set(id, { id, onServer: !!s, serverDocs: new Set(s?.docs ?? []) })
   }
   if (refs && refs.length > 0) {
+    // A reference is resolved by the one rule (src/ops/resolve.ts): first among the plans this token can
+    // see on the server, then in this store. An ambiguous name or prefix is refused, naming the plans.
+    const serverPlans = [...remote.plans].sort((a, b) => a.createdAt - b.createdAt || a.id.localeCompare(b.id))
+    const onServer = { where: `the plans this token (${remote.token.id}) can see on the server` }
+    const local = new LocalBackend(store)
     for (const ref of refs) {
       const asId = parseDocRef(ref)
-      const fromServer =
-        (asId && serverById.get(asId)) ??
-        remote.plans.find(p => p.name === ref) ??
-        (remote.plans.filter(p => p.id.startsWith(ref)).length === 1 ? remote.plans.find(p => p.id.startsWith(ref)) : undefined)
+      const fromServer = pick(serverPlans, ref, onServer)
       if (fromServer) {
         add(fromServer.id)
         continue
       }
       let id: string
       try {
-        id = (await store.resolvePlan(ref)).id
-      } catch {
+        id = (await resolvePlan(local, ref)).id
+      } catch (e) {
+        if (!(e instanceof NotFoundError)) throw e
         if (asId && granted(asId)) throw new InputError(`plan ${asId} is neither in this store nor on the server`)
         throw new InputError(`no plan "${ref}" in this store or among the plans this token can see on the server`)
       }

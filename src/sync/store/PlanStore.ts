@@ -12,7 +12,7 @@ import { promises as fsp } from "node:fs"
 import path from "node:path"
 import type { WriteContext } from "../../doc/actor.js"
 import { DamagedError, NotFoundError } from "../../doc/errors.js"
-import { type DocId, isDocId, newDocId, parseDocRef, reportDocId } from "../../doc/ids.js"
+import { type DocId, isDocId, newDocId, reportDocId } from "../../doc/ids.js"
 import { createPlan, isPlanDoc, type PlanDocument, readPlan } from "../../doc/plan.js"
 import * as A from "@automerge/automerge"
 import {
@@ -125,36 +125,6 @@ export class PlanStore {
     } catch (e) {
       throw StoreError.from("write", target, e)
     }
-  }
-
-  /**
-   * Find a plan: an id, an `automerge:` url, a plan name, or a unique id prefix. Without a reference:
-   * the only plan, else the most recently created one.
-   */
-  async resolvePlan(ref?: string): Promise<PlanIndexEntry> {
-    const plans = await this.listPlans()
-    if (!ref) {
-      if (plans.length === 0) throw new NotFoundError(`no plans in store ${this.dir} (create one with: concord plan create FILE)`)
-      return plans[plans.length - 1]
-    }
-    const id = parseDocRef(ref)
-    const byId = plans.find(p => p.id === id)
-    if (byId) return byId
-    if (id && (await this.docs.exists(id))) {
-      const doc = await this.docs.load<unknown>(id)
-      if (isPlanDoc(doc)) {
-        const v = readPlan(doc)
-        return { id, name: v.name, createdAt: v.createdAt, createdBy: v.createdBy }
-      }
-    }
-    const byName = plans.filter(p => p.name === ref)
-    if (byName.length === 1) return byName[0]
-    if (byName.length > 1) {
-      throw new NotFoundError(`${byName.length} plans are named "${ref}" (${byName.map(p => p.id).join(", ")}): use an id`)
-    }
-    const byPrefix = plans.filter(p => p.id.startsWith(ref))
-    if (byPrefix.length === 1) return byPrefix[0]
-    throw new NotFoundError(`no plan "${ref}" in store ${this.dir}`)
   }
 
   /** Mark a plan archived in this store's index (the plan document itself is unchanged). */
