@@ -32,7 +32,7 @@ import { cancel, type ProcessStopper } from "../ops/cancel.js"
 import { history } from "../ops/history.js"
 import { resolvePlan } from "../ops/resolve.js"
 import { statusOf, watchStatus } from "../ops/status.js"
-import { followLog, logFile } from "./logtail.js"
+import { streamJobLog } from "./logtail.js"
 
 export interface DashboardSession {
   backend: PlanBackend
@@ -209,22 +209,35 @@ export class Dashboard {
     }
   }
 
+  /** Server push of a job's log (src/dashboard/logtail.ts over src/ops/logs.ts): `start`, then `log` events. */
   async #log(req: http.IncomingMessage, res: http.ServerResponse, session: DashboardSession, planRef: string | undefined, job: string): Promise<void> {
-    const plan = await resolvePlan(session.backend, planRef)
-    const s = await statusOf(session.backend, plan.id, plan.doc)
-    const j = s.summary.jobs.find(x => x.name === job)
-    if (!j) return send(res, 404, { error: `plan "${s.summary.name}" has no job "${job}"` })
-    if (!j.log || !session.backend.storeDir) return send(res, 404, { error: `job ${job} has no log on this machine yet` })
-    const f = logFile(session.backend.storeDir, j.log)
-    if ("error" in f) return send(res, 403, { error: f.error })
-    let tail: { close(): void } | undefined
-    const stream = openStream(req, res, () => tail?.close())
-    const end = () => stream.end()
+    const ac = new AbortController()
+    let stream: ReturnType<typeof openStream> | undefined
+    const end = () => ac.abort()
     this.#streams.add(end)
-    stream.send("start", { job, attempt: j.attempt, log: j.log })
-    tail = followLog(f.file, text => stream.send("log", { text }))
-    await new Promise<void>(resolve => req.once("close", resolve))
-    this.#streams.delete(end)
+    req.once("close", end)
+    try {
+      await streamJobLog(
+        session.backend,
+        { planRef, job },
+        {
+          start: w => {
+            stream = openStream(req, res, () => ac.abort())
+            stream.send("start", { job, attempt: w.attempt })
+          },
+          text: text => stream?.send("log", { text }),
+        },
+        ac.signal
+      )
+    } catch (e) {
+      if (stream || !(e instanceof ConcordError)) throw e
+      // before the stream opened: no such job, no log (yet) on this machine, or a log outside the store
+      const status = e.code === "log_outside_store" ? 403 : e instanceof InputError || e.code === "logs_not_here" ? 404 : 500
+      return send(res, status, { error: e.message, code: e.code })
+    } finally {
+      this.#streams.delete(end)
+      stream?.end()
+    }
   }
 }
 

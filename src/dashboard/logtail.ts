@@ -1,93 +1,45 @@
 /**
- * A job log's tail, then what is appended to it: a minimal reader for the dashboard's live log view
- * (src/ops/logs.ts, the shared one, was not on main when this was written).
- *
- * Only files under `<store>/logs/` are read: the log path comes from the plan document, which any writer
- * of the plan can set, so a path outside the store's log directory is refused rather than served.
+ * The dashboard's live log view: a job attempt's last lines, then every line appended, as printable text
+ * for the page. Finding and reading the log (only files under `<store>/logs/`, the tail, following it)
+ * is src/ops/logs.ts, as for `concord logs` and the MCP server; this module only shapes it for the page.
  */
-import { watch as fsWatch, promises as fsp, type FSWatcher } from "node:fs"
-import path from "node:path"
+import { NotFoundError } from "../doc/errors.js"
+import type { PlanBackend } from "../ops/backend.js"
+import { followLog, followStart, type LogInput, locateLog, tailLog } from "../ops/logs.js"
 
-export interface LogTail {
-  close(): void
-}
+/** How many lines of the log the page gets before the live part. */
+const PAGE_TAIL_LINES = 500
 
-/** The absolute log file for a path recorded in a job attempt, or an error naming why it is refused. */
-export function logFile(storeDir: string, recorded: string): { file: string } | { error: string } {
-  const logs = path.resolve(storeDir, "logs")
-  const file = path.resolve(storeDir, recorded)
-  const rel = path.relative(logs, file)
-  if (!rel || rel.startsWith("..") || path.isAbsolute(rel)) return { error: `log path ${recorded} is outside the store's logs directory` }
-  return { file }
+export interface PageLogEvents {
+  /** The log was found (before any text): which attempt and file. */
+  start(where: { planId: string; job: string; attempt: number; file: string }): void
+  /** Printable text, whole lines each ending with a line break. */
+  text(text: string): void
 }
 
 /**
- * Send the last `tailBytes` of `file` (from a line start), then every append, to `onData`. A file that
- * does not exist yet is waited for. Follows with fs.watch, plus a slow poll (some file systems do not
- * report appends).
+ * Stream a job attempt's log to the page until `signal` aborts: `start`, the last `lines` lines, then every
+ * line appended. A log file that does not exist yet (the job is starting) is waited for. Throws, before
+ * `start`, the errors of src/ops/logs.ts (no such job or attempt, no log yet, a log outside the store).
  */
-export function followLog(file: string, onData: (text: string) => void, opts: { tailBytes?: number; pollMs?: number } = {}): LogTail {
-  const tailBytes = opts.tailBytes ?? 64 * 1024
-  let pos = -1
-  let closed = false
-  let reading = false
-  let again = false
-  let watcher: FSWatcher | undefined
-  const read = async () => {
-    if (closed) return
-    if (reading) {
-      again = true
-      return
-    }
-    reading = true
-    try {
-      const st = await fsp.stat(file).catch(() => undefined)
-      if (!st) return
-      if (pos < 0 || st.size < pos) pos = Math.max(0, st.size - tailBytes) // first read, or truncated
-      if (st.size > pos) {
-        const fh = await fsp.open(file, "r")
-        try {
-          const len = Math.min(st.size - pos, 4 * 1024 * 1024)
-          const buf = Buffer.alloc(len)
-          const { bytesRead } = await fh.read(buf, 0, len, pos)
-          let chunk = buf.subarray(0, bytesRead)
-          if (pos > 0 && pos === st.size - tailBytes) {
-            const nl = chunk.indexOf(10)
-            if (nl >= 0) chunk = chunk.subarray(nl + 1)
-          }
-          pos += bytesRead
-          if (!closed && chunk.length) onData(printable(chunk.toString("utf8")))
-        } finally {
-          await fh.close()
-        }
-      }
-      if (!watcher && !closed) {
-        try {
-          watcher = fsWatch(file, () => void read())
-          watcher.on("error", () => {})
-        } catch {
-          // polled
-        }
-      }
-    } catch {
-      // read again on the next event or poll
-    } finally {
-      reading = false
-      if (again && !closed) {
-        again = false
-        void read()
-      }
-    }
+export async function streamJobLog(
+  backend: PlanBackend,
+  input: Omit<LogInput, "lines">,
+  on: PageLogEvents,
+  signal: AbortSignal,
+  opts: { lines?: number; pollMs?: number } = {}
+): Promise<void> {
+  const where = await locateLog(backend, input)
+  const at = { planRef: where.planId, job: where.job, attempt: where.attempt }
+  let start = { lines: [] as string[], from: 0 }
+  try {
+    start = followStart(await tailLog(backend, { ...at, lines: opts.lines ?? PAGE_TAIL_LINES }))
+  } catch (e) {
+    if (!(e instanceof NotFoundError)) throw e // the file is not there yet: follow it from its start
   }
-  const timer = setInterval(() => void read(), opts.pollMs ?? 1000)
-  void read()
-  return {
-    close() {
-      closed = true
-      clearInterval(timer)
-      watcher?.close()
-    },
-  }
+  on.start(where)
+  if (start.lines.length) on.text(printable(`${start.lines.join("\n")}\n`))
+  await followLog(backend, at, lines => on.text(printable(`${lines.join("\n")}\n`)), signal, { from: start.from, pollMs: opts.pollMs })
 }
 
 /** Log text with terminal escapes and control characters removed (newlines and tabs kept). */

@@ -34,6 +34,8 @@ export interface LogTail {
   lines: string[]
   /** Whether the file holds more lines than returned. */
   truncated: boolean
+  /** Whether the last line has no line break yet (a follower from `size` continues it). */
+  partial: boolean
   /** Size of the file in bytes when read; follow from here. */
   size: number
 }
@@ -44,7 +46,7 @@ export const MAX_TAIL_LINES = 10_000
 const MAX_TAIL_BYTES = 4 * 1024 * 1024
 
 /** Where a job attempt's log is; throws a clear error when there is none (yet) or it is not here. */
-export async function locateLog(backend: PlanBackend, input: Omit<LogInput, "lines">): Promise<Omit<LogTail, "lines" | "truncated" | "size">> {
+export async function locateLog(backend: PlanBackend, input: Omit<LogInput, "lines">): Promise<Omit<LogTail, "lines" | "truncated" | "partial" | "size">> {
   if (input.attempt !== undefined && (!Number.isInteger(input.attempt) || input.attempt < 1)) {
     throw new InputError(`invalid attempt ${input.attempt}: expected a whole number from 1`)
   }
@@ -86,16 +88,16 @@ export async function tailLog(backend: PlanBackend, input: LogInput): Promise<Lo
   }
   try {
     const size = (await fh.stat()).size
-    const { lines, truncated } = await lastLines(fh, size, want)
-    return { ...where, lines, truncated, size }
+    const { lines, truncated, partial } = await lastLines(fh, size, want)
+    return { ...where, lines, truncated, partial, size }
   } finally {
     await fh.close()
   }
 }
 
 /** Read backwards in blocks until `want` complete lines (or the start of the file) are in hand. */
-async function lastLines(fh: fsp.FileHandle, size: number, want: number): Promise<{ lines: string[]; truncated: boolean }> {
-  if (want === 0 || size === 0) return { lines: [], truncated: size > 0 }
+async function lastLines(fh: fsp.FileHandle, size: number, want: number): Promise<{ lines: string[]; truncated: boolean; partial: boolean }> {
+  if (want === 0 || size === 0) return { lines: [], truncated: size > 0, partial: false }
   const block = 64 * 1024
   const parts: Buffer[] = []
   let pos = size
@@ -114,11 +116,21 @@ async function lastLines(fh: fsp.FileHandle, size: number, want: number): Promis
   }
   let text = Buffer.concat(parts).toString("utf8")
   const fromStart = pos === 0
-  if (text.endsWith("\n")) text = text.slice(0, -1)
+  const partial = !text.endsWith("\n")
+  if (!partial) text = text.slice(0, -1)
   let lines = text.split("\n")
   // The first piece is a partial line unless we read from the start of the file.
   if (!fromStart) lines = lines.slice(1)
-  return { lines: lines.slice(-want), truncated: !fromStart || lines.length > want }
+  return { lines: lines.slice(-want), truncated: !fromStart || lines.length > want, partial }
+}
+
+/**
+ * Where a follower continues after showing `tail`: the lines to show first and the byte offset to follow
+ * from. A last line still being written is left to the follower, so it is shown once, whole.
+ */
+export function followStart(tail: LogTail): { lines: string[]; from: number } {
+  if (!tail.partial || tail.lines.length === 0) return { lines: tail.lines, from: tail.size }
+  return { lines: tail.lines.slice(0, -1), from: tail.size - Buffer.byteLength(tail.lines[tail.lines.length - 1]) }
 }
 
 export interface FollowOptions {

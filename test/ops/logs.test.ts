@@ -5,7 +5,7 @@ import { afterAll, describe, expect, it } from "vitest"
 import { setJobStatus, updateAttempt } from "../../src/doc/plan.js"
 import { parsePlanSpec } from "../../src/doc/spec.js"
 import { LocalBackend } from "../../src/ops/local.js"
-import { followLog, tailLog } from "../../src/ops/logs.js"
+import { followLog, followStart, tailLog } from "../../src/ops/logs.js"
 import { PlanStore } from "../../src/sync/store/PlanStore.js"
 import { cleanup, tempDir } from "../helpers/cli.js"
 
@@ -33,7 +33,11 @@ describe("job logs", () => {
     const t = await tailLog(backend, { planRef: id, job: "a", lines: 3 })
     expect(t).toMatchObject({ job: "a", attempt: 1, lines: ["line 997", "line 998", "line 999"], truncated: true, file })
     appendFileSync(file, "half a li")
-    expect((await tailLog(backend, { planRef: id, job: "a", lines: 2 })).lines).toEqual(["line 999", "half a li"])
+    const half = await tailLog(backend, { planRef: id, job: "a", lines: 2 })
+    expect(half).toMatchObject({ lines: ["line 999", "half a li"], partial: true })
+    // a follower shows the complete lines and continues the partial one from its start
+    expect(followStart(half)).toEqual({ lines: ["line 999"], from: half.size - "half a li".length })
+    expect(followStart(t)).toEqual({ lines: t.lines, from: t.size })
     writeFileSync(file, "one\ntwo\n")
     expect(await tailLog(backend, { planRef: id, job: "a", lines: 10 })).toMatchObject({ lines: ["one", "two"], truncated: false })
     const long = "x".repeat(200_000)

@@ -1,6 +1,6 @@
 /** `concord logs [PLAN] JOB`: a job attempt's output, optionally followed live (src/ops/logs.ts). */
 import type { Command } from "commander"
-import { followLog, tailLog } from "../../ops/logs.js"
+import { followLog, followStart, tailLog } from "../../ops/logs.js"
 import { type GlobalOptions, openBackend } from "../context.js"
 import { out, printJson, printJsonLine } from "../output.js"
 import { parseWholeNumber } from "../parse.js"
@@ -24,9 +24,13 @@ export function registerLogs(program: Command, globals: () => GlobalOptions): vo
       try {
         const tail = await tailLog(backend, input)
         if (opts.json && !opts.follow) return printJson(tail)
-        if (opts.json) for (const line of tail.lines) printJsonLine({ job, attempt: tail.attempt, line })
-        else for (const line of tail.lines) out(line)
-        if (!opts.follow) return
+        if (!opts.follow) {
+          for (const line of tail.lines) out(line)
+          return
+        }
+        const start = followStart(tail)
+        if (opts.json) for (const line of start.lines) printJsonLine({ job, attempt: tail.attempt, line })
+        else for (const line of start.lines) out(line)
         const ac = new AbortController()
         const stop = waitForStopSignal(ac)
         try {
@@ -37,7 +41,7 @@ export function registerLogs(program: Command, globals: () => GlobalOptions): vo
               for (const line of lines) opts.json ? printJsonLine({ job, attempt: tail.attempt, line }) : out(line)
             },
             ac.signal,
-            { from: tail.size }
+            { from: start.from }
           )
         } finally {
           stop()
