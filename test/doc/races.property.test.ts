@@ -78,7 +78,7 @@ describe("same-key races (property)", () => {
               const msg = `report-${i}`
               rep.reports[c.job] = appendReport(rep.reports[c.job], { status: "progress", message: msg, progress: i % 101, attempt: 1 }, ctx())
               sent.push(`${c.job}:${msg}`)
-            } else {
+            } else if (c.kind === "merge") {
               const from = replicas[c.from % n]
               if (from !== rep) {
                 rep.plan = A.merge(rep.plan, from.plan)

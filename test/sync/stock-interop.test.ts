@@ -35,7 +35,7 @@ function stockWriter(store: string, docId: string, tag: string, count: number, g
 
 function watcher(store: string, args: string[]): { child: ChildProcess; stderr: () => string; lines: () => number } {
   // no CONCORD_* tuning variables: the CLI's real defaults
-  const env = { ...process.env, CONCORD_STORE: store }
+  const env: NodeJS.ProcessEnv = { ...process.env, CONCORD_STORE: store }
   for (const k of Object.keys(env)) if (k.startsWith("CONCORD_") && k !== "CONCORD_STORE") delete env[k]
   const child = spawn(process.execPath, [BIN, ...args], { cwd: store, env, stdio: ["ignore", "pipe", "pipe"] })
   let err = ""

@@ -236,7 +236,7 @@ describe("audit trail", () => {
     const audit = await readAudit(s)
     // every change the server's store has that did not exist before it started came through a token
     const disk = serverStore()
-    const docs = [await disk.loadPlan(X), (await disk.loadReports(X, "B"))!]
+    const docs: A.Doc<unknown>[] = [await disk.loadPlan(X), (await disk.loadReports(X, "B"))!]
     const recorded = new Map(audit.map(r => [r.hash, r]))
     let verified = 0
     for (const d of docs) {
