@@ -1,95 +1,15 @@
-// Real-process harness for the networked workloads (bench/lib/net.mjs) and the offline-convergence
-// benchmark (also run by test/sync/net/offline.test.ts): `concord serve` and `concord sync` as child
-// processes over separate stores, with concord's library from dist/ (run npm run build first).
+// The offline-convergence benchmark (also run by test/sync/net/offline.test.ts), over the one
+// real-process harness (test/helpers/processes.mjs: `concord serve` and `concord ...` as child processes
+// over separate stores), which the networked workloads (bench/lib/net.mjs ...) use through this module.
+// concord's library comes from dist/ (run npm run build first).
 import * as A from "@automerge/automerge"
-import { spawn } from "node:child_process"
-import { mkdirSync, mkdtempSync, rmSync } from "node:fs"
+import { mkdtempSync, rmSync } from "node:fs"
 import os from "node:os"
 import path from "node:path"
-import { DIST, ROOT } from "./concord.mjs"
+import { addTokenCli, runConcord, startServerProcess } from "../../test/helpers/processes.mjs"
+import { DIST } from "./concord.mjs"
 
-const BIN = path.join(ROOT, "bin/concord.js")
-
-/** Children started here are killed when this process exits, so a failed run leaves no server behind. */
-const children = new Set()
-let exitHook = false
-function track(child) {
-  children.add(child)
-  child.once("exit", () => children.delete(child))
-  if (!exitHook) {
-    exitHook = true
-    process.once("exit", () => {
-      for (const c of children) {
-        try {
-          c.kill("SIGKILL")
-        } catch {
-          // gone
-        }
-      }
-    })
-  }
-}
-
-/** Run `concord ARGS` with CONCORD_STORE=store; resolves {code, signal, stdout, stderr, ms}. */
-export function runConcord(store, args, { env, timeoutMs = 120_000 } = {}) {
-  mkdirSync(store, { recursive: true })
-  const t0 = Date.now()
-  const child = spawn(process.execPath, [BIN, ...args], { cwd: store, env: { ...process.env, CONCORD_STORE: store, ...env }, stdio: ["ignore", "pipe", "pipe"] })
-  track(child)
-  let stdout = ""
-  let stderr = ""
-  child.stdout.on("data", d => (stdout += d))
-  child.stderr.on("data", d => (stderr += d))
-  const timer = setTimeout(() => child.kill("SIGKILL"), timeoutMs)
-  return new Promise((resolve, reject) => {
-    child.on("error", reject)
-    child.on("close", (code, signal) => {
-      clearTimeout(timer)
-      resolve({ code, signal, stdout, stderr, ms: Date.now() - t0 })
-    })
-  })
-}
-
-/** Start `concord serve` on 127.0.0.1 (any free port) over `store`: {url, port, proc, logs(), stop(signal)}. */
-export function startServerProcess(store, extraArgs = [], { port = 0 } = {}) {
-  mkdirSync(store, { recursive: true })
-  return new Promise((resolve, reject) => {
-    const proc = spawn(process.execPath, [BIN, "--store", store, "serve", "--port", String(port), ...extraArgs], { cwd: store, stdio: ["ignore", "pipe", "pipe"] })
-    track(proc)
-    let out = ""
-    let err = ""
-    let started = false
-    const exited = new Promise(r => proc.on("exit", (code, signal) => r({ code, signal })))
-    proc.stdout.on("data", d => {
-      out += d
-      const m = /listening on (\S+)/.exec(out)
-      if (m && !started) {
-        started = true
-        resolve({
-          url: m[1],
-          port: Number(new URL(m[1]).port),
-          proc,
-          logs: () => err,
-          stop: async (signal = "SIGTERM") => {
-            if (proc.exitCode === null && proc.signalCode === null) proc.kill(signal)
-            return exited
-          },
-        })
-      }
-    })
-    proc.stderr.on("data", d => (err += d))
-    proc.on("error", reject)
-    void exited.then(r => {
-      if (!started) reject(new Error(`concord serve exited (${r.code ?? r.signal}) before listening: ${err}`))
-    })
-  })
-}
-
-export async function addTokenCli(store, plan, role) {
-  const r = await runConcord(store, ["token", "add", "--plan", plan, "--role", role, "--json"])
-  if (r.code !== 0) throw new Error(`token add failed: ${r.stderr}`)
-  return JSON.parse(r.stdout).token
-}
+export { addTokenCli, runConcord, startServerProcess }
 
 const BENCH_PLAN = `name: offline-bench
 jobs:

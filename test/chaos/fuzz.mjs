@@ -15,7 +15,7 @@ import YAML from "yaml"
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..")
 const BIN = path.join(ROOT, "bin/concord.js")
 const lib = await import(path.join(ROOT, "dist/src/index.js"))
-const { startServerProcess } = await import(path.join(ROOT, "bench/lib/net-harness.mjs"))
+const { startServerProcess } = await import(path.join(ROOT, "test/helpers/processes.mjs"))
 
 // eslint-disable-next-line no-control-regex
 const RAW_CONTROL = /[\u0000-\u0008\u000b-\u001f\u007f\u0080-\u009f]/

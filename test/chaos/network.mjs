@@ -13,7 +13,7 @@ import { fileURLToPath } from "node:url"
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..")
 const BIN = path.join(ROOT, "bin/concord.js")
 const { PlanStore, readReports, reportDocId } = await import(path.join(ROOT, "dist/src/index.js"))
-const { startServerProcess } = await import(path.join(ROOT, "bench/lib/net-harness.mjs"))
+const { startServerProcess } = await import(path.join(ROOT, "test/helpers/processes.mjs"))
 const A = await import("@automerge/automerge")
 
 const sleep = ms => new Promise(r => setTimeout(r, ms))

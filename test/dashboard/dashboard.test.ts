@@ -7,7 +7,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs"
 import path from "node:path"
 import { type Browser, chromium, type Page } from "playwright-core"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import { addTokenCli, runConcord, type ServerProcess, spawnConcord, startServerProcess } from "../sync/net/processes.js"
+import { addTokenCli, runConcord, type ServerProcess, spawnConcord, startServerProcess } from "../helpers/processes.mjs"
 import { cleanup, ROOT, statusJson, tempDir, writePlan } from "../helpers/cli.js"
 
 const CHROMIUM = "/usr/bin/chromium"

@@ -6,9 +6,9 @@ import path from "node:path"
 import { afterAll, expect } from "vitest"
 import { reportDocId } from "../../../src/doc/ids.js"
 import { PlanStore } from "../../../src/sync/store/PlanStore.js"
-import { runConcord, startServerProcess as startServer, type CliResult, type ServerProcess } from "./processes.js"
+import { runConcord, startServerProcess as startServer, type CliResult, type ServerProcess } from "../../helpers/processes.mjs"
 
-export { addTokenCli, runConcord, spawnConcord, type ServerProcess } from "./processes.js"
+export { addTokenCli, runConcord, spawnConcord, type ServerProcess } from "../../helpers/processes.mjs"
 
 /** Servers started by this test file; all stopped after it, whatever happened. */
 const servers: ServerProcess[] = []
