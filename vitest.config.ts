@@ -11,11 +11,6 @@ export default defineConfig({
     // In CI (CI=true) a failed test is run once more: many tests here time real processes, sockets and
     // browsers on a 2-core machine, and one slow moment should not decide a run. A real failure fails twice.
     retry: process.env.CI ? 1 : 0,
-    // Tests that run the CLI with spawnSync block their worker's event loop while the child runs; on a
-    // loaded 2-core machine vitest's worker RPC can then time out ("Timeout calling onTaskUpdate") although
-    // every test passed. In CI such errors are reported but do not fail the run; locally they do. (To do:
-    // async CLI helpers everywhere, then drop this.)
-    dangerouslyIgnoreUnhandledErrors: !!process.env.CI,
     minWorkers: 1,
   },
 })

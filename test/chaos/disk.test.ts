@@ -41,22 +41,22 @@ function expectClean(stderr: string): void {
   for (const l of stderr.split("\n").filter(Boolean)) expect(l).toMatch(/^concord: /)
 }
 
-function newPlan(store: string): string {
+async function newPlan(store: string): Promise<string> {
   const planDir = tempDir("concord-disk-plan-")
   dirs.push(planDir)
   const file = path.join(planDir, "plan.yaml")
   writeFileSync(file, PLAN)
-  const r = concord(store, ["plan", "create", file, "--json"], { cwd: planDir })
+  const r = await concord(store, ["plan", "create", file, "--json"], { cwd: planDir })
   expect(r.code, r.stderr).toBe(0)
   return JSON.parse(r.stdout).id
 }
 
-function report(store: string, id: string, job: string, msg: string) {
-  return concord(store, ["report", "progress", msg, "--job", job, "--plan", id], { cwd: path.dirname(store) })
+async function report(store: string, id: string, job: string, msg: string) {
+  return await concord(store, ["report", "progress", msg, "--job", job, "--plan", id], { cwd: path.dirname(store) })
 }
 
-function messages(store: string, id: string): string[] {
-  const h = concord(store, ["history", id, "--json"], { cwd: path.dirname(store) })
+async function messages(store: string, id: string): Promise<string[]> {
+  const h = await concord(store, ["history", id, "--json"], { cwd: path.dirname(store) })
   expect(h.code, h.stderr).toBe(0)
   return JSON.parse(h.stdout)
     .filter((e: any) => String(e.doc).startsWith("reports:"))
@@ -98,12 +98,12 @@ const canMount = (() => {
 })()
 
 describe("disk faults", () => {
-  it.skipIf(!canMount)("a full disk (real tmpfs): clear ENOSPC error, no partial chunk, reads still work, nothing durable lost", () => {
+  it.skipIf(!canMount)("a full disk (real tmpfs): clear ENOSPC error, no partial chunk, reads still work, nothing durable lost", async () => {
     const m = tryMountTmpfs("2m")!
     const store = path.join(m, "store")
     mkdirSync(store)
-    const id = newPlan(store)
-    for (let i = 0; i < 5; i++) expect(report(store, id, "A", `m${i}`).code).toBe(0)
+    const id = await newPlan(store)
+    for (let i = 0; i < 5; i++) expect((await report(store, id, "A", `m${i}`)).code).toBe(0)
     const before = chunkFiles(store).length
     // fill the disk
     const fd = openSync(path.join(m, "filler"), "w")
@@ -120,16 +120,16 @@ describe("disk faults", () => {
       writeFileSync(path.join(m, "filler2"), Buffer.alloc(4096, 1))
     } catch {}
 
-    const full = report(store, id, "A", "on a full disk")
+    const full = await report(store, id, "A", "on a full disk")
     expect(full.code).toBe(1)
     expect(full.stderr).toMatch(/^concord: cannot write .*: no space left on device \(ENOSPC\)\n$/)
     expectClean(full.stderr)
-    const created = concord(store, ["plan", "create", path.join(m, "..", "nope.yaml")])
+    const created = await concord(store, ["plan", "create", path.join(m, "..", "nope.yaml")])
     expect(created.code).not.toBe(0)
     expectClean(created.stderr)
 
     // reads work on a full disk
-    const s = concord(store, ["status", id, "--json"], { cwd: m })
+    const s = await concord(store, ["status", id, "--json"], { cwd: m })
     expect(s.code, s.stderr).toBe(0)
     expect(JSON.parse(s.stdout).jobs.find((j: any) => j.name === "A").lastReport.message).toBe("m4")
     // nothing half-written: no new chunk file, no empty one, no temp file left behind
@@ -140,48 +140,48 @@ describe("disk faults", () => {
     // space again: everything acknowledged is there, and writing works
     unlinkSync(path.join(m, "filler"))
     rmSync(path.join(m, "filler2"), { force: true })
-    expect(report(store, id, "A", "m5").code).toBe(0)
-    const msgs = messages(store, id)
+    expect((await report(store, id, "A", "m5")).code).toBe(0)
+    const msgs = await messages(store, id)
     for (let i = 0; i <= 5; i++) expect(msgs.some(d => d.includes("progress"))).toBe(true)
     expect(msgs.filter(d => /progress/.test(d))).toHaveLength(6)
-    expect(concord(store, ["doctor"]).code).toBe(0)
+    expect((await concord(store, ["doctor"])).code).toBe(0)
   }, 120_000)
 
-  it("a read-only store: writes fail with a clear error, reads work, nothing changes", () => {
+  it("a read-only store: writes fail with a clear error, reads work, nothing changes", async () => {
     const root = canMount ? tryMountTmpfs("8m")! : tempDir("concord-ro-")
     if (!canMount) dirs.push(root)
     const store = path.join(root, "store")
     mkdirSync(store)
-    const id = newPlan(store)
-    expect(report(store, id, "A", "before").code).toBe(0)
+    const id = await newPlan(store)
+    expect((await report(store, id, "A", "before")).code).toBe(0)
     const files = chunkFiles(store).sort()
     if (canMount) expect(spawnSync("mount", ["-o", "remount,ro", root]).status).toBe(0)
     else spawnSync("chmod", ["-R", "a-w", store])
     try {
-      const w = report(store, id, "A", "after")
+      const w = await report(store, id, "A", "after")
       expect(w.code).toBe(1)
       expect(w.stderr).toMatch(/^concord: cannot (write|create directory) .*(read-only file system|permission denied)( \[at [^\]]+\])? \((EROFS|EACCES)\)\n$/)
       expectClean(w.stderr)
-      const s = concord(store, ["status", id, "--json"], { cwd: root })
+      const s = await concord(store, ["status", id, "--json"], { cwd: root })
       expect(s.code, s.stderr).toBe(0)
       expectClean(s.stderr)
       expect(JSON.parse(s.stdout).jobs.find((j: any) => j.name === "A").lastReport.message).toBe("before")
-      const d = concord(store, ["doctor"], { cwd: root })
+      const d = await concord(store, ["doctor"], { cwd: root })
       expect(d.code, d.stdout + d.stderr).toBe(0)
       expect(chunkFiles(store).sort()).toEqual(files)
     } finally {
       if (canMount) spawnSync("mount", ["-o", "remount,rw", root])
       else spawnSync("chmod", ["-R", "u+w", store])
     }
-    expect(report(store, id, "A", "after").code).toBe(0)
+    expect((await report(store, id, "A", "after")).code).toBe(0)
   }, 120_000)
 
   it("the store directory deleted under a running watcher and writers: clear errors, the watcher survives", async () => {
     const store = path.join(tempDir("concord-gone-"), "store")
     dirs.push(path.dirname(store))
     mkdirSync(store)
-    const id = newPlan(store)
-    expect(report(store, id, "A", "m0").code).toBe(0)
+    const id = await newPlan(store)
+    expect((await report(store, id, "A", "m0")).code).toBe(0)
     const w = spawn(process.execPath, [BIN, "status", id, "--watch", "--json"], {
       env: { ...process.env, CONCORD_STORE: store },
       cwd: path.dirname(store),
@@ -195,7 +195,7 @@ describe("disk faults", () => {
     rmSync(store, { recursive: true, force: true })
     await new Promise(r => setTimeout(r, 1500))
     expect(w.exitCode).toBe(null) // still watching
-    const r = report(store, id, "A", "m1")
+    const r = await report(store, id, "A", "m1")
     expect([1, 2]).toContain(r.code)
     expect(r.stderr).toMatch(/^concord: .*(not in store|no plan)/)
     expectClean(r.stderr)
@@ -203,7 +203,7 @@ describe("disk faults", () => {
     expect(err).toMatch(/^concord: warning: watch: cannot watch .*no such file or directory.*\(ENOENT\); will retry/m)
     // the store comes back: writing works again (the watcher keeps running without error)
     mkdirSync(store)
-    const id2 = newPlan(store)
+    const id2 = await newPlan(store)
     expect(id2).not.toBe(id)
     w.kill("SIGTERM")
     expect(await exited).toBe(0)
@@ -211,12 +211,12 @@ describe("disk faults", () => {
   }, 120_000)
 
   for (const kind of ["truncated", "zeroed", "garbage"] as const) {
-    it(`a ${kind} chunk: skipped with a warning, quarantined once old, every other report intact`, () => {
+    it(`a ${kind} chunk: skipped with a warning, quarantined once old, every other report intact`, async () => {
       const store = path.join(tempDir("concord-dmg-"), "store")
       dirs.push(path.dirname(store))
       mkdirSync(store)
-      const id = newPlan(store)
-      for (let i = 0; i < 4; i++) expect(report(store, id, "B", `m${i}`).code).toBe(0)
+      const id = await newPlan(store)
+      for (let i = 0; i < 4; i++) expect((await report(store, id, "B", `m${i}`)).code).toBe(0)
       const inc = path.join(store, reportDocId(id, "B").slice(0, 2), reportDocId(id, "B").slice(2), "incremental")
       const files = existsSync(inc) ? readdirSync(inc).map(f => path.join(inc, f)) : []
       // damage the newest incremental if there is one, else add a damaged file next to the snapshot
@@ -227,7 +227,7 @@ describe("disk faults", () => {
       else if (kind === "zeroed") writeFileSync(victim, Buffer.alloc(original.length))
       else writeFileSync(victim, Buffer.from("\x1b[31mthis is not automerge\x00\xff".repeat(4), "binary"))
 
-      const fresh = concord(store, ["history", id, "--json"], { cwd: path.dirname(store) })
+      const fresh = await concord(store, ["history", id, "--json"], { cwd: path.dirname(store) })
       expect(fresh.code, fresh.stderr).toBe(0)
       expect(fresh.stderr).toMatch(/skipping damaged Automerge chunk/)
       expectClean(fresh.stderr)
@@ -236,35 +236,35 @@ describe("disk faults", () => {
 
       const old = new Date(Date.now() - 120_000)
       utimesSync(victim, old, old)
-      const h = concord(store, ["history", id, "--json"], { cwd: path.dirname(store) })
+      const h = await concord(store, ["history", id, "--json"], { cwd: path.dirname(store) })
       expect(h.code, h.stderr).toBe(0)
       expect(h.stderr).toMatch(/moved it to .*quarantine/)
       expectClean(h.stderr)
-      const s = concord(store, ["status", id, "--json"], { cwd: path.dirname(store) })
+      const s = await concord(store, ["status", id, "--json"], { cwd: path.dirname(store) })
       expect(s.code, s.stderr).toBe(0)
       expect(s.stderr).toMatch(/^concord: warning: 1 quarantined chunk file in /)
       expectClean(s.stderr)
       expect(existsSync(victim)).toBe(false)
-      expect(messages(store, id).filter(d => /progress/.test(d)).length).toBe(got)
+      expect((await messages(store, id)).filter(d => /progress/.test(d)).length).toBe(got)
       // writing goes on; doctor reports the quarantined file as damaged
-      expect(report(store, id, "B", "after").code).toBe(0)
-      const d = concord(store, ["doctor", "--json"], { cwd: path.dirname(store) })
+      expect((await report(store, id, "B", "after")).code).toBe(0)
+      const d = await concord(store, ["doctor", "--json"], { cwd: path.dirname(store) })
       expect(d.code).toBe(1)
       expect(JSON.parse(d.stdout).quarantine.map((q: any) => q.outcome)).toEqual(["damaged"])
     }, 120_000)
   }
 
-  it("a plan whose only chunk is damaged: a clear error, and the file stays where it is", () => {
+  it("a plan whose only chunk is damaged: a clear error, and the file stays where it is", async () => {
     const store = path.join(tempDir("concord-only-"), "store")
     dirs.push(path.dirname(store))
     mkdirSync(store)
-    const id = newPlan(store)
+    const id = await newPlan(store)
     const planFiles = chunkFiles(store).filter(f => f.includes(path.join(id.slice(0, 2), id.slice(2))))
     expect(planFiles).toHaveLength(1)
     writeFileSync(planFiles[0], Buffer.alloc(statSync(planFiles[0]).size))
     const old = new Date(Date.now() - 120_000)
     utimesSync(planFiles[0], old, old)
-    const s = concord(store, ["status", id], { cwd: path.dirname(store) })
+    const s = await concord(store, ["status", id], { cwd: path.dirname(store) })
     expect(s.code).toBe(1)
     expect(s.stderr).toMatch(/cannot be read: its document in .* is damaged or incomplete \(see concord doctor\)/)
     expectClean(s.stderr)
@@ -273,9 +273,9 @@ describe("disk faults", () => {
   }, 60_000)
 })
 
-async function until(cond: () => boolean, ms = 30_000) {
+async function until(cond: () => boolean | Promise<boolean>, ms = 30_000) {
   const end = Date.now() + ms
-  while (!cond()) {
+  while (!(await cond())) {
     if (Date.now() > end) throw new Error("timeout")
     await new Promise(r => setTimeout(r, 50))
   }

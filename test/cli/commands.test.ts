@@ -35,10 +35,10 @@ const INVALID: [string, string, RegExp][] = [
 
 describe("plan create", () => {
   for (const [rule, yaml, message] of INVALID) {
-    it(`rejects ${rule} with exit 2, a message naming the problem, and no write`, () => {
+    it(`rejects ${rule} with exit 2, a message naming the problem, and no write`, async () => {
       const dir = store()
       const file = writePlan(dir, "plan.yaml", yaml)
-      const r = concord(dir, ["plan", "create", file])
+      const r = await concord(dir, ["plan", "create", file])
       expect(r.code).toBe(2)
       expect(r.stderr).toMatch(message)
       expect(r.stdout).toBe("")
@@ -46,46 +46,46 @@ describe("plan create", () => {
     })
   }
 
-  it("a missing file is a clear usage error", () => {
+  it("a missing file is a clear usage error", async () => {
     const dir = store()
-    const r = concord(dir, ["plan", "create", path.join(dir, "nope.yaml")])
+    const r = await concord(dir, ["plan", "create", path.join(dir, "nope.yaml")])
     expect([r.code, r.stderr]).toEqual([2, expect.stringMatching(/cannot read plan file .*nope\.yaml: ENOENT/)])
   })
 
-  it("creates a plan from YAML or JSON, prints its id or {id, url}, and lists it", () => {
+  it("creates a plan from YAML or JSON, prints its id or {id, url}, and lists it", async () => {
     const dir = store()
     const yaml = writePlan(dir, "p.yaml", `name: first\njobs:\n${job("a")}\n`)
     const json = writePlan(dir, "p.json", JSON.stringify({ name: "second", mode: "supervisor", jobs: [{ name: "x", run: "true" }] }))
-    const a = concord(dir, ["plan", "create", yaml])
+    const a = await concord(dir, ["plan", "create", yaml])
     expect(a.code, a.stderr).toBe(0)
     expect(a.stdout.trim()).toMatch(/^[1-9A-HJ-NP-Za-km-z]{20,}$/)
-    const b = JSON.parse(concord(dir, ["plan", "create", json, "--json"]).stdout)
+    const b = JSON.parse((await concord(dir, ["plan", "create", json, "--json"])).stdout)
     expect(b.url).toBe(`automerge:${b.id}`)
-    const list = JSON.parse(concord(dir, ["plan", "list", "--json"]).stdout)
+    const list = JSON.parse((await concord(dir, ["plan", "list", "--json"])).stdout)
     expect(list.map((p: any) => [p.name, p.status])).toEqual([
       ["first", "pending"],
       ["second", "pending"],
     ])
     // Without a plan argument, status shows the most recent plan; a name works too.
-    expect(statusJson(dir).name).toBe("second")
-    expect(statusJson(dir, "first").id).toBe(a.stdout.trim())
-    expect(concord(dir, ["plan", "list"]).stdout).toMatch(/first\s+pending\s+1/)
+    expect((await statusJson(dir)).name).toBe("second")
+    expect((await statusJson(dir, "first")).id).toBe(a.stdout.trim())
+    expect((await concord(dir, ["plan", "list"])).stdout).toMatch(/first\s+pending\s+1/)
   })
 })
 
 describe("store location", () => {
-  it("uses the nearest .concord/ walking up from the current directory, else creates ./.concord", () => {
+  it("uses the nearest .concord/ walking up from the current directory, else creates ./.concord", async () => {
     const dir = store()
     const file = writePlan(dir, "p.yaml", `name: here\njobs:\n${job("a")}\n`)
     const env = { CONCORD_STORE: "" }
-    const r = concord(dir, ["plan", "create", file], { env, cwd: dir })
+    const r = await concord(dir, ["plan", "create", file], { env, cwd: dir })
     expect(r.code, r.stderr).toBe(0)
     expect(existsSync(path.join(dir, ".concord", "plans"))).toBe(true)
     const sub = path.join(dir, "deep")
     mkdirSync(path.join(sub, "er"), { recursive: true })
-    const s = concord(dir, ["status", "--json"], { env, cwd: path.join(sub, "er") })
+    const s = await concord(dir, ["status", "--json"], { env, cwd: path.join(sub, "er") })
     expect(JSON.parse(s.stdout).name).toBe("here")
-    const flag = concord(dir, ["--store", path.join(dir, "other"), "plan", "list", "--json"], { env, cwd: sub })
+    const flag = await concord(dir, ["--store", path.join(dir, "other"), "plan", "list", "--json"], { env, cwd: sub })
     expect(JSON.parse(flag.stdout)).toEqual([])
   })
 })
@@ -93,10 +93,10 @@ describe("store location", () => {
 describe("report", () => {
   const PLAN = `name: r\njobs:\n${job("a")}\n${job("b")}\n`
 
-  it("rejects unknown plan, unknown job, bad status and bad progress with exit 2 and writes nothing", () => {
+  it("rejects unknown plan, unknown job, bad status and bad progress with exit 2 and writes nothing", async () => {
     const dir = store()
-    const id = createPlan(dir, PLAN)
-    const before = concord(dir, ["history", id, "--json"]).stdout
+    const id = await createPlan(dir, PLAN)
+    const before = (await concord(dir, ["history", id, "--json"])).stdout
     const cases: [string[], RegExp][] = [
       [["report", "working", "--job", "a", "--plan", "nope"], /no plan "nope"/],
       [["report", "working", "--job", "zz", "--plan", id], /has no job "zz"/],
@@ -107,62 +107,62 @@ describe("report", () => {
       [["report", "working", "--plan", id], /no job given: use --job NAME or set CONCORD_JOB/],
     ]
     for (const [args, msg] of cases) {
-      const r = concord(dir, args, { env: { CONCORD_JOB: "" } })
+      const r = await concord(dir, args, { env: { CONCORD_JOB: "" } })
       expect(r.code, args.join(" ")).toBe(2)
       expect(r.stderr).toMatch(msg)
     }
-    expect(concord(dir, ["history", id, "--json"]).stdout).toBe(before)
+    expect((await concord(dir, ["history", id, "--json"])).stdout).toBe(before)
   })
 
-  it("takes plan, job and attempt from the environment, records who sent it, and completes the job", () => {
+  it("takes plan, job and attempt from the environment, records who sent it, and completes the job", async () => {
     const dir = store()
-    const id = createPlan(dir, PLAN)
+    const id = await createPlan(dir, PLAN)
     const env = { CONCORD_PLAN: id, CONCORD_JOB: "a", CONCORD_ATTEMPT: "1" }
-    expect(concord(dir, ["report", "progress", "half way", "--progress", "50"], { env }).code).toBe(0)
-    const r = concord(dir, ["report", "completed", "all done"], { env })
+    expect((await concord(dir, ["report", "progress", "half way", "--progress", "50"], { env })).code).toBe(0)
+    const r = await concord(dir, ["report", "completed", "all done"], { env })
     expect(r.code, r.stderr).toBe(0)
-    const s = statusJson(dir, id)
+    const s = await statusJson(dir, id)
     const a = s.jobs.find((j: any) => j.name === "a")
     expect(a.status).toBe("completed")
     expect(a.lastReport).toMatchObject({ status: "completed", message: "all done", by: expect.stringMatching(/^job:a#1@.+:\d+$/) })
     expect(a.progress).toBe(50)
     expect(s.counts).toEqual({ completed: 1, queued: 1 })
-    const failed = concord(dir, ["report", "failed", "tests broke", "--job", "b", "--plan", id])
+    const failed = await concord(dir, ["report", "failed", "tests broke", "--job", "b", "--plan", id])
     expect(failed.code).toBe(0)
-    const b = statusJson(dir, id).jobs.find((j: any) => j.name === "b")
+    const b = (await statusJson(dir, id)).jobs.find((j: any) => j.name === "b")
     expect([b.status, b.error]).toEqual(["failed", "tests broke"])
   })
 
-  it("history answers who marked a job failed, from which machine, when", () => {
+  it("history answers who marked a job failed, from which machine, when", async () => {
     const dir = store()
-    const id = createPlan(dir, PLAN)
-    concord(dir, ["report", "failed", "boom", "--job", "b", "--plan", id], { env: { CONCORD_ACTOR: "job:b#1@m2:77" } })
-    const h = JSON.parse(concord(dir, ["history", id, "--json"]).stdout)
+    const id = await createPlan(dir, PLAN)
+    await concord(dir, ["report", "failed", "boom", "--job", "b", "--plan", id], { env: { CONCORD_ACTOR: "job:b#1@m2:77" } })
+    const h = JSON.parse((await concord(dir, ["history", id, "--json"])).stdout)
     const fail = h.find((e: any) => e.doc === "plan" && /b #1: queued -> failed/.test(e.did))
     expect(fail).toMatchObject({ by: "job:b#1@m2:77" })
     expect(Math.abs(fail.at - Date.now())).toBeLessThan(60_000)
-    expect(concord(dir, ["history", id]).stdout).toMatch(/job:b#1@m2:77\s+job b #1: queued -> failed \(boom\)/)
+    expect((await concord(dir, ["history", id])).stdout).toMatch(/job:b#1@m2:77\s+job b #1: queued -> failed \(boom\)/)
   })
 })
 
 describe("status", () => {
-  it("--json has the documented shape; human output names plan, jobs and counts; --graph is Mermaid", () => {
+  it("--json has the documented shape; human output names plan, jobs and counts; --graph is Mermaid", async () => {
     const dir = store()
-    const id = createPlan(dir, `name: shape\njobs:\n${job("a")}\n${job("b", ", dependsOn: [a]")}\n`)
-    const s = statusJson(dir, id)
+    const id = await createPlan(dir, `name: shape\njobs:\n${job("a")}\n${job("b", ", dependsOn: [a]")}\n`)
+    const s = await statusJson(dir, id)
     expect(Object.keys(s)).toEqual(expect.arrayContaining(["id", "name", "mode", "status", "checkpoint", "checkpointContext", "jobs", "counts"]))
     expect(Object.keys(s.jobs[0])).toEqual(expect.arrayContaining(["name", "status", "attempt", "dependsOn", "exitCode", "error", "lastReport"]))
     expect(s.jobs[1].dependsOn).toEqual(["a"])
-    const human = concord(dir, ["status", id]).stdout
+    const human = (await concord(dir, ["status", id])).stdout
     expect(human).toMatch(/Plan shape/)
     expect(human).toMatch(/^\s+a\s+queued\s+1/m)
     expect(human).toMatch(/2 queued/)
-    expect(concord(dir, ["status", id, "--graph"]).stdout).toMatch(/flowchart LR[\s\S]*j_a --> j_b/)
+    expect((await concord(dir, ["status", id, "--graph"])).stdout).toMatch(/flowchart LR[\s\S]*j_a --> j_b/)
   })
 
   it("--watch sees another process's report promptly", async () => {
     const dir = store()
-    const id = createPlan(dir, `name: w\njobs:\n${job("a")}\n`)
+    const id = await createPlan(dir, `name: w\njobs:\n${job("a")}\n`)
     const child = spawn(process.execPath, [BIN, "status", id, "--watch", "--json"], { env: { ...process.env, CONCORD_STORE: dir } })
     const lines: { at: number; s: any }[] = []
     let buf = ""
@@ -176,7 +176,7 @@ describe("status", () => {
     })
     try {
       await waitFor(() => lines.length >= 1, 10_000)
-      const r = concord(dir, ["report", "progress", "seen?", "--progress", "10", "--job", "a", "--plan", id])
+      const r = await concord(dir, ["report", "progress", "seen?", "--progress", "10", "--job", "a", "--plan", id])
       const exited = Date.now()
       expect(r.code).toBe(0)
       await waitFor(() => lines.some(l => l.s.jobs[0].lastReport?.message === "seen?"), 5_000)
@@ -192,9 +192,9 @@ describe("status", () => {
   })
 })
 
-async function waitFor(pred: () => boolean, ms: number): Promise<void> {
+async function waitFor(pred: () => boolean | Promise<boolean>, ms: number): Promise<void> {
   const end = Date.now() + ms
-  while (!pred()) {
+  while (!(await pred())) {
     if (Date.now() > end) throw new Error("timed out waiting")
     await new Promise(r => setTimeout(r, 10))
   }
@@ -203,31 +203,31 @@ async function waitFor(pred: () => boolean, ms: number): Promise<void> {
 describe("approve", () => {
   it("refuses a mismatched checkpoint; a retry or skip of another job leaves the checkpoint waiting", async () => {
     const dir = store()
-    const id = createPlan(dir, `name: ap\njobs:\n${job("A")}\n${job("B")}\n`)
+    const id = await createPlan(dir, `name: ap\njobs:\n${job("A")}\n${job("B")}\n`)
     const step = path.join(ROOT, "test/fixtures/plan-step.mjs")
     expect((await runNode([step, dir, id, "start", "A"])).code).toBe(0)
     expect((await runNode([step, dir, id, "fail-and-pause", "A", "0"])).code).toBe(0)
-    const wrong = concord(dir, ["approve", id, "--checkpoint", "pre_merge"])
+    const wrong = await concord(dir, ["approve", id, "--checkpoint", "pre_merge"])
     expect([wrong.code, wrong.stderr]).toEqual([2, expect.stringMatching(/waiting at checkpoint on_error, not pre_merge: refusing to approve/)])
-    const skip = concord(dir, ["approve", id, "--skip", "B"])
+    const skip = await concord(dir, ["approve", id, "--skip", "B"])
     expect(skip.code, skip.stderr).toBe(0)
     expect(skip.stdout).toMatch(/checkpoint on_error \(job A\) left waiting/)
-    expect(statusJson(dir, id)).toMatchObject({ checkpoint: "on_error", approvedBy: null })
-    const retry = concord(dir, ["approve", id, "--retry", "A"])
+    expect(await statusJson(dir, id)).toMatchObject({ checkpoint: "on_error", approvedBy: null })
+    const retry = await concord(dir, ["approve", id, "--retry", "A"])
     expect(retry.stdout).toMatch(/A will run again as attempt 2\napproved checkpoint on_error #1/)
-    const s = statusJson(dir, id)
+    const s = await statusJson(dir, id)
     expect([s.approvedBy, s.jobs[0].attempt, s.jobs[0].status, s.jobs[1].skipped]).toEqual([expect.stringMatching(/@/), 2, "queued", true])
-    const again = concord(dir, ["approve", id, "--retry", "A"])
+    const again = await concord(dir, ["approve", id, "--retry", "A"])
     expect([again.code, again.stderr]).toEqual([2, expect.stringMatching(/job "A" attempt 2: cannot go from queued to retry \(only failed, stopped/)])
   })
 })
 
 describe("large output", () => {
-  it("status --json of a 2,000-job plan arrives whole through a pipe", () => {
+  it("status --json of a 2,000-job plan arrives whole through a pipe", async () => {
     const dir = store()
     const jobs = Array.from({ length: 2000 }, (_, i) => `  - { name: j${i}, run: "true", prompt: "${"p".repeat(60)}" }`).join("\n")
-    const id = createPlan(dir, `name: big\njobs:\n${jobs}\n`)
-    const r = concord(dir, ["status", id, "--json"])
+    const id = await createPlan(dir, `name: big\njobs:\n${jobs}\n`)
+    const r = await concord(dir, ["status", id, "--json"])
     expect(r.code, r.stderr).toBe(0)
     expect(r.stdout.length).toBeGreaterThan(500_000)
     expect(JSON.parse(r.stdout).jobs).toHaveLength(2000)

@@ -47,7 +47,7 @@ describe("crash safety", () => {
   it("50 SIGKILLs at random moments during saves lose no acknowledged report", async () => {
     const store = tempDir()
     dirs.push(store)
-    const id = createPlan(store, PLAN)
+    const id = await createPlan(store, PLAN)
     const acked: string[] = []
     for (let round = 0; round < 50; round++) {
       acked.push(...(await writeUntilKilled(store, id, "A", Math.floor(Math.random() * 120), round)))
@@ -57,7 +57,7 @@ describe("crash safety", () => {
       expect(missing, `round ${round}`).toEqual([])
     }
     expect(acked.length).toBeGreaterThan(50)
-    const s = concord(store, ["status", id, "--json"])
+    const s = await concord(store, ["status", id, "--json"])
     expect(s.code, s.stderr).toBe(0)
     // Nothing half-written stays behind in the documents' directories.
     const leftovers = readdirSync(path.join(docDir(store, reportDocId(id, "A")), "incremental")).filter(f => f.includes("tmp"))
@@ -67,8 +67,8 @@ describe("crash safety", () => {
   it("a truncated chunk and a garbage chunk: commands still work, warn, and lose no other change", async () => {
     const store = tempDir()
     dirs.push(store)
-    const id = createPlan(store, PLAN)
-    for (let i = 0; i < 5; i++) expect(concord(store, ["report", "progress", `m${i}`, "--job", "B", "--plan", id]).code).toBe(0)
+    const id = await createPlan(store, PLAN)
+    for (let i = 0; i < 5; i++) expect((await concord(store, ["report", "progress", `m${i}`, "--job", "B", "--plan", id])).code).toBe(0)
     const inc = path.join(docDir(store, reportDocId(id, "B")), "incremental")
     const files = readdirSync(inc).map(f => path.join(inc, f)).sort((a, b) => statSync(a).mtimeMs - statSync(b).mtimeMs)
     const victim = files[files.length - 1]
@@ -78,7 +78,7 @@ describe("crash safety", () => {
     writeFileSync(garbage, Buffer.from("this is not an automerge chunk"))
 
     // Fresh damage may be a file another (non-atomic) writer is still writing: skipped, left in place.
-    const fresh = concord(store, ["status", id, "--json"])
+    const fresh = await concord(store, ["status", id, "--json"])
     expect(fresh.code, fresh.stderr).toBe(0)
     expect(fresh.stderr).toMatch(/skipping damaged Automerge chunk/)
     expect(existsSync(path.join(store, "quarantine"))).toBe(false)
@@ -86,12 +86,12 @@ describe("crash safety", () => {
     // Damage that stayed for the grace period (60 s by default) is quarantined, and status says so.
     const old = new Date(Date.now() - 120_000)
     for (const f of [victim, garbage]) utimesSync(f, old, old)
-    const s = concord(store, ["status", id, "--json"])
+    const s = await concord(store, ["status", id, "--json"])
     expect(s.code, s.stderr).toBe(0)
     expect(s.stderr).toMatch(/warning/i)
     expect(s.stderr).toMatch(/moved it to .*quarantine/i)
     expect(s.stderr).toMatch(/2 quarantined chunk files? in .*run "concord doctor"/)
-    const h = JSON.parse(concord(store, ["history", id, "--json"]).stdout).filter((e: any) => e.doc === "reports:B")
+    const h = JSON.parse((await concord(store, ["history", id, "--json"])).stdout).filter((e: any) => e.doc === "reports:B")
     // Only the report in the truncated chunk is gone; the other four are intact.
     expect(h.map((e: any) => e.did)).toHaveLength(4)
     // New writes work and a later compaction keeps everything.

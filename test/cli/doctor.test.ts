@@ -16,11 +16,11 @@ afterAll(() => dirs.forEach(cleanup))
 const PLAN = `name: doc\njobs:\n  - { name: A, run: "true" }\n  - { name: B, run: "true" }\n`
 const docDir = (store: string, id: string) => path.join(store, id.slice(0, 2), id.slice(2))
 
-function setup() {
+async function setup() {
   const store = tempDir("concord-doctor-")
   dirs.push(store)
-  const id = createPlan(store, PLAN)
-  for (let i = 0; i < 3; i++) expect(concord(store, ["report", "progress", `m${i}`, "--job", "B", "--plan", id]).code).toBe(0)
+  const id = await createPlan(store, PLAN)
+  for (let i = 0; i < 3; i++) expect((await concord(store, ["report", "progress", `m${i}`, "--job", "B", "--plan", id])).code).toBe(0)
   return { store, id, inc: path.join(docDir(store, reportDocId(id, "B")), "incremental"), q: path.join(store, "quarantine") }
 }
 
@@ -38,13 +38,13 @@ function quarantineValid(id: string, inc: string, q: string): string {
 
 describe("concord doctor", () => {
   it("lists quarantined files, restores the valid ones with --fix, reports the damaged ones; status warns in one line", async () => {
-    const { store, id, inc, q } = setup()
+    const { store, id, inc, q } = await setup()
     const valid = quarantineValid(id, inc, q)
     const garbage = `${reportDocId(id, "B")}__incremental__${"f".repeat(64)}.${Date.now()}`
     writeFileSync(path.join(q, garbage), "not automerge \x1b[31m")
     writeFileSync(path.join(q, "weird\x1b[2Jname"), "x")
 
-    const look = concord(store, ["doctor"])
+    const look = await concord(store, ["doctor"])
     expect(look.code).toBe(1)
     expect(look.stdout).toMatch(/quarantine: 3 files/)
     expect(look.stdout).toMatch(new RegExp(`valid +.*${valid}.*--fix`))
@@ -53,7 +53,7 @@ describe("concord doctor", () => {
     expect(look.stdout).not.toMatch(/\x1b/)
     expect(existsSync(path.join(q, valid))).toBe(true) // without --fix nothing moves
 
-    const fix = concord(store, ["doctor", "--fix", "--json"])
+    const fix = await concord(store, ["doctor", "--fix", "--json"])
     expect(fix.code).toBe(1) // damaged files remain
     const r = JSON.parse(fix.stdout)
     expect(r.quarantine.find((e: any) => e.file.endsWith(valid)).outcome).toBe("restored")
@@ -63,7 +63,7 @@ describe("concord doctor", () => {
     expect(msgs).toEqual(expect.arrayContaining(["m0", "m1", "m2"]))
 
     // status says, in one line, that the store holds quarantined data
-    const status = concord(store, ["status", id, "--json"])
+    const status = await concord(store, ["status", id, "--json"])
     expect(status.code, status.stderr).toBe(0)
     expect(status.stderr.split("\n").filter(l => /quarantined chunk files? in/.test(l))).toEqual([
       `concord: warning: 2 quarantined chunk files in ${q}; run "concord doctor" to restore the valid ones and list the rest`,
@@ -72,16 +72,16 @@ describe("concord doctor", () => {
     // once the rest is dealt with, doctor is happy and status is quiet
     unlinkSync(path.join(q, garbage))
     unlinkSync(path.join(q, "weird\x1b[2Jname"))
-    const clean = concord(store, ["doctor"])
+    const clean = await concord(store, ["doctor"])
     expect(clean.code, clean.stdout).toBe(0)
     expect(clean.stdout).toMatch(/ok: nothing needs attention/)
-    expect(concord(store, ["status", id]).stderr).not.toMatch(/quarantined/)
+    expect((await concord(store, ["status", id])).stderr).not.toMatch(/quarantined/)
   }, 60_000)
 
   it("any read of a document restores its valid quarantined chunks automatically", async () => {
-    const { store, id, inc, q } = setup()
+    const { store, id, inc, q } = await setup()
     const valid = quarantineValid(id, inc, q)
-    const h = concord(store, ["history", id, "--json"])
+    const h = await concord(store, ["history", id, "--json"])
     expect(h.code, h.stderr).toBe(0)
     expect(h.stderr).toMatch(/is valid now; restored it/)
     expect(readdirSync(q)).toEqual([])
@@ -92,17 +92,17 @@ describe("concord doctor", () => {
   }, 60_000)
 
   it("reports damaged chunks in place; --fix quarantines the old ones but never a document's only data", async () => {
-    const { store, inc } = setup()
+    const { store, inc } = await setup()
     const bad = path.join(inc, "0".repeat(64))
     writeFileSync(bad, "garbage")
-    const look = concord(store, ["doctor", "--json"])
+    const look = await concord(store, ["doctor", "--json"])
     expect(look.code).toBe(1)
     expect(JSON.parse(look.stdout).damaged).toMatchObject([{ file: bad, action: "left" }])
     // recent damage stays with --fix too (it may be a file being written)
-    expect(JSON.parse(concord(store, ["doctor", "--fix", "--json"]).stdout).damaged).toMatchObject([{ action: "left" }])
+    expect(JSON.parse((await concord(store, ["doctor", "--fix", "--json"])).stdout).damaged).toMatchObject([{ action: "left" }])
     const old = new Date(Date.now() - 120_000)
     utimesSync(bad, old, old)
-    const fix = concord(store, ["doctor", "--fix", "--json"])
+    const fix = await concord(store, ["doctor", "--fix", "--json"])
     expect(JSON.parse(fix.stdout).damaged).toMatchObject([{ file: bad, action: "quarantined" }])
     expect(existsSync(bad)).toBe(false)
 
@@ -111,15 +111,15 @@ describe("concord doctor", () => {
     mkdirSync(path.dirname(lone), { recursive: true })
     writeFileSync(lone, "garbage")
     utimesSync(lone, old, old)
-    const fix2 = JSON.parse(concord(store, ["doctor", "--fix", "--json"]).stdout)
+    const fix2 = JSON.parse((await concord(store, ["doctor", "--fix", "--json"])).stdout)
     expect(fix2.damaged).toMatchObject([{ file: lone, action: "left" }])
     expect(existsSync(lone)).toBe(true)
   }, 60_000)
 
-  it("a missing store is a clear error", () => {
+  it("a missing store is a clear error", async () => {
     const dir = tempDir("concord-doctor-none-")
     dirs.push(dir)
-    const r = concord(dir, ["doctor", "--store", path.join(dir, "nope")])
+    const r = await concord(dir, ["doctor", "--store", path.join(dir, "nope")])
     expect(r.code).toBe(1)
     expect(r.stderr).toMatch(/^concord: no store at .*nope\n$/)
   })

@@ -8,7 +8,7 @@ import http from "node:http"
 import type { AddressInfo } from "node:net"
 import path from "node:path"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import { cleanup, concord, concordAsync, createPlan, statusJson, tempDir } from "../helpers/cli.js"
+import { cleanup, concord, createPlan, statusJson, tempDir } from "../helpers/cli.js"
 
 // Clear screen, set the window title, OSC 8 hyperlink, bell, backspace, carriage return (overwrites
 // the line), DEL, a C1 CSI (U+009B), a right-to-left override and isolate, and a line separator.
@@ -26,18 +26,18 @@ const yamlString = (s: string) => JSON.stringify(s).replace(/[\x7f-\x9f]/g, c =>
 describe("escapes in human output", () => {
   let dir: string
   let id: string
-  beforeAll(() => {
+  beforeAll(async () => {
     dir = tempDir()
-    id = createPlan(dir, `name: ${yamlString(EVIL_NAME)}\njobs:\n  - name: a\n    run: "true"\n  - name: b\n    run: "true"\n`)
-    const r = concord(dir, ["report", "working", EVIL, "--plan", id, "--job", "a", "--attempt", "1"])
+    id = await createPlan(dir, `name: ${yamlString(EVIL_NAME)}\njobs:\n  - name: a\n    run: "true"\n  - name: b\n    run: "true"\n`)
+    const r = await concord(dir, ["report", "working", EVIL, "--plan", id, "--job", "a", "--attempt", "1"])
     expect(r.code).toBe(0)
     expect(r.stdout).not.toMatch(RAW)
   })
   afterAll(() => cleanup(dir))
 
-  it("status shows the message and plan name with their escapes made visible", () => {
+  it("status shows the message and plan name with their escapes made visible", async () => {
     for (const env of [plainEnv, { FORCE_COLOR: "1" }]) {
-      const r = concord(dir, ["status", id], { env })
+      const r = await concord(dir, ["status", id], { env })
       expect(r.code).toBe(0)
       // Only our own colour codes, when forced: take them out, then nothing raw may remain.
       const text = r.stdout.replace(/\x1b\[[0-9;]*m/g, "")
@@ -48,28 +48,28 @@ describe("escapes in human output", () => {
     }
   })
 
-  it("status --json, plan list --json and history --json keep the exact text", () => {
-    const s = statusJson(dir, id)
+  it("status --json, plan list --json and history --json keep the exact text", async () => {
+    const s = await statusJson(dir, id)
     expect(s.name).toBe(EVIL_NAME)
     expect(s.jobs.find((j: any) => j.name === "a").lastReport.message).toBe(EVIL)
-    const h = concord(dir, ["history", id, "--json"])
+    const h = await concord(dir, ["history", id, "--json"])
     expect(JSON.parse(h.stdout).some((e: any) => e.did.includes(EVIL_NAME))).toBe(true)
     // And the JSON text itself carries no raw control character (C1 and bidi escaped as \uXXXX).
     expect(h.stdout).not.toMatch(RAW)
   })
 
-  it("history and plan list neutralise names and keep one line per entry", () => {
-    const h = concord(dir, ["history", id])
+  it("history and plan list neutralise names and keep one line per entry", async () => {
+    const h = await concord(dir, ["history", id])
     expect(h.code).toBe(0)
     expect(h.stdout).not.toMatch(RAW)
     expect(h.stdout).toContain("plan\\x1b]0;title\\x07\\u202e")
-    const l = concord(dir, ["plan", "list"])
+    const l = await concord(dir, ["plan", "list"])
     expect(l.stdout).not.toMatch(RAW)
     expect(l.stdout.trim().split("\n")).toHaveLength(2)
   })
 
-  it("error messages naming untrusted input are neutralised", () => {
-    const r = concord(dir, ["status", "no\x1b[2Jsuch\u202eplan"])
+  it("error messages naming untrusted input are neutralised", async () => {
+    const r = await concord(dir, ["status", "no\x1b[2Jsuch\u202eplan"])
     expect(r.code).not.toBe(0)
     expect(r.stderr).not.toMatch(RAW)
     expect(r.stderr).toContain("no\\x1b[2Jsuch\\u202eplan")
@@ -81,14 +81,14 @@ describe("escapes in human output", () => {
       const agent = path.join(d, "evil.sh")
       writeFileSync(agent, `#!/bin/sh\nconcord report failed "$(printf '%s' "$EVIL")"\nexit 3\n`)
       chmodSync(agent, 0o755)
-      const pid = createPlan(d, `name: evil-run\njobs:\n  - name: x\n    run: ./evil.sh\n    env: { EVIL: ${yamlString(EVIL)} }\n`)
-      const r = await concordAsync(d, ["run", pid], { env: plainEnv })
+      const pid = await createPlan(d, `name: evil-run\njobs:\n  - name: x\n    run: ./evil.sh\n    env: { EVIL: ${yamlString(EVIL)} }\n`)
+      const r = await concord(d, ["run", pid], { env: plainEnv })
       expect(r.code).toBe(3)
       expect(r.stdout).not.toMatch(RAW)
       expect(r.stderr).not.toMatch(RAW)
       // The event line "plan paused at on_error: job x (<message>)" carries the message, made visible.
       expect(r.stdout).toMatch(/paused at on_error: job x \(A\\x1b\[2J\\x1b\]0;owned\\x07/)
-      expect(statusJson(d, pid).checkpointContext.message).toBe(EVIL)
+      expect((await statusJson(d, pid)).checkpointContext.message).toBe(EVIL)
     } finally {
       cleanup(d)
     }
@@ -102,7 +102,7 @@ describe("escapes in human output", () => {
     await new Promise<void>(r => server.listen(0, "127.0.0.1", r))
     try {
       const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`
-      const r = await concordAsync(dir, ["status", "--remote", url, "--token", "t"], { env: plainEnv })
+      const r = await concord(dir, ["status", "--remote", url, "--token", "t"], { env: plainEnv })
       expect(r.code).toBe(1)
       expect(r.stderr).not.toMatch(RAW)
       expect(r.stderr).toContain("nope A\\x1b[2J\\x1b]0;owned\\x07")

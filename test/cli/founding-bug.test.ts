@@ -5,7 +5,7 @@
  */
 import path from "node:path"
 import { afterAll, describe, expect, it } from "vitest"
-import { cleanup, concordAsync, createPlanAsync, ROOT, runNode, tempDir } from "../helpers/cli.js"
+import { cleanup, concord, createPlan, ROOT, runNode, tempDir } from "../helpers/cli.js"
 
 const STEP = path.join(ROOT, "test/fixtures/plan-step.mjs")
 const PLAN = `name: founding-bug
@@ -17,7 +17,7 @@ jobs:
 const dirs: string[] = []
 
 async function statusAsync(store: string, id: string) {
-  const r = await concordAsync(store, ["status", id, "--json"])
+  const r = await concord(store, ["status", id, "--json"])
   expect(r.code, r.stderr).toBe(0)
   return JSON.parse(r.stdout)
 }
@@ -29,7 +29,7 @@ describe("founding bug across OS processes", () => {
     const oneRun = async () => {
       const store = tempDir()
       dirs.push(store)
-      const id = await createPlanAsync(store, PLAN)
+      const id = await createPlan(store, PLAN)
       const start = await runNode([STEP, store, id, "start", "A", "B", "C"])
       expect(start.code, start.stderr).toBe(0)
 
@@ -42,7 +42,7 @@ describe("founding bug across OS processes", () => {
       })
       await hasLoaded
       const reporters = ["B", "C"].map(job =>
-        concordAsync(store, ["report", "completed", `${job} done`], {
+        concord(store, ["report", "completed", `${job} done`], {
           env: { CONCORD_PLAN: id, CONCORD_JOB: job, CONCORD_ATTEMPT: "1" },
           delayMs: Math.floor(Math.random() * 60),
         })

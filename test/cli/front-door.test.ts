@@ -3,11 +3,15 @@
  * they belong (TTY, NO_COLOR, TERM=dumb, FORCE_COLOR), one-line usage errors with a hint, and the
  * package's file list.
  */
-import { spawnSync } from "node:child_process"
+import { execFile, spawnSync } from "node:child_process"
+import { promisify } from "node:util"
 import { readFileSync } from "node:fs"
 import path from "node:path"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { BIN, cleanup, concord, createPlan, ROOT, tempDir } from "../helpers/cli.js"
+
+/** A child process that does not block the test worker (execFile rejects on a non-zero exit). */
+const execFileAsync = promisify(execFile)
 
 const pkg = JSON.parse(readFileSync(path.join(ROOT, "package.json"), "utf8"))
 // Colour decisions must come from each test's own env, not from whatever runs the tests.
@@ -15,11 +19,11 @@ const plain = { FORCE_COLOR: undefined, NO_COLOR: undefined, TERM: "xterm-256col
 const SGR = /\x1b\[[0-9;]*m/
 
 describe("concord --version", () => {
-  it("prints the package version for --version and -V, exit 0", () => {
+  it("prints the package version for --version and -V, exit 0", async () => {
     const dir = tempDir()
     try {
       for (const flag of ["--version", "-V"]) {
-        const r = concord(dir, [flag])
+        const r = await concord(dir, [flag])
         expect(r.code).toBe(0)
         expect(r.stdout.trim()).toBe(pkg.version)
         expect(r.stderr).toBe("")
@@ -46,16 +50,16 @@ describe("usage errors", () => {
     [["history", "--frobnicate"], "concord: unknown option '--frobnicate'; see concord history --help"],
   ]
   for (const [args, line] of cases) {
-    it(`concord ${args.join(" ")}: one line with a hint, exit 2, no help`, () => {
-      const r = concord(dir, args)
+    it(`concord ${args.join(" ")}: one line with a hint, exit 2, no help`, async () => {
+      const r = await concord(dir, args)
       expect(r.code).toBe(2)
       expect(r.stdout).toBe("")
       expect(r.stderr).toBe(`${line}\n`)
     })
   }
 
-  it("echoes what the user typed neutralised", () => {
-    const r = concord(dir, ["status", "--\x1b]0;owned\x07"])
+  it("echoes what the user typed neutralised", async () => {
+    const r = await concord(dir, ["status", "--\x1b]0;owned\x07"])
     expect(r.code).toBe(2)
     expect(r.stderr).not.toMatch(/[\x00-\x09\x0b-\x1f]/)
     expect(r.stderr).toContain("unknown option '--\\x1b]0;owned\\x07'")
@@ -64,59 +68,58 @@ describe("usage errors", () => {
 
 describe("colour and Unicode glyphs", () => {
   let dir: string
-  beforeAll(() => {
+  beforeAll(async () => {
     dir = tempDir()
-    createPlan(dir, "name: colours\njobs:\n  - name: a\n    run: 'true'\n")
-    const r = concord(dir, ["report", "progress", "half way", "--progress", "50", "--job", "a", "--attempt", "1"])
+    await createPlan(dir, "name: colours\njobs:\n  - name: a\n    run: 'true'\n")
+    const r = await concord(dir, ["report", "progress", "half way", "--progress", "50", "--job", "a", "--attempt", "1"])
     expect(r.code).toBe(0)
   })
   afterAll(() => cleanup(dir))
 
   const status = (env: NodeJS.ProcessEnv) => concord(dir, ["status"], { env: { ...plain, ...env } })
 
-  it("a pipe gets no colour and ASCII bars", () => {
-    const r = status({})
+  it("a pipe gets no colour and ASCII bars", async () => {
+    const r = await status({})
     expect(r.code).toBe(0)
     expect(r.stdout).not.toMatch(SGR)
     expect(r.stdout).toContain("#####..... ")
     expect(r.stdout).not.toContain("█")
   })
 
-  it("FORCE_COLOR forces colour and Unicode bars on a pipe; FORCE_COLOR=0 does not", () => {
-    const forced = status({ FORCE_COLOR: "1" })
+  it("FORCE_COLOR forces colour and Unicode bars on a pipe; FORCE_COLOR=0 does not", async () => {
+    const forced = await status({ FORCE_COLOR: "1" })
     expect(forced.stdout).toMatch(SGR)
     expect(forced.stdout).toContain("█████░░░░░")
-    const off = status({ FORCE_COLOR: "0" })
+    const off = await status({ FORCE_COLOR: "0" })
     expect(off.stdout).not.toMatch(SGR)
     expect(off.stdout).toContain("#####.....")
   })
 
-  it("FORCE_COLOR wins over NO_COLOR and TERM=dumb", () => {
-    const r = status({ FORCE_COLOR: "1", NO_COLOR: "1", TERM: "dumb" })
+  it("FORCE_COLOR wins over NO_COLOR and TERM=dumb", async () => {
+    const r = await status({ FORCE_COLOR: "1", NO_COLOR: "1", TERM: "dumb" })
     expect(r.stdout).toMatch(SGR)
   })
 
   // A real terminal, from util-linux `script` (Linux CI); skipped where it is missing.
   const hasScript = process.platform === "linux" && spawnSync("script", ["--version"]).status === 0
-  const onTty = (env: NodeJS.ProcessEnv) => {
+  const onTty = async (env: NodeJS.ProcessEnv) => {
     const cmd = `${JSON.stringify(process.execPath)} ${JSON.stringify(BIN)} status`
-    const r = spawnSync("script", ["-q", "-e", "-c", cmd, "/dev/null"], {
+    const r = await execFileAsync("script", ["-q", "-e", "-c", cmd, "/dev/null"], {
       cwd: dir,
       env: { ...process.env, CONCORD_STORE: dir, ...plain, ...env },
       encoding: "utf8",
       timeout: 60_000,
     })
-    expect(r.status).toBe(0)
     return r.stdout
   }
-  it.skipIf(!hasScript)("a TTY gets colour and Unicode bars", () => {
-    const s = onTty({})
+  it.skipIf(!hasScript)("a TTY gets colour and Unicode bars", async () => {
+    const s = await onTty({})
     expect(s).toMatch(SGR)
     expect(s).toContain("█████░░░░░")
   })
-  it.skipIf(!hasScript)("a TTY with NO_COLOR or TERM=dumb gets neither", () => {
+  it.skipIf(!hasScript)("a TTY with NO_COLOR or TERM=dumb gets neither", async () => {
     for (const env of [{ NO_COLOR: "1" }, { TERM: "dumb" }]) {
-      const s = onTty(env)
+      const s = await onTty(env)
       expect(s).not.toMatch(SGR)
       expect(s).toContain("#####.....")
       expect(s).not.toContain("█")
@@ -125,11 +128,10 @@ describe("colour and Unicode glyphs", () => {
 })
 
 describe("the package", () => {
-  it("packs dist, bin, README and package.json only, with one bin: concord", () => {
+  it("packs dist, bin, README and package.json only, with one bin: concord", async () => {
     const npm = process.platform === "win32" ? "npm.cmd" : "npm"
     // --ignore-scripts: list what the current build would ship without rebuilding dist under other tests.
-    const r = spawnSync(npm, ["pack", "--dry-run", "--json", "--ignore-scripts"], { cwd: ROOT, encoding: "utf8", shell: process.platform === "win32" })
-    expect(r.status).toBe(0)
+    const r = await execFileAsync(npm, ["pack", "--dry-run", "--json", "--ignore-scripts"], { cwd: ROOT, encoding: "utf8", shell: process.platform === "win32" })
     const files: string[] = JSON.parse(r.stdout)[0].files.map((f: { path: string }) => f.path)
     for (const f of ["package.json", "README.md", "bin/concord.js", "bin/concord", "dist/cli/main.js", "dist/src/index.js", "dist/src/index.d.ts", "dist/dashboard/app.js", "dist/dashboard/index.html"]) {
       expect(files).toContain(f)

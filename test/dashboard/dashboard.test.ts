@@ -115,7 +115,7 @@ jobs:
     await page.locator('#checkpoint button[data-action="continue"]').click()
     await expect.poll(() => page.locator("#action-result").textContent(), { timeout: 10_000 }).toMatch(/approved checkpoint on_error #1 as .* via dashboard/)
     await expect.poll(() => node(page, "build").getAttribute("data-status"), { timeout: 15_000 }).toBe("running")
-    const s1 = statusJson(dir)
+    const s1 = await statusJson(dir)
     expect(s1.checkpoint).toBe(null)
 
     // the report's message is text, never HTML
@@ -226,7 +226,7 @@ describe("dashboard on concord serve", () => {
     // a token of another plan does not even see this one
     expect((await page.request.get(`${base()}api/history?plan=${planId}`, { headers: { authorization: `Bearer ${tk.otherPlan}` } })).status()).toBe(404)
     expect((await page.request.get(`${base()}api/session`)).status()).toBe(401)
-    const s = statusJson(dir, planId)
+    const s = await statusJson(dir, planId)
     expect(s.checkpoint).toBe("on_error")
     expect(s.approvedBy).toBe(null)
     expect(s.jobs.find((j: { name: string }) => j.name === "a").status).toBe("failed")
@@ -241,7 +241,7 @@ describe("dashboard on concord serve", () => {
     await page.locator('#checkpoint button[data-action="retry"]').click()
     await expect.poll(() => page.locator("#action-result").textContent(), { timeout: 10_000 }).toMatch(/a will run again as attempt 2/)
     await expect.poll(() => page.locator('tr[data-job="a"] td:nth-child(3)').textContent(), { timeout: 10_000 }).toBe("2")
-    const s = statusJson(dir, planId)
+    const s = await statusJson(dir, planId)
     // recorded; the orchestrator clears the checkpoint when it next runs
     expect(s.approvedBy).toMatch(/via dashboard \(token tk_/)
     expect(s.jobs.find((j: { name: string }) => j.name === "a").attempt).toBe(2)

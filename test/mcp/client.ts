@@ -1,6 +1,5 @@
 /** Drive `concord mcp` in a real child process with the MCP SDK's own client over stdio. */
-import { spawnSync } from "node:child_process"
-import { readdirSync, statSync, writeFileSync } from "node:fs"
+import { readdirSync, statSync } from "node:fs"
 import os from "node:os"
 import path from "node:path"
 import { Client } from "@modelcontextprotocol/sdk/client/index.js"
@@ -62,22 +61,3 @@ export function storeFiles(dir: string): Record<string, number> {
   return out
 }
 
-/** `concord ARGS` on a store, with a time-out fit for a loaded machine (the shared helper's is 60 s). */
-export function concord(store: string, args: string[]): { code: number | null; stdout: string; stderr: string } {
-  const r = spawnSync(process.execPath, [BIN, ...args], { cwd: store, env: { ...process.env, CONCORD_STORE: store }, encoding: "utf8", timeout: 600_000 })
-  return { code: r.status, stdout: r.stdout, stderr: r.stderr }
-}
-
-export function createPlan(store: string, yaml: string): string {
-  const file = path.join(store, `plan-${Math.random().toString(36).slice(2)}.yaml`)
-  writeFileSync(file, yaml)
-  const r = concord(store, ["plan", "create", file, "--json"])
-  if (r.code !== 0) throw new Error(`plan create failed (${r.code}): ${r.stderr}`)
-  return JSON.parse(r.stdout).id
-}
-
-export function statusJson(store: string, plan?: string): any {
-  const r = concord(store, ["status", ...(plan ? [plan] : []), "--json"])
-  if (r.code !== 0) throw new Error(`status failed (${r.code}): ${r.stderr}`)
-  return JSON.parse(r.stdout)
-}

@@ -9,8 +9,7 @@ import { Client } from "@modelcontextprotocol/sdk/client/index.js"
 import { getDefaultEnvironment, StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js"
 import { afterAll, describe, expect, it } from "vitest"
 import { renderMcpConfigs } from "../../src/mcp/config.js"
-import { cleanup, tempDir } from "../helpers/cli.js"
-import { concord, createPlan, statusJson } from "./client.js"
+import { cleanup, concord, createPlan, statusJson, tempDir } from "../helpers/cli.js"
 import { spawnConcord } from "../sync/net/helpers.js"
 
 const dirs: string[] = []
@@ -51,7 +50,7 @@ describe("per-attempt MCP configuration", () => {
   it("concord run writes them for each attempt and points the job at them; each one starts a server that is that job", async () => {
     const dir = tempDir("concord-mcp-config-")
     dirs.push(dir)
-    const id = createPlan(dir, `name: cfg\njobs:\n  - name: a\n    run: 'env | grep ^CONCORD_MCP_ | sort > mcp-env.txt; sleep 60'\n`)
+    const id = await createPlan(dir, `name: cfg\njobs:\n  - name: a\n    run: 'env | grep ^CONCORD_MCP_ | sort > mcp-env.txt; sleep 60'\n`)
     const run = spawnConcord(dir, ["run", id], { timeoutMs: 600_000 })
     try {
       const envFile = path.join(dir, "mcp-env.txt")
@@ -88,14 +87,14 @@ describe("per-attempt MCP configuration", () => {
         if (process.env.CONCORD_TEST_VERBOSE) console.log(`${kind}: ${Date.now() - t0} ms`)
         expect(r).toMatchObject({ planId: id, job: "a", attempt: 1 })
       }
-      const s = statusJson(dir, id)
+      const s = await statusJson(dir, id)
       expect(s.jobs[0].lastReport.message).toBe("via opencode")
-      const history = JSON.parse(concord(dir, ["history", id, "--json"]).stdout) as { by: string; did: string }[]
+      const history = JSON.parse((await concord(dir, ["history", id, "--json"])).stdout) as { by: string; did: string }[]
       expect(history.filter(e => /^job:a#1@/.test(e.by) && /report working/.test(e.did))).toHaveLength(4)
     } finally {
       run.child.kill("SIGTERM")
       await run.done
-      concord(dir, ["cancel", id])
+      await concord(dir, ["cancel", id])
     }
   }, 900_000)
 })

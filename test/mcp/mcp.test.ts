@@ -15,9 +15,9 @@ import { LocalBackend } from "../../src/ops/local.js"
 import { createPlan as createPlanOp } from "../../src/ops/plans.js"
 import { status as statusOp } from "../../src/ops/status.js"
 import { PlanStore } from "../../src/sync/store/PlanStore.js"
-import { cleanup, concordAsync, ROOT, tempDir } from "../helpers/cli.js"
+import { cleanup, concord, createPlan, ROOT, statusJson, tempDir } from "../helpers/cli.js"
 import { addTokenCli, spawnConcord, startServerProcess } from "../sync/net/helpers.js"
-import { concord, createPlan, type Mcp, startMcp, statusJson, storeFiles } from "./client.js"
+import { type Mcp, startMcp, storeFiles } from "./client.js"
 
 const dirs: string[] = []
 const clients: Mcp[] = []
@@ -38,8 +38,8 @@ const store = () => {
 const text = (r: { content: { text: string }[] }) => r.content.map(c => c.text).join("\n")
 const job = (s: any, name: string) => s.jobs.find((j: any) => j.name === name)
 /** The message `concord ARGS` prints on stderr, without the `concord: ` prefix. */
-const cliError = (dir: string, args: string[]) => {
-  const r = concord(dir, args)
+const cliError = async (dir: string, args: string[]) => {
+  const r = await concord(dir, args)
   expect(r.code).not.toBe(0)
   return r.stderr.trim().replace(/^concord: /, "")
 }
@@ -107,13 +107,13 @@ describe("concord mcp", () => {
     const id = created.structuredContent.id as string
     expect(created.structuredContent.jobs.map((j: any) => j.run)).toEqual(["echo default-agent", "true", "echo default-agent"])
     expect(text(created)).toContain(`concord run ${id}`)
-    let s = statusJson(dir, id)
+    let s = await statusJson(dir, id)
     expect([s.name, s.status, s.checkpoint, s.jobs.length]).toEqual(["mcp-e2e", "pending", "approval", 3])
 
     const approved = await planner.call("mc_plan_approve", { plan: id })
     expect(approved.isError, text(approved)).toBeFalsy()
     expect(approved.structuredContent.approved.checkpoint).toBe("approval")
-    expect(statusJson(dir, id).approvedBy).toBe(approved.structuredContent.approved.by)
+    expect((await statusJson(dir, id)).approvedBy).toBe(approved.structuredContent.approved.by)
 
     // A job's server: store, plan and job from flags; misleading CONCORD_* variables are ignored.
     const agent = await mcp(["--store", dir, "--plan", id, "--job", "a", "--attempt", "1"], {
@@ -122,7 +122,7 @@ describe("concord mcp", () => {
     const progress = await agent.call("mc_report", { status: "progress", message: "halfway", progress: 40 })
     expect(progress.isError, text(progress)).toBeFalsy()
     expect(progress.structuredContent).toMatchObject({ planId: id, job: "a", attempt: 1, status: "progress", progress: 40, changed: false })
-    s = statusJson(dir, id)
+    s = await statusJson(dir, id)
     expect(job(s, "a")).toMatchObject({ progress: 40, lastReport: { status: "progress", message: "halfway", progress: 40 } })
     expect(job(s, "a").lastReport.by).toMatch(/^job:a#1@/)
     expect(job(s, "c").lastReport).toBeNull()
@@ -130,8 +130,8 @@ describe("concord mcp", () => {
 
     const done = await agent.call("mc_report", { status: "completed", message: "all green" })
     expect(done.structuredContent).toMatchObject({ jobStatus: "completed", changed: true })
-    expect(job(statusJson(dir, id), "a").status).toBe("completed")
-    expect(concord(dir, ["status", id]).stdout).toMatch(/a\s+completed/)
+    expect(job(await statusJson(dir, id), "a").status).toBe("completed")
+    expect((await concord(dir, ["status", id])).stdout).toMatch(/a\s+completed/)
 
     const st = await agent.call("mc_status", { name: "a" })
     expect(st.structuredContent.job).toMatchObject({ name: "a", status: "completed", attempt: 1 })
@@ -149,21 +149,21 @@ describe("concord mcp", () => {
     // mc_kill on a job that never started cancels it
     const killed = await planner.call("mc_kill", { name: "c", plan: id })
     expect(killed.structuredContent).toMatchObject({ job: "c", from: "queued", status: "canceled", changed: true, signaled: 0 })
-    expect(job(statusJson(dir, id), "c").status).toBe("canceled")
+    expect(job(await statusJson(dir, id), "c").status).toBe("canceled")
 
     const canceled = await planner.call("mc_plan_cancel", { plan: "mcp-e2e" })
     expect(canceled.structuredContent).toMatchObject({ planId: id, canceled: ["b"] })
-    s = statusJson(dir, id)
+    s = await statusJson(dir, id)
     expect([s.status, job(s, "a").status, job(s, "b").status]).toEqual(["canceled", "completed", "canceled"])
     // every write names who made it
-    const history = concord(dir, ["history", id, "--json"])
+    const history = await concord(dir, ["history", id, "--json"])
     const entries = JSON.parse(history.stdout) as { by: string; did: string }[]
     expect(entries.some(e => /^job:a#1@/.test(e.by) && /completed/.test(e.did))).toBe(true)
   }, 900_000)
 
   it("mc_capture tails a running job's log (escapes shown, not raw); mc_kill stops it, and force kills one that ignores SIGTERM", async () => {
     const dir = store()
-    const id = createPlan(
+    const id = await createPlan(
       dir,
       `name: capture
 maxParallel: 3
@@ -179,8 +179,8 @@ jobs:
     const run = spawnConcord(dir, ["run", id], { timeoutMs: 600_000 })
     try {
       const c = await mcp(["--store", dir, "--plan", id])
-      await until("three running jobs with output", () => {
-        const s = statusJson(dir, id)
+      await until("three running jobs with output", async () => {
+        const s = await statusJson(dir, id)
         return s.jobs.every((j: any) => j.status === "running" && j.pid) && s.jobs.every((j: any) => existsSync(path.join(dir, j.log)) && readFileSync(path.join(dir, j.log), "utf8").includes("\n")) && readFileSync(path.join(dir, job(s, "loop").log), "utf8").split("\n").length > 5
       })
       const cap = await c.call("mc_capture", { name: "loop", lines: 3 })
@@ -199,16 +199,16 @@ jobs:
       const st = await c.call("mc_status", { name: "loop" })
       expect(st.structuredContent.recentOutput.length).toBeGreaterThan(0)
 
-      const s0 = statusJson(dir, id)
+      const s0 = await statusJson(dir, id)
       const loopPid = job(s0, "loop").pid as number
       const stubbornPid = job(s0, "stubborn").pid as number
       const k = await c.call("mc_kill", { name: "loop" })
       expect(k.structuredContent).toMatchObject({ from: "running", status: "stopped", changed: true, signaled: 1 })
-      expect(job(statusJson(dir, id), "loop")).toMatchObject({ status: "stopped" })
+      expect(job(await statusJson(dir, id), "loop")).toMatchObject({ status: "stopped" })
       await until("loop's process gone", () => !isSameProcessAlive(loopPid, null))
 
       const f = await c.call("mc_kill", { name: "stubborn", force: true })
-      expect(f.structuredContent, JSON.stringify({ f: f.structuredContent, status: job(statusJson(dir, id), "stubborn"), alive: isSameProcessAlive(stubbornPid, null) })).toMatchObject({ from: "running", status: "stopped", signaled: 1 })
+      expect(f.structuredContent, JSON.stringify({ f: f.structuredContent, status: job(await statusJson(dir, id), "stubborn"), alive: isSameProcessAlive(stubbornPid, null) })).toMatchObject({ from: "running", status: "stopped", signaled: 1 })
       await until("stubborn's process gone", () => !isSameProcessAlive(stubbornPid, null))
       // killing it again changes nothing
       const again = await c.call("mc_kill", { name: "stubborn" })
@@ -217,13 +217,13 @@ jobs:
     } finally {
       run.child.kill("SIGTERM")
       await run.done
-      concord(dir, ["cancel", id])
+      await concord(dir, ["cancel", id])
     }
   }, 900_000)
 
   it("refusals are tool errors with the CLI's message, and nothing is written", async () => {
     const dir = store()
-    const id = createPlan(dir, `name: refusals\njobs:\n  - { name: a, run: "true" }\n  - { name: b, run: "true", dependsOn: [a] }\n`)
+    const id = await createPlan(dir, `name: refusals\njobs:\n  - { name: a, run: "true" }\n  - { name: b, run: "true", dependsOn: [a] }\n`)
     const agent = await mcp(["--store", dir, "--plan", id, "--job", "a"])
     const stranger = await mcp(["--store", dir, "--plan", id, "--job", "zzz"])
     const planner = await mcp(["--store", dir, "--plan", id])
@@ -231,19 +231,19 @@ jobs:
     const before = storeFiles(dir)
 
     const cases: [Mcp, string, Record<string, unknown>, string | RegExp][] = [
-      [agent, "mc_report", { status: "done", message: "x" }, cliError(dir, ["report", "done", "x", "--job", "a", "--plan", id])],
-      [agent, "mc_report", { status: "progress", message: "x", progress: 150 }, cliError(dir, ["report", "progress", "x", "--progress", "150", "--job", "a", "--plan", id])],
-      [agent, "mc_report", { status: "progress", message: "x", progress: -1 }, cliError(dir, ["report", "progress", "x", "--progress", "-1", "--job", "a", "--plan", id])],
-      [agent, "mc_report", { status: "working", message: "x".repeat(4001) }, cliError(dir, ["report", "working", "x".repeat(4001), "--job", "a", "--plan", id])],
-      [stranger, "mc_report", { status: "working", message: "hi" }, cliError(dir, ["report", "working", "hi", "--job", "zzz", "--plan", id])],
+      [agent, "mc_report", { status: "done", message: "x" }, await cliError(dir, ["report", "done", "x", "--job", "a", "--plan", id])],
+      [agent, "mc_report", { status: "progress", message: "x", progress: 150 }, await cliError(dir, ["report", "progress", "x", "--progress", "150", "--job", "a", "--plan", id])],
+      [agent, "mc_report", { status: "progress", message: "x", progress: -1 }, await cliError(dir, ["report", "progress", "x", "--progress", "-1", "--job", "a", "--plan", id])],
+      [agent, "mc_report", { status: "working", message: "x".repeat(4001) }, await cliError(dir, ["report", "working", "x".repeat(4001), "--job", "a", "--plan", id])],
+      [stranger, "mc_report", { status: "working", message: "hi" }, await cliError(dir, ["report", "working", "hi", "--job", "zzz", "--plan", id])],
       [planner, "mc_report", { status: "completed", message: "done" }, /started for no job.*concord mcp --plan PLAN --job JOB/],
       [planner, "mc_status", { name: "zzz" }, `plan "refusals" has no job "zzz" (jobs: a, b)`],
       [planner, "mc_kill", { name: "zzz" }, `plan "refusals" has no job "zzz" (jobs: a, b)`],
       [planner, "mc_capture", { name: "a" }, `job "a" attempt 1 has no log: it has not started (status queued)`],
       [planner, "mc_capture", { name: "a", lines: -5 }, /invalid lines -5/],
-      [planner, "mc_plan_status", { plan: "nope" }, cliError(dir, ["status", "nope"])],
-      [planner, "mc_plan_approve", { retry: "zzz" }, cliError(dir, ["approve", id, "--retry", "zzz"])],
-      [planner, "mc_plan_approve", {}, cliError(dir, ["approve", id])],
+      [planner, "mc_plan_status", { plan: "nope" }, await cliError(dir, ["status", "nope"])],
+      [planner, "mc_plan_approve", { retry: "zzz" }, await cliError(dir, ["approve", id, "--retry", "zzz"])],
+      [planner, "mc_plan_approve", {}, await cliError(dir, ["approve", id])],
       [planner, "mc_plan", { name: "bad", jobs: [{ name: "x", prompt: "p", dependsOn: ["y"] }, { name: "y", prompt: "p", dependsOn: ["x"] }] }, "dependency cycle: x -> y -> x"],
       [planner, "mc_plan", { name: "bad", jobs: [{ name: "x", prompt: "p", run: "true", dependson: ["y"] }] }, /unknown key "dependson" \(did you mean "dependsOn"\?\)/],
     ]
@@ -254,7 +254,7 @@ jobs:
       else expect(text(r)).toMatch(message)
     }
     expect(storeFiles(dir)).toEqual(before)
-    expect(statusJson(dir, id).jobs.map((j: any) => [j.status, j.lastReport])).toEqual([
+    expect((await statusJson(dir, id)).jobs.map((j: any) => [j.status, j.lastReport])).toEqual([
       ["queued", null],
       ["queued", null],
     ])
@@ -263,11 +263,11 @@ jobs:
   it("through a sync server: a reader token reads but its report is refused with nothing written; logs are not on the server", async () => {
     const dir = store()
     const serverStore = path.join(dir, "server")
-    const id = createPlan(dir, `name: remote\njobs:\n  - { name: A, run: "true" }\n`)
+    const id = await createPlan(dir, `name: remote\njobs:\n  - { name: A, run: "true" }\n`)
     const admin = await addTokenCli(serverStore, "*", "admin")
     const server = await startServerProcess(serverStore)
     try {
-      const pushed = concord(dir, ["sync", server.url, "--token", admin])
+      const pushed = await concord(dir, ["sync", server.url, "--token", admin])
       expect(pushed.code, pushed.stderr).toBe(0)
       const reader = await addTokenCli(serverStore, id, "reader")
       const writer = await addTokenCli(serverStore, id, "job:A")
@@ -278,7 +278,7 @@ jobs:
       const before = storeFiles(serverStore)
       const refused = await ro.call("mc_report", { status: "completed", message: "done" })
       expect(refused.isError).toBe(true)
-      const cli = await concordAsync(dir, ["report", "completed", "done", "--job", "A", "--plan", id, "--remote", server.url, "--token", reader])
+      const cli = await concord(dir, ["report", "completed", "done", "--job", "A", "--plan", id, "--remote", server.url, "--token", reader])
       expect(cli.code).not.toBe(0)
       expect(`concord: ${text(refused)}`).toBe(cli.stderr.trim().split("\n").pop())
       const cap = await ro.call("mc_capture", { name: "A" })
@@ -291,7 +291,7 @@ jobs:
       const rw = await mcp(["--remote", server.url, "--token", writer, "--plan", id, "--job", "A"])
       const okr = await rw.call("mc_report", { status: "completed", message: "done remotely" })
       expect(okr.isError, text(okr)).toBeFalsy()
-      const s = statusJson(serverStore, id)
+      const s = await statusJson(serverStore, id)
       expect(job(s, "A")).toMatchObject({ status: "queued", lastReport: { message: "done remotely" } })
     } finally {
       await server.stop()
@@ -337,7 +337,7 @@ describe("the founding race through MCP servers", () => {
     orchestrator.child.stdin!.end()
     expect(outcomes).toEqual(Array(ROUNDS).fill("failed/completed/completed/paused/on_error"))
     // and the CLI agrees on the last round
-    const last = statusJson(dir)
+    const last = await statusJson(dir)
     expect(last.counts).toEqual({ failed: 1, completed: 2 })
   }, 900_000)
 })

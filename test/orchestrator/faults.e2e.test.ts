@@ -16,7 +16,8 @@ import { isSameProcessAlive } from "../../src/orchestrator/proc.js"
 import { runPlan, type RunOptions } from "../../src/orchestrator/runner.js"
 import { jobFiles, liveMembers, logPath, ProcessSupervisor, stopJobProcess } from "../../src/orchestrator/supervisor.js"
 import { PlanStore } from "../../src/sync/store/PlanStore.js"
-import { BIN, cleanup, concord, concordAsync, createPlanAsync, ROOT, type RunResult, statusJson, tempDir } from "../helpers/cli.js"
+import { cleanup, concord, createPlan, ROOT, type RunResult, statusJson, tempDir } from "../helpers/cli.js"
+import { spawnConcord } from "../helpers/processes.mjs"
 
 const dirs: string[] = []
 const groups: number[] = []
@@ -40,24 +41,19 @@ const binDir = path.join(ROOT, "bin")
 const fast: RunOptions = { binDir, tickMs: 50, killGraceMs: 300 }
 const byName = (s: any) => Object.fromEntries(s.jobs.map((j: any) => [j.name, j]))
 
-async function waitFor<T>(what: string, fn: () => T | undefined | false, ms = 90_000): Promise<T> {
+async function waitFor<T>(what: string, fn: () => T | undefined | false | Promise<T | undefined | false>, ms = 90_000): Promise<T> {
   const end = Date.now() + ms
   for (;;) {
-    const v = fn()
+    const v = await fn()
     if (v) return v
     if (Date.now() > end) throw new Error(`timed out waiting for ${what}`)
     await new Promise(r => setTimeout(r, 50))
   }
 }
 
+/** `concord run ARGS` as a child process (killed with the test process if it is still running). */
 function startRun(dir: string, args: string[] = [], cwd = dir): { child: ChildProcess; done: Promise<RunResult> } {
-  const child = spawn(process.execPath, [BIN, "run", ...args], { cwd, env: { ...process.env, CONCORD_STORE: dir } })
-  let stdout = ""
-  let stderr = ""
-  child.stdout!.on("data", d => (stdout += d))
-  child.stderr!.on("data", d => (stderr += d))
-  const done = new Promise<RunResult>(r => child.on("close", (code, signal) => r({ code, signal, stdout, stderr })))
-  return { child, done }
+  return spawnConcord(dir, ["run", ...args], { cwd, timeoutMs: 600_000 })
 }
 
 const lines = (file: string) => (existsSync(file) ? readFileSync(file, "utf8").trim().split("\n").filter(Boolean) : [])
@@ -68,7 +64,7 @@ describe("orchestrator faults (real processes)", () => {
     const launches = path.join(dir, "launches")
     const go = path.join(dir, "go")
     const cmd = `echo a >> ${launches}; while [ ! -f ${go} ]; do sleep 0.1; done; exit 0`
-    const id = await createPlanAsync(dir, `name: f1\njobs:\n  - { name: a, run: '${cmd}' }\n  - { name: b, run: 'echo b >> ${launches}', dependsOn: [a] }\n`)
+    const id = await createPlan(dir, `name: f1\njobs:\n  - { name: a, run: '${cmd}' }\n  - { name: b, run: 'echo b >> ${launches}', dependsOn: [a] }\n`)
     const s = new PlanStore(dir)
     // What a runner does up to its death: record the attempt running, spawn the wrapper; no pid written.
     const host = hostName()
@@ -98,16 +94,16 @@ describe("orchestrator faults (real processes)", () => {
     const dir = store()
     const launches = path.join(dir, "launches")
     const job = (n: string) => `{ name: ${n}, run: 'echo ${n} >> ${launches}; sleep 1' }`
-    const id = await createPlanAsync(dir, `name: f1b\nmaxParallel: 1\njobs:\n  - ${job("a")}\n  - ${job("b")}\n  - ${job("c")}\n  - ${job("d")}\n`)
+    const id = await createPlan(dir, `name: f1b\nmaxParallel: 1\njobs:\n  - ${job("a")}\n  - ${job("b")}\n  - ${job("c")}\n  - ${job("d")}\n`)
     for (let i = 0; i < 4; i++) {
       const run = startRun(dir, [id])
       await new Promise(r => setTimeout(r, 600 + Math.floor(Math.random() * 900)))
       run.child.kill("SIGKILL")
       await run.done
     }
-    const last = await concordAsync(dir, ["run", id])
+    const last = await concord(dir, ["run", id])
     expect(last.code, last.stdout + last.stderr).toBe(0)
-    const s = statusJson(dir, id)
+    const s = await statusJson(dir, id)
     expect(s.jobs.map((j: any) => [j.name, j.status, j.attempt])).toEqual([
       ["a", "completed", 1],
       ["b", "completed", 1],
@@ -120,7 +116,7 @@ describe("orchestrator faults (real processes)", () => {
   it("2. a job that ignores SIGTERM is SIGKILLed, whole process group, although the /bin/sh leader exits first", async () => {
     const dir = store()
     const pids = path.join(dir, "pids")
-    const id = await createPlanAsync(
+    const id = await createPlan(
       dir,
       `name: f2\ngraceMs: 100\njobs:\n  - { name: stubborn, run: "trap '' TERM; sleep 60 & echo $! > ${pids}; concord report completed; wait" }\n`
     )
@@ -155,14 +151,14 @@ describe("orchestrator faults (real processes)", () => {
 
   it("2c. `concord cancel` with no orchestrator running stops a SIGTERM-ignoring job's whole group", async () => {
     const dir = store()
-    const id = await createPlanAsync(dir, `name: f2c\njobs:\n  - { name: stubborn, run: "trap '' TERM; sleep 60 & wait" }\n`)
+    const id = await createPlan(dir, `name: f2c\njobs:\n  - { name: stubborn, run: "trap '' TERM; sleep 60 & wait" }\n`)
     const run = startRun(dir, [id])
-    const pid = await waitFor("running with pid", () => statusJson(dir, id).jobs[0].pid)
+    const pid = await waitFor("running with pid", async () => (await statusJson(dir, id)).jobs[0].pid)
     groups.push(pid)
     await waitFor("members", () => liveMembers({ pid }).length >= 2)
     run.child.kill("SIGKILL")
     await run.done
-    const c = await concordAsync(dir, ["cancel", id])
+    const c = await concord(dir, ["cancel", id])
     expect(c.code, c.stderr).toBe(0)
     expect(c.stdout).toMatch(/1 job process on .* signaled to stop/)
     expect(liveMembers({ pid })).toEqual([])
@@ -171,7 +167,7 @@ describe("orchestrator faults (real processes)", () => {
   it("3. runner killed during a completed job's grace period: the restarted runner adopts the idle process and stops it when the grace, counted from the report, ends", async () => {
     const dir = store()
     const termed = path.join(dir, "termed")
-    const id = await createPlanAsync(
+    const id = await createPlan(
       dir,
       `name: f3
 graceMs: 1500
@@ -181,8 +177,8 @@ jobs:
 `
     )
     const first = startRun(dir, [id])
-    const reported = await waitFor("idle reported completed", () => {
-      const j = byName(statusJson(dir, id)).idle
+    const reported = await waitFor("idle reported completed", async () => {
+      const j = byName(await statusJson(dir, id)).idle
       return j.status === "completed" && j.pid && j
     })
     first.child.kill("SIGKILL")
@@ -200,9 +196,9 @@ jobs:
     const dir = store()
     const ran = path.join(dir, "ran")
     const go = path.join(dir, "go")
-    const id = await createPlanAsync(dir, `name: f4\njobs:\n  - { name: a, run: "while [ ! -f ${go} ]; do sleep 0.1; done; exit 3" }\n  - { name: b, run: "touch ${ran}", dependsOn: [a] }\n`)
+    const id = await createPlan(dir, `name: f4\njobs:\n  - { name: a, run: "while [ ! -f ${go} ]; do sleep 0.1; done; exit 3" }\n  - { name: b, run: "touch ${ran}", dependsOn: [a] }\n`)
     const first = startRun(dir, [id])
-    const pid = await waitFor("a running with pid", () => statusJson(dir, id).jobs[0].pid)
+    const pid = await waitFor("a running with pid", async () => (await statusJson(dir, id)).jobs[0].pid)
     first.child.kill("SIGKILL")
     await first.done
     writeFileSync(go, "")
@@ -210,9 +206,9 @@ jobs:
     await waitFor("exit file", () => existsSync(exitFile) && liveMembers({ pid }).length === 0)
     expect(readFileSync(exitFile, "utf8")).toBe("3\n")
     truncateSync(exitFile, 0)
-    const r = await concordAsync(dir, ["run", id])
+    const r = await concord(dir, ["run", id])
     expect(r.code, r.stdout + r.stderr).toBe(3)
-    const s = statusJson(dir, id)
+    const s = await statusJson(dir, id)
     expect([s.jobs[0].status, s.jobs[1].status]).toEqual(["failed", "waiting_deps"])
     expect(s.checkpointContext).toMatchObject({ jobName: "a", failureKind: "exit_unknown" })
     expect(s.jobs[0].error).toMatch(/exit file is empty or damaged/)
@@ -222,7 +218,7 @@ jobs:
   it("5. the last job's graceMs is honoured before its process is stopped", async () => {
     const dir = store()
     const termed = path.join(dir, "termed")
-    const id = await createPlanAsync(
+    const id = await createPlan(
       dir,
       `name: f5\ngraceMs: 1500\njobs:\n  - { name: last, run: "trap 'date +%s%3N > ${termed}; exit 0' TERM; concord report completed; while :; do sleep 0.1; done" }\n`
     )
@@ -235,21 +231,21 @@ jobs:
 
   it("6. an empty lock file is taken over when no live orchestrator holds the plan; refused with advice when one might", async () => {
     const dir = store()
-    const id = await createPlanAsync(dir, `name: f6\njobs:\n  - { name: a, run: "true" }\n`)
+    const id = await createPlan(dir, `name: f6\njobs:\n  - { name: a, run: "true" }\n`)
     mkdirSync(path.join(dir, "locks"), { recursive: true })
     const lock = path.join(dir, "locks", `${id}.lock`)
     writeFileSync(lock, "")
-    const ok = await concordAsync(dir, ["run", id])
+    const ok = await concord(dir, ["run", id])
     expect(ok.code, ok.stdout + ok.stderr).toBe(0)
     expect(ok.stdout + ok.stderr).toMatch(/lock file .* was damaged .* taking it over/)
     expect(existsSync(lock)).toBe(false)
 
-    const id2 = await createPlanAsync(dir, `name: f6b\njobs:\n  - { name: a, run: "true" }\n`)
+    const id2 = await createPlan(dir, `name: f6b\njobs:\n  - { name: a, run: "true" }\n`)
     const s = new PlanStore(dir)
     await s.updatePlan(id2, d => acquireLease(d, { holder: "orchestrator@elsewhere:9", host: "elsewhere", pid: 9, ttlMs: 60_000 }, { by: "x", now: Date.now() }))
     const lock2 = path.join(dir, "locks", `${id2}.lock`)
     writeFileSync(lock2, '{"holder":"orchestr')
-    const refused = await concordAsync(dir, ["run", id2])
+    const refused = await concord(dir, ["run", id2])
     expect(refused.code).toBe(1)
     expect(refused.stderr).toMatch(/lock file .* is damaged .*orchestrator@elsewhere:9 .*holds the plan's lease.*delete/)
   }, 180_000)
@@ -257,8 +253,8 @@ jobs:
   it("7. a job's own env PATH is kept, with concord's bin dir in front", async () => {
     const dir = store()
     const out = path.join(dir, "path")
-    const id = await createPlanAsync(dir, `name: f7\njobs:\n  - { name: a, run: 'echo "$PATH" > ${out}; concord report completed', env: { PATH: "/custom/bin:/usr/bin:/bin" } }\n`)
-    const r = await concordAsync(dir, ["run", id])
+    const id = await createPlan(dir, `name: f7\njobs:\n  - { name: a, run: 'echo "$PATH" > ${out}; concord report completed', env: { PATH: "/custom/bin:/usr/bin:/bin" } }\n`)
+    const r = await concord(dir, ["run", id])
     expect(r.code, r.stdout + r.stderr).toBe(0)
     expect(readFileSync(out, "utf8").trim()).toBe(`${binDir}:/custom/bin:/usr/bin:/bin`)
   }, 180_000)
@@ -268,10 +264,10 @@ jobs:
     const launches = path.join(dir, "launches")
     const go = path.join(dir, "go")
     const job = (n: string) => `{ name: ${n}, run: 'echo ${n} >> ${launches}; while [ ! -f ${go} ]; do sleep 0.1; done' }`
-    const id = await createPlanAsync(dir, `name: f9\njobs:\n  - ${job("a")}\n  - ${job("b")}\n`)
+    const id = await createPlan(dir, `name: f9\njobs:\n  - ${job("a")}\n  - ${job("b")}\n`)
     const run = startRun(dir, [id])
-    const pids = await waitFor("both running", () => {
-      const s = statusJson(dir, id)
+    const pids = await waitFor("both running", async () => {
+      const s = await statusJson(dir, id)
       return s.jobs.every((j: any) => j.status === "running" && j.pid) && s.jobs.map((j: any) => j.pid)
     })
     pids.forEach((p: number) => groups.push(p))
@@ -283,7 +279,7 @@ jobs:
     expect(r.stdout).not.toMatch(/Waiting at checkpoint/)
     for (const p of pids) expect(liveMembers({ pid: p }).length).toBeGreaterThan(0)
     const again = startRun(dir, [id])
-    await waitFor("adopted", () => statusJson(dir, id).lease)
+    await waitFor("adopted", async () => (await statusJson(dir, id)).lease)
     writeFileSync(go, "")
     const r2 = await again.done
     expect(r2.code, r2.stdout + r2.stderr).toBe(0)
@@ -296,7 +292,7 @@ jobs:
     const out = path.join(dir, "n")
     const prompt = "p".repeat(200_000)
     const big = "e".repeat(200_000)
-    const id = await createPlanAsync(
+    const id = await createPlan(
       dir,
       `name: f10
 jobs:
@@ -305,26 +301,26 @@ jobs:
   - { name: huge-env, run: "true", env: { BIG: "${big}" } }
 `
     )
-    const r = await concordAsync(dir, ["run", id])
+    const r = await concord(dir, ["run", id])
     expect(r.code, r.stdout + r.stderr).toBe(3)
-    const s = byName(statusJson(dir, id))
+    const s = byName(await statusJson(dir, id))
     expect([s.prompted.status, s.small.status]).toEqual(["completed", "completed"])
     expect(Number(readFileSync(out, "utf8"))).toBe(200_000)
     expect(s["huge-env"].status).toBe("failed")
     expect(s["huge-env"].error).toMatch(/could not start the process: .*E2BIG/)
-    expect(statusJson(dir, id).checkpointContext).toMatchObject({ jobName: "huge-env", failureKind: "launch_failed" })
+    expect((await statusJson(dir, id)).checkpointContext).toMatchObject({ jobName: "huge-env", failureKind: "launch_failed" })
     // The next run does not call it lost.
-    const again = await concordAsync(dir, ["run", id])
+    const again = await concord(dir, ["run", id])
     expect(again.code).toBe(3)
-    expect(statusJson(dir, id).checkpointContext).toMatchObject({ failureKind: "launch_failed" })
+    expect((await statusJson(dir, id)).checkpointContext).toMatchObject({ failureKind: "launch_failed" })
   }, 180_000)
 
   it("12. a refused lease exits 1; a relative cwd of a plan made elsewhere resolves against where `concord run` starts", async () => {
     const dir = store()
-    const id = await createPlanAsync(dir, `name: f12\njobs:\n  - { name: a, run: "true" }\n`)
+    const id = await createPlan(dir, `name: f12\njobs:\n  - { name: a, run: "true" }\n`)
     const s = new PlanStore(dir)
     await s.updatePlan(id, d => acquireLease(d, { holder: "orchestrator@elsewhere:9", host: "elsewhere", pid: 9, ttlMs: 60_000 }, { by: "x", now: Date.now() }))
-    const refused = await concordAsync(dir, ["run", id])
+    const refused = await concord(dir, ["run", id])
     expect(refused.code).toBe(1)
     expect(refused.stderr).toMatch(/already run by orchestrator@elsewhere:9/)
 
@@ -333,12 +329,12 @@ jobs:
     const planDir = path.join(other, "machine-a")
     mkdirSync(path.join(planDir, "svc"), { recursive: true })
     writeFileSync(path.join(planDir, "p.yaml"), `name: f12b\njobs:\n  - { name: a, run: 'pwd > where', cwd: svc }\n`)
-    const created = concord(dir, ["plan", "create", path.join(planDir, "p.yaml"), "--json"])
+    const created = await concord(dir, ["plan", "create", path.join(planDir, "p.yaml"), "--json"])
     expect(created.code, created.stderr).toBe(0)
     const id2 = JSON.parse(created.stdout).id
     const runDir = path.join(other, "machine-b")
     renameSync(planDir, runDir)
-    const r = await concordAsync(dir, ["run", id2], { cwd: runDir })
+    const r = await concord(dir, ["run", id2], { cwd: runDir })
     expect(r.code, r.stdout + r.stderr).toBe(0)
     expect(readFileSync(path.join(runDir, "svc", "where"), "utf8").trim()).toBe(path.join(runDir, "svc"))
   }, 180_000)

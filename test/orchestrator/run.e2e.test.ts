@@ -2,12 +2,13 @@
  * `concord run` end to end, with real job processes (shell scripts that sleep, exit with codes and call
  * `concord report`), real files and real signals.
  */
-import { type ChildProcess, spawn } from "node:child_process"
+import type { ChildProcess } from "node:child_process"
 import { existsSync, readFileSync, writeFileSync } from "node:fs"
 import path from "node:path"
 import { afterAll, describe, expect, it } from "vitest"
 import { pidExists } from "../../src/orchestrator/proc.js"
-import { BIN, cleanup, concord, concordAsync, createPlanAsync, type RunResult, statusJson, tempDir } from "../helpers/cli.js"
+import { cleanup, concord, createPlan, type RunResult, statusJson, tempDir } from "../helpers/cli.js"
+import { spawnConcord } from "../helpers/processes.mjs"
 
 const dirs: string[] = []
 afterAll(() => dirs.forEach(cleanup))
@@ -17,20 +18,15 @@ function store(): string {
   return d
 }
 
+/** `concord run ARGS` as a child process (killed with the test process if it is still running). */
 function startRun(dir: string, args: string[] = []): { child: ChildProcess; done: Promise<RunResult> } {
-  const child = spawn(process.execPath, [BIN, "run", ...args], { cwd: dir, env: { ...process.env, CONCORD_STORE: dir } })
-  let stdout = ""
-  let stderr = ""
-  child.stdout!.on("data", d => (stdout += d))
-  child.stderr!.on("data", d => (stderr += d))
-  const done = new Promise<RunResult>(r => child.on("close", (code, signal) => r({ code, signal, stdout, stderr })))
-  return { child, done }
+  return spawnConcord(dir, ["run", ...args], { timeoutMs: 600_000 })
 }
 
-async function waitFor<T>(what: string, fn: () => T | undefined | false, ms = 20_000): Promise<T> {
+async function waitFor<T>(what: string, fn: () => T | undefined | false | Promise<T | undefined | false>, ms = 20_000): Promise<T> {
   const end = Date.now() + ms
   for (;;) {
-    const v = fn()
+    const v = await fn()
     if (v) return v
     if (Date.now() > end) throw new Error(`timed out waiting for ${what}`)
     await new Promise(r => setTimeout(r, 50))
@@ -47,7 +43,7 @@ describe("concord run", () => {
       const at = Date.now() + 1500
       const wait = (j: number) => `node -e "setTimeout(()=>{}, ${at} + ${j} - Date.now())"`
       const jitter = () => Math.floor(Math.random() * 40)
-      const id = await createPlanAsync(
+      const id = await createPlan(
         dir,
         `name: founding
 graceMs: 300
@@ -57,9 +53,9 @@ jobs:
   - { name: C, run: '${wait(jitter())}; concord report completed "C done"; sleep 30' }
 `
       )
-      const r = await concordAsync(dir, ["run", id])
+      const r = await concord(dir, ["run", id])
       expect(r.code, r.stdout + r.stderr).toBe(3)
-      const s = statusJson(dir, id)
+      const s = await statusJson(dir, id)
       const j = byName(s)
       expect([j.A.status, j.B.status, j.C.status]).toEqual(["failed", "completed", "completed"])
       expect([s.status, s.checkpoint]).toEqual(["paused", "on_error"])
@@ -74,7 +70,7 @@ jobs:
 
   it("a diamond completes in dependency order with maxParallel respected (from recorded times)", async () => {
     const dir = store()
-    const id = await createPlanAsync(
+    const id = await createPlan(
       dir,
       `name: diamond
 maxParallel: 2
@@ -86,9 +82,9 @@ jobs:
   - { name: bottom, run: "concord report completed", dependsOn: [l1, l2, l3] }
 `
     )
-    const r = await concordAsync(dir, ["run", id])
+    const r = await concord(dir, ["run", id])
     expect(r.code, r.stdout + r.stderr).toBe(0)
-    const s = statusJson(dir, id)
+    const s = await statusJson(dir, id)
     expect(s.status).toBe("completed")
     const j = byName(s)
     for (const job of s.jobs) for (const d of job.dependsOn) expect(j[d].endedAt).toBeLessThanOrEqual(job.startedAt)
@@ -106,7 +102,7 @@ jobs:
 
   it("supervisor: stops at pre_merge and pre_pr; approvals from another process release each exactly once", async () => {
     const dir = store()
-    const id = await createPlanAsync(
+    const id = await createPlan(
       dir,
       `name: sup
 mode: supervisor
@@ -117,8 +113,8 @@ jobs:
     )
     const run = startRun(dir, [id, "--wait"])
     const approveAt = async (cp: string) => {
-      await waitFor(`checkpoint ${cp}`, () => statusJson(dir, id).checkpoint === cp && !statusJson(dir, id).approvedBy)
-      const r = await concordAsync(dir, ["approve", id, "--checkpoint", cp])
+      await waitFor(`checkpoint ${cp}`, async () => (await statusJson(dir, id)).checkpoint === cp && !(await statusJson(dir, id)).approvedBy)
+      const r = await concord(dir, ["approve", id, "--checkpoint", cp])
       expect(r.code, r.stderr).toBe(0)
     }
     await approveAt("pre_merge")
@@ -126,9 +122,9 @@ jobs:
     await approveAt("pre_pr")
     const r = await run.done
     expect(r.code, r.stdout + r.stderr).toBe(0)
-    const s = statusJson(dir, id)
+    const s = await statusJson(dir, id)
     expect([s.status, s.jobs.map((x: any) => x.status)]).toEqual(["completed", ["merged", "merged"]])
-    const h = JSON.parse(concord(dir, ["history", id, "--json"]).stdout)
+    const h = JSON.parse((await concord(dir, ["history", id, "--json"])).stdout)
     const clears = h.filter((e: any) => /clear checkpoint/.test(e.did)).map((e: any) => e.did.replace(/ \(.*\)$/, ""))
     expect(clears).toEqual(["plan: clear checkpoint pre_merge #1", "plan: clear checkpoint pre_merge #2", "plan: clear checkpoint pre_pr #3"])
     expect(h.filter((e: any) => /^approve checkpoint/.test(e.did))).toHaveLength(3)
@@ -137,7 +133,7 @@ jobs:
   it("retry of the failed job completes the plan", async () => {
     const dir = store()
     const mark = path.join(dir, "fixed")
-    const id = await createPlanAsync(
+    const id = await createPlan(
       dir,
       `name: retry
 jobs:
@@ -145,41 +141,41 @@ jobs:
   - { name: after, run: "true", dependsOn: [flaky] }
 `
     )
-    const first = await concordAsync(dir, ["run", id])
+    const first = await concord(dir, ["run", id])
     expect(first.code).toBe(3)
-    expect(statusJson(dir, id).checkpointContext).toMatchObject({ jobName: "flaky", exitCode: 7 })
-    const log = statusJson(dir, id).jobs[0].log
+    expect((await statusJson(dir, id)).checkpointContext).toMatchObject({ jobName: "flaky", exitCode: 7 })
+    const log = (await statusJson(dir, id)).jobs[0].log
     expect(readFileSync(path.join(dir, log), "utf8")).toMatch(/broken/)
-    expect(concord(dir, ["approve", id, "--retry", "flaky"]).code).toBe(0)
-    const second = await concordAsync(dir, ["run", id])
+    expect((await concord(dir, ["approve", id, "--retry", "flaky"])).code).toBe(0)
+    const second = await concord(dir, ["run", id])
     expect(second.code, second.stdout + second.stderr).toBe(0)
-    const s = statusJson(dir, id)
+    const s = await statusJson(dir, id)
     expect([s.status, s.jobs[0].attempt, s.jobs[0].status, s.jobs[1].status]).toEqual(["completed", 2, "completed", "completed"])
-    expect(concord(dir, ["status", id]).stdout).toMatch(/flaky#2: exit 0 · exited 0 without reporting completed · log .*flaky\.2\.log/)
+    expect((await concord(dir, ["status", id])).stdout).toMatch(/flaky#2: exit 0 · exited 0 without reporting completed · log .*flaky\.2\.log/)
   }, 60_000)
 
   it("cancel from another process stops all job processes; run exits 1", async () => {
     const dir = store()
-    const id = await createPlanAsync(dir, `name: cancel\njobs:\n  - { name: a, run: "sleep 60" }\n  - { name: b, run: "sleep 60" }\n`)
+    const id = await createPlan(dir, `name: cancel\njobs:\n  - { name: a, run: "sleep 60" }\n  - { name: b, run: "sleep 60" }\n`)
     const run = startRun(dir, [id, "--wait"])
-    const pids = await waitFor("both running", () => {
-      const s = statusJson(dir, id)
+    const pids = await waitFor("both running", async () => {
+      const s = await statusJson(dir, id)
       return s.jobs.every((j: any) => j.status === "running" && j.pid) && s.jobs.map((j: any) => j.pid)
     })
-    const c = await concordAsync(dir, ["cancel", id])
+    const c = await concord(dir, ["cancel", id])
     expect(c.code, c.stderr).toBe(0)
     const r = await run.done
     expect(r.code).toBe(1)
     await waitFor("processes gone", () => pids.every((p: number) => !pidExists(p)), 10_000)
-    const s = statusJson(dir, id)
+    const s = await statusJson(dir, id)
     expect([s.status, ...s.jobs.map((j: any) => j.status)]).toEqual(["canceled", "canceled", "canceled"])
   }, 60_000)
 
   it("two orchestrators started at once: exactly one runs the plan", async () => {
     const dir = store()
     const launches = path.join(dir, "launches")
-    const id = await createPlanAsync(dir, `name: two\njobs:\n  - { name: a, run: "echo a >> ${launches}; sleep 1" }\n  - { name: b, run: "echo b >> ${launches}; sleep 1" }\n`)
-    const [r1, r2] = await Promise.all([concordAsync(dir, ["run", id]), concordAsync(dir, ["run", id])])
+    const id = await createPlan(dir, `name: two\njobs:\n  - { name: a, run: "echo a >> ${launches}; sleep 1" }\n  - { name: b, run: "echo b >> ${launches}; sleep 1" }\n`)
+    const [r1, r2] = await Promise.all([await concord(dir, ["run", id]), await concord(dir, ["run", id])])
     const codes = [r1.code, r2.code].sort()
     expect(codes).toEqual([0, 1])
     const loser = r1.code === 1 ? r1 : r2
@@ -191,7 +187,7 @@ jobs:
     const dir = store()
     const launches = path.join(dir, "launches")
     const go = path.join(dir, "go")
-    const id = await createPlanAsync(
+    const id = await createPlan(
       dir,
       `name: crash
 graceMs: 200
@@ -205,8 +201,8 @@ jobs:
 `
     )
     const first = startRun(dir, [id])
-    const pids = await waitFor("three running", () => {
-      const s = statusJson(dir, id)
+    const pids = await waitFor("three running", async () => {
+      const s = await statusJson(dir, id)
       const running = s.jobs.filter((j: any) => j.status === "running" && j.pid)
       return running.length === 4 && byName(s)
     })
@@ -215,11 +211,11 @@ jobs:
     // While it is down: one job's process dies, one completes, one keeps running.
     process.kill(-pids.dies.pid, "SIGKILL")
     writeFileSync(go, "")
-    await waitFor("report while down", () => byName(statusJson(dir, id))["done-while-down"].status === "completed")
-    const second = await concordAsync(dir, ["run", id])
+    await waitFor("report while down", async () => byName(await statusJson(dir, id))["done-while-down"].status === "completed")
+    const second = await concord(dir, ["run", id])
     expect(second.code, second.stdout + second.stderr).toBe(3)
     expect(second.stdout).toMatch(/survives #1: adopted running process/)
-    const s = statusJson(dir, id)
+    const s = await statusJson(dir, id)
     const j = byName(s)
     expect(j["done-while-down"].status).toBe("completed")
     expect([j.dies.status, j.dies.error]).toEqual(["failed", "process lost"])
@@ -233,13 +229,13 @@ jobs:
 
   it("a job without output or reports for staleMs is flagged stale, not failed", async () => {
     const dir = store()
-    const id = await createPlanAsync(dir, `name: stale\nstaleMs: 1000\njobs:\n  - { name: quiet, run: "sleep 4" }\n`)
+    const id = await createPlan(dir, `name: stale\nstaleMs: 1000\njobs:\n  - { name: quiet, run: "sleep 4" }\n`)
     const run = startRun(dir, [id])
-    await waitFor("stale", () => {
-      const j = statusJson(dir, id).jobs[0]
+    await waitFor("stale", async () => {
+      const j = (await statusJson(dir, id)).jobs[0]
       return j.status === "running" && j.stale
     })
-    expect(concord(dir, ["status", id]).stdout).toMatch(/running \(stale\)/)
+    expect((await concord(dir, ["status", id])).stdout).toMatch(/running \(stale\)/)
     expect((await run.done).code).toBe(0)
   }, 60_000)
 })

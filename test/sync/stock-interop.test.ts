@@ -51,9 +51,9 @@ describe("a stock automerge-repo NodeFSStorageAdapter writing into a watched sto
   it("loses nothing: every report the stock peers wrote (and their compactions) ends up in the store", async () => {
     const store = tempDir("concord-stock-")
     dirs.push(store)
-    const id = createPlan(store, PLAN)
+    const id = await createPlan(store, PLAN)
     for (const job of ["A", "B"]) {
-      expect(concord(store, ["report", "working", `start ${job}`, "--job", job, "--plan", id]).code).toBe(0)
+      expect((await concord(store, ["report", "working", `start ${job}`, "--job", job, "--plan", id])).code).toBe(0)
     }
     const watchers = [watcher(store, ["status", id, "--watch", "--json"]), watcher(store, ["status", id, "--watch", "--json"])]
     try {
@@ -88,7 +88,7 @@ describe("a stock automerge-repo NodeFSStorageAdapter writing into a watched sto
     // and nothing sits in quarantine
     const q = path.join(store, "quarantine")
     expect(existsSync(q) ? readdirSync(q) : []).toEqual([])
-    const s = concord(store, ["status", id, "--json"])
+    const s = await concord(store, ["status", id, "--json"])
     expect(s.code, s.stderr).toBe(0)
   }, 120_000)
 })
