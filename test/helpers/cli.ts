@@ -6,6 +6,7 @@
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs"
 import os from "node:os"
 import path from "node:path"
+import { killJobProcesses, stopJobsAtExit } from "./jobs.js"
 import { type CliResult, runConcord, runNode } from "./processes.mjs"
 
 export { BIN, ROOT } from "./processes.mjs"
@@ -13,11 +14,16 @@ export { runNode }
 
 export type RunResult = CliResult
 
+/** A temporary directory; job processes that plans stored in it start are stopped at exit at the latest. */
 export function tempDir(prefix = "concord-test-"): string {
-  return mkdtempSync(path.join(os.tmpdir(), prefix))
+  const dir = mkdtempSync(path.join(os.tmpdir(), prefix))
+  stopJobsAtExit(dir)
+  return dir
 }
 
+/** Stop the job processes (and runners, servers) a test started in `dir`, then remove it. */
 export function cleanup(dir: string): void {
+  killJobProcesses(dir)
   rmSync(dir, { recursive: true, force: true })
 }
 

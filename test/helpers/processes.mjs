@@ -33,18 +33,21 @@ export const BIN = path.join(ROOT, "bin/concord.js")
  * @property {(chunk: string) => void} [onStdout] called with each piece of stdout as it arrives
  */
 
-/** @type {Set<import("node:child_process").ChildProcess>} */
-const children = new Set()
+/** Live children, each with the directory it works in. @type {Map<import("node:child_process").ChildProcess, string | undefined>} */
+const children = new Map()
 let exitHook = false
 
-/** @param {import("node:child_process").ChildProcess} child */
-function track(child) {
-  children.add(child)
+/**
+ * @param {import("node:child_process").ChildProcess} child
+ * @param {string | undefined} dir
+ */
+function track(child, dir) {
+  children.set(child, dir && path.resolve(dir))
   child.once("exit", () => children.delete(child))
   if (!exitHook) {
     exitHook = true
     process.once("exit", () => {
-      for (const c of children) {
+      for (const c of children.keys()) {
         try {
           c.kill("SIGKILL")
         } catch {
@@ -53,6 +56,26 @@ function track(child) {
       }
     })
   }
+}
+
+/**
+ * SIGKILL the children started here that work in `dir` or below it (an orchestrator a test left
+ * running, a server); returns how many.
+ * @param {string} dir
+ */
+export function killChildrenIn(dir) {
+  const root = path.resolve(dir)
+  let n = 0
+  for (const [c, where] of children) {
+    if (!where || (where !== root && !where.startsWith(root + path.sep))) continue
+    try {
+      c.kill("SIGKILL")
+      n++
+    } catch {
+      // gone
+    }
+  }
+  return n
 }
 
 /**
@@ -80,7 +103,7 @@ export function runNode(args, opts = {}) {
 export function spawnNode(args, opts = {}) {
   const t0 = Date.now()
   const child = spawn(process.execPath, args, { cwd: opts.cwd, env: { ...process.env, ...opts.env }, stdio: ["ignore", "pipe", "pipe"] })
-  track(child)
+  track(child, opts.env?.CONCORD_STORE || opts.cwd)
   let stdout = ""
   let stderr = ""
   child.stdout.on("data", d => {
@@ -150,7 +173,7 @@ export function startServerProcess(store, extraArgs = [], opts = {}) {
       env: { ...process.env, ...opts.env },
       stdio: ["ignore", "pipe", "pipe"],
     })
-    track(proc)
+    track(proc, store)
     let out = ""
     let err = ""
     let started = false

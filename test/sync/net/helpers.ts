@@ -6,6 +6,7 @@ import path from "node:path"
 import { afterAll, expect } from "vitest"
 import { reportDocId } from "../../../src/doc/ids.js"
 import { PlanStore } from "../../../src/sync/store/PlanStore.js"
+import { killJobProcesses, stopJobsAtExit } from "../../helpers/jobs.js"
 import { runConcord, startServerProcess as startServer, type CliResult, type ServerProcess } from "../../helpers/processes.mjs"
 
 export { addTokenCli, runConcord, spawnConcord, type ServerProcess } from "../../helpers/processes.mjs"
@@ -23,10 +24,14 @@ export async function startServerProcess(...args: Parameters<typeof startServer>
 }
 
 export function tempRoot(prefix = "concord-net-"): string {
-  return mkdtempSync(path.join(os.tmpdir(), prefix))
+  const dir = mkdtempSync(path.join(os.tmpdir(), prefix))
+  stopJobsAtExit(dir)
+  return dir
 }
 
+/** Stop the job processes (and runners, servers) a test started in `dir`, then remove it. */
 export function rm(dir: string): void {
+  killJobProcesses(dir)
   rmSync(dir, { recursive: true, force: true })
 }
 
