@@ -107,7 +107,7 @@ describe("CLI conventions over the operations", () => {
     const { store } = await setup("name: p\njobs:\n  - { name: A, run: 'exit 127' }\n")
     expect((await run(store, ["status", "--exit-status"])).code).toBe(2)
     const { concord } = await import("../helpers/cli.js")
-    const watching = await concord(store, ["status", "--watch", "--exit-status", "--json"], { cwd })
+    const watching = concord(store, ["status", "--watch", "--exit-status", "--json"], { cwd })
     const r0 = await run(store, ["run"])
     expect(r0.code).toBe(3)
     const w = await watching

@@ -11,6 +11,7 @@ import { processInfo } from "../../src/orchestrator/proc.js"
 import { cleanup, createPlan, statusJson, tempDir } from "./cli.js"
 import { killJobProcesses } from "./jobs.js"
 import { spawnConcord } from "./processes.mjs"
+import { until } from "./until.js"
 
 const dirs: string[] = []
 afterAll(() => dirs.forEach(cleanup))
@@ -20,15 +21,6 @@ const alive = (pid: number) => {
   return !!p && p.state !== "Z" && p.state !== "X"
 }
 
-async function until<T>(what: string, fn: () => Promise<T | undefined | false> | T | undefined | false, ms = 60_000): Promise<T> {
-  const end = Date.now() + ms
-  for (;;) {
-    const v = await fn()
-    if (v) return v
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`)
-    await new Promise(r => setTimeout(r, 100))
-  }
-}
 
 describe("test cleanup of job processes", () => {
   it("stops the job process group a SIGKILLed runner left behind, and leaves a group its pid file does not match", async () => {
@@ -36,7 +28,7 @@ describe("test cleanup of job processes", () => {
     dirs.push(dir)
     const id = await createPlan(dir, "name: left\njobs:\n  - { name: a, run: 'while true; do sleep 0.2; done' }\n")
     const run = spawnConcord(dir, ["run", id], { timeoutMs: 300_000 })
-    const pid: number = await until("job a running with a pid", async () => (await statusJson(dir, id)).jobs[0].pid)
+    const pid: number = await until("job a running with a pid", async () => (await statusJson(dir, id)).jobs[0].pid, 60_000)
     run.child.kill("SIGKILL")
     await run.done
     expect(alive(pid)).toBe(true) // the job outlived its runner

@@ -16,6 +16,7 @@ import { createPlan as createPlanOp } from "../../src/ops/plans.js"
 import { status as statusOp } from "../../src/ops/status.js"
 import { PlanStore } from "../../src/sync/store/PlanStore.js"
 import { cleanup, concord, createPlan, ROOT, statusJson, tempDir } from "../helpers/cli.js"
+import { type Poll, until } from "../helpers/until.js"
 import { addTokenCli, spawnConcord, startServerProcess } from "../sync/net/helpers.js"
 import { type Mcp, startMcp, storeFiles } from "./client.js"
 
@@ -43,15 +44,7 @@ const cliError = async (dir: string, args: string[]) => {
   expect(r.code).not.toBe(0)
   return r.stderr.trim().replace(/^concord: /, "")
 }
-async function until<T>(what: string, fn: () => T | undefined | false | Promise<T | undefined | false>, ms = 300_000): Promise<T> {
-  const end = Date.now() + ms
-  for (;;) {
-    const v = await fn()
-    if (v) return v
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`)
-    await new Promise(r => setTimeout(r, 100))
-  }
-}
+const waitUntil = <T>(what: string, fn: Poll<T>, ms = 300_000) => until(what, fn, ms, 100)
 
 /** A node process whose stdout lines can be awaited. */
 function lineProcess(args: string[]) {
@@ -179,7 +172,7 @@ jobs:
     const run = spawnConcord(dir, ["run", id], { timeoutMs: 600_000 })
     try {
       const c = await mcp(["--store", dir, "--plan", id])
-      await until("three running jobs with output", async () => {
+      await waitUntil("three running jobs with output", async () => {
         const s = await statusJson(dir, id)
         return s.jobs.every((j: any) => j.status === "running" && j.pid) && s.jobs.every((j: any) => existsSync(path.join(dir, j.log)) && readFileSync(path.join(dir, j.log), "utf8").includes("\n")) && readFileSync(path.join(dir, job(s, "loop").log), "utf8").split("\n").length > 5
       })
@@ -205,11 +198,11 @@ jobs:
       const k = await c.call("mc_kill", { name: "loop" })
       expect(k.structuredContent).toMatchObject({ from: "running", status: "stopped", changed: true, signaled: 1 })
       expect(job(await statusJson(dir, id), "loop")).toMatchObject({ status: "stopped" })
-      await until("loop's process gone", () => !isSameProcessAlive(loopPid, null))
+      await waitUntil("loop's process gone", () => !isSameProcessAlive(loopPid, null))
 
       const f = await c.call("mc_kill", { name: "stubborn", force: true })
       expect(f.structuredContent, JSON.stringify({ f: f.structuredContent, status: job(await statusJson(dir, id), "stubborn"), alive: isSameProcessAlive(stubbornPid, null) })).toMatchObject({ from: "running", status: "stopped", signaled: 1 })
-      await until("stubborn's process gone", () => !isSameProcessAlive(stubbornPid, null))
+      await waitUntil("stubborn's process gone", () => !isSameProcessAlive(stubbornPid, null))
       // killing it again changes nothing
       const again = await c.call("mc_kill", { name: "stubborn" })
       expect(again.structuredContent).toMatchObject({ status: "stopped", changed: false, signaled: 0 })

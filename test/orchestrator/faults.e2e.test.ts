@@ -18,6 +18,7 @@ import { jobFiles, liveMembers, logPath, ProcessSupervisor, stopJobProcess } fro
 import { PlanStore } from "../../src/sync/store/PlanStore.js"
 import { cleanup, concord, createPlan, ROOT, type RunResult, statusJson, tempDir } from "../helpers/cli.js"
 import { spawnConcord } from "../helpers/processes.mjs"
+import { type Poll, until } from "../helpers/until.js"
 
 const dirs: string[] = []
 const groups: number[] = []
@@ -41,15 +42,7 @@ const binDir = path.join(ROOT, "bin")
 const fast: RunOptions = { binDir, tickMs: 50, killGraceMs: 300 }
 const byName = (s: any) => Object.fromEntries(s.jobs.map((j: any) => [j.name, j]))
 
-async function waitFor<T>(what: string, fn: () => T | undefined | false | Promise<T | undefined | false>, ms = 90_000): Promise<T> {
-  const end = Date.now() + ms
-  for (;;) {
-    const v = await fn()
-    if (v) return v
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`)
-    await new Promise(r => setTimeout(r, 50))
-  }
-}
+const waitFor = <T>(what: string, fn: Poll<T>, ms = 90_000) => until(what, fn, ms)
 
 /** `concord run ARGS` as a child process (killed with the test process if it is still running). */
 function startRun(dir: string, args: string[] = [], cwd = dir): { child: ChildProcess; done: Promise<RunResult> } {

@@ -9,6 +9,7 @@ import { afterAll, describe, expect, it } from "vitest"
 import { pidExists } from "../../src/orchestrator/proc.js"
 import { cleanup, concord, createPlan, type RunResult, statusJson, tempDir } from "../helpers/cli.js"
 import { spawnConcord } from "../helpers/processes.mjs"
+import { type Poll, until } from "../helpers/until.js"
 
 const dirs: string[] = []
 afterAll(() => dirs.forEach(cleanup))
@@ -23,15 +24,7 @@ function startRun(dir: string, args: string[] = []): { child: ChildProcess; done
   return spawnConcord(dir, ["run", ...args], { timeoutMs: 600_000 })
 }
 
-async function waitFor<T>(what: string, fn: () => T | undefined | false | Promise<T | undefined | false>, ms = 20_000): Promise<T> {
-  const end = Date.now() + ms
-  for (;;) {
-    const v = await fn()
-    if (v) return v
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`)
-    await new Promise(r => setTimeout(r, 50))
-  }
-}
+const waitFor = <T>(what: string, fn: Poll<T>, ms = 20_000) => until(what, fn, ms)
 
 const byName = (s: any) => Object.fromEntries(s.jobs.map((j: any) => [j.name, j]))
 
@@ -175,7 +168,7 @@ jobs:
     const dir = store()
     const launches = path.join(dir, "launches")
     const id = await createPlan(dir, `name: two\njobs:\n  - { name: a, run: "echo a >> ${launches}; sleep 1" }\n  - { name: b, run: "echo b >> ${launches}; sleep 1" }\n`)
-    const [r1, r2] = await Promise.all([await concord(dir, ["run", id]), await concord(dir, ["run", id])])
+    const [r1, r2] = await Promise.all([concord(dir, ["run", id]), concord(dir, ["run", id])])
     const codes = [r1.code, r2.code].sort()
     expect(codes).toEqual([0, 1])
     const loser = r1.code === 1 ? r1 : r2

@@ -9,6 +9,7 @@ import { parsePlanSpec } from "../../src/doc/spec.js"
 import { runPlan, type RunOptions } from "../../src/orchestrator/runner.js"
 import { PlanStore } from "../../src/sync/store/PlanStore.js"
 import { cleanup, tempDir } from "../helpers/cli.js"
+import { type Poll, until } from "../helpers/until.js"
 import { FakeSupervisor } from "./fake-supervisor.js"
 
 const dirs: string[] = []
@@ -23,15 +24,7 @@ async function setup(yaml: string) {
   return { store, id, dir }
 }
 
-async function until<T>(what: string, fn: () => T | undefined | false | Promise<T | undefined | false>, ms = 10_000): Promise<T> {
-  const end = Date.now() + ms
-  for (;;) {
-    const v = await fn()
-    if (v) return v
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`)
-    await new Promise(r => setTimeout(r, 10))
-  }
-}
+const waitUntil = <T>(what: string, fn: Poll<T>, ms = 10_000) => until(what, fn, ms, 10)
 
 const fast = (sup: FakeSupervisor, extra: RunOptions = {}): RunOptions => ({ supervisor: sup, tickMs: 20, killGraceMs: 50, ...extra })
 
@@ -46,7 +39,7 @@ describe("runner (fake supervisor)", () => {
     }) as typeof store.updatePlan
     const sup = new FakeSupervisor()
     const run = runPlan(store, id, fast(sup))
-    await until("3 spawned", () => sup.spawned.length === 3)
+    await waitUntil("3 spawned", () => sup.spawned.length === 3)
     for (const j of ["a", "b", "c"]) sup.exit(j, 1, 0)
     const r = await run
     expect(r.code).toBe(0)
@@ -61,7 +54,7 @@ describe("runner (fake supervisor)", () => {
     const sup = new FakeSupervisor()
     sup.failSpawn = s => (s.job === "big" ? "could not start the process: spawn E2BIG" : undefined)
     const run = runPlan(store, id, fast(sup))
-    await until("ok spawned", () => sup.spawned.some(s => s.job === "ok"))
+    await waitUntil("ok spawned", () => sup.spawned.some(s => s.job === "ok"))
     sup.exit("ok", 1, 0)
     const r = await run
     expect(r.code).toBe(3)
@@ -92,7 +85,7 @@ describe("runner (fake supervisor)", () => {
     sup.discoverable.set("b#1", { pid: 78 })
     const events: string[] = []
     const run = runPlan(store, id, fast(sup, { onEvent: l => events.push(l) }))
-    await until("a stopped", () => sup.stops.length > 0)
+    await waitUntil("a stopped", () => sup.stops.length > 0)
     expect(sup.stops[0]).toMatchObject({ job: "a", attempt: 1 })
     expect(sup.stops[0].at - t0).toBeGreaterThanOrEqual(400)
     expect(sup.spawned).toEqual([]) // nothing launched twice
@@ -128,8 +121,8 @@ describe("runner (fake supervisor)", () => {
     const { store, id } = await setup(`name: p\ngraceMs: 500\njobs:\n  - { name: a, run: x }\n`)
     const sup = new FakeSupervisor()
     const run = runPlan(store, id, fast(sup))
-    await until("spawned", () => sup.spawned.length === 1)
-    await until("pid recorded", async () => readPlan(await store.loadPlan(id)).jobs[0].current.pid !== null)
+    await waitUntil("spawned", () => sup.spawned.length === 1)
+    await waitUntil("pid recorded", async () => readPlan(await store.loadPlan(id)).jobs[0].current.pid !== null)
     const { doc } = await store.updatePlan(id, d => setJobStatus(d, "a", "completed", {}, { by: "job:a", now: Date.now() }))
     const reportedAt = readPlan(doc).jobs[0].current.statusAt
     const r = await run
@@ -144,7 +137,7 @@ describe("runner (fake supervisor)", () => {
     const sup = new FakeSupervisor()
     const ac = new AbortController()
     const run = runPlan(store, id, fast(sup, { signal: ac.signal }))
-    await until("spawned", () => sup.spawned.length === 1)
+    await waitUntil("spawned", () => sup.spawned.length === 1)
     ac.abort()
     const r = await run
     expect(r.code).toBe(130)

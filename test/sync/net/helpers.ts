@@ -7,6 +7,7 @@ import { afterAll, expect } from "vitest"
 import { reportDocId } from "../../../src/doc/ids.js"
 import { PlanStore } from "../../../src/sync/store/PlanStore.js"
 import { killJobProcesses, stopJobsAtExit } from "../../helpers/jobs.js"
+import { type Poll, until as untilOnce } from "../../helpers/until.js"
 import { runConcord, startServerProcess as startServer, type CliResult, type ServerProcess } from "../../helpers/processes.mjs"
 
 export { addTokenCli, runConcord, spawnConcord, type ServerProcess } from "../../helpers/processes.mjs"
@@ -76,17 +77,5 @@ export async function planHeads(store: string, id: string, jobs: string[]): Prom
   return out
 }
 
-async function sleep(ms: number): Promise<void> {
-  await new Promise(r => setTimeout(r, ms))
-}
-
 /** Poll until fn() returns truthy (or throw after timeoutMs). */
-export async function until<T>(what: string, fn: () => Promise<T | undefined | false> | T | undefined | false, timeoutMs = 20_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs
-  for (;;) {
-    const v = await fn()
-    if (v) return v
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
-    await sleep(100)
-  }
-}
+export const until = <T>(what: string, fn: Poll<T>, timeoutMs = 20_000) => untilOnce(what, fn, timeoutMs, 100)
