@@ -24,7 +24,8 @@ export function tempDir(prefix = "concord-test-"): string {
 /** Stop the job processes (and runners, servers) a test started in `dir`, then remove it. */
 export function cleanup(dir: string): void {
   killJobProcesses(dir)
-  rmSync(dir, { recursive: true, force: true })
+  // a process killed just now may still be closing files in it
+  rmSync(dir, { recursive: true, force: true, maxRetries: 5, retryDelay: 200 })
 }
 
 /** Run `concord ARGS` with CONCORD_STORE=store (in `store` unless `cwd`), resolving when it exits. */

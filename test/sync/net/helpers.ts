@@ -33,7 +33,8 @@ export function tempRoot(prefix = "concord-net-"): string {
 /** Stop the job processes (and runners, servers) a test started in `dir`, then remove it. */
 export function rm(dir: string): void {
   killJobProcesses(dir)
-  rmSync(dir, { recursive: true, force: true })
+  // a process killed just now may still be closing files in it
+  rmSync(dir, { recursive: true, force: true, maxRetries: 5, retryDelay: 200 })
 }
 
 export const FOUNDING_PLAN = `name: founding-bug
