@@ -31,7 +31,7 @@ import type { PlanBackend } from "../ops/backend.js"
 import { cancel, type ProcessStopper } from "../ops/cancel.js"
 import { history } from "../ops/history.js"
 import { resolvePlan } from "../ops/resolve.js"
-import { statusOf, watchStatus } from "../ops/status.js"
+import { watchStatus } from "../ops/status.js"
 import { streamJobLog } from "./logtail.js"
 
 export interface DashboardSession {

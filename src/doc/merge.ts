@@ -21,7 +21,7 @@
 import * as A from "@automerge/automerge"
 import { changeOptions, type WriteContext } from "./actor.js"
 import { InputError, InvalidTransitionError, NotFoundError } from "./errors.js"
-import type { MergeEntryRecord, PlanDoc, PrRecord } from "./model.js"
+import type { GitRecord, MergeEntryRecord, PlanDoc, PrRecord } from "./model.js"
 import { findApproval, getJob, type JobView, type PlanDocument, type PlanView, put, readPlan, toStored } from "./plan.js"
 import { conflictValues, plain, str } from "./resolve.js"
 import { jobBranch } from "./branches.js"
@@ -62,17 +62,10 @@ export interface MergeEntryView {
   finishedAt: number | null
 }
 
-export interface GitView {
-  repo: string
-  baseBranch: string | null
-  integrationBranch: string
-  test: string | null
-  pr: { title?: string; body?: string; draft: boolean }
-  baseCommit: string | null
-  head: string | null
+/** A git plan's record as read: the queue as entries in queue order. */
+export interface GitView extends Omit<GitRecord, "queue" | "queueState"> {
   /** In queue order. */
   queue: MergeEntryView[]
-  prResult: PrRecord | null
 }
 
 export const entryKey = (job: string, attempt: number) => `${job}#${attempt}`

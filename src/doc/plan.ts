@@ -94,25 +94,9 @@ export interface JobView {
   setup: { copyFiles: string[]; symlinkDirs: string[]; commands: string[] } | null
 }
 
-export interface PlanView {
-  name: string
-  mode: PlanMode
-  maxParallel: number
-  graceMs: number
-  staleMs: number
-  createdAt: number
-  createdBy: string
-  baseDir: string
-  status: PlanStatus
-  statusAt: number
-  statusBy: string
-  checkpoint: CheckpointName | null
-  checkpointContext: Record<string, unknown> | null
-  checkpointSeq: number
-  checkpointAt: number | null
-  completedAt: number | null
+/** The plan as read: the document's plan-level fields, with approvals as a list and the jobs resolved. */
+export interface PlanView extends Omit<PlanDoc, "kind" | "schema" | "approvals" | "jobs" | "git"> {
   approvals: ApprovalRecord[]
-  lease: LeaseRecord | null
   jobs: JobView[]
   /** Git plans only (merge.ts readGit has the queue). */
   git: GitView | null
