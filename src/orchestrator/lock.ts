@@ -17,7 +17,7 @@ import { isSameProcessAlive } from "./proc.js"
 
 export type { LockInfo } from "./policy.js"
 
-class PlanLockedError extends ConcordError {
+export class PlanLockedError extends ConcordError {
   readonly info: LockInfo
   constructor(info: LockInfo) {
     super(`plan is already being run by ${info.holder} (since ${new Date(info.startedAt).toISOString()}); refusing to start a second orchestrator`, 1)

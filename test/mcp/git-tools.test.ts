@@ -8,10 +8,10 @@ import path from "node:path"
 import { afterAll, describe, expect, it } from "vitest"
 import { readPlan, updateAttempt } from "../../src/doc/plan.js"
 import { PlanStore } from "../../src/sync/store/PlanStore.js"
-import { cleanup, tempDir } from "../helpers/cli.js"
+import { cleanup, concord, createPlan, statusJson, tempDir } from "../helpers/cli.js"
 import { addOrigin, fakeGh, makeRepo, merges, sh } from "../orchestrator/worktree/gitrepo.js"
 import { addTokenCli, startServerProcess } from "../sync/net/helpers.js"
-import { concord, createPlan, type Mcp, startMcp, statusJson, storeFiles } from "./client.js"
+import { type Mcp, startMcp, storeFiles } from "./client.js"
 
 const dirs: string[] = []
 const clients: Mcp[] = []
@@ -28,8 +28,8 @@ const text = (r: { content: { text: string }[] }) => r.content.map(c => c.text).
 const job = (s: any, name: string) => s.jobs.find((j: any) => j.name === name)
 const statuses = (s: any) => Object.fromEntries(s.jobs.map((j: any) => [j.name, j.status]))
 /** The message `concord ARGS` prints on stderr (without `concord: `), and its exit code. */
-const cliError = (store: string, args: string[]) => {
-  const r = concord(store, args)
+const cliError = async (store: string, args: string[]) => {
+  const r = await concord(store, args)
   return { code: r.code, message: r.stderr.trim().replace(/^concord: /, "") }
 }
 
@@ -47,7 +47,7 @@ const commitAs = (msg: string) => `git add -A && git commit -q -m '${msg}'`
 describe("mc_diff, mc_merge, mc_sync, mc_pr, mc_cleanup on a supervised git plan", () => {
   it("each tool's effect and refusals, through the plan's whole life", async () => {
     const w = world()
-    const id = createPlan(
+    const id = await createPlan(
       w.store,
       `
 name: tools
@@ -63,9 +63,9 @@ jobs:
 `
     )
     const INT = "concord/tools"
-    let r = concord(w.store, ["run", id])
+    let r = await concord(w.store, ["run", id])
     expect(r.code, r.stdout + r.stderr).toBe(3)
-    let s = statusJson(w.store, id)
+    let s = await statusJson(w.store, id)
     expect(s.checkpoint).toBe("pre_merge")
     expect(statuses(s)).toMatchObject({ a: "completed", b: "completed", c: "completed" })
 
@@ -117,10 +117,10 @@ jobs:
     expect(small.structuredContent.bytes).toBeGreaterThan(60)
     expect(text(small)).toContain("[diff truncated: showing the first")
     // The CLI says the same.
-    const cli = concord(w.store, ["diff", id, "a", "--stat"])
+    const cli = await concord(w.store, ["diff", id, "a", "--stat"])
     expect(cli.code, cli.stderr).toBe(0)
     expect(cli.stdout).toMatch(/3 files changed/)
-    const cliPatch = concord(w.store, ["diff", id, "a"])
+    const cliPatch = await concord(w.store, ["diff", id, "a"])
     expect(cliPatch.stdout).toContain("+x\\x1b[2Jy")
     expect(cliPatch.stdout).not.toContain("\x1b")
 
@@ -131,14 +131,14 @@ jobs:
     ] as const) {
       const e = await c.call("mc_diff", args)
       expect(e.isError).toBe(true)
-      const want = cliError(w.store, [...cliArgs])
+      const want = await cliError(w.store, [...cliArgs])
       expect(want.code).toBe(2)
       expect(text(e)).toBe(want.message)
     }
     const badMax = await c.call("mc_diff", { name: "a", maxBytes: 0 })
     expect(badMax.isError).toBe(true)
     expect(text(badMax)).toBe("invalid maxBytes 0: expected a whole number from 1 to 4194304")
-    expect(cliError(w.store, ["diff", id, "a", "--max-bytes", "0"])).toEqual({ code: 2, message: text(badMax) })
+    expect(await cliError(w.store, ["diff", id, "a", "--max-bytes", "0"])).toEqual({ code: 2, message: text(badMax) })
     expect(text(await c.call("mc_diff", { name: "d" }))).toMatch(/job "d" attempt 1 has no worktree \(it is waiting_deps/)
     expect(text(await c.call("mc_diff", { name: "zzz" }))).toMatch(/plan "tools" has no job "zzz"/)
 
@@ -150,16 +150,16 @@ jobs:
     expect(text(mb)).toContain('the plan waits at pre_merge for a first')
     const md = await c.call("mc_merge", { name: "d" })
     expect(md.isError).toBe(true)
-    expect(text(md)).toBe(cliError(w.store, ["merge", id, "d"]).message)
+    expect(text(md)).toBe((await cliError(w.store, ["merge", id, "d"])).message)
     expect(text(md)).toMatch(/job "d" is waiting_deps, not completed/)
     expect(storeFiles(w.store)).toEqual(before)
     const ma = await c.call("mc_merge", { name: "a" })
     expect(ma.isError, text(ma)).toBeFalsy()
     expect(ma.structuredContent).toMatchObject({ state: "approved", approved: { checkpoint: "pre_merge" } })
     expect(merges(w.repo, INT)).toEqual([]) // no second merge path: only the queue merges
-    r = concord(w.store, ["run", id])
+    r = await concord(w.store, ["run", id])
     expect(r.code, r.stdout + r.stderr).toBe(3)
-    s = statusJson(w.store, id)
+    s = await statusJson(w.store, id)
     expect(job(s, "a").status).toBe("merged")
     const head = sh(w.repo, "rev-parse", INT)
     const merged = await c.call("mc_merge", { name: "a" })
@@ -182,7 +182,7 @@ jobs:
     expect(readFileSync(path.join(bWorktree, "README.md"), "utf8")).toBe("line 1 from b\nline 2\nline 3\n")
     expect(existsSync(path.join(bWorktree, ".git"))).toBe(true)
     expect(storeFiles(w.store)).toEqual(before)
-    const sbm = cliError(w.store, ["sync-worktree", id, "b", "--strategy", "merge"])
+    const sbm = await cliError(w.store, ["sync-worktree", id, "b", "--strategy", "merge"])
     expect(sbm.code).toBe(1)
     expect(sbm.message).toMatch(/merge onto concord\/tools .* stopped: conflicts in README\.md/)
     expect(sh(bWorktree, "rev-parse", "HEAD")).toBe(bHead)
@@ -237,7 +237,7 @@ jobs:
     before = storeFiles(w.store)
     const early = await c.call("mc_pr", {})
     expect(early.isError).toBe(true)
-    const earlyCli = cliError(w.store, ["pr", id])
+    const earlyCli = await cliError(w.store, ["pr", id])
     expect(earlyCli.code).toBe(2)
     expect(text(early)).toBe(earlyCli.message)
     expect(text(early)).toMatch(/plan "tools" is (paused|running): no pull request before the plan completed \(not every job is merged yet: b \(completed\), c \(completed\), d/)
@@ -253,15 +253,15 @@ jobs:
     // Approve b: the queue (not mc_merge) finds the conflict; mc_merge then refuses b, naming the file.
     expect(s.checkpointContext.jobName).toBe("b")
     expect((await c.call("mc_merge", { name: "b" })).structuredContent.state).toBe("approved")
-    r = concord(w.store, ["run", id])
-    s = statusJson(w.store, id)
+    r = await concord(w.store, ["run", id])
+    s = await statusJson(w.store, id)
     expect(job(s, "b").status, r.stdout).toBe("conflict")
     expect(s.status).toBe("paused") // at c's pre_merge, or b's on_error: a refusal after pre_merge does not fail the plan
     before = storeFiles(w.store)
     const mr = await c.call("mc_merge", { name: "b" })
     expect(mr.isError).toBe(true)
     expect(text(mr)).toMatch(/job "b" attempt 1 was refused by the merge queue \(merge conflict in README\.md\): retry it/)
-    expect(text(mr)).toBe(cliError(w.store, ["merge", id, "b"]).message)
+    expect(text(mr)).toBe((await cliError(w.store, ["merge", id, "b"])).message)
     expect(storeFiles(w.store)).toEqual(before)
     // Its attempt is over: its worktree and branch may go; the other jobs' stay.
     const cb = await c.call("mc_cleanup", { name: "b", deleteBranch: true })
@@ -275,7 +275,7 @@ jobs:
 
   it("mc_pr: refused at pre_pr, then the recorded command, then opened once with gh; diff and cleanup after the plan completed", async () => {
     const w = world()
-    const id = createPlan(
+    const id = await createPlan(
       w.store,
       `
 name: pr
@@ -289,20 +289,20 @@ jobs:
     )
     const INT = "concord/pr"
     const c = await mcp(["--store", w.store, "--plan", id])
-    let r = concord(w.store, ["run", id])
+    let r = await concord(w.store, ["run", id])
     expect(r.code, r.stdout + r.stderr).toBe(3)
     expect((await c.call("mc_merge", { name: "a" })).structuredContent.state).toBe("approved")
-    r = concord(w.store, ["run", id])
+    r = await concord(w.store, ["run", id])
     expect(r.code, r.stdout + r.stderr).toBe(3)
-    expect(statusJson(w.store, id).checkpoint).toBe("pre_pr")
+    expect((await statusJson(w.store, id)).checkpoint).toBe("pre_pr")
     const before = storeFiles(w.store)
     const atPrePr = await c.call("mc_pr", {})
     expect(atPrePr.isError).toBe(true)
-    expect(text(atPrePr)).toBe(cliError(w.store, ["pr", id]).message)
+    expect(text(atPrePr)).toBe((await cliError(w.store, ["pr", id])).message)
     expect(text(atPrePr)).toMatch(/plan "pr" waits at pre_pr: approve it/)
     expect(storeFiles(w.store)).toEqual(before)
-    expect(concord(w.store, ["approve", id]).code).toBe(0)
-    r = concord(w.store, ["run", id])
+    expect((await concord(w.store, ["approve", id])).code).toBe(0)
+    r = await concord(w.store, ["run", id])
     expect(r.code, r.stdout + r.stderr).toBe(0)
     expect(r.stdout).toContain("pull request not opened (the repository has no remote named origin)")
 
@@ -333,7 +333,7 @@ jobs:
     expect(both.map(b => b.structuredContent.url)).toEqual(["https://github.com/example/repo/pull/7", "https://github.com/example/repo/pull/7"])
     const second = await withGh.call("mc_pr", {})
     expect(second.structuredContent).toMatchObject({ now: false, url: "https://github.com/example/repo/pull/7" })
-    const cli = concord(w.store, ["pr", id])
+    const cli = await concord(w.store, ["pr", id])
     expect(cli.code).toBe(0)
     expect(cli.stdout.trim()).toBe("the pull request was opened: https://github.com/example/repo/pull/7")
     const calls = readFileSync(log, "utf8").trim().split("\n").map(l => JSON.parse(l) as string[])
@@ -341,7 +341,7 @@ jobs:
     expect(creates).toHaveLength(1)
     expect(creates[0]).toEqual(["pr", "create", "--base", "main", "--head", INT, "--title", "Tools, all merged", "--body-file", creates[0][creates[0].indexOf("--body-file") + 1], "--draft"])
     expect(sh(path.join(w.dir, "origin.git"), "rev-parse", INT)).toBe(sh(w.repo, "rev-parse", INT))
-    expect(statusJson(w.store, id).git.pr.url).toBe("https://github.com/example/repo/pull/7")
+    expect((await statusJson(w.store, id)).git.pr.url).toBe("https://github.com/example/repo/pull/7")
 
     // Completed: the runner removed the worktrees; a job's diff falls back to its branch.
     expect(existsSync(path.join(w.store, "worktrees", id))).toBe(false)
@@ -363,7 +363,7 @@ jobs:
 describe("git tools refuse what they cannot do", () => {
   it("a plan without repo, and a server on a sync server (no local repository), refuse clearly with nothing written", async () => {
     const w = world()
-    const plain = createPlan(w.store, `name: plain\njobs: [{ name: x, run: "true" }]\n`)
+    const plain = await createPlan(w.store, `name: plain\njobs: [{ name: x, run: "true" }]\n`)
     const c = await mcp(["--store", w.store, "--plan", plain])
     const before = storeFiles(w.store)
     for (const [tool, args, cliArgs] of [
@@ -376,18 +376,18 @@ describe("git tools refuse what they cannot do", () => {
       const r = await c.call(tool, args)
       expect(r.isError, tool).toBe(true)
       expect(text(r)).toMatch(/plan "plain" has no repo/)
-      const e = cliError(w.store, [...cliArgs])
+      const e = await cliError(w.store, [...cliArgs])
       expect(e.code, tool).toBe(2)
       expect(text(r)).toBe(e.message)
     }
     expect(storeFiles(w.store)).toEqual(before)
 
-    const gitPlan = createPlan(w.store, `name: remote-git\nrepo: ${w.repo}\njobs: [{ name: x, run: "true" }]\n`)
+    const gitPlan = await createPlan(w.store, `name: remote-git\nrepo: ${w.repo}\njobs: [{ name: x, run: "true" }]\n`)
     const serverStore = path.join(w.dir, "server")
     const admin = await addTokenCli(serverStore, "*", "admin")
     const server = await startServerProcess(serverStore)
     try {
-      expect(concord(w.store, ["sync", server.url, "--token", admin]).code).toBe(0)
+      expect((await concord(w.store, ["sync", server.url, "--token", admin])).code).toBe(0)
       const remote = await mcp(["--remote", server.url, "--token", admin, "--plan", gitPlan])
       const serverBefore = storeFiles(serverStore)
       for (const [tool, args] of [

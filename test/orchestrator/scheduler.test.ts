@@ -11,6 +11,7 @@ import {
   setJobStatus,
   skipJob,
   cancelPlan,
+  setPlanStatus,
 } from "../../src/doc/plan.js"
 import type { PlanSpec } from "../../src/doc/spec.js"
 import { applyActions } from "../../src/orchestrator/policy.js"

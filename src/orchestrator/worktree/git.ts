@@ -95,6 +95,10 @@ export async function resolveCommit(root: string, ref: string): Promise<string |
   return r.code === 0 ? out(r) : null
 }
 
+async function isAncestor(root: string, ancestor: string, of: string): Promise<boolean> {
+  return (await git(root, ["merge-base", "--is-ancestor", ancestor, of], { allowFail: true })).code === 0
+}
+
 const identities = new Map<string, NodeJS.ProcessEnv>()
 
 /** Author identity for concord's own commits when the repository has none configured. */
