@@ -127,14 +127,15 @@ export function spawnNode(args, opts = {}) {
 }
 
 /**
- * Run `concord ARGS` with CONCORD_STORE=store (created if missing); resolves when it exits.
+ * Run `concord ARGS` with CONCORD_STORE=store; resolves when it exits. Without `cwd` it runs in the
+ * store, which is created if missing (with `cwd`, a missing store stays missing).
  * @param {string} store
  * @param {string[]} args
  * @param {RunOptions} [opts]
  * @returns {Promise<CliResult>}
  */
 export function runConcord(store, args, opts = {}) {
-  mkdirSync(store, { recursive: true })
+  if (!opts.cwd) mkdirSync(store, { recursive: true }) // it is the working directory
   return runNode([BIN, ...args], { ...opts, cwd: opts.cwd ?? store, env: { CONCORD_STORE: store, ...opts.env } })
 }
 
@@ -145,7 +146,7 @@ export function runConcord(store, args, opts = {}) {
  * @param {RunOptions} [opts]
  */
 export function spawnConcord(store, args, opts = {}) {
-  mkdirSync(store, { recursive: true })
+  if (!opts.cwd) mkdirSync(store, { recursive: true }) // it is the working directory
   return spawnNode([BIN, ...args], { ...opts, cwd: opts.cwd ?? store, env: { CONCORD_STORE: store, ...opts.env } })
 }
 
