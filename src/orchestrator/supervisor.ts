@@ -114,6 +114,22 @@ function leaderAlive(t: StopTarget): boolean {
 }
 
 /**
+ * Is the leader's pid now another live process (started at another time than the one recorded)? Then
+ * the recorded group is gone: Linux does not hand out a pid that is still in use as a process group id,
+ * so a group with that id is someone else's.
+ */
+function pidReused(t: StopTarget): boolean {
+  const p = processInfo(t.pid)
+  if (!p || p.state === "Z" || p.state === "X") return false
+  if (t.startTicks != null) return p.startTicks !== t.startTicks
+  if (t.startedAtMs != null) {
+    const ms = ticksToMs(p.startTicks)
+    return ms !== undefined && Math.abs(ms - t.startedAtMs) >= 2000
+  }
+  return false
+}
+
+/**
  * Does any live process of the target's group remain? Cheap while the leader lives (one /proc read);
  * a scan of /proc only once the leader is gone and something in the group still is.
  */
@@ -123,6 +139,7 @@ function groupAlive(t: StopTarget): boolean {
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === "ESRCH") return false
   }
+  if (pidReused(t)) return false
   return leaderAlive(t) || liveMembers(t).length > 0
 }
 

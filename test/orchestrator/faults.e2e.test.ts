@@ -12,7 +12,7 @@ import { afterAll, describe, expect, it } from "vitest"
 import { acquireLease, readPlan, setJobStatus } from "../../src/doc/plan.js"
 import { hostName } from "../../src/lib/host.js"
 import { jobEnv } from "../../src/orchestrator/policy.js"
-import { isSameProcessAlive } from "../../src/orchestrator/proc.js"
+import { isSameProcessAlive, processStartTicks } from "../../src/orchestrator/proc.js"
 import { runPlan, type RunOptions } from "../../src/orchestrator/runner.js"
 import { jobFiles, liveMembers, logPath, ProcessSupervisor, stopJobProcess } from "../../src/orchestrator/supervisor.js"
 import { PlanStore } from "../../src/sync/store/PlanStore.js"
@@ -140,6 +140,22 @@ describe("orchestrator faults (real processes)", () => {
     expect(Date.now() - t0).toBeGreaterThanOrEqual(200)
     expect(liveMembers({ pid: child.pid! })).toEqual([])
     expect(await stopJobProcess({ pid: child.pid! }, { host: hostName(), graceMs: 100 })).toBe("not_found")
+  }, 90_000)
+
+  it("2d. the stop routine never signals a group whose leader's pid now belongs to another process (pid reused)", async () => {
+    const other = spawn("/bin/sh", ["-c", "sleep 60 & wait"], { detached: true, stdio: "ignore" })
+    groups.push(other.pid!)
+    await waitFor("group started", () => liveMembers({ pid: other.pid! }).length >= 2)
+    const ticks = processStartTicks(other.pid!)!
+    // what a plan recorded for an earlier process that had this pid: another start time
+    const signals: string[] = []
+    expect(await stopJobProcess({ pid: other.pid!, startTicks: ticks - 1 }, { host: hostName(), graceMs: 100, onSignal: s => signals.push(s) })).toBe("not_found")
+    expect(await stopJobProcess({ pid: other.pid!, startedAtMs: Date.now() - 3_600_000 }, { host: hostName(), graceMs: 100, onSignal: s => signals.push(s) })).toBe(
+      "not_found"
+    )
+    expect(signals).toEqual([])
+    expect(isSameProcessAlive(other.pid!, null)).toBe(true)
+    expect(await stopJobProcess({ pid: other.pid!, startTicks: ticks }, { host: hostName(), graceMs: 100 })).toBe("gone")
   }, 90_000)
 
   it("2c. `concord cancel` with no orchestrator running stops a SIGTERM-ignoring job's whole group", async () => {
