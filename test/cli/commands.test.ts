@@ -1,9 +1,9 @@
 /** The CLI's contract: exit codes, messages, nothing written on bad input, JSON shapes, watch. */
-import { spawn } from "node:child_process"
 import { existsSync, mkdirSync, readdirSync } from "node:fs"
 import path from "node:path"
 import { afterAll, describe, expect, it } from "vitest"
-import { BIN, cleanup, concord, createPlan, ROOT, runNode, statusJson, tempDir, writePlan } from "../helpers/cli.js"
+import { cleanup, concord, createPlan, ROOT, runNode, statusJson, tempDir, writePlan } from "../helpers/cli.js"
+import { spawnConcord } from "../helpers/processes.mjs"
 
 const dirs: string[] = []
 afterAll(() => dirs.forEach(cleanup))
@@ -163,7 +163,7 @@ describe("status", () => {
   it("--watch sees another process's report promptly", async () => {
     const dir = store()
     const id = await createPlan(dir, `name: w\njobs:\n${job("a")}\n`)
-    const child = spawn(process.execPath, [BIN, "status", id, "--watch", "--json"], { env: { ...process.env, CONCORD_STORE: dir } })
+    const { child } = spawnConcord(dir, ["status", id, "--watch", "--json"], { timeoutMs: 300_000 })
     const lines: { at: number; s: any }[] = []
     let buf = ""
     child.stdout.on("data", d => {

@@ -3,6 +3,7 @@ import { readdirSync, rmSync, writeFileSync } from "node:fs"
 import path from "node:path"
 import { afterAll, describe, expect, it } from "vitest"
 import { cleanup, concord, tempDir } from "../helpers/cli.js"
+import { spawnConcord } from "../helpers/processes.mjs"
 
 const dirs: string[] = []
 afterAll(() => dirs.forEach(cleanup))
@@ -83,9 +84,7 @@ describe("CLI conventions over the operations", () => {
 
   it("history --follow prints changes made by other processes as they happen", async () => {
     const { store } = await setup()
-    const { spawn } = await import("node:child_process")
-    const { BIN } = await import("../helpers/cli.js")
-    const child = spawn(process.execPath, [BIN, "history", "--follow", "--json"], { cwd, env: { ...process.env, CONCORD_STORE: store } })
+    const { child } = spawnConcord(store, ["history", "--follow", "--json"], { cwd, timeoutMs: 300_000 })
     let outText = ""
     child.stdout.on("data", d => (outText += d))
     const until = async (f: () => boolean, ms: number) => {
