@@ -1,14 +1,13 @@
 /** What every command needs: the store, who is acting, and the clock. */
 import type { WriteContext } from "../doc/actor.js"
 import { cliActor } from "./actor.js"
-import { hostName } from "../lib/host.js"
 import type { PlanBackend } from "../ops/backend.js"
 import { LocalBackend } from "../ops/local.js"
 import { PlanStore } from "../sync/store/PlanStore.js"
 import { locateStore } from "../sync/store/locate.js"
 import { say } from "./output.js"
 
-export { cliActor, hostName }
+export { cliActor }
 
 export interface GlobalOptions {
   store?: string

@@ -13,7 +13,7 @@ export type Via = "endpoint" | "store" | "server"
 export type RoutedReport = ReportResult & { via: Via }
 
 /** A fresh report id (ReportRecord.rid). */
-export function newReportId(): string {
+function newReportId(): string {
   return randomBytes(12).toString("base64url")
 }
 

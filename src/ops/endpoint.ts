@@ -21,7 +21,7 @@ import type { WriteContext } from "../doc/actor.js"
 
 
 /** A report's fields from an endpoint request, type-checked (the values are checked by report()). */
-export function reportInputOf(raw: unknown): Omit<ReportInput, "planRef"> {
+function reportInputOf(raw: unknown): Omit<ReportInput, "planRef"> {
   const o = raw as Record<string, unknown> | null
   if (!o || typeof o !== "object" || Array.isArray(o)) throw new InputError("invalid report request: expected an object")
   const str = (k: string, optional = true) => {
@@ -40,7 +40,10 @@ export function reportInputOf(raw: unknown): Omit<ReportInput, "planRef"> {
   return { job: str("job", false)!, status: str("status", false)!, message: str("message"), progress: num("progress"), attempt: attempt ?? undefined, rid: str("rid") }
 }
 
-/** What `concord run` serves for its plan: report (and ping), over the orchestrator's live backend. */
+/**
+ * What `concord run` serves for its plan: report (and ping), over the orchestrator's live backend.
+ * @public (also served by test/sync/endpoint/serve-fixture.mjs, which loads it from dist/)
+ */
 export function endpointHandlers(backend: PlanBackend, planId: string, opts: { onStatusChange?: () => void } = {}): EndpointHandlers {
   return {
     ping: async () => ({ plan: planId, pid: process.pid }),

@@ -54,7 +54,7 @@ export function callEndpoint(info: EndpointInfo, op: EndpointOp, by: string, inp
       clearTimeout(timer)
       timer = setTimeout(() => finish({ kind: "unavailable", sent, why: "the endpoint did not answer in time" }), opts.answerTimeoutMs ?? 120_000)
       sent = true
-      sock.write(JSON.stringify({ v: PROTOCOL_VERSION, id, op, by, input }) + "\n")
+      sock.write(`${JSON.stringify({ v: PROTOCOL_VERSION, id, op, by, input })}\n`)
     })
     const lines = new LineSplitter()
     sock.on("data", (chunk: string) => {

@@ -21,10 +21,11 @@ import os from "node:os"
 import path from "node:path"
 
 export const PROTOCOL_VERSION = 1
-export const MAX_LINE_BYTES = 1024 * 1024
+const MAX_LINE_BYTES = 1024 * 1024
 
 export type EndpointOp = "report" | "ping"
 
+/** A request line of the protocol. @public (the wire format, documented here) */
 export interface EndpointRequest {
   v: number
   id: number

@@ -41,7 +41,7 @@ export interface EndpointServer {
   close(): Promise<void>
 }
 
-export function errorOf(e: unknown): EndpointError {
+function errorOf(e: unknown): EndpointError {
   const err = e as { message?: unknown; code?: unknown; exitCode?: unknown }
   return {
     message: typeof err?.message === "string" ? err.message : String(e),
@@ -65,7 +65,7 @@ export async function startEndpoint(opts: EndpointServerOptions): Promise<Endpoi
     conn.setEncoding("utf8")
     const lines = new LineSplitter()
     const send = (r: EndpointResponse) => {
-      if (!conn.destroyed) conn.write(JSON.stringify(r) + "\n")
+      if (!conn.destroyed) conn.write(`${JSON.stringify(r)}\n`)
     }
     conn.on("data", (chunk: string) => {
       let got: string[]
@@ -119,7 +119,7 @@ export async function startEndpoint(opts: EndpointServerOptions): Promise<Endpoi
   })
   if (process.platform !== "win32") await fsp.chmod(sock, 0o600).catch(() => {})
   const record: EndpointInfo = { v: PROTOCOL_VERSION, plan: opts.planId, socket: sock, pid: process.pid, host: opts.host, startedAt: Date.now() }
-  await writeFileAtomic(info, JSON.stringify(record) + "\n", { durable: false })
+  await writeFileAtomic(info, `${JSON.stringify(record)}\n`, { durable: false })
 
   let closing: Promise<void> | undefined
   return {

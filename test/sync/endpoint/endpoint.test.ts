@@ -10,7 +10,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest"
 import { readReports } from "../../../src/doc/reports.js"
 import { infoFile } from "../../../src/sync/endpoint/protocol.js"
 import { PlanStore } from "../../../src/sync/store/PlanStore.js"
-import { cleanup, concordAsync, createPlanAsync, tempDir, writePlan } from "../../helpers/cli.js"
+import { cleanup, concord, createPlan, tempDir, writePlan } from "../../helpers/cli.js"
 
 const FIXTURE = fileURLToPath(new URL("./serve-fixture.mjs", import.meta.url))
 const JOBS = "abcdefghijklmnop".split("")
@@ -21,7 +21,7 @@ const children: ChildProcess[] = []
 
 beforeAll(async () => {
   store = tempDir("concord-endpoint-")
-  planId = await createPlanAsync(store, `name: ep\njobs:\n${JOBS.map(j => `  - { name: ${j}, run: "true" }`).join("\n")}\n`)
+  planId = await createPlan(store, `name: ep\njobs:\n${JOBS.map(j => `  - { name: ${j}, run: "true" }`).join("\n")}\n`)
 }, 60_000)
 afterAll(() => cleanup(store))
 afterEach(() => {
@@ -49,7 +49,7 @@ async function messagesOf(job: string): Promise<string[]> {
 describe("concord run's local endpoint", () => {
   it("takes a one-shot concord report, durable in the store, answered as the store path answers", async () => {
     const ep = await startFixture("normal")
-    const r = await concordAsync(store, ["report", "progress", "through the endpoint", "--progress", "30", "--json"], { env: jobEnv("a") })
+    const r = await concord(store, ["report", "progress", "through the endpoint", "--progress", "30", "--json"], { env: jobEnv("a") })
     expect(r.code, r.stderr).toBe(0)
     const out = JSON.parse(r.stdout)
     expect(out).toMatchObject({ via: "endpoint", job: "a", attempt: 1, status: "progress", progress: 30, message: "through the endpoint" })
@@ -57,21 +57,21 @@ describe("concord run's local endpoint", () => {
 
     // a refusal reads the same either way, with the same exit code, and writes nothing
     const bad = ["report", "completed", "x", "--job", "nope"]
-    const viaEndpoint = await concordAsync(store, bad, { env: jobEnv("a") })
+    const viaEndpoint = await concord(store, bad, { env: jobEnv("a") })
     ep.child.kill("SIGTERM")
     await ep.exited
     expect(existsSync(infoFile(store, planId))).toBe(false) // a clean stop removes its info file
-    const viaStore = await concordAsync(store, bad, { env: jobEnv("a") })
+    const viaStore = await concord(store, bad, { env: jobEnv("a") })
     expect(viaEndpoint.code).toBe(2)
     expect(viaStore.code).toBe(2)
     expect(viaEndpoint.stderr).toBe(viaStore.stderr)
     const bigEndpoint = "x".repeat(5000)
-    expect((await concordAsync(store, ["report", "working", bigEndpoint], { env: jobEnv("a") })).code).toBe(2)
+    expect((await concord(store, ["report", "working", bigEndpoint], { env: jobEnv("a") })).code).toBe(2)
   }, 120_000)
 
   it("16 report processes at once: every report stored exactly once", async () => {
     const ep = await startFixture("normal")
-    const rs = await Promise.all(JOBS.map(j => concordAsync(store, ["report", "working", `hello from ${j}`, "--json"], { env: jobEnv(j) })))
+    const rs = await Promise.all(JOBS.map(j => concord(store, ["report", "working", `hello from ${j}`, "--json"], { env: jobEnv(j) })))
     for (const r of rs) {
       expect(r.code, r.stderr).toBe(0)
       expect(JSON.parse(r.stdout).via).toBe("endpoint")
@@ -83,7 +83,7 @@ describe("concord run's local endpoint", () => {
 
   it("an endpoint killed after the report was durable, before answering: the report is stored once", async () => {
     const ep = await startFixture("die-after")
-    const r = await concordAsync(store, ["report", "progress", "die-after report", "--json"], { env: jobEnv("b") })
+    const r = await concord(store, ["report", "progress", "die-after report", "--json"], { env: jobEnv("b") })
     await ep.exited
     expect(r.code, r.stderr).toBe(0)
     expect(JSON.parse(r.stdout).via).toBe("store") // the sender finished it through the store...
@@ -92,7 +92,7 @@ describe("concord run's local endpoint", () => {
 
   it("an endpoint killed before applying the report: the report is stored once, through the store", async () => {
     const ep = await startFixture("die-before")
-    const r = await concordAsync(store, ["report", "progress", "die-before report", "--json"], { env: jobEnv("c") })
+    const r = await concord(store, ["report", "progress", "die-before report", "--json"], { env: jobEnv("c") })
     await ep.exited
     expect(r.code, r.stderr).toBe(0)
     expect((await messagesOf("c")).filter(m => m === "die-before report")).toHaveLength(1)
@@ -103,13 +103,13 @@ describe("concord run's local endpoint", () => {
     ep.child.kill("SIGKILL")
     await ep.exited
     expect(existsSync(infoFile(store, planId))).toBe(true)
-    const r = await concordAsync(store, ["report", "working", "after the endpoint died", "--json"], { env: jobEnv("d") })
+    const r = await concord(store, ["report", "working", "after the endpoint died", "--json"], { env: jobEnv("d") })
     expect(r.code, r.stderr).toBe(0)
     expect(JSON.parse(r.stdout).via).toBe("store")
     expect(await messagesOf("d")).toContain("after the endpoint died")
     // and the next endpoint takes over the left-over socket
     const again = await startFixture("normal")
-    const r2 = await concordAsync(store, ["report", "working", "new endpoint", "--json"], { env: jobEnv("d") })
+    const r2 = await concord(store, ["report", "working", "new endpoint", "--json"], { env: jobEnv("d") })
     expect(JSON.parse(r2.stdout).via).toBe("endpoint")
     again.child.kill("SIGTERM")
     await again.exited
@@ -130,16 +130,16 @@ describe("concord run's local endpoint", () => {
         setTimeout(() => c.end(), 1500)
       })
     expect(JSON.parse((await exchange("not json\n")).split("\n")[0]).error.code).toBe("bad_request")
-    expect(JSON.parse((await exchange(JSON.stringify({ v: 99, id: 1, op: "report", by: "x" }) + "\n")).split("\n")[0]).error.code).toBe("bad_request")
-    expect(JSON.parse((await exchange(JSON.stringify({ v: 1, id: 2, op: "rm -rf", by: "x" }) + "\n")).split("\n")[0]).error.message).toMatch(/unknown operation/)
+    expect(JSON.parse((await exchange(`${JSON.stringify({ v: 99, id: 1, op: "report", by: "x" })}\n`)).split("\n")[0]).error.code).toBe("bad_request")
+    expect(JSON.parse((await exchange(`${JSON.stringify({ v: 1, id: 2, op: "rm -rf", by: "x" })}\n`)).split("\n")[0]).error.message).toMatch(/unknown operation/)
     const huge = await exchange(Buffer.alloc(2 * 1024 * 1024, 0x41))
     expect(JSON.parse(huge.split("\n")[0]).error.code).toBe("too_large")
-    const escapes = JSON.stringify({ v: 1, id: 3, op: "report", by: "x", input: { job: "e", status: "working", message: "\u001b]0;pwned\u0007\u001b[2J" } }) + "\n"
+    const escapes = `${JSON.stringify({ v: 1, id: 3, op: "report", by: "x", input: { job: "e", status: "working", message: "\u001b]0;pwned\u0007\u001b[2J" } })}\n`
     expect(JSON.parse((await exchange(escapes)).split("\n")[0]).ok).toBe(true) // stored as sent; every human output neutralises it
-    const typed = JSON.stringify({ v: 1, id: 4, op: "report", by: "x", input: { job: ["e"], status: "working" } }) + "\n"
+    const typed = `${JSON.stringify({ v: 1, id: 4, op: "report", by: "x", input: { job: ["e"], status: "working" } })}\n`
     expect(JSON.parse((await exchange(typed)).split("\n")[0]).error.message).toMatch(/job must be text/)
     // still serving
-    const r = await concordAsync(store, ["report", "working", "still here", "--json"], { env: jobEnv("e") })
+    const r = await concord(store, ["report", "working", "still here", "--json"], { env: jobEnv("e") })
     expect(JSON.parse(r.stdout).via).toBe("endpoint")
     ep.child.kill("SIGTERM")
     await ep.exited
@@ -151,12 +151,12 @@ describe("concord run serves its plan's endpoint", () => {
     const dir = tempDir("concord-endpoint-run-")
     try {
       const file = writePlan(dir, "plan.yaml", `name: served\njobs:\n  - name: a\n    run: concord report progress "halfway" --progress 50 --json && concord report completed done\n`)
-      expect((await concordAsync(dir, ["plan", "create", file])).code).toBe(0)
-      const run = await concordAsync(dir, ["run"])
+      expect((await concord(dir, ["plan", "create", file])).code).toBe(0)
+      const run = await concord(dir, ["run"])
       expect(run.code, run.stdout + run.stderr).toBe(0)
-      const status = JSON.parse((await concordAsync(dir, ["status", "--json"])).stdout)
+      const status = JSON.parse((await concord(dir, ["status", "--json"])).stdout)
       expect(status.jobs[0].status).toBe("completed")
-      const log = (await concordAsync(dir, ["logs", "a"])).stdout
+      const log = (await concord(dir, ["logs", "a"])).stdout
       expect(log).toMatch(/"via": "endpoint"/)
       expect(existsSync(infoFile(dir, status.id))).toBe(false)
     } finally {

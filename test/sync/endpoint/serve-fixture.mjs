@@ -4,11 +4,11 @@
 //   MODE die-after   SIGKILL itself after a report is durable, before answering
 // Prints "ready <socket>" once listening.
 const dist = new URL("../../../dist/src/", import.meta.url).href
-const { PlanStore } = await import(dist + "sync/store/PlanStore.js")
-const { LocalBackend } = await import(dist + "ops/local.js")
-const { endpointHandlers } = await import(dist + "ops/endpoint.js")
-const { startEndpoint } = await import(dist + "sync/endpoint/server.js")
-const { hostName } = await import(dist + "lib/host.js")
+const { PlanStore } = await import(`${dist}sync/store/PlanStore.js`)
+const { LocalBackend } = await import(`${dist}ops/local.js`)
+const { endpointHandlers } = await import(`${dist}ops/endpoint.js`)
+const { startEndpoint } = await import(`${dist}sync/endpoint/server.js`)
+const { hostName } = await import(`${dist}lib/host.js`)
 
 const [store, planId, mode] = process.argv.slice(2)
 const backend = new LocalBackend(new PlanStore(store, { live: true }))
