@@ -220,7 +220,12 @@ export async function networkChaos({ reportsPerPeer = 6, log = () => {} } = {}) 
   await server.stop("SIGTERM")
   const faults = { ...proxy.faults }
   if (violations.length === 0) rmSync(root, { recursive: true, force: true })
-  else log(`kept ${root}`)
+  else {
+    // the evidence stays with the stores: the server's log and every peer's sync --watch stderr
+    writeFileSync(path.join(root, "server.log"), server.logs())
+    watchers.forEach((w, i) => writeFileSync(path.join(root, `p${i + 1}-sync-watch.log`), w.err()))
+    log(`kept ${root} (server.log, p*-sync-watch.log)`)
+  }
   return { violations, faults, acked: acked.length, attempted: reportsPerPeer * 3 }
 }
 

@@ -10,12 +10,17 @@
  *  - the access token goes in the URL query (`?token=`), since a WebSocket client cannot set headers
  *    in browsers and the stock adapter has no option for it;
  *  - an HTTP refusal of the upgrade (401, 403, ...) is reported on `events` ("rejected") and stops
- *    the retries; a `concord-refused` notice from the server is reported ("refused").
+ *    the retries; a `concord-refused` notice from the server is reported ("refused");
+ *  - a sync conversation that lost a message (stall.ts) is started afresh: the connection is dropped
+ *    and re-made at once (`resync`), which resets the sync state on both sides. The same happens after
+ *    the server refused a message under its rate limit (the refused changes are then sent again).
  */
+import * as A from "@automerge/automerge"
 import { EventEmitter } from "node:events"
 import { NetworkAdapter, type PeerId, type PeerMetadata, type RepoMessage } from "@automerge/automerge-repo/slim"
 import WebSocket from "ws"
 import { checkServerMessage, decodeFrame, encodeFrame, isObject, ProtocolV1, REFUSED_TYPE, type RefusedMessage } from "./protocol.js"
+import { SyncStallDetector } from "./stall.js"
 
 export interface ClientAdapterOptions {
   /** Access token, sent as the `token` query parameter. */
@@ -32,6 +37,10 @@ export interface ClientAdapterOptions {
   /** Give up on one connection attempt after this long. Default 10 s. */
   connectTimeoutMs?: number
   log?: (line: string) => void
+  /** Same `need` repeated this many times in a row = a stalled sync conversation (stall.ts). Default 6. */
+  stallRepeats?: number
+  /** After a rate-limit refusal, resync after this long (the server's bucket refills). Default 1 s. */
+  refusedResyncMs?: number
 }
 
 export interface ClientAdapterEvents {
@@ -41,8 +50,10 @@ export interface ClientAdapterEvents {
   disconnected: [reason: string, retryInMs: number | undefined]
   /** the server refused the upgrade with this HTTP status; no more retries */
   rejected: [status: number, body: string]
-  /** the server dropped one of our messages (access control) */
+  /** the server dropped one of our messages (access control, rate limit) */
   refused: [notice: RefusedMessage]
+  /** the sync conversation lost a message; the connection is being re-made to start it afresh */
+  resync: [why: string]
 }
 
 export class ConcordClientAdapter extends NetworkAdapter {
@@ -58,11 +69,17 @@ export class ConcordClientAdapter extends NetworkAdapter {
   #ready = false
   #readyResolve!: () => void
   readonly #readyPromise = new Promise<void>(r => (this.#readyResolve = r))
+  readonly #stall: SyncStallDetector
+  #resyncWhy?: string
+  #resyncStreak = 0
+  #lastResyncAt = 0
+  #resyncTimer?: NodeJS.Timeout
 
   constructor(url: string, opts: ClientAdapterOptions = {}) {
     super()
     this.url = url
     this.#opts = opts
+    this.#stall = new SyncStallDetector(opts.stallRepeats ?? 6)
   }
 
   isReady(): boolean {
@@ -93,6 +110,7 @@ export class ConcordClientAdapter extends NetworkAdapter {
   disconnect(): void {
     this.#stopped = true
     clearTimeout(this.#retryTimer)
+    clearTimeout(this.#resyncTimer)
     this.#retryTimer = undefined
     const ws = this.#ws
     this.#ws = undefined
@@ -109,10 +127,24 @@ export class ConcordClientAdapter extends NetworkAdapter {
     this.#lostPeer()
   }
 
+  /**
+   * Drop the connection and make it again at once: both sides then start every document's sync
+   * conversation afresh (from the heads they share), so what was lost is sent again.
+   */
+  resync(why: string): void {
+    const ws = this.#ws
+    if (this.#stopped || !ws || ws.readyState !== WebSocket.OPEN || this.#resyncWhy) return
+    this.#resyncWhy = why
+    this.#log(`resync: ${why}`)
+    this.events.emit("resync", why)
+    ws.terminate()
+  }
+
   send(message: RepoMessage): void {
     const ws = this.#ws
     if (!ws || ws.readyState !== WebSocket.OPEN || !this.peerId) return
     if ("data" in message && message.data && message.data.byteLength === 0) return
+    this.#watchSync("out", message)
     try {
       ws.send(encodeFrame(message))
     } catch (e) {
@@ -127,6 +159,24 @@ export class ConcordClientAdapter extends NetworkAdapter {
       this.#opts.log?.(line)
     } catch {
       // ignore
+    }
+  }
+
+  /** Feed the stall detector; resync when a document's conversation keeps asking for the same changes. */
+  #watchSync(direction: "in" | "out", message: { type?: unknown; documentId?: unknown; data?: unknown }): void {
+    if ((message.type !== "sync" && message.type !== "request") || !(message.data instanceof Uint8Array)) return
+    let need: string[]
+    try {
+      need = A.decodeSyncMessage(message.data).need
+    } catch {
+      return // not ours to judge; the Repo reports a malformed message
+    }
+    const stuck = this.#stall.see(direction, String(message.documentId), need)
+    if (stuck) {
+      this.resync(
+        `document ${stuck.documentId}: ${stuck.direction === "out" ? "we" : "the server"} asked ${stuck.repeats} times in a row for ` +
+          `${stuck.need.length} change(s) that never came (a lost message)`
+      )
     }
   }
 
@@ -160,6 +210,7 @@ export class ConcordClientAdapter extends NetworkAdapter {
       return
     }
     this.#ws = ws
+    this.#stall.reset()
     ws.binaryType = "nodebuffer"
     let why = "connection closed"
     ws.on("open", () => {
@@ -223,9 +274,18 @@ export class ConcordClientAdapter extends NetworkAdapter {
           return
         case REFUSED_TYPE:
           this.events.emit("refused", m as unknown as RefusedMessage)
+          // The refused message is lost for this conversation: under a rate limit, wait for the
+          // server's bucket to refill, then start afresh so that its changes are sent again.
+          if (/^rate limit/.test(String(m.reason)) && !this.#resyncTimer) {
+            this.#resyncTimer = setTimeout(() => {
+              this.#resyncTimer = undefined
+              if (this.#ws === ws) this.resync(`the server refused a message under its rate limit`)
+            }, this.#opts.refusedResyncMs ?? 1000)
+          }
           return
         default:
           if (!this.remotePeerId) return
+          this.#watchSync("in", m)
           this.emit("message", m as unknown as RepoMessage)
       }
     })
@@ -233,18 +293,29 @@ export class ConcordClientAdapter extends NetworkAdapter {
       if (this.#ws !== ws) return
       this.#ws = undefined
       const r = reason?.toString()
-      if (refusedWhy) why = refusedWhy
+      const resyncWhy = this.#resyncWhy
+      this.#resyncWhy = undefined
+      if (resyncWhy) why = `resync: ${resyncWhy}`
+      else if (refusedWhy) why = refusedWhy
       else if (r) why = r
       else if (code && code !== 1006 && code !== 1005 && why === "connection closed") why = `closed (${code})`
       this.#lostPeer()
       this.#markReady()
       const retry = !this.#stopped && !this.#fatal && this.#opts.retry !== false
-      const delay = retry ? this.#backoff() : undefined
+      const delay = retry ? (resyncWhy ? this.#resyncDelay() : this.#backoff()) : undefined
       this.events.emit("disconnected", why, delay)
       if (delay !== undefined) {
         this.#retryTimer = setTimeout(() => this.#open(), delay)
       }
     })
+  }
+
+  /** A resync reconnects at once (the server is there); resyncs that keep coming back to back slow down. */
+  #resyncDelay(): number {
+    const now = Date.now()
+    this.#resyncStreak = now - this.#lastResyncAt < 30_000 ? this.#resyncStreak + 1 : 0
+    this.#lastResyncAt = now
+    return this.#resyncStreak === 0 ? 20 : Math.min(this.#opts.maxRetryMs ?? 10_000, 250 * 2 ** Math.min(this.#resyncStreak - 1, 10))
   }
 
   #backoff(): number {

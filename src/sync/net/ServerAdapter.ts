@@ -17,7 +17,13 @@
  *  - a peer id already held by another principal's live connection cannot be taken over;
  *  - client peer metadata is replaced by `{ isEphemeral: true }`: the server never persists sync state
  *    under a storage id a client chose;
- *  - `send` never throws (closed or closing sockets are skipped).
+ *  - `send` never throws (closed or closing sockets are skipped);
+ *  - every connection is a new peer for the Repo (`<peer id>~<n>`, translated on the way in and out):
+ *    automerge-repo keeps a peer's sync state after it disconnects and, on a server that does not
+ *    announce documents, never resets it when the same peer id comes back, so a message lost with the
+ *    old connection (in flight when it dropped, refused, cut by the network) was remembered as sent and
+ *    never sent again: the client stayed behind for good. A fresh Repo peer per connection starts every
+ *    conversation from scratch.
  */
 import { NetworkAdapter, type PeerId, type PeerMetadata, type RepoMessage } from "@automerge/automerge-repo/slim"
 import type { WebSocket } from "ws"
@@ -33,7 +39,10 @@ import {
 } from "./protocol.js"
 
 export interface PeerInfo<P = unknown> {
+  /** the id the Repo knows this connection by (`<client peer id>~<n>`) */
   peerId: PeerId
+  /** the peer id the client joined with */
+  clientPeerId: PeerId
   principal: P
   /** remote address, for logs */
   remote: string
@@ -67,6 +76,8 @@ interface Conn<P> {
   principal: P
   remote: string
   peerId?: PeerId
+  /** this connection's peer id for the Repo (see the header) */
+  repoId?: PeerId
   alive: boolean
   helloTimer?: NodeJS.Timeout
   queue: Promise<void>
@@ -79,6 +90,8 @@ const OPEN = 1
 
 export class ConcordServerAdapter<P = unknown> extends NetworkAdapter {
   readonly #conns = new Map<PeerId, Conn<P>>()
+  readonly #byRepoId = new Map<PeerId, Conn<P>>()
+  #joins = 0
   readonly #all = new Set<Conn<P>>()
   readonly #hooks: ServerAdapterHooks<P>
   readonly #helloTimeoutMs: number
@@ -160,21 +173,21 @@ export class ConcordServerAdapter<P = unknown> extends NetworkAdapter {
 
   /** Close a peer's connection (e.g. its token was revoked). */
   closePeer(peerId: PeerId, why: string): void {
-    const c = this.#conns.get(peerId)
+    const c = this.#byRepoId.get(peerId) ?? this.#conns.get(peerId)
     if (c) this.#protocolError(c, why, 1008)
   }
 
   send(message: RepoMessage): void {
     if (!this.#connected) return
-    const conn = this.#conns.get(message.targetId)
-    if (!conn || conn.closed || conn.ws.readyState !== OPEN) return
+    const conn = this.#byRepoId.get(message.targetId)
+    if (!conn || conn.closed || conn.ws.readyState !== OPEN || !conn.peerId) return
     if ("data" in message && message.data && message.data.byteLength === 0) return
     try {
       if (this.#hooks.outbound && !this.#hooks.outbound(this.#info(conn), message)) {
         this.#log(`not sending ${message.type} for ${"documentId" in message ? message.documentId : "?"} to ${conn.peerId}: no access`)
         return
       }
-      conn.ws.send(encodeFrame(message))
+      conn.ws.send(encodeFrame({ ...message, targetId: conn.peerId }))
     } catch (e) {
       this.#log(`send to ${conn.peerId} failed: ${(e as Error).message}`)
     }
@@ -183,7 +196,7 @@ export class ConcordServerAdapter<P = unknown> extends NetworkAdapter {
   // ------------------------------------------------------------------ internals
 
   #info(c: Conn<P>): PeerInfo<P> {
-    return { peerId: c.peerId!, principal: c.principal, remote: c.remote }
+    return { peerId: c.repoId!, clientPeerId: c.peerId!, principal: c.principal, remote: c.remote }
   }
 
   #log(line: string): void {
@@ -214,7 +227,7 @@ export class ConcordServerAdapter<P = unknown> extends NetworkAdapter {
       this.#log(`dropped a message from ${conn.peerId}: ${problem}`)
       return
     }
-    const message = { ...msg, targetId: this.peerId } as unknown as RepoMessage
+    const message = { ...msg, senderId: conn.repoId, targetId: this.peerId } as unknown as RepoMessage
     this.#enqueue(conn, message)
   }
 
@@ -241,6 +254,10 @@ export class ConcordServerAdapter<P = unknown> extends NetworkAdapter {
     clearTimeout(conn.helloTimer)
     const first = !conn.peerId
     conn.peerId = peerId
+    if (first) {
+      conn.repoId = `${peerId}~${++this.#joins}` as PeerId
+      this.#byRepoId.set(conn.repoId, conn)
+    }
     this.#conns.set(peerId, conn)
     this.#sendRaw(conn, {
       type: "peer",
@@ -251,7 +268,7 @@ export class ConcordServerAdapter<P = unknown> extends NetworkAdapter {
     })
     if (first) {
       this.#log(`peer ${peerId} joined from ${conn.remote}`)
-      this.emit("peer-candidate", { peerId, peerMetadata: { isEphemeral: true } })
+      this.emit("peer-candidate", { peerId: conn.repoId!, peerMetadata: { isEphemeral: true } })
     }
   }
 
@@ -319,10 +336,11 @@ export class ConcordServerAdapter<P = unknown> extends NetworkAdapter {
     conn.closed = true
     clearTimeout(conn.helloTimer)
     this.#all.delete(conn)
-    if (conn.peerId && this.#conns.get(conn.peerId) === conn) {
-      this.#conns.delete(conn.peerId)
+    if (conn.repoId) this.#byRepoId.delete(conn.repoId)
+    if (conn.peerId && this.#conns.get(conn.peerId) === conn) this.#conns.delete(conn.peerId)
+    if (conn.repoId) {
       this.#log(`peer ${conn.peerId} disconnected`)
-      this.emit("peer-disconnected", { peerId: conn.peerId })
+      this.emit("peer-disconnected", { peerId: conn.repoId })
     }
   }
 

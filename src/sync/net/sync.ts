@@ -7,7 +7,9 @@
  *
  * syncWatch: the same, then stays connected: local writes (DocStore.watch) go up, remote changes are
  * saved as they arrive, new plans and report logs on either side are picked up (the server's plan list
- * is polled), and the connection is re-made with backoff whenever the server goes away.
+ * is polled), and the connection is re-made with backoff whenever the server goes away. Now and then
+ * it also compares its heads with the server's durable heads: a difference that does not move is a
+ * conversation that lost a message, and the connection is re-made to start it afresh (stall.ts).
  */
 import * as A from "@automerge/automerge"
 import { InputError, NotFoundError } from "../../doc/errors.js"
@@ -17,6 +19,7 @@ import { LocalBackend } from "../../ops/local.js"
 import { pick, resolvePlan } from "../../ops/resolve.js"
 import type { PlanStore } from "../store/PlanStore.js"
 import { type ConnectOptions, type PlansResponse, RemoteSession, ServerApi, SyncError } from "./client.js"
+import { DivergenceWatch } from "./stall.js"
 
 export interface SyncOptions extends ConnectOptions {
   /** Plan references (id, url, name, id prefix); default: every plan on either side this token may sync. */
@@ -202,6 +205,8 @@ export interface WatchOptions extends SyncOptions {
   pollMs?: number
   /** Called after remote changes were saved locally. */
   onSaved?: (docIds: string[]) => void
+  /** How often heads are compared with the server's (anti-entropy). Default 5000 ms. */
+  checkMs?: number
 }
 
 /**
@@ -322,6 +327,25 @@ export async function syncWatch(store: PlanStore, opts: WatchOptions): Promise<v
     const { chosen } = await choosePlans(store, r, opts.plans)
     for (const c of chosen) await addPlan(c.id, c.serverDocs)
   }
+  // anti-entropy: the same difference from the server's durable heads twice in a row = a lost message
+  const checkMs = opts.checkMs ?? 5000
+  const divergence = new DivergenceWatch(2)
+  let lastCheck = Date.now()
+  const check = async () => {
+    if (Date.now() - lastCheck < checkMs || !session.connected) return
+    lastCheck = Date.now()
+    const local: Record<string, string[]> = {}
+    for (const id of tracked.keys()) {
+      const h = session.handle(id)
+      if (h) local[id] = A.getHeads(h.doc() as A.Doc<unknown>)
+    }
+    const ids = Object.keys(local)
+    if (ids.length === 0) return
+    const server = await api.confirm(ids)
+    if (!session.connected) return
+    const stuck = divergence.compare(server, local)
+    if (stuck.length) session.adapter.resync(`${stuck.length} document(s) stayed apart from the server's (e.g. ${stuck[0]})`)
+  }
   try {
     const { chosen, skipped } = await choosePlans(store, remote, opts.plans)
     for (const s of skipped) log(`skipped plan ${s.id}: ${s.why}`)
@@ -331,6 +355,7 @@ export async function syncWatch(store: PlanStore, opts: WatchOptions): Promise<v
       if (await abortableSleep(pollMs, opts.signal)) break
       try {
         await refresh()
+        await check()
       } catch (e) {
         if (e instanceof SyncError && (e.kind === "unauthorized" || e.kind === "refused")) throw e
         // server away: the adapter reconnects with backoff; the next poll tries again
