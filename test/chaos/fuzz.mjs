@@ -220,3 +220,160 @@ export async function fuzzSyncFrames({ runs = 40 } = {}) {
   rmSync(root, { recursive: true, force: true })
   return { violations, runs: batches.length }
 }
+
+/**
+ * Authenticated, well-framed CBOR messages with hostile contents: a proper `join`, then sync / request /
+ * ephemeral messages whose documentId, senderId and data are random or damaged (a real sync message
+ * with bytes flipped, truncated or random). The server must survive, log no stack trace, keep the plan
+ * loadable, and still serve a legitimate sync.
+ */
+export async function fuzzCborFrames({ runs = 40 } = {}) {
+  const { encodeFrame } = await import(path.join(ROOT, "dist/src/sync/net/protocol.js"))
+  const A = await import("@automerge/automerge")
+  const root = mkdtempSync(path.join(os.tmpdir(), "concord-fuzzcbor-"))
+  const S = path.join(root, "server")
+  const M = path.join(root, "m")
+  mkdirSync(S)
+  mkdirSync(M)
+  writeFileSync(path.join(root, "plan.yaml"), `name: cbor\njobs:\n  - { name: A, run: "true" }\n`)
+  const id = JSON.parse((await cli(S, ["plan", "create", path.join(root, "plan.yaml"), "--json"])).stdout).id
+  const token = JSON.parse((await cli(S, ["token", "add", "--plan", id, "--role", "writer", "--json"])).stdout).token
+  const server = await startServerProcess(S)
+  const violations = []
+  // a real sync message about the plan, to damage
+  const doc = await new lib.PlanStore(S, { onWarning: () => {} }).docs.load(id)
+  const [, real] = A.generateSyncMessage(doc, A.initSyncState())
+  const damaged = fc.oneof(
+    fc.uint8Array({ maxLength: 600 }),
+    fc.tuple(fc.nat(), fc.integer({ min: 0, max: 255 })).map(([i, b]) => {
+      const c = Uint8Array.from(real)
+      c[i % c.length] = b
+      return c
+    }),
+    fc.nat().map(n => real.subarray(0, n % real.length)),
+    fc.constant(real)
+  )
+  const docIds = fc.oneof(fc.constant(id), fc.constant(lib.reportDocId(id, "A")), fc.string({ maxLength: 40 }), fc.constant("automerge:" + id))
+  const message = peer =>
+    fc.record(
+      {
+        type: fc.constantFrom("sync", "request", "ephemeral", "doc-unavailable", "remote-heads-changed", "remote-subscription-change", "leave", "join"),
+        senderId: fc.oneof(fc.constant(peer), fc.string({ maxLength: 20 })),
+        targetId: fc.string({ maxLength: 20 }),
+        documentId: docIds,
+        data: damaged,
+        count: fc.oneof(fc.integer(), fc.string()),
+        sessionId: fc.string({ maxLength: 10 }),
+      },
+      { requiredKeys: ["type"] }
+    )
+  let n = 0
+  for (let i = 0; i < runs; i++) {
+    const peer = `fuzz-${process.pid}-${i}`
+    const batch = fc.sample(fc.array(message(peer), { minLength: 1, maxLength: 8 }), 1)[0]
+    n += batch.length
+    await new Promise(resolve => {
+      const ws = new WebSocket(`${server.url}/?token=${encodeURIComponent(token)}`)
+      const done = () => (clearTimeout(t), resolve())
+      const t = setTimeout(() => (ws.terminate(), resolve()), 3000)
+      ws.on("open", () => {
+        try {
+          ws.send(encodeFrame({ type: "join", senderId: peer, peerMetadata: {}, supportedProtocolVersions: ["1"] }))
+          for (const m of batch) ws.send(encodeFrame(m))
+        } catch {}
+        setTimeout(() => ws.close(), 150)
+      })
+      ws.on("message", () => {})
+      ws.on("error", done)
+      ws.on("close", done)
+    })
+  }
+  if (server.proc.exitCode !== null) violations.push(`the server died (exit ${server.proc.exitCode}) under hostile CBOR messages: ${server.logs().slice(-300)}`)
+  if (STACK.test(server.logs())) violations.push(`the server logged a stack trace: ${server.logs().match(/.*\n\s+at .*/)?.[0] ?? server.logs().match(/.*(TypeError|RangeError|Unhandled).*/)?.[0] ?? ""}`)
+  const legit = await cli(M, ["sync", server.url, "--token", token, "--quiet"])
+  if (legit.code !== 0) violations.push(`a legitimate sync failed after the hostile messages: ${legit.stderr.slice(0, 200)}`)
+  const st = await cli(S, ["status", id, "--json"])
+  if (st.code !== 0) violations.push(`the plan is no longer readable on the server after the hostile messages: ${st.stderr.slice(0, 200)}`)
+  await server.stop("SIGTERM")
+  rmSync(root, { recursive: true, force: true })
+  return { violations, runs, messages: n }
+}
+
+/**
+ * Hostile MCP tool arguments: one real `concord mcp` server (started for a job, so every tool is
+ * available) driven by the MCP SDK's client over stdio; every tool is called with random arguments,
+ * either arbitrary JSON or its own input shape filled with hostile values (huge, binary, control
+ * characters, wrong types, out-of-range numbers). Checks: each call answers (a result or an MCP error,
+ * never a hang or a dead server), no stack trace on the server's stderr or in the answer, no raw control
+ * characters in the answer's text, nothing written to the store when the call was refused.
+ */
+export async function fuzzMcpTools({ runs = 60 } = {}) {
+  const { Client } = await import("@modelcontextprotocol/sdk/client/index.js")
+  const { StdioClientTransport, getDefaultEnvironment } = await import("@modelcontextprotocol/sdk/client/stdio.js")
+  const root = mkdtempSync(path.join(os.tmpdir(), "concord-fuzzmcp-"))
+  const store = path.join(root, "store")
+  mkdirSync(store)
+  writeFileSync(path.join(root, "plan.yaml"), `name: mcpfuzz\njobs:\n  - { name: A, run: "true" }\n  - { name: B, run: "true", dependsOn: [A] }\n`)
+  const id = JSON.parse((await cli(store, ["plan", "create", path.join(root, "plan.yaml"), "--json"])).stdout).id
+  const violations = []
+  const transport = new StdioClientTransport({
+    command: process.execPath,
+    args: [BIN, "mcp", "--store", store, "--plan", id, "--job", "A", "--attempt", "1"],
+    cwd: root,
+    env: getDefaultEnvironment(),
+    stderr: "pipe",
+  })
+  let err = ""
+  transport.stderr?.on("data", d => (err += d))
+  let closed = false
+  const client = new Client({ name: "concord-chaos-fuzz", version: "1.0.0" })
+  await client.connect(transport, { timeout: 120_000 })
+  transport.onclose = () => (closed = true)
+  const tools = (await client.listTools()).tools
+  const hostile = fc.oneof(
+    nasty,
+    fc.constantFrom(id, "A", "B", "working", "progress", "completed", "failed", "blocked", "needs_review"),
+    fc.double(),
+    fc.integer(),
+    fc.constantFrom(-1, 101, 1e308, Number.NaN, null, true),
+    fc.array(fc.jsonValue(), { maxLength: 4 }),
+    fc.jsonValue()
+  )
+  const argsFor = tool => {
+    const props = Object.keys(tool.inputSchema?.properties ?? {})
+    return fc.oneof(fc.dictionary(fc.string({ maxLength: 12 }), fc.jsonValue(), { maxKeys: 5 }), fc.record(Object.fromEntries(props.map(p => [p, hostile])), { requiredKeys: [] }))
+  }
+  const calls = fc.sample(fc.constantFrom(...tools).chain(t => argsFor(t).map(a => [t.name, a])), runs)
+  let ran = 0
+  for (const [name, args] of calls) {
+    if (closed) break
+    const before = fileCount(store)
+    const shown = `${name} ${JSON.stringify(args)?.slice(0, 120)}`
+    let refused = false
+    let text = ""
+    try {
+      const r = await client.callTool({ name, arguments: args }, undefined, { timeout: 120_000 })
+      refused = !!r.isError
+      text = (r.content ?? []).map(c => c.text ?? "").join("\n")
+      if (refused && !text.trim()) violations.push(`${shown}: refused with an empty message`)
+    } catch (e) {
+      refused = true
+      text = String(e?.message ?? e)
+      if (/timed out|Request timed out/i.test(text)) violations.push(`${shown}: no answer within 120 s`)
+      else if (closed || /closed/i.test(text)) violations.push(`${shown}: the MCP server died: ${text.slice(0, 200)}`)
+    }
+    ran++
+    if (STACK.test(text)) violations.push(`${shown}: a stack trace in the answer: ${text.slice(0, 200)}`)
+    if (RAW_CONTROL.test(text)) violations.push(`${shown}: raw control characters in the answer`)
+    if (refused && fileCount(store) !== before) violations.push(`${shown}: refused but wrote files`)
+  }
+  if (STACK.test(err)) violations.push(`the MCP server printed a stack trace: ${err.slice(0, 300)}`)
+  // still serving after all that
+  if (!closed) {
+    const r = await client.callTool({ name: "mc_status", arguments: { name: "A" } }, undefined, { timeout: 120_000 }).catch(e => ({ isError: true, content: [{ text: String(e) }] }))
+    if (r.isError) violations.push(`mc_status failed after the fuzzing: ${r.content?.[0]?.text?.slice(0, 200)}`)
+  }
+  await client.close().catch(() => {})
+  rmSync(root, { recursive: true, force: true })
+  return { violations: [...new Set(violations)].slice(0, 20), runs: ran, tools: tools.length }
+}

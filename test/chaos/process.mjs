@@ -1,6 +1,7 @@
-// Process chaos: a plan of 20 jobs (real processes reporting through the real `concord report`) run by
-// `concord run --wait`, while the driver SIGKILLs random job processes, the orchestrator, `concord report`
-// processes and a `concord serve` over the same store at random moments, restarting the orchestrator
+// Process chaos: a plan of 20 jobs (real processes reporting through the real `concord report` or a real
+// `concord mcp` server) run by `concord run --wait`, while the driver SIGKILLs random job processes, the
+// orchestrator, `concord report` processes, `concord mcp` servers and a `concord serve` over the same
+// store at random moments, restarting the orchestrator
 // (and the server) each time, and approving a retry whenever a killed job paused the plan (as a human
 // would). Afterwards it checks the store against the jobs' own ledgers.
 import { spawn } from "node:child_process"
@@ -61,7 +62,7 @@ export async function processChaosRound({ maxKills = 10, deadlineMs = 240_000, l
   const env = { ...process.env, CHAOS_LEDGER: ledger, PATH: `${bindir}:${process.env.PATH}` }
   for (const k of Object.keys(env)) if (k.startsWith("CONCORD_")) delete env[k]
   const violations = []
-  const kills = { job: 0, orchestrator: 0, report: 0, server: 0 }
+  const kills = { job: 0, orchestrator: 0, report: 0, mcp: 0, server: 0 }
   const t0 = Date.now()
   writeFileSync(path.join(root, "plan.yaml"), planYaml(20))
   const created = await cli(store, env, ["plan", "create", path.join(root, "plan.yaml"), "--json"])
@@ -123,7 +124,7 @@ export async function processChaosRound({ maxKills = 10, deadlineMs = 240_000, l
     }
     if (server.child.exitCode !== null || server.child.signalCode !== null) server = start(["serve", "--port", String(port)], "server")
     if (totalKills() >= maxKills) continue
-    const kind = pick(["job", "job", "job", "orchestrator", "orchestrator", "report", "report", "server"])
+    const kind = pick(["job", "job", "job", "orchestrator", "orchestrator", "report", "report", "mcp", "mcp", "server"])
     if (kind === "job") {
       const pids = readdirSync(ledger)
         .filter(f => /^j\d+\.\d+\.\d+$/.test(f))
@@ -140,13 +141,13 @@ export async function processChaosRound({ maxKills = 10, deadlineMs = 240_000, l
         } catch {}
       }
       kills.job++
-    } else if (kind === "report") {
-      const dir = path.join(ledger, "reports")
+    } else if (kind === "report" || kind === "mcp") {
+      const dir = path.join(ledger, kind === "report" ? "reports" : "mcp")
       const pids = existsSync(dir) ? readdirSync(dir).map(Number).filter(alive) : []
       if (pids.length === 0) continue
       try {
         process.kill(pick(pids), "SIGKILL")
-        kills.report++
+        kills[kind]++
       } catch {}
     } else if (kind === "orchestrator") {
       orch.child.kill("SIGKILL")
@@ -212,6 +213,15 @@ export async function processChaosRound({ maxKills = 10, deadlineMs = 240_000, l
   await sleep(reached ? 6_000 : 0)
   const survivors = entries.filter(e => alive(e.pid))
   if (survivors.length) violations.push(`job processes outlived the plan: ${survivors.map(e => `${e.job}#${e.attempt} pid ${e.pid}`).join(", ")}`)
+  // ... nor a `concord mcp` server a job started
+  const mcpPids = entries.flatMap(e => e.lines.filter(l => /^mcp \d+$/.test(l)).map(l => ({ e, pid: Number(l.slice(4)) })))
+  const mcpSurvivors = mcpPids.filter(x => alive(x.pid))
+  if (mcpSurvivors.length) violations.push(`concord mcp servers outlived the plan: ${mcpSurvivors.map(x => `${x.e.job}#${x.e.attempt}'s pid ${x.pid}`).join(", ")}`)
+  for (const x of mcpSurvivors) {
+    try {
+      process.kill(x.pid, "SIGKILL")
+    } catch {}
+  }
   for (const e of survivors) {
     try {
       process.kill(-e.pid, "SIGKILL")
@@ -231,5 +241,7 @@ export async function processChaosRound({ maxKills = 10, deadlineMs = 240_000, l
   }
   if (violations.length === 0) rmSync(root, { recursive: true, force: true })
   else log(`kept ${root} for inspection`)
-  return { kills, violations, ms: Date.now() - t0, attempts: byAttempt.size, acked, store: root }
+  const viaMcp = entries.filter(e => e.lines.includes("via mcp"))
+  const ackedMcp = viaMcp.reduce((n, e) => n + e.lines.filter(l => l.startsWith("report 0 ")).length, 0)
+  return { kills, violations, ms: Date.now() - t0, attempts: byAttempt.size, acked, ackedMcp, mcpServers: mcpPids.length, store: root }
 }
