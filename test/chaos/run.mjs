@@ -23,6 +23,7 @@ const t0 = Date.now()
 
 const { processChaosRound } = await import("./process.mjs")
 const { networkChaos, remoteWatchSoak } = await import("./network.mjs")
+const { storeGoneUnderRun } = await import("./storegone.mjs")
 const { fuzzPlanSpecs, fuzzCli, fuzzSyncFrames, fuzzCborFrames, fuzzMcpTools } = await import("./fuzz.mjs")
 
 const rows = []
@@ -169,12 +170,24 @@ if (want("disk")) sections.push(async () => {
   })
 })
 
+if (want("disk")) sections.push(async () => {
+  const r = await timed(() => storeGoneUnderRun({ rounds: quick ? 1 : 3, log }))
+  add({
+    name: "disk faults: store deleted under a running orchestrator",
+    what: "`concord run --wait` with two running jobs; its store directory vanishes (renamed away at once); checks: no stack trace, every stderr line concord's own, the store is not brought back as a skeleton holding only later chunks, the orchestrator still exits cleanly on SIGTERM (130; its jobs keep running detached, as documented, and are killed by the harness)",
+    iterations: r.rounds,
+    faults: "store directory deleted mid-run",
+    violations: r.violations,
+    ms: r.ms,
+  })
+})
+
 // Quick mode runs the sections side by side (CI time); the long mode one after another.
 const guarded = (f, i) =>
   f().catch(e => add({ name: `section ${i + 1} (harness error)`, what: "the chaos harness itself failed", iterations: 0, faults: "-", violations: [`harness error: ${String(e?.message ?? e).split("\n")[0]}`], ms: 0 }))
 if (quick) await Promise.all(sections.map(guarded))
 else for (const [i, f] of sections.entries()) await guarded(f, i)
-const order = ["process chaos", "network faults", "remote watch soak", "fuzz: plan files, job names, reports (in process)", "fuzz: CLI arguments and report messages (real binary)", "fuzz: sync frames", "fuzz: MCP tool arguments", "disk faults"]
+const order = ["process chaos", "network faults", "remote watch soak", "fuzz: plan files, job names, reports (in process)", "fuzz: CLI arguments and report messages (real binary)", "fuzz: sync frames", "fuzz: MCP tool arguments", "disk faults", "disk faults: store deleted under a running orchestrator"]
 rows.sort((a, b) => order.indexOf(a.name) - order.indexOf(b.name))
 
 // ---------------------------------------------------------------- RELIABILITY.md
