@@ -101,11 +101,19 @@ describe("tokens", () => {
     const w = path.join(root, "revoked")
     const watch = spawnConcord(w, ["sync", server.url, "--token", secret, "--watch"])
     await until("watch connected", () => /watching 1 plan/.test(watch.output().stderr))
-    await ok(s, ["token", "revoke", tokenId])
-    const r = await watch.done
-    expect(r.code).toBe(1)
-    expect(r.stderr).toMatch(/refused the token \(HTTP 401/)
-    expect(server.logs()).toMatch(new RegExp(`token ${tokenId} was revoked`))
+    // a bare connection that makes no HTTP calls: only the server can tell it the token is gone (sync
+    // --watch polls the server's API and may learn it there first, and leave by itself)
+    const bare = await session(secret)
+    try {
+      await ok(s, ["token", "revoke", tokenId])
+      const r = await watch.done
+      expect(r.code).toBe(1)
+      expect(r.stderr).toMatch(/refused the token \(HTTP 401/)
+      await until("the server to drop the revoked token's open connection", () => !bare.connected, 15_000)
+      expect(server.logs()).toMatch(new RegExp(`token ${tokenId} was revoked`))
+    } finally {
+      await bare.close()
+    }
   })
 
   it("a token for plan X cannot read plan Y: not listed, and unavailable when asked for", async () => {
