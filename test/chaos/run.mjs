@@ -6,6 +6,9 @@
 //   --quick           small iteration counts, well under 2 minutes on an idle 2-core machine
 //   --only a,b        run only these tests (process, network, soak, fuzz, disk)
 //   --out FILE        where to write the report (default RELIABILITY.md at the repository root)
+//   --until HH:MM     (UTC) a wall-clock budget: process chaos starts no new plan run that might not end
+//                     by then (its row then says how many of its target kills it reached); the long
+//                     mode then runs process chaos last
 import { spawn, spawnSync } from "node:child_process"
 import { readFileSync, writeFileSync } from "node:fs"
 import os from "node:os"
@@ -18,6 +21,13 @@ const quick = argv.includes("--quick")
 const onlyArg = argv.includes("--only") ? argv[argv.indexOf("--only") + 1].split(",") : undefined
 const out = argv.includes("--out") ? path.resolve(argv[argv.indexOf("--out") + 1]) : path.join(ROOT, "RELIABILITY.md")
 const want = name => !onlyArg || onlyArg.includes(name)
+const until = (() => {
+  if (!argv.includes("--until")) return undefined
+  const [h, m] = argv[argv.indexOf("--until") + 1].split(":").map(Number)
+  const d = new Date()
+  d.setUTCHours(h, m, 0, 0)
+  return d.getTime()
+})()
 const log = m => process.stderr.write(`chaos: ${m}\n`)
 const t0 = Date.now()
 
@@ -50,9 +60,16 @@ if (want("process")) sections.push(async () => {
   let ackedMcp = 0
   let mcpServers = 0
   const s = Date.now()
+  const roundDeadline = quick ? 240_000 : 400_000
+  let budgetStop = false
   while (Object.values(kills).reduce((a, b) => a + b, 0) < target) {
+    if (until !== undefined && rounds > 0 && Date.now() + roundDeadline > until) {
+      budgetStop = true
+      log(`process chaos: stopping at the time budget (--until) after ${rounds} plan run(s)`)
+      break
+    }
     const left = target - Object.values(kills).reduce((a, b) => a + b, 0)
-    const r = await processChaosRound({ maxKills: Math.min(left, quick ? 6 : 25), deadlineMs: quick ? 240_000 : 400_000, log })
+    const r = await processChaosRound({ maxKills: Math.min(left, quick ? 6 : 25), deadlineMs: roundDeadline, log })
     rounds++
     for (const k of Object.keys(kills)) kills[k] += r.kills[k]
     attempts += r.attempts
@@ -65,7 +82,7 @@ if (want("process")) sections.push(async () => {
   }
   add({
     name: "process chaos",
-    what: `plan of 20 jobs (maxParallel 5, 4 dependency waves), each a real process reporting progress/completion at random, half through \`concord report\`, half through a \`concord mcp\` server (MCP SDK client over stdio, started from the job's $CONCORD_MCP_CONFIG, restarted after a kill); \`concord run --wait\` restarted after every kill, \`approve --retry\` for each killed job; checks: every report whose command exited 0 or whose mc_report call returned is in the store, no attempt launched twice, no job process or \`concord mcp\` server outlives the plan, completed jobs were run and reported, final state = a clean run's (plan and all 20 jobs completed). ${rounds} plan run(s), ${attempts} attempts, ${acked} acknowledged reports (${ackedMcp} through ${mcpServers} \`concord mcp\` servers)`,
+    what: `plan of 20 jobs (maxParallel 5, 4 dependency waves), each a real process reporting progress/completion at random, half through \`concord report\`, half through a \`concord mcp\` server (MCP SDK client over stdio, started from the job's $CONCORD_MCP_CONFIG, restarted after a kill); \`concord run --wait\` restarted after every kill, \`approve --retry\` for each killed job; checks: every report whose command exited 0 or whose mc_report call returned is in the store, no attempt launched twice, no job process or \`concord mcp\` server outlives the plan, completed jobs were run and reported, final state = a clean run's (plan and all 20 jobs completed). ${rounds} plan run(s), ${attempts} attempts, ${acked} acknowledged reports (${ackedMcp} through ${mcpServers} \`concord mcp\` servers)${budgetStop ? `. Stopped at the run's time budget (--until) short of the target of ${target} kills` : ""}`,
     iterations: Object.values(kills).reduce((a, b) => a + b, 0),
     faults: `SIGKILL: ${kills.job} job processes, ${kills.orchestrator} orchestrators, ${kills.report} \`concord report\`, ${kills.mcp} \`concord mcp\`, ${kills.server} sync servers`,
     violations,
@@ -148,8 +165,11 @@ if (want("disk")) sections.push(async () => {
   const jsonOut = path.join(os.tmpdir(), `concord-disk-${process.pid}.json`)
   // async: in quick mode the network proxy runs in this process at the same time
   await new Promise(resolve =>
-    spawn(process.execPath, [path.join(ROOT, "node_modules/vitest/vitest.mjs"), "run", "test/chaos/disk.test.ts", "test/orchestrator/faults.e2e.test.ts", "-t", "disk faults|empty exit file|empty lock file", "--reporter=json", `--outputFile=${jsonOut}`], {
+    spawn(process.execPath, [path.join(ROOT, "node_modules/vitest/vitest.mjs"), "run", "test/chaos/disk.test.ts", "test/orchestrator/faults.e2e.test.ts", "-t", "disk faults|empty exit file|empty lock file", "--reporter=json", `--outputFile=${jsonOut}`, "--retry=0"], {
       cwd: ROOT,
+      // CI mode: vitest's worker RPC timing out while a spawnSync blocks the worker on a loaded machine
+      // ("Timeout calling onTaskUpdate") is not a disk fault; but no retries: a first failure counts
+      env: { ...process.env, CI: "1" },
       stdio: ["ignore", "ignore", "ignore"],
     }).on("close", resolve)
   )
@@ -186,7 +206,11 @@ if (want("disk")) sections.push(async () => {
 const guarded = (f, i) =>
   f().catch(e => add({ name: `section ${i + 1} (harness error)`, what: "the chaos harness itself failed", iterations: 0, faults: "-", violations: [`harness error: ${String(e?.message ?? e).split("\n")[0]}`], ms: 0 }))
 if (quick) await Promise.all(sections.map(guarded))
-else for (const [i, f] of sections.entries()) await guarded(f, i)
+else {
+  // with a time budget the fixed-length sections go first, and process chaos takes what is left
+  const order = until !== undefined && want("process") ? [...sections.slice(1), sections[0]] : sections
+  for (const [i, f] of order.entries()) await guarded(f, i)
+}
 const order = ["process chaos", "network faults", "remote watch soak", "fuzz: plan files, job names, reports (in process)", "fuzz: CLI arguments and report messages (real binary)", "fuzz: sync frames", "fuzz: MCP tool arguments", "disk faults", "disk faults: store deleted under a running orchestrator"]
 rows.sort((a, b) => order.indexOf(a.name) - order.indexOf(b.name))
 
@@ -194,13 +218,14 @@ rows.sort((a, b) => order.indexOf(a.name) - order.indexOf(b.name))
 const git = args => spawnSync("git", args, { cwd: ROOT, encoding: "utf8" }).stdout.trim()
 const commit = git(["rev-parse", "--short=12", "HEAD"]) || "unknown"
 const dirty = git(["status", "--porcelain", "--", "src", "test", "bin", "scripts"]) ? " (with uncommitted changes)" : ""
+const shownArgs = argv.filter((x, i) => x !== "--out" && argv[i - 1] !== "--out")
 const cell = s => String(s).replace(/\|/g, "\\|").replace(/\n/g, " ")
 const total = rows.reduce((n, r) => n + r.violations.length, 0)
 const lines = [
   "# Reliability",
   "",
   "Written by `npm run chaos` (test/chaos/run.mjs); do not edit by hand. " +
-    `This run: \`${quick ? "npm run chaos -- --quick" : "npm run chaos"}\` on commit \`${commit}\`${dirty}, ` +
+    `This run: \`npm run chaos${shownArgs.length ? ` -- ${shownArgs.join(" ")}` : ""}\` on commit \`${commit}\`${dirty}, ` +
     `${new Date().toISOString().slice(0, 16).replace("T", " ")} UTC, ${os.cpus().length} cores (load average ${os.loadavg()[0].toFixed(1)} at the end), Node ${process.version}, ` +
     `${Math.round((Date.now() - t0) / 1000)} s.`,
   "",
