@@ -107,12 +107,16 @@ export async function processChaosRound({ maxKills = 10, deadlineMs = 240_000, l
     status = await readStatus()
     if (status?.status === "completed") break
     if (status?.checkpoint === "on_error") {
+      // as a human would: retry the job the checkpoint names once it has failed (a status read between
+      // the approval and the checkpoint clearing shows the new attempt already running: not again), and
+      // count an attempt as retried only when the approval went through
       const job = status.checkpointContext?.jobName
-      const seq = `${job}:${status.jobs.find(j => j.name === job)?.attempt}`
-      if (job && !retried.has(seq)) {
-        retried.add(seq)
+      const j = status.jobs.find(x => x.name === job)
+      const seq = `${job}:${j?.attempt}`
+      if (job && j && ["failed", "stopped"].includes(j.status) && !retried.has(seq)) {
         const r = await cli(store, env, ["approve", id, "--retry", job])
-        if (r.code !== 0) log(`approve --retry ${job}: ${r.code} ${r.stderr.trim()}`)
+        if (r.code === 0) retried.add(seq)
+        else log(`approve --retry ${job}: ${r.code} ${r.stderr.trim()}`)
       }
     }
     // the orchestrator exits by itself only when the plan is over
