@@ -117,6 +117,13 @@ export async function processChaosRound({ maxKills = 10, deadlineMs = 240_000, l
         const r = await cli(store, env, ["approve", id, "--retry", job])
         if (r.code === 0) retried.add(seq)
         else log(`approve --retry ${job}: ${r.code} ${r.stderr.trim()}`)
+      } else if (job && j?.status === "completed" && !retried.has(`${seq}:completed`)) {
+        // an on_error checkpoint that names a completed job: nothing to retry; say so, and let the plan
+        // go on as a human would (approve the checkpoint)
+        retried.add(`${seq}:completed`)
+        violations.push(`the plan paused at an on_error checkpoint naming job ${job} #${j.attempt}, which is completed (its completed report and the orchestrator's record of its killed process crossed)`)
+        const r = await cli(store, env, ["approve", id])
+        if (r.code !== 0) log(`approve ${id}: ${r.code} ${r.stderr.trim()}`)
       }
     }
     // the orchestrator exits by itself only when the plan is over
