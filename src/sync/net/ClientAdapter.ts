@@ -12,8 +12,8 @@
  *  - an HTTP refusal of the upgrade (401, 403, ...) is reported on `events` ("rejected") and stops
  *    the retries; a `concord-refused` notice from the server is reported ("refused");
  *  - a sync conversation that lost a message (stall.ts) is started afresh: the connection is dropped
- *    and re-made at once (`resync`), which resets the sync state on both sides. The same happens after
- *    the server refused a message under its rate limit (the refused changes are then sent again).
+ *    and re-made at once (`resync`), which resets the sync state on both sides. With `refusedResyncMs`
+ *    (sync --watch) the same happens after the server refused a message under its rate limit.
  */
 import * as A from "@automerge/automerge"
 import { EventEmitter } from "node:events"
@@ -39,7 +39,11 @@ export interface ClientAdapterOptions {
   log?: (line: string) => void
   /** Same `need` repeated this many times in a row = a stalled sync conversation (stall.ts). Default 6. */
   stallRepeats?: number
-  /** After a rate-limit refusal, resync after this long (the server's bucket refills). Default 1 s. */
+  /**
+   * After a rate-limit refusal, resync after this long (the server's bucket refills), so that the
+   * refused changes are sent again: for long-running syncs. Default: no resync (a one-shot sync fails
+   * with the server's reason instead).
+   */
   refusedResyncMs?: number
 }
 
@@ -276,11 +280,11 @@ export class ConcordClientAdapter extends NetworkAdapter {
           this.events.emit("refused", m as unknown as RefusedMessage)
           // The refused message is lost for this conversation: under a rate limit, wait for the
           // server's bucket to refill, then start afresh so that its changes are sent again.
-          if (/^rate limit/.test(String(m.reason)) && !this.#resyncTimer) {
+          if (this.#opts.refusedResyncMs !== undefined && /^rate limit/.test(String(m.reason)) && !this.#resyncTimer) {
             this.#resyncTimer = setTimeout(() => {
               this.#resyncTimer = undefined
               if (this.#ws === ws) this.resync(`the server refused a message under its rate limit`)
-            }, this.#opts.refusedResyncMs ?? 1000)
+            }, this.#opts.refusedResyncMs)
           }
           return
         default:

@@ -42,6 +42,8 @@ export interface ConnectOptions {
   retry?: boolean
   /** How long to wait for the first connection. Default 15 s. */
   connectTimeoutMs?: number
+  /** Re-make the connection this long after a rate-limit refusal, to send the refused changes again. */
+  refusedResyncMs?: number
 }
 
 /** A sync server to talk to: its URL, the access token, and a CA to trust for wss://. */
@@ -174,6 +176,7 @@ export class RemoteSession {
       token: opts.token,
       ca: opts.ca,
       retry: opts.retry !== false,
+      refusedResyncMs: opts.refusedResyncMs,
       // socket-level detail only when asked for (CONCORD_DEBUG=1)
       log: process.env.CONCORD_DEBUG ? l => this.#log(`debug: ${l}`) : undefined,
     })

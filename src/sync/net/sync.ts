@@ -230,7 +230,7 @@ export async function syncWatch(store: PlanStore, opts: WatchOptions): Promise<v
       if (await abortableSleep(wait, opts.signal)) return
     }
   }
-  const session = await RemoteSession.open({ ...opts, retry: true, connectTimeoutMs: 60_000 })
+  const session = await RemoteSession.open({ ...opts, retry: true, connectTimeoutMs: 60_000, refusedResyncMs: 1000 })
   const tracked = new Map<string, string>() // docId -> planId
   const dirty = new Set<string>()
   let saveTimer: NodeJS.Timeout | undefined
