@@ -77,7 +77,9 @@ export function fuzzPlanSpecs({ runs = 500 } = {}) {
       mode: fc.oneof(fc.constantFrom("autopilot", "copilot", "supervisor"), fc.anything()),
       maxParallel: fc.oneof(fc.integer(), fc.double(), fc.anything()),
       jobs: fc.oneof(
-        fc.array(fc.record({ name: jobName, run: fc.oneof(nasty, fc.anything()), dependsOn: fc.array(jobName, { maxLength: 3 }) }, { requiredKeys: [] }), { maxLength: 8 }),
+        fc.array(fc.record({ name: jobName, run: fc.oneof(nasty, fc.anything()), dependsOn: fc.array(jobName, { maxLength: 3 }) }, { requiredKeys: [] }), {
+          maxLength: 8,
+        }),
         fc.anything()
       ),
     },
@@ -98,16 +100,19 @@ export function fuzzPlanSpecs({ runs = 500 } = {}) {
   // mutated real plan files: flipped, inserted and deleted bytes (also invalid UTF-8)
   const bytes = Buffer.from(demo)
   fc.assert(
-    fc.property(fc.array(fc.tuple(fc.nat(), fc.integer({ min: 0, max: 255 }), fc.constantFrom("set", "insert", "delete")), { minLength: 1, maxLength: 8 }), edits => {
-      const b = [...bytes]
-      for (const [pos, val, op] of edits) {
-        const i = pos % (b.length + 1)
-        if (op === "set") b[i] = val
-        else if (op === "insert") b.splice(i, 0, val)
-        else b.splice(i, 1)
+    fc.property(
+      fc.array(fc.tuple(fc.nat(), fc.integer({ min: 0, max: 255 }), fc.constantFrom("set", "insert", "delete")), { minLength: 1, maxLength: 8 }),
+      edits => {
+        const b = [...bytes]
+        for (const [pos, val, op] of edits) {
+          const i = pos % (b.length + 1)
+          if (op === "set") b[i] = val
+          else if (op === "insert") b.splice(i, 0, val)
+          else b.splice(i, 1)
+        }
+        check(Buffer.from(b).toString("utf8"))
       }
-      check(Buffer.from(b).toString("utf8"))
-    }),
+    ),
     { numRuns: runs }
   )
   // report validation: huge, binary, control characters
@@ -134,11 +139,34 @@ export async function fuzzCli({ runs = 12 } = {}) {
   const id = JSON.parse(created.stdout).id
   const violations = []
   const commands = ["plan", "status", "report", "history", "run", "approve", "cancel", "sync", "token", "doctor", "nonsense"]
-  const flags = ["--json", "--watch", "--plan", "--job", "--progress", "--attempt", "--remote", "--token", "--retry", "--skip", "--checkpoint", "--store", "--fix", "--graph"]
-  const arg = fc.oneof(fc.constantFrom(...commands), fc.constantFrom(...flags), nasty.map(s => s.replace(/\u0000/g, "")), fc.constant(id))
+  const flags = [
+    "--json",
+    "--watch",
+    "--plan",
+    "--job",
+    "--progress",
+    "--attempt",
+    "--remote",
+    "--token",
+    "--retry",
+    "--skip",
+    "--checkpoint",
+    "--store",
+    "--fix",
+    "--graph",
+  ]
+  const arg = fc.oneof(
+    fc.constantFrom(...commands),
+    fc.constantFrom(...flags),
+    nasty.map(s => s.replace(/\u0000/g, "")),
+    fc.constant(id)
+  )
   const samples = fc.sample(fc.array(arg, { minLength: 1, maxLength: 5 }), runs)
   // always include hostile reports to the real plan, then a human status of it
-  const messages = fc.sample(nasty.map(s => s.replace(/\u0000/g, "")), Math.max(3, Math.floor(runs / 3)))
+  const messages = fc.sample(
+    nasty.map(s => s.replace(/\u0000/g, "")),
+    Math.max(3, Math.floor(runs / 3))
+  )
   for (const m of messages) samples.push(["report", "progress", m, "--job", "A", "--plan", id])
   samples.push(["report", "progress", "\u001b[2J\u001b[31mred\u0007 bell\rCR", "--job", "A", "--plan", id])
   let ran = 0
@@ -157,7 +185,11 @@ export async function fuzzCli({ runs = 12 } = {}) {
     if (RAW_CONTROL.test(r.stderr)) violations.push(`concord ${shown}: raw control characters on stderr`)
   }
   // human output of a plan whose reports carry control characters
-  for (const args of [["status", id], ["history", id], ["plan", "list"]]) {
+  for (const args of [
+    ["status", id],
+    ["history", id],
+    ["plan", "list"],
+  ]) {
     const r = await cli(store, args)
     ran++
     if (r.code !== 0) violations.push(`concord ${args.join(" ")} failed: ${r.stderr.slice(0, 200)}`)
@@ -192,7 +224,18 @@ export async function fuzzSyncFrames({ runs = 40 } = {}) {
         return "{"
       }
     }),
-    fc.record({ type: fc.constantFrom("join", "sync", "request", "ephemeral", "doc-unavailable", "leave"), senderId: fc.string(), targetId: fc.string(), documentId: fc.oneof(fc.constant(id), fc.string()), data: fc.uint8Array({ maxLength: 300 }) }, { requiredKeys: [] }).map(o => JSON.stringify(o))
+    fc
+      .record(
+        {
+          type: fc.constantFrom("join", "sync", "request", "ephemeral", "doc-unavailable", "leave"),
+          senderId: fc.string(),
+          targetId: fc.string(),
+          documentId: fc.oneof(fc.constant(id), fc.string()),
+          data: fc.uint8Array({ maxLength: 300 }),
+        },
+        { requiredKeys: [] }
+      )
+      .map(o => JSON.stringify(o))
   )
   const batches = fc.sample(fc.array(frame, { minLength: 1, maxLength: 6 }), runs)
   for (const batch of batches) {
@@ -253,7 +296,7 @@ export async function fuzzCborFrames({ runs = 40 } = {}) {
     fc.nat().map(n => real.subarray(0, n % real.length)),
     fc.constant(real)
   )
-  const docIds = fc.oneof(fc.constant(id), fc.constant(lib.reportDocId(id, "A")), fc.string({ maxLength: 40 }), fc.constant("automerge:" + id))
+  const docIds = fc.oneof(fc.constant(id), fc.constant(lib.reportDocId(id, "A")), fc.string({ maxLength: 40 }), fc.constant(`automerge:${id}`))
   const message = peer =>
     fc.record(
       {
@@ -289,7 +332,10 @@ export async function fuzzCborFrames({ runs = 40 } = {}) {
     })
   }
   if (server.proc.exitCode !== null) violations.push(`the server died (exit ${server.proc.exitCode}) under hostile CBOR messages: ${server.logs().slice(-300)}`)
-  if (STACK.test(server.logs())) violations.push(`the server logged a stack trace: ${server.logs().match(/.*\n\s+at .*/)?.[0] ?? server.logs().match(/.*(TypeError|RangeError|Unhandled).*/)?.[0] ?? ""}`)
+  if (STACK.test(server.logs()))
+    violations.push(
+      `the server logged a stack trace: ${server.logs().match(/.*\n\s+at .*/)?.[0] ?? server.logs().match(/.*(TypeError|RangeError|Unhandled).*/)?.[0] ?? ""}`
+    )
   const legit = await cli(M, ["sync", server.url, "--token", token, "--quiet"])
   if (legit.code !== 0) violations.push(`a legitimate sync failed after the hostile messages: ${legit.stderr.slice(0, 200)}`)
   const st = await cli(S, ["status", id, "--json"])
@@ -341,9 +387,15 @@ export async function fuzzMcpTools({ runs = 60 } = {}) {
   )
   const argsFor = tool => {
     const props = Object.keys(tool.inputSchema?.properties ?? {})
-    return fc.oneof(fc.dictionary(fc.string({ maxLength: 12 }), fc.jsonValue(), { maxKeys: 5 }), fc.record(Object.fromEntries(props.map(p => [p, hostile])), { requiredKeys: [] }))
+    return fc.oneof(
+      fc.dictionary(fc.string({ maxLength: 12 }), fc.jsonValue(), { maxKeys: 5 }),
+      fc.record(Object.fromEntries(props.map(p => [p, hostile])), { requiredKeys: [] })
+    )
   }
-  const calls = fc.sample(fc.constantFrom(...tools).chain(t => argsFor(t).map(a => [t.name, a])), runs)
+  const calls = fc.sample(
+    fc.constantFrom(...tools).chain(t => argsFor(t).map(a => [t.name, a])),
+    runs
+  )
   let ran = 0
   for (const [name, args] of calls) {
     if (closed) break
@@ -370,7 +422,9 @@ export async function fuzzMcpTools({ runs = 60 } = {}) {
   if (STACK.test(err)) violations.push(`the MCP server printed a stack trace: ${err.slice(0, 300)}`)
   // still serving after all that
   if (!closed) {
-    const r = await client.callTool({ name: "mc_status", arguments: { name: "A" } }, undefined, { timeout: 120_000 }).catch(e => ({ isError: true, content: [{ text: String(e) }] }))
+    const r = await client
+      .callTool({ name: "mc_status", arguments: { name: "A" } }, undefined, { timeout: 120_000 })
+      .catch(e => ({ isError: true, content: [{ text: String(e) }] }))
     if (r.isError) violations.push(`mc_status failed after the fuzzing: ${r.content?.[0]?.text?.slice(0, 200)}`)
   }
   await client.close().catch(() => {})

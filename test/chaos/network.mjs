@@ -23,7 +23,11 @@ const JOBS = ["A", "B", "C"]
 /** Always async: the proxy lives in this process, so a blocking spawnSync would stall it. */
 function cli(store, args, env = {}) {
   return new Promise(resolve => {
-    const c = spawn(process.execPath, [BIN, ...args], { cwd: store, env: { ...clean(process.env), CONCORD_STORE: store, ...env }, stdio: ["ignore", "pipe", "pipe"] })
+    const c = spawn(process.execPath, [BIN, ...args], {
+      cwd: store,
+      env: { ...clean(process.env), CONCORD_STORE: store, ...env },
+      stdio: ["ignore", "pipe", "pipe"],
+    })
     let stdout = ""
     let stderr = ""
     c.stdout.on("data", d => (stdout += d))
@@ -58,12 +62,15 @@ export function faultyProxy(targetPort) {
     client.on("close", kill)
     upstream.on("close", kill)
     // a faulty connection lives a random while, then is cut (also unsticks a stream a drop left waiting)
-    const life = setTimeout(() => {
-      if (faulty) {
-        faults.cut++
-        kill()
-      }
-    }, rand(1500, 6000))
+    const life = setTimeout(
+      () => {
+        if (faulty) {
+          faults.cut++
+          kill()
+        }
+      },
+      rand(1500, 6000)
+    )
     client.on("close", () => clearTimeout(life))
     const pipe = (from, to) => {
       let chain = Promise.resolve()
@@ -159,7 +166,11 @@ export async function networkChaos({ reportsPerPeer = 6, log = () => {} } = {}) 
   }
   proxy.setFaulty(true)
   const watchers = peers.map(p => {
-    const child = spawn(process.execPath, [BIN, "sync", url, "--token", token, "--watch"], { cwd: p, env: { ...clean(process.env), CONCORD_STORE: p }, stdio: ["ignore", "pipe", "pipe"] })
+    const child = spawn(process.execPath, [BIN, "sync", url, "--token", token, "--watch"], {
+      cwd: p,
+      env: { ...clean(process.env), CONCORD_STORE: p },
+      stdio: ["ignore", "pipe", "pipe"],
+    })
     let err = ""
     child.stderr.on("data", d => (err += d))
     child.stdout.on("data", () => {})
@@ -172,7 +183,11 @@ export async function networkChaos({ reportsPerPeer = 6, log = () => {} } = {}) 
       for (let k = 0; k < reportsPerPeer; k++) {
         const msg = `p${i + 1}-${k}`
         const r = await new Promise(resolve => {
-          const c = spawn(process.execPath, [BIN, "report", "progress", msg, "--job", JOBS[k % 3], "--plan", id], { cwd: p, env: { ...clean(process.env), CONCORD_STORE: p }, stdio: "ignore" })
+          const c = spawn(process.execPath, [BIN, "report", "progress", msg, "--job", JOBS[k % 3], "--plan", id], {
+            cwd: p,
+            env: { ...clean(process.env), CONCORD_STORE: p },
+            stdio: "ignore",
+          })
           c.on("close", code => resolve(code))
         })
         if (r === 0) acked.push(msg)
@@ -207,7 +222,8 @@ export async function networkChaos({ reportsPerPeer = 6, log = () => {} } = {}) 
   for (const w of watchers) w.child.kill("SIGTERM")
   const ends = await Promise.all(watchers.map(w => w.done))
   watchers.forEach((w, i) => {
-    if (/\n\s+at |TypeError|RangeError|Unhandled/.test(w.err())) violations.push(`sync --watch of peer ${i + 1} printed a stack trace: ${w.err().slice(0, 300)}`)
+    if (/\n\s+at |TypeError|RangeError|Unhandled/.test(w.err()))
+      violations.push(`sync --watch of peer ${i + 1} printed a stack trace: ${w.err().slice(0, 300)}`)
     if (ends[i].code !== 0 && ends[i].signal !== "SIGTERM") violations.push(`sync --watch of peer ${i + 1} exited ${ends[i].code ?? ends[i].signal}`)
   })
   for (const d of [S, ...peers]) {

@@ -121,7 +121,9 @@ export async function processChaosRound({ maxKills = 10, deadlineMs = 240_000, l
         // an on_error checkpoint that names a completed job: nothing to retry; say so, and let the plan
         // go on as a human would (approve the checkpoint)
         retried.add(`${seq}:completed`)
-        violations.push(`the plan paused at an on_error checkpoint naming job ${job} #${j.attempt}, which is completed (its completed report and the orchestrator's record of its killed process crossed)`)
+        violations.push(
+          `the plan paused at an on_error checkpoint naming job ${job} #${j.attempt}, which is completed (its completed report and the orchestrator's record of its killed process crossed)`
+        )
         const r = await cli(store, env, ["approve", id])
         if (r.code !== 0) log(`approve ${id}: ${r.code} ${r.stderr.trim()}`)
       }
@@ -227,7 +229,8 @@ export async function processChaosRound({ maxKills = 10, deadlineMs = 240_000, l
   // ... nor a `concord mcp` server a job started
   const mcpPids = entries.flatMap(e => e.lines.filter(l => /^mcp \d+$/.test(l)).map(l => ({ e, pid: Number(l.slice(4)) })))
   const mcpSurvivors = mcpPids.filter(x => alive(x.pid))
-  if (mcpSurvivors.length) violations.push(`concord mcp servers outlived the plan: ${mcpSurvivors.map(x => `${x.e.job}#${x.e.attempt}'s pid ${x.pid}`).join(", ")}`)
+  if (mcpSurvivors.length)
+    violations.push(`concord mcp servers outlived the plan: ${mcpSurvivors.map(x => `${x.e.job}#${x.e.attempt}'s pid ${x.pid}`).join(", ")}`)
   for (const x of mcpSurvivors) {
     try {
       process.kill(x.pid, "SIGKILL")

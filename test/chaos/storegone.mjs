@@ -33,7 +33,10 @@ export async function storeGoneUnderRun({ rounds = 1, log = () => {} } = {}) {
     const pids = path.join(root, "pids")
     const env = { ...process.env, CONCORD_STORE: store }
     for (const k of Object.keys(env)) if (k.startsWith("CONCORD_") && k !== "CONCORD_STORE") delete env[k]
-    writeFileSync(path.join(root, "plan.yaml"), `name: gone\ngraceMs: 300\njobs:\n  - { name: A, run: "echo $$ >> ${pids}; exec sleep 120" }\n  - { name: B, run: "echo $$ >> ${pids}; exec sleep 120" }\n`)
+    writeFileSync(
+      path.join(root, "plan.yaml"),
+      `name: gone\ngraceMs: 300\njobs:\n  - { name: A, run: "echo $$ >> ${pids}; exec sleep 120" }\n  - { name: B, run: "echo $$ >> ${pids}; exec sleep 120" }\n`
+    )
     const c = spawnSync(process.execPath, [BIN, "plan", "create", path.join(root, "plan.yaml"), "--json"], { env, cwd: root, encoding: "utf8" })
     if (c.status !== 0) throw new Error(`plan create: ${c.stderr}`)
     const id = JSON.parse(c.stdout).id
@@ -65,7 +68,8 @@ export async function storeGoneUnderRun({ rounds = 1, log = () => {} } = {}) {
       if (!end) run.kill("SIGTERM")
       const r = end ?? (await Promise.race([exited, sleep(30_000).then(() => undefined)]))
       if (!r) violations.push("the orchestrator did not exit within 30 s of SIGTERM with its store gone")
-      else if (![0, 1, 130].includes(r.code)) violations.push(`the orchestrator exited ${r.code ?? r.signal} with its store gone (expected 1, or 130 on SIGTERM)`)
+      else if (![0, 1, 130].includes(r.code))
+        violations.push(`the orchestrator exited ${r.code ?? r.signal} with its store gone (expected 1, or 130 on SIGTERM)`)
       if (STACK.test(err)) violations.push(`the orchestrator printed a stack trace: ${err.slice(0, 300)}`)
       for (const l of err.split("\n").filter(Boolean)) if (!/^concord: /.test(l)) violations.push(`a stderr line that is not concord's own: ${l.slice(0, 200)}`)
     } finally {

@@ -27,16 +27,7 @@
  */
 import { NetworkAdapter, type PeerId, type PeerMetadata, type RepoMessage } from "@automerge/automerge-repo/slim"
 import type { WebSocket } from "ws"
-import {
-  checkClientMessage,
-  checkJoin,
-  decodeFrame,
-  encodeFrame,
-  isObject,
-  type JoinMessage,
-  ProtocolV1,
-  REFUSED_TYPE,
-} from "./protocol.js"
+import { checkClientMessage, checkJoin, decodeFrame, encodeFrame, isObject, type JoinMessage, ProtocolV1, REFUSED_TYPE } from "./protocol.js"
 
 export interface PeerInfo<P = unknown> {
   /** the id the Repo knows this connection by (`<client peer id>~<n>`) */

@@ -126,7 +126,8 @@ export class ServerApi {
             }
             const status = res.statusCode ?? 0
             const err = (v as { error?: string } | undefined)?.error ?? text.trim().slice(0, 200)
-            if (status === 401) return reject(new SyncError("unauthorized", `the server at ${this.base.host} refused the token (HTTP 401: ${err || "unauthorized"})`))
+            if (status === 401)
+              return reject(new SyncError("unauthorized", `the server at ${this.base.host} refused the token (HTTP 401: ${err || "unauthorized"})`))
             if (status === 403) return reject(new SyncError("refused", `the server at ${this.base.host} refused: ${err} (HTTP 403)`))
             if (status < 200 || status >= 300 || v === undefined) {
               return reject(new SyncError("protocol", `unexpected answer from ${u.host}${u.pathname}: HTTP ${status} ${err}`))

@@ -94,7 +94,8 @@ async function choosePlans(
       }
       if (serverById.has(id)) add(id)
       else if (!granted(id)) throw new SyncError("refused", `token ${remote.token.id} has no access to plan ${id} on the server`)
-      else if (role !== "admin") throw new SyncError("refused", `plan ${id} is not on the server yet, and only an admin token can push a new plan (this token is ${role})`)
+      else if (role !== "admin")
+        throw new SyncError("refused", `plan ${id} is not on the server yet, and only an admin token can push a new plan (this token is ${role})`)
       else add(id)
     }
   } else {
@@ -394,4 +395,3 @@ function abortableSleep(ms: number, signal: AbortSignal): Promise<boolean> {
     signal.addEventListener("abort", onAbort, { once: true })
   })
 }
-

@@ -12,7 +12,21 @@ import { approveCheckpoint, raiseCheckpoint, readPlan, setJobStatus, setPlanStat
 import { appendReport, reportsGenesis } from "../../../src/doc/reports.js"
 import { RemoteSession, SyncError } from "../../../src/sync/net/client.js"
 import { PlanStore } from "../../../src/sync/store/PlanStore.js"
-import { addTokenCli, createPlanCli, FOUNDING_PLAN, jobStatuses, ok, rm, runConcord, type ServerProcess, spawnConcord, startServerProcess, statusJson, tempRoot, until } from "./helpers.js"
+import {
+  addTokenCli,
+  createPlanCli,
+  FOUNDING_PLAN,
+  jobStatuses,
+  ok,
+  rm,
+  runConcord,
+  type ServerProcess,
+  spawnConcord,
+  startServerProcess,
+  statusJson,
+  tempRoot,
+  until,
+} from "./helpers.js"
 
 let root: string
 let s: string

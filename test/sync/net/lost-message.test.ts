@@ -106,7 +106,7 @@ describe("a sync message lost on a live connection", () => {
     const root = tempRoot()
     roots.push(root)
     const [S, P] = ["server", "peer"].map(n => path.join(root, n))
-    const id = await createPlanCli(S, "name: lost\njobs:\n  - { name: A, run: \"true\" }\n")
+    const id = await createPlanCli(S, 'name: lost\njobs:\n  - { name: A, run: "true" }\n')
     await ok(S, ["report", "progress", "r0", "--job", "A", "--plan", id])
     const token = await addTokenCli(S, id, "writer")
     const server = await startServerProcess(S)
@@ -130,10 +130,14 @@ describe("a sync message lost on a live connection", () => {
       await ok(S, ["report", "progress", "r2", "--job", "A", "--plan", id])
       await until("the sync message carrying r2 to be dropped", () => proxy.dropped() === 2)
       for (const m of ["r3", "r4"]) await ok(S, ["report", "progress", m, "--job", "A", "--plan", id])
-      await until("r2..r4 at the peer despite the lost message", async () => {
-        const have = await messages(P, id)
-        return ["r2", "r3", "r4"].every(m => have.includes(m))
-      }, 30_000)
+      await until(
+        "r2..r4 at the peer despite the lost message",
+        async () => {
+          const have = await messages(P, id)
+          return ["r2", "r3", "r4"].every(m => have.includes(m))
+        },
+        30_000
+      )
       expect((await messages(P, id)).sort()).toEqual(["r0", "r1", "r2", "r3", "r4"])
       expect(watch.output().stderr).toMatch(/resync/)
       expect(watch.output().stderr).not.toMatch(/\n\s+at |TypeError/)
