@@ -63,6 +63,34 @@ async function messages(store: string, id: string): Promise<string[]> {
     .map((e: any) => e.did as string)
 }
 
+/** Resolves once nothing under `dir` was created, removed or modified for `quietMs`. */
+async function quiet(dir: string, quietMs = 1500, timeoutMs = 60_000): Promise<void> {
+  const listing = () => {
+    const out: string[] = []
+    const walk = (d: string) => {
+      for (const e of readdirSync(d, { withFileTypes: true })) {
+        const p = path.join(d, e.name)
+        try {
+          out.push(`${p} ${statSync(p).mtimeMs}`)
+          if (e.isDirectory()) walk(p)
+        } catch {
+          out.push(`${p} gone`)
+        }
+      }
+    }
+    walk(dir)
+    return out.join("\n")
+  }
+  const deadline = Date.now() + timeoutMs
+  let last = listing()
+  let since = Date.now()
+  while (Date.now() - since < quietMs && Date.now() < deadline) {
+    await new Promise(r => setTimeout(r, 200))
+    const now = listing()
+    if (now !== last) [last, since] = [now, Date.now()]
+  }
+}
+
 /** Every chunk file under the store's document directories. */
 function chunkFiles(store: string): string[] {
   const out: string[] = []
@@ -192,6 +220,10 @@ describe("disk faults", () => {
     w.stderr.on("data", d => (err += d))
     const exited = new Promise<number | null>(r => w.on("close", c => r(c)))
     await until(() => out.includes("\n"))
+    // The watcher writes at start-up (its report-digest cache, a compaction); on a loaded machine that
+    // can still go on after its first output, and a directory written into while rm removes it fails
+    // with ENOTEMPTY. The fault is the store vanishing under an idle live watcher: wait until it is quiet.
+    await quiet(store)
     rmSync(store, { recursive: true, force: true })
     await new Promise(r => setTimeout(r, 1500))
     expect(w.exitCode).toBe(null) // still watching
