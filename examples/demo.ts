@@ -59,7 +59,9 @@ if (mcpPlan.code !== 0) process.exit(mcpPlan.code)
 const mcpId = (JSON.parse(mcpPlan.stdout) as { id: string }).id
 const mcpRun = concord(["run", mcpId])
 const mcpStatus = JSON.parse(concord(["status", mcpId, "--json"], { capture: true }).stdout)
-const viaMcp = mcpStatus.jobs.every((j: { status: string; lastReport: { by: string } | null }) => j.status === "completed" && /^job:/.test(j.lastReport?.by ?? ""))
+const viaMcp = mcpStatus.jobs.every(
+  (j: { status: string; lastReport: { by: string } | null }) => j.status === "completed" && /^job:/.test(j.lastReport?.by ?? "")
+)
 say()
 say(viaMcp && mcpRun.code === 0 ? "As expected: both agents reported completed through MCP." : "Unexpected outcome of the MCP demo: see the status above.")
 process.exit(viaMcp && mcpRun.code === 0 ? 0 : 1)

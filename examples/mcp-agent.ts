@@ -36,6 +36,9 @@ for (let i = 1; i <= steps; i++) {
   const r = await call("mc_report", { status: "progress", message: `step ${i} of ${steps}`, progress: Math.round((i * 90) / steps) })
   console.log(`[${name}] ${r.content[0].text}`)
 }
-const end = outcome === "fail" ? await call("mc_report", { status: "failed", message: "could not finish" }) : await call("mc_report", { status: "completed", message: "done", progress: 100 })
+const end =
+  outcome === "fail"
+    ? await call("mc_report", { status: "failed", message: "could not finish" })
+    : await call("mc_report", { status: "completed", message: "done", progress: 100 })
 console.log(`[${name}] ${end.content[0].text}`)
 await client.close()

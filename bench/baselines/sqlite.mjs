@@ -60,20 +60,14 @@ export function open(dir) {
 
   const q = {
     job: db.prepare("SELECT status FROM jobs WHERE plan = ? AND name = ?"),
-    insertReport: db.prepare(
-      "INSERT INTO reports (plan, job, status, message, progress, at, by) VALUES (?, ?, ?, ?, ?, ?, ?)"
-    ),
-    finishJob: db.prepare(
-      "UPDATE jobs SET status = ? WHERE plan = ? AND name = ? AND status IN ('queued', 'running')"
-    ),
+    insertReport: db.prepare("INSERT INTO reports (plan, job, status, message, progress, at, by) VALUES (?, ?, ?, ?, ?, ?, ?)"),
+    finishJob: db.prepare("UPDATE jobs SET status = ? WHERE plan = ? AND name = ? AND status IN ('queued', 'running')"),
     plan: db.prepare("SELECT * FROM plans WHERE id = ?"),
     jobs: db.prepare("SELECT name, status FROM jobs WHERE plan = ? ORDER BY name"),
     messages: db.prepare("SELECT job, message FROM reports WHERE plan = ? ORDER BY id"),
     messagesSince: db.prepare("SELECT id, message FROM reports WHERE plan = ? AND job = ? AND id > ? ORDER BY id"),
     failJob: db.prepare("UPDATE jobs SET status = 'failed' WHERE plan = ? AND name = ?"),
-    pause: db.prepare(
-      "UPDATE plans SET status = 'paused', checkpoint = 'on_error', checkpoint_job = ?, checkpoint_context = ? WHERE id = ?"
-    ),
+    pause: db.prepare("UPDATE plans SET status = 'paused', checkpoint = 'on_error', checkpoint_job = ?, checkpoint_context = ? WHERE id = ?"),
   }
 
   return {

@@ -55,8 +55,21 @@ export async function writeCharts(dir, results) {
   const c = results.workloads.contention
   if (c?.rows?.length) {
     const xP = { field: "P", type: "quantitative", title: "processes (P)", scale: { type: "log", base: 2 }, axis: { values: c.config.ps } }
-    await add("contention-throughput.svg", "Contention: throughput", line("Contention: reports/s (median of runs)", c.rows, xP, { field: "throughput", type: "quantitative", title: "reports per second", scale: { type: "log" } }))
-    await add("contention-p99.svg", "Contention: p99 latency", line("Contention: p99 latency, call to durable", c.rows, xP, { field: "p99", type: "quantitative", title: "p99 latency (ms)", scale: { type: "log" } }))
+    await add(
+      "contention-throughput.svg",
+      "Contention: throughput",
+      line("Contention: reports/s (median of runs)", c.rows, xP, {
+        field: "throughput",
+        type: "quantitative",
+        title: "reports per second",
+        scale: { type: "log" },
+      })
+    )
+    await add(
+      "contention-p99.svg",
+      "Contention: p99 latency",
+      line("Contention: p99 latency, call to durable", c.rows, xP, { field: "p99", type: "quantitative", title: "p99 latency (ms)", scale: { type: "log" } })
+    )
   }
   const s = results.workloads.scale
   if (s?.rows?.length && s.config.totals.length > 1) {
@@ -71,7 +84,11 @@ export async function writeCharts(dir, results) {
     ]
     const data = s.rows.map(r => ({ ...r, kib: r.bytes / 1024 }))
     for (const [file, title, field, ytitle] of metrics) {
-      await add(file, title, line(title, data, xT, { field, type: "quantitative", title: ytitle, scale: { type: "log" } }, { width: 200, height: 200, encoding: facet }))
+      await add(
+        file,
+        title,
+        line(title, data, xT, { field, type: "quantitative", title: ytitle, scale: { type: "log" } }, { width: 200, height: 200, encoding: facet })
+      )
     }
   }
   const y = results.workloads.sync
@@ -81,7 +98,18 @@ export async function writeCharts(dir, results) {
     await add(
       "sync-converge.svg",
       "Sync: time to converge",
-      line("Sync: time to converge (two peers)", data, { field: "changesPerPeer", type: "quantitative", title: "offline changes per peer", scale: { type: "log" }, axis: { values: y.config.changes, format: "~s" } }, { field: "convergeMs", type: "quantitative", title: "ms", scale: { type: "log" } })
+      line(
+        "Sync: time to converge (two peers)",
+        data,
+        {
+          field: "changesPerPeer",
+          type: "quantitative",
+          title: "offline changes per peer",
+          scale: { type: "log" },
+          axis: { values: y.config.changes, format: "~s" },
+        },
+        { field: "convergeMs", type: "quantitative", title: "ms", scale: { type: "log" } }
+      )
     )
   }
   return charts

@@ -73,7 +73,10 @@ export async function open(dir) {
     },
     async read(id) {
       const view = c.readPlan(await store.loadPlan(id))
-      const reports = await store.loadAllReports(id, view.jobs.map(j => j.name))
+      const reports = await store.loadAllReports(
+        id,
+        view.jobs.map(j => j.name)
+      )
       const jobs = {}
       for (const j of view.jobs) jobs[j.name] = { status: j.status, messages: c.readReports(reports.get(j.name)).map(r => r.message) }
       return { status: view.status, checkpoint: view.checkpoint, checkpointJob: view.checkpointContext?.jobName ?? null, jobs }

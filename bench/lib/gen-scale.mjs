@@ -72,13 +72,23 @@ async function concordGenerator(writeDir = dir) {
     async fidelity({ k }) {
       // 1. one report: the built change is byte-identical to PlanStore.appendReport's (same actor and time)
       const f0 = reportFields("x", 1)
-      const real0 = c.appendReport(A.clone(c.reportsGenesis("P", "x")), { status: f0.status, message: f0.message, progress: f0.progress, attempt: 1 }, { by: f0.by, now: 1_700_000_000_123 })
+      const real0 = c.appendReport(
+        A.clone(c.reportsGenesis("P", "x")),
+        { status: f0.status, message: f0.message, progress: f0.progress, attempt: 1 },
+        { by: f0.by, now: 1_700_000_000_123 }
+      )
       const realChange = A.decodeChange(A.getLastLocalChange(real0))
       const built0 = reportLog(A, c, "P", "x", { actor: A.getActorId(real0) })
       const builtChange = A.decodeChange(built0.change({ ...f0, at: 1_700_000_000_123 }))
       const identicalChange = realChange.hash === builtChange.hash
       // 2. k reports through the real path (a new store object each: a new actor, as a new process) vs k built
-      const spec = c.validatePlanSpec({ name: "fidelity", jobs: [{ name: "real", run: "true" }, { name: "built", run: "true" }] })
+      const spec = c.validatePlanSpec({
+        name: "fidelity",
+        jobs: [
+          { name: "real", run: "true" },
+          { name: "built", run: "true" },
+        ],
+      })
       const fplan = (await store.createPlan(spec, dir, ctx("user@bench"))).id
       const t0 = now()
       for (let i = 0; i < k; i++) {
@@ -94,7 +104,13 @@ async function concordGenerator(writeDir = dir) {
         const d = await new c.PlanStore(dir).docs.load(docId)
         const loadMs = now() - t
         const changes = A.getAllChanges(d)
-        return { bytes: A.save(d).length, changes: changes.length, reports: d.reports.length, actors: new Set(changes.map(x => A.decodeChange(x).actor)).size, loadMs }
+        return {
+          bytes: A.save(d).length,
+          changes: changes.length,
+          reports: d.reports.length,
+          actors: new Set(changes.map(x => A.decodeChange(x).actor)).size,
+          loadMs,
+        }
       }
       return { k, identicalChange, realPathMs: realMs, real: await measure(c.reportDocId(fplan, "real")), built: await measure(c.reportDocId(fplan, "built")) }
     },
@@ -191,8 +207,7 @@ async function viaSyncGenerator() {
   }
 }
 
-const gen =
-  backendName === "concord" ? await concordGenerator() : backendName === "concord-via-sync" ? await viaSyncGenerator() : await baselineGenerator()
+const gen = backendName === "concord" ? await concordGenerator() : backendName === "concord-via-sync" ? await viaSyncGenerator() : await baselineGenerator()
 gen.expectLast ??= ({ to }) => {
   const n = share(to, 0)
   return n > 0 ? { job: jobs[0], message: reportFields(jobs[0], n - 1).message } : null

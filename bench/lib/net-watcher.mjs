@@ -30,7 +30,7 @@ const ops = {
     const source = {}
     const look = (why = "event") => {
       const t = now()
-      for (const r of readReports(handle.doc())) if (!(r.message in seen)) ((seen[r.message] = t), (source[r.message] = why))
+      for (const r of readReports(handle.doc())) if (!(r.message in seen)) (seen[r.message] = t), (source[r.message] = why)
     }
     const onChange = () => look("change")
     const onHeads = () => look("heads-changed")

@@ -72,10 +72,16 @@ function targets(results) {
       bad += e.length
       parts.push(
         `scale: ${e.length} wrong status outputs` +
-          (piped.length ? ` (${piped.length} of them: \`concord status --json\` read through a pipe is cut short; the store and the same command writing to a file are right)` : "")
+          (piped.length
+            ? ` (${piped.length} of them: \`concord status --json\` read through a pipe is cut short; the store and the same command writing to a file are right)`
+            : "")
       )
     }
-    add("Zero lost updates and zero wrong final states for concord, every workload, every P", measured === 0 ? "not run" : bad ? "missed" : "met", parts.join("; "))
+    add(
+      "Zero lost updates and zero wrong final states for concord, every workload, every P",
+      measured === 0 ? "not run" : bad ? "missed" : "met",
+      parts.join("; ")
+    )
   }
   // 2. contention at P = 16 vs json-lock, through the default path: the plan's local endpoint while an
   // orchestrator runs it (concord-endpoint); the store path without one is shown next to it
@@ -93,7 +99,9 @@ function targets(results) {
         t,
         ok ? "met" : "missed",
         `endpoint ${fmt(e.throughput)} reports/s vs json-lock ${fmt(j.throughput)} (${ratio(e.throughput, j.throughput)}); p99 ${ms(e.p99)} vs ${ms(j.p99)} (${ratio(e.p99, j.p99)})` +
-          (c ? `; with no orchestrator (each process writes to the store) ${fmt(c.throughput)} reports/s (${ratio(c.throughput, j.throughput)}), p99 ${ms(c.p99)}` : "") +
+          (c
+            ? `; with no orchestrator (each process writes to the store) ${fmt(c.throughput)} reports/s (${ratio(c.throughput, j.throughput)}), p99 ${ms(c.p99)}`
+            : "") +
           (s ? `; sqlite ${fmt(s.throughput)} reports/s (the endpoint reaches ${ratio(e.throughput, s.throughput)} of it)` : "")
       )
     }
@@ -110,7 +118,11 @@ function targets(results) {
     else if (!measured.length) add("Visibility p99 < 50 ms through a local endpoint or sync server", "pending", net[0]?.pending ?? "not measured")
     else {
       const best = measured.reduce((a, r) => (r.p99 < a.p99 ? r : a))
-      add("Visibility p99 < 50 ms through a local endpoint or sync server", best.p99 < 50 ? "met" : "missed", measured.map(r => `${r.way}: p99 ${ms(r.p99)}`).join("; "))
+      add(
+        "Visibility p99 < 50 ms through a local endpoint or sync server",
+        best.p99 < 50 ? "met" : "missed",
+        measured.map(r => `${r.way}: p99 ${ms(r.p99)}`).join("; ")
+      )
     }
   }
   // 4. report cost
@@ -151,20 +163,26 @@ function targets(results) {
     const fs = m?.fleet?.find(x => x.variant === "concord")
     const j = m?.fleet?.find(x => x.variant === "json-lock")
     const c = fe ?? fs
-    if (!c || m.config.agents !== 16) add(t2, "not run", c ? `${m.config.agents} agents in this mode: lost ${(fe?.lost ?? 0) + (fs?.lost ?? 0)}` : "mcp not run")
+    if (!c || m.config.agents !== 16)
+      add(t2, "not run", c ? `${m.config.agents} agents in this mode: lost ${(fe?.lost ?? 0) + (fs?.lost ?? 0)}` : "mcp not run")
     else {
       const lost = (fe?.lost ?? 0) + (fs?.lost ?? 0)
       add(
         t2,
         lost === 0 && (!j || c.throughput >= j.throughput) ? (j ? "met" : "met (no json-lock in this run)") : "missed",
         `lost ${lost} of ${(fe?.reports ?? 0) + (fs?.reports ?? 0)}; ` +
-          (fe ? `orchestrator running (its local endpoint) ${fmt(fe.throughput)} reports/s${j ? ` (${ratio(fe.throughput, j.throughput)} json-lock's ${fmt(j.throughput)})` : ""}; ` : "") +
+          (fe
+            ? `orchestrator running (its local endpoint) ${fmt(fe.throughput)} reports/s${j ? ` (${ratio(fe.throughput, j.throughput)} json-lock's ${fmt(j.throughput)})` : ""}; `
+            : "") +
           (fs ? `no orchestrator ${fmt(fs.throughput)} reports/s${j ? ` (${ratio(fs.throughput, j.throughput)})` : ""}` : "")
       )
     }
   }
   // 5. scale
-  for (const [backend, how] of [["concord", "written through the store"], ["concord-via-sync", "arriving by sync"]]) {
+  for (const [backend, how] of [
+    ["concord", "written through the store"],
+    ["concord-via-sync", "arriving by sync"],
+  ]) {
     const t = `1,000 jobs after 100k reports ${how}: first \`concord status\` < 1 s and < 200 MB peak`
     const r = (w.scale?.rows ?? []).find(x => x.backend === backend && x.jobs === 1000 && x.reports === 100_000)
     if (!r) add(t, "not run", notRun("scale") ? "scale not run" : "this size is not part of this mode")
@@ -241,17 +259,29 @@ export function renderMarkdown(results, { charts, chartDir }) {
         ["better-sqlite3", m.betterSqlite3 ?? "not installed"],
         ["proper-lockfile", m.properLockfile],
         ["concord commit", `${m.commit ?? "?"}${m.dirty ? " (with uncommitted changes in src/, bin/, scripts/, bench/ or package.json)" : ""}`],
-        ["run time", `${results.seconds.toFixed(0)} s in all; ${Object.entries(w).map(([k, v]) => `${k} ${v.seconds?.toFixed(0) ?? "?"} s`).join(", ")}`],
+        [
+          "run time",
+          `${results.seconds.toFixed(0)} s in all; ${Object.entries(w)
+            .map(([k, v]) => `${k} ${v.seconds?.toFixed(0) ?? "?"} s`)
+            .join(", ")}`,
+        ],
       ]
     )
   )
 
   p("## Targets (issue 12)")
-  p(table(["target", "status", "measured"], results.targets.map(t => [t.target, t.status.toUpperCase(), t.detail])))
+  p(
+    table(
+      ["target", "status", "measured"],
+      results.targets.map(t => [t.target, t.status.toUpperCase(), t.detail])
+    )
+  )
   if (results.failures.length) {
     p("**Wrong results in this run** (the run exited non-zero):", ...results.failures.map(f => `- ${f}`))
   } else {
-    p("No wrong results from any backend that is meant to be right (concord, json-lock, sqlite; json-naive and json-lock's stale write are expected to lose updates, and their losses are counted below).")
+    p(
+      "No wrong results from any backend that is meant to be right (concord, json-lock, sqlite; json-naive and json-lock's stale write are expected to lose updates, and their losses are counted below)."
+    )
   }
 
   const fl = findings(results)
@@ -267,9 +297,18 @@ export function renderMarkdown(results, { charts, chartDir }) {
       ["backend", "what it is"],
       [
         ["concord", concordDescription],
-        ["json-naive", "the plan in one JSON file; read-modify-write of the whole file, temp file + fsync + rename + fsync of the directory; an in-process mutex only (what the Mission Control plugin does today)"],
-        ["json-lock", "json-naive plus a cross-process lock file (proper-lockfile, mkdir lock, retries every 2-25 ms, randomised) around every read-modify-write, as Task Master does"],
-        ["sqlite", "better-sqlite3, WAL, synchronous=FULL, busy_timeout 10 s; one row per job and per report; each operation one BEGIN IMMEDIATE transaction touching only its rows"],
+        [
+          "json-naive",
+          "the plan in one JSON file; read-modify-write of the whole file, temp file + fsync + rename + fsync of the directory; an in-process mutex only (what the Mission Control plugin does today)",
+        ],
+        [
+          "json-lock",
+          "json-naive plus a cross-process lock file (proper-lockfile, mkdir lock, retries every 2-25 ms, randomised) around every read-modify-write, as Task Master does",
+        ],
+        [
+          "sqlite",
+          "better-sqlite3, WAL, synchronous=FULL, busy_timeout 10 s; one row per job and per report; each operation one BEGIN IMMEDIATE transaction touching only its rows",
+        ],
       ].filter(([b]) => results.backends.ok.includes(b) || b === "sqlite")
     )
   )
@@ -293,7 +332,17 @@ export function renderMarkdown(results, { charts, chartDir }) {
     p(
       table(
         ["P", "backend", "reports/s", "p50 latency", "p90", "p99", "max", "lost updates", "CPU per report"],
-        c.rows.map(r => [r.P, r.backend, fmt(r.throughput), ms(r.p50), ms(r.p90), ms(r.p99), ms(r.max), `${r.lost} of ${r.sent}`, r.cpuMsPerReport !== undefined ? ms(r.cpuMsPerReport) : ""])
+        c.rows.map(r => [
+          r.P,
+          r.backend,
+          fmt(r.throughput),
+          ms(r.p50),
+          ms(r.p90),
+          ms(r.p99),
+          ms(r.max),
+          `${r.lost} of ${r.sent}`,
+          r.cpuMsPerReport !== undefined ? ms(r.cpuMsPerReport) : "",
+        ])
       )
     )
     if (baselines.length) {
@@ -303,10 +352,13 @@ export function renderMarkdown(results, { charts, chartDir }) {
           ["P", ...baselines.flatMap(b => [`throughput vs ${b}`, `p99 vs ${b}`])],
           c.config.ps.map(P => {
             const cc = c.rows.find(r => r.backend === "concord" && r.P === P)
-            return [P, ...baselines.flatMap(b => {
-              const x = c.rows.find(r => r.backend === b && r.P === P)
-              return [ratio(cc?.throughput, x?.throughput), ratio(cc?.p99, x?.p99)]
-            })]
+            return [
+              P,
+              ...baselines.flatMap(b => {
+                const x = c.rows.find(r => r.backend === b && r.P === P)
+                return [ratio(cc?.throughput, x?.throughput), ratio(cc?.p99, x?.p99)]
+              }),
+            ]
           })
         )
       )
@@ -332,7 +384,16 @@ export function renderMarkdown(results, { charts, chartDir }) {
     p(
       table(
         ["backend", "rounds", "wrong final states", "orchestrator's write finished last", "outcomes"],
-        f.rows.map(r => [r.variant, r.rounds, r.wrong, r.orchestratorLast, Object.entries(r.outcomes).sort((a, b) => b[1] - a[1]).map(([k, v]) => `${k}: ${v}`).join("; ")])
+        f.rows.map(r => [
+          r.variant,
+          r.rounds,
+          r.wrong,
+          r.orchestratorLast,
+          Object.entries(r.outcomes)
+            .sort((a, b) => b[1] - a[1])
+            .map(([k, v]) => `${k}: ${v}`)
+            .join("; "),
+        ])
       )
     )
   }
@@ -348,7 +409,26 @@ export function renderMarkdown(results, { charts, chartDir }) {
         `json: fs.watch on the plan's directory + the same poll, re-reading the file; sqlite: fs.watch on the database directory + the same poll, querying new rows (also 5 and 25 ms after each event, since the WAL is written before the commit is visible).`
     )
     const done = v.rows.filter(r => !r.pending)
-    p(table(["backend", "way", "n", "p50", "p90", "p99", "max", "never seen", "note"], done.map(r => [r.backend, r.way, r.n, ms(r.p50), ms(r.p90), ms(r.p99), ms(r.max), r.missed, r.firstSeenBy ? `first seen by: ${Object.entries(r.firstSeenBy).map(([k, n]) => `${k} ${n}`).join(", ")}` : ""])))
+    p(
+      table(
+        ["backend", "way", "n", "p50", "p90", "p99", "max", "never seen", "note"],
+        done.map(r => [
+          r.backend,
+          r.way,
+          r.n,
+          ms(r.p50),
+          ms(r.p90),
+          ms(r.p99),
+          ms(r.max),
+          r.missed,
+          r.firstSeenBy
+            ? `first seen by: ${Object.entries(r.firstSeenBy)
+                .map(([k, n]) => `${k} ${n}`)
+                .join(", ")}`
+            : "",
+        ])
+      )
+    )
     if (done.some(r => r.way.startsWith("sync server"))) {
       p(
         "Sync server: `concord serve` on loopback; the writer's store is pushed by its own `concord sync --watch` process. *Live session*: the watcher is a process holding a " +
@@ -356,14 +436,20 @@ export function renderMarkdown(results, { charts, chartDir }) {
           "*Store to store*: a second store kept up to date by its own `concord sync --watch`, watched with DocStore.watch as above. The report log exists and is synced before the clock starts."
       )
     }
-    if (done.some(r => r.min < 0)) p("A negative latency means the watcher saw the report before the writer's call returned (after the rename, before the fsync of the directory finished).")
+    if (done.some(r => r.min < 0))
+      p("A negative latency means the watcher saw the report before the writer's call returned (after the rename, before the fsync of the directory finished).")
     const cs = done.find(r => r.backend === "concord" && r.way === "store watch")
     if (cs && baselines.length) {
       p("Ratios, concord store watch ÷ baseline (below 1: concord sees reports sooner):")
-      p(table(["baseline", "p50", "p99"], baselines.map(b => {
-        const x = done.find(r => r.backend === b)
-        return [b, ratio(cs.p50, x?.p50), ratio(cs.p99, x?.p99)]
-      })))
+      p(
+        table(
+          ["baseline", "p50", "p99"],
+          baselines.map(b => {
+            const x = done.find(r => r.backend === b)
+            return [b, ratio(cs.p50, x?.p50), ratio(cs.p99, x?.p99)]
+          })
+        )
+      )
     }
     for (const r of v.rows.filter(r => r.pending)) p(`- concord, ${r.way}: **pending**: ${r.pending}.`)
   }
@@ -377,9 +463,14 @@ export function renderMarkdown(results, { charts, chartDir }) {
     const cr = rc.rows.find(r => r.command === "concord report")
     p(
       `Wall time of one process, spawn to exit, ${rc.config.runs} runs each after ${rc.config.warmup} warm-up runs, interleaved. ` +
-        "`concord report progress MSG --job J --plan ID` against the floor `node -e \"\"` and against the same report by a one-shot process of each baseline (`node bench/baselines/cli.mjs BACKEND DIR report ...`)."
+        '`concord report progress MSG --job J --plan ID` against the floor `node -e ""` and against the same report by a one-shot process of each baseline (`node bench/baselines/cli.mjs BACKEND DIR report ...`).'
     )
-    p(table(["command", "n", "p50", "p90", "p99", "min", "÷ node -e \"\"", "concord ÷ this"], rc.rows.map(r => [r.command, r.n, ms(r.p50), ms(r.p90), ms(r.p99), ms(r.min), ratio(r.p50, node?.p50), ratio(cr?.p50, r.p50)])))
+    p(
+      table(
+        ["command", "n", "p50", "p90", "p99", "min", '÷ node -e ""', "concord ÷ this"],
+        rc.rows.map(r => [r.command, r.n, ms(r.p50), ms(r.p90), ms(r.p99), ms(r.min), ratio(r.p50, node?.p50), ratio(cr?.p50, r.p50)])
+      )
+    )
     p("A report through a long-lived MCP server: see [7. MCP](#7-mcp).")
   }
 
@@ -414,21 +505,52 @@ export function renderMarkdown(results, { charts, chartDir }) {
       const rows = s.rows.filter(r => r.jobs === J)
       p(
         table(
-          ["reports", "backend", "store size", "files", "first status: wall time", "first status: peak RSS", "repeated status: wall time", "repeated: peak RSS", "generated in"],
-          rows.map(r => [r.reports.toLocaleString("en"), r.backend, kib(r.bytes), r.files, ms(r.statusFirstMs), `${fmt(r.peakRssFirstMB)} MB`, ms(r.statusMs), `${fmt(r.peakRssMB)} MB`, `${r.genSeconds.toFixed(1)} s`])
+          [
+            "reports",
+            "backend",
+            "store size",
+            "files",
+            "first status: wall time",
+            "first status: peak RSS",
+            "repeated status: wall time",
+            "repeated: peak RSS",
+            "generated in",
+          ],
+          rows.map(r => [
+            r.reports.toLocaleString("en"),
+            r.backend,
+            kib(r.bytes),
+            r.files,
+            ms(r.statusFirstMs),
+            `${fmt(r.peakRssFirstMB)} MB`,
+            ms(r.statusMs),
+            `${fmt(r.peakRssMB)} MB`,
+            `${r.genSeconds.toFixed(1)} s`,
+          ])
         )
       )
       const sb = shown.filter(b => !b.startsWith("concord"))
       if (sb.length) {
         p(
           table(
-            ["reports", ...sb.flatMap(b => [`first status time, concord ÷ ${b}`, `repeated status time ÷ ${b}`, `size ÷ ${b}`, `first status peak RSS ÷ ${b}`])],
+            [
+              "reports",
+              ...sb.flatMap(b => [`first status time, concord ÷ ${b}`, `repeated status time ÷ ${b}`, `size ÷ ${b}`, `first status peak RSS ÷ ${b}`]),
+            ],
             s.config.totals.map(T => {
               const cc = rows.find(r => r.backend === "concord" && r.reports === T)
-              return [T.toLocaleString("en"), ...sb.flatMap(b => {
-                const x = rows.find(r => r.backend === b && r.reports === T)
-                return [ratio(cc?.statusFirstMs, x?.statusFirstMs), ratio(cc?.statusMs, x?.statusMs), ratio(cc?.bytes, x?.bytes), ratio(cc?.peakRssFirstMB, x?.peakRssFirstMB)]
-              })]
+              return [
+                T.toLocaleString("en"),
+                ...sb.flatMap(b => {
+                  const x = rows.find(r => r.backend === b && r.reports === T)
+                  return [
+                    ratio(cc?.statusFirstMs, x?.statusFirstMs),
+                    ratio(cc?.statusMs, x?.statusMs),
+                    ratio(cc?.bytes, x?.bytes),
+                    ratio(cc?.peakRssFirstMB, x?.peakRssFirstMB),
+                  ]
+                }),
+              ]
             })
           )
         )
@@ -436,9 +558,16 @@ export function renderMarkdown(results, { charts, chartDir }) {
     }
     if (s.fits?.length) {
       p("### How each grows")
-      p("Least-squares fit of y = c · T^k over the report totals (T) for each plan size: k ≈ 1 is linear growth, k ≈ 0 flat; the slope column is the added cost per extra report between the smallest and largest T.")
+      p(
+        "Least-squares fit of y = c · T^k over the report totals (T) for each plan size: k ≈ 1 is linear growth, k ≈ 0 flat; the slope column is the added cost per extra report between the smallest and largest T."
+      )
       const unit = { bytes: "bytes", statusMs: "ms", statusFirstMs: "ms", peakRssMB: "MB", peakRssFirstMB: "MB" }
-      p(table(["backend", "jobs", "metric", "exponent k", "R²", "slope per report"], s.fits.map(x => [x.backend, x.jobs, x.metric, x.exponent.toFixed(2), x.r2.toFixed(3), `${x.perReport.toPrecision(3)} ${unit[x.metric]}`])))
+      p(
+        table(
+          ["backend", "jobs", "metric", "exponent k", "R²", "slope per report"],
+          s.fits.map(x => [x.backend, x.jobs, x.metric, x.exponent.toFixed(2), x.r2.toFixed(3), `${x.perReport.toPrecision(3)} ${unit[x.metric]}`])
+        )
+      )
     }
     chart("scale-status-time-first.svg")
     chart("scale-status-time.svg")
@@ -457,7 +586,7 @@ export function renderMarkdown(results, { charts, chartDir }) {
       p(
         "concord: src/sync/net's `benchOfflineConvergence`: two stores share a plan through a `concord serve` process (loopback), each makes N changes offline " +
           "(half heartbeats on its own job in the plan document, half reports to its own job's log and to a log both write), then `concord sync` runs for A, B, A in turn; " +
-          "the time to converge is those three runs, start-up of each process included, and \"converged\" means all three stores end with identical heads and every change. " +
+          'the time to converge is those three runs, start-up of each process included, and "converged" means all three stores end with identical heads and every change. ' +
           "No baseline offers sync, so this workload has no ratios."
       )
     p(
@@ -471,7 +600,11 @@ export function renderMarkdown(results, { charts, chartDir }) {
           r.changesPerPeer.toLocaleString("en"),
           r.kind === "reference" ? "reference (Automerge protocol, in process)" : "concord (3 × concord sync)",
           r.pending ? "pending" : ms(r.convergeMs),
-          r.kind === "reference" ? `${r.rounds} rounds, ${kib(r.bytes)} exchanged` : r.detail ? `A push ${ms(r.detail.syncMs.aPush)}, B both ways ${ms(r.detail.syncMs.bBoth)}, A pull ${ms(r.detail.syncMs.aPull)}` : "",
+          r.kind === "reference"
+            ? `${r.rounds} rounds, ${kib(r.bytes)} exchanged`
+            : r.detail
+              ? `A push ${ms(r.detail.syncMs.aPush)}, B both ways ${ms(r.detail.syncMs.bBoth)}, A pull ${ms(r.detail.syncMs.aPull)}`
+              : "",
           r.pending ? "" : r.ok ? "yes" : "NO",
         ])
       )
@@ -494,10 +627,30 @@ export function renderMarkdown(results, { charts, chartDir }) {
           (dsh.measuredAt ? ` Measured ${dsh.measuredAt} (a later \`--only=dashboard\` run than the rest of this page).` : "")
       )
       const done = dsh.rows.filter(r => !r.pending)
-      p(table(["way", "n", "p50", "p90", "p99", "max", "overtaken", "never shown", "load average (1 min) before → after"], done.map(r => [r.way, r.n, ms(r.p50), ms(r.p90), ms(r.p99), ms(r.max), r.overtaken, r.missed, r.load1 ? `${fmt(r.load1[0])} → ${fmt(r.load1[1])}` : "not recorded"])))
+      p(
+        table(
+          ["way", "n", "p50", "p90", "p99", "max", "overtaken", "never shown", "load average (1 min) before → after"],
+          done.map(r => [
+            r.way,
+            r.n,
+            ms(r.p50),
+            ms(r.p90),
+            ms(r.p99),
+            ms(r.max),
+            r.overtaken,
+            r.missed,
+            r.load1 ? `${fmt(r.load1[0])} → ${fmt(r.load1[1])}` : "not recorded",
+          ])
+        )
+      )
       for (const r of dsh.rows.filter(x => x.pending)) p(`${r.way}: pending (${r.pending})`)
-      if (done.some(r => r.min < 0)) p("A negative latency means the page showed the report before the writer's call returned (the server confirmation, or the report-digest cache update that follows the fsync, was still under way).")
-      p("*Overtaken*: a report replaced by the next one before the page drew it (the page shows a job's latest report); *never shown*: neither it nor any later report appeared.")
+      if (done.some(r => r.min < 0))
+        p(
+          "A negative latency means the page showed the report before the writer's call returned (the server confirmation, or the report-digest cache update that follows the fsync, was still under way)."
+        )
+      p(
+        "*Overtaken*: a report replaced by the next one before the page drew it (the page shows a job's latest report); *never shown*: neither it nor any later report appeared."
+      )
     }
   }
 
@@ -512,13 +665,23 @@ export function renderMarkdown(results, { charts, chartDir }) {
         `${mc.config.calls} calls after ${mc.config.warmup} warm-up calls, with \`concord report\` (one process per report, spawn to exit) and \`node -e ""\` interleaved ${mc.config.cli} times each. ` +
         "Server CPU is the server process's own user + system time per call (from /proc), which the machine's load does not inflate."
     )
-    p(table(["how", "n", "p50", "p90", "p99", "max", "server CPU / report"], mc.rows.map(r => [r.command, r.n, ms(r.p50), ms(r.p90), ms(r.p99), ms(r.max), r.cpuMsPerCall != null ? ms(r.cpuMsPerCall) : ""])))
+    p(
+      table(
+        ["how", "n", "p50", "p90", "p99", "max", "server CPU / report"],
+        mc.rows.map(r => [r.command, r.n, ms(r.p50), ms(r.p90), ms(r.p99), ms(r.max), r.cpuMsPerCall != null ? ms(r.cpuMsPerCall) : ""])
+      )
+    )
     p(`Reports made through the server and missing from the log afterwards: ${mc.lost}.`)
     p(
       `${mc.config.agents} agents at once (16 in a full run), each with its own \`concord mcp\` server (one process each) on one store, each making ${mc.config.n} reports for its own job as fast as it can; ` +
         `against json-lock with ${mc.config.agents} processes making the same reports (bench/lib/worker.mjs \`burst\`), in the same run.`
     )
-    p(table(["who", "reports", "lost", "throughput", "p50", "p99"], mc.fleet.map(f => [f.backend, f.reports, f.lost, `${fmt(f.throughput)} /s`, ms(f.p50), ms(f.p99)])))
+    p(
+      table(
+        ["who", "reports", "lost", "throughput", "p50", "p99"],
+        mc.fleet.map(f => [f.backend, f.reports, f.lost, `${fmt(f.throughput)} /s`, ms(f.p50), ms(f.p99)])
+      )
+    )
   }
 
   p("## Caveats")
@@ -529,7 +692,9 @@ export function renderMarkdown(results, { charts, chartDir }) {
     "- concord's scale stores are filled by a generator (checked above), not by 100k CLI processes; reports are spread evenly over jobs, and every report is by a new actor, as with the CLI. A long-lived writer (an MCP server) that keeps its documents in memory could use one actor for many reports and make smaller, faster-loading logs."
   )
   p("## Repetitions and run time")
-  const cfgs = Object.entries(w).filter(([, v]) => v.config).map(([k, v]) => `- ${k}: \`${JSON.stringify(v.config)}\`, ${v.seconds?.toFixed(0)} s`)
+  const cfgs = Object.entries(w)
+    .filter(([, v]) => v.config)
+    .map(([k, v]) => `- ${k}: \`${JSON.stringify(v.config)}\`, ${v.seconds?.toFixed(0)} s`)
   p(...cfgs)
   return out.join("\n")
 }
@@ -546,12 +711,20 @@ function findings(results) {
     const f = w.founding?.rows ?? []
     const parts = []
     const cc = c.filter(r => r.backend === "concord")
-    if (cc.length) parts.push(`lost ${cc.reduce((a, r) => a + r.lost, 0)} of ${cc.reduce((a, r) => a + r.sent, 0)} reports in contention (P up to ${Math.max(...cc.map(r => r.P))})`)
+    if (cc.length)
+      parts.push(
+        `lost ${cc.reduce((a, r) => a + r.lost, 0)} of ${cc.reduce((a, r) => a + r.sent, 0)} reports in contention (P up to ${Math.max(...cc.map(r => r.P))})`
+      )
     const fc = f.find(r => r.backend === "concord")
     if (fc) parts.push(`ended wrong in ${fc.wrong} of ${fc.rounds} founding-race rounds`)
-    if (parts.length) out.push(`**Correctness.** concord ${parts.join("; ")}.` +
-      (naive.length ? ` json-naive lost ${naive.map(r => `${r.lost} of ${r.sent} at P = ${r.P}`).join(", ")}.` : "") +
-      (f.length ? ` Founding race wrong final states: ${f.map(r => `${r.variant} ${r.wrong}/${r.rounds}`).join(", ")}. A lock alone does not fix the founding bug: the orchestrator decides from a view it read earlier and saves that view; it takes a re-read under the lock (or row-level updates, as in sqlite) to get it right, while concord gets it right from the stale view.` : ""))
+    if (parts.length)
+      out.push(
+        `**Correctness.** concord ${parts.join("; ")}.` +
+          (naive.length ? ` json-naive lost ${naive.map(r => `${r.lost} of ${r.sent} at P = ${r.P}`).join(", ")}.` : "") +
+          (f.length
+            ? ` Founding race wrong final states: ${f.map(r => `${r.variant} ${r.wrong}/${r.rounds}`).join(", ")}. A lock alone does not fix the founding bug: the orchestrator decides from a view it read earlier and saves that view; it takes a re-read under the lock (or row-level updates, as in sqlite) to get it right, while concord gets it right from the stale view.`
+            : "")
+      )
     const pipe = (w.scale?.errors ?? []).filter(x => x.includes("concord") && x.includes("through a pipe"))
     if (pipe.length) {
       const sizes = [...new Set(pipe.map(x => /J=(\d+)/.exec(x)?.[1]).filter(Boolean))].map(Number).map(n => n.toLocaleString("en"))
@@ -586,8 +759,12 @@ function findings(results) {
     if (sw) {
       out.push(
         `**Visibility.** Through the store, p99 ${ms(sw.p99)} (target < 250 ms: ${sw.p99 < 250 ? "met" : "missed"}).` +
-          (live ? ` Through the sync server with a live session, p50 ${ms(live.p50)}, p99 ${ms(live.p99)} (target < 50 ms: ${live.p99 < 50 ? "met" : "missed"}); the path is writer's store → its \`concord sync --watch\` (which notices the write through DocStore.watch) → \`concord serve\` → the watcher's session.` : "") +
-          (s2s ? ` Store to store through the server, p99 ${ms(s2s.p99)} (\`concord sync --watch\` batches what it receives for 100 ms before saving it).` : "") +
+          (live
+            ? ` Through the sync server with a live session, p50 ${ms(live.p50)}, p99 ${ms(live.p99)} (target < 50 ms: ${live.p99 < 50 ? "met" : "missed"}); the path is writer's store → its \`concord sync --watch\` (which notices the write through DocStore.watch) → \`concord serve\` → the watcher's session.`
+            : "") +
+          (s2s
+            ? ` Store to store through the server, p99 ${ms(s2s.p99)} (\`concord sync --watch\` batches what it receives for 100 ms before saving it).`
+            : "") +
           " No local endpoint exists yet."
       )
     }
@@ -601,7 +778,9 @@ function findings(results) {
     if (node && rep) {
       out.push(
         `**Report cost (target ${rep.p50 <= 3 * node.p50 ? "met" : "missed"}).** \`concord report\` takes ${ms(rep.p50)} (median), ${ratio(rep.p50, node.p50)} \`node -e ""\` (${ms(node.p50)}); target 3×.` +
-          (help ? ` Loading the CLI alone (\`concord --help\`) takes ${ms(help.p50)}, so start-up is ${ms(help.p50 - node.p50)} over bare Node and the report itself ${ms(rep.p50 - help.p50)}.` : "") +
+          (help
+            ? ` Loading the CLI alone (\`concord --help\`) takes ${ms(help.p50)}, so start-up is ${ms(help.p50 - node.p50)} over bare Node and the report itself ${ms(rep.p50 - help.p50)}.`
+            : "") +
           (lock ? ` A one-shot json-lock report process takes ${ms(lock.p50)}.` : "") +
           " No MCP server exists yet, so the MCP target is pending."
       )
@@ -611,7 +790,9 @@ function findings(results) {
   {
     const rows = w.scale?.rows ?? []
     const big = rows.find(r => r.backend === "concord" && r.jobs === 1000 && r.reports === 100_000)
-    const worst = rows.filter(r => r.backend === "concord").reduce((a, r) => (!a || (r.statusFirstMs ?? r.statusMs) > (a.statusFirstMs ?? a.statusMs) ? r : a), null)
+    const worst = rows
+      .filter(r => r.backend === "concord")
+      .reduce((a, r) => (!a || (r.statusFirstMs ?? r.statusMs) > (a.statusFirstMs ?? a.statusMs) ? r : a), null)
     if (worst) {
       const first = x => x.statusFirstMs ?? x.statusMs
       const firstRss = x => x.peakRssFirstMB ?? x.peakRssMB

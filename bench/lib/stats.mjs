@@ -38,7 +38,10 @@ export function linearFit(xs, ys) {
 export function powerFit(xs, ys) {
   const ok = xs.map((x, i) => [x, ys[i]]).filter(([x, y]) => x > 0 && y > 0)
   if (ok.length < 2) return null
-  const { a, b, r2 } = linearFit(ok.map(([x]) => Math.log(x)), ok.map(([, y]) => Math.log(y)))
+  const { a, b, r2 } = linearFit(
+    ok.map(([x]) => Math.log(x)),
+    ok.map(([, y]) => Math.log(y))
+  )
   return { c: Math.exp(a), k: b, r2 }
 }
 

@@ -65,10 +65,15 @@ const ops = {
   /** Visibility, watcher side: record when each message is first seen. */
   watch: async a => {
     const seen = {}
-    const w = client.watchReports(a.plan, a.job, messages => {
-      const t = now()
-      for (const m of messages) if (!(m in seen)) seen[m] = t
-    }, a.pollMs)
+    const w = client.watchReports(
+      a.plan,
+      a.job,
+      messages => {
+        const t = now()
+        for (const m of messages) if (!(m in seen)) seen[m] = t
+      },
+      a.pollMs
+    )
     watchers.set(a.key, { w, seen })
     return { pid: process.pid }
   },

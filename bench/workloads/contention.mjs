@@ -10,7 +10,9 @@ import { median, p99, quantile, round } from "../lib/stats.mjs"
 export const id = "contention"
 
 export function config(quick) {
-  return quick ? { ps: [1, 4], n: 10, reps: 1 } : { ps: (process.env.BENCH_PS ?? "1,4,16,32").split(",").map(Number), n: 50, reps: Number(process.env.BENCH_REPS ?? 3) }
+  return quick
+    ? { ps: [1, 4], n: 10, reps: 1 }
+    : { ps: (process.env.BENCH_PS ?? "1,4,16,32").split(",").map(Number), n: 50, reps: Number(process.env.BENCH_REPS ?? 3) }
 }
 
 async function once(variant, P, n) {
@@ -37,7 +39,13 @@ async function once(variant, P, n) {
     }
     const start = Math.min(...runs.map(r => r.start))
     const end = Math.max(...runs.map(r => r.end))
-    return { lat: runs.flatMap(r => r.lat), seconds: (end - start) / 1000, reports: P * n, lost, cpuMsPerReport: runs.reduce((a, r) => a + r.cpuMs, 0) / (P * n) }
+    return {
+      lat: runs.flatMap(r => r.lat),
+      seconds: (end - start) / 1000,
+      reports: P * n,
+      lost,
+      cpuMsPerReport: runs.reduce((a, r) => a + r.cpuMs, 0) / (P * n),
+    }
   } finally {
     await stopAll(workers)
     rmSync(dir, { recursive: true, force: true })

@@ -50,7 +50,16 @@ export async function run({ quick, log }) {
     server = await testing.startServerProcess(dir)
     browser = await chromium.launch({
       executablePath: CHROMIUM,
-      args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+      args: [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+      ],
     })
     const page = await browser.newPage()
     await page.goto(`http://127.0.0.1:${server.port}/dashboard/?token=${encodeURIComponent(viewer)}&plan=${planId}`)
@@ -76,7 +85,12 @@ export async function run({ quick, log }) {
       try {
         for (let i = 0; i < cfg.reports; i++) {
           const key = `r${round}-${i}`
-          await backend.appendReport(planId, "j0", { status: "progress", message: key, progress: i % 101, attempt: 1 }, { by: "job:j0#1@bench", now: Date.now() })
+          await backend.appendReport(
+            planId,
+            "j0",
+            { status: "progress", message: key, progress: i % 101, attempt: 1 },
+            { by: "job:j0#1@bench", now: Date.now() }
+          )
           durable[key] = performance.timeOrigin + performance.now()
           await sleep(cfg.gapMs + Math.random() * cfg.jitterMs)
         }
@@ -94,9 +108,22 @@ export async function run({ quick, log }) {
       // a report overtaken by the next one before the page drew it is not "missed": the page shows the
       // latest report, which is what a human sees
       const overtaken = Object.keys(durable).filter((k, i, all) => seen[k] === undefined && all.slice(i + 1).some(n => seen[n] !== undefined)).length
-      const row = { way, load1: [loadBefore, os.loadavg()[0]], n: lat.length, missed: missed - overtaken, overtaken, p50: median(lat), p90: quantile(lat, 0.9), p99: p99(lat), max: lat.length ? Math.max(...lat) : null, min: lat.length ? Math.min(...lat) : null }
+      const row = {
+        way,
+        load1: [loadBefore, os.loadavg()[0]],
+        n: lat.length,
+        missed: missed - overtaken,
+        overtaken,
+        p50: median(lat),
+        p90: quantile(lat, 0.9),
+        p99: p99(lat),
+        max: lat.length ? Math.max(...lat) : null,
+        min: lat.length ? Math.min(...lat) : null,
+      }
       rows.push(row)
-      log(`dashboard ${way}: p50 ${row.p50?.toFixed(1)} ms, p99 ${row.p99?.toFixed(1)} ms, max ${row.max?.toFixed(1)} ms, n ${row.n}, overtaken ${overtaken}, missed ${row.missed}`)
+      log(
+        `dashboard ${way}: p50 ${row.p50?.toFixed(1)} ms, p99 ${row.p99?.toFixed(1)} ms, max ${row.max?.toFixed(1)} ms, n ${row.n}, overtaken ${overtaken}, missed ${row.missed}`
+      )
     }
   } finally {
     await browser?.close().catch(() => {})

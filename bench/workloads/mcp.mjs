@@ -93,7 +93,7 @@ export async function run({ backends, quick, log }) {
       const c0 = cpuMs(s.pid)
       mcpT.push(await s.report(`mcp-${i}`, i % 101))
       const c1 = cpuMs(s.pid)
-      if (c0 !== null && c1 !== null) ((cpuSpent += c1 - c0), cpuCalls++)
+      if (c0 !== null && c1 !== null) (cpuSpent += c1 - c0), cpuCalls++
       epT.push(await s2.report(`mcp-${i}`, i % 101))
       if (i % every === 0 && cliT.length < cfg.cli) {
         const r = await timeNode([BIN, "report", "progress", `cli-${i}`, "--job", "j1", "--plan", plan], { env: { CONCORD_STORE: dir }, cwd: dir })
@@ -109,7 +109,10 @@ export async function run({ backends, quick, log }) {
       { command: "concord report (one process)", ...stats(cliT) },
       { command: 'node -e ""', ...stats(nodeT) },
     ]
-    for (const r of rows) log(`mcp latency ${r.command}: p50 ${round(r.p50)} ms, p99 ${round(r.p99)} ms (n = ${r.n})${r.cpuMsPerCall != null ? `, server CPU ${round(r.cpuMsPerCall)} ms/report` : ""}`)
+    for (const r of rows)
+      log(
+        `mcp latency ${r.command}: p50 ${round(r.p50)} ms, p99 ${round(r.p99)} ms (n = ${r.n})${r.cpuMsPerCall != null ? `, server CPU ${round(r.cpuMsPerCall)} ms/report` : ""}`
+      )
     // nothing lost: every report made through the server is in the log
     const w2 = await startWorker("concord", dir)
     workers.push(w2)
@@ -138,11 +141,15 @@ export async function run({ backends, quick, log }) {
       servers.push(...ss)
       await Promise.all(ss.map((x, i) => x.report(`warm-${jobs[i]}`, 0)))
       const t0 = performance.now()
-      const lat = (await Promise.all(ss.map(async (x, k) => {
-        const out = []
-        for (let i = 0; i < cfg.n; i++) out.push(await x.report(`${jobs[k]}-${i}`, i % 101))
-        return out
-      }))).flat()
+      const lat = (
+        await Promise.all(
+          ss.map(async (x, k) => {
+            const out = []
+            for (let i = 0; i < cfg.n; i++) out.push(await x.report(`${jobs[k]}-${i}`, i % 101))
+            return out
+          })
+        )
+      ).flat()
       const seconds = (performance.now() - t0) / 1000
       const vias = ss.flatMap(x => x.vias)
       const want = withEndpoint ? "endpoint" : "store"
@@ -154,8 +161,19 @@ export async function run({ backends, quick, log }) {
         for (let i = 0; i < cfg.n; i++) if (!h.has(`${j}-${i}`)) flost++
       }
       const key = withEndpoint ? "concord-endpoint" : "concord"
-      const label = withEndpoint ? `concord (${cfg.agents} MCP servers, orchestrator running: its local endpoint)` : `concord (${cfg.agents} MCP servers, no orchestrator: each writes to the store)`
-      fleet[key] = { backend: label, variant: key, reports: cfg.agents * cfg.n, seconds, throughput: (cfg.agents * cfg.n) / seconds, p50: median(lat), p99: p99(lat), lost: flost }
+      const label = withEndpoint
+        ? `concord (${cfg.agents} MCP servers, orchestrator running: its local endpoint)`
+        : `concord (${cfg.agents} MCP servers, no orchestrator: each writes to the store)`
+      fleet[key] = {
+        backend: label,
+        variant: key,
+        reports: cfg.agents * cfg.n,
+        seconds,
+        throughput: (cfg.agents * cfg.n) / seconds,
+        p50: median(lat),
+        p99: p99(lat),
+        lost: flost,
+      }
       await Promise.all(servers.splice(0).map(x => x.close()))
       await stopAll(workers.splice(0))
     }
@@ -176,10 +194,20 @@ export async function run({ backends, quick, log }) {
         for (let i = 0; i < cfg.n; i++) if (!h.has(`${j}-${i}`)) jlost++
       }
       const lat = runs.flatMap(r => r.lat)
-      fleet["json-lock"] = { backend: `json-lock (${cfg.agents} processes)`, variant: "json-lock", reports: cfg.agents * cfg.n, seconds, throughput: (cfg.agents * cfg.n) / seconds, p50: median(lat), p99: p99(lat), lost: jlost }
+      fleet["json-lock"] = {
+        backend: `json-lock (${cfg.agents} processes)`,
+        variant: "json-lock",
+        reports: cfg.agents * cfg.n,
+        seconds,
+        throughput: (cfg.agents * cfg.n) / seconds,
+        p50: median(lat),
+        p99: p99(lat),
+        lost: jlost,
+      }
       await stopAll(workers.splice(0))
     }
-    for (const f of Object.values(fleet)) log(`mcp fleet ${f.backend}: ${round(f.throughput, 0)} reports/s, p50 ${round(f.p50)} ms, p99 ${round(f.p99)} ms, lost ${f.lost}/${f.reports}`)
+    for (const f of Object.values(fleet))
+      log(`mcp fleet ${f.backend}: ${round(f.throughput, 0)} reports/s, p50 ${round(f.p50)} ms, p99 ${round(f.p99)} ms, lost ${f.lost}/${f.reports}`)
     return { config: cfg, rows, lost, fleet: Object.values(fleet) }
   } finally {
     await Promise.all(servers.map(x => x.close().catch(() => {})))

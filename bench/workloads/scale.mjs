@@ -150,7 +150,10 @@ export async function run({ backends, quick, log }) {
       if (rs.length < 2) continue
       const T = rs.map(r => r.reports)
       for (const metric of ["bytes", "statusFirstMs", "statusMs", "peakRssFirstMB", "peakRssMB"]) {
-        const f = powerFit(T, rs.map(r => r[metric]))
+        const f = powerFit(
+          T,
+          rs.map(r => r[metric])
+        )
         if (f) fits.push({ backend: b, jobs: J, metric, exponent: f.k, r2: f.r2, perReport: (rs.at(-1)[metric] - rs[0][metric]) / (T.at(-1) - T[0]) })
       }
     }

@@ -60,7 +60,18 @@ export async function run({ backends, quick, log }) {
   if (backends.includes("concord")) {
     for (const [way, measure] of Object.entries(net.visibility ?? {})) {
       const { lat, missed, firstSeenBy } = await measure(cfg)
-      const row = { backend: "concord", way, n: lat.length, missed, firstSeenBy, p50: median(lat), p90: quantile(lat, 0.9), p99: p99(lat), max: lat.length ? Math.max(...lat) : null, min: lat.length ? Math.min(...lat) : null }
+      const row = {
+        backend: "concord",
+        way,
+        n: lat.length,
+        missed,
+        firstSeenBy,
+        p50: median(lat),
+        p90: quantile(lat, 0.9),
+        p99: p99(lat),
+        max: lat.length ? Math.max(...lat) : null,
+        min: lat.length ? Math.min(...lat) : null,
+      }
       rows.push(row)
       log(`visibility concord ${way}: p50 ${row.p50?.toFixed(1)} ms, p99 ${row.p99?.toFixed(1)} ms, missed ${missed}/${cfg.reports}`)
     }

@@ -28,7 +28,11 @@ export interface RemoteOptions {
  * Where a command's plans live: the sync server named by `--remote URL --token T`, else the local store.
  * The caller closes it.
  */
-export async function openBackend(globals: GlobalOptions, flags: RemoteOptions = {}, opts: { watch?: boolean; retry?: boolean; live?: boolean } = {}): Promise<PlanBackend> {
+export async function openBackend(
+  globals: GlobalOptions,
+  flags: RemoteOptions = {},
+  opts: { watch?: boolean; retry?: boolean; live?: boolean } = {}
+): Promise<PlanBackend> {
   if (flags.remote || flags.token) {
     const { remoteTarget } = await import("./remote.js")
     const { RemoteBackend } = await import("../ops/remote.js")

@@ -18,7 +18,11 @@ export type FastOutcome = { code: number } | { argv: string[] }
 
 export async function fastReport(argv: string[]): Promise<FastOutcome> {
   let outcome: FastOutcome = { argv }
-  const program = new Command().name("concord").option("--store <dir>").exitOverride().configureOutput({ writeOut: () => {}, writeErr: () => {} })
+  const program = new Command()
+    .name("concord")
+    .option("--store <dir>")
+    .exitOverride()
+    .configureOutput({ writeOut: () => {}, writeErr: () => {} })
   declareReport(program)
     .exitOverride()
     .configureOutput({ writeOut: () => {}, writeErr: () => {} })

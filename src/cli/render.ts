@@ -45,7 +45,13 @@ export function renderStatus(s: PlanSummary, opts: { rich?: boolean; now?: numbe
   const lines: Text[] = []
   lines.push(`Plan ${s.name}  (${s.id})`)
   const cp = checkpointLine(s)
-  lines.push(concat(`  ${s.mode} · `, paint(STATUS_COLOR[s.status] ?? 0, s.status), `${cp ? ` at ${cp}` : ""}${s.completedAt ? ` · completed ${ago(s.completedAt, now)}` : ""}`))
+  lines.push(
+    concat(
+      `  ${s.mode} · `,
+      paint(STATUS_COLOR[s.status] ?? 0, s.status),
+      `${cp ? ` at ${cp}` : ""}${s.completedAt ? ` · completed ${ago(s.completedAt, now)}` : ""}`
+    )
+  )
   if (s.approvedBy) lines.push(`  approved by ${s.approvedBy}; the orchestrator resumes the plan when it runs`)
   if (s.lease) lines.push(`  run by ${s.lease.holder}`)
   lines.push("")
@@ -82,7 +88,11 @@ export function renderStatus(s: PlanSummary, opts: { rich?: boolean; now?: numbe
     }
   }
   lines.push("")
-  lines.push(`  ${Object.entries(s.counts).map(([k, n]) => `${n} ${k}`).join(", ")}`)
+  lines.push(
+    `  ${Object.entries(s.counts)
+      .map(([k, n]) => `${n} ${k}`)
+      .join(", ")}`
+  )
   return lines
 }
 

@@ -36,7 +36,6 @@ export function parseChangeNote(message: string | null | undefined): ChangeNote 
 export type ActorKind = "orchestrator" | "user" | { job: string; attempt: number }
 
 export function actorLabel(kind: ActorKind, host: string, pid?: number): string {
-  const who =
-    kind === "orchestrator" ? "orchestrator" : kind === "user" ? "user" : `job:${kind.job}#${kind.attempt}`
+  const who = kind === "orchestrator" ? "orchestrator" : kind === "user" ? "user" : `job:${kind.job}#${kind.attempt}`
   return kind === "user" ? `${who}@${host}` : `${who}@${host}:${pid ?? 0}`
 }

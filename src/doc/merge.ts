@@ -96,23 +96,25 @@ export function readGit(raw: unknown): GitView | null {
   const g = raw as Record<string, unknown>
   const entries = (g.queue ?? {}) as Record<string, Record<string, unknown>>
   const num = (v: unknown) => (typeof v === "number" ? v : null)
-  const queue = Object.entries(entries).map(([key, e]): MergeEntryView => ({
-    key,
-    job: str(e.job) ?? "",
-    attempt: num(e.attempt) ?? 0,
-    seq: num(e.seq) ?? 0,
-    state: resolveMergeState(g.queueState, key),
-    enqueuedAt: num(e.enqueuedAt) ?? 0,
-    enqueuedBy: str(e.enqueuedBy) ?? "",
-    branch: str(e.branch) ?? "",
-    scratchBase: str(e.scratchBase) ?? null,
-    startedAt: num(e.startedAt),
-    commit: str(e.commit) ?? null,
-    files: plain<string[]>(e.files) ?? [],
-    output: str(e.output) ?? null,
-    reason: str(e.reason) ?? null,
-    finishedAt: num(e.finishedAt),
-  }))
+  const queue = Object.entries(entries).map(
+    ([key, e]): MergeEntryView => ({
+      key,
+      job: str(e.job) ?? "",
+      attempt: num(e.attempt) ?? 0,
+      seq: num(e.seq) ?? 0,
+      state: resolveMergeState(g.queueState, key),
+      enqueuedAt: num(e.enqueuedAt) ?? 0,
+      enqueuedBy: str(e.enqueuedBy) ?? "",
+      branch: str(e.branch) ?? "",
+      scratchBase: str(e.scratchBase) ?? null,
+      startedAt: num(e.startedAt),
+      commit: str(e.commit) ?? null,
+      files: plain<string[]>(e.files) ?? [],
+      output: str(e.output) ?? null,
+      reason: str(e.reason) ?? null,
+      finishedAt: num(e.finishedAt),
+    })
+  )
   queue.sort((a, b) => a.seq - b.seq || a.enqueuedAt - b.enqueuedAt || a.key.localeCompare(b.key))
   return {
     repo: str(g.repo) ?? ".",
@@ -200,7 +202,14 @@ function moveEntry(d: PlanDoc, e: MergeEntryView, to: MergeState): Record<string
   return (d.git!.queue as Record<string, unknown>)[e.key] as Record<string, unknown>
 }
 
-function moveJob(d: PlanDoc, view: PlanView, job: string, attempt: number, to: Parameters<typeof canJobTransition>[1], ctx: WriteContext): Record<string, unknown> {
+function moveJob(
+  d: PlanDoc,
+  view: PlanView,
+  job: string,
+  attempt: number,
+  to: Parameters<typeof canJobTransition>[1],
+  ctx: WriteContext
+): Record<string, unknown> {
   const j = getJob(view, job)
   const a = j.attempts.find(x => x.n === attempt)
   if (!a) throw new NotFoundError(`job "${job}" has no attempt ${attempt}`)
@@ -229,7 +238,12 @@ export function enqueueMerge(doc: PlanDocument, jobName: string, ctx: WriteConte
   const git = gitOf(view)
   const job = getJob(view, jobName)
   if (!mergeCandidates(view).some(j => j.name === jobName)) {
-    throw new InvalidTransitionError(`job "${jobName}" attempt ${job.attempt}`, job.status, "ready_to_merge", "only a completed job whose dependencies are merged (and, in supervisor mode, whose pre_merge is approved) enters the merge queue")
+    throw new InvalidTransitionError(
+      `job "${jobName}" attempt ${job.attempt}`,
+      job.status,
+      "ready_to_merge",
+      "only a completed job whose dependencies are merged (and, in supervisor mode, whose pre_merge is approved) enters the merge queue"
+    )
   }
   const key = entryKey(jobName, job.attempt)
   const seq = git.queue.reduce((m, e) => Math.max(m, e.seq), 0) + 1
@@ -328,4 +342,3 @@ export function recordPr(doc: PlanDocument, pr: Omit<PrRecord, "at" | "by">, ctx
     d.git!.prResult = toStored({ ...pr, at: ctx.now, by: ctx.by }) as PrRecord
   })
 }
-

@@ -20,13 +20,7 @@ export const REPORTS_KIND = "concord/reports"
 export const SCHEMA_VERSION = 1
 
 /** A value as stored: strings may come back as ImmutableString objects. */
-export type Stored<T> = T extends string
-  ? T | { val: string }
-  : T extends (infer U)[]
-    ? Stored<U>[]
-    : T extends object
-      ? { [K in keyof T]: Stored<T[K]> }
-      : T
+export type Stored<T> = T extends string ? T | { val: string } : T extends (infer U)[] ? Stored<U>[] : T extends object ? { [K in keyof T]: Stored<T[K]> } : T
 
 /** Facts about one attempt. Its status lives in JobRecord.status (see there). */
 export interface AttemptRecord {

@@ -6,28 +6,11 @@
 import * as A from "@automerge/automerge"
 import { changeOptions, type WriteContext } from "./actor.js"
 import { InputError, InvalidTransitionError, NotFoundError } from "./errors.js"
-import {
-  type ApprovalRecord,
-  type AttemptRecord,
-  type GitRecord,
-  type JobRecord,
-  type LeaseRecord,
-  PLAN_KIND,
-  type PlanDoc,
-  SCHEMA_VERSION,
-} from "./model.js"
+import { type ApprovalRecord, type AttemptRecord, type GitRecord, type JobRecord, type LeaseRecord, PLAN_KIND, type PlanDoc, SCHEMA_VERSION } from "./model.js"
 import { type GitView, newGitRecord, readGit } from "./merge.js"
 import { conflictValues, plain, resolveCheckpoint, resolveJobStatus, resolveMax, resolvePlanStatus, str } from "./resolve.js"
 import type { PlanMode, PlanSpec } from "./spec.js"
-import {
-  canJobTransition,
-  canPlanTransition,
-  type CheckpointName,
-  JOB_RANK,
-  JOB_RETRYABLE,
-  type JobStatus,
-  type PlanStatus,
-} from "./states.js"
+import { canJobTransition, canPlanTransition, type CheckpointName, JOB_RANK, JOB_RETRYABLE, type JobStatus, type PlanStatus } from "./states.js"
 
 export type PlanDocument = A.Doc<PlanDoc>
 
@@ -173,9 +156,7 @@ export function readPlan(doc: PlanDocument): PlanView {
   const jobs = Object.values(d.jobs as Record<string, Record<string, unknown>>)
     .map(jobView)
     .sort((a, b) => a.index - b.index)
-  const approvals = Object.values(plain<Record<string, ApprovalRecord>>(d.approvals) ?? {}).sort(
-    (a, b) => a.at - b.at || a.id.localeCompare(b.id)
-  )
+  const approvals = Object.values(plain<Record<string, ApprovalRecord>>(d.approvals) ?? {}).sort((a, b) => a.at - b.at || a.id.localeCompare(b.id))
   return {
     name: str(d.name)!,
     mode: str(d.mode) as PlanMode,
@@ -350,36 +331,21 @@ export interface SetJobStatusOptions extends AttemptFields {
 }
 
 /** Move one attempt of a job to a new status. Throws InvalidTransitionError (nothing written) if not allowed. */
-export function setJobStatus(
-  doc: PlanDocument,
-  jobName: string,
-  to: JobStatus,
-  opts: SetJobStatusOptions,
-  ctx: WriteContext
-): PlanDocument {
+export function setJobStatus(doc: PlanDocument, jobName: string, to: JobStatus, opts: SetJobStatusOptions, ctx: WriteContext): PlanDocument {
   const job = readJob(doc, jobName)
   const { attempt: attemptNo, ...fields } = opts
   const attempt = attemptOf(job, attemptNo)
   if (!canJobTransition(attempt.status, to)) {
     throw new InvalidTransitionError(`job "${jobName}" attempt ${attempt.n}`, attempt.status, to)
   }
-  const detail = [fields.exitCode !== undefined ? `exit ${fields.exitCode}` : "", fields.signal ?? "", fields.reason ?? ""]
-    .filter(Boolean)
-    .join(", ")
+  const detail = [fields.exitCode !== undefined ? `exit ${fields.exitCode}` : "", fields.signal ?? "", fields.reason ?? ""].filter(Boolean).join(", ")
   return change(doc, ctx, `job ${jobName} #${attempt.n}: ${attempt.status} -> ${to}${detail ? ` (${detail})` : ""}`, d => {
     writeFields(writeStatus(d, jobName, attempt.n, to, ctx), fields)
   })
 }
 
 /** Record facts about an attempt (pid, log path, exit code, heartbeat) without changing its status. */
-export function updateAttempt(
-  doc: PlanDocument,
-  jobName: string,
-  attemptNo: number,
-  fields: AttemptFields,
-  ctx: WriteContext,
-  did?: string
-): PlanDocument {
+export function updateAttempt(doc: PlanDocument, jobName: string, attemptNo: number, fields: AttemptFields, ctx: WriteContext, did?: string): PlanDocument {
   const job = readJob(doc, jobName)
   attemptOf(job, attemptNo)
   const keys = Object.keys(fields).filter(k => (fields as Record<string, unknown>)[k] !== undefined)
@@ -432,12 +398,7 @@ export function skipJob(doc: PlanDocument, jobName: string, ctx: WriteContext, r
 }
 
 /** Change the plan status (validated against the plan state machine). */
-export function setPlanStatus(
-  doc: PlanDocument,
-  to: PlanStatus,
-  ctx: WriteContext,
-  extra: { completedAt?: number; reason?: string } = {}
-): PlanDocument {
+export function setPlanStatus(doc: PlanDocument, to: PlanStatus, ctx: WriteContext, extra: { completedAt?: number; reason?: string } = {}): PlanDocument {
   const view = readPlan(doc)
   if (view.status === to) return doc
   if (!canPlanTransition(view.status, to)) throw new InvalidTransitionError(`plan "${view.name}"`, view.status, to)
@@ -524,9 +485,7 @@ export function approveCheckpoint(
     throw new InputError(`plan "${view.name}" is ${view.status} and not waiting at a checkpoint: nothing to approve`)
   }
   if (opts.checkpoint && opts.checkpoint !== view.checkpoint) {
-    throw new InputError(
-      `plan "${view.name}" is waiting at checkpoint ${view.checkpoint}, not ${opts.checkpoint}: refusing to approve`
-    )
+    throw new InputError(`plan "${view.name}" is waiting at checkpoint ${view.checkpoint}, not ${opts.checkpoint}: refusing to approve`)
   }
   const existing = findApproval(view, view.checkpoint, view.checkpointSeq)
   if (existing) return { doc, approval: existing }
@@ -568,9 +527,7 @@ export function cancelPlan(doc: PlanDocument, ctx: WriteContext, reason = "plan 
 export class LeaseHeldError extends InputError {
   readonly lease: LeaseRecord
   constructor(lease: LeaseRecord, now: number) {
-    super(
-      `plan is already run by ${lease.holder} (lease expires in ${Math.max(0, Math.round((lease.expiresAt - now) / 1000))} s)`
-    )
+    super(`plan is already run by ${lease.holder} (lease expires in ${Math.max(0, Math.round((lease.expiresAt - now) / 1000))} s)`)
     this.name = "LeaseHeldError"
     this.lease = lease
   }

@@ -24,12 +24,16 @@ const imm = (s: string) => new A.ImmutableString(s)
 
 /** The shared first version of a job's report log. Byte-identical on every process. */
 export function reportsGenesis(planId: string, job: string): ReportsDocument {
-  const doc = A.change(A.init<ReportsDoc>({ actor: GENESIS_ACTOR }), { time: 0, message: `{"by":"concord","at":0,"did":"create report log of job ${job}"}` }, d => {
-    d.kind = imm(REPORTS_KIND) as unknown as typeof REPORTS_KIND
-    d.plan = imm(planId) as unknown as string
-    d.job = imm(job) as unknown as string
-    d.reports = []
-  })
+  const doc = A.change(
+    A.init<ReportsDoc>({ actor: GENESIS_ACTOR }),
+    { time: 0, message: `{"by":"concord","at":0,"did":"create report log of job ${job}"}` },
+    d => {
+      d.kind = imm(REPORTS_KIND) as unknown as typeof REPORTS_KIND
+      d.plan = imm(planId) as unknown as string
+      d.job = imm(job) as unknown as string
+      d.reports = []
+    }
+  )
   // Later changes must not reuse the genesis actor.
   return A.clone(doc)
 }
@@ -62,7 +66,8 @@ export function validateReport(r: NewReport): { status: ReportStatus; message: s
   // Characters as people count them (code points), not UTF-16 units: 4000 emoji are 4000 characters.
   const chars = message.length > MAX_MESSAGE_CHARS ? [...message].length : message.length
   if (chars > MAX_MESSAGE_CHARS) throw new InputError(`report message is ${chars} characters; the limit is ${MAX_MESSAGE_CHARS}`)
-  if (r.rid !== undefined && (typeof r.rid !== "string" || !RID_PATTERN.test(r.rid))) throw new InputError("invalid report id: expected 8 to 64 characters of A-Z, a-z, 0-9, _ or -")
+  if (r.rid !== undefined && (typeof r.rid !== "string" || !RID_PATTERN.test(r.rid)))
+    throw new InputError("invalid report id: expected 8 to 64 characters of A-Z, a-z, 0-9, _ or -")
   return { status: r.status, message, progress: p ?? null }
 }
 

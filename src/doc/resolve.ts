@@ -13,16 +13,7 @@
  * settles the conflict for good.
  */
 import * as A from "@automerge/automerge"
-import {
-  CHECKPOINTS,
-  type CheckpointName,
-  isJobStatus,
-  isPlanStatus,
-  JOB_RANK,
-  type JobStatus,
-  PLAN_CONFLICT_PRIORITY,
-  type PlanStatus,
-} from "./states.js"
+import { CHECKPOINTS, type CheckpointName, isJobStatus, isPlanStatus, JOB_RANK, type JobStatus, PLAN_CONFLICT_PRIORITY, type PlanStatus } from "./states.js"
 
 /** Deep copy of a stored value with ImmutableStrings turned into plain strings. */
 export function plain<T = unknown>(v: unknown): T {

@@ -209,9 +209,7 @@ export function parsePlanSpec(text: string, fileName?: string): PlanSpec {
   const lineCounter = new LineCounter()
   const doc = parseDocument(text, { lineCounter, prettyErrors: false, uniqueKeys: true })
   if (doc.errors.length > 0) {
-    throw new SpecError(
-      doc.errors.map((err) => `${at(file, lineCounter, err.pos[0])}: YAML syntax error: ${err.message}`),
-    )
+    throw new SpecError(doc.errors.map(err => `${at(file, lineCounter, err.pos[0])}: YAML syntax error: ${err.message}`))
   }
   let value: unknown
   try {
@@ -255,7 +253,7 @@ export function validatePlanSpec(value: unknown): PlanSpec {
   }
 
   const rawJobs = Array.isArray(value.jobs) ? (value.jobs as unknown[]) : []
-  const issues = dedupe([...structural.map((s) => s.message), ...semanticIssues(rawJobs), ...gitIssues(value, rawJobs)])
+  const issues = dedupe([...structural.map(s => s.message), ...semanticIssues(rawJobs), ...gitIssues(value, rawJobs)])
 
   if (issues.length === 0 && result.success) {
     const cycle = findCycle(result.data.jobs)
@@ -392,8 +390,8 @@ export function findCycle(jobs: { name: string; dependsOn: string[] }[]): string
       const target = index.get(deps[frame.next++])
       if (target === undefined || state[target] === 2) continue
       if (state[target] === 1) {
-        const from = stack.findIndex((f) => f.node === target)
-        return [...stack.slice(from).map((f) => jobs[f.node].name), jobs[target].name]
+        const from = stack.findIndex(f => f.node === target)
+        return [...stack.slice(from).map(f => jobs[f.node].name), jobs[target].name]
       }
       state[target] = 1
       stack.push({ node: target, next: 0 })
@@ -463,12 +461,12 @@ function describeIssue(issue: ZodIssue, root: Record<string, unknown>): string[]
     const parent = rest.length === 1 && (rest[0] === "pr" || rest[0] === "setup") ? rest[0] : undefined
     if (parent) {
       const known: readonly string[] = parent === "pr" ? PR_KEYS : SETUP_KEYS
-      return issue.keys.map((key) => {
+      return issue.keys.map(key => {
         const guess = suggest(key, known)
         return `${where}: unknown key ${quote(key)} in ${quote(parent)} (${guess ? `did you mean ${quote(guess)}?` : `known: ${known.join(", ")}`})`
       })
     }
-    return issue.keys.map((key) => `${where}: unknown key ${quote(key)}${unknownKeyHint(key, isJob)}`)
+    return issue.keys.map(key => `${where}: unknown key ${quote(key)}${unknownKeyHint(key, isJob)}`)
   }
 
   // Nested git fields: pr.title, setup.commands, setup.commands[0], touchSet[1].
@@ -548,7 +546,7 @@ function semanticIssues(rawJobs: unknown[]): string[] {
     else issues.push(`job ${quote(job.name)}: duplicate name (also jobs[${first}])`)
   })
   // A job without a usable name may be the one a dependency meant; don't pile "unknown job" on top.
-  const allNamed = rawJobs.every((job) => isMapping(job) && typeof job.name === "string")
+  const allNamed = rawJobs.every(job => isMapping(job) && typeof job.name === "string")
   rawJobs.forEach((job, i) => {
     if (!isMapping(job) || !Array.isArray(job.dependsOn)) return
     const name = typeof job.name === "string" ? job.name : undefined
@@ -591,7 +589,7 @@ function unknownKeyHint(key: string, isJob: boolean): string {
  */
 function suggest(word: string, known: readonly string[]): string | undefined {
   const norm = (s: string) => s.toLowerCase().replace(/[_-]/g, "")
-  const same = known.find((k) => norm(k) === norm(word))
+  const same = known.find(k => norm(k) === norm(word))
   if (same !== undefined) return same
   let best: string | undefined
   let bestDistance = 3

@@ -26,9 +26,7 @@ export const JOB_STATUSES = [
 export type JobStatus = (typeof JOB_STATUSES)[number]
 
 /** Rank of each job status within an attempt: its index above. Higher wins a same-key conflict. */
-export const JOB_RANK: Readonly<Record<JobStatus, number>> = Object.fromEntries(
-  JOB_STATUSES.map((s, i) => [s, i])
-) as Record<JobStatus, number>
+export const JOB_RANK: Readonly<Record<JobStatus, number>> = Object.fromEntries(JOB_STATUSES.map((s, i) => [s, i])) as Record<JobStatus, number>
 
 /** Allowed job transitions within one attempt. Every target ranks above its source. */
 export const JOB_TRANSITIONS: Readonly<Record<JobStatus, readonly JobStatus[]>> = {
@@ -57,35 +55,11 @@ export const JOB_AGENT_TRANSITIONS: Readonly<Partial<Record<JobStatus, readonly 
 }
 
 /** Facts of its current attempt an agent may record along with (or without) a status change. */
-export const AGENT_ATTEMPT_FIELDS: readonly string[] = [
-  "statusAt",
-  "statusBy",
-  "reason",
-  "failureKind",
-  "heartbeatAt",
-  "note",
-  "exitCode",
-  "endedAt",
-]
+export const AGENT_ATTEMPT_FIELDS: readonly string[] = ["statusAt", "statusBy", "reason", "failureKind", "heartbeatAt", "note", "exitCode", "endedAt"]
 
 /** The attempt is over and a new one may be started with a retry. */
-export const JOB_RETRYABLE: ReadonlySet<JobStatus> = new Set([
-  "failed",
-  "stopped",
-  "canceled",
-  "conflict",
-  "needs_rebase",
-])
-export const PLAN_STATUSES = [
-  "pending",
-  "running",
-  "paused",
-  "merging",
-  "creating_pr",
-  "completed",
-  "failed",
-  "canceled",
-] as const
+export const JOB_RETRYABLE: ReadonlySet<JobStatus> = new Set(["failed", "stopped", "canceled", "conflict", "needs_rebase"])
+export const PLAN_STATUSES = ["pending", "running", "paused", "merging", "creating_pr", "completed", "failed", "canceled"] as const
 export type PlanStatus = (typeof PLAN_STATUSES)[number]
 
 /** Allowed plan transitions. The plan machine has cycles (paused <-> running). */
@@ -121,14 +95,7 @@ export const PLAN_FINISHED: ReadonlySet<PlanStatus> = new Set(["completed", "fai
 export const CHECKPOINTS = ["approval", "on_error", "pre_merge", "pre_pr"] as const
 export type CheckpointName = (typeof CHECKPOINTS)[number]
 
-export const REPORT_STATUSES = [
-  "working",
-  "progress",
-  "blocked",
-  "needs_review",
-  "completed",
-  "failed",
-] as const
+export const REPORT_STATUSES = ["working", "progress", "blocked", "needs_review", "completed", "failed"] as const
 export type ReportStatus = (typeof REPORT_STATUSES)[number]
 
 export function isJobStatus(s: unknown): s is JobStatus {

@@ -60,13 +60,7 @@ export interface PlanSummary {
   }
 }
 
-export function summarize(
-  id: string,
-  view: PlanView,
-  reports: Map<string, ReportDigest>,
-  now: number,
-  activity: Map<string, number> = new Map()
-): PlanSummary {
+export function summarize(id: string, view: PlanView, reports: Map<string, ReportDigest>, now: number, activity: Map<string, number> = new Map()): PlanSummary {
   // A finished plan waits for nothing: a checkpoint left over from before a cancel is not shown.
   const checkpoint = PLAN_FINISHED.has(view.status as PlanStatus) ? null : view.checkpoint
   const approval = checkpoint ? findApproval(view, checkpoint, view.checkpointSeq) : undefined

@@ -48,12 +48,11 @@ export function renderMcpConfigs(cmd: { command: string; args: string[] }): { js
   // TOML basic strings accept JSON string escapes for everything JSON.stringify emits.
   const q = (s: string) => JSON.stringify(s)
   const codex = `[mcp_servers.${MCP_SERVER_NAME}]\ncommand = ${q(cmd.command)}\nargs = [${cmd.args.map(q).join(", ")}]\n`
-  const opencode =
-    `${JSON.stringify(
-      { $schema: "https://opencode.ai/config.json", mcp: { [MCP_SERVER_NAME]: { type: "local", command: [cmd.command, ...cmd.args], enabled: true } } },
-      null,
-      2
-    )}\n`
+  const opencode = `${JSON.stringify(
+    { $schema: "https://opencode.ai/config.json", mcp: { [MCP_SERVER_NAME]: { type: "local", command: [cmd.command, ...cmd.args], enabled: true } } },
+    null,
+    2
+  )}\n`
   const codexOverride = `mcp_servers.${MCP_SERVER_NAME}={ command = ${q(cmd.command)}, args = [${cmd.args.map(q).join(", ")}] }`
   return { json, codex, opencode, codexOverride }
 }
@@ -71,5 +70,10 @@ export async function writeMcpConfigs(id: JobIdentity, binDir?: string): Promise
     writeFileAtomic(files.codex, text.codex, { durable: false }),
     writeFileAtomic(files.opencode, text.opencode, { durable: false }),
   ])
-  return { CONCORD_MCP_CONFIG: files.json, CONCORD_MCP_CODEX: files.codex, CONCORD_MCP_OPENCODE: files.opencode, CONCORD_MCP_CODEX_OVERRIDE: text.codexOverride }
+  return {
+    CONCORD_MCP_CONFIG: files.json,
+    CONCORD_MCP_CODEX: files.codex,
+    CONCORD_MCP_OPENCODE: files.opencode,
+    CONCORD_MCP_CODEX_OVERRIDE: text.codexOverride,
+  }
 }

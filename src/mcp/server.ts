@@ -50,7 +50,10 @@ export interface McpServerOptions {
   version: string
 }
 
-const planArg = z.string().optional().describe("Plan id, automerge: url, name or unique id prefix (default: the plan this server was started for, else the most recent plan)")
+const planArg = z
+  .string()
+  .optional()
+  .describe("Plan id, automerge: url, name or unique id prefix (default: the plan this server was started for, else the most recent plan)")
 
 // Output schemas: the fields front ends rely on; objects may carry more.
 const jobOut = z.looseObject({
@@ -157,7 +160,11 @@ export function createMcpServer(backend: PlanBackend, opts: McpServerOptions): M
         )
       }
       // through `concord run`'s endpoint when it serves the plan on this machine (src/ops/endpoint.ts)
-      const r = await reportRouted(backend, { planRef: opts.plan, job: opts.job, attempt: opts.attempt, status: args.status, message: args.message, progress: args.progress }, asJob)
+      const r = await reportRouted(
+        backend,
+        { planRef: opts.plan, job: opts.job, attempt: opts.attempt, status: args.status, message: args.message, progress: args.progress },
+        asJob
+      )
       const { text, ...structured } = r
       return result(r.note ? `${text}\nnote: ${r.note}` : text, structured)
     }
@@ -167,9 +174,14 @@ export function createMcpServer(backend: PlanBackend, opts: McpServerOptions): M
     "mc_status",
     {
       title: "One job's status",
-      description: "Detailed status of one job: status, attempt, latest report, progress, exit code or error, and the last lines of its log (when this machine has it).",
+      description:
+        "Detailed status of one job: status, attempt, latest report, progress, exit code or error, and the last lines of its log (when this machine has it).",
       inputSchema: { name: z.string().describe("Job name"), plan: planArg },
-      outputSchema: { plan: z.object({ id: z.string(), name: z.string(), status: z.string(), checkpoint: z.string().nullable() }), job: jobOut, recentOutput: z.array(z.string()).nullable() },
+      outputSchema: {
+        plan: z.object({ id: z.string(), name: z.string(), status: z.string(), checkpoint: z.string().nullable() }),
+        job: jobOut,
+        recentOutput: z.array(z.string()).nullable(),
+      },
       annotations: { readOnlyHint: true, openWorldHint: false },
     },
     async args => {
@@ -205,21 +217,31 @@ export function createMcpServer(backend: PlanBackend, opts: McpServerOptions): M
         name: z.string().describe("Plan name"),
         jobs: z
           .array(
-            z
-              .looseObject({
-                name: z.string().describe("Unique job name ([A-Za-z0-9._-], at most 64)"),
-                prompt: z.string().describe("Task prompt for the agent ($CONCORD_PROMPT)"),
-                dependsOn: z.array(z.string()).optional().describe("Names of jobs this one waits for"),
-                run: z.string().optional().describe("Shell command that performs the job (default: the configured agent command)"),
-                env: z.record(z.string(), z.string()).optional().describe("Extra environment variables"),
-                cwd: z.string().optional().describe("Working directory, relative to the server's directory"),
-              })
+            z.looseObject({
+              name: z.string().describe("Unique job name ([A-Za-z0-9._-], at most 64)"),
+              prompt: z.string().describe("Task prompt for the agent ($CONCORD_PROMPT)"),
+              dependsOn: z.array(z.string()).optional().describe("Names of jobs this one waits for"),
+              run: z.string().optional().describe("Shell command that performs the job (default: the configured agent command)"),
+              env: z.record(z.string(), z.string()).optional().describe("Extra environment variables"),
+              cwd: z.string().optional().describe("Working directory, relative to the server's directory"),
+            })
           )
           .describe("The jobs"),
-        mode: z.enum(["autopilot", "copilot", "supervisor"]).optional().describe("autopilot (default) runs to the end; copilot waits for approval first; supervisor also before each merge and the PR"),
+        mode: z
+          .enum(["autopilot", "copilot", "supervisor"])
+          .optional()
+          .describe("autopilot (default) runs to the end; copilot waits for approval first; supervisor also before each merge and the PR"),
         maxParallel: z.number().int().optional().describe("At most this many jobs at once (default 3)"),
       },
-      outputSchema: { id: z.string(), url: z.string(), name: z.string(), mode: z.string(), jobs: z.array(z.object({ name: z.string(), run: z.string(), dependsOn: z.array(z.string()) })), sameName: z.array(z.string()), start: z.string() },
+      outputSchema: {
+        id: z.string(),
+        url: z.string(),
+        name: z.string(),
+        mode: z.string(),
+        jobs: z.array(z.object({ name: z.string(), run: z.string(), dependsOn: z.array(z.string()) })),
+        sameName: z.array(z.string()),
+        start: z.string(),
+      },
       annotations: { readOnlyHint: false, destructiveHint: false, idempotentHint: false, openWorldHint: false },
     },
     async args => {
@@ -235,7 +257,15 @@ export function createMcpServer(backend: PlanBackend, opts: McpServerOptions): M
         spec.mode === "copilot" ? `it waits for approval (mc_plan_approve); then start it with: ${start}` : `start it with: ${start}`,
       ]
       if (r.sameName.length) lines.push(`note: ${r.sameName.length} other plan(s) have this name; refer to this one by its id`)
-      return result(lines.join("\n"), { id: r.id, url: r.url, name: r.name, mode: spec.mode, jobs: spec.jobs.map(j => ({ name: j.name, run: j.run, dependsOn: j.dependsOn })), sameName: r.sameName, start })
+      return result(lines.join("\n"), {
+        id: r.id,
+        url: r.url,
+        name: r.name,
+        mode: spec.mode,
+        jobs: spec.jobs.map(j => ({ name: j.name, run: j.run, dependsOn: j.dependsOn })),
+        sameName: r.sameName,
+        start,
+      })
     }
   )
 
@@ -243,7 +273,8 @@ export function createMcpServer(backend: PlanBackend, opts: McpServerOptions): M
     "mc_plan_status",
     {
       title: "Plan status",
-      description: "Status of a plan: every job with status, attempt, progress and latest report; counts; the checkpoint it waits at and what can be done there.",
+      description:
+        "Status of a plan: every job with status, attempt, progress and latest report; counts; the checkpoint it waits at and what can be done there.",
       inputSchema: { plan: planArg },
       outputSchema: planOut.shape,
       annotations: { readOnlyHint: true, openWorldHint: false },
@@ -263,7 +294,10 @@ export function createMcpServer(backend: PlanBackend, opts: McpServerOptions): M
         "or skip a job (its dependents go on without it). The running orchestrator acts on it; if none runs, `concord run` does.",
       inputSchema: {
         plan: planArg,
-        checkpoint: z.enum(["approval", "on_error", "pre_merge", "pre_pr"]).optional().describe("The checkpoint you approve (refused if the plan waits at another one)"),
+        checkpoint: z
+          .enum(["approval", "on_error", "pre_merge", "pre_pr"])
+          .optional()
+          .describe("The checkpoint you approve (refused if the plan waits at another one)"),
         retry: z.string().optional().describe("Name of a failed, stopped or canceled job to run again"),
         relaunch: z.string().optional().describe("Same as retry (Mission Control's name for relaunching a job)"),
         skip: z.string().optional().describe("Name of a job to skip: it is canceled and its dependents go on without it"),
@@ -281,7 +315,11 @@ export function createMcpServer(backend: PlanBackend, opts: McpServerOptions): M
     },
     async args => {
       if (args.retry && args.relaunch && args.retry !== args.relaunch) throw new InputError("give either retry or relaunch (they mean the same)")
-      const r = await approve(backend, { planRef: planRef(args.plan), checkpoint: args.checkpoint, retry: args.retry ?? args.relaunch, skip: args.skip }, asUser)
+      const r = await approve(
+        backend,
+        { planRef: planRef(args.plan), checkpoint: args.checkpoint, retry: args.retry ?? args.relaunch, skip: args.skip },
+        asUser
+      )
       const { lines, ...structured } = r
       return result(lines.join("\n"), structured)
     }
@@ -311,7 +349,10 @@ export function createMcpServer(backend: PlanBackend, opts: McpServerOptions): M
       title: "List jobs",
       description: "The plan's jobs with status, attempt, progress and latest report, optionally only those in one status.",
       inputSchema: {
-        status: z.enum(["all", ...JOB_STATUSES]).optional().describe("Only jobs in this status (default: all)"),
+        status: z
+          .enum(["all", ...JOB_STATUSES])
+          .optional()
+          .describe("Only jobs in this status (default: all)"),
         plan: planArg,
       },
       outputSchema: { plan: z.object({ id: z.string(), name: z.string(), status: z.string() }), jobs: z.array(jobOut) },
@@ -329,7 +370,8 @@ export function createMcpServer(backend: PlanBackend, opts: McpServerOptions): M
     "mc_overview",
     {
       title: "Overview (start here)",
-      description: "START HERE: every plan in the store with its status, the current plan's jobs, alerts (blocked, needs_review, failed, stale) and suggested next actions.",
+      description:
+        "START HERE: every plan in the store with its status, the current plan's jobs, alerts (blocked, needs_review, failed, stale) and suggested next actions.",
       inputSchema: {},
       outputSchema: {
         plans: z.array(z.object({ id: z.string(), name: z.string(), status: z.string(), checkpoint: z.string().nullable(), jobs: z.number() })),
@@ -343,11 +385,24 @@ export function createMcpServer(backend: PlanBackend, opts: McpServerOptions): M
       const { plans, warnings } = await listPlans(backend)
       const rows = plans.map(p => ({ id: p.id, name: p.name, status: p.status, checkpoint: p.checkpoint, jobs: p.jobs }))
       if (plans.length === 0 && !opts.plan) {
-        return result(`no plans in ${backend.where} (create one with mc_plan)`, { plans: rows, current: null, alerts: [], suggested: ["create a plan with mc_plan"] })
+        return result(`no plans in ${backend.where} (create one with mc_plan)`, {
+          plans: rows,
+          current: null,
+          alerts: [],
+          suggested: ["create a plan with mc_plan"],
+        })
       }
       const s = await status(backend, opts.plan)
       const alerts = overviewAlerts(s.summary.jobs)
-      const suggested = s.next.map(n => (n.kind === "retry" ? `mc_plan_approve {retry: "${n.job}"}` : n.kind === "skip" ? `mc_plan_approve {skip: "${n.job}"}` : n.kind === "continue" ? `mc_plan_approve {checkpoint: "${n.checkpoint}"}` : `mc_plan_approve {checkpoint: "${n.checkpoint}"}`))
+      const suggested = s.next.map(n =>
+        n.kind === "retry"
+          ? `mc_plan_approve {retry: "${n.job}"}`
+          : n.kind === "skip"
+            ? `mc_plan_approve {skip: "${n.job}"}`
+            : n.kind === "continue"
+              ? `mc_plan_approve {checkpoint: "${n.checkpoint}"}`
+              : `mc_plan_approve {checkpoint: "${n.checkpoint}"}`
+      )
       if (s.summary.counts.running && !s.summary.lease) suggested.push(`no orchestrator holds the plan: start one with  concord run ${s.summary.id}`)
       if (alerts.length) suggested.push("look at a job with mc_status or mc_capture")
       const lines = [
@@ -376,7 +431,16 @@ export function createMcpServer(backend: PlanBackend, opts: McpServerOptions): M
         attempt: z.number().int().optional().describe("Attempt (default: the current one)"),
         plan: planArg,
       },
-      outputSchema: { planId: z.string(), plan: z.string(), job: z.string(), attempt: z.number(), file: z.string(), lines: z.array(z.string()), truncated: z.boolean(), size: z.number() },
+      outputSchema: {
+        planId: z.string(),
+        plan: z.string(),
+        job: z.string(),
+        attempt: z.number(),
+        file: z.string(),
+        lines: z.array(z.string()),
+        truncated: z.boolean(),
+        size: z.number(),
+      },
       annotations: { readOnlyHint: true, openWorldHint: false },
     },
     async args => {
@@ -390,9 +454,20 @@ export function createMcpServer(backend: PlanBackend, opts: McpServerOptions): M
     "mc_kill",
     {
       title: "Stop a job",
-      description: "Stop one job: a running job becomes stopped (retry it later with mc_plan_approve), one that has not started is canceled; its process on this machine gets SIGTERM (force: SIGKILL).",
+      description:
+        "Stop one job: a running job becomes stopped (retry it later with mc_plan_approve), one that has not started is canceled; its process on this machine gets SIGTERM (force: SIGKILL).",
       inputSchema: { name: z.string().describe("Job name"), force: z.boolean().optional().describe("Force kill (SIGKILL)"), plan: planArg },
-      outputSchema: { planId: z.string(), plan: z.string(), job: z.string(), attempt: z.number(), from: z.enum(JOB_STATUSES), status: z.enum(JOB_STATUSES), changed: z.boolean(), signaled: z.number(), host: z.string().nullable() },
+      outputSchema: {
+        planId: z.string(),
+        plan: z.string(),
+        job: z.string(),
+        attempt: z.number(),
+        from: z.enum(JOB_STATUSES),
+        status: z.enum(JOB_STATUSES),
+        changed: z.boolean(),
+        signaled: z.number(),
+        host: z.string().nullable(),
+      },
       annotations: { readOnlyHint: false, destructiveHint: true, idempotentHint: true, openWorldHint: false },
     },
     async args => {
@@ -400,7 +475,6 @@ export function createMcpServer(backend: PlanBackend, opts: McpServerOptions): M
       return result(text, structured)
     }
   )
-
 
   const jobName = (name: string | undefined, tool: string): string => {
     const n = name ?? opts.job
@@ -441,7 +515,13 @@ export function createMcpServer(backend: PlanBackend, opts: McpServerOptions): M
       annotations: { readOnlyHint: true, openWorldHint: false },
     },
     async args => {
-      const { text, ...structured } = await diff(backend, { planRef: planRef(args.plan), job: jobName(args.name, "mc_diff"), stat: args.stat, against: args.against, maxBytes: args.maxBytes })
+      const { text, ...structured } = await diff(backend, {
+        planRef: planRef(args.plan),
+        job: jobName(args.name, "mc_diff"),
+        stat: args.stat,
+        against: args.against,
+        maxBytes: args.maxBytes,
+      })
       return result(text, structured)
     }
   )
@@ -463,7 +543,15 @@ export function createMcpServer(backend: PlanBackend, opts: McpServerOptions): M
         status: z.enum(JOB_STATUSES),
         state: z.enum(["approved", "queued", "merging", "merged", "waiting"]),
         approved: z.object({ checkpoint: z.string(), seq: z.number(), by: z.string() }).nullable(),
-        queue: z.object({ state: z.string(), position: z.number().nullable(), ahead: z.array(z.string()), commit: z.string().nullable(), reason: z.string().nullable() }).nullable(),
+        queue: z
+          .object({
+            state: z.string(),
+            position: z.number().nullable(),
+            ahead: z.array(z.string()),
+            commit: z.string().nullable(),
+            reason: z.string().nullable(),
+          })
+          .nullable(),
         waitingFor: z.array(z.string()),
         integrationBranch: z.string(),
         orchestrator: z.string().nullable(),
@@ -502,7 +590,11 @@ export function createMcpServer(backend: PlanBackend, opts: McpServerOptions): M
       annotations: { readOnlyHint: false, destructiveHint: false, idempotentHint: true, openWorldHint: false },
     },
     async args => {
-      const { text, ...structured } = await syncJob(backend, { planRef: planRef(args.plan), job: jobName(args.name, "mc_sync"), strategy: args.strategy }, asUser)
+      const { text, ...structured } = await syncJob(
+        backend,
+        { planRef: planRef(args.plan), job: jobName(args.name, "mc_sync"), strategy: args.strategy },
+        asUser
+      )
       return result(text, structured)
     }
   )
@@ -536,7 +628,8 @@ export function createMcpServer(backend: PlanBackend, opts: McpServerOptions): M
     async args => {
       if (args.name !== undefined) {
         const s = await status(backend, planRef(args.plan))
-        if (!s.summary.jobs.some(j => j.name === args.name)) throw new InputError(`plan "${s.summary.name}" has no job "${args.name}" (jobs: ${s.summary.jobs.map(j => j.name).join(", ")})`, "not_found")
+        if (!s.summary.jobs.some(j => j.name === args.name))
+          throw new InputError(`plan "${s.summary.name}" has no job "${args.name}" (jobs: ${s.summary.jobs.map(j => j.name).join(", ")})`, "not_found")
       }
       const { text, ...structured } = await pullRequest(backend, { planRef: planRef(args.plan), title: args.title, body: args.body, draft: args.draft }, asUser)
       return result(text, structured)
@@ -568,8 +661,8 @@ export function createMcpServer(backend: PlanBackend, opts: McpServerOptions): M
       annotations: { readOnlyHint: false, destructiveHint: true, idempotentHint: true, openWorldHint: false },
     },
     async args => {
-      if (!args.name && !args.all) throw new InputError('give either name (one job) or all (the whole plan)')
-      if (args.name && args.all) throw new InputError('give either name or all, not both')
+      if (!args.name && !args.all) throw new InputError("give either name (one job) or all (the whole plan)")
+      if (args.name && args.all) throw new InputError("give either name or all, not both")
       const { text, ...structured } = await cleanup(backend, { planRef: planRef(args.plan), job: args.name, branches: args.deleteBranch })
       return result(text, structured)
     }

@@ -30,7 +30,9 @@ export function jobLine(j: JobSummary, detail = false): string {
 }
 
 export function planLines(s: PlanSummary, next: NextStep[], warnings: string[]): string[] {
-  const counts = Object.entries(s.counts).map(([k, v]) => `${v} ${k}`).join(", ")
+  const counts = Object.entries(s.counts)
+    .map(([k, v]) => `${v} ${k}`)
+    .join(", ")
   const lines = [
     `plan ${s.name} (${s.id}): ${s.status}, mode ${s.mode}${s.checkpoint ? `, waiting at checkpoint ${s.checkpoint}` : ""}`,
     `orchestrator: ${s.lease ? s.lease.holder : "none running"}`,

@@ -40,7 +40,14 @@ export interface ApproveResult {
 export async function approve(backend: PlanBackend, input: ApproveInput, clock: () => WriteContext): Promise<ApproveResult> {
   if (input.retry && input.skip && input.retry === input.skip) throw new InputError(`cannot both retry and skip job "${input.retry}"`)
   const plan = await resolvePlan(backend, input.planRef)
-  const res: Omit<ApproveResult, "orchestrator" | "lines"> = { planId: plan.id, plan: plan.name, approved: null, retried: null, skipped: null, leftWaiting: null }
+  const res: Omit<ApproveResult, "orchestrator" | "lines"> = {
+    planId: plan.id,
+    plan: plan.name,
+    approved: null,
+    retried: null,
+    skipped: null,
+    leftWaiting: null,
+  }
   const { doc } = await backend.updatePlan(plan.id, before => {
     let d: PlanDocument = before
     const view = readPlan(d)
@@ -61,8 +68,7 @@ export async function approve(backend: PlanBackend, input: ApproveInput, clock: 
       res.skipped = input.skip
     }
     const cpJob = view.checkpointContext?.jobName
-    const forOtherJob =
-      !input.checkpoint && (input.retry || input.skip) && typeof cpJob === "string" && cpJob !== input.retry && cpJob !== input.skip
+    const forOtherJob = !input.checkpoint && (input.retry || input.skip) && typeof cpJob === "string" && cpJob !== input.retry && cpJob !== input.skip
     if (view.checkpoint && forOtherJob) {
       res.leftWaiting = { checkpoint: view.checkpoint, job: cpJob as string }
     } else if (view.checkpoint) {
@@ -84,6 +90,10 @@ export async function approve(backend: PlanBackend, input: ApproveInput, clock: 
     lines.push(`checkpoint ${w.checkpoint} (job ${w.job}) left waiting: approve it with --checkpoint ${w.checkpoint}`)
   }
   if (res.approved) lines.push(`approved checkpoint ${res.approved.checkpoint} #${res.approved.seq} as ${res.approved.by}`)
-  lines.push(orchestrator ? `the running orchestrator (${orchestrator}) acts on it` : `no orchestrator is running: continue with  concord run ${input.planRef ?? plan.id}`)
+  lines.push(
+    orchestrator
+      ? `the running orchestrator (${orchestrator}) acts on it`
+      : `no orchestrator is running: continue with  concord run ${input.planRef ?? plan.id}`
+  )
   return { ...res, orchestrator, lines }
 }

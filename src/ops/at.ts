@@ -85,7 +85,10 @@ export function planAtDocs(id: DocId, name: string, doc: PlanDocument, logs: Map
   for (const [job, log] of logs) {
     const entries = logEntries.get(job)!
     // the shared genesis change is always there (it is the log's empty state)
-    const v = viewUpTo(log, entries.filter(e => e.by === "concord" || keep(e)))
+    const v = viewUpTo(
+      log,
+      entries.filter(e => e.by === "concord" || keep(e))
+    )
     if (v) digests.set(job, digestReports(v))
   }
   const entry = included.length ? included[included.length - 1] : null
@@ -131,7 +134,10 @@ function order(a: HistoryEntry, b: HistoryEntry): number {
 function viewUpTo<T>(doc: A.Doc<T>, entries: HistoryEntry[]): A.Doc<T> | undefined {
   if (entries.length === 0) return undefined
   const meta = new Map(A.getChangesMetaSince(doc, []).map(c => [c.hash, c]))
-  const closed = closure(doc, entries.map(e => e.hash))
+  const closed = closure(
+    doc,
+    entries.map(e => e.hash)
+  )
   const deps = new Set<string>()
   for (const h of closed) for (const d of meta.get(h)?.deps ?? []) deps.add(d)
   const heads = [...closed].filter(h => !deps.has(h))

@@ -38,7 +38,12 @@ export interface CancelResult {
   text: string
 }
 
-export async function cancel(backend: PlanBackend, input: CancelInput, clock: () => WriteContext, stop: ProcessStopper = stopJobProcesses): Promise<CancelResult> {
+export async function cancel(
+  backend: PlanBackend,
+  input: CancelInput,
+  clock: () => WriteContext,
+  stop: ProcessStopper = stopJobProcesses
+): Promise<CancelResult> {
   const plan = await resolvePlan(backend, input.planRef)
   const before = readPlan(plan.doc)
   const { doc } = await backend.updatePlan(plan.id, d => cancelPlan(d, clock()))

@@ -19,7 +19,6 @@ import { report, type ReportInput } from "./report.js"
 import { resolvePlan } from "./resolve.js"
 import type { WriteContext } from "../doc/actor.js"
 
-
 /** A report's fields from an endpoint request, type-checked (the values are checked by report()). */
 function reportInputOf(raw: unknown): Omit<ReportInput, "planRef"> {
   const o = raw as Record<string, unknown> | null
@@ -37,7 +36,14 @@ function reportInputOf(raw: unknown): Omit<ReportInput, "planRef"> {
     return v
   }
   const attempt = num("attempt")
-  return { job: str("job", false)!, status: str("status", false)!, message: str("message"), progress: num("progress"), attempt: attempt ?? undefined, rid: str("rid") }
+  return {
+    job: str("job", false)!,
+    status: str("status", false)!,
+    message: str("message"),
+    progress: num("progress"),
+    attempt: attempt ?? undefined,
+    rid: str("rid"),
+  }
 }
 
 /**

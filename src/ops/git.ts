@@ -32,7 +32,17 @@ import { approveCheckpoint, findApproval, getJob, type JobView, type PlanView, r
 import { JOB_RETRYABLE, type JobStatus } from "../doc/states.js"
 import { hostName } from "../lib/host.js"
 import { isSameProcessAlive } from "../orchestrator/proc.js"
-import { git, gitHead, operationInProgress, removeWorktree, repoRoot, resolveCommit, syncWorktree, uncommittedChanges, worktreeTree } from "../orchestrator/worktree/git.js"
+import {
+  git,
+  gitHead,
+  operationInProgress,
+  removeWorktree,
+  repoRoot,
+  resolveCommit,
+  syncWorktree,
+  uncommittedChanges,
+  worktreeTree,
+} from "../orchestrator/worktree/git.js"
 import { attemptWorktree, printable, scratchRef } from "../orchestrator/worktree/policy.js"
 import { GitPlan, removePlanWorktrees } from "../orchestrator/worktree/queue.js"
 import { acquirePlanLock, PlanLockedError } from "../orchestrator/lock.js"
@@ -53,7 +63,8 @@ interface GitPlanContext {
 
 function gitPlan(plan: ResolvedPlan): GitPlanContext {
   const view = readPlan(plan.doc)
-  if (!view.git) throw new InputError(`plan "${view.name}" has no repo: it has no worktrees, merge queue or pull request (add repo: to the plan file)`, "not_a_git_plan")
+  if (!view.git)
+    throw new InputError(`plan "${view.name}" has no repo: it has no worktrees, merge queue or pull request (add repo: to the plan file)`, "not_a_git_plan")
   return { plan, view, git: view.git }
 }
 
@@ -76,10 +87,14 @@ const setupPaths = (job: JobView) => [...(job.setup?.copyFiles ?? []), ...(job.s
 function worktreeOf(job: JobView, verb: string): string {
   const a = job.current
   if (!a.worktree) {
-    throw new InputError(`job "${job.name}" attempt ${a.n} has no worktree (it is ${job.status}; a job gets one when it starts): nothing to ${verb}`, "no_worktree")
+    throw new InputError(
+      `job "${job.name}" attempt ${a.n} has no worktree (it is ${job.status}; a job gets one when it starts): nothing to ${verb}`,
+      "no_worktree"
+    )
   }
   const here = hostName()
-  if (a.host && a.host !== here) throw new InputError(`job "${job.name}" attempt ${a.n} ran on ${a.host}: its worktree ${a.worktree} is there, not on ${here}`, "not_local")
+  if (a.host && a.host !== here)
+    throw new InputError(`job "${job.name}" attempt ${a.n} ran on ${a.host}: its worktree ${a.worktree} is there, not on ${here}`, "not_local")
   return a.worktree
 }
 
@@ -121,7 +136,8 @@ export async function diff(backend: PlanBackend, input: DiffInput): Promise<Diff
   const job = getJob(view, input.job)
   const a = job.current
   const maxBytes = input.maxBytes ?? DEFAULT_DIFF_BYTES
-  if (!Number.isInteger(maxBytes) || maxBytes < 1 || maxBytes > MAX_DIFF_BYTES) throw new InputError(`invalid maxBytes ${maxBytes}: expected a whole number from 1 to ${MAX_DIFF_BYTES}`)
+  if (!Number.isInteger(maxBytes) || maxBytes < 1 || maxBytes > MAX_DIFF_BYTES)
+    throw new InputError(`invalid maxBytes ${maxBytes}: expected a whole number from 1 to ${MAX_DIFF_BYTES}`)
   const against = input.against ?? "start"
   if (against !== "start" && against !== "integration") throw new InputError(`invalid against "${String(against)}": expected start or integration`)
   const root = await planRoot(view, g)
@@ -146,7 +162,8 @@ export async function diff(backend: PlanBackend, input: DiffInput): Promise<Diff
     target = tip
   }
   const from = against === "start" ? a.baseCommit : g.head
-  if (!from) throw new InputError(`job "${job.name}" attempt ${a.n} has no recorded ${against === "start" ? "start commit" : "integration head"}`, "no_worktree")
+  if (!from)
+    throw new InputError(`job "${job.name}" attempt ${a.n} has no recorded ${against === "start" ? "start commit" : "integration head"}`, "no_worktree")
   const cwd = to === "worktree" ? a.worktree! : root
   const base = ["diff", "--no-color", "--no-ext-diff", "--no-renames"]
   // The file list is bounded too (a change of a million files must not fill the server's memory).
@@ -157,7 +174,22 @@ export async function diff(backend: PlanBackend, input: DiffInput): Promise<Diff
   const what = `${job.name} #${a.n}: ${to === "worktree" ? "its worktree" : `branch ${branch}`} against ${against === "start" ? "where it started" : g.integrationBranch} (${from.slice(0, 12)}): ${count} changed`
   const cut = d.truncated ? `\n[diff truncated: showing the first ${Buffer.byteLength(d.text)} of ${d.bytes} bytes; use stat, or a larger maxBytes]` : ""
   const text = files.length === 0 && !numstat.truncated ? `${what}\n(no changes)` : `${what}\n${d.text}${cut}`
-  return { planId: plan.id, plan: view.name, job: job.name, attempt: a.n, against, from, to, branch, files, stat: !!input.stat, diff: d.text, bytes: d.bytes, truncated: d.truncated, text }
+  return {
+    planId: plan.id,
+    plan: view.name,
+    job: job.name,
+    attempt: a.n,
+    against,
+    from,
+    to,
+    branch,
+    files,
+    stat: !!input.stat,
+    diff: d.text,
+    bytes: d.bytes,
+    truncated: d.truncated,
+    text,
+  }
 }
 
 function parseNumstat(z: string): DiffResult["files"] {
@@ -233,8 +265,19 @@ export async function requestMerge(backend: PlanBackend, input: MergeInput, cloc
   const gv = current.git!
   const lease = current.lease
   const orchestrator = lease && lease.expiresAt > clock().now ? lease.holder : null
-  const base = { planId: plan.id, plan: view.name, job: j.name, attempt: j.attempt, status: j.status, approved, integrationBranch: g.integrationBranch, orchestrator }
-  const runHint = orchestrator ? `the running orchestrator (${orchestrator}) works the queue` : `no orchestrator is running: start one with  concord run ${plan.id}`
+  const base = {
+    planId: plan.id,
+    plan: view.name,
+    job: j.name,
+    attempt: j.attempt,
+    status: j.status,
+    approved,
+    integrationBranch: g.integrationBranch,
+    orchestrator,
+  }
+  const runHint = orchestrator
+    ? `the running orchestrator (${orchestrator}) works the queue`
+    : `no orchestrator is running: start one with  concord run ${plan.id}`
   const entry = gv.queue.find(e => e.job === j.name && e.attempt === j.attempt)
   if (entry) {
     const open = gv.queue.filter(e => e.state === "queued" || e.state === "merging" || e.state === "passed")
@@ -247,14 +290,26 @@ export async function requestMerge(backend: PlanBackend, input: MergeInput, cloc
       reason: entry.reason,
     }
     if (entry.state === "merged") {
-      return { ...base, state: "merged", queue: spot, waitingFor: [], text: `${j.name} #${j.attempt} is merged into ${g.integrationBranch} as ${entry.commit?.slice(0, 12)}` }
+      return {
+        ...base,
+        state: "merged",
+        queue: spot,
+        waitingFor: [],
+        text: `${j.name} #${j.attempt} is merged into ${g.integrationBranch} as ${entry.commit?.slice(0, 12)}`,
+      }
     }
     if (entry.state === "conflict" || entry.state === "test_failed" || entry.state === "touch_violation") {
       throw new InputError(refusedMessage(j, entry.reason ?? entry.state, plan.id), "merge_refused")
     }
     const where = idx === 0 ? "first in the merge queue" : `number ${idx + 1} in the merge queue, after ${spot.ahead.join(", ")}`
     const state = entry.state === "queued" ? "queued" : "merging"
-    return { ...base, state, queue: spot, waitingFor: [], text: `${j.name} #${j.attempt} is ${entry.state === "queued" ? where : `being merged into ${g.integrationBranch} (${entry.state})`}; ${runHint}` }
+    return {
+      ...base,
+      state,
+      queue: spot,
+      waitingFor: [],
+      text: `${j.name} #${j.attempt} is ${entry.state === "queued" ? where : `being merged into ${g.integrationBranch} (${entry.state})`}; ${runHint}`,
+    }
   }
   if (j.status === "conflict" || j.status === "needs_rebase") throw new InputError(refusedMessage(j, j.current.reason ?? j.status, plan.id), "merge_refused")
   if (j.current.skipped) throw new InputError(`job "${j.name}" was skipped: it is not merged`, "merge_refused")
@@ -270,7 +325,13 @@ export async function requestMerge(backend: PlanBackend, input: MergeInput, cloc
   })
   if (waitingFor.length) {
     const list = waitingFor.map(d => `${d} (${current.jobs.find(x => x.name === d)?.status ?? "?"})`).join(", ")
-    return { ...base, state: "waiting", queue: null, waitingFor, text: `${j.name} #${j.attempt} completed; it enters the merge queue once its dependencies are merged: ${list}` }
+    return {
+      ...base,
+      state: "waiting",
+      queue: null,
+      waitingFor,
+      text: `${j.name} #${j.attempt} completed; it enters the merge queue once its dependencies are merged: ${list}`,
+    }
   }
   if (current.mode === "supervisor" && !mergeCandidates(current).some(x => x.name === j.name)) {
     const other = current.checkpoint === "pre_merge" && typeof current.checkpointContext?.jobName === "string" ? current.checkpointContext.jobName : null
@@ -340,18 +401,28 @@ export async function syncJob(backend: PlanBackend, input: SyncInput, clock: () 
   }
   const lease = view.lease
   if (job.status === "completed" && lease && lease.expiresAt > clock().now && mergeCandidates(view).some(x => x.name === job.name)) {
-    throw new InputError(`job "${job.name}" attempt ${a.n} is completed and about to enter the merge queue (${lease.holder} runs the plan): its branch must not move now`, "not_syncable")
+    throw new InputError(
+      `job "${job.name}" attempt ${a.n} is completed and about to enter the merge queue (${lease.holder} runs the plan): its branch must not move now`,
+      "not_syncable"
+    )
   }
-  if (!existsSync(dir)) throw new InputError(`job "${job.name}" attempt ${a.n}: its worktree ${dir} is gone (removed by cleanup): nothing to sync`, "no_worktree")
+  if (!existsSync(dir))
+    throw new InputError(`job "${job.name}" attempt ${a.n}: its worktree ${dir} is gone (removed by cleanup): nothing to sync`, "no_worktree")
   if (!g.head) throw new InputError(`plan "${view.name}" has no integration head yet (it has not run)`, "no_worktree")
   const busy = await operationInProgress(dir)
   if (busy) {
-    throw new InputError(`job "${job.name}" attempt ${a.n}: a ${busy} is in progress in its worktree (left by the agent, or by a sync that was interrupted): finish it or abort it (git -C ${dir} ${busy} --abort), then sync`, "in_progress")
+    throw new InputError(
+      `job "${job.name}" attempt ${a.n}: a ${busy} is in progress in its worktree (left by the agent, or by a sync that was interrupted): finish it or abort it (git -C ${dir} ${busy} --abort), then sync`,
+      "in_progress"
+    )
   }
   const dirty = (await uncommittedChanges(dir)).filter(f => !setupPaths(job).some(p => f === p || f.startsWith(`${p}/`)))
   if (dirty.length) {
     const list = dirty.length > 10 ? `${dirty.slice(0, 10).join(", ")} and ${dirty.length - 10} more` : dirty.join(", ")
-    throw new InputError(`job "${job.name}" attempt ${a.n}: its worktree has uncommitted changes (${list}): commit them first (git -C ${dir} commit -am ...), then sync`, "uncommitted")
+    throw new InputError(
+      `job "${job.name}" attempt ${a.n}: its worktree has uncommitted changes (${list}): commit them first (git -C ${dir} commit -am ...), then sync`,
+      "uncommitted"
+    )
   }
   const outcome = await syncWorktree(dir, g.head, strategy, `concord: merge ${g.integrationBranch} into ${a.branch ?? job.name}`)
   const base = { planId: plan.id, plan: view.name, job: job.name, attempt: a.n, strategy, onto: g.head }
@@ -367,12 +438,27 @@ export async function syncJob(backend: PlanBackend, input: SyncInput, clock: () 
   // git moved the branch; a sync killed in between (or an agent that merged the integration branch itself)
   // is repaired by the next sync, which finds the head in the branch's history.
   const record = (why: string) =>
-    backend.updatePlan(plan.id, d => updateAttempt(d, job.name, a.n, { baseCommit: g.head! }, clock(), `job ${job.name} #${a.n}: ${why}; it now starts at ${g.integrationBranch} ${g.head!.slice(0, 12)}`))
+    backend.updatePlan(plan.id, d =>
+      updateAttempt(
+        d,
+        job.name,
+        a.n,
+        { baseCommit: g.head! },
+        clock(),
+        `job ${job.name} #${a.n}: ${why}; it now starts at ${g.integrationBranch} ${g.head!.slice(0, 12)}`
+      )
+    )
   if (outcome.kind === "up_to_date") {
     const repaired = a.baseCommit !== g.head
     if (repaired) await record(`${g.integrationBranch} is in its branch already`)
     const note = repaired ? `; its recorded start is now ${g.head.slice(0, 12)} (it was ${a.baseCommit?.slice(0, 12) ?? "not recorded"})` : ""
-    return { ...base, from: outcome.head, head: outcome.head, changed: false, text: `${job.name} #${a.n} is up to date with ${g.integrationBranch} (${g.head.slice(0, 12)}): nothing to do${note}` }
+    return {
+      ...base,
+      from: outcome.head,
+      head: outcome.head,
+      changed: false,
+      text: `${job.name} #${a.n} is up to date with ${g.integrationBranch} (${g.head.slice(0, 12)}): nothing to do${note}`,
+    }
   }
   await record(`${strategy} onto ${g.integrationBranch}`)
   return {
@@ -419,10 +505,16 @@ export async function pullRequest(backend: PlanBackend, input: PrInput, clock: (
   if (g.prResult?.url) return result(g.prResult, false)
   if (view.status !== "completed") {
     if (view.checkpoint === "pre_pr") {
-      throw new InputError(`plan "${view.name}" waits at pre_pr: approve it (mc_plan_approve {checkpoint: "pre_pr"} / concord approve ${plan.id}); the orchestrator then opens the pull request`, "not_completed")
+      throw new InputError(
+        `plan "${view.name}" waits at pre_pr: approve it (mc_plan_approve {checkpoint: "pre_pr"} / concord approve ${plan.id}); the orchestrator then opens the pull request`,
+        "not_completed"
+      )
     }
     const open = view.jobs.filter(j => j.status !== "merged" && !j.current.skipped).map(j => `${j.name} (${j.status})`)
-    const why = view.status === "failed" || view.status === "canceled" ? `it is ${view.status}` : `not every job is merged yet${open.length ? `: ${open.join(", ")}` : ""}`
+    const why =
+      view.status === "failed" || view.status === "canceled"
+        ? `it is ${view.status}`
+        : `not every job is merged yet${open.length ? `: ${open.join(", ")}` : ""}`
     throw new InputError(`plan "${view.name}" is ${view.status}: no pull request before the plan completed (${why})`, "not_completed")
   }
   // The plan's lock (the one `concord run` holds) while the PR is opened: two callers never open two.
@@ -432,7 +524,12 @@ export async function pullRequest(backend: PlanBackend, input: PrInput, clock: (
     if (fresh.git.prResult?.url) return result(fresh.git.prResult, false)
     const gp = new GitPlan(store, plan.id, clock, () => {})
     await gp.prepare(fresh.view)
-    const pr = { ...fresh.git.pr, ...(input.title !== undefined ? { title: input.title } : {}), ...(input.body !== undefined ? { body: input.body } : {}), ...(input.draft !== undefined ? { draft: input.draft } : {}) }
+    const pr = {
+      ...fresh.git.pr,
+      ...(input.title !== undefined ? { title: input.title } : {}),
+      ...(input.body !== undefined ? { body: input.body } : {}),
+      ...(input.draft !== undefined ? { draft: input.draft } : {}),
+    }
     const rec = await gp.finish({ ...fresh.view, git: { ...fresh.git, pr } }, { again: true })
     return result(rec, true)
   } finally {
@@ -448,12 +545,16 @@ async function planLock(store: PlanStore, planId: string, by: string, waitMs = 3
       return await acquirePlanLock(store.dir, planId, { holder: by, host: hostName(), pid: process.pid, startedAt: Date.now() })
     } catch (e) {
       if (!(e instanceof PlanLockedError)) throw e
-      if (Date.now() > end) throw new ConcordError(`plan ${planId} is locked by ${e.info.holder} (an orchestrator or another pull request call): try again when it is done`, 1, "locked")
+      if (Date.now() > end)
+        throw new ConcordError(
+          `plan ${planId} is locked by ${e.info.holder} (an orchestrator or another pull request call): try again when it is done`,
+          1,
+          "locked"
+        )
       await new Promise(r => setTimeout(r, 100))
     }
   }
 }
-
 
 /* ------------------------------------------------------------------ cleanup */
 
@@ -485,11 +586,13 @@ export async function cleanup(backend: PlanBackend, input: CleanupInput): Promis
   const store = localStore(backend, "cleanup")
   const { plan, view, git: g } = gitPlan(await resolvePlan(backend, input.planRef))
   const host = hostName()
-  const alive = (j: JobView) => j.attempts.some(a => a.pid !== null && (a.host ?? host) === host && a.status === "running" && isSameProcessAlive(a.pid, a.pidStartedAt))
+  const alive = (j: JobView) =>
+    j.attempts.some(a => a.pid !== null && (a.host ?? host) === host && a.status === "running" && isSameProcessAlive(a.pid, a.pidStartedAt))
   const root = await planRoot(view, g)
   if (input.job === undefined) {
     const live = view.jobs.filter(j => j.status === "running" && alive(j))
-    if (live.length) throw new ConcordError(`plan "${view.name}" still has running jobs (${live.map(j => j.name).join(", ")}): cancel it or let it finish before cleaning up`)
+    if (live.length)
+      throw new ConcordError(`plan "${view.name}" still has running jobs (${live.map(j => j.name).join(", ")}): cancel it or let it finish before cleaning up`)
     const lease = view.lease
     if (lease && lease.expiresAt > Date.now() && !(lease.host === host && !isSameProcessAlive(lease.pid, null))) {
       throw new ConcordError(`plan "${view.name}" is being run by ${lease.holder}: stop it before cleaning up`)
@@ -498,7 +601,10 @@ export async function cleanup(backend: PlanBackend, input: CleanupInput): Promis
     const n = await removePlanWorktrees(root, store.dir, plan.id)
     const deleted: string[] = []
     if (input.branches) {
-      for (const j of view.jobs) for (const a of j.attempts) if (await deleteBranch(root, a.branch ?? jobBranch(g.integrationBranch, j.name, a.n))) deleted.push(a.branch ?? jobBranch(g.integrationBranch, j.name, a.n))
+      for (const j of view.jobs)
+        for (const a of j.attempts)
+          if (await deleteBranch(root, a.branch ?? jobBranch(g.integrationBranch, j.name, a.n)))
+            deleted.push(a.branch ?? jobBranch(g.integrationBranch, j.name, a.n))
       await git(root, ["update-ref", "-d", scratchRef(g.integrationBranch)], { allowFail: true })
     }
     const lines = [`removed ${n} worktree${n === 1 ? "" : "s"} of plan ${view.name} from ${root}`]
@@ -514,7 +620,9 @@ export async function cleanup(backend: PlanBackend, input: CleanupInput): Promis
     const there = existsSync(dir)
     const liveProcess = a.pid !== null && (a.host ?? host) === host && isSameProcessAlive(a.pid, a.pidStartedAt)
     if (IN_USE.has(a.status) || liveProcess) {
-      const why = IN_USE.has(a.status) ? `attempt ${a.n} is ${a.status}${a.status === "completed" ? " and not yet in the merge queue (its work may not be committed)" : ""}` : `attempt ${a.n}'s process ${a.pid} is still alive`
+      const why = IN_USE.has(a.status)
+        ? `attempt ${a.n} is ${a.status}${a.status === "completed" ? " and not yet in the merge queue (its work may not be committed)" : ""}`
+        : `attempt ${a.n}'s process ${a.pid} is still alive`
       if (there) kept.push({ worktree: dir, why })
       continue
     }
@@ -532,7 +640,10 @@ export async function cleanup(backend: PlanBackend, input: CleanupInput): Promis
     }
   }
   if (removed.length === 0 && kept.length > 0 && deleted.length === 0) {
-    throw new InputError(`job "${job.name}": nothing to clean up: ${kept.map(k => `${k.worktree} is in use (${k.why})`).join("; ")}; stop it first (mc_kill, or concord cancel for the plan)`, "in_use")
+    throw new InputError(
+      `job "${job.name}": nothing to clean up: ${kept.map(k => `${k.worktree} is in use (${k.why})`).join("; ")}; stop it first (mc_kill, or concord cancel for the plan)`,
+      "in_use"
+    )
   }
   const lines = [`removed ${removed.length} worktree${removed.length === 1 ? "" : "s"} of job ${job.name} (plan ${view.name})`]
   if (input.branches) lines.push(`deleted ${deleted.length} branch${deleted.length === 1 ? "" : "es"}${deleted.length ? `: ${deleted.join(", ")}` : ""}`)
@@ -552,4 +663,3 @@ function worktreeNames(storeDir: string, planId: string): string[] {
 async function deleteBranch(root: string, branch: string): Promise<boolean> {
   return (await git(root, ["branch", "-D", "-q", branch], { allowFail: true })).code === 0
 }
-

@@ -70,7 +70,8 @@ export async function history(backend: PlanBackend, input: HistoryInput): Promis
   const plan = await resolvePlan(backend, input.planRef)
   const jobs = readPlan(plan.doc).jobs.map(j => j.name)
   if (input.job && !jobs.includes(input.job)) throw new InputError(`plan "${plan.name}" has no job "${input.job}"`)
-  if (input.limit !== undefined && (!Number.isInteger(input.limit) || input.limit < 1)) throw new InputError(`invalid limit ${input.limit}: expected a whole number from 1`)
+  if (input.limit !== undefined && (!Number.isInteger(input.limit) || input.limit < 1))
+    throw new InputError(`invalid limit ${input.limit}: expected a whole number from 1`)
   let entries = changeEntries(plan.doc, "plan")
   const logs = await backend.reportLogs(plan.id, input.job ? [input.job] : jobs)
   for (const [job, log] of logs) entries.push(...reportEntries(log, job))
@@ -124,20 +125,27 @@ function filterEntries(all: HistoryEntry[], input: HistoryInput): HistoryEntry[]
  * `history --follow`: the history so far, then every new change as it arrives from any process or
  * machine, until `signal` aborts.
  */
-export async function followHistory(backend: PlanBackend, input: HistoryInput, onEntries: (entries: HistoryEntry[]) => void, signal: AbortSignal): Promise<void> {
+export async function followHistory(
+  backend: PlanBackend,
+  input: HistoryInput,
+  onEntries: (entries: HistoryEntry[]) => void,
+  signal: AbortSignal
+): Promise<void> {
   const first = await history(backend, input)
   const seen = new Set(first.entries.map(e => e.hash))
   onEntries(first.entries)
   const jobs = readPlan((await resolvePlan(backend, first.planId)).doc).jobs.map(j => j.name)
   let running = Promise.resolve()
   const refresh = () => {
-    running = running.then(async () => {
-      if (signal.aborted) return
-      const next = await history(backend, { ...input, planRef: first.planId, limit: undefined })
-      const fresh = next.entries.filter(e => !seen.has(e.hash))
-      for (const e of fresh) seen.add(e.hash)
-      if (fresh.length && !signal.aborted) onEntries(fresh)
-    }).catch(() => {})
+    running = running
+      .then(async () => {
+        if (signal.aborted) return
+        const next = await history(backend, { ...input, planRef: first.planId, limit: undefined })
+        const fresh = next.entries.filter(e => !seen.has(e.hash))
+        for (const e of fresh) seen.add(e.hash)
+        if (fresh.length && !signal.aborted) onEntries(fresh)
+      })
+      .catch(() => {})
   }
   let pending: NodeJS.Timeout | undefined
   const watcher = backend.watch(first.planId, input.job ? [input.job] : jobs, () => {

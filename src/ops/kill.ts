@@ -66,6 +66,8 @@ export async function kill(backend: PlanBackend, input: KillInput, clock: () => 
   }
   const changed = r.from !== r.to
   const what = changed ? `job ${input.job} #${r.attempt}: ${r.from} -> ${r.to}` : `job ${input.job} #${r.attempt} is already ${r.from}`
-  const procs = signaled ? `; ${signaled} process${signaled === 1 ? "" : "es"} on ${host} signaled (${input.force ? "SIGKILL" : "SIGTERM"})` : "; no live process of it on this machine"
+  const procs = signaled
+    ? `; ${signaled} process${signaled === 1 ? "" : "es"} on ${host} signaled (${input.force ? "SIGKILL" : "SIGTERM"})`
+    : "; no live process of it on this machine"
   return { planId: plan.id, plan: plan.name, job: input.job, attempt: r.attempt, from: r.from, status: r.to, changed, signaled, host, text: what + procs }
 }

@@ -67,7 +67,12 @@ export async function locateLog(backend: PlanBackend, input: Omit<LogInput, "lin
   // directory are ever read, so a plan cannot make a front end show another file.
   const logsDir = path.join(path.resolve(backend.storeDir), "logs") + path.sep
   const file = path.resolve(backend.storeDir, a.log)
-  if (!file.startsWith(logsDir)) throw new ConcordError(`job "${input.job}" attempt ${n} records a log outside the store's logs/ directory (${a.log}): refusing to read it`, 1, "log_outside_store")
+  if (!file.startsWith(logsDir))
+    throw new ConcordError(
+      `job "${input.job}" attempt ${n} records a log outside the store's logs/ directory (${a.log}): refusing to read it`,
+      1,
+      "log_outside_store"
+    )
   return { planId: plan.id, plan: plan.name, job: input.job, attempt: n, file }
 }
 
@@ -153,7 +158,12 @@ export async function followLog(
   opts: FollowOptions = {}
 ): Promise<void> {
   const where = await locateLog(backend, input)
-  let pos = opts.from ?? (await fsp.stat(where.file).then(s => s.size, () => 0))
+  let pos =
+    opts.from ??
+    (await fsp.stat(where.file).then(
+      s => s.size,
+      () => 0
+    ))
   let pending = ""
   let busy = false
   let again = false

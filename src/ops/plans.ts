@@ -41,7 +41,16 @@ export async function listPlans(backend: PlanBackend, opts: { all?: boolean } = 
         const doc = await backend.loadPlan(e.id)
         if (!doc) throw new Error("missing")
         const v = readPlan(doc)
-        return { id: e.id, url: docUrl(e.id), name: v.name, status: v.status, checkpoint: v.checkpoint, jobs: v.jobs.length, createdAt: e.createdAt, archived: !!e.archivedAt }
+        return {
+          id: e.id,
+          url: docUrl(e.id),
+          name: v.name,
+          status: v.status,
+          checkpoint: v.checkpoint,
+          jobs: v.jobs.length,
+          createdAt: e.createdAt,
+          archived: !!e.archivedAt,
+        }
       } catch {
         return { id: e.id, url: docUrl(e.id), name: e.name, status: "unavailable", checkpoint: null, jobs: 0, createdAt: e.createdAt, archived: !!e.archivedAt }
       }
@@ -60,7 +69,10 @@ function refuseIfActive(name: string, doc: PlanDocument, now: number): void {
   const v = readPlan(doc)
   const live = v.lease && v.lease.expiresAt > now
   if (live || v.jobs.some(j => j.status === "running")) {
-    throw new InputError(`plan "${name}" is ${v.status}${live ? ` and run by ${v.lease!.holder}` : " with running jobs"}: cancel it first (concord cancel ${name})`, "plan_active")
+    throw new InputError(
+      `plan "${name}" is ${v.status}${live ? ` and run by ${v.lease!.holder}` : " with running jobs"}: cancel it first (concord cancel ${name})`,
+      "plan_active"
+    )
   }
 }
 
@@ -78,7 +90,12 @@ export async function archivePlan(backend: PlanBackend, planRef: string | undefi
   refuseIfActive(plan.name, plan.doc, now)
   await hk.archivePlan(plan.id, now)
   const logsRemoved = opts.pruneLogs ? await hk.removeLogs(plan.id) : 0
-  return { planId: plan.id, plan: plan.name, logsRemoved, text: `archived plan ${plan.name} (${plan.id})${opts.pruneLogs ? `; ${logsRemoved} log file(s) removed` : ""}` }
+  return {
+    planId: plan.id,
+    plan: plan.name,
+    logsRemoved,
+    text: `archived plan ${plan.name} (${plan.id})${opts.pruneLogs ? `; ${logsRemoved} log file(s) removed` : ""}`,
+  }
 }
 
 /** Delete a plan, its report logs and its job logs from this store. */

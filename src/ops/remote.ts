@@ -49,7 +49,9 @@ export class RemoteBackend implements PlanBackend {
 
   async listPlans(): Promise<PlanInfo[]> {
     const r = await this.#serverPlans(true)
-    return r.plans.map(p => ({ id: p.id, name: p.name, createdAt: p.createdAt, createdBy: p.createdBy })).sort((a, b) => a.createdAt - b.createdAt || a.id.localeCompare(b.id))
+    return r.plans
+      .map(p => ({ id: p.id, name: p.name, createdAt: p.createdAt, createdBy: p.createdBy }))
+      .sort((a, b) => a.createdAt - b.createdAt || a.id.localeCompare(b.id))
   }
 
   async loadPlan(id: DocId): Promise<PlanDocument | undefined> {

@@ -84,7 +84,8 @@ export async function report(backend: PlanBackend, input: ReportInput, clock: ()
     }
   }
   const pct = checked.progress !== null ? ` ${checked.progress}%` : ""
-  const effect = to === "completed" || to === "failed" ? (changed ? `; job ${input.job} #${attempt} is now ${to}` : `; job status unchanged (${jobStatus})`) : ""
+  const effect =
+    to === "completed" || to === "failed" ? (changed ? `; job ${input.job} #${attempt} is now ${to}` : `; job status unchanged (${jobStatus})`) : ""
   return {
     planId: plan.id,
     plan: plan.name,

@@ -47,10 +47,19 @@ export async function status(backend: PlanBackend, planRef: string | undefined, 
 /** The status of an already loaded plan document (watchers call this on every change). */
 export async function statusOf(backend: PlanBackend, id: DocId, doc: PlanDocument, now = Date.now()): Promise<StatusResult> {
   const view = readPlan(doc)
-  const reports = await backend.reportDigests(id, view.jobs.map(j => j.name))
+  const reports = await backend.reportDigests(
+    id,
+    view.jobs.map(j => j.name)
+  )
   const summary = summarize(id, view, reports, now)
   liveLease(backend, view, summary)
-  return { summary, storeDir: backend.storeDir, warnings: await backend.warnings(), next: nextSteps(summary), failureTails: await failureTails(backend, id, summary) }
+  return {
+    summary,
+    storeDir: backend.storeDir,
+    warnings: await backend.warnings(),
+    next: nextSteps(summary),
+    failureTails: await failureTails(backend, id, summary),
+  }
 }
 
 /**
@@ -94,7 +103,13 @@ async function statusOfDigests(backend: PlanBackend, id: DocId, doc: PlanDocumen
   const view = readPlan(doc)
   const summary = summarize(id, view, digests, Date.now())
   liveLease(backend, view, summary)
-  return { summary, storeDir: backend.storeDir, warnings: await backend.warnings(), next: nextSteps(summary), failureTails: await failureTails(backend, id, summary) }
+  return {
+    summary,
+    storeDir: backend.storeDir,
+    warnings: await backend.warnings(),
+    next: nextSteps(summary),
+    failureTails: await failureTails(backend, id, summary),
+  }
 }
 
 /** A lease held by a process on this machine that is gone is no orchestrator, whatever its expiry says. */

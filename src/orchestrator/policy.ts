@@ -16,15 +16,7 @@ import path from "node:path"
 import type { WriteContext } from "../doc/actor.js"
 import { InvalidTransitionError } from "../doc/errors.js"
 import type { LeaseRecord } from "../doc/model.js"
-import {
-  clearCheckpoint,
-  type PlanDocument,
-  type PlanView,
-  raiseCheckpoint,
-  setJobStatus,
-  setPlanStatus,
-  updateAttempt,
-} from "../doc/plan.js"
+import { clearCheckpoint, type PlanDocument, type PlanView, raiseCheckpoint, setJobStatus, setPlanStatus, updateAttempt } from "../doc/plan.js"
 import type { Action } from "./scheduler.js"
 
 /* ----------------------------------------------------------------- actions */
@@ -92,11 +84,7 @@ export function applyAction(doc: PlanDocument, a: Action, ctx: ApplyContext): Ap
 }
 
 /** Apply a round's actions, in order, to one document. Returns the new document and what happened. */
-export function applyActions(
-  doc: PlanDocument,
-  actions: readonly Action[],
-  ctx: ApplyContext
-): { doc: PlanDocument; events: string[]; applied: Action[] } {
+export function applyActions(doc: PlanDocument, actions: readonly Action[], ctx: ApplyContext): { doc: PlanDocument; events: string[]; applied: Action[] } {
   const events: string[] = []
   const applied: Action[] = []
   for (const a of actions) {
@@ -132,12 +120,7 @@ export function leaseDecision(
 }
 
 /** Who holds the lease right now, if anyone alive might: for refusing to take over a damaged lock. */
-export function liveLeaseHolder(
-  cur: LeaseRecord | null,
-  host: string,
-  now: number,
-  localPidAlive: (pid: number) => boolean
-): string | null {
+export function liveLeaseHolder(cur: LeaseRecord | null, host: string, now: number, localPidAlive: (pid: number) => boolean): string | null {
   if (!cur || cur.expiresAt <= now) return null
   if (cur.host === host && !localPidAlive(cur.pid)) return null
   return `${cur.holder} (lease until ${new Date(cur.expiresAt).toISOString()})`
@@ -271,7 +254,11 @@ export function resolveJobCwd(
   if (path.isAbsolute(rel)) dir = rel
   else dir = path.resolve(exists(f.baseDir) ? f.baseDir : f.runDir, rel)
   if (!exists(dir)) {
-    const from = path.isAbsolute(rel) ? "" : exists(f.baseDir) ? ` (cwd "${rel}" relative to the plan's directory)` : ` (cwd "${rel}" relative to the directory concord run was started in; the plan's directory ${f.baseDir} does not exist here)`
+    const from = path.isAbsolute(rel)
+      ? ""
+      : exists(f.baseDir)
+        ? ` (cwd "${rel}" relative to the plan's directory)`
+        : ` (cwd "${rel}" relative to the directory concord run was started in; the plan's directory ${f.baseDir} does not exist here)`
     return { error: `working directory ${dir} does not exist${from}` }
   }
   return { dir }

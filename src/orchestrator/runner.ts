@@ -92,8 +92,7 @@ export async function runPlan(store: PlanStore, planId: string, opts: RunOptions
   let wake: (() => void) | undefined
   const poke = () => wake?.()
   const sup =
-    opts.supervisor ??
-    new ProcessSupervisor({ storeDir: store.dir, planId, host, killGraceMs: opts.killGraceMs ?? 5_000, onChange: poke, onEvent: event })
+    opts.supervisor ?? new ProcessSupervisor({ storeDir: store.dir, planId, host, killGraceMs: opts.killGraceMs ?? 5_000, onChange: poke, onEvent: event })
   let watcher: { close(): void } | undefined
   let leaseTimer: NodeJS.Timeout | undefined
   const lease = { holder, host, pid: process.pid, ttlMs: ttl }
@@ -109,9 +108,12 @@ export async function runPlan(store: PlanStore, planId: string, opts: RunOptions
       if (!d.take) throw new ConcordError(d.why, 1)
       return acquireLease(doc, lease, ctx(), d.takeOver)
     })
-    leaseTimer = setInterval(() => {
-      store.updatePlan(planId, doc => acquireLease(doc, lease, ctx())).catch(e => event(`lease renewal failed: ${(e as Error).message}`))
-    }, Math.max(1000, ttl / 3))
+    leaseTimer = setInterval(
+      () => {
+        store.updatePlan(planId, doc => acquireLease(doc, lease, ctx())).catch(e => event(`lease renewal failed: ${(e as Error).message}`))
+      },
+      Math.max(1000, ttl / 3)
+    )
 
     // Every live process the plan started on this machine, whatever its job's status: watched again.
     const adopt = (view: PlanView) => {
@@ -236,7 +238,9 @@ export async function runPlan(store: PlanStore, planId: string, opts: RunOptions
       // The attempt's own worktree and branch, recorded in the attempt before its process starts.
       try {
         const p = await gitPlan.prepareAttempt(view, jobName, attempt)
-        await store.updatePlan(planId, doc => updateAttempt(doc, jobName, attempt, p.fields, ctx(), `job ${jobName} #${attempt}: worktree ${p.fields.worktree} on ${p.fields.branch}`))
+        await store.updatePlan(planId, doc =>
+          updateAttempt(doc, jobName, attempt, p.fields, ctx(), `job ${jobName} #${attempt}: worktree ${p.fields.worktree} on ${p.fields.branch}`)
+        )
         cwd = isDir(p.cwd) ? { dir: p.cwd } : { error: `working directory ${p.cwd} does not exist in the job's worktree` }
         gitEnv = p.env
       } catch (e) {

@@ -104,7 +104,9 @@ const IN_MERGE_QUEUE: ReadonlySet<JobStatus> = new Set(["completed", "ready_to_m
 
 /** A job that can never become done without a human (retry or skip). */
 function isBlockedForever(j: JobView): boolean {
-  return !j.current.skipped && (j.status === "failed" || j.status === "stopped" || j.status === "canceled" || j.status === "conflict" || j.status === "needs_rebase")
+  return (
+    !j.current.skipped && (j.status === "failed" || j.status === "stopped" || j.status === "canceled" || j.status === "conflict" || j.status === "needs_rebase")
+  )
 }
 
 export function decide(view: PlanView, obs: Observations): Decision {
@@ -149,7 +151,13 @@ export function decide(view: PlanView, obs: Observations): Decision {
   for (const j of jobs) {
     const k = key(j.name, j.attempt)
     if (j.status === "running" && obs.lost.has(k) && !exited.has(k)) {
-      actions.push({ kind: "setJob", job: j.name, attempt: j.attempt, to: "failed", fields: { reason: "process lost", failureKind: "process_lost", endedAt: obs.now } })
+      actions.push({
+        kind: "setJob",
+        job: j.name,
+        attempt: j.attempt,
+        to: "failed",
+        fields: { reason: "process lost", failureKind: "process_lost", endedAt: obs.now },
+      })
       exited.add(k)
     }
   }
@@ -169,7 +177,8 @@ export function decide(view: PlanView, obs: Observations): Decision {
       const a = j?.attempts.find(x => x.n === n)
       const st = j && a ? (n === j.attempt ? statusOf(j) : a.status) : undefined
       if (view.status === "completed" && j && a && n === j.attempt && st && JOB_RANK[st] >= JOB_RANK.completed) {
-        if (graceOver(a.statusAt, view.graceMs, obs.now)) actions.push({ kind: "stop", job, attempt: n, reason: `reported ${st}; grace period of ${view.graceMs} ms over` })
+        if (graceOver(a.statusAt, view.graceMs, obs.now))
+          actions.push({ kind: "stop", job, attempt: n, reason: `reported ${st}; grace period of ${view.graceMs} ms over` })
         continue
       }
       actions.push({ kind: "stop", job, attempt: n, reason: `plan ${view.status}` })
@@ -231,7 +240,9 @@ export function decide(view: PlanView, obs: Observations): Decision {
       if (st === "failed" || (view.git && st === "conflict")) {
         const refused = st === "conflict"
         const exit = refused ? undefined : obs.exits.find(e => e.job === j.name && e.attempt === a.n)
-        const set = actions.find(x => x.kind === "setJob" && x.job === j.name && x.attempt === a.n && x.to === "failed") as Extract<Action, { kind: "setJob" }> | undefined
+        const set = actions.find(x => x.kind === "setJob" && x.job === j.name && x.attempt === a.n && x.to === "failed") as
+          | Extract<Action, { kind: "setJob" }>
+          | undefined
         const exitCode = exit?.code ?? a.exitCode
         const failureKind = set?.fields.failureKind ?? (exit ? exitKind(exit) : (a.failureKind ?? "failed"))
         const message = set?.fields.reason ?? (exit ? exitReason(exit) : (a.reason ?? "failed"))
@@ -245,7 +256,12 @@ export function decide(view: PlanView, obs: Observations): Decision {
         break
       }
       if (view.mode === "supervisor" && st === "completed") {
-        actions.push({ kind: "raise", checkpoint: "pre_merge", context: { jobName: j.name, attempt: a.n, reason: "job completed; approve to merge it" }, cause: { job: j.name, attempt: a.n } })
+        actions.push({
+          kind: "raise",
+          checkpoint: "pre_merge",
+          context: { jobName: j.name, attempt: a.n, reason: "job completed; approve to merge it" },
+          cause: { job: j.name, attempt: a.n },
+        })
         checkpoint = "pre_merge"
         break
       }

@@ -376,17 +376,14 @@ export class ProcessSupervisor implements JobSupervisor {
     if (w.stopping) return true
     w.stopping = reason
     this.#o.onEvent?.(`${job} #${attempt}: stopping process ${w.pid} (${reason})`)
-    void stopJobProcess(
-      w,
-      {
-        host: this.#o.host,
-        graceMs: this.#o.killGraceMs,
-        signal: this.#abort.signal,
-        onSignal: s => {
-          if (s === "SIGKILL") this.#o.onEvent?.(`${job} #${attempt}: process group ${w.pid} still alive after SIGTERM; sent SIGKILL`)
-        },
-      }
-    ).finally(() => this.#o.onChange?.())
+    void stopJobProcess(w, {
+      host: this.#o.host,
+      graceMs: this.#o.killGraceMs,
+      signal: this.#abort.signal,
+      onSignal: s => {
+        if (s === "SIGKILL") this.#o.onEvent?.(`${job} #${attempt}: process group ${w.pid} still alive after SIGTERM; sent SIGKILL`)
+      },
+    }).finally(() => this.#o.onChange?.())
     return true
   }
 
@@ -426,7 +423,10 @@ function statMtime(file: string): number {
  * `graceMs`, until the group is gone); `force` sends SIGKILL at once. Resolves when all are gone; returns
  * how many were stopped.
  */
-export async function stopJobProcesses(procs: { pid: number; pidStartedAt: number | null }[], opts: { force?: boolean; graceMs?: number } = {}): Promise<number> {
+export async function stopJobProcesses(
+  procs: { pid: number; pidStartedAt: number | null }[],
+  opts: { force?: boolean; graceMs?: number } = {}
+): Promise<number> {
   const host = hostName()
   const results = await Promise.all(
     procs.map(p => stopJobProcess({ pid: p.pid, startedAtMs: p.pidStartedAt }, { host, graceMs: opts.force ? 0 : (opts.graceMs ?? 5_000) }))

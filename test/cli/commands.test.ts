@@ -23,7 +23,11 @@ const job = (name: string, extra = "") => `  - { name: ${name}, run: "true"${ext
 const INVALID: [string, string, RegExp][] = [
   ["duplicate names", `name: p\njobs:\n${job("a")}\n${job("a")}\n`, /job "a": duplicate name \(also jobs\[0\]\)/],
   ["unknown dependency", `name: p\njobs:\n${job("a", ", dependsOn: [zz]")}\n`, /job "a": dependsOn names unknown job "zz"/],
-  ["cycle", `name: p\njobs:\n${job("a", ", dependsOn: [c]")}\n${job("b", ", dependsOn: [a]")}\n${job("c", ", dependsOn: [b]")}\n`, /dependency cycle: a -> c -> b -> a/],
+  [
+    "cycle",
+    `name: p\njobs:\n${job("a", ", dependsOn: [c]")}\n${job("b", ", dependsOn: [a]")}\n${job("c", ", dependsOn: [b]")}\n`,
+    /dependency cycle: a -> c -> b -> a/,
+  ],
   ["self-dependency", `name: p\njobs:\n${job("a", ", dependsOn: [a]")}\n`, /job "a": depends on itself/],
   ["empty job list", `name: p\njobs: []\n`, /plan: "jobs" must list at least one job/],
   ["bad name", `name: p\njobs:\n  - { name: "bad name!", run: x }\n`, /job name "bad name!" \(jobs\[0\]\): must match \[A-Za-z0-9._-\]\{1,64\}/],

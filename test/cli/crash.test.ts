@@ -37,7 +37,10 @@ function writeUntilKilled(store: string, id: string, job: string, ms: number, ro
     child.on("close", () => {
       clearTimeout(timer)
       // Only complete lines are acknowledgements: "ok I" was printed after the write was durable.
-      const acked = out.split("\n").filter(l => /^ok \d+$/.test(l)).map(l => `r${round}-${l.slice(3)}`)
+      const acked = out
+        .split("\n")
+        .filter(l => /^ok \d+$/.test(l))
+        .map(l => `r${round}-${l.slice(3)}`)
       resolve(acked)
     })
   })
@@ -70,7 +73,9 @@ describe("crash safety", () => {
     const id = await createPlan(store, PLAN)
     for (let i = 0; i < 5; i++) expect((await concord(store, ["report", "progress", `m${i}`, "--job", "B", "--plan", id])).code).toBe(0)
     const inc = path.join(docDir(store, reportDocId(id, "B")), "incremental")
-    const files = readdirSync(inc).map(f => path.join(inc, f)).sort((a, b) => statSync(a).mtimeMs - statSync(b).mtimeMs)
+    const files = readdirSync(inc)
+      .map(f => path.join(inc, f))
+      .sort((a, b) => statSync(a).mtimeMs - statSync(b).mtimeMs)
     const victim = files[files.length - 1]
     const victimReport = readFileSync(victim)
     truncateSync(victim, Math.floor(victimReport.length / 2))

@@ -87,7 +87,9 @@ describe("concord doctor", () => {
     expect(readdirSync(q)).toEqual([])
     const [, type, file] = valid.replace(/\.\d+$/, "").split("__")
     expect(existsSync(path.join(path.dirname(inc), type, file))).toBe(true)
-    const dids = JSON.parse(h.stdout).filter((e: any) => e.doc === "reports:B").map((e: any) => e.did)
+    const dids = JSON.parse(h.stdout)
+      .filter((e: any) => e.doc === "reports:B")
+      .map((e: any) => e.did)
     expect(dids.filter((d: string) => /progress/.test(d))).toHaveLength(3)
   }, 60_000)
 

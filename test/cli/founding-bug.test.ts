@@ -55,12 +55,7 @@ describe("founding bug across OS processes", () => {
       const jobs = Object.fromEntries(s.jobs.map((j: any) => [j.name, j.status]))
       outcomes.push(`${jobs.A}/${jobs.B}/${jobs.C}/${s.status}/${s.checkpoint}`)
       expect(jobs).toEqual({ A: "failed", B: "completed", C: "completed" })
-      expect([s.status, s.checkpoint, s.checkpointContext.jobName, s.checkpointContext.failureKind]).toEqual([
-        "paused",
-        "on_error",
-        "A",
-        "job_failed",
-      ])
+      expect([s.status, s.checkpoint, s.checkpointContext.jobName, s.checkpointContext.failureKind]).toEqual(["paused", "on_error", "A", "job_failed"])
       expect(s.counts).toEqual({ failed: 1, completed: 2 })
     }
     // Four runs at a time, on their own stores: more scheduling noise, less wall time.

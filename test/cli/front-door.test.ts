@@ -131,14 +131,28 @@ describe("the package", () => {
   it("packs dist, bin, README and package.json only, with one bin: concord", async () => {
     const npm = process.platform === "win32" ? "npm.cmd" : "npm"
     // --ignore-scripts: list what the current build would ship without rebuilding dist under other tests.
-    const r = await execFileAsync(npm, ["pack", "--dry-run", "--json", "--ignore-scripts"], { cwd: ROOT, encoding: "utf8", shell: process.platform === "win32" })
+    const r = await execFileAsync(npm, ["pack", "--dry-run", "--json", "--ignore-scripts"], {
+      cwd: ROOT,
+      encoding: "utf8",
+      shell: process.platform === "win32",
+    })
     const files: string[] = JSON.parse(r.stdout)[0].files.map((f: { path: string }) => f.path)
-    for (const f of ["package.json", "README.md", "bin/concord.js", "bin/concord", "dist/cli/main.js", "dist/src/index.js", "dist/src/index.d.ts", "dist/dashboard/app.js", "dist/dashboard/index.html"]) {
+    for (const f of [
+      "package.json",
+      "README.md",
+      "bin/concord.js",
+      "bin/concord",
+      "dist/cli/main.js",
+      "dist/src/index.js",
+      "dist/src/index.d.ts",
+      "dist/dashboard/app.js",
+      "dist/dashboard/index.html",
+    ]) {
       expect(files).toContain(f)
     }
     const outside = files.filter(f => !/^(dist\/(src|cli|dashboard)\/|bin\/|README\.md$|LICENSE$|package\.json$|npm-shrinkwrap\.json$)/.test(f))
     expect(outside).toEqual([])
-    expect(files.filter(f => f.endsWith(".map") || f.endsWith(".ts") && !f.endsWith(".d.ts"))).toEqual([])
+    expect(files.filter(f => f.endsWith(".map") || (f.endsWith(".ts") && !f.endsWith(".d.ts")))).toEqual([])
     expect(pkg.bin).toEqual({ concord: "bin/concord.js" })
     expect(pkg.scripts.prepack).toBe("node scripts/prepack.mjs")
   })

@@ -25,7 +25,14 @@ async function setup(yaml = "name: p\njobs:\n  - { name: A, run: 'true' }\n  - {
 describe("CLI over the plan operations", () => {
   it("numeric flags are parsed strictly: 0x10, 1e1, 5% and '' are refused with exit 2 and nothing written", async () => {
     const { store } = await setup()
-    for (const [flag, v] of [["--progress", "0x10"], ["--progress", "1e1"], ["--progress", "5%"], ["--progress", ""], ["--attempt", "1.5"], ["--attempt", "0x1"]]) {
+    for (const [flag, v] of [
+      ["--progress", "0x10"],
+      ["--progress", "1e1"],
+      ["--progress", "5%"],
+      ["--progress", ""],
+      ["--attempt", "1.5"],
+      ["--attempt", "0x1"],
+    ]) {
       const r = await run(store, ["report", "progress", "m", "--job", "A", flag, v])
       expect(r.code, `${flag} ${v}`).toBe(2)
       expect(r.stderr).toContain(`invalid ${flag} "${v}"`)
@@ -132,7 +139,10 @@ describe("CLI conventions over the operations", () => {
     expect(JSON.parse((await run(store, ["status", q, "--json"])).stdout).status).toBe("pending")
     expect((await run(store, ["plan", "archive", q, "--json"])).code).toBe(0)
     expect(JSON.parse((await run(store, ["plan", "list", "--json"])).stdout).map((p: any) => p.id)).toEqual([id])
-    expect(JSON.parse((await run(store, ["plan", "list", "--all", "--json"])).stdout).map((p: any) => [p.id, p.archived])).toEqual([[id, false], [q, true]])
+    expect(JSON.parse((await run(store, ["plan", "list", "--all", "--json"])).stdout).map((p: any) => [p.id, p.archived])).toEqual([
+      [id, false],
+      [q, true],
+    ])
     // the default plan is now the unarchived one, and cancel needs no confirmation with one open plan
     expect(JSON.parse((await run(store, ["status", "--json"])).stdout).id).toBe(id)
     expect((await run(store, ["report", "working", "x", "--job", "A", "--plan", q])).code).toBe(0)
@@ -142,7 +152,11 @@ describe("CLI conventions over the operations", () => {
     expect((await run(store, ["plan", "rm", q, "--yes"])).code).toBe(0)
     expect(JSON.parse((await run(store, ["plan", "list", "--all", "--json"])).stdout).map((p: any) => p.id)).toEqual([id])
     expect((await run(store, ["status", q])).code).toBe(2)
-    expect(readdirSync(store).filter(d => d.length === 2).flatMap(d => readdirSync(path.join(store, d)).map(r => d + r))).not.toContain(q)
+    expect(
+      readdirSync(store)
+        .filter(d => d.length === 2)
+        .flatMap(d => readdirSync(path.join(store, d)).map(r => d + r))
+    ).not.toContain(q)
   })
 })
 

@@ -19,7 +19,16 @@ beforeAll(async () => {
   if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} is missing: install Debian's chromium package (apt-get install -y chromium)`)
   browser = await chromium.launch({
     executablePath: CHROMIUM,
-    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+    args: [
+      "--headless",
+      "--no-sandbox",
+      "--disable-gpu",
+      "--disable-quic",
+      "--no-first-run",
+      "--disable-background-networking",
+      "--disable-component-update",
+      "--disable-sync",
+    ],
   })
 })
 
@@ -131,7 +140,9 @@ jobs:
     // the job reports completed: visible in the page within a second of the report being durable
     writeFileSync(go, "")
     await expect.poll(() => existsSync(reported), { timeout: 15_000 }).toBe(true)
-    await expect.poll(() => page.evaluate(() => (window as unknown as { __seen: Record<string, number> }).__seen["build:completed"]), { timeout: 5000 }).toBeTypeOf("number")
+    await expect
+      .poll(() => page.evaluate(() => (window as unknown as { __seen: Record<string, number> }).__seen["build:completed"]), { timeout: 5000 })
+      .toBeTypeOf("number")
     const seenAt = await page.evaluate(() => (window as unknown as { __seen: Record<string, number> }).__seen["build:completed"])
     const reportedAt = Number(readFileSync(reported, "utf8"))
     expect(seenAt - reportedAt).toBeLessThan(1000)

@@ -21,7 +21,11 @@ async function setup() {
   const dir = tempDir("concord-logtail-")
   dirs.push(dir)
   const store = new PlanStore(dir, { onWarning: () => {} })
-  const { id } = await store.createPlan(parsePlanSpec("name: tail\njobs:\n  - { name: a, run: 'true' }\n  - { name: b, run: 'true' }\n  - { name: c, run: 'true' }\n"), dir, ctx())
+  const { id } = await store.createPlan(
+    parsePlanSpec("name: tail\njobs:\n  - { name: a, run: 'true' }\n  - { name: b, run: 'true' }\n  - { name: c, run: 'true' }\n"),
+    dir,
+    ctx()
+  )
   const log = (job: string) => path.join("logs", id, `${job}.1.log`)
   await store.updatePlan(id, d => setJobStatus(setJobStatus(d, "a", "running", { log: log("a") }, ctx()), "b", "running", { log: log("b") }, ctx()))
   mkdirSync(path.join(dir, "logs", id), { recursive: true })

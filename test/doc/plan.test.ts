@@ -128,9 +128,7 @@ describe("plan document", () => {
     let doc = setPlanStatus(abc(), "running", ctx())
     expect(() => approveCheckpoint(doc, { id: "x" }, ctx())).toThrow(/not waiting at a checkpoint/)
     doc = raiseCheckpoint(doc, "on_error", { jobName: "A", failureKind: "job_failed" }, ctx())
-    expect(() => approveCheckpoint(doc, { id: "x", checkpoint: "pre_merge" }, ctx())).toThrow(
-      /waiting at checkpoint on_error, not pre_merge: refusing/
-    )
+    expect(() => approveCheckpoint(doc, { id: "x", checkpoint: "pre_merge" }, ctx())).toThrow(/waiting at checkpoint on_error, not pre_merge: refusing/)
     const r = approveCheckpoint(doc, { id: "ap1", checkpoint: "on_error" }, ctx("user@laptop"))
     expect(r.approval).toMatchObject({ checkpoint: "on_error", seq: 1, by: "user@laptop", job: "A" })
     expect(approveCheckpoint(r.doc, { id: "ap2" }, ctx()).approval.id).toBe("ap1")
@@ -160,9 +158,7 @@ describe("plan document", () => {
   it("lease: refused while held, renewed by its holder, taken over after expiry", () => {
     let doc = acquireLease(abc(), { holder: "o1", host: "h", pid: 1, ttlMs: 1000 }, { by: "o1", now: 10_000 })
     expect(() => acquireLease(doc, { holder: "o2", host: "h", pid: 2, ttlMs: 1000 }, { by: "o2", now: 10_500 })).toThrow(LeaseHeldError)
-    expect(() => acquireLease(doc, { holder: "o2", host: "h", pid: 2, ttlMs: 1000 }, { by: "o2", now: 10_500 })).toThrow(
-      /already run by o1/
-    )
+    expect(() => acquireLease(doc, { holder: "o2", host: "h", pid: 2, ttlMs: 1000 }, { by: "o2", now: 10_500 })).toThrow(/already run by o1/)
     doc = acquireLease(doc, { holder: "o2", host: "h", pid: 2, ttlMs: 1000 }, { by: "o2", now: 11_001 })
     expect(readPlan(doc).lease?.holder).toBe("o2")
     expect(InputError).toBeDefined()

@@ -71,7 +71,7 @@ const FULL_JSON = JSON.stringify(
     ],
   },
   null,
-  2,
+  2
 )
 
 const FULL_EXPECTED: PlanSpec = {
@@ -204,10 +204,7 @@ describe("validatePlanSpec: rejection rules", () => {
 
   it("unknown key at plan level, with a did-you-mean hint", () => {
     const v = { ...base(), maxparallel: 2, colour: "red" }
-    expect(issuesOf(() => validatePlanSpec(v))).toEqual([
-      `plan: unknown key "maxparallel" (did you mean "maxParallel"?)`,
-      `plan: unknown key "colour"`,
-    ])
+    expect(issuesOf(() => validatePlanSpec(v))).toEqual([`plan: unknown key "maxparallel" (did you mean "maxParallel"?)`, `plan: unknown key "colour"`])
   })
 
   it("unknown key at job level, with a did-you-mean hint", () => {
@@ -247,9 +244,7 @@ describe("validatePlanSpec: rejection rules", () => {
     [2.5, "2.5"],
     [-1, "-1"],
   ])("maxParallel out of range: %s", (maxParallel, shown) => {
-    expect(issuesOf(() => validatePlanSpec({ ...base(), maxParallel }))).toEqual([
-      `plan: field "maxParallel" must be an integer from 1 to 256 (got ${shown})`,
-    ])
+    expect(issuesOf(() => validatePlanSpec({ ...base(), maxParallel }))).toEqual([`plan: field "maxParallel" must be an integer from 1 to 256 (got ${shown})`])
   })
 
   it("graceMs and staleMs out of range", () => {
@@ -309,9 +304,7 @@ describe("validatePlanSpec: rejection rules", () => {
     it("dependsOn entry that is not a string", () => {
       const v = base()
       v.jobs[1].dependsOn = ["db", 3]
-      expect(issuesOf(() => validatePlanSpec(v))).toEqual([
-        `jobs[1] (name "api"): field "dependsOn[1]" must be a job name string (got number)`,
-      ])
+      expect(issuesOf(() => validatePlanSpec(v))).toEqual([`jobs[1] (name "api"): field "dependsOn[1]" must be a job name string (got number)`])
     })
 
     it("a job that is not a mapping", () => {
@@ -391,9 +384,7 @@ describe("parsePlanSpec: YAML errors", () => {
   })
 
   it("duplicate mapping key is reported with its line", () => {
-    expect(issuesOf(() => parsePlanSpec("name: a\njobs: []\nname: b\n", "p.yml"))).toEqual([
-      "p.yml:3:1: YAML syntax error: Map keys must be unique",
-    ])
+    expect(issuesOf(() => parsePlanSpec("name: a\njobs: []\nname: b\n", "p.yml"))).toEqual(["p.yml:3:1: YAML syntax error: Map keys must be unique"])
   })
 
   it("JSON syntax error points at the line", () => {
@@ -464,12 +455,7 @@ describe("topoOrder", () => {
   })
 
   it("diamond", () => {
-    expect(topoOrder([j("top", "left", "right"), j("right", "base"), j("left", "base"), j("base")])).toEqual([
-      "base",
-      "right",
-      "left",
-      "top",
-    ])
+    expect(topoOrder([j("top", "left", "right"), j("right", "base"), j("left", "base"), j("base")])).toEqual(["base", "right", "left", "top"])
   })
 
   it("tolerates a repeated dependency entry", () => {
@@ -477,9 +463,7 @@ describe("topoOrder", () => {
   })
 
   it("throws SpecError naming the cycle", () => {
-    expect(issuesOf(() => topoOrder([j("x"), j("a", "c"), j("b", "a"), j("c", "b")]))).toEqual([
-      "dependency cycle: a -> c -> b -> a",
-    ])
+    expect(issuesOf(() => topoOrder([j("x"), j("a", "c"), j("b", "a"), j("c", "b")]))).toEqual(["dependency cycle: a -> c -> b -> a"])
   })
 
   it("throws SpecError on unknown dependencies and duplicate names", () => {
@@ -513,13 +497,26 @@ describe("git plan fields", () => {
       pr: { title: "Release", body: "Body", draft: true },
       jobs: [{ name: "db", run: "x", touchSet: ["db/**"], setup: { copyFiles: [".env"], symlinkDirs: ["node_modules"], commands: ["npm ci"] } }],
     })
-    expect(s.git).toEqual({ repo: ".", baseBranch: "develop", integrationBranch: "int/rel", test: "npm test", pr: { title: "Release", body: "Body", draft: true } })
+    expect(s.git).toEqual({
+      repo: ".",
+      baseBranch: "develop",
+      integrationBranch: "int/rel",
+      test: "npm test",
+      pr: { title: "Release", body: "Body", draft: true },
+    })
     expect(s.jobs[0]).toMatchObject({ touchSet: ["db/**"], setup: { copyFiles: [".env"], symlinkDirs: ["node_modules"], commands: ["npm ci"] } })
-    expect(validatePlanSpec({ ...gitBase(), jobs: [{ name: "a", run: "x", setup: { commands: ["make"] } }] }).jobs[0].setup).toEqual({ copyFiles: [], symlinkDirs: [], commands: ["make"] })
+    expect(validatePlanSpec({ ...gitBase(), jobs: [{ name: "a", run: "x", setup: { commands: ["make"] } }] }).jobs[0].setup).toEqual({
+      copyFiles: [],
+      symlinkDirs: [],
+      commands: ["make"],
+    })
   })
   it("git fields without repo are refused, naming the field", () => {
     const issues = issuesOf(() => validatePlanSpec({ ...base(), test: "npm test", jobs: [{ name: "a", run: "x", touchSet: ["src/**"] }] }))
-    expect(issues).toEqual([`plan: field "test" needs "repo" (the git repository the jobs work in)`, `jobs[0] (name "a"): field "touchSet" needs a plan-level "repo"`])
+    expect(issues).toEqual([
+      `plan: field "test" needs "repo" (the git repository the jobs work in)`,
+      `jobs[0] (name "a"): field "touchSet" needs a plan-level "repo"`,
+    ])
   })
   it("bad branch names, paths leaving the repository, wrong types and unknown nested keys each get their own message", () => {
     const issues = issuesOf(() =>

@@ -29,7 +29,11 @@ export function cleanup(dir: string): void {
 }
 
 /** Run `concord ARGS` with CONCORD_STORE=store (in `store` unless `cwd`), resolving when it exits. */
-export function concord(store: string, args: string[], opts: { env?: NodeJS.ProcessEnv; cwd?: string; delayMs?: number; timeoutMs?: number } = {}): Promise<RunResult> {
+export function concord(
+  store: string,
+  args: string[],
+  opts: { env?: NodeJS.ProcessEnv; cwd?: string; delayMs?: number; timeoutMs?: number } = {}
+): Promise<RunResult> {
   return runConcord(store, args, opts)
 }
 

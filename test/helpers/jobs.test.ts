@@ -21,7 +21,6 @@ const alive = (pid: number) => {
   return !!p && p.state !== "Z" && p.state !== "X"
 }
 
-
 describe("test cleanup of job processes", () => {
   it("stops the job process group a SIGKILLed runner left behind, and leaves a group its pid file does not match", async () => {
     const dir = tempDir("concord-jobs-")

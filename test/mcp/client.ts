@@ -60,4 +60,3 @@ export function storeFiles(dir: string): Record<string, number> {
   walk(dir)
   return out
 }
-

@@ -147,7 +147,7 @@ jobs:
     const mb = await c.call("mc_merge", { name: "b" })
     expect(mb.isError, text(mb)).toBeFalsy()
     expect(mb.structuredContent).toMatchObject({ state: "waiting", approved: null })
-    expect(text(mb)).toContain('the plan waits at pre_merge for a first')
+    expect(text(mb)).toContain("the plan waits at pre_merge for a first")
     const md = await c.call("mc_merge", { name: "d" })
     expect(md.isError).toBe(true)
     expect(text(md)).toBe((await cliError(w.store, ["merge", id, "d"])).message)
@@ -240,7 +240,9 @@ jobs:
     const earlyCli = await cliError(w.store, ["pr", id])
     expect(earlyCli.code).toBe(2)
     expect(text(early)).toBe(earlyCli.message)
-    expect(text(early)).toMatch(/plan "tools" is (paused|running): no pull request before the plan completed \(not every job is merged yet: b \(completed\), c \(completed\), d/)
+    expect(text(early)).toMatch(
+      /plan "tools" is (paused|running): no pull request before the plan completed \(not every job is merged yet: b \(completed\), c \(completed\), d/
+    )
     expect(storeFiles(w.store)).toEqual(before)
 
     // mc_cleanup: c's worktree is in use (completed, not yet in the queue): refused; neither name nor all: refused.
@@ -325,7 +327,10 @@ jobs:
     const withGh = await mcp(["--store", w.store, "--plan", id], { env })
     const other = await mcp(["--store", w.store, "--plan", id], { env })
     expect(text(await withGh.call("mc_pr", { name: "nope" }))).toMatch(/plan "pr" has no job "nope"/)
-    const both = await Promise.all([withGh.call("mc_pr", { name: "a", title: "Tools, all merged", draft: true }), other.call("mc_pr", { title: "Tools, all merged", draft: true })])
+    const both = await Promise.all([
+      withGh.call("mc_pr", { name: "a", title: "Tools, all merged", draft: true }),
+      other.call("mc_pr", { title: "Tools, all merged", draft: true }),
+    ])
     for (const b of both) expect(b.isError, text(b)).toBeFalsy()
     const opened = both.find(b => b.structuredContent.now)!
     expect(opened.structuredContent).toMatchObject({ now: true, url: "https://github.com/example/repo/pull/7", manual: null })
@@ -336,10 +341,25 @@ jobs:
     const cli = await concord(w.store, ["pr", id])
     expect(cli.code).toBe(0)
     expect(cli.stdout.trim()).toBe("the pull request was opened: https://github.com/example/repo/pull/7")
-    const calls = readFileSync(log, "utf8").trim().split("\n").map(l => JSON.parse(l) as string[])
+    const calls = readFileSync(log, "utf8")
+      .trim()
+      .split("\n")
+      .map(l => JSON.parse(l) as string[])
     const creates = calls.filter(x => x[0] === "pr")
     expect(creates).toHaveLength(1)
-    expect(creates[0]).toEqual(["pr", "create", "--base", "main", "--head", INT, "--title", "Tools, all merged", "--body-file", creates[0][creates[0].indexOf("--body-file") + 1], "--draft"])
+    expect(creates[0]).toEqual([
+      "pr",
+      "create",
+      "--base",
+      "main",
+      "--head",
+      INT,
+      "--title",
+      "Tools, all merged",
+      "--body-file",
+      creates[0][creates[0].indexOf("--body-file") + 1],
+      "--draft",
+    ])
     expect(sh(path.join(w.dir, "origin.git"), "rev-parse", INT)).toBe(sh(w.repo, "rev-parse", INT))
     expect((await statusJson(w.store, id)).git.pr.url).toBe("https://github.com/example/repo/pull/7")
 

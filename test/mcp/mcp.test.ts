@@ -53,7 +53,7 @@ function lineProcess(args: string[]) {
   const waiters: { prefix: string; resolve: (l: string) => void }[] = []
   createInterface({ input: child.stdout! }).on("line", l => {
     seen.push(l)
-    for (const w of [...waiters]) if (l.startsWith(w.prefix)) (waiters.splice(waiters.indexOf(w), 1), w.resolve(l))
+    for (const w of [...waiters]) if (l.startsWith(w.prefix)) waiters.splice(waiters.indexOf(w), 1), w.resolve(l)
   })
   afterAll(() => void child.kill("SIGKILL"))
   return {
@@ -62,7 +62,23 @@ function lineProcess(args: string[]) {
   }
 }
 
-const TOOLS = ["mc_capture", "mc_cleanup", "mc_diff", "mc_jobs", "mc_kill", "mc_merge", "mc_overview", "mc_plan", "mc_plan_approve", "mc_plan_cancel", "mc_plan_status", "mc_pr", "mc_report", "mc_status", "mc_sync"]
+const TOOLS = [
+  "mc_capture",
+  "mc_cleanup",
+  "mc_diff",
+  "mc_jobs",
+  "mc_kill",
+  "mc_merge",
+  "mc_overview",
+  "mc_plan",
+  "mc_plan_approve",
+  "mc_plan_cancel",
+  "mc_plan_status",
+  "mc_pr",
+  "mc_report",
+  "mc_status",
+  "mc_sync",
+]
 
 describe("concord mcp", () => {
   it("lists every tool with a description, an input schema and an output schema", async () => {
@@ -174,7 +190,11 @@ jobs:
       const c = await mcp(["--store", dir, "--plan", id])
       await waitUntil("three running jobs with output", async () => {
         const s = await statusJson(dir, id)
-        return s.jobs.every((j: any) => j.status === "running" && j.pid) && s.jobs.every((j: any) => existsSync(path.join(dir, j.log)) && readFileSync(path.join(dir, j.log), "utf8").includes("\n")) && readFileSync(path.join(dir, job(s, "loop").log), "utf8").split("\n").length > 5
+        return (
+          s.jobs.every((j: any) => j.status === "running" && j.pid) &&
+          s.jobs.every((j: any) => existsSync(path.join(dir, j.log)) && readFileSync(path.join(dir, j.log), "utf8").includes("\n")) &&
+          readFileSync(path.join(dir, job(s, "loop").log), "utf8").split("\n").length > 5
+        )
       })
       const cap = await c.call("mc_capture", { name: "loop", lines: 3 })
       expect(cap.isError, text(cap)).toBeFalsy()
@@ -201,7 +221,10 @@ jobs:
       await waitUntil("loop's process gone", () => !isSameProcessAlive(loopPid, null))
 
       const f = await c.call("mc_kill", { name: "stubborn", force: true })
-      expect(f.structuredContent, JSON.stringify({ f: f.structuredContent, status: job(await statusJson(dir, id), "stubborn"), alive: isSameProcessAlive(stubbornPid, null) })).toMatchObject({ from: "running", status: "stopped", signaled: 1 })
+      expect(
+        f.structuredContent,
+        JSON.stringify({ f: f.structuredContent, status: job(await statusJson(dir, id), "stubborn"), alive: isSameProcessAlive(stubbornPid, null) })
+      ).toMatchObject({ from: "running", status: "stopped", signaled: 1 })
       await waitUntil("stubborn's process gone", () => !isSameProcessAlive(stubbornPid, null))
       // killing it again changes nothing
       const again = await c.call("mc_kill", { name: "stubborn" })
@@ -225,9 +248,24 @@ jobs:
 
     const cases: [Mcp, string, Record<string, unknown>, string | RegExp][] = [
       [agent, "mc_report", { status: "done", message: "x" }, await cliError(dir, ["report", "done", "x", "--job", "a", "--plan", id])],
-      [agent, "mc_report", { status: "progress", message: "x", progress: 150 }, await cliError(dir, ["report", "progress", "x", "--progress", "150", "--job", "a", "--plan", id])],
-      [agent, "mc_report", { status: "progress", message: "x", progress: -1 }, await cliError(dir, ["report", "progress", "x", "--progress", "-1", "--job", "a", "--plan", id])],
-      [agent, "mc_report", { status: "working", message: "x".repeat(4001) }, await cliError(dir, ["report", "working", "x".repeat(4001), "--job", "a", "--plan", id])],
+      [
+        agent,
+        "mc_report",
+        { status: "progress", message: "x", progress: 150 },
+        await cliError(dir, ["report", "progress", "x", "--progress", "150", "--job", "a", "--plan", id]),
+      ],
+      [
+        agent,
+        "mc_report",
+        { status: "progress", message: "x", progress: -1 },
+        await cliError(dir, ["report", "progress", "x", "--progress", "-1", "--job", "a", "--plan", id]),
+      ],
+      [
+        agent,
+        "mc_report",
+        { status: "working", message: "x".repeat(4001) },
+        await cliError(dir, ["report", "working", "x".repeat(4001), "--job", "a", "--plan", id]),
+      ],
       [stranger, "mc_report", { status: "working", message: "hi" }, await cliError(dir, ["report", "working", "hi", "--job", "zzz", "--plan", id])],
       [planner, "mc_report", { status: "completed", message: "done" }, /started for no job.*concord mcp --plan PLAN --job JOB/],
       [planner, "mc_status", { name: "zzz" }, `plan "refusals" has no job "zzz" (jobs: a, b)`],
@@ -237,8 +275,24 @@ jobs:
       [planner, "mc_plan_status", { plan: "nope" }, await cliError(dir, ["status", "nope"])],
       [planner, "mc_plan_approve", { retry: "zzz" }, await cliError(dir, ["approve", id, "--retry", "zzz"])],
       [planner, "mc_plan_approve", {}, await cliError(dir, ["approve", id])],
-      [planner, "mc_plan", { name: "bad", jobs: [{ name: "x", prompt: "p", dependsOn: ["y"] }, { name: "y", prompt: "p", dependsOn: ["x"] }] }, "dependency cycle: x -> y -> x"],
-      [planner, "mc_plan", { name: "bad", jobs: [{ name: "x", prompt: "p", run: "true", dependson: ["y"] }] }, /unknown key "dependson" \(did you mean "dependsOn"\?\)/],
+      [
+        planner,
+        "mc_plan",
+        {
+          name: "bad",
+          jobs: [
+            { name: "x", prompt: "p", dependsOn: ["y"] },
+            { name: "y", prompt: "p", dependsOn: ["x"] },
+          ],
+        },
+        "dependency cycle: x -> y -> x",
+      ],
+      [
+        planner,
+        "mc_plan",
+        { name: "bad", jobs: [{ name: "x", prompt: "p", run: "true", dependson: ["y"] }] },
+        /unknown key "dependson" \(did you mean "dependsOn"\?\)/,
+      ],
     ]
     for (const [c, tool, args, message] of cases) {
       const r = await c.call(tool, args)

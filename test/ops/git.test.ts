@@ -66,7 +66,9 @@ describe("git operations decided on the plan document (mc_merge, mc_sync, mc_cle
     const c = await requestMerge(p.backend, { planRef: p.id, job: "c" }, clock)
     expect(c).toMatchObject({ state: "waiting", waitingFor: ["a"], queue: null })
     expect(c.text).toContain("once its dependencies are merged: a (ready_to_merge)")
-    await expect(requestMerge(p.backend, { planRef: p.id, job: "r" }, clock)).rejects.toThrow(/job "r" is running, not completed: it enters the merge queue when it has completed/)
+    await expect(requestMerge(p.backend, { planRef: p.id, job: "r" }, clock)).rejects.toThrow(
+      /job "r" is running, not completed: it enters the merge queue when it has completed/
+    )
     await expect(requestMerge(p.backend, { planRef: p.id, job: "zz" }, clock)).rejects.toThrow(/plan "q" has no job "zz" \(jobs: a, b, c, r\)/)
     expect(await p.heads()).toBe(before)
 
@@ -74,7 +76,10 @@ describe("git operations decided on the plan document (mc_merge, mc_sync, mc_cle
     expect(await requestMerge(p.backend, { planRef: p.id, job: "a" }, clock)).toMatchObject({ state: "merging", queue: { position: 1 } })
     await p.update(d => recordMergeResult(d, entryKey("a", 1), { kind: "passed", commit: "2".repeat(40) }, clock()))
     await p.update(d => markMerged(d, entryKey("a", 1), clock()))
-    expect(await requestMerge(p.backend, { planRef: p.id, job: "a" }, clock)).toMatchObject({ state: "merged", queue: { commit: "2".repeat(40), position: null } })
+    expect(await requestMerge(p.backend, { planRef: p.id, job: "a" }, clock)).toMatchObject({
+      state: "merged",
+      queue: { commit: "2".repeat(40), position: null },
+    })
     // b moved up; c now may enter (its dependency merged): the orchestrator's next round puts it in.
     expect(await requestMerge(p.backend, { planRef: p.id, job: "b" }, clock)).toMatchObject({ queue: { position: 1, ahead: [] } })
     expect(await requestMerge(p.backend, { planRef: p.id, job: "c" }, clock)).toMatchObject({ state: "queued", queue: null, waitingFor: [] })
@@ -82,7 +87,9 @@ describe("git operations decided on the plan document (mc_merge, mc_sync, mc_cle
     await p.update(d => startMerge(d, entryKey("b", 1), "2".repeat(40), clock()))
     await p.update(d => recordMergeResult(d, entryKey("b", 1), { kind: "touch_violation", files: ["Makefile"], touchSet: ["src/**"] }, clock()))
     const refused = requestMerge(p.backend, { planRef: p.id, job: "b" }, clock)
-    await expect(refused).rejects.toThrow(/job "b" attempt 1 was refused by the merge queue \(changed files outside its touchSet \(src\/\*\*\): Makefile\): retry it/)
+    await expect(refused).rejects.toThrow(
+      /job "b" attempt 1 was refused by the merge queue \(changed files outside its touchSet \(src\/\*\*\): Makefile\): retry it/
+    )
     await expect(refused).rejects.toMatchObject({ exitCode: 2, code: "merge_refused" })
   })
 
@@ -112,13 +119,21 @@ describe("git operations decided on the plan document (mc_merge, mc_sync, mc_cle
     await p.update(d => enqueueMerge(d, "b", clock()))
     // A live orchestrator (its lease) would enqueue a at its next round.
     const now = Date.now()
-    await p.update(d => acquireLease(d, { holder: "orchestrator@elsewhere:9", host: "elsewhere", pid: 9, ttlMs: 60_000 }, { by: "orchestrator@elsewhere:9", now }))
+    await p.update(d =>
+      acquireLease(d, { holder: "orchestrator@elsewhere:9", host: "elsewhere", pid: 9, ttlMs: 60_000 }, { by: "orchestrator@elsewhere:9", now })
+    )
     const before = await p.heads()
     const wall = () => ({ by: "tester@host:1", now: Date.now() })
-    await expect(syncJob(p.backend, { planRef: p.id, job: "a" }, wall)).rejects.toThrow(/job "a" attempt 1 is completed and about to enter the merge queue \(orchestrator@elsewhere:9 runs the plan\)/)
-    await expect(syncJob(p.backend, { planRef: p.id, job: "b" }, wall)).rejects.toThrow(/job "b" attempt 1 is ready_to_merge: not synced \(its branch is in the merge queue now and must not move\)/)
+    await expect(syncJob(p.backend, { planRef: p.id, job: "a" }, wall)).rejects.toThrow(
+      /job "a" attempt 1 is completed and about to enter the merge queue \(orchestrator@elsewhere:9 runs the plan\)/
+    )
+    await expect(syncJob(p.backend, { planRef: p.id, job: "b" }, wall)).rejects.toThrow(
+      /job "b" attempt 1 is ready_to_merge: not synced \(its branch is in the merge queue now and must not move\)/
+    )
     await expect(syncJob(p.backend, { planRef: p.id, job: "r" }, wall)).rejects.toThrow(/job "r" attempt 1 has no worktree \(it is running/)
-    await expect(syncJob(p.backend, { planRef: p.id, job: "a", strategy: "squash" as never }, wall)).rejects.toThrow(/invalid strategy "squash": expected rebase or merge/)
+    await expect(syncJob(p.backend, { planRef: p.id, job: "a", strategy: "squash" as never }, wall)).rejects.toThrow(
+      /invalid strategy "squash": expected rebase or merge/
+    )
     expect(await p.heads()).toBe(before)
   })
 
@@ -132,7 +147,12 @@ describe("git operations decided on the plan document (mc_merge, mc_sync, mc_cle
       override async updatePlan<R = void>(id: Parameters<LocalBackend["updatePlan"]>[0], fn: PlanUpdate<R>) {
         if (this.first) {
           this.first = false
-          await p.update(d => raiseCheckpoint(clearCheckpoint(approveCheckpoint(d, { id: "other" }, clock()).doc, clock()), "pre_merge", { jobName: "a", attempt: 1 }, clock(), { job: "a", attempt: 1 }))
+          await p.update(d =>
+            raiseCheckpoint(clearCheckpoint(approveCheckpoint(d, { id: "other" }, clock()).doc, clock()), "pre_merge", { jobName: "a", attempt: 1 }, clock(), {
+              job: "a",
+              attempt: 1,
+            })
+          )
         }
         return super.updatePlan(id, fn)
       }
@@ -154,7 +174,9 @@ describe("git operations decided on the plan document (mc_merge, mc_sync, mc_cle
       await p.update(d => updateAttempt(d, "r", 1, { worktree: wt, pid: sleeper.pid! }, clock()))
       await p.update(d => setJobStatus(d, "r", "stopped", { attempt: 1 }, clock()))
       const before = await p.heads()
-      await expect(cleanup(p.backend, { planRef: p.id, job: "r" })).rejects.toThrow(new RegExp(`job "r": nothing to clean up: .*r\\.1 is in use \\(attempt 1's process ${sleeper.pid} is still alive\\)`))
+      await expect(cleanup(p.backend, { planRef: p.id, job: "r" })).rejects.toThrow(
+        new RegExp(`job "r": nothing to clean up: .*r\\.1 is in use \\(attempt 1's process ${sleeper.pid} is still alive\\)`)
+      )
       expect(existsSync(wt)).toBe(true)
       expect(await p.heads()).toBe(before)
     } finally {

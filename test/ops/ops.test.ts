@@ -18,7 +18,9 @@ import { PlanStore } from "../../src/sync/store/PlanStore.js"
 import { spec } from "../doc/helpers.js"
 
 let t = 1_800_000_000_000
-const clock = (by = "tester@host:1") => (): WriteContext => ({ by, now: ++t })
+const clock =
+  (by = "tester@host:1") =>
+  (): WriteContext => ({ by, now: ++t })
 
 const roots: string[] = []
 const tmp = () => {
@@ -176,7 +178,9 @@ describe("local store only", () => {
     await b.updatePlan(plan.id, d => acquireLease(d, { holder: "orchestrator@me:4194302", host: hostName(), pid: 4194302, ttlMs: 60_000 }, { by: "o", now }))
     expect(readPlan((await b.loadPlan(plan.id))!).lease?.expiresAt).toBeGreaterThan(now)
     expect((await status(b, plan.id)).summary.lease).toBeNull()
-    await b.updatePlan(plan.id, d => acquireLease(d, { holder: "orchestrator@me:self", host: hostName(), pid: process.pid, ttlMs: 60_000 }, { by: "o", now: now + 1 }, true))
+    await b.updatePlan(plan.id, d =>
+      acquireLease(d, { holder: "orchestrator@me:self", host: hostName(), pid: process.pid, ttlMs: 60_000 }, { by: "o", now: now + 1 }, true)
+    )
     expect((await status(b, plan.id)).summary.lease?.holder).toBe("orchestrator@me:self")
   })
 
@@ -200,7 +204,17 @@ describe("local store only", () => {
     const b = new LocalBackend(new PlanStore(path.join(tmp(), "store"), { onWarning: () => {} }))
     const plan = await createPlan(b, spec([{ name: "A" }]), "/tmp", clock())
     const heads = A.getHeads((await b.loadPlan(plan.id))!)
-    await expect(b.updatePlan(plan.id, d => (updateAttempt(d, "A", 1, { pid: 1 }, clock()()), (() => { throw new Error("no") })()))).rejects.toThrow("no")
+    await expect(
+      b.updatePlan(
+        plan.id,
+        d => (
+          updateAttempt(d, "A", 1, { pid: 1 }, clock()()),
+          (() => {
+            throw new Error("no")
+          })()
+        )
+      )
+    ).rejects.toThrow("no")
     expect(A.getHeads((await b.loadPlan(plan.id))!)).toEqual(heads)
   })
 })

@@ -61,9 +61,17 @@ describe("orchestrator faults (real processes)", () => {
     const s = new PlanStore(dir)
     // What a runner does up to its death: record the attempt running, spawn the wrapper; no pid written.
     const host = hostName()
-    await s.updatePlan(id, d => setJobStatus(d, "a", "running", { host, startedAt: Date.now(), log: logPath(id, "a", 1) }, { by: "orchestrator@x:1", now: Date.now() }))
+    await s.updatePlan(id, d =>
+      setJobStatus(d, "a", "running", { host, startedAt: Date.now(), log: logPath(id, "a", 1) }, { by: "orchestrator@x:1", now: Date.now() })
+    )
     const dead = new ProcessSupervisor({ storeDir: dir, planId: id, host, killGraceMs: 300 })
-    const env = jobEnv({ base: process.env, env: {}, binDir, prompt: null, vars: { CONCORD_STORE: dir, CONCORD_PLAN: id, CONCORD_JOB: "a", CONCORD_ATTEMPT: "1" } })
+    const env = jobEnv({
+      base: process.env,
+      env: {},
+      binDir,
+      prompt: null,
+      vars: { CONCORD_STORE: dir, CONCORD_PLAN: id, CONCORD_JOB: "a", CONCORD_ATTEMPT: "1" },
+    })
     const spawned = await dead.spawn({ job: "a", attempt: 1, run: cmd, cwd: dir, env, prompt: "" })
     expect(spawned.ok).toBe(true)
     if (spawned.ok) groups.push(spawned.pid)
@@ -149,10 +157,12 @@ describe("orchestrator faults (real processes)", () => {
     const ticks = processStartTicks(other.pid!)!
     // what a plan recorded for an earlier process that had this pid: another start time
     const signals: string[] = []
-    expect(await stopJobProcess({ pid: other.pid!, startTicks: ticks - 1 }, { host: hostName(), graceMs: 100, onSignal: s => signals.push(s) })).toBe("not_found")
-    expect(await stopJobProcess({ pid: other.pid!, startedAtMs: Date.now() - 3_600_000 }, { host: hostName(), graceMs: 100, onSignal: s => signals.push(s) })).toBe(
+    expect(await stopJobProcess({ pid: other.pid!, startTicks: ticks - 1 }, { host: hostName(), graceMs: 100, onSignal: s => signals.push(s) })).toBe(
       "not_found"
     )
+    expect(
+      await stopJobProcess({ pid: other.pid!, startedAtMs: Date.now() - 3_600_000 }, { host: hostName(), graceMs: 100, onSignal: s => signals.push(s) })
+    ).toBe("not_found")
     expect(signals).toEqual([])
     expect(isSameProcessAlive(other.pid!, null)).toBe(true)
     expect(await stopJobProcess({ pid: other.pid!, startTicks: ticks }, { host: hostName(), graceMs: 100 })).toBe("gone")
@@ -205,7 +215,10 @@ jobs:
     const dir = store()
     const ran = path.join(dir, "ran")
     const go = path.join(dir, "go")
-    const id = await createPlan(dir, `name: f4\njobs:\n  - { name: a, run: "while [ ! -f ${go} ]; do sleep 0.1; done; exit 3" }\n  - { name: b, run: "touch ${ran}", dependsOn: [a] }\n`)
+    const id = await createPlan(
+      dir,
+      `name: f4\njobs:\n  - { name: a, run: "while [ ! -f ${go} ]; do sleep 0.1; done; exit 3" }\n  - { name: b, run: "touch ${ran}", dependsOn: [a] }\n`
+    )
     const first = startRun(dir, [id])
     const pid = await waitFor("a running with pid", async () => (await statusJson(dir, id)).jobs[0].pid)
     first.child.kill("SIGKILL")
@@ -251,7 +264,9 @@ jobs:
 
     const id2 = await createPlan(dir, `name: f6b\njobs:\n  - { name: a, run: "true" }\n`)
     const s = new PlanStore(dir)
-    await s.updatePlan(id2, d => acquireLease(d, { holder: "orchestrator@elsewhere:9", host: "elsewhere", pid: 9, ttlMs: 60_000 }, { by: "x", now: Date.now() }))
+    await s.updatePlan(id2, d =>
+      acquireLease(d, { holder: "orchestrator@elsewhere:9", host: "elsewhere", pid: 9, ttlMs: 60_000 }, { by: "x", now: Date.now() })
+    )
     const lock2 = path.join(dir, "locks", `${id2}.lock`)
     writeFileSync(lock2, '{"holder":"orchestr')
     const refused = await concord(dir, ["run", id2])
@@ -262,7 +277,10 @@ jobs:
   it("7. a job's own env PATH is kept, with concord's bin dir in front", async () => {
     const dir = store()
     const out = path.join(dir, "path")
-    const id = await createPlan(dir, `name: f7\njobs:\n  - { name: a, run: 'echo "$PATH" > ${out}; concord report completed', env: { PATH: "/custom/bin:/usr/bin:/bin" } }\n`)
+    const id = await createPlan(
+      dir,
+      `name: f7\njobs:\n  - { name: a, run: 'echo "$PATH" > ${out}; concord report completed', env: { PATH: "/custom/bin:/usr/bin:/bin" } }\n`
+    )
     const r = await concord(dir, ["run", id])
     expect(r.code, r.stdout + r.stderr).toBe(0)
     expect(readFileSync(out, "utf8").trim()).toBe(`${binDir}:/custom/bin:/usr/bin:/bin`)

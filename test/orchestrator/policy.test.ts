@@ -19,7 +19,14 @@ import {
 } from "../../src/orchestrator/policy.js"
 
 const sig = (n: number) => (n === 15 ? "SIGTERM" : n === 9 ? "SIGKILL" : `signal ${n}`)
-const lease = (o: Partial<{ holder: string; host: string; pid: number; expiresAt: number }> = {}) => ({ holder: "orchestrator@h:1", host: "h", pid: 1, acquiredAt: 0, expiresAt: 10_000, ...o })
+const lease = (o: Partial<{ holder: string; host: string; pid: number; expiresAt: number }> = {}) => ({
+  holder: "orchestrator@h:1",
+  host: "h",
+  pid: 1,
+  acquiredAt: 0,
+  expiresAt: 10_000,
+  ...o,
+})
 
 describe("exit and pid files", () => {
   it("only a whole `<code>\\n` is an exit code; empty, torn or garbage is unknown, never 0", () => {
@@ -107,7 +114,9 @@ describe("where and how a job runs", () => {
     expect(resolveJobCwd({ baseDir: "/home/alice/plans", cwd: "svc", runDir: "/run" }, exists(["/run", "/run/svc"]))).toEqual({ dir: "/run/svc" })
     expect(resolveJobCwd({ baseDir: "/home/alice/plans", cwd: null, runDir: "/run" }, exists(["/run"]))).toEqual({ dir: "/run" })
     const missing = resolveJobCwd({ baseDir: "/home/alice/plans", cwd: "svc", runDir: "/run" }, exists(["/run"]))
-    expect("error" in missing && missing.error).toMatch(/working directory \/run\/svc does not exist .*plan's directory \/home\/alice\/plans does not exist here/)
+    expect("error" in missing && missing.error).toMatch(
+      /working directory \/run\/svc does not exist .*plan's directory \/home\/alice\/plans does not exist here/
+    )
   })
   it("env: the job's own PATH is kept with concord's bin dir in front; prompts over the safe size only in the file", () => {
     const base = { PATH: "/usr/bin", HOME: "/h", CONCORD_PROMPT: "stale" }

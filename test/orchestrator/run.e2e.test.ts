@@ -167,7 +167,10 @@ jobs:
   it("two orchestrators started at once: exactly one runs the plan", async () => {
     const dir = store()
     const launches = path.join(dir, "launches")
-    const id = await createPlan(dir, `name: two\njobs:\n  - { name: a, run: "echo a >> ${launches}; sleep 1" }\n  - { name: b, run: "echo b >> ${launches}; sleep 1" }\n`)
+    const id = await createPlan(
+      dir,
+      `name: two\njobs:\n  - { name: a, run: "echo a >> ${launches}; sleep 1" }\n  - { name: b, run: "echo b >> ${launches}; sleep 1" }\n`
+    )
     const [r1, r2] = await Promise.all([concord(dir, ["run", id]), concord(dir, ["run", id])])
     const codes = [r1.code, r2.code].sort()
     expect(codes).toEqual([0, 1])

@@ -2,17 +2,7 @@
 import * as A from "@automerge/automerge"
 import { describe, expect, it } from "vitest"
 import type { WriteContext } from "../../src/doc/actor.js"
-import {
-  approveCheckpoint,
-  createPlan,
-  type PlanDocument,
-  readPlan,
-  retryJob,
-  setJobStatus,
-  skipJob,
-  cancelPlan,
-  setPlanStatus,
-} from "../../src/doc/plan.js"
+import { approveCheckpoint, createPlan, type PlanDocument, readPlan, retryJob, setJobStatus, skipJob, cancelPlan, setPlanStatus } from "../../src/doc/plan.js"
 import type { PlanSpec } from "../../src/doc/spec.js"
 import { applyActions } from "../../src/orchestrator/policy.js"
 import { type Action, decide, type Observations, type ProcessExit } from "../../src/orchestrator/scheduler.js"
@@ -37,7 +27,14 @@ function plan(jobs: [string, string[]?][], extra: Partial<PlanSpec> = {}): PlanD
 }
 
 const obs = (o: Partial<Observations> = {}): Observations => ({ now: t + 1, alive: new Set(), exits: [], lost: new Set(), ...o })
-const kinds = (as: Action[]) => as.map(a => ("job" in a ? `${a.kind}:${a.job}${a.kind === "setJob" ? `=${a.to}` : ""}` : a.kind === "setPlan" ? `setPlan=${a.to}` : `${a.kind}:${"checkpoint" in a ? a.checkpoint : ""}`))
+const kinds = (as: Action[]) =>
+  as.map(a =>
+    "job" in a
+      ? `${a.kind}:${a.job}${a.kind === "setJob" ? `=${a.to}` : ""}`
+      : a.kind === "setPlan"
+        ? `setPlan=${a.to}`
+        : `${a.kind}:${"checkpoint" in a ? a.checkpoint : ""}`
+  )
 
 /** One round the way the runner does it: decide, then apply every action to one document (applyActions). */
 function step(doc: PlanDocument, o: Partial<Observations> = {}): { doc: PlanDocument; actions: Action[]; exit?: { code: number } } {
@@ -72,7 +69,9 @@ describe("scheduler", () => {
     let doc = plan([["top"], ["left", ["top"]], ["right", ["top"]], ["bottom", ["left", "right"]]])
     const order: string[] = []
     for (let i = 0; i < 10; i++) {
-      const running = readPlan(doc).jobs.filter(j => j.status === "running").map(j => j.name)
+      const running = readPlan(doc)
+        .jobs.filter(j => j.status === "running")
+        .map(j => j.name)
       const s = step(doc, { alive: new Set(running.map(n => `${n}#1`)), exits: running.map(n => exit(n, 0)) })
       order.push(...s.actions.filter(a => a.kind === "launch").map(a => (a as { job: string }).job))
       doc = s.doc
@@ -121,7 +120,12 @@ describe("scheduler", () => {
     const early = decide(readPlan(doc), obs({ now: at + 10, alive: new Set(["a#1", "b#1"]) }))
     expect(early.actions.filter(a => a.kind === "stop")).toEqual([{ kind: "stop", job: "b", attempt: 1, reason: "job canceled" }])
     const later = decide(readPlan(doc), obs({ now: at + 1001, alive: new Set(["a#1", "b#1"]) }))
-    expect(later.actions.filter(a => a.kind === "stop").map(a => (a as { job: string }).job).sort()).toEqual(["a", "b"])
+    expect(
+      later.actions
+        .filter(a => a.kind === "stop")
+        .map(a => (a as { job: string }).job)
+        .sort()
+    ).toEqual(["a", "b"])
     expect(later.actions.find(a => a.kind === "stop" && a.job === "a")).toMatchObject({ reason: "reported completed; grace period of 1000 ms over" })
   })
 
@@ -272,7 +276,13 @@ describe("git plans (repo:)", () => {
     doc = approveCheckpoint(r.doc, { id: "x1" }, c()).doc
     doc = step(doc).doc // cleared
     expect(readPlan(doc).checkpoint).toBeNull()
-    doc = setJobStatus(setJobStatus(setJobStatus(doc, "a", "ready_to_merge", {}, c()), "a", "merging", {}, c()), "a", "conflict", { reason: "merge conflict in x", failureKind: "merge_conflict" }, c())
+    doc = setJobStatus(
+      setJobStatus(setJobStatus(doc, "a", "ready_to_merge", {}, c()), "a", "merging", {}, c()),
+      "a",
+      "conflict",
+      { reason: "merge conflict in x", failureKind: "merge_conflict" },
+      c()
+    )
     r = step(doc)
     expect(r.actions.find(x => x.kind === "raise")).toMatchObject({ checkpoint: "on_error", context: { jobName: "a", failureKind: "merge_conflict" } })
     expect(kinds(r.actions)).not.toContain("setPlan=failed")

@@ -39,7 +39,10 @@ describe("verifyAutomergeBytes", () => {
       A.save(A.init()),
       A.getLastLocalChange(d)!,
       ...A.getAllChanges(d),
-      A.saveBundle(d, A.getAllChanges(d).map(c => A.decodeChange(c).hash!)),
+      A.saveBundle(
+        d,
+        A.getAllChanges(d).map(c => A.decodeChange(c).hash!)
+      ),
       new Uint8Array([...save, ...since]), // concatenation, as automerge-repo does
     ]) {
       expect(verifyAutomergeBytes(bytes)).toEqual({ ok: true })

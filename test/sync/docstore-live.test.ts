@@ -82,7 +82,8 @@ describe("PlanStore group commit (live)", () => {
     expect(messages.sort()).toEqual(Array.from({ length: n }, (_, i) => `r${i}`).sort())
     const rid = reportDocId(id, "a")
     const chunkDir = path.join(dir, rid.slice(0, 2), rid.slice(2))
-    const chunks = (await readdir(path.join(chunkDir, "incremental")).catch(() => [])).length + (await readdir(path.join(chunkDir, "snapshot")).catch(() => [])).length
+    const chunks =
+      (await readdir(path.join(chunkDir, "incremental")).catch(() => [])).length + (await readdir(path.join(chunkDir, "snapshot")).catch(() => [])).length
     expect(chunks).toBeLessThan(n) // batched: fewer writes than reports
   })
 
@@ -105,7 +106,17 @@ describe("PlanStore group commit (live)", () => {
 describe("PlanStore digests (live)", () => {
   it("a live store's cached digests catch up shortly after its writes, and on close", async () => {
     const setup = new PlanStore(dir)
-    const { id } = await setup.createPlan(validatePlanSpec({ name: "d", jobs: [{ name: "a", run: "true" }, { name: "b", run: "true" }] }), dir, ctx())
+    const { id } = await setup.createPlan(
+      validatePlanSpec({
+        name: "d",
+        jobs: [
+          { name: "a", run: "true" },
+          { name: "b", run: "true" },
+        ],
+      }),
+      dir,
+      ctx()
+    )
     const live = new PlanStore(dir, { live: true })
     await live.appendReport(id, "a", { status: "progress", message: "first", progress: 10, attempt: 1 }, ctx())
     await new Promise(r => setTimeout(r, 600))

@@ -13,7 +13,10 @@ afterEach(() => rmSync(dir, { recursive: true, force: true }))
 
 async function write(store: DocStore, id: string, key: string, v: number) {
   const doc = (await store.load<D>(id))!
-  await store.save(id, A.change(doc, d => (d.n[key] = v)))
+  await store.save(
+    id,
+    A.change(doc, d => (d.n[key] = v))
+  )
 }
 
 describe("DocStore repeated loads", () => {

@@ -7,7 +7,12 @@ const { DocStore } = await import(new URL("../../src/sync/store/DocStore.ts", im
 const [mode, dir, docId, ...rest] = process.argv.slice(2)
 const now = () => performance.timeOrigin + performance.now()
 const warnings = []
-const store = new DocStore(dir, { onWarning: m => { warnings.push(m); process.stderr.write(`warning: ${m}\n`) } })
+const store = new DocStore(dir, {
+  onWarning: m => {
+    warnings.push(m)
+    process.stderr.write(`warning: ${m}\n`)
+  },
+})
 
 async function write(mutate) {
   let doc = (await store.load(docId)) ?? A.init()

@@ -5,10 +5,7 @@ import { NodeFSStorageAdapter } from "@automerge/automerge-repo-storage-nodefs"
 import { chmod, mkdir, readdir, readFile, writeFile } from "node:fs/promises"
 import path from "node:path"
 // automerge-repo's own hash functions (not exported from the package entry points)
-import {
-  headsHash as repoHeadsHash,
-  keyHash as repoKeyHash,
-} from "../../node_modules/@automerge/automerge-repo/dist/storage/keyHash.js"
+import { headsHash as repoHeadsHash, keyHash as repoKeyHash } from "../../node_modules/@automerge/automerge-repo/dist/storage/keyHash.js"
 import { DocStore, StoreError, headsHash, keyHash } from "../../src/sync/store/DocStore.js"
 import { ConcordStorageAdapter } from "../../src/sync/storage/ConcordStorageAdapter.js"
 import { listChunks } from "../../src/sync/storage/chunk-format.js"
@@ -144,7 +141,10 @@ describe("DocStore basics", () => {
     let stranger = A.from<Plan>({ jobs: {}, other: { s: 1 } })
     stranger = A.change(stranger, d => void ((d.other as Record<string, number>).t = 2))
     await s.save(id, stranger)
-    await s.save(id, A.change(stranger, d => void ((d.other as Record<string, number>).u = 3)))
+    await s.save(
+      id,
+      A.change(stranger, d => void ((d.other as Record<string, number>).u = 3))
+    )
     const all = await store().load<Plan>(id)
     // (the two concurrent `jobs: {}` conflict and one wins; the j* changes are still on disk)
     expect(A.getHeads(all!)).toHaveLength(2)
@@ -191,7 +191,10 @@ describe("DocStore with damaged chunks", () => {
     expect(warnings.join("\n")).toMatch(/empty file/)
 
     // save + compaction
-    await s.save(id, A.change(doc!, d => void (d.jobs.after = { status: "new" })))
+    await s.save(
+      id,
+      A.change(doc!, d => void (d.jobs.after = { status: "new" }))
+    )
     expect(await ls(docDir(id, "snapshot"))).toHaveLength(1)
     expect(await ls(inc)).toHaveLength(0)
     const again = await store().load<Plan>(id)
@@ -247,7 +250,10 @@ describe("DocStore with damaged chunks", () => {
     // a fresh load (also compaction-happy) is blocked too
     const s2 = store({ maxIncrementals: 1 })
     const d2 = await s2.load<Plan>(id)
-    await s2.save(id, A.change(d2!, x => void (x.jobs.z = { status: "z" })))
+    await s2.save(
+      id,
+      A.change(d2!, x => void (x.jobs.z = { status: "z" }))
+    )
     expect(await ls(docDir(id, "incremental"))).toContain(keyHash(c2))
     expect(warnings.join("\n")).toMatch(/not compacting/)
 
@@ -256,7 +262,10 @@ describe("DocStore with damaged chunks", () => {
     const s3 = store({ maxIncrementals: 1 })
     const d3 = await s3.load<Plan>(id)
     expect(A.getMissingDeps(d3!, A.getHeads(d3!))).toEqual([])
-    await s3.save(id, A.change(d3!, x => void (x.jobs.last = { status: "l" })))
+    await s3.save(
+      id,
+      A.change(d3!, x => void (x.jobs.last = { status: "l" }))
+    )
     expect(await ls(docDir(id, "incremental"))).toEqual([])
     const final = await store().load<Plan>(id)
     expect(Object.keys(final!.jobs).sort()).toEqual(["c1", "c2", "last", "n0", "n1", "n2", "n3", "n4", "z"])
@@ -314,7 +323,10 @@ describe("DocStore.watch (in process)", () => {
       expect(seen).toEqual([]) // same heads as loaded: no initial call
       const writer = store()
       const wd = await writer.load<Plan>(id)
-      await writer.save(id, A.change(wd!, d => void (d.jobs.x = { status: "new" })))
+      await writer.save(
+        id,
+        A.change(wd!, d => void (d.jobs.x = { status: "new" }))
+      )
       const t0 = Date.now()
       while (seen.length === 0 && Date.now() - t0 < 2000) await new Promise(r => setTimeout(r, 5))
       expect(seen.at(-1)!.jobs.x).toEqual({ status: "new" })
@@ -358,7 +370,10 @@ describe("DocStore under concurrent compaction", () => {
       const result = await original(prefix)
       if (calls++ === 0) {
         // another process compacts right after the reader's first listing
-        await compactor.save(id, A.change(cd!, x => void (x.jobs.c = { status: "c" })))
+        await compactor.save(
+          id,
+          A.change(cd!, x => void (x.jobs.c = { status: "c" }))
+        )
         expect(await ls(docDir(id, "incremental"))).toEqual([])
       }
       return result
@@ -519,7 +534,11 @@ describe("DocStore compaction by change count, and update()", () => {
     const s = store()
     await s.update<{ n: number[] }, A.Doc<{ n: number[] }>>(id, (doc, actor) => A.change(doc ?? A.init({ actor: actor as A.ActorId }), x => void (x.n = [])))
     await Promise.all(Array.from({ length: 6 }, (_, i) => s.update<{ n: number[] }, A.Doc<{ n: number[] }>>(id, doc => A.change(doc!, x => void x.n.push(i)))))
-    await expect(s.update(id, () => { throw new Error("no") })).rejects.toThrow("no")
+    await expect(
+      s.update(id, () => {
+        throw new Error("no")
+      })
+    ).rejects.toThrow("no")
     const back = await store().load<{ n: number[] }>(id)
     expect([...back!.n].sort()).toEqual([0, 1, 2, 3, 4, 5])
     expect(new Set(A.getAllChanges(back!).map(c => A.decodeChange(c).actor)).size).toBe(1)

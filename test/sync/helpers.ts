@@ -43,9 +43,7 @@ export function startWorker(args: string[]): Worker {
     }
   })
   createInterface({ input: child.stderr! }).on("line", l => stderr.push(l))
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>(resolve =>
-    child.on("exit", (code, signal) => resolve({ code, signal }))
-  )
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>(resolve => child.on("exit", (code, signal) => resolve({ code, signal })))
   return {
     child,
     lines,

@@ -20,9 +20,7 @@ afterEach(() => rmSync(dir, { recursive: true, force: true }))
 const ctx = () => ({ by: "t", now: Date.now() })
 function listing(docId: string): string[] {
   const base = path.join(dir, docId.slice(0, 2), docId.slice(2))
-  return ["incremental", "snapshot"]
-    .flatMap(t => (existsSync(path.join(base, t)) ? readdirSync(path.join(base, t)).map(f => `${t}/${f}`) : []))
-    .sort()
+  return ["incremental", "snapshot"].flatMap(t => (existsSync(path.join(base, t)) ? readdirSync(path.join(base, t)).map(f => `${t}/${f}`) : [])).sort()
 }
 
 describe("report digests", () => {
@@ -105,7 +103,9 @@ describe("report digests kept by every writer", () => {
     const a = new PlanStore(dir, { onWarning: () => {} })
     const { id } = await a.createPlan(many, ".", ctx())
     const jobs = Array.from({ length: 12 }, (_, i) => `j${i}`)
-    await Promise.all(jobs.flatMap(j => [1, 2, 3].map(k => a.appendReport(id, j, { status: "progress", message: `${j}-${k}`, progress: k, attempt: 1 }, ctx()))))
+    await Promise.all(
+      jobs.flatMap(j => [1, 2, 3].map(k => a.appendReport(id, j, { status: "progress", message: `${j}-${k}`, progress: k, attempt: 1 }, ctx())))
+    )
     const log = await a.loadReports(id, "j3")
     expect(log?.reports.length).toBe(3)
     const actors = new Set(A.getAllChanges(log!).map(c => A.decodeChange(c).actor))
@@ -122,22 +122,30 @@ describe("digest folding", () => {
     ({ status: "progress", message, progress, at, by: "t", attempt }) as ReportRecord
   it("does not depend on order, ignores repeats, and merges like the union of the reports", () => {
     fc.assert(
-      fc.property(fc.array(fc.tuple(fc.integer({ min: 0, max: 5 }), fc.integer({ min: 0, max: 3 }), fc.option(fc.integer({ min: 0, max: 100 })), fc.integer({ min: 1, max: 2 })), { maxLength: 12 }), fc.integer({ min: 0, max: 12 }), (xs, cut) => {
-        const reports = xs.map(([at, m, p, att]) => r(at, `m${m}`, p, att))
-        const empty = { last: null, byAttempt: {} }
-        const fwd = reports.reduce(foldReport, empty)
-        const back = [...reports].reverse().reduce(foldReport, empty)
-        const twice = [...reports, ...reports].reduce(foldReport, empty)
-        const merged = mergeDigests(reports.slice(0, cut).reduce(foldReport, empty), reports.slice(cut).reduce(foldReport, empty))
-        expect(back).toEqual(fwd)
-        expect(twice).toEqual(fwd)
-        expect(merged).toEqual(fwd)
-      })
+      fc.property(
+        fc.array(
+          fc.tuple(fc.integer({ min: 0, max: 5 }), fc.integer({ min: 0, max: 3 }), fc.option(fc.integer({ min: 0, max: 100 })), fc.integer({ min: 1, max: 2 })),
+          { maxLength: 12 }
+        ),
+        fc.integer({ min: 0, max: 12 }),
+        (xs, cut) => {
+          const reports = xs.map(([at, m, p, att]) => r(at, `m${m}`, p, att))
+          const empty = { last: null, byAttempt: {} }
+          const fwd = reports.reduce(foldReport, empty)
+          const back = [...reports].reverse().reduce(foldReport, empty)
+          const twice = [...reports, ...reports].reduce(foldReport, empty)
+          const merged = mergeDigests(reports.slice(0, cut).reduce(foldReport, empty), reports.slice(cut).reduce(foldReport, empty))
+          expect(back).toEqual(fwd)
+          expect(twice).toEqual(fwd)
+          expect(merged).toEqual(fwd)
+        }
+      )
     )
   })
   it("reads the reports appendReport made straight from its changes", () => {
     let doc = reportsGenesis("P", "x")
-    for (let i = 0; i < 5; i++) doc = appendReport(doc, { status: "progress", message: `m${i}`, progress: i * 10, attempt: 1 + (i % 2) }, { by: `b${i}`, now: 1000 + i })
+    for (let i = 0; i < 5; i++)
+      doc = appendReport(doc, { status: "progress", message: `m${i}`, progress: i * 10, attempt: 1 + (i % 2) }, { by: `b${i}`, now: 1000 + i })
     const got = reportsInChanges(A.getAllChanges(doc))
     expect(got).toEqual(readReports(doc).map((r, i) => ({ ...r, op: A.getObjectId(doc.reports[i]) })))
     // the same digest either way, and reports made in one millisecond keep their order (by op id)

@@ -28,9 +28,7 @@ function stockWriter(store: string, docId: string, tag: string, count: number, g
   let err = ""
   child.stdout.on("data", d => (out += d))
   child.stderr.on("data", d => (err += d))
-  return new Promise<{ code: number | null; out: string; err: string }>(resolve =>
-    child.on("close", code => resolve({ code, out, err }))
-  )
+  return new Promise<{ code: number | null; out: string; err: string }>(resolve => child.on("close", code => resolve({ code, out, err })))
 }
 
 function watcher(store: string, args: string[]): { child: ChildProcess; stderr: () => string; lines: () => number } {

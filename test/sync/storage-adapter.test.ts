@@ -27,10 +27,7 @@ describe("ConcordStorageAdapter", () => {
       const range = await ours.loadRange(["abcdef"])
       expect(range.map(c => c.key.join("/")).sort()).toEqual(["abcdef/incremental/h2", "abcdef/snapshot/h1"])
       // temp and quarantine directories are not part of any key range
-      expect((await ours.loadRange([])).map(c => c.key.join("/")).sort()).toEqual([
-        "abcdef/incremental/h2",
-        "abcdef/snapshot/h1",
-      ])
+      expect((await ours.loadRange([])).map(c => c.key.join("/")).sort()).toEqual(["abcdef/incremental/h2", "abcdef/snapshot/h1"])
       expect(await readdir(path.join(dir, ".tmp"))).toEqual([])
     } finally {
       await cleanup()

@@ -40,14 +40,20 @@ function liveView(store: PlanStore, id: string) {
   let queued = false
   const draw = async () => {
     const view = readPlan(await store.loadPlan(id))
-    const reports = await store.loadReportDigests(id, view.jobs.map(j => j.name))
+    const reports = await store.loadReportDigests(
+      id,
+      view.jobs.map(j => j.name)
+    )
     const lines: Text[] = renderStatus(summarize(id, view, reports, Date.now()), { storeDir: store.dir })
     redraw([...lines, "", ...events.slice(-10)])
   }
   const refresh = () => {
     if (queued) return
     queued = true
-    drawing = drawing.then(() => new Promise(r => setTimeout(r, 100))).then(() => ((queued = false), draw())).catch(() => {})
+    drawing = drawing
+      .then(() => new Promise(r => setTimeout(r, 100)))
+      .then(() => ((queued = false), draw()))
+      .catch(() => {})
   }
   const timer = setInterval(refresh, 1000)
   return {
@@ -101,7 +107,10 @@ export function registerControl(program: Command, globals: () => GlobalOptions):
       await live?.close()
       // Read the final state after the runner let go of the plan (lease released).
       const view = readPlan(await store.loadPlan(entry.id))
-      const reports = await store.loadReportDigests(entry.id, view.jobs.map(j => j.name))
+      const reports = await store.loadReportDigests(
+        entry.id,
+        view.jobs.map(j => j.name)
+      )
       const summary = summarize(entry.id, view, reports, Date.now())
       out("")
       out(renderStatus(summary, { storeDir: store.dir }))
@@ -165,7 +174,10 @@ export function registerControl(program: Command, globals: () => GlobalOptions):
       try {
         const target = await unnamedCancelTarget(backend, planRef)
         if (target) {
-          await confirm(`cancel plan "${target.name}" (${target.id}), the newest of ${target.open} plans?`, { yes: opts.yes, flagHint: "name the plan, or pass --yes" })
+          await confirm(`cancel plan "${target.name}" (${target.id}), the newest of ${target.open} plans?`, {
+            yes: opts.yes,
+            flagHint: "name the plan, or pass --yes",
+          })
           planRef = target.id
         }
         const r = await cancel(backend, { planRef }, clock())
@@ -176,4 +188,3 @@ export function registerControl(program: Command, globals: () => GlobalOptions):
       }
     })
 }
-

@@ -28,7 +28,15 @@ export function registerDashboard(program: Command, globals: () => GlobalOptions
       const who = `${cliActor()} via dashboard`
       let dash: Awaited<ReturnType<typeof startLocalDashboard>>
       try {
-        dash = await startLocalDashboard({ store, planRef: planRef ? plan.id : undefined, host: opts.host, port, who, stopper: stopJobProcesses, log: l => process.stderr.write(`concord: ${l}\n`) })
+        dash = await startLocalDashboard({
+          store,
+          planRef: planRef ? plan.id : undefined,
+          host: opts.host,
+          port,
+          who,
+          stopper: stopJobProcesses,
+          log: l => process.stderr.write(`concord: ${l}\n`),
+        })
       } catch (e) {
         const code = (e as NodeJS.ErrnoException).code
         if (code === "EADDRINUSE" || code === "EACCES" || code === "EADDRNOTAVAIL") {

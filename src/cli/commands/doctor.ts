@@ -10,11 +10,7 @@
  */
 import type { Command } from "commander"
 import { existsSync, promises as fsp } from "node:fs"
-import {
-  ConcordStorageAdapter,
-  isDocChunkKey,
-  verifyChunkFile,
-} from "../../sync/storage/ConcordStorageAdapter.js"
+import { ConcordStorageAdapter, isDocChunkKey, verifyChunkFile } from "../../sync/storage/ConcordStorageAdapter.js"
 import { restoreQuarantined, type RestoreOutcome } from "../../sync/storage/quarantine.js"
 import { locateStore } from "../../sync/store/locate.js"
 import type { GlobalOptions } from "../context.js"
@@ -65,11 +61,7 @@ async function doctor(dir: string, fix: boolean): Promise<DoctorReport> {
   const adapter = new ConcordStorageAdapter(dir, { autoRestore: false, onWarning: m => warnings.push(m) })
 
   // 1. the quarantine directory: restore what is valid now
-  const outcomes = await restoreQuarantined(
-    dir,
-    { filePath: k => adapter.filePath(k), verify: verifyChunkFile },
-    { dryRun: !fix }
-  )
+  const outcomes = await restoreQuarantined(dir, { filePath: k => adapter.filePath(k), verify: verifyChunkFile }, { dryRun: !fix })
   // 2. damaged chunk files still in the documents' directories
   const damaged: DoctorReport["damaged"] = []
   for (const key of await adapter.listKeys([])) {
@@ -96,8 +88,7 @@ async function doctor(dir: string, fix: boolean): Promise<DoctorReport> {
     reason: "reason" in o ? o.reason : undefined,
     target: "target" in o ? o.target : undefined,
   }))
-  const ok =
-    quarantine.every(q => q.outcome === "restored" || (q.outcome === "duplicate" && fix)) && damaged.length === 0
+  const ok = quarantine.every(q => q.outcome === "restored" || (q.outcome === "duplicate" && fix)) && damaged.length === 0
   return { store: dir, ok, quarantine, damaged, warnings }
 }
 

@@ -23,10 +23,16 @@ export function registerGit(program: Command, globals: () => GlobalOptions): voi
     .option("--json", "print {files, diff, truncated, ...} as JSON")
     .description("what a job's current attempt changed in its worktree (committed or not), as a unified diff")
     .action(async (first: string, second: string | undefined, opts: { stat?: boolean; against?: string; maxBytes?: string; json?: boolean }) => {
-      if (opts.against !== undefined && opts.against !== "start" && opts.against !== "integration") throw new InputError(`invalid --against "${opts.against}": expected start or integration`)
+      if (opts.against !== undefined && opts.against !== "start" && opts.against !== "integration")
+        throw new InputError(`invalid --against "${opts.against}": expected start or integration`)
       const backend = await openBackend(globals())
       try {
-        const r = await diff(backend, { ...planAndJob(first, second), stat: opts.stat, against: opts.against as "start" | "integration" | undefined, maxBytes: parseWholeNumber("--max-bytes", opts.maxBytes) })
+        const r = await diff(backend, {
+          ...planAndJob(first, second),
+          stat: opts.stat,
+          against: opts.against as "start" | "integration" | undefined,
+          maxBytes: parseWholeNumber("--max-bytes", opts.maxBytes),
+        })
         if (opts.json) return printJson(withoutText(r))
         out(r.text.replace(/\n$/, ""))
       } finally {
@@ -62,7 +68,8 @@ export function registerGit(program: Command, globals: () => GlobalOptions): voi
     .option("--json", "print the result as JSON")
     .description("bring a job's worktree up to date with the integration branch (rebase or merge); a conflict leaves it as it was")
     .action(async (first: string, second: string | undefined, opts: { strategy?: string; json?: boolean }) => {
-      if (opts.strategy !== undefined && opts.strategy !== "rebase" && opts.strategy !== "merge") throw new InputError(`invalid --strategy "${opts.strategy}": expected rebase or merge`)
+      if (opts.strategy !== undefined && opts.strategy !== "rebase" && opts.strategy !== "merge")
+        throw new InputError(`invalid --strategy "${opts.strategy}": expected rebase or merge`)
       const backend = await openBackend(globals())
       try {
         const r = await syncJob(backend, { ...planAndJob(first, second), strategy: opts.strategy as "rebase" | "merge" | undefined }, clock())

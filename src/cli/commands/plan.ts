@@ -30,7 +30,9 @@ export function registerPlan(program: Command, globals: () => GlobalOptions): vo
       try {
         const r = await createPlan(backend, spec, path.dirname(path.resolve(file)), clock())
         if (r.sameName.length) {
-          say(`warning: ${r.sameName.length} other plan${r.sameName.length === 1 ? " is" : "s are"} named "${r.name}" (${r.sameName.join(", ")}); refer to this one by its id`)
+          say(
+            `warning: ${r.sameName.length} other plan${r.sameName.length === 1 ? " is" : "s are"} named "${r.name}" (${r.sameName.join(", ")}); refer to this one by its id`
+          )
         }
         if (opts.json) printJson({ id: r.id, url: r.url })
         else out(r.id)
@@ -63,7 +65,13 @@ export function registerPlan(program: Command, globals: () => GlobalOptions): vo
         const now = Date.now()
         for (const l of table([
           ["ID", "NAME", "STATUS", "JOBS", "CREATED"],
-          ...rows.map(r => [r.id, r.name, (r.checkpoint ? `${r.status} (${r.checkpoint})` : r.status) + (r.archived ? ", archived" : ""), String(r.jobs), ago(r.createdAt, now)]),
+          ...rows.map(r => [
+            r.id,
+            r.name,
+            (r.checkpoint ? `${r.status} (${r.checkpoint})` : r.status) + (r.archived ? ", archived" : ""),
+            String(r.jobs),
+            ago(r.createdAt, now),
+          ]),
         ]))
           out(l)
       } finally {

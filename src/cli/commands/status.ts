@@ -29,7 +29,10 @@ export function registerStatus(program: Command, globals: () => GlobalOptions): 
     .option("--watch", "keep running and redraw as other processes change the plan")
     .option("--graph", "print the dependency graph as Mermaid text")
     .option("--at <time|change>", "the plan as it was at a past moment: an ISO time, epoch ms, a duration ago (10m, 2h), or a change hash from concord history")
-    .option("--exit-status", "with --watch: exit when the plan finishes or waits at a checkpoint, with run's exit codes (0 completed, 1 failed or canceled, 3 at a checkpoint)")
+    .option(
+      "--exit-status",
+      "with --watch: exit when the plan finishes or waits at a checkpoint, with run's exit codes (0 completed, 1 failed or canceled, 3 at a checkpoint)"
+    )
     .option("--remote <url>", "read the plan from a sync server instead of the local store")
     .option("--token <token>", "access token for --remote (default $CONCORD_TOKEN)")
     .option("--ca <file>", "CA certificate to trust for a wss:// --remote")
@@ -45,7 +48,10 @@ export function registerStatus(program: Command, globals: () => GlobalOptions): 
           const r = await planAt(backend, { planRef, ...point })
           if (opts.json) return printJson({ ...r.summary, at: r.at, heads: r.heads, included: r.included, total: r.total })
           const when = r.at === null ? "before its first change" : `as of ${new Date(r.at).toISOString()}`
-          out([`(the plan ${when}: ${r.included} of ${r.total} changes${r.entry ? `; last: ${r.entry.by}: ${r.entry.did}` : ""})`, ...renderStatus(r.summary, { storeDir: backend.storeDir ?? "" })])
+          out([
+            `(the plan ${when}: ${r.included} of ${r.total} changes${r.entry ? `; last: ${r.entry.by}: ${r.entry.did}` : ""})`,
+            ...renderStatus(r.summary, { storeDir: backend.storeDir ?? "" }),
+          ])
           return
         }
         if (!opts.watch) {
@@ -64,7 +70,7 @@ export function registerStatus(program: Command, globals: () => GlobalOptions): 
             s => {
               show(s, opts, planRef, true)
               // each warning once, not on every redraw
-              for (const w of s.warnings.filter(x => !warned.has(x))) (warned.add(w), say(`warning: ${w}`))
+              for (const w of s.warnings.filter(x => !warned.has(x))) warned.add(w), say(`warning: ${w}`)
               const end = opts.exitStatus ? outcome(s.summary) : null
               if (end && !ac.signal.aborted) {
                 say(end.why)

@@ -14,7 +14,8 @@ const collect = (v: string, prev: string[]) => [...prev, v]
 function intOption(flag: string, v: string | undefined, min: number, max: number): number | undefined {
   if (v === undefined) return undefined
   const n = Number(v)
-  if (!/^\d+$/.test(v.trim()) || !Number.isInteger(n) || n < min || n > max) throw new InputError(`invalid ${flag} "${v}": expected an integer from ${min} to ${max}`)
+  if (!/^\d+$/.test(v.trim()) || !Number.isInteger(n) || n < min || n > max)
+    throw new InputError(`invalid ${flag} "${v}": expected an integer from ${min} to ${max}`)
   return n
 }
 
@@ -130,8 +131,10 @@ export function registerSync(program: Command, globals: () => GlobalOptions): vo
         }
         throw e
       }
-      if (server.tokens.size === 0) stamp(`warning: no tokens in ${server.tokens.file}: every client is refused; add one with: concord token add --plan ID --role ROLE`)
-      if (!tls && !isLoopback(opts.host)) stamp(`warning: serving on ${opts.host} without TLS: tokens and plans travel in clear; use --tls-cert/--tls-key or a TLS proxy`)
+      if (server.tokens.size === 0)
+        stamp(`warning: no tokens in ${server.tokens.file}: every client is refused; add one with: concord token add --plan ID --role ROLE`)
+      if (!tls && !isLoopback(opts.host))
+        stamp(`warning: serving on ${opts.host} without TLS: tokens and plans travel in clear; use --tls-cert/--tls-key or a TLS proxy`)
       out(`concord sync server listening on ${server.url} (store ${storeDir}, ${server.tokens.size} token(s) in ${server.tokens.file})`)
       out(`dashboard: ${server.url.replace(/^ws/, "http")}/dashboard/?token=<a token>`)
       const sig = await waitForSignal()
@@ -177,7 +180,11 @@ export function registerSync(program: Command, globals: () => GlobalOptions): vo
       if (opts.json) return printJson(r)
       out(`synced ${r.plans.length} plan(s) with ${url} in ${(r.ms / 1000).toFixed(1)}s`)
       for (const p of r.plans) {
-        const what = [p.newHere ? "new here" : "", p.newThere ? "new on the server" : "", p.received ? `received ${p.received} change(s)` : "nothing new received"]
+        const what = [
+          p.newHere ? "new here" : "",
+          p.newThere ? "new on the server" : "",
+          p.received ? `received ${p.received} change(s)` : "nothing new received",
+        ]
           .filter(Boolean)
           .join(", ")
         out(`  ${p.id}  ${p.name}  ${p.docs} document(s); ${what}`)
@@ -200,7 +207,9 @@ export function registerSync(program: Command, globals: () => GlobalOptions): vo
       const { secret, record } = await addToken(file, { plans: opts.plan, role: opts.role, label: opts.label })
       if (opts.json) return printJson({ id: record.id, token: secret, role: record.role, plans: record.plans, file })
       out(secret)
-      process.stderr.write(`${neutralize(`token ${record.id}: ${record.role} on ${record.plans.join(", ")} (stored hashed in ${file}; the secret above is not shown again)`)}\n`)
+      process.stderr.write(
+        `${neutralize(`token ${record.id}: ${record.role} on ${record.plans.join(", ")} (stored hashed in ${file}; the secret above is not shown again)`)}\n`
+      )
     })
   token
     .command("list")

@@ -35,7 +35,11 @@ const state: {
 
 // ------------------------------------------------------------------ tiny DOM helpers (text only)
 
-function el<K extends keyof HTMLElementTagNameMap>(tag: K, attrs: Record<string, string> = {}, ...children: (Node | string | null)[]): HTMLElementTagNameMap[K] {
+function el<K extends keyof HTMLElementTagNameMap>(
+  tag: K,
+  attrs: Record<string, string> = {},
+  ...children: (Node | string | null)[]
+): HTMLElementTagNameMap[K] {
   const e = document.createElement(tag)
   for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, v)
   for (const c of children) if (c !== null) e.append(typeof c === "string" ? document.createTextNode(c) : c)
@@ -210,7 +214,13 @@ function renderGraph(s: PlanSummary): void {
     const n = g.node(j.name)
     const x = n.x - W / 2
     const y = n.y - H / 2
-    const node = svg("g", { class: `node st-${j.status}${j.stale ? " stale" : ""}${state.selected === j.name ? " selected" : ""}`, "data-job": j.name, "data-status": j.status, tabindex: 0, role: "button" })
+    const node = svg("g", {
+      class: `node st-${j.status}${j.stale ? " stale" : ""}${state.selected === j.name ? " selected" : ""}`,
+      "data-job": j.name,
+      "data-status": j.status,
+      tabindex: 0,
+      role: "button",
+    })
     node.append(svg("rect", { x, y, width: W, height: H, rx: 6, class: "box" }))
     node.append(svg("rect", { x, y, width: W, height: H, rx: 6, class: "pattern" }))
     const t1 = svg("text", { x: x + 8, y: y + 17, class: "name" })
@@ -258,10 +268,20 @@ function renderTable(s: PlanSummary): void {
       "tr",
       { "data-job": j.name, class: state.selected === j.name ? "selected" : "" },
       el("th", { scope: "row" }, el("button", { type: "button", class: "link" }, j.name)),
-      el("td", { "data-status": j.status }, el("span", { class: `badge st-${j.status}` }, j.status), ...markers(j).map(m => el("span", { class: "marker" }, m))),
+      el(
+        "td",
+        { "data-status": j.status },
+        el("span", { class: `badge st-${j.status}` }, j.status),
+        ...markers(j).map(m => el("span", { class: "marker" }, m))
+      ),
       el("td", {}, String(j.attempt)),
       el("td", {}, j.progress !== null ? `${j.progress}%` : ""),
-      el("td", { class: "report" }, last ? `${last.status}${last.message ? `: ${last.message}` : ""}` : "", last ? el("small", {}, ` ${time(last.at)} by ${last.by}`) : null),
+      el(
+        "td",
+        { class: "report" },
+        last ? `${last.status}${last.message ? `: ${last.message}` : ""}` : "",
+        last ? el("small", {}, ` ${time(last.at)} by ${last.by}`) : null
+      ),
       el("td", {}, duration(j.durationMs)),
       el("td", {}, j.host ?? "")
     )
@@ -289,7 +309,10 @@ function renderDetails(s: PlanSummary): void {
   add("depends on", j.dependsOn.join(", ") || "nothing")
   add("progress", j.progress !== null ? `${j.progress}%` : null)
   add("markers", markers(j).join(", "))
-  add("last report", j.lastReport ? `${j.lastReport.status}${j.lastReport.message ? `: ${j.lastReport.message}` : ""} (${time(j.lastReport.at)}, by ${j.lastReport.by})` : null)
+  add(
+    "last report",
+    j.lastReport ? `${j.lastReport.status}${j.lastReport.message ? `: ${j.lastReport.message}` : ""} (${time(j.lastReport.at)}, by ${j.lastReport.by})` : null
+  )
   add("started", j.startedAt ? new Date(j.startedAt).toLocaleString() : null)
   add("ended", j.endedAt ? new Date(j.endedAt).toLocaleString() : null)
   add("duration", duration(j.durationMs))
@@ -371,7 +394,12 @@ function renderHistory(): void {
         slider.value = String(i + 1)
         void travel()
       })
-      li.append(b, el("span", { class: "by" }, ` ${e.by}`), el("span", { class: "did" }, ` ${e.did}`), el("span", { class: "doc" }, e.doc === "plan" ? "" : ` [${e.doc}]`))
+      li.append(
+        b,
+        el("span", { class: "by" }, ` ${e.by}`),
+        el("span", { class: "did" }, ` ${e.did}`),
+        el("span", { class: "doc" }, e.doc === "plan" ? "" : ` [${e.doc}]`)
+      )
       return li
     })
     .reverse()

@@ -23,7 +23,11 @@ export interface Ran {
 }
 
 /** Run a command, capturing output (at most `maxBytes` of each stream are kept, the tail). */
-export function run(cmd: string, args: string[], opts: { cwd: string; env?: NodeJS.ProcessEnv; maxBytes?: number; timeoutMs?: number } = { cwd: "." }): Promise<Ran> {
+export function run(
+  cmd: string,
+  args: string[],
+  opts: { cwd: string; env?: NodeJS.ProcessEnv; maxBytes?: number; timeoutMs?: number } = { cwd: "." }
+): Promise<Ran> {
   const max = opts.maxBytes ?? 1 << 20
   return new Promise((resolve, reject) => {
     const child = spawn(cmd, args, { cwd: opts.cwd, env: opts.env ?? process.env, stdio: ["ignore", "pipe", "pipe"], detached: opts.timeoutMs !== undefined })
@@ -354,13 +358,22 @@ export async function operationInProgress(dir: string): Promise<string | null> {
     ["REVERT_HEAD", "revert"],
   ] as const) {
     const p = path.resolve(dir, out(await git(dir, ["rev-parse", "--git-path", file])))
-    if (await fsp.access(p).then(() => true, () => false)) return what
+    if (
+      await fsp.access(p).then(
+        () => true,
+        () => false
+      )
+    )
+      return what
   }
   return null
 }
 
 /** What a sync of a job's worktree did. */
-export type SyncOutcome = { kind: "up_to_date"; head: string } | { kind: "synced"; head: string; from: string } | { kind: "conflict"; files: string[]; detail: string }
+export type SyncOutcome =
+  | { kind: "up_to_date"; head: string }
+  | { kind: "synced"; head: string; from: string }
+  | { kind: "conflict"; files: string[]; detail: string }
 
 /**
  * Bring the branch checked out in `dir` up to date with `onto`, by rebase or merge. On a conflict (or any

@@ -107,11 +107,16 @@ const cell = (s: string) => printable(s).replace(/\|/g, "\\|").replace(/\n/g, " 
 export function prBody(summary: PlanSummary, git: GitView, attempts: Record<string, number>): string {
   const lines: string[] = []
   if (git.pr.body) lines.push(printable(git.pr.body).trim(), "")
-  lines.push(`Plan **${cell(summary.name)}** (${summary.jobs.length} jobs), merged by concord's merge queue into \`${git.integrationBranch}\`${git.test ? ` with \`${cell(git.test)}\` passing on every merge` : ""}.`, "")
+  lines.push(
+    `Plan **${cell(summary.name)}** (${summary.jobs.length} jobs), merged by concord's merge queue into \`${git.integrationBranch}\`${git.test ? ` with \`${cell(git.test)}\` passing on every merge` : ""}.`,
+    ""
+  )
   lines.push("| job | status | attempts | duration | last report |", "| --- | --- | --- | --- | --- |")
   for (const j of summary.jobs) {
     const r = j.lastReport ? `${j.lastReport.status}${j.lastReport.message ? `: ${j.lastReport.message}` : ""}` : "-"
-    lines.push(`| ${cell(j.name)} | ${j.status}${j.skipped ? " (skipped)" : ""} | ${attempts[j.name] ?? j.attempt} | ${duration(j.durationMs)} | ${cell(r.length > 200 ? `${r.slice(0, 197)}...` : r)} |`)
+    lines.push(
+      `| ${cell(j.name)} | ${j.status}${j.skipped ? " (skipped)" : ""} | ${attempts[j.name] ?? j.attempt} | ${duration(j.durationMs)} | ${cell(r.length > 200 ? `${r.slice(0, 197)}...` : r)} |`
+    )
   }
   const refused = git.queue.filter(e => e.reason && e.state !== "merged")
   if (refused.length) {

@@ -178,7 +178,9 @@ export class GitPlan {
     if (e.state === "queued") {
       const tip = await resolveCommit(this.root, branchRef)
       if (tip !== g.head) {
-        throw new GitError(`${g.integrationBranch} is at ${tip?.slice(0, 12) ?? "(missing)"} but the plan recorded ${g.head?.slice(0, 12)}: it was moved outside concord; put it back to continue`)
+        throw new GitError(
+          `${g.integrationBranch} is at ${tip?.slice(0, 12) ?? "(missing)"} but the plan recorded ${g.head?.slice(0, 12)}: it was moved outside concord; put it back to continue`
+        )
       }
       await this.store.updatePlan(this.planId, doc => startMerge(doc, e.key, g.head!, this.ctx()))
       view = await this.view()
@@ -200,7 +202,9 @@ export class GitPlan {
       const tip = await resolveCommit(this.root, branchRef)
       if (tip !== e.commit) {
         if (tip !== e.scratchBase) {
-          throw new GitError(`${g.integrationBranch} is at ${tip?.slice(0, 12) ?? "(missing)"}, neither the tested commit ${e.commit!.slice(0, 12)} nor its base ${e.scratchBase?.slice(0, 12)}: it was moved outside concord`)
+          throw new GitError(
+            `${g.integrationBranch} is at ${tip?.slice(0, 12) ?? "(missing)"}, neither the tested commit ${e.commit!.slice(0, 12)} nor its base ${e.scratchBase?.slice(0, 12)}: it was moved outside concord`
+          )
         }
         await moveBranch(this.root, g.integrationBranch, e.commit!, e.scratchBase!)
       }
@@ -260,7 +264,10 @@ export class GitPlan {
   async finish(view: PlanView, opts: { again?: boolean } = {}): Promise<PrRecord> {
     const g = view.git!
     if (g.prResult && (g.prResult.url || !opts.again)) return g.prResult
-    const reports = await this.store.loadReportDigests(this.planId, view.jobs.map(j => j.name))
+    const reports = await this.store.loadReportDigests(
+      this.planId,
+      view.jobs.map(j => j.name)
+    )
     const summary = summarize(this.planId, view, reports, Date.now())
     const body = prBody(summary, g, Object.fromEntries(view.jobs.map(j => [j.name, j.attempts.length])))
     const bodyFile = path.join(this.store.dir, "logs", this.planId, "pr-body.md")
@@ -284,7 +291,9 @@ export class GitPlan {
       if (pr.code !== 0) failed = `gh pr create failed: ${tail(pr.stderr + pr.stdout, 2, 300)}`
       else url = printable(pr.stdout.trim().split("\n").pop() ?? "")
     }
-    const { doc } = await this.store.updatePlan(this.planId, doc => recordPr(doc, failed ? { command: cmds.command, manual: failed } : { command: cmds.command, url }, this.ctx()))
+    const { doc } = await this.store.updatePlan(this.planId, doc =>
+      recordPr(doc, failed ? { command: cmds.command, manual: failed } : { command: cmds.command, url }, this.ctx())
+    )
     if (failed) {
       this.event(`pull request not opened (${printable(failed)}); open it with:`)
       this.event(`  ${cmds.command}`)

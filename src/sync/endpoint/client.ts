@@ -11,9 +11,7 @@ import { readFileSync } from "node:fs"
 import net from "node:net"
 import { type EndpointInfo, type EndpointOp, type EndpointResponse, infoFile, LineSplitter, PROTOCOL_VERSION } from "./protocol.js"
 
-export type CallOutcome =
-  | { kind: "answered"; response: EndpointResponse }
-  | { kind: "unavailable"; sent: boolean; why: string }
+export type CallOutcome = { kind: "answered"; response: EndpointResponse } | { kind: "unavailable"; sent: boolean; why: string }
 
 export interface CallOptions {
   /** Give up connecting after this long (default 2 s): the store path is always there. */
@@ -48,7 +46,10 @@ export function callEndpoint(info: EndpointInfo, op: EndpointOp, by: string, inp
       resolve(o)
     }
     const sock = net.connect(info.socket)
-    let timer = setTimeout(() => finish({ kind: "unavailable", sent, why: "the endpoint did not accept the connection in time" }), opts.connectTimeoutMs ?? 2000)
+    let timer = setTimeout(
+      () => finish({ kind: "unavailable", sent, why: "the endpoint did not accept the connection in time" }),
+      opts.connectTimeoutMs ?? 2000
+    )
     sock.setEncoding("utf8")
     sock.once("connect", () => {
       clearTimeout(timer)

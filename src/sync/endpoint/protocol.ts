@@ -59,7 +59,10 @@ export function infoFile(storeDir: string, planId: string): string {
 
 /** Where the endpoint of a plan listens (a path short enough for a Unix socket, or a Windows pipe). */
 export function socketPath(storeDir: string, planId: string): string {
-  const tag = createHash("sha256").update(`${path.resolve(storeDir)}\0${planId}`).digest("hex").slice(0, 20)
+  const tag = createHash("sha256")
+    .update(`${path.resolve(storeDir)}\0${planId}`)
+    .digest("hex")
+    .slice(0, 20)
   if (process.platform === "win32") return `\\\\.\\pipe\\concord-${tag}`
   const near = path.join(storeDir, "endpoints", `${planId.slice(0, 12)}.sock`)
   // sun_path is 108 bytes on Linux, 104 on macOS; keep a margin

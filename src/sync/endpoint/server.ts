@@ -96,13 +96,15 @@ export async function startEndpoint(opts: EndpointServerOptions): Promise<Endpoi
           continue
         }
         inFlight++
-        handler(req.input, req.by).then(
-          result => send({ id, ok: true, result }),
-          e => send({ id, ok: false, error: errorOf(e) })
-        ).finally(() => {
-          inFlight--
-          if (inFlight === 0) idle?.()
-        })
+        handler(req.input, req.by)
+          .then(
+            result => send({ id, ok: true, result }),
+            e => send({ id, ok: false, error: errorOf(e) })
+          )
+          .finally(() => {
+            inFlight--
+            if (inFlight === 0) idle?.()
+          })
       }
     })
     conn.on("error", () => {})

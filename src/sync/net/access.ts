@@ -411,7 +411,8 @@ function judgeJobPlan(
     for (const p of A.diff(copy, m.from, [m.to])) {
       const path = p.path.map(String)
       const at = where(m, p)
-      if (path[0] !== "jobs" || path[1] !== job || path.length < 4) return no(`role ${role} may only change jobs.${job} (its current attempt): ${at} is outside`)
+      if (path[0] !== "jobs" || path[1] !== job || path.length < 4)
+        return no(`role ${role} may only change jobs.${job} (its current attempt): ${at} is outside`)
       const [, , kind, k, field] = path
       own ??= attemptsOf(copy, job, m.from) ?? new Map()
       if (!own.has(k)) return no(`role ${role} may not create attempts: ${at}`)
@@ -510,7 +511,9 @@ function judgeWriterPlan(copy: A.Doc<unknown>, metas: Segment[], role: string): 
         if (before.has(k)) continue
         const prev = after.get(String(prevNo))
         if (Number(k) !== prevNo + 1 || !prev || !JOB_RETRYABLE.has(prev) || !(to === "canceled" || to === "queued" || canJobReach("queued", to))) {
-          return no(`role ${role} may not start attempt ${k} of job ${job} as ${to} after ${prev ?? "nothing"}: only a retry or skip of a ${[...JOB_RETRYABLE].join("/")} attempt starts one (${at})`)
+          return no(
+            `role ${role} may not start attempt ${k} of job ${job} as ${to} after ${prev ?? "nothing"}: only a retry or skip of a ${[...JOB_RETRYABLE].join("/")} attempt starts one (${at})`
+          )
         }
         prevNo = Number(k)
       }
@@ -520,7 +523,8 @@ function judgeWriterPlan(copy: A.Doc<unknown>, metas: Segment[], role: string): 
       if (!isPlanStatus(raw)) return no(`invalid plan status ${JSON.stringify(raw)} (${label(m)})`)
       const from = planStatusAt(copy, m.from)
       const to = planStatusAt(copy, [m.to])
-      if (from !== to && !canPlanTransition(from, to)) return no(`role ${role} may not move the plan from ${from} to ${to}: the state machine forbids it (${label(m)})`)
+      if (from !== to && !canPlanTransition(from, to))
+        return no(`role ${role} may not move the plan from ${from} to ${to}: the state machine forbids it (${label(m)})`)
     }
   }
   return undefined
@@ -581,7 +585,11 @@ function judgeJobReports(
         if (path[1] < had) return no(`role ${role} may only append reports, not insert before existing ones: ${at}`)
         if (!p.values.every(isEmptyMap)) return no(`role ${role} may only append report records: ${at}`)
         for (let i = 0; i < p.values.length; i++) inserted.add(path[1] + i)
-      } else if (inserted.has(path[1]) && REPORT_FIELDS.has(String(path[2])) && (path.length === 3 ? p.action === "put" : p.action === "splice" && path.length === 4)) {
+      } else if (
+        inserted.has(path[1]) &&
+        REPORT_FIELDS.has(String(path[2])) &&
+        (path.length === 3 ? p.action === "put" : p.action === "splice" && path.length === 4)
+      ) {
         // a field of a new report (text written as collaborative text arrives as splices): checked below
       } else return no(`role ${role} may only append report records (no edits or deletions): ${at}`)
     }

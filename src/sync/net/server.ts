@@ -220,7 +220,11 @@ export class SyncServer {
    * Judge one message of a joined client: per-token limits, then access control on what its changes do;
    * the accepted changes go to the audit trail (durably) before the Repo sees the message.
    */
-  async #inbound(token: TokenRecord, remote: string, msg: { type: string; documentId?: string; data?: Uint8Array }): Promise<Judgement | { ok: false; reason: string }> {
+  async #inbound(
+    token: TokenRecord,
+    remote: string,
+    msg: { type: string; documentId?: string; data?: Uint8Array }
+  ): Promise<Judgement | { ok: false; reason: string }> {
     const now = Date.now()
     const limited = this.limits.admit(token.id, msg.data?.byteLength ?? 0, now)
     if (limited) return { ok: false, reason: limited }
@@ -343,7 +347,11 @@ export class SyncServer {
     if (this.#closing) return json(res, 503, { error: "server is shutting down" })
     if (isPlans) {
       if (req.method !== "GET") return json(res, 405, { error: "use GET" })
-      return json(res, 200, { server: { peerId: this.repo.peerId, storageId: await this.repo.storageId() }, token: { id: token.id, role: token.role, plans: token.plans }, plans: await this.plansFor(token) })
+      return json(res, 200, {
+        server: { peerId: this.repo.peerId, storageId: await this.repo.storageId() },
+        token: { id: token.id, role: token.role, plans: token.plans },
+        plans: await this.plansFor(token),
+      })
     }
     if (req.method !== "POST") return json(res, 405, { error: "use POST" })
     let body: unknown
@@ -405,7 +413,11 @@ export class SyncServer {
       const doc = await this.currentDoc(planId)
       if (!isPlanDoc(doc)) return false
       const v = readPlan(doc)
-      this.index.setPlan(planId, v.name, v.jobs.map(j => j.name))
+      this.index.setPlan(
+        planId,
+        v.name,
+        v.jobs.map(j => j.name)
+      )
       return true
     } catch (e) {
       this.#log(`warning: cannot index plan ${planId}: ${(e as Error).message}`)
@@ -467,7 +479,11 @@ export class SyncServer {
     }
     if (this.index.has(docId) && isPlanDoc(doc)) {
       const v = readPlan(doc)
-      this.index.setPlan(docId, v.name, v.jobs.map(j => j.name))
+      this.index.setPlan(
+        docId,
+        v.name,
+        v.jobs.map(j => j.name)
+      )
     }
   }
 
@@ -515,7 +531,11 @@ export class SyncServer {
         await this.repo.flush([id as DocumentId])
         const v = readPlan(doc)
         await this.store.registerPlan({ id, name: v.name, createdAt: v.createdAt, createdBy: v.createdBy })
-        this.index.setPlan(id, v.name, v.jobs.map(j => j.name))
+        this.index.setPlan(
+          id,
+          v.name,
+          v.jobs.map(j => j.name)
+        )
         if (!this.#closing) this.#watchPlan(id)
         this.#log(`plan ${id} (${v.name}) arrived over the network; added to the plans index`)
       } catch (e) {

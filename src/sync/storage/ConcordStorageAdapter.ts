@@ -366,8 +366,7 @@ export class ConcordStorageAdapter implements StorageAdapterInterface {
       this.#leftInPlace(
         file,
         warn,
-        `damaged Automerge chunk ${file}: ${reason}; skipped it, but left it in place: it is the only data of ` +
-          `document ${key[0]} (see concord doctor)`
+        `damaged Automerge chunk ${file}: ${reason}; skipped it, but left it in place: it is the only data of ` + `document ${key[0]} (see concord doctor)`
       )
       return
     }

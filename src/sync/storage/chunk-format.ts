@@ -92,9 +92,7 @@ function hex(b: Uint8Array): string {
  * Walk the chunk headers of `bytes` without checking checksums. Returns the chunks found, or the
  * reason the container is malformed.
  */
-export function listChunks(
-  bytes: Uint8Array
-): { ok: true; chunks: ChunkHeaderInfo[] } | { ok: false; reason: string } {
+export function listChunks(bytes: Uint8Array): { ok: true; chunks: ChunkHeaderInfo[] } | { ok: false; reason: string } {
   const chunks: ChunkHeaderInfo[] = []
   if (bytes.length === 0) return { ok: false, reason: "empty file (0 bytes)" }
   let pos = 0
@@ -129,9 +127,7 @@ export function listChunks(
     if (end > bytes.length) {
       return {
         ok: false,
-        reason: `${where}: truncated ${CHUNK_TYPE_NAMES[type]} chunk (declares ${len.value} data bytes, only ${
-          bytes.length - len.next
-        } present)`,
+        reason: `${where}: truncated ${CHUNK_TYPE_NAMES[type]} chunk (declares ${len.value} data bytes, only ${bytes.length - len.next} present)`,
       }
     }
     chunks.push({ offset: pos, type, length: len.value, size: end - pos })
@@ -163,9 +159,7 @@ export function verifyAutomergeBytes(bytes: Uint8Array): VerifyResult {
       } catch (e) {
         return {
           ok: false,
-          reason: `chunk ${i} at byte ${c.offset}: compressed change does not decompress (${
-            (e as Error).message
-          })`,
+          reason: `chunk ${i} at byte ${c.offset}: compressed change does not decompress (${(e as Error).message})`,
         }
       }
       expected = checksumOf(Uint8Array.of(CHUNK_TYPE_CHANGE), encodeUleb(inflated.length), inflated)
@@ -175,9 +169,7 @@ export function verifyAutomergeBytes(bytes: Uint8Array): VerifyResult {
     if (!sameBytes(stored, expected)) {
       return {
         ok: false,
-        reason: `chunk ${i} at byte ${c.offset}: bad checksum in ${CHUNK_TYPE_NAMES[c.type]} chunk (stored ${hex(
-          stored
-        )}, computed ${hex(expected)})`,
+        reason: `chunk ${i} at byte ${c.offset}: bad checksum in ${CHUNK_TYPE_NAMES[c.type]} chunk (stored ${hex(stored)}, computed ${hex(expected)})`,
       }
     }
   }
@@ -220,13 +212,7 @@ export function chunkContents(bytes: Uint8Array): ChunkContents | undefined {
       )
     } else if (c.type === CHUNK_TYPE_COMPRESSED_CHANGE) {
       const inflated = inflateRawSync(data)
-      out.changeHashes.push(
-        createHash("sha256")
-          .update(Uint8Array.of(CHUNK_TYPE_CHANGE))
-          .update(encodeUleb(inflated.length))
-          .update(inflated)
-          .digest("hex")
-      )
+      out.changeHashes.push(createHash("sha256").update(Uint8Array.of(CHUNK_TYPE_CHANGE)).update(encodeUleb(inflated.length)).update(inflated).digest("hex"))
     } else if (c.type === CHUNK_TYPE_DOCUMENT) {
       out.hasDocument = true
       const heads = documentHeads(data)

@@ -19,11 +19,7 @@ import type { StorageKey } from "@automerge/automerge-repo/slim"
 import { createHash, randomBytes } from "node:crypto"
 import { watch as fsWatch, promises as fsp, type FSWatcher } from "node:fs"
 import path from "node:path"
-import {
-  ConcordStorageAdapter,
-  defaultWarning,
-  type ConcordStorageAdapterOptions,
-} from "../storage/ConcordStorageAdapter.js"
+import { ConcordStorageAdapter, defaultWarning, type ConcordStorageAdapterOptions } from "../storage/ConcordStorageAdapter.js"
 import { StoreError } from "../storage/StoreError.js"
 import { chunkContents } from "../storage/chunk-format.js"
 
@@ -208,10 +204,7 @@ export class DocStore {
    * document to save, or undefined to write nothing; if it throws, nothing is written. It also gets the
    * actor to use for a document it creates.
    */
-  async update<T, R extends Automerge.Doc<T> | undefined>(
-    docId: string,
-    fn: (doc: Automerge.Doc<T> | undefined, actor: string) => R
-  ): Promise<R> {
+  async update<T, R extends Automerge.Doc<T> | undefined>(docId: string, fn: (doc: Automerge.Doc<T> | undefined, actor: string) => R): Promise<R> {
     checkDocId(docId)
     return this.#withLock(docId, async () => {
       const known = this.#state.get(docId)?.heads
@@ -371,9 +364,7 @@ export class DocStore {
       } catch (e) {
         // (only happens when loading into an empty doc; a non-empty one silently ignores bad input)
         if (warnAs) {
-          this.#warn(
-            `Automerge rejected chunk ${this.adapter.filePath(warnAs)} (${(e as Error).message}); skipped it (left on disk)`
-          )
+          this.#warn(`Automerge rejected chunk ${this.adapter.filePath(warnAs)} (${(e as Error).message}); skipped it (left on disk)`)
         }
         return false
       }
@@ -396,8 +387,7 @@ export class DocStore {
       }
     }
     const result = doc as Automerge.Doc<unknown> | undefined
-    const hashesOf = (c: (typeof infos)[number]) =>
-      c.contents ? [...c.contents.changeHashes, ...c.contents.documentHeads] : []
+    const hashesOf = (c: (typeof infos)[number]) => (c.contents ? [...c.contents.changeHashes, ...c.contents.documentHeads] : [])
     const missing = new Set(result ? Automerge.getMissingDeps(result, infos.flatMap(hashesOf)) : [])
     const applied: TrackedChunk[] = []
     const notApplied: ReadChunk[] = []
@@ -657,11 +647,14 @@ class DocWatcher {
     pollMs: number,
     private readonly hooks: WatchHooks
   ) {
-    this.#timer = setInterval(() => {
-      for (const e of this.#entries.values()) {
-        void this.#checkWatch(e).then(() => this.#schedule(e))
-      }
-    }, Math.max(10, pollMs))
+    this.#timer = setInterval(
+      () => {
+        for (const e of this.#entries.values()) {
+          void this.#checkWatch(e).then(() => this.#schedule(e))
+        }
+      },
+      Math.max(10, pollMs)
+    )
   }
 
   add(docId: string): void {
@@ -807,16 +800,11 @@ class DocWatcher {
     }
     const adapter = this.store.adapter
     // incremental/ before snapshot/, as in load()
-    const listed = [
-      ...(await adapter.listKeys([e.docId, "incremental"])),
-      ...(await adapter.listKeys([e.docId, "snapshot"])),
-    ].filter(k => k.length === 3)
+    const listed = [...(await adapter.listKeys([e.docId, "incremental"])), ...(await adapter.listKeys([e.docId, "snapshot"]))].filter(k => k.length === 3)
     if (this.#closed) return
     const present = new Set(listed.map(keyStr))
     for (const k of e.keys) if (!present.has(k)) e.keys.delete(k) // compacted away
-    const fresh = listed
-      .filter(k => !e.keys.has(keyStr(k)))
-      .sort((a, b) => (a[1] === b[1] ? 0 : a[1] === "snapshot" ? -1 : 1))
+    const fresh = listed.filter(k => !e.keys.has(keyStr(k))).sort((a, b) => (a[1] === b[1] ? 0 : a[1] === "snapshot" ? -1 : 1))
     if (fresh.length === 0) return
     const before = e.doc ? Automerge.getHeads(e.doc) : []
     const chunks: ReadChunk[] = []

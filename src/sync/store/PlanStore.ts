@@ -526,4 +526,3 @@ export class PlanStore {
     return out
   }
 }
-

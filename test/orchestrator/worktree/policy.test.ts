@@ -48,7 +48,23 @@ const git: GitView = {
   baseCommit: "b",
   head: "h",
   queue: [
-    { key: "c#1", job: "c", attempt: 1, seq: 1, state: "conflict", enqueuedAt: 0, enqueuedBy: "", branch: "", scratchBase: null, startedAt: null, commit: null, files: ["x"], output: null, reason: "merge conflict in x", finishedAt: null },
+    {
+      key: "c#1",
+      job: "c",
+      attempt: 1,
+      seq: 1,
+      state: "conflict",
+      enqueuedAt: 0,
+      enqueuedBy: "",
+      branch: "",
+      scratchBase: null,
+      startedAt: null,
+      commit: null,
+      files: ["x"],
+      output: null,
+      reason: "merge conflict in x",
+      finishedAt: null,
+    },
   ],
   prResult: null,
 }
@@ -58,7 +74,14 @@ describe("pull request", () => {
     const summary = {
       name: "x",
       jobs: [
-        { name: "a", status: "merged", attempt: 2, skipped: false, durationMs: 83_000, lastReport: { status: "completed", message: "done | \x1b[31mred\x1b[0m\nnext", progress: null, at: 0, by: "" } },
+        {
+          name: "a",
+          status: "merged",
+          attempt: 2,
+          skipped: false,
+          durationMs: 83_000,
+          lastReport: { status: "completed", message: "done | \x1b[31mred\x1b[0m\nnext", progress: null, at: 0, by: "" },
+        },
         { name: "c", status: "conflict", attempt: 1, skipped: true, durationMs: null, lastReport: null },
       ],
     } as unknown as PlanSummary
@@ -72,7 +95,9 @@ describe("pull request", () => {
   it("command pushes the integration branch and opens a PR against the base, quoted for a shell", () => {
     const p = prCommands("/repo dir", git, "It's done", "/s/body.md")
     expect(p.create).toEqual(["gh", "pr", "create", "--base", "main", "--head", "concord/x", "--title", "It's done", "--body-file", "/s/body.md", "--draft"])
-    expect(p.command).toBe(`cd '/repo dir' && git push --set-upstream origin concord/x && gh pr create --base main --head concord/x --title 'It'\\''s done' --body-file /s/body.md --draft`)
+    expect(p.command).toBe(
+      `cd '/repo dir' && git push --set-upstream origin concord/x && gh pr create --base main --head concord/x --title 'It'\\''s done' --body-file /s/body.md --draft`
+    )
     expect(shellQuote("$(rm -rf /)")).toBe(`'$(rm -rf /)'`)
   })
 })

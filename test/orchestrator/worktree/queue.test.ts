@@ -108,7 +108,11 @@ describe("merge queue on real git repositories", { timeout: 300_000 }, () => {
   })
 
   it("a failing test leaves the integration branch at the last passing commit, with the output's tail recorded", async () => {
-    const s = await setup({ test: "if [ -f bad.txt ]; then seq 1 100000; echo 'FAIL: bad.txt must not exist'; exit 3; fi; echo ok" }, [{ name: "good" }, { name: "bad" }, { name: "later" }])
+    const s = await setup({ test: "if [ -f bad.txt ]; then seq 1 100000; echo 'FAIL: bad.txt must not exist'; exit 3; fi; echo ok" }, [
+      { name: "good" },
+      { name: "bad" },
+      { name: "later" },
+    ])
     await s.agent("good", { "good.txt": "fine\n" })
     await s.drain()
     const passing = await resolveCommit(s.repo, INT)
@@ -133,7 +137,7 @@ describe("merge queue on real git repositories", { timeout: 300_000 }, () => {
 
   it("a touchSet violation is refused with the offending files named", async () => {
     const s = await setup({}, [{ name: "api", touchSet: ["src/**", "*.md"] }], { "README.md": "r\n", "src/a.ts": "1\n" })
-    await s.agent("api", { "src/a.ts": "2\n", "README.md": "r2\n", "package.json": "{}\n", "Makefile": "all:\n" })
+    await s.agent("api", { "src/a.ts": "2\n", "README.md": "r2\n", "package.json": "{}\n", Makefile: "all:\n" })
     await s.drain()
     const v = await s.view()
     expect(getJob(v, "api").status).toBe("conflict")
@@ -212,7 +216,9 @@ describe("merge queue on real git repositories", { timeout: 300_000 }, () => {
     expect(await s.gp.step(await s.view())).toBe(true) // enqueued
     await s.gp.step(await s.view())
     await s.gp.idle()
-    expect(s.events.join("\n")).toMatch(/concord\/feature-x is at [0-9a-f]{12} but the plan recorded [0-9a-f]{12}: it was moved outside concord; put it back to continue \(retrying in 1 s\)/)
+    expect(s.events.join("\n")).toMatch(
+      /concord\/feature-x is at [0-9a-f]{12} but the plan recorded [0-9a-f]{12}: it was moved outside concord; put it back to continue \(retrying in 1 s\)/
+    )
     expect(await resolveCommit(s.repo, INT)).toBe(side)
     expect(getJob(await s.view(), "a").status).toBe("ready_to_merge")
   })
@@ -229,7 +235,9 @@ describe("merge queue on real git repositories", { timeout: 300_000 }, () => {
     const store = new PlanStore(path.join(dir, "store"))
     const { id } = await store.createPlan(validatePlanSpec({ name: "feature x", repo, jobs: [{ name: "a", run: "true" }] }), dir, ctx())
     const gp = new GitPlan(store, id, ctx, () => {})
-    await expect(gp.prepare(readPlan(await store.loadPlan(id)))).rejects.toThrow(/integration branch concord\/feature-x already exists .*git branch -D concord\/feature-x/)
+    await expect(gp.prepare(readPlan(await store.loadPlan(id)))).rejects.toThrow(
+      /integration branch concord\/feature-x already exists .*git branch -D concord\/feature-x/
+    )
   })
 
   it("opens the PR with gh when available (fake gh records its arguments), else records and prints the exact command", async () => {
@@ -262,7 +270,10 @@ describe("merge queue on real git repositories", { timeout: 300_000 }, () => {
     }
     pr = (await s2.view()).git!.prResult!
     expect(pr.url).toBe("https://github.com/example/repo/pull/7")
-    const calls = readFileSync(log, "utf8").trim().split("\n").map(l => JSON.parse(l) as string[])
+    const calls = readFileSync(log, "utf8")
+      .trim()
+      .split("\n")
+      .map(l => JSON.parse(l) as string[])
     expect(calls[0]).toEqual(["auth", "status"])
     const create = calls.filter(c => c[0] === "pr")
     expect(create).toHaveLength(1)

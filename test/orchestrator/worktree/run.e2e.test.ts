@@ -55,7 +55,10 @@ const statuses = (s: any) => Object.fromEntries(s.jobs.map((j: any) => [j.name, 
 describe("concord run on a git plan", () => {
   it("runs each job in its worktree, merges in dependency order, prints the PR command, removes the worktrees", async () => {
     const w = world()
-    const id = await create(w.store, w.dir, `
+    const id = await create(
+      w.store,
+      w.dir,
+      `
 name: three agents
 repo: ${w.repo}
 graceMs: 0
@@ -64,7 +67,8 @@ jobs:
   - { name: a, run: "${writes("a.txt", "from a")}" }
   - { name: b, run: "test -f a.txt && ${writes("b.txt", "from b")}", dependsOn: [a] }
   - { name: c, run: "test -f b.txt && ${writes("c.txt", "from c")}", dependsOn: [b] }
-`)
+`
+    )
     const r = await concord(w.store, ["run", id])
     expect(r.code, r.stdout + r.stderr).toBe(0)
     const s = await statusJson(w.store, id)
@@ -84,7 +88,10 @@ jobs:
     const started = path.join(w.dir, "test-started")
     // The first test run announces itself and hangs; later ones pass at once.
     const test = `echo "$(git rev-parse HEAD)" >> ${log}; if [ ! -f ${started} ]; then touch ${started}; sleep 20; fi`
-    const id = await create(w.store, w.dir, `
+    const id = await create(
+      w.store,
+      w.dir,
+      `
 name: crash
 repo: ${w.repo}
 graceMs: 0
@@ -93,7 +100,8 @@ jobs:
   - { name: a, run: "${writes("a.txt", "a")}" }
   - { name: b, run: "${writes("b.txt", "b")}" }
   - { name: c, run: "${writes("c.txt", "c")}", dependsOn: [a] }
-`)
+`
+    )
     const first = startRun(w.store, [id])
     await waitFor("the first test to start", () => existsSync(started))
     first.child.kill("SIGKILL")
@@ -118,14 +126,18 @@ jobs:
 
   it("supervisor mode: pre_merge gates entry to the queue, pre_pr gates the pull request", async () => {
     const w = world()
-    const id = await create(w.store, w.dir, `
+    const id = await create(
+      w.store,
+      w.dir,
+      `
 name: gated
 mode: supervisor
 repo: ${w.repo}
 graceMs: 0
 jobs:
   - { name: a, run: "${writes("a.txt", "a")}" }
-`)
+`
+    )
     let r = await concord(w.store, ["run", id])
     expect(r.code, r.stdout + r.stderr).toBe(3)
     let s = await statusJson(w.store, id)
@@ -148,14 +160,18 @@ jobs:
 
   it("a failed plan keeps its worktrees; concord cleanup removes them (and --branches the job branches)", async () => {
     const w = world()
-    const id = await create(w.store, w.dir, `
+    const id = await create(
+      w.store,
+      w.dir,
+      `
 name: broken
 repo: ${w.repo}
 graceMs: 0
 jobs:
   - { name: ok, run: "${writes("ok.txt", "ok")}" }
   - { name: bad, run: "echo half > half.txt; exit 4" }
-`)
+`
+    )
     const r = await concord(w.store, ["run", id])
     expect(r.code).toBe(3) // paused at on_error
     const kept = readdirSync(path.join(w.store, "worktrees", id)).sort()
@@ -178,7 +194,10 @@ jobs:
 describe("concord run: a merge conflict", () => {
   it("pauses at on_error naming the file while the queue merges the rest; a retry starts from the new head and merges", async () => {
     const w = world()
-    const id = await create(w.store, w.dir, `
+    const id = await create(
+      w.store,
+      w.dir,
+      `
 name: clash
 repo: ${w.repo}
 graceMs: 0
@@ -186,7 +205,8 @@ jobs:
   - { name: x, run: "${writes("README.md", "x was here")}" }
   - { name: y, run: "${writes("README.md", "y was here")}" }
   - { name: z, run: "${writes("z.txt", "z")}" }
-`)
+`
+    )
     let r = await concord(w.store, ["run", id])
     expect(r.code, r.stdout + r.stderr).toBe(3)
     let s = await statusJson(w.store, id)

@@ -131,7 +131,9 @@ describe("concord run's local endpoint", () => {
       })
     expect(JSON.parse((await exchange("not json\n")).split("\n")[0]).error.code).toBe("bad_request")
     expect(JSON.parse((await exchange(`${JSON.stringify({ v: 99, id: 1, op: "report", by: "x" })}\n`)).split("\n")[0]).error.code).toBe("bad_request")
-    expect(JSON.parse((await exchange(`${JSON.stringify({ v: 1, id: 2, op: "rm -rf", by: "x" })}\n`)).split("\n")[0]).error.message).toMatch(/unknown operation/)
+    expect(JSON.parse((await exchange(`${JSON.stringify({ v: 1, id: 2, op: "rm -rf", by: "x" })}\n`)).split("\n")[0]).error.message).toMatch(
+      /unknown operation/
+    )
     const huge = await exchange(Buffer.alloc(2 * 1024 * 1024, 0x41))
     expect(JSON.parse(huge.split("\n")[0]).error.code).toBe("too_large")
     const escapes = `${JSON.stringify({ v: 1, id: 3, op: "report", by: "x", input: { job: "e", status: "working", message: "\u001b]0;pwned\u0007\u001b[2J" } })}\n`
@@ -150,7 +152,11 @@ describe("concord run serves its plan's endpoint", () => {
   it("jobs' reports go through it while the plan runs; it is gone when the run ends", async () => {
     const dir = tempDir("concord-endpoint-run-")
     try {
-      const file = writePlan(dir, "plan.yaml", `name: served\njobs:\n  - name: a\n    run: concord report progress "halfway" --progress 50 --json && concord report completed done\n`)
+      const file = writePlan(
+        dir,
+        "plan.yaml",
+        `name: served\njobs:\n  - name: a\n    run: concord report progress "halfway" --progress 50 --json && concord report completed done\n`
+      )
       expect((await concord(dir, ["plan", "create", file])).code).toBe(0)
       const run = await concord(dir, ["run"])
       expect(run.code, run.stdout + run.stderr).toBe(0)

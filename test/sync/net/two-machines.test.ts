@@ -38,7 +38,10 @@ describe("two machines", () => {
     // Disconnected: the server is down. Machine A's orchestrator starts the jobs, then (from its view)
     // marks A failed and pauses at on_error; machine B's agents report B and C completed.
     expect((await server.stop("SIGTERM")).code).toBe(0)
-    for (const args of [["start", "A", "B", "C"], ["fail-and-pause", "A", "0"]]) {
+    for (const args of [
+      ["start", "A", "B", "C"],
+      ["fail-and-pause", "A", "0"],
+    ]) {
       const r = await runNode([STEP, a, id, ...args])
       expect(r.code, r.stderr).toBe(0)
     }
@@ -79,7 +82,10 @@ describe("two machines", () => {
       const sync = (dir: string) => ok(dir, ["sync", server.url, "--token", token, "--plan", id])
       for (const p of peers) await sync(p)
       // offline: p1 fails A and pauses; p2 completes B; p3 completes C and reports progress on A's log
-      for (const args of [["start", "A"], ["fail-and-pause", "A", "0"]]) {
+      for (const args of [
+        ["start", "A"],
+        ["fail-and-pause", "A", "0"],
+      ]) {
         const r = await runNode([STEP, peers[0], id, ...args])
         expect(r.code, r.stderr).toBe(0)
       }
