@@ -117,6 +117,18 @@ export function createMcpServer(backend: PlanBackend, opts: McpServerOptions): M
         "mc_merge (ask for a completed job to be merged by the merge queue), mc_pr (the plan's pull request) and mc_cleanup (remove worktrees).",
     }
   )
+  // A refusal's message may quote what the caller sent (a plan reference, a job name): the tool error's
+  // text gets the same neutralising as every answer, so no raw control character reaches the client.
+  const register = server.registerTool.bind(server)
+  server.registerTool = ((name: string, config: never, cb: (...a: unknown[]) => unknown) =>
+    register(name, config, (async (...a: unknown[]) => {
+      try {
+        return await cb(...a)
+      } catch (e) {
+        if (e instanceof Error) e.message = clean(e.message)
+        throw e
+      }
+    }) as never)) as typeof server.registerTool
   const host = hostName()
   const asUser = (): WriteContext => ({ by: opts.user, now: Date.now() })
   const asJob = (): WriteContext => ({ by: actorLabel({ job: opts.job!, attempt: opts.attempt ?? 1 }, host, process.pid), now: Date.now() })

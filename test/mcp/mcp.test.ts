@@ -273,6 +273,8 @@ jobs:
       [planner, "mc_capture", { name: "a" }, `job "a" attempt 1 has no log: it has not started (status queued)`],
       [planner, "mc_capture", { name: "a", lines: -5 }, /invalid lines -5/],
       [planner, "mc_plan_status", { plan: "nope" }, await cliError(dir, ["status", "nope"])],
+      // what the caller sent comes back escaped, never raw (a NUL, a terminal title sequence)
+      [planner, "mc_plan_cancel", { plan: "\u0000\u001b]0;x\u0007" }, /^no plan "\\x00\\x1b\]0;x\\x07" in store /],
       [planner, "mc_plan_approve", { retry: "zzz" }, await cliError(dir, ["approve", id, "--retry", "zzz"])],
       [planner, "mc_plan_approve", {}, await cliError(dir, ["approve", id])],
       [
@@ -299,6 +301,7 @@ jobs:
       expect(r.isError, `${tool} ${JSON.stringify(args).slice(0, 80)} -> ${text(r)}`).toBe(true)
       if (typeof message === "string") expect(text(r)).toBe(message)
       else expect(text(r)).toMatch(message)
+      expect(text(r)).not.toMatch(/[\u0000-\u0008\u000b-\u001f\u007f]/)
     }
     expect(storeFiles(dir)).toEqual(before)
     expect((await statusJson(dir, id)).jobs.map((j: any) => [j.status, j.lastReport])).toEqual([
