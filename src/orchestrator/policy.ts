@@ -67,8 +67,8 @@ export function applyAction(doc: PlanDocument, a: Action, ctx: ApplyContext): Ap
       }
       case "clear":
         return {
-          doc: clearCheckpoint(doc, ctx, `approved by ${a.approvedBy}`),
-          event: `checkpoint ${a.checkpoint} approved by ${a.approvedBy}; resuming`,
+          doc: clearCheckpoint(doc, ctx, a.why ?? `approved by ${a.approvedBy}`),
+          event: a.why ? `checkpoint ${a.checkpoint} cleared: ${a.why}; resuming` : `checkpoint ${a.checkpoint} approved by ${a.approvedBy}; resuming`,
         }
       case "setPlan":
         return {

@@ -29,6 +29,9 @@
 import { type AttemptFields, findApproval, type JobView, type PlanView } from "../doc/plan.js"
 import { type CheckpointName, JOB_RANK, type JobStatus, type PlanStatus } from "../doc/states.js"
 
+/** Statuses that mean a job's attempt succeeded (a merge queue's refusal, `conflict`, is a failure). */
+const DONE_AFTER_ALL: ReadonlySet<JobStatus> = new Set(["completed", "ready_to_merge", "merging", "merged"])
+
 export interface ProcessExit {
   job: string
   attempt: number
@@ -65,7 +68,7 @@ export type Action =
   | { kind: "record"; job: string; attempt: number; fields: AttemptFields; did?: string }
   | { kind: "stop"; job: string; attempt: number; reason: string }
   | { kind: "raise"; checkpoint: CheckpointName; context: Record<string, unknown>; cause?: { job: string; attempt: number } }
-  | { kind: "clear"; checkpoint: CheckpointName; seq: number; approvedBy: string }
+  | { kind: "clear"; checkpoint: CheckpointName; seq: number; approvedBy: string; why?: string }
   | { kind: "setPlan"; to: PlanStatus; reason: string }
 
 export interface Decision {
@@ -218,6 +221,24 @@ export function decide(view: PlanView, obs: Observations): Decision {
         return { actions }
       }
       status = status === "pending" || status === "paused" ? "running" : status
+      checkpoint = null
+    }
+  }
+  // An on_error whose job is done after all has nothing left to decide: its completed report and the
+  // record of its failure crossed (a process killed as it reported; completed outranks failed when they
+  // merge). The checkpoint is cleared and the plan resumes, as if approved.
+  if (checkpoint === "on_error") {
+    const ctx = view.checkpointContext
+    const j = typeof ctx?.jobName === "string" ? byName.get(ctx.jobName) : undefined
+    if (j && j.attempt === ctx?.attempt && DONE_AFTER_ALL.has(statusOf(j))) {
+      actions.push({
+        kind: "clear",
+        checkpoint,
+        seq: view.checkpointSeq,
+        approvedBy: "concord",
+        why: `job ${j.name} #${j.attempt} is ${statusOf(j)} after all`,
+      })
+      status = status === "paused" ? "running" : status
       checkpoint = null
     }
   }

@@ -81,6 +81,24 @@ describe("scheduler", () => {
     expect(readPlan(doc).status).toBe("completed")
   })
 
+  it("an on_error whose job completed after all (its report crossed the record of its lost process) is cleared and the plan resumes", () => {
+    let doc = step(plan([["a"], ["b", ["a"]]])).doc
+    // two replicas: the orchestrator records a's process lost and pauses; a's agent reports completed
+    const agent = setJobStatus(A.clone(doc), "a", "completed", {}, c())
+    const orchestrator = step(doc, { lost: new Set(["a#1"]) })
+    expect(kinds(orchestrator.actions)).toEqual(["setJob:a=failed", "raise:on_error"])
+    doc = A.merge(orchestrator.doc, agent)
+    const v = readPlan(doc)
+    expect([v.status, v.checkpoint, statuses(doc).a]).toEqual(["paused", "on_error", "completed"])
+    const s = step(doc)
+    expect(kinds(s.actions)).toEqual(["clear:on_error", "launch:b"])
+    expect([readPlan(s.doc).status, readPlan(s.doc).checkpoint]).toEqual(["running", null])
+    // a failure that stands keeps its checkpoint
+    const failed = step(plan([["a"]]))
+    const f = step(failed.doc, { exits: [exit("a", 3)] })
+    expect(kinds(step(f.doc).actions)).toEqual([])
+  })
+
   it("a failure pauses at on_error with context, siblings keep running, dependents never start", () => {
     let s = step(plan([["a"], ["b"], ["c", ["a"]]]))
     s = step(s.doc, { alive: new Set(["b#1"]), exits: [exit("a", 2)] })
