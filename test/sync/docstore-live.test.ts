@@ -131,3 +131,20 @@ describe("PlanStore digests (live)", () => {
     expect(JSON.parse(await readFile(cacheFile, "utf8")).digest.byAttempt["1"].last.message).toBe("second")
   })
 })
+
+describe("a document deleted under a long-lived process", () => {
+  for (const live of [false, true]) {
+    it(`is gone for it too, not served from its copy (${live ? "live" : "kept copy"})`, async () => {
+      const store = new DocStore(dir, live ? { live } : {})
+      await store.update<Counter, A.Doc<Counter>>("doc1", d => A.change(d ?? A.from<Counter>({ n: 0 }), x => void (x.n = 1)))
+      await store.load("doc1")
+      await store.load("doc1") // a second load keeps a copy in every mode
+      const { rm } = await import("node:fs/promises")
+      await rm(path.join(dir, "do"), { recursive: true, force: true })
+      expect(await store.load("doc1")).toBeUndefined()
+      // and an update starts from nothing, as on a fresh store, instead of writing on top of the lost document
+      const next = await store.update<Counter, A.Doc<Counter> | undefined>("doc1", d => d)
+      expect(next).toBeUndefined()
+    })
+  }
+})

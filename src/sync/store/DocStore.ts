@@ -294,6 +294,9 @@ export class DocStore {
       ...(await this.adapter.listKeys([docId, "incremental"])).map(key => ({ key, type: "incremental" as const })),
       ...(await this.adapter.listKeys([docId, "snapshot"])).map(key => ({ key, type: "snapshot" as const })),
     ].filter(c => c.key.length === 3)
+    // Every chunk gone (the document or the whole store was deleted): not our copy, but what a full load
+    // finds, so that nobody writes its next changes on top of a document that is no longer there.
+    if (listed.length === 0) return undefined
     const onDisk = new Set(listed.map(c => keyStr(c.key)))
     const fresh = listed.filter(c => !st.chunks.has(keyStr(c.key)))
     // Chunks another process compacted away are in a snapshot we list (it is written first).
