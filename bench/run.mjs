@@ -145,7 +145,8 @@ log(`wrote ${path.relative(ROOT, resultsFile)}, ${path.relative(ROOT, mdFile)}, 
 if (args.includes("--merge") && only && !quick) {
   const fullFile = path.join(HERE, "results.json")
   const full = JSON.parse(await fsp.readFile(fullFile, "utf8"))
-  for (const id of Object.keys(results.workloads)) full.workloads[id] = { ...results.workloads[id], measuredAt: results.date, measuredOn: results.machine?.commit }
+  for (const id of Object.keys(results.workloads))
+    full.workloads[id] = { ...results.workloads[id], measuredAt: results.date, measuredOn: results.machine?.commit }
   full.errors = [...(full.errors ?? []).filter(e => !Object.keys(results.workloads).some(id => e.startsWith(`${id}:`))), ...results.errors]
   const v = judge(full)
   full.failures = v.failures
