@@ -12,7 +12,7 @@
  */
 import { existsSync, statSync } from "node:fs"
 import { actorLabel, type WriteContext } from "../doc/actor.js"
-import { ConcordError } from "../doc/errors.js"
+import { ConcordError, NotFoundError } from "../doc/errors.js"
 import { queueBusy } from "../doc/merge.js"
 import { acquireLease, getJob, type PlanView, readPlan, releaseLease, updateAttempt } from "../doc/plan.js"
 import { sleep } from "../lib/async.js"
@@ -81,7 +81,21 @@ export async function runPlan(store: PlanStore, planId: string, opts: RunOptions
   const tickMs = opts.tickMs ?? 500
   const launchWindowMs = opts.launchWindowMs ?? 10_000
   const runDir = opts.runDir ?? process.cwd()
-  const load = async () => readPlan(await store.loadPlan(planId))
+  // A plan that disappears under a running orchestrator (its store deleted) is a failure of this run (exit
+  // 1), not a usage error: it stops, and says what became of the jobs it started.
+  let started = false
+  const load = async () => {
+    try {
+      return readPlan(await store.loadPlan(planId))
+    } catch (e) {
+      if (!started || !(e instanceof NotFoundError)) throw e
+      throw new ConcordError(
+        `plan ${planId} is gone from store ${store.dir} (deleted while concord run ran?); the job processes it started keep running`,
+        1,
+        "plan_gone"
+      )
+    }
+  }
 
   const releaseLock = await acquirePlanLock(
     store.dir,
@@ -120,6 +134,7 @@ export async function runPlan(store: PlanStore, planId: string, opts: RunOptions
       for (const w of sup.adoptAll(recordedProcesses(view, host))) event(`${w.job} #${w.attempt}: adopted running process ${w.pid}`)
     }
     const first = await load()
+    started = true
     adopt(first)
     if (first.git && first.status !== "completed" && first.status !== "failed" && first.status !== "canceled") {
       gitPlan = new GitPlan(store, planId, ctx, event, poke)
@@ -178,6 +193,16 @@ export async function runPlan(store: PlanStore, planId: string, opts: RunOptions
       opts.signal?.removeEventListener("abort", onAbort)
       wake = undefined
     }
+  } catch (e) {
+    // the plan gone from the store after the run started (its store deleted): see load() above
+    if (started && e instanceof NotFoundError) {
+      throw new ConcordError(
+        `plan ${planId} is gone from store ${store.dir} (deleted while concord run ran?); the job processes it started keep running`,
+        1,
+        "plan_gone"
+      )
+    }
+    throw e
   } finally {
     // answers the reports under way (each durable first), then stops taking new ones
     await endpoint?.close().catch(e => event(`closing the local endpoint: ${(e as Error).message}`))
