@@ -13,7 +13,7 @@ import { fileURLToPath } from "node:url"
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..")
 const BIN = path.join(ROOT, "bin/concord.js")
 const JOB = path.join(ROOT, "test/chaos/fixtures/chaos-job.mjs")
-const { PlanStore, readPlan } = await import(path.join(ROOT, "dist/src/index.js"))
+const { PlanStore, readPlan, readReports } = await import(path.join(ROOT, "dist/src/index.js"))
 
 const sleep = ms => new Promise(r => setTimeout(r, ms))
 const rand = (a, b) => a + Math.floor(Math.random() * (b - a))
