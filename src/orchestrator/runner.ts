@@ -81,21 +81,10 @@ export async function runPlan(store: PlanStore, planId: string, opts: RunOptions
   const tickMs = opts.tickMs ?? 500
   const launchWindowMs = opts.launchWindowMs ?? 10_000
   const runDir = opts.runDir ?? process.cwd()
-  // A plan that disappears under a running orchestrator (its store deleted) is a failure of this run (exit
-  // 1), not a usage error: it stops, and says what became of the jobs it started.
+  const load = async () => readPlan(await store.loadPlan(planId))
+  // Set once the plan was first loaded: a plan that disappears after that (its store deleted) is a failure
+  // of this run (exit 1, see the catch below), not a usage error.
   let started = false
-  const load = async () => {
-    try {
-      return readPlan(await store.loadPlan(planId))
-    } catch (e) {
-      if (!started || !(e instanceof NotFoundError)) throw e
-      throw new ConcordError(
-        `plan ${planId} is gone from store ${store.dir} (deleted while concord run ran?); the job processes it started keep running`,
-        1,
-        "plan_gone"
-      )
-    }
-  }
 
   const releaseLock = await acquirePlanLock(
     store.dir,
@@ -194,7 +183,7 @@ export async function runPlan(store: PlanStore, planId: string, opts: RunOptions
       wake = undefined
     }
   } catch (e) {
-    // the plan gone from the store after the run started (its store deleted): see load() above
+    // the plan gone from the store after the run started (its store deleted): say what became of the jobs
     if (started && e instanceof NotFoundError) {
       throw new ConcordError(
         `plan ${planId} is gone from store ${store.dir} (deleted while concord run ran?); the job processes it started keep running`,

@@ -413,12 +413,17 @@ export class PlanStore {
   async #afterSave(docId: string, doc: A.Doc<unknown>, info: SavedInfo): Promise<void> {
     if (!isReportsDoc(doc)) return
     if (this.docs.live) return this.#scheduleDigest(docId)
-    const cache = await this.#readDigestCache(docId)
-    const entry = this.#digestOf(docId, doc, cache, info.complete ? info.chunks : [])
+    await this.#storeDigest(docId, doc, await this.#readDigestCache(docId), info.complete ? info.chunks : [], info.chunks.length)
+  }
+
+  /** The digest of `doc` from `cache`, covering `chunks`, written to the cache file; returns the entry. */
+  async #storeDigest(docId: string, doc: A.Doc<unknown>, cache: DigestCache | undefined, chunks: string[], known: number): Promise<DigestCache> {
+    const entry = this.#digestOf(docId, doc as ReportsDocument, cache, chunks)
     // Forget chunk names a compaction removed, now and then (a name on the list that no longer exists
     // does no harm: status only asks whether every chunk it lists is covered).
-    if (entry.chunks.length > info.chunks.length + 64) entry.chunks = intersect(entry.chunks, await this.#listing(docId))
+    if (entry.chunks.length > known + 64) entry.chunks = intersect(entry.chunks, await this.#listing(docId))
     await this.#writeDigestCache(docId, entry)
+    return entry
   }
 
   /**
@@ -442,10 +447,8 @@ export class PlanStore {
       const doc = await this.docs.load<ReportsDoc>(docId)
       const chunks = this.docs.chunkSet(docId)
       if (!doc || !chunks) return
-      const entry = this.#digestOf(docId, doc as ReportsDocument, this.#lastDigest.get(docId) ?? (await this.#readDigestCache(docId)), chunks)
-      if (entry.chunks.length > chunks.length + 64) entry.chunks = intersect(entry.chunks, await this.#listing(docId))
-      this.#lastDigest.set(docId, entry)
-      await this.#writeDigestCache(docId, entry)
+      const cache = this.#lastDigest.get(docId) ?? (await this.#readDigestCache(docId))
+      this.#lastDigest.set(docId, await this.#storeDigest(docId, doc, cache, chunks, chunks.length))
     } catch {
       // derived data: the next status reads the log instead
     }
