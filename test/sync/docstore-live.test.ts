@@ -64,6 +64,55 @@ describe("DocStore live mode", () => {
   })
 })
 
+describe("DocStore live mode: how often it looks at the disk", () => {
+  /** Counts the live store's looks at the disk (listings of the document's chunk folders). */
+  function countListings(store: DocStore): { n: number } {
+    const count = { n: 0 }
+    const list = store.adapter.listKeys.bind(store.adapter)
+    store.adapter.listKeys = async key => {
+      count.n++
+      return list(key)
+    }
+    return count
+  }
+
+  it("loads waiting behind another load share its look at the disk, and a later load still sees what another writer wrote before it", async () => {
+    const live = new DocStore(dir, { live: true })
+    const other = new DocStore(dir)
+    await live.update<Counter, A.Doc<Counter>>("doc1", d => A.change(d ?? A.from<Counter>({ n: 0 }), x => void (x.n = 1)))
+    const listings = countListings(live)
+    const docs = await Promise.all(Array.from({ length: 16 }, () => live.load<Counter>("doc1")))
+    expect(docs.every(d => d!.n === 1)).toBe(true)
+    // the first load looks (incremental and snapshot folders); the 15 waiting behind it asked before
+    // that look began, so they share it
+    expect(listings.n).toBeLessThanOrEqual(4)
+    await other.update<Counter, A.Doc<Counter>>("doc1", d => A.change(d!, x => void (x.by = { other: 1 })))
+    const after = await live.load<Counter>("doc1")
+    expect(after!.by).toEqual({ other: 1 })
+  })
+
+  it("an update with recentMs skips the look only within that window, and never loses the other writer's change", async () => {
+    const live = new DocStore(dir, { live: true })
+    const other = new DocStore(dir)
+    const bump = (d: A.Doc<Counter> | undefined) => A.change(d ?? A.from<Counter>({ n: 0 }), x => void (x.n += 1))
+    await live.update<Counter, A.Doc<Counter>>("doc1", bump)
+    await live.load<Counter>("doc1") // a look at the disk
+    await other.update<Counter, A.Doc<Counter>>("doc1", d => A.change(d!, x => void (x.by = { other: 1 })))
+    const listings = countListings(live)
+    // looked just now: the append goes on the kept copy, without the other writer's change yet
+    await live.update<Counter, A.Doc<Counter>>("doc1", bump, { recentMs: 60_000 })
+    expect(listings.n).toBe(0)
+    // a window already over: it looks again, and sees the other writer's change
+    const seen = await live.update<Counter, A.Doc<Counter> | undefined>("doc1", d => d, { recentMs: 1 })
+    expect(listings.n).toBeGreaterThan(0)
+    expect(seen!.by).toEqual({ other: 1 })
+    // whatever the live store had seen, the store holds both writers' changes, merged
+    const fresh = (await new DocStore(dir).load<Counter>("doc1"))!
+    expect(fresh.n).toBe(2)
+    expect(fresh.by).toEqual({ other: 1 })
+  })
+})
+
 describe("PlanStore group commit (live)", () => {
   it("writes concurrent reports to one log together, each durable before its call resolves, none lost or doubled", async () => {
     const setup = new PlanStore(dir)

@@ -22,9 +22,14 @@ export interface CallOptions {
 
 /** The endpoint's info for a plan on this machine, if one is recorded. */
 export function findEndpoint(storeDir: string, planId: string, host: string): EndpointInfo | undefined {
+  // An open connection to the endpoint last found here means it is still the one serving the plan (a
+  // new one would listen on the same socket, so the old connection would have closed).
+  const known = lastFound.get(infoFile(storeDir, planId))
+  if (known && known.host === host && pool.get(known.socket)?.closed === false) return known
   try {
     const info = JSON.parse(readFileSync(infoFile(storeDir, planId), "utf8")) as EndpointInfo
     if (info?.v !== PROTOCOL_VERSION || info.plan !== planId || typeof info.socket !== "string" || info.host !== host) return undefined
+    lastFound.set(infoFile(storeDir, planId), info)
     return info
   } catch {
     return undefined
@@ -32,49 +37,122 @@ export function findEndpoint(storeDir: string, planId: string, host: string): En
 }
 
 let nextId = 1
+const lastFound = new Map<string, EndpointInfo>()
+
+interface Pending {
+  id: number
+  sent: boolean
+  resolve(o: CallOutcome): void
+  timer?: ReturnType<typeof setTimeout>
+}
+
+/**
+ * One connection per endpoint socket, kept open between requests (a long-lived sender, such as `concord
+ * mcp` or a library user, pays the connect once) and carrying any number of requests at a time. It does
+ * not keep the process alive while idle. When it breaks, every request on it learns whether it was sent.
+ */
+class Connection {
+  readonly #pending = new Map<number, Pending>()
+  readonly #sock: net.Socket
+  readonly #lines = new LineSplitter()
+  #connected = false
+  closed = false
+
+  constructor(
+    readonly path: string,
+    private readonly onClosed: (c: Connection) => void
+  ) {
+    this.#sock = net.connect(path)
+    this.#sock.setEncoding("utf8")
+    this.#sock.once("connect", () => {
+      this.#connected = true
+      for (const p of this.#pending.values()) this.#send(p)
+    })
+    this.#sock.on("data", (chunk: string) => this.#onData(chunk))
+    this.#sock.once("error", e => this.fail(`the endpoint is unreachable (${(e as NodeJS.ErrnoException).code ?? e.message})`))
+    this.#sock.once("close", () => this.fail("the endpoint closed the connection before answering"))
+  }
+
+  #payload = new Map<number, string>()
+
+  call(line: string, id: number, opts: CallOptions): Promise<CallOutcome> {
+    return new Promise<CallOutcome>(resolve => {
+      const p: Pending = { id, sent: false, resolve }
+      this.#pending.set(id, p)
+      this.#payload.set(id, line)
+      this.#sock.ref()
+      if (this.#connected) this.#send(p)
+      else p.timer = setTimeout(() => this.fail("the endpoint did not accept the connection in time"), opts.connectTimeoutMs ?? 2000)
+      // the answer's deadline counts from the call (a request queued behind a slow connect included)
+      const answerTimer = setTimeout(() => {
+        // a hung endpoint: give up on this connection (its other requests go elsewhere too)
+        this.fail("the endpoint did not answer in time")
+      }, opts.answerTimeoutMs ?? 120_000)
+      const done = p.resolve
+      p.resolve = o => {
+        clearTimeout(answerTimer)
+        done(o)
+      }
+    })
+  }
+
+  #send(p: Pending): void {
+    clearTimeout(p.timer)
+    const line = this.#payload.get(p.id)
+    this.#payload.delete(p.id)
+    if (line === undefined || p.sent) return
+    p.sent = true
+    this.#sock.write(line)
+  }
+
+  #finish(p: Pending, o: CallOutcome): void {
+    clearTimeout(p.timer)
+    this.#pending.delete(p.id)
+    this.#payload.delete(p.id)
+    if (this.#pending.size === 0 && !this.closed) this.#sock.unref()
+    p.resolve(o)
+  }
+
+  #onData(chunk: string): void {
+    let got: string[]
+    try {
+      got = this.#lines.push(chunk)
+    } catch {
+      return this.fail("the endpoint sent an oversized answer")
+    }
+    for (const line of got) {
+      let r: EndpointResponse
+      try {
+        r = JSON.parse(line) as EndpointResponse
+      } catch {
+        return this.fail("the endpoint sent a malformed answer")
+      }
+      const p = this.#pending.get(r?.id)
+      if (p) this.#finish(p, { kind: "answered", response: r })
+    }
+  }
+
+  /** The connection is unusable: every request still on it is unavailable (sent or not, as it was). */
+  fail(why: string): void {
+    if (!this.closed) {
+      this.closed = true
+      this.onClosed(this)
+      this.#sock.destroy()
+    }
+    for (const p of [...this.#pending.values()]) this.#finish(p, { kind: "unavailable", sent: p.sent, why })
+  }
+}
+
+const pool = new Map<string, Connection>()
 
 export function callEndpoint(info: EndpointInfo, op: EndpointOp, by: string, input: unknown, opts: CallOptions = {}): Promise<CallOutcome> {
   const id = nextId++
-  return new Promise<CallOutcome>(resolve => {
-    let sent = false
-    let done = false
-    const finish = (o: CallOutcome) => {
-      if (done) return
-      done = true
-      clearTimeout(timer)
-      sock.destroy()
-      resolve(o)
-    }
-    const sock = net.connect(info.socket)
-    let timer = setTimeout(
-      () => finish({ kind: "unavailable", sent, why: "the endpoint did not accept the connection in time" }),
-      opts.connectTimeoutMs ?? 2000
-    )
-    sock.setEncoding("utf8")
-    sock.once("connect", () => {
-      clearTimeout(timer)
-      timer = setTimeout(() => finish({ kind: "unavailable", sent, why: "the endpoint did not answer in time" }), opts.answerTimeoutMs ?? 120_000)
-      sent = true
-      sock.write(`${JSON.stringify({ v: PROTOCOL_VERSION, id, op, by, input })}\n`)
+  let conn = pool.get(info.socket)
+  if (!conn || conn.closed) {
+    conn = new Connection(info.socket, c => {
+      if (pool.get(c.path) === c) pool.delete(c.path)
     })
-    const lines = new LineSplitter()
-    sock.on("data", (chunk: string) => {
-      let got: string[]
-      try {
-        got = lines.push(chunk)
-      } catch {
-        return finish({ kind: "unavailable", sent, why: "the endpoint sent an oversized answer" })
-      }
-      for (const line of got) {
-        try {
-          const r = JSON.parse(line) as EndpointResponse
-          if (r.id === id) return finish({ kind: "answered", response: r })
-        } catch {
-          return finish({ kind: "unavailable", sent, why: "the endpoint sent a malformed answer" })
-        }
-      }
-    })
-    sock.once("error", e => finish({ kind: "unavailable", sent, why: `the endpoint is unreachable (${(e as NodeJS.ErrnoException).code ?? e.message})` }))
-    sock.once("close", () => finish({ kind: "unavailable", sent, why: "the endpoint closed the connection before answering" }))
-  })
+    pool.set(info.socket, conn)
+  }
+  return conn.call(`${JSON.stringify({ v: PROTOCOL_VERSION, id, op, by, input })}\n`, id, opts)
 }

@@ -60,6 +60,7 @@ export async function startEndpoint(opts: EndpointServerOptions): Promise<Endpoi
   const conns = new Set<net.Socket>()
   let inFlight = 0
   let idle: (() => void) | undefined
+  let closing: Promise<void> | undefined
   const server = net.createServer({ allowHalfOpen: false }, conn => {
     conns.add(conn)
     conn.setEncoding("utf8")
@@ -68,6 +69,9 @@ export async function startEndpoint(opts: EndpointServerOptions): Promise<Endpoi
       if (!conn.destroyed) conn.write(`${JSON.stringify(r)}\n`)
     }
     conn.on("data", (chunk: string) => {
+      // once closing, a request is not taken: its sender sees the connection close unanswered and
+      // writes the report to the store (nothing applied here that it might write a second time)
+      if (closing) return void conn.destroy()
       let got: string[]
       try {
         got = lines.push(chunk)
@@ -77,6 +81,7 @@ export async function startEndpoint(opts: EndpointServerOptions): Promise<Endpoi
         return
       }
       for (const line of got) {
+        if (closing) return void conn.destroy()
         let req: { v?: unknown; id?: unknown; op?: unknown; by?: unknown; input?: unknown }
         try {
           req = JSON.parse(line)
@@ -123,7 +128,6 @@ export async function startEndpoint(opts: EndpointServerOptions): Promise<Endpoi
   const record: EndpointInfo = { v: PROTOCOL_VERSION, plan: opts.planId, socket: sock, pid: process.pid, host: opts.host, startedAt: Date.now() }
   await writeFileAtomic(info, `${JSON.stringify(record)}\n`, { durable: false })
 
-  let closing: Promise<void> | undefined
   return {
     socket: sock,
     close() {

@@ -22,6 +22,7 @@ import path from "node:path"
 import { ConcordStorageAdapter, defaultWarning, type ConcordStorageAdapterOptions } from "../storage/ConcordStorageAdapter.js"
 import { StoreError } from "../storage/StoreError.js"
 import { chunkContents } from "../storage/chunk-format.js"
+import { containsHeads } from "../../doc/heads.js"
 
 export { StoreError } from "../storage/StoreError.js"
 
@@ -109,6 +110,10 @@ interface DocState {
   warnedNoCompact: boolean
   /** `chunks` hold exactly the document at `heads` (false after saving a doc that lacked some of them) */
   exact: boolean
+  /** (live) the #tick at which the last look at the disk for new chunks of this document began */
+  listedAt?: number
+  /** (live) Date.now() when that look began */
+  lookedAtMs?: number
   /**
    * This instance's own copy of the document as of `heads` (never handed out: callers get clones), so
    * a long-lived process's next load reads only the chunk files that are new since.
@@ -122,6 +127,15 @@ function sameHeads(a: readonly string[], b: readonly string[]): boolean {
   if (a.length !== b.length) return false
   const s = new Set(a)
   return b.every(h => s.has(h))
+}
+
+export interface UpdateOptions {
+  /**
+   * Live stores: skip looking at the disk for chunks other processes wrote if this instance looked
+   * within this many ms. Only for changes that do not depend on what others wrote (appending a report
+   * to a log: the change merges with theirs all the same, and the next look brings theirs in).
+   */
+  recentMs?: number
 }
 
 export interface LoadOptions {
@@ -164,6 +178,8 @@ export class DocStore {
   /** docIds loaded at least once: a copy is kept from the second load on (a one-shot process never pays for one) */
   readonly #loadedOnce = new Set<string>()
   readonly #locks = new Map<string, Promise<unknown>>()
+  /** orders load requests and looks at the disk (see #sharedLoad) */
+  #tick = 0
 
   constructor(dir: string, opts: DocStoreOptions = {}) {
     this.dir = path.resolve(dir)
@@ -194,7 +210,36 @@ export class DocStore {
    */
   async load<T>(docId: string, opts: LoadOptions = {}): Promise<Automerge.Doc<T> | undefined> {
     checkDocId(docId)
-    return this.#withLock(docId, () => this.#load<T>(docId, this.#live ? this.#ownActor : this.#actor, this.#live || opts.keepCopy !== false))
+    const arrived = ++this.#tick
+    return this.#withLock(docId, () => {
+      const shared = this.#sharedLoad(docId, arrived)
+      if (shared) return Promise.resolve(shared as Automerge.Doc<T>)
+      return this.#load<T>(docId, this.#live ? this.#ownActor : this.#actor, this.#live || opts.keepCopy !== false)
+    })
+  }
+
+  /**
+   * Live stores: loads of one document that were waiting while another load of it looked at the disk,
+   * a look that began after they were asked for, share what it found (16 senders reporting at once cost
+   * one listing of the plan, not 16). Whatever was durable when such a load was asked for is in it.
+   */
+  /** Live stores: the kept copy, if this instance looked at the disk for the document within `ms`. */
+  #recentCopy(docId: string, ms: number | undefined): Automerge.Doc<unknown> | undefined {
+    if (!this.#live || !ms) return undefined
+    const st = this.#state.get(docId)
+    if (!st?.doc || st.lookedAtMs === undefined || st.missingDeps.length > 0 || isOutdated(st.doc)) return undefined
+    const age = Date.now() - st.lookedAtMs
+    if (age < 0 || age >= ms) return undefined
+    this.#keepCopy(docId, st.doc)
+    return st.doc
+  }
+
+  #sharedLoad(docId: string, arrived: number): Automerge.Doc<unknown> | undefined {
+    if (!this.#live) return undefined
+    const st = this.#state.get(docId)
+    if (!st?.doc || st.listedAt === undefined || st.listedAt <= arrived || st.missingDeps.length > 0 || isOutdated(st.doc)) return undefined
+    this.#keepCopy(docId, st.doc)
+    return st.doc
   }
 
   /**
@@ -204,15 +249,21 @@ export class DocStore {
    * document to save, or undefined to write nothing; if it throws, nothing is written. It also gets the
    * actor to use for a document it creates.
    */
-  async update<T, R extends Automerge.Doc<T> | undefined>(docId: string, fn: (doc: Automerge.Doc<T> | undefined, actor: string) => R): Promise<R> {
+  async update<T, R extends Automerge.Doc<T> | undefined>(
+    docId: string,
+    fn: (doc: Automerge.Doc<T> | undefined, actor: string) => R,
+    opts: UpdateOptions = {}
+  ): Promise<R> {
     checkDocId(docId)
+    const arrived = ++this.#tick
     return this.#withLock(docId, async () => {
       const known = this.#state.get(docId)?.heads
-      let doc = await this.#load<T>(docId, this.#ownActor, true)
+      const kept = this.#sharedLoad(docId, arrived) ?? this.#recentCopy(docId, opts.recentMs)
+      let doc = (kept as Automerge.Doc<T> | undefined) ?? (await this.#load<T>(docId, this.#ownActor, true))
       // Our actor's next change must follow every change it already made here; if the load somehow
       // lacks one (it cannot, as saves are durable before they return), use a fresh actor instead of
       // risking two different changes with one (actor, seq).
-      if (doc && known && known.length > 0 && !Automerge.hasHeads(doc, known)) doc = Automerge.clone(doc)
+      if (doc && known && known.length > 0 && !containsHeads(doc, known)) doc = Automerge.clone(doc)
       const next = fn(doc, this.#ownActor)
       if (next !== undefined && next !== doc) await this.#save(docId, next)
       return next
@@ -223,6 +274,8 @@ export class DocStore {
     {
       const again = await this.#loadNewChunks(docId, actor, keepCopy)
       if (again) return again as Automerge.Doc<T>
+      const lookedAt = ++this.#tick
+      const lookedAtMs = Date.now()
       const { doc, applied } = await this.#loadChunks(docId, actor)
       if (!doc) {
         this.#dropCopy(docId)
@@ -243,6 +296,8 @@ export class DocStore {
         missingDeps,
         warnedNoCompact: false,
         exact: true,
+        listedAt: lookedAt,
+        lookedAtMs,
       })
       const loadedBefore = this.#loadedOnce.has(docId)
       this.#loadedOnce.add(docId)
@@ -289,6 +344,8 @@ export class DocStore {
     const st = this.#state.get(docId)
     if (st?.doc && this.#live && isOutdated(st.doc)) this.#dropCopy(docId) // a caller changed it: load it again
     if (!st?.doc || st.missingDeps.length > 0) return undefined
+    const lookedAt = ++this.#tick
+    const lookedAtMs = Date.now()
     // Same listing order as a full load: incrementals first, then snapshots.
     const listed = [
       ...(await this.adapter.listKeys([docId, "incremental"])).map(key => ({ key, type: "incremental" as const })),
@@ -304,6 +361,8 @@ export class DocStore {
     // (our copy may have been evicted meanwhile, by loads of other documents)
     if (!st.doc) return undefined
     if (fresh.length === 0) {
+      st.listedAt = lookedAt
+      st.lookedAtMs = lookedAtMs
       const out = this.#fork(st.doc, actor)
       if (keepCopy) this.#keepCopy(docId, st.doc)
       else this.#dropCopy(docId)
@@ -320,6 +379,8 @@ export class DocStore {
     if (!doc || notApplied.length > 0) return undefined
     for (const c of applied) st.chunks.set(keyStr(c.key), c)
     st.heads = Automerge.getHeads(doc)
+    st.listedAt = lookedAt
+    st.lookedAtMs = lookedAtMs
     if (keepCopy && this.#maxCopies > 0) this.#keepCopy(docId, this.#fork(doc, undefined))
     else this.#dropCopy(docId)
     return doc
@@ -438,7 +499,7 @@ export class DocStore {
       if (st && sameHeads(st.heads, heads)) return
 
       // everything this instance loaded/saved that `doc` contains: saveSince those heads
-      const since = st ? st.heads.filter(h => Automerge.hasHeads(doc, [h])) : []
+      const since = st ? st.heads.filter(h => containsHeads(doc, [h])) : []
       const containsTracked = st ? since.length === st.heads.length : true
       const incBytes = since.length > 0 ? Automerge.saveSince(doc, since) : Automerge.save(doc)
       if (incBytes.length === 0 && st) {

@@ -14,6 +14,7 @@ import type { WriteContext } from "../../doc/actor.js"
 import { DamagedError, NotFoundError } from "../../doc/errors.js"
 import { type DocId, isDocId, newDocId, reportDocId } from "../../doc/ids.js"
 import { createPlan, isPlanDoc, type PlanDocument, readPlan } from "../../doc/plan.js"
+import { containsHeads } from "../../doc/heads.js"
 import * as A from "@automerge/automerge"
 import {
   appendReports,
@@ -34,6 +35,7 @@ import { DocStore, type DocStoreOptions, type SavedInfo } from "./DocStore.js"
 
 /** A live store brings each log's cached digest up to date at most this often. */
 const DIGEST_DELAY_MS = 250
+const APPEND_LOOK_MS = 250
 
 /** Report logs read at once by status: each is freed after digesting, so memory stays bounded. */
 const DIGEST_CONCURRENCY = 4
@@ -362,8 +364,12 @@ export class PlanStore {
   #appendBatch(planId: DocId, job: string, batch: { report: NewReport; ctx: WriteContext }[]): Promise<ReportsDocument> {
     // One actor per store instance (DocStore.update serialises the load-change-save), not per report.
     // The digest cache is kept current by the save hook (#afterSave).
-    return this.docs.update<ReportsDoc, ReportsDocument>(reportDocId(planId, job), (loaded, actor) =>
-      appendReports((loaded ?? A.clone(reportsGenesis(planId, job), { actor: actor as A.ActorId })) as ReportsDocument, batch)
+    // A live store looks at the disk for other writers' chunks of the log at most every APPEND_LOOK_MS:
+    // an append does not depend on them (it merges with them all the same).
+    return this.docs.update<ReportsDoc, ReportsDocument>(
+      reportDocId(planId, job),
+      (loaded, actor) => appendReports((loaded ?? A.clone(reportsGenesis(planId, job), { actor: actor as A.ActorId })) as ReportsDocument, batch),
+      { recentMs: APPEND_LOOK_MS }
     )
   }
 
@@ -391,7 +397,7 @@ export class PlanStore {
     let digest: ReportDigest | undefined
     let otherHeads: string[] = []
     if (cache) {
-      const inDoc = cache.heads.filter(h => A.hasHeads(doc, [h]))
+      const inDoc = cache.heads.filter(h => containsHeads(doc, [h]))
       otherHeads = cache.heads.filter(h => !inDoc.includes(h))
       if (inDoc.length > 0) {
         const reports = reportsInChanges(A.getChangesSince(doc, inDoc))

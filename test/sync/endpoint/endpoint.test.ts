@@ -6,10 +6,12 @@ import { existsSync } from "node:fs"
 import net from "node:net"
 import { createInterface } from "node:readline"
 import { fileURLToPath } from "node:url"
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest"
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest"
 import { readReports } from "../../../src/doc/reports.js"
 import { infoFile } from "../../../src/sync/endpoint/protocol.js"
 import { PlanStore } from "../../../src/sync/store/PlanStore.js"
+import { reportRouted } from "../../../src/ops/endpoint.js"
+import { LocalBackend } from "../../../src/ops/local.js"
 import { cleanup, concord, createPlan, tempDir, writePlan } from "../../helpers/cli.js"
 
 const FIXTURE = fileURLToPath(new URL("./serve-fixture.mjs", import.meta.url))
@@ -80,6 +82,37 @@ describe("concord run's local endpoint", () => {
     ep.child.kill("SIGTERM")
     await ep.exited
   }, 180_000)
+
+  it("a long-lived sender keeps one connection for many reports at once, and finds a new endpoint after the old one died", async () => {
+    const backend = new LocalBackend(new PlanStore(store))
+    const send = (message: string) =>
+      reportRouted(backend, { planRef: planId, job: "c", status: "progress", message }, () => ({ by: "job:c#1@test", now: Date.now() }))
+    const connects = vi.spyOn(net, "connect")
+    try {
+      const ep1 = await startFixture("normal")
+      const first = await Promise.all(Array.from({ length: 20 }, (_, i) => send(`pooled ${i}`)))
+      expect(first.map(r => r.via)).toEqual(Array(20).fill("endpoint"))
+      expect(connects.mock.calls.filter(c => c[0] === ep1.socket)).toHaveLength(1)
+      ep1.child.kill("SIGKILL")
+      await ep1.exited
+      const ep2 = await startFixture("normal")
+      for (let i = 0; i < 5; i++) expect((await send(`after restart ${i}`)).via).toBe("endpoint")
+      expect(connects.mock.calls.filter(c => c[0] === ep2.socket)).toHaveLength(2)
+      ep2.child.kill("SIGKILL")
+      await ep2.exited
+      expect((await send("no endpoint left")).via).toBe("store")
+    } finally {
+      connects.mockRestore()
+      await backend.close()
+    }
+    const got = await messagesOf("c")
+    const want = [...Array.from({ length: 20 }, (_, i) => `pooled ${i}`), ...Array.from({ length: 5 }, (_, i) => `after restart ${i}`), "no endpoint left"]
+    for (const m of want)
+      expect(
+        got.filter(x => x === m),
+        m
+      ).toHaveLength(1)
+  }, 120_000)
 
   it("an endpoint killed after the report was durable, before answering: the report is stored once", async () => {
     const ep = await startFixture("die-after")
