@@ -18,7 +18,9 @@ export function startWorker(backend, dir, opts) {
 
 /** Start a node script that speaks the worker protocol (JSON lines, ready message id 0). */
 export async function startProcess(script, args, backend) {
-  const child = spawn(process.execPath, [script, ...args], {
+  // BENCH_PROF=DIR: each worker writes a V8 CPU profile into DIR when it exits (where a workload's time goes)
+  const prof = process.env.BENCH_PROF ? ["--cpu-prof", `--cpu-prof-dir=${process.env.BENCH_PROF}`] : []
+  const child = spawn(process.execPath, [...prof, script, ...args], {
     stdio: ["pipe", "pipe", "pipe"],
   })
   let stderr = ""
