@@ -9,7 +9,7 @@
  */
 import { readFileSync } from "node:fs"
 import net from "node:net"
-import { type EndpointInfo, type EndpointOp, type EndpointResponse, infoFile, LineSplitter, PROTOCOL_VERSION } from "./protocol.js"
+import { CLOSING, type EndpointInfo, type EndpointOp, type EndpointResponse, infoFile, LineSplitter, PROTOCOL_VERSION } from "./protocol.js"
 
 export type CallOutcome = { kind: "answered"; response: EndpointResponse } | { kind: "unavailable"; sent: boolean; why: string }
 
@@ -128,7 +128,9 @@ class Connection {
         return this.fail("the endpoint sent a malformed answer")
       }
       const p = this.#pending.get(r?.id)
-      if (p) this.#finish(p, { kind: "answered", response: r })
+      if (!p) continue
+      if (!r.ok && r.error?.code === CLOSING) this.#finish(p, { kind: "unavailable", sent: false, why: "the endpoint is stopping" })
+      else this.#finish(p, { kind: "answered", response: r })
     }
   }
 

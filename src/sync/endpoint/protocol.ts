@@ -12,7 +12,9 @@
  * Wire format: one JSON object per line each way. A request `{"v":1,"id":N,"op":"report","by":ACTOR,
  * "input":{...}}` gets `{"id":N,"ok":true,"result":{...}}` or `{"id":N,"ok":false,"error":{"message",
  * "code","exitCode"}}`, once its effect is durable. A connection carries any number of requests; answers
- * may come out of order (match them by id). A line over MAX_LINE_BYTES closes the connection.
+ * may come out of order (match them by id). A line over MAX_LINE_BYTES closes the connection. An
+ * endpoint that is stopping answers the requests it took and refuses new ones with the error code
+ * CLOSING: nothing of theirs was applied.
  *
  * This module has no Automerge in it: a one-shot `concord report` imports only this and client.ts.
  */
@@ -21,6 +23,8 @@ import os from "node:os"
 import path from "node:path"
 
 export const PROTOCOL_VERSION = 1
+/** The error code of a request an endpoint did not take because it is stopping: send it elsewhere. */
+export const CLOSING = "endpoint_closing"
 const MAX_LINE_BYTES = 1024 * 1024
 
 export type EndpointOp = "report" | "ping"

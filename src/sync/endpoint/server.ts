@@ -16,6 +16,7 @@ import net from "node:net"
 import path from "node:path"
 import { writeFileAtomic } from "../storage/atomic.js"
 import {
+  CLOSING,
   type EndpointError,
   type EndpointInfo,
   type EndpointOp,
@@ -69,9 +70,6 @@ export async function startEndpoint(opts: EndpointServerOptions): Promise<Endpoi
       if (!conn.destroyed) conn.write(`${JSON.stringify(r)}\n`)
     }
     conn.on("data", (chunk: string) => {
-      // once closing, a request is not taken: its sender sees the connection close unanswered and
-      // writes the report to the store (nothing applied here that it might write a second time)
-      if (closing) return void conn.destroy()
       let got: string[]
       try {
         got = lines.push(chunk)
@@ -81,7 +79,6 @@ export async function startEndpoint(opts: EndpointServerOptions): Promise<Endpoi
         return
       }
       for (const line of got) {
-        if (closing) return void conn.destroy()
         let req: { v?: unknown; id?: unknown; op?: unknown; by?: unknown; input?: unknown }
         try {
           req = JSON.parse(line)
@@ -98,6 +95,12 @@ export async function startEndpoint(opts: EndpointServerOptions): Promise<Endpoi
         }
         if (!handler) {
           send({ id, ok: false, error: { message: `unknown operation ${JSON.stringify(req.op)}`, code: "bad_request", exitCode: 2 } })
+          continue
+        }
+        if (closing) {
+          // not taken (its sender goes to the store: nothing was applied here that it might write twice);
+          // the requests taken before are still answered on this connection
+          send({ id, ok: false, error: { message: "the endpoint is stopping", code: CLOSING, exitCode: 1 } })
           continue
         }
         inFlight++
