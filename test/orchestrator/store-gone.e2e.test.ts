@@ -30,7 +30,11 @@ describe("a store deleted under a running plan", () => {
       `concord report working before; echo $? > ${dir}/A.before; ` +
       `while [ ! -f ${go} ]; do sleep 0.05; done; ` +
       `concord report progress after --progress 50 2> ${dir}/A.err; echo $? > ${dir}/A.code; exec sleep 60`
-    const file = writePlan(dir, "plan.yaml", `name: gone\ngraceMs: 300\njobs:\n  - { name: A, run: '${a}' }\n  - { name: B, run: 'echo $$ > ${dir}/B.pid; exec sleep 60' }\n`)
+    const file = writePlan(
+      dir,
+      "plan.yaml",
+      `name: gone\ngraceMs: 300\njobs:\n  - { name: A, run: '${a}' }\n  - { name: B, run: 'echo $$ > ${dir}/B.pid; exec sleep 60' }\n`
+    )
     // creating the first plan is what creates a store
     const created = await concord(store, ["plan", "create", file, "--json"], { cwd: dir })
     expect(created.code, created.stderr).toBe(0)

@@ -133,9 +133,7 @@ describe("PlanStore: only creating a plan (or create()) makes a store", () => {
       await live.appendReport(id, "A", { status: "working", message: "one", progress: null, attempt: 1 }, ctx())
       expect(await live.findPlan(id)).toBeDefined()
       await rename(root, `${root}.gone`)
-      await expect(live.appendReport(id, "A", { status: "progress", message: "two", progress: 50, attempt: 1 }, ctx())).rejects.toBeInstanceOf(
-        StoreGoneError
-      )
+      await expect(live.appendReport(id, "A", { status: "progress", message: "two", progress: 50, attempt: 1 }, ctx())).rejects.toBeInstanceOf(StoreGoneError)
       await expect(live.updatePlan(id, d => d)).rejects.toBeInstanceOf(StoreGoneError)
       await live.close() // owed digest writes are dropped, not written into a new skeleton
       expect(existsSync(root)).toBe(false)
