@@ -41,5 +41,6 @@ export async function openRemoteRun(store: PlanStore, flags: RemoteFlags, planRe
   const plans = [...remote.plans].sort((a, b) => a.createdAt - b.createdAt || a.id.localeCompare(b.id))
   const hit = pick(plans, planRef, where)
   if (!hit) throw new NotFoundError(planRef ? `no plan "${planRef}" among ${where.where}` : `the server has no plan this token (${remote.token.id}) can see`)
+  await store.create() // a first run of a server's plan on this machine makes the local store
   return openMirror(store, target, hit.id, l => (l.startsWith("debug:") ? undefined : say(l)))
 }

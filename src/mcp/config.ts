@@ -65,10 +65,12 @@ export async function writeMcpConfigs(id: JobIdentity, binDir?: string): Promise
   const base = path.join(id.storeDir, "logs", id.planId, `${id.job}.${id.attempt}`)
   const text = renderMcpConfigs(mcpCommand(id, binDir))
   const files: McpConfigs = { json: `${base}.mcp.json`, codex: `${base}.codex.toml`, opencode: `${base}.opencode.json` }
+  // next to the job's log, in the store: never creating the store again if it is gone
+  const opts = { durable: false, root: path.resolve(id.storeDir) }
   await Promise.all([
-    writeFileAtomic(files.json, text.json, { durable: false }),
-    writeFileAtomic(files.codex, text.codex, { durable: false }),
-    writeFileAtomic(files.opencode, text.opencode, { durable: false }),
+    writeFileAtomic(files.json, text.json, opts),
+    writeFileAtomic(files.codex, text.codex, opts),
+    writeFileAtomic(files.opencode, text.opencode, opts),
   ])
   return {
     CONCORD_MCP_CONFIG: files.json,

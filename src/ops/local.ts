@@ -6,6 +6,7 @@ import type { NewReport, ReportDigest, ReportsDocument } from "../doc/reports.js
 import type { PlanSpec } from "../doc/spec.js"
 import { hostName } from "../lib/host.js"
 import { quarantineSummary } from "../sync/storage/quarantine.js"
+import { StoreGoneError } from "../sync/storage/StoreError.js"
 import type { PlanStore } from "../sync/store/PlanStore.js"
 import type { DocChange, Housekeeping, PlanBackend, PlanInfo, PlanUpdate } from "./backend.js"
 
@@ -50,7 +51,12 @@ export class LocalBackend implements PlanBackend {
   }
 
   async appendReport(planId: DocId, job: string, report: NewReport, ctx: WriteContext): Promise<void> {
-    await this.store.appendReport(planId, job, report, ctx)
+    try {
+      await this.store.appendReport(planId, job, report, ctx)
+    } catch (e) {
+      if (e instanceof StoreGoneError) throw new StoreGoneError(e.store, "the report was not stored")
+      throw e
+    }
   }
 
   reportDigests(planId: DocId, jobs: string[]): Promise<Map<string, ReportDigest>> {

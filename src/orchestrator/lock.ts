@@ -12,6 +12,7 @@
 import { promises as fsp } from "node:fs"
 import path from "node:path"
 import { ConcordError } from "../doc/errors.js"
+import { ensureDirIn } from "../sync/storage/atomic.js"
 import { judgeLock, type LockInfo, parseLock } from "./policy.js"
 import { isSameProcessAlive } from "./proc.js"
 
@@ -36,7 +37,7 @@ export async function acquirePlanLock(storeDir: string, planId: string, info: Lo
   const dir = path.join(storeDir, "locks")
   const file = path.join(dir, `${planId}.lock`)
   const alive = (pid: number) => isSameProcessAlive(pid, null)
-  await fsp.mkdir(dir, { recursive: true })
+  await ensureDirIn(storeDir, dir) // never the store itself: a store deleted meanwhile stays gone
   for (let tries = 0; tries < 10; tries++) {
     if (await createExclusive(file, JSON.stringify(info))) {
       return async () => {

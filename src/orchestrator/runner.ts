@@ -18,6 +18,7 @@ import { acquireLease, getJob, type PlanView, readPlan, releaseLease, updateAtte
 import { sleep } from "../lib/async.js"
 import { writeMcpConfigs } from "../mcp/config.js"
 import { hostName } from "../lib/host.js"
+import { StoreGoneError } from "../sync/storage/StoreError.js"
 import type { PlanStore } from "../sync/store/PlanStore.js"
 import { acquirePlanLock } from "./lock.js"
 import {
@@ -184,7 +185,7 @@ export async function runPlan(store: PlanStore, planId: string, opts: RunOptions
     }
   } catch (e) {
     // the plan gone from the store after the run started (its store deleted): say what became of the jobs
-    if (started && e instanceof NotFoundError) {
+    if (started && (e instanceof NotFoundError || e instanceof StoreGoneError)) {
       throw new ConcordError(
         `plan ${planId} is gone from store ${store.dir} (deleted while concord run ran?); the job processes it started keep running`,
         1,

@@ -17,10 +17,11 @@
  * gone; a group is only signaled after checking it is the one the plan started (pid start time).
  */
 import { type ChildProcess, spawn } from "node:child_process"
-import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs"
+import { closeSync, existsSync, openSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs"
 import os from "node:os"
 import path from "node:path"
 import { sleep } from "../lib/async.js"
+import { ensureDirInSync } from "../sync/storage/atomic.js"
 import { hostName } from "../lib/host.js"
 import { type ExitInfo, parseExitFile, parsePidFile, stopStep, type StopState } from "./policy.js"
 import { bootTime, processGroupMembers, processInfo, processStartTicks, ticksToMs } from "./proc.js"
@@ -264,7 +265,7 @@ export class ProcessSupervisor implements JobSupervisor {
     const files = this.#files(spec.job, spec.attempt)
     let child: ChildProcess
     try {
-      mkdirSync(path.dirname(files.log), { recursive: true })
+      ensureDirInSync(path.resolve(this.#o.storeDir), path.dirname(files.log))
       writeFileSync(files.prompt, spec.prompt)
       const fd = openSync(files.log, "a")
       try {

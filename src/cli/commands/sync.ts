@@ -117,7 +117,7 @@ export function registerSync(program: Command, globals: () => GlobalOptions): vo
       const { SyncServer, readPem } = await import("../../sync/net/server.js")
       const tls = opts.tlsCert ? { cert: await readPem(opts.tlsCert, "certificate"), key: await readPem(opts.tlsKey!, "key") } : undefined
       const storeDir = locateStore({ store: globals().store }).dir
-      await fsp.mkdir(storeDir, { recursive: true })
+      await openStore(globals()).create() // serving a store makes it; deleted later, it stays gone
       const server = new SyncServer({ storeDir, host: opts.host, port, tokensFile: opts.tokens, tls, maxMessageBytes, helloTimeoutMs, limits, log: stamp })
       // A failed background save must be logged, not kill the server (automerge-repo #389).
       process.on("unhandledRejection", e => stamp(`error: ${(e as Error)?.stack ?? String(e)}`))
@@ -165,6 +165,7 @@ export function registerSync(program: Command, globals: () => GlobalOptions): vo
       const log = opts.quiet ? () => {} : (l: string) => (l.startsWith("debug:") ? undefined : stamp(l))
       if (opts.list) return listServerPlans(url, token, ca, opts.json)
       const store = openStore(globals())
+      await store.create() // syncing into a new store makes it; deleted later, it stays gone
       const { syncOnce, syncWatch } = await import("../../sync/net/sync.js")
       const base = { url, token, ca, plans: opts.plan, log }
       if (opts.watch) {

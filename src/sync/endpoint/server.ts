@@ -14,7 +14,7 @@
 import { promises as fsp } from "node:fs"
 import net from "node:net"
 import path from "node:path"
-import { writeFileAtomic } from "../storage/atomic.js"
+import { ensureDirIn, writeFileAtomic } from "../storage/atomic.js"
 import {
   CLOSING,
   type EndpointError,
@@ -55,7 +55,7 @@ export async function startEndpoint(opts: EndpointServerOptions): Promise<Endpoi
   const warn = opts.onWarning ?? (() => {})
   const sock = socketPath(opts.storeDir, opts.planId)
   const info = infoFile(opts.storeDir, opts.planId)
-  await fsp.mkdir(path.dirname(info), { recursive: true, mode: 0o700 })
+  await ensureDirIn(path.resolve(opts.storeDir), path.dirname(info), 0o700)
   if (process.platform !== "win32") await removeStaleSocket(sock)
 
   const conns = new Set<net.Socket>()
@@ -129,7 +129,7 @@ export async function startEndpoint(opts: EndpointServerOptions): Promise<Endpoi
   })
   if (process.platform !== "win32") await fsp.chmod(sock, 0o600).catch(() => {})
   const record: EndpointInfo = { v: PROTOCOL_VERSION, plan: opts.planId, socket: sock, pid: process.pid, host: opts.host, startedAt: Date.now() }
-  await writeFileAtomic(info, `${JSON.stringify(record)}\n`, { durable: false })
+  await writeFileAtomic(info, `${JSON.stringify(record)}\n`, { durable: false, root: path.resolve(opts.storeDir) })
 
   return {
     socket: sock,

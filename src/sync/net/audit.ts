@@ -14,6 +14,7 @@
  */
 import { promises as fsp } from "node:fs"
 import path from "node:path"
+import { ensureDirIn } from "../storage/atomic.js"
 
 const AUDIT_DIR = "audit"
 
@@ -39,12 +40,14 @@ const day = (ms: number) => new Date(ms).toISOString().slice(0, 10)
 /** The writer side, owned by one server process. Appends are serialized. */
 export class AuditLog {
   readonly dir: string
+  readonly #storeDir: string
   #file?: { day: string; handle: fsp.FileHandle }
   #queue: Promise<void> = Promise.resolve()
   #closed = false
 
   constructor(storeDir: string) {
-    this.dir = path.join(storeDir, AUDIT_DIR)
+    this.#storeDir = path.resolve(storeDir)
+    this.dir = path.join(this.#storeDir, AUDIT_DIR)
   }
 
   /** Append records durably (one write, one fsync). Rejects if they could not be written. */
@@ -61,7 +64,7 @@ export class AuditLog {
     if (this.#file?.day !== d) {
       await this.#file?.handle.close().catch(() => {})
       this.#file = undefined
-      await fsp.mkdir(this.dir, { recursive: true, mode: 0o700 })
+      await ensureDirIn(this.#storeDir, this.dir, 0o700)
       const name = path.join(this.dir, `${d}.jsonl`)
       const handle = await fsp.open(name, "a", 0o600)
       this.#file = { day: d, handle }

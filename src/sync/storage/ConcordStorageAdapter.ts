@@ -13,14 +13,17 @@
  *    is put back (see quarantine.ts);
  *  - loadRange retries when a listed file disappears before it is read (another process compacted);
  *  - no cache of file contents, so several processes can share the directory;
- *  - disk errors are thrown as {@link StoreError} with the path and errno code.
+ *  - disk errors are thrown as {@link StoreError} with the path and errno code;
+ *  - it never creates its base directory unless opened with `create` (or told to, createRoot()): a store
+ *    deleted or moved away while a process uses it stays gone, and writes fail with StoreGoneError
+ *    instead of bringing it back as a skeleton of later chunks (see atomic.ts).
  */
 import type { Chunk, StorageAdapterInterface, StorageKey } from "@automerge/automerge-repo/slim"
 import { createHash } from "node:crypto"
 import { promises as fsp, type Dirent } from "node:fs"
 import type { FileHandle } from "node:fs/promises"
 import path from "node:path"
-import { ensureDir, fsyncDir, writeFileAtomic } from "./atomic.js"
+import { type AtomicWriteOptions, ensureDir, ensureDirIn, fsyncDir, writeFileAtomic } from "./atomic.js"
 import { verifyAutomergeBytes, type VerifyResult } from "./chunk-format.js"
 import {
   DEFAULT_QUARANTINE_GRACE_MS,
@@ -33,7 +36,7 @@ import {
 } from "./quarantine.js"
 import { StoreError, errnoCode } from "./StoreError.js"
 
-export { StoreError } from "./StoreError.js"
+export { StoreError, StoreGoneError } from "./StoreError.js"
 
 const TMP_DIR_NAME = ".tmp"
 const QUARANTINE_DIR_NAME = "quarantine"
@@ -63,6 +66,11 @@ export interface ConcordStorageAdapterOptions {
   restoreIntervalMs?: number
   /** How many times loadRange re-lists after a listed file vanished. Default 5. */
   loadRangeRetries?: number
+  /**
+   * Create the base directory at the first save if it does not exist (default false: a missing base
+   * directory fails every write with StoreGoneError; see createRoot for a deliberate creation).
+   */
+  create?: boolean
 }
 
 export function defaultWarning(msg: string): void {
@@ -115,6 +123,7 @@ export class ConcordStorageAdapter implements StorageAdapterInterface {
   readonly #written = new Map<string, { seq: number; sha256: string }>()
   #seq = 0
   #tmpReady = false
+  readonly #create: boolean
   readonly #autoRestore: boolean
   /** Damaged files left in place (grace period, or a document's only data): when first seen, warned. */
   readonly #suspect = new Map<string, { firstSeen: number; warned: boolean }>()
@@ -133,6 +142,31 @@ export class ConcordStorageAdapter implements StorageAdapterInterface {
     this.#autoRestore = opts.autoRestore ?? true
     this.#restoreIntervalMs = opts.restoreIntervalMs ?? 0
     this.#retries = opts.loadRangeRetries ?? 5
+    this.#create = opts.create ?? false
+  }
+
+  /** Make the base directory (and its parents) if missing: for a command that deliberately creates a store. */
+  async createRoot(): Promise<void> {
+    try {
+      await ensureDir(this.baseDirectory)
+    } catch (e) {
+      throw StoreError.from("create directory", this.baseDirectory, e)
+    }
+  }
+
+  /** mkdir -p of a directory inside the store, never of the store itself (StoreGoneError if it is gone). */
+  async ensureDir(dir: string, mode?: number): Promise<void> {
+    if (this.#create) await ensureDir(this.baseDirectory)
+    await ensureDirIn(this.baseDirectory, dir, mode)
+  }
+
+  /**
+   * An atomic write of a file of the store that is not a document chunk (index, caches, ...), under the
+   * same rule as save(): the store's directory is never created again once it is gone.
+   */
+  async writeFile(target: string, data: string | Uint8Array, opts: Omit<AtomicWriteOptions, "root"> = {}): Promise<void> {
+    if (this.#create) await ensureDir(this.baseDirectory)
+    await writeFileAtomic(target, data, { ...opts, root: this.baseDirectory })
   }
 
   get tmpDirectory(): string {
@@ -231,7 +265,7 @@ export class ConcordStorageAdapter implements StorageAdapterInterface {
     const target = this.filePath(key)
     try {
       await this.#ensureTmpDir()
-      await writeFileAtomic(target, data, { tmpDir: this.tmpDirectory })
+      await writeFileAtomic(target, data, { tmpDir: this.tmpDirectory, root: this.baseDirectory })
       this.#written.set(keyString(key), { seq: ++this.#seq, sha256: sha256hex(data) })
     } catch (e) {
       throw StoreError.from("write", target, e)
@@ -373,7 +407,7 @@ export class ConcordStorageAdapter implements StorageAdapterInterface {
     const qdir = this.quarantineDirectory
     const dest = path.join(qdir, quarantineName(key))
     try {
-      await fsp.mkdir(qdir, { recursive: true })
+      await ensureDirIn(this.baseDirectory, qdir)
       await fsp.rename(file, dest)
       await fsyncDir(qdir).catch(() => {})
       await fsyncDir(path.dirname(file)).catch(() => {})
@@ -513,7 +547,7 @@ export class ConcordStorageAdapter implements StorageAdapterInterface {
         this.#tmpReady = false
       }
     }
-    await ensureDir(this.tmpDirectory)
+    await this.ensureDir(this.tmpDirectory)
     this.#tmpReady = true
     void this.#cleanTmp()
   }

@@ -56,3 +56,20 @@ export function errnoCode(err: unknown): string | undefined {
   const c = (err as NodeJS.ErrnoException | undefined)?.code
   return typeof c === "string" ? c : undefined
 }
+
+/**
+ * The store's root directory does not exist (any more): deleted or moved away while a process used it.
+ * Writers refuse instead of creating it again (see atomic.ts); the CLI prints the message, exit 1.
+ */
+export class StoreGoneError extends StoreError {
+  /** the store's root directory */
+  readonly store: string
+
+  /** `consequence`: what it means for the caller, e.g. "the report was not stored" */
+  constructor(store: string, consequence?: string) {
+    super("write", store, "ENOENT")
+    this.message = `store ${store} is gone: its directory does not exist (deleted or moved away?)${consequence ? `; ${consequence}` : ""}`
+    this.name = "StoreGoneError"
+    this.store = store
+  }
+}

@@ -2,12 +2,18 @@
  * Durable, atomic file writes: write a temp file, fsync it, rename it over the target, fsync the
  * directory. Readers see the old file or the new one, never a torn one, and a process killed at any
  * moment leaves at most a stray temp file.
+ *
+ * The one rule about a store's root directory: a write into a store creates the directories it needs
+ * *below* the root ({@link ensureDirIn}, `writeFileAtomic(..., { root })`), never the root itself. A store
+ * deleted or moved away while a process uses it stays gone (the write fails with {@link StoreGoneError})
+ * instead of coming back as a skeleton holding only the files written afterwards. Only a deliberate
+ * creation (a new plan, `concord serve`, `concord sync`; ConcordStorageAdapter.createRoot) makes a root.
  */
 import { randomBytes } from "node:crypto"
-import { promises as fsp } from "node:fs"
+import { mkdirSync, promises as fsp, statSync } from "node:fs"
 import type { FileHandle } from "node:fs/promises"
 import path from "node:path"
-import { errnoCode } from "./StoreError.js"
+import { errnoCode, StoreGoneError } from "./StoreError.js"
 
 let counter = 0
 
@@ -17,11 +23,17 @@ export interface AtomicWriteOptions {
   mode?: number
   /** fsync the file and its directory (default). Caches that can be rebuilt skip it. */
   durable?: boolean
+  /**
+   * The store the target lives in: directories are created below it only, and a missing root fails the
+   * write with StoreGoneError (see the top of this file). Without it, every missing parent is created.
+   */
+  root?: string
 }
 
 export async function writeFileAtomic(target: string, data: string | Uint8Array, opts: AtomicWriteOptions = {}): Promise<void> {
   const dir = path.dirname(target)
-  await ensureDir(dir)
+  const makeDir = () => (opts.root === undefined ? ensureDir(dir) : ensureDirIn(opts.root, dir))
+  await makeDir()
   const tmp = path.join(opts.tmpDir ?? dir, `.${path.basename(target)}.${process.pid}.${randomBytes(6).toString("hex")}.${++counter}.tmp`)
   try {
     const fh = await fsp.open(tmp, "wx", opts.mode ?? 0o644)
@@ -36,7 +48,7 @@ export async function writeFileAtomic(target: string, data: string | Uint8Array,
     } catch (e) {
       // The directory was removed concurrently (another process's removeRange): recreate, retry once.
       if (errnoCode(e) !== "ENOENT") throw e
-      await ensureDir(dir)
+      await makeDir()
       await fsp.rename(tmp, target)
     }
   } catch (e) {
@@ -72,4 +84,72 @@ export async function ensureDir(dir: string): Promise<void> {
     if (d === first || path.dirname(d) === d) break
   }
   for (const d of created.reverse()) await fsyncDir(path.dirname(d)).catch(() => {})
+}
+
+/** `dir` relative to `root`, which it must be inside of (or equal to). */
+function below(root: string, dir: string): string {
+  const rel = path.relative(root, dir)
+  if (rel.startsWith("..") || path.isAbsolute(rel)) throw new Error(`${dir} is not inside ${root}`)
+  return rel
+}
+
+/**
+ * mkdir -p of `dir` inside the store `root`, never creating `root` itself: each missing directory is
+ * made with a plain mkdir of one level, so a root that is gone (even one deleted while this runs) fails
+ * with StoreGoneError instead of being made again. The parent of every directory made is fsynced.
+ */
+export async function ensureDirIn(root: string, dir: string, mode?: number): Promise<void> {
+  if (below(root, dir) === "") {
+    const st = await fsp.stat(root).catch(e => {
+      if (errnoCode(e) === "ENOENT") throw new StoreGoneError(root)
+      throw e
+    })
+    if (!st.isDirectory()) throw Object.assign(new Error(`${root} is not a directory`), { code: "ENOTDIR" })
+    return
+  }
+  try {
+    await fsp.mkdir(dir, mode)
+  } catch (e) {
+    const code = errnoCode(e)
+    if (code === "EEXIST") return
+    if (code !== "ENOENT") throw e
+    // the parent is missing: make it (within the root), then this one
+    await ensureDirIn(root, path.dirname(dir), mode)
+    try {
+      await fsp.mkdir(dir, mode)
+    } catch (e2) {
+      if (errnoCode(e2) === "EEXIST") return
+      if (errnoCode(e2) === "ENOENT") throw new StoreGoneError(root) // gone again meanwhile
+      throw e2
+    }
+  }
+  await fsyncDir(path.dirname(dir)).catch(() => {})
+}
+
+/** ensureDirIn for synchronous callers (no fsync of the parents). */
+export function ensureDirInSync(root: string, dir: string, mode?: number): void {
+  if (below(root, dir) === "") {
+    try {
+      statSync(root)
+    } catch (e) {
+      if (errnoCode(e) === "ENOENT") throw new StoreGoneError(root)
+      throw e
+    }
+    return
+  }
+  try {
+    mkdirSync(dir, mode)
+  } catch (e) {
+    const code = errnoCode(e)
+    if (code === "EEXIST") return
+    if (code !== "ENOENT") throw e
+    ensureDirInSync(root, path.dirname(dir), mode)
+    try {
+      mkdirSync(dir, mode)
+    } catch (e2) {
+      if (errnoCode(e2) === "EEXIST") return
+      if (errnoCode(e2) === "ENOENT") throw new StoreGoneError(root)
+      throw e2
+    }
+  }
 }

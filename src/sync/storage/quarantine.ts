@@ -12,7 +12,7 @@
 import { promises as fsp } from "node:fs"
 import path from "node:path"
 import type { VerifyResult } from "./chunk-format.js"
-import { ensureDir, fsyncDir } from "./atomic.js"
+import { ensureDirIn, fsyncDir } from "./atomic.js"
 import { errnoCode, StoreError } from "./StoreError.js"
 
 const QUARANTINE_DIR = "quarantine"
@@ -161,7 +161,7 @@ export async function restoreQuarantined(
       continue
     }
     try {
-      await ensureDir(path.dirname(target))
+      await ensureDirIn(path.resolve(storeDir), path.dirname(target))
       if (existing) {
         // a damaged file sits where the valid one belongs: replace it (atomically)
         await fsp.rename(f.file, target)

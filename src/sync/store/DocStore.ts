@@ -21,6 +21,7 @@ import { watch as fsWatch, promises as fsp, type FSWatcher } from "node:fs"
 import path from "node:path"
 import { ConcordStorageAdapter, defaultWarning, type ConcordStorageAdapterOptions } from "../storage/ConcordStorageAdapter.js"
 import { StoreError } from "../storage/StoreError.js"
+import { ensureDirIn } from "../storage/atomic.js"
 import { chunkContents } from "../storage/chunk-format.js"
 import { containsHeads } from "../../doc/heads.js"
 
@@ -75,6 +76,11 @@ export interface DocStoreOptions {
    * uses it to keep report digests current for every writer (reports, sync, compaction).
    */
   onSaved?: (docId: string, doc: Automerge.Doc<unknown>, info: SavedInfo) => Promise<void> | void
+  /**
+   * Create the store's directory at the first write if it does not exist (default false: writes into a
+   * store whose directory is gone fail with StoreGoneError; see ConcordStorageAdapterOptions.create).
+   */
+  create?: boolean
 }
 
 export interface SavedInfo {
@@ -191,7 +197,7 @@ export class DocStore {
     this.#live = opts.live ?? false
     this.#maxCopies = opts.maxCopies ?? (this.#live ? 4096 : 8)
     this.#onSaved = opts.onSaved
-    const adapterOpts: ConcordStorageAdapterOptions = { onWarning: this.#warn }
+    const adapterOpts: ConcordStorageAdapterOptions = { onWarning: this.#warn, create: opts.create ?? false }
     if (opts.quarantineGraceMs !== undefined) adapterOpts.quarantineGraceMs = opts.quarantineGraceMs
     if (this.#live) adapterOpts.restoreIntervalMs = 1000
     this.adapter = new ConcordStorageAdapter(this.dir, adapterOpts)
@@ -785,8 +791,7 @@ class DocWatcher {
       try {
         // Create the document's directories, but never the store itself: a store deleted under a
         // watcher stays deleted (polling meanwhile) instead of coming back as an empty skeleton.
-        await fsp.stat(this.store.dir)
-        await fsp.mkdir(dir, { recursive: true })
+        await ensureDirIn(this.store.dir, dir)
         if (this.#closed) return
         const w = fsWatch(dir, { persistent: true }, () => this.#schedule(e))
         w.on("error", err => fail(dir, err))

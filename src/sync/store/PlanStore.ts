@@ -29,8 +29,7 @@ import {
 } from "../../doc/reports.js"
 import { REPORTS_KIND, type ReportsDoc } from "../../doc/model.js"
 import type { PlanSpec } from "../../doc/spec.js"
-import { writeFileAtomic } from "../storage/atomic.js"
-import { StoreError } from "../storage/StoreError.js"
+import { StoreError, StoreGoneError } from "../storage/StoreError.js"
 import { DocStore, type DocStoreOptions, type SavedInfo } from "./DocStore.js"
 
 /** A live store brings each log's cached digest up to date at most this often. */
@@ -123,7 +122,7 @@ export class PlanStore {
   async registerPlan(entry: PlanIndexEntry): Promise<void> {
     const target = path.join(this.dir, INDEX_DIR, `${entry.id}.json`)
     try {
-      await writeFileAtomic(target, `${JSON.stringify(entry)}\n`)
+      await this.docs.adapter.writeFile(target, `${JSON.stringify(entry)}\n`)
     } catch (e) {
       throw StoreError.from("write", target, e)
     }
@@ -172,7 +171,26 @@ export class PlanStore {
 
   /* ------------------------------------------------------------------- plans */
 
+  /**
+   * Make the store's directory if it does not exist. Only the commands that deliberately create a store
+   * call it (creating a plan, `concord serve`, `concord sync`, `concord run --remote`); every other write
+   * into a store whose directory is gone fails with StoreGoneError instead of creating it again.
+   */
+  async create(): Promise<void> {
+    await this.docs.adapter.createRoot()
+  }
+
+  /** Does the store's directory exist? */
+  async exists(): Promise<boolean> {
+    return fsp.stat(this.dir).then(
+      st => st.isDirectory(),
+      () => false
+    )
+  }
+
+  /** Creates the store's directory if this is its first plan. */
   async createPlan(spec: PlanSpec, baseDir: string, ctx: WriteContext): Promise<{ id: DocId; doc: PlanDocument }> {
+    await this.create()
     const id = newDocId()
     const doc = createPlan(spec, { baseDir }, ctx)
     await this.docs.save(id, doc)
@@ -194,11 +212,17 @@ export class PlanStore {
   async findPlan(id: DocId): Promise<PlanDocument | undefined> {
     const doc = await this.docs.load<unknown>(id)
     if (doc && isPlanDoc(doc)) return doc
+    if (!doc) await this.#mustExist()
     if (!doc && !(await this.#indexed(id))) return undefined
     if (await this.#indexed(id)) {
       throw new DamagedError(`plan ${id} cannot be read: its document in ${this.dir} is damaged or incomplete (see concord doctor)`)
     }
     throw new NotFoundError(`document ${id} is not a concord plan`)
+  }
+
+  /** A plan looked up by id in a store whose directory is gone: say so (exit 1), not "no such plan". */
+  async #mustExist(): Promise<void> {
+    if (!(await this.exists())) throw new StoreGoneError(this.dir)
   }
 
   async #indexed(id: DocId): Promise<boolean> {
@@ -257,7 +281,7 @@ export class PlanStore {
         kindsChanged = true
       }
     }
-    if (kindsChanged) await writeFileAtomic(kindsFile, JSON.stringify(kinds), { durable: false }).catch(() => {})
+    if (kindsChanged) await this.docs.adapter.writeFile(kindsFile, JSON.stringify(kinds), { durable: false }).catch(() => {})
     plans.sort((a, b) => a.createdAt - b.createdAt || a.id.localeCompare(b.id))
     return { plans, rebuilt }
   }
@@ -293,16 +317,25 @@ export class PlanStore {
   ): Promise<{ doc: PlanDocument; result: R | undefined }> {
     // One actor per store instance for every change it makes (DocStore.update serialises them).
     let result: R | undefined
-    const doc = await this.docs.update<unknown, PlanDocument>(id, loaded => {
-      if (!loaded) throw new NotFoundError(`plan ${id} is not in store ${this.dir}`)
-      if (!isPlanDoc(loaded)) throw new NotFoundError(`document ${id} is not a concord plan`)
-      const out = fn(loaded)
-      if ("doc" in out && "result" in out) {
-        result = out.result
-        return out.doc
-      }
-      return out as PlanDocument
-    })
+    let missing = false
+    const doc = await this.docs
+      .update<unknown, PlanDocument>(id, loaded => {
+        if (!loaded) {
+          missing = true
+          throw new NotFoundError(`plan ${id} is not in store ${this.dir}`)
+        }
+        if (!isPlanDoc(loaded)) throw new NotFoundError(`document ${id} is not a concord plan`)
+        const out = fn(loaded)
+        if ("doc" in out && "result" in out) {
+          result = out.result
+          return out.doc
+        }
+        return out as PlanDocument
+      })
+      .catch(async e => {
+        if (missing) await this.#mustExist()
+        throw e
+      })
     return { doc, result }
   }
 
@@ -412,7 +445,7 @@ export class PlanStore {
   }
 
   async #writeDigestCache(docId: string, entry: DigestCache): Promise<void> {
-    await writeFileAtomic(this.#digestFile(docId), JSON.stringify(entry), { durable: false }).catch(() => {})
+    await this.docs.adapter.writeFile(this.#digestFile(docId), JSON.stringify(entry), { durable: false }).catch(() => {})
   }
 
   /** DocStore's save hook: every writer (reports, sync, compaction, the orchestrator) keeps digests current. */
