@@ -15,6 +15,11 @@ const sleep = ms => new Promise(r => setTimeout(r, ms))
 
 const ops = {
   ping: async () => ({ pid: process.pid }),
+  /** CPU this process has used so far (ms, user + system): for a process serving others (an endpoint). */
+  cpu: async () => {
+    const c = process.cpuUsage()
+    return { cpuMs: (c.user + c.system) / 1000 }
+  },
   createPlan: async a => client.createPlan(a),
   report: async a => client.report(a.plan, a.job, a.report),
   serveEndpoint: async a => client.serveEndpoint(a.plan),
