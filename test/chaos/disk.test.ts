@@ -25,6 +25,8 @@ import { afterAll, describe, expect, it } from "vitest"
 import { reportDocId } from "../../src/doc/ids.js"
 import { BIN, cleanup, concord, tempDir } from "../helpers/cli.js"
 
+const ENOSPC_PRELOAD = new URL("./enospc-preload.mjs", import.meta.url).pathname
+
 const dirs: string[] = []
 const mounts: string[] = []
 afterAll(() => {
@@ -125,59 +127,82 @@ const canMount = (() => {
   return ok
 })()
 
+/**
+ * A full disk, made one of two ways: a real tmpfs filled up (where this process may mount one), or
+ * injected (test/chaos/enospc-preload.mjs: every write under the store fails with ENOSPC after part of
+ * its data landed). The same checks either way.
+ */
+async function fullDisk(way: "tmpfs" | "injected"): Promise<void> {
+  const m = way === "tmpfs" ? tryMountTmpfs("2m")! : tempDir("concord-enospc-")
+  if (way === "injected") dirs.push(m)
+  const store = path.join(m, "store")
+  mkdirSync(store)
+  const id = await newPlan(store)
+  for (let i = 0; i < 5; i++) expect((await report(store, id, "A", `m${i}`)).code).toBe(0)
+  const before = chunkFiles(store).length
+  let env: NodeJS.ProcessEnv | undefined
+  if (way === "tmpfs") {
+    // fill the disk
+    const fd = openSync(path.join(m, "filler"), "w")
+    const block = Buffer.alloc(64 * 1024, 1)
+    try {
+      for (;;) writeSync(fd, block)
+    } catch (e) {
+      expect((e as NodeJS.ErrnoException).code).toBe("ENOSPC")
+    } finally {
+      closeSync(fd)
+    }
+    // top up the last few bytes too
+    try {
+      writeFileSync(path.join(m, "filler2"), Buffer.alloc(4096, 1))
+    } catch {}
+  } else {
+    env = { NODE_OPTIONS: `--import=${ENOSPC_PRELOAD}`, CONCORD_TEST_ENOSPC: m }
+  }
+  const run = (args: string[], cwd = path.dirname(store)) => concord(store, args, { cwd, env })
+
+  const full = await run(["report", "progress", "on a full disk", "--job", "A", "--plan", id])
+  expect(full.code).toBe(1)
+  expect(full.stderr).toMatch(/^concord: cannot write .*: no space left on device \(ENOSPC\)\n$/)
+  expectClean(full.stderr)
+  // (the plan file itself is on a disk with room)
+  const planDir = tempDir("concord-enospc-plan-")
+  dirs.push(planDir)
+  const planFile = path.join(planDir, "nope.yaml")
+  writeFileSync(planFile, 'name: nope\njobs:\n  - { name: x, run: "true" }\n')
+  const created = await run(["plan", "create", planFile])
+  expect(created.code).toBe(1)
+  expect(created.stderr).toMatch(/no space left on device \(ENOSPC\)/)
+  expectClean(created.stderr)
+
+  // reads work on a full disk
+  const s = await run(["status", id, "--json"], m)
+  expect(s.code, s.stderr).toBe(0)
+  expect(JSON.parse(s.stdout).jobs.find((j: any) => j.name === "A").lastReport.message).toBe("m4")
+  // nothing half-written: no new chunk file, no empty one, no temp file left behind
+  expect(chunkFiles(store).length).toBe(before)
+  for (const f of chunkFiles(store)) expect(statSync(f).size).toBeGreaterThan(0)
+  expect(existsSync(path.join(store, ".tmp")) ? readdirSync(path.join(store, ".tmp")) : []).toEqual([])
+
+  // space again: everything acknowledged is there, and writing works
+  if (way === "tmpfs") {
+    unlinkSync(path.join(m, "filler"))
+    rmSync(path.join(m, "filler2"), { force: true })
+  }
+  expect((await report(store, id, "A", "m5")).code).toBe(0)
+  const msgs = await messages(store, id)
+  expect(msgs.filter(d => /progress/.test(d))).toHaveLength(6)
+  expect((await concord(store, ["doctor"])).code).toBe(0)
+}
+
 describe("disk faults", () => {
   it.skipIf(!canMount)(
     "a full disk (real tmpfs): clear ENOSPC error, no partial chunk, reads still work, nothing durable lost",
-    async () => {
-      const m = tryMountTmpfs("2m")!
-      const store = path.join(m, "store")
-      mkdirSync(store)
-      const id = await newPlan(store)
-      for (let i = 0; i < 5; i++) expect((await report(store, id, "A", `m${i}`)).code).toBe(0)
-      const before = chunkFiles(store).length
-      // fill the disk
-      const fd = openSync(path.join(m, "filler"), "w")
-      const block = Buffer.alloc(64 * 1024, 1)
-      try {
-        for (;;) writeSync(fd, block)
-      } catch (e) {
-        expect((e as NodeJS.ErrnoException).code).toBe("ENOSPC")
-      } finally {
-        closeSync(fd)
-      }
-      // top up the last few bytes too
-      try {
-        writeFileSync(path.join(m, "filler2"), Buffer.alloc(4096, 1))
-      } catch {}
-
-      const full = await report(store, id, "A", "on a full disk")
-      expect(full.code).toBe(1)
-      expect(full.stderr).toMatch(/^concord: cannot write .*: no space left on device \(ENOSPC\)\n$/)
-      expectClean(full.stderr)
-      const created = await concord(store, ["plan", "create", path.join(m, "..", "nope.yaml")])
-      expect(created.code).not.toBe(0)
-      expectClean(created.stderr)
-
-      // reads work on a full disk
-      const s = await concord(store, ["status", id, "--json"], { cwd: m })
-      expect(s.code, s.stderr).toBe(0)
-      expect(JSON.parse(s.stdout).jobs.find((j: any) => j.name === "A").lastReport.message).toBe("m4")
-      // nothing half-written: no new chunk file, no empty one, no temp file left behind
-      expect(chunkFiles(store).length).toBe(before)
-      for (const f of chunkFiles(store)) expect(statSync(f).size).toBeGreaterThan(0)
-      expect(existsSync(path.join(store, ".tmp")) ? readdirSync(path.join(store, ".tmp")) : []).toEqual([])
-
-      // space again: everything acknowledged is there, and writing works
-      unlinkSync(path.join(m, "filler"))
-      rmSync(path.join(m, "filler2"), { force: true })
-      expect((await report(store, id, "A", "m5")).code).toBe(0)
-      const msgs = await messages(store, id)
-      for (let i = 0; i <= 5; i++) expect(msgs.some(d => d.includes("progress"))).toBe(true)
-      expect(msgs.filter(d => /progress/.test(d))).toHaveLength(6)
-      expect((await concord(store, ["doctor"])).code).toBe(0)
-    },
+    () => fullDisk("tmpfs"),
     120_000
   )
+
+  it("a full disk (injected ENOSPC, for machines without tmpfs): the same", () => fullDisk("injected"), 120_000)
 
   it("a read-only store: writes fail with a clear error, reads work, nothing changes", async () => {
     const root = canMount ? tryMountTmpfs("8m")! : tempDir("concord-ro-")

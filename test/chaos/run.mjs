@@ -203,7 +203,7 @@ if (want("disk"))
       name: "disk faults",
       what: `test/chaos/disk.test.ts and the empty exit / lock file cases of test/orchestrator/faults.e2e.test.ts: ${run.map(r => r.title.replace(/:.*/, "")).join("; ")}. Checks: a clear one-line error or a skipped/quarantined chunk with a warning, no stack trace, nothing durable lost`,
       iterations: run.length,
-      faults: `full disk (${results.find(r => /full disk/.test(r.title))?.status === "skipped" ? "skipped: cannot mount a tmpfs here" : "2 MB tmpfs"}), read-only store, store deleted, truncated / zeroed / garbage chunks, damaged only chunk, empty exit file, empty lock file`,
+      faults: `full disk (${results.find(r => /full disk \(real tmpfs/.test(r.title))?.status === "skipped" ? "injected ENOSPC only: cannot mount a tmpfs here" : "2 MB tmpfs, and injected ENOSPC"}), read-only store, store deleted, truncated / zeroed / garbage chunks, damaged only chunk, empty exit file, empty lock file`,
       violations: run.filter(r => r.status === "failed").map(r => `${r.title}: ${(r.failureMessages ?? []).join(" ").split("\n")[0].slice(0, 300)}`),
       ms: Date.now() - s,
     })
@@ -291,7 +291,7 @@ if (total === 0) lines.push("None in this run.", "")
 lines.push(
   "## Not covered yet",
   "",
-  "- A full disk where no tmpfs can be mounted (not root, no user namespaces): the full-disk case is then skipped (the row says so); there is no injected-ENOSPC fallback.",
+  "- A full disk is a real tmpfs only where the tests may mount one (root); elsewhere only the injected ENOSPC runs (test/chaos/enospc-preload.mjs: every write under the store fails after part of its data landed), which does not exercise a disk that fills up between the temp file's write and its fsync.",
   "- Partitions that drop packets without closing the connection are only approximated: the proxy drops, duplicates and reorders whole TCP chunks and cuts connections; a silent half-open link is found by the server's ping (15 s) alone.",
   "- The `concord mcp` server of a job is killed only as a child process (SIGKILL); a job's agent that stops reading the server's stdout (a stuck pipe) is not exercised.",
   ""
