@@ -18,7 +18,14 @@
  * report bad files instead of losing data without a trace.
  */
 import { createHash } from "node:crypto"
-import { inflateRawSync } from "node:zlib"
+import { createRequire } from "node:module"
+
+/** zlib, loaded at the first compressed column met (most chunks have none): one module less at start-up. */
+let zlib: typeof import("node:zlib") | undefined
+function inflateRawSync(data: Uint8Array): Buffer {
+  zlib ??= createRequire(import.meta.url)("node:zlib") as typeof import("node:zlib")
+  return zlib.inflateRawSync(data)
+}
 
 const AUTOMERGE_MAGIC = Uint8Array.of(0x85, 0x6f, 0x4a, 0x83)
 
