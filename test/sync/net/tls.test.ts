@@ -15,36 +15,23 @@ const roots: string[] = []
 afterAll(() => roots.forEach(rm))
 const hasOpenssl = spawnSync("openssl", ["version"]).status === 0
 
+/** Stores for a server and two clients, and a self-signed certificate for 127.0.0.1 made with openssl. */
+function selfSigned(): { s: string; a: string; b: string; cert: string; key: string } {
+  const root = tempRoot()
+  roots.push(root)
+  const [s, a, b] = ["server", "a", "b"].map(n => path.join(root, n))
+  const cert = path.join(root, "cert.pem")
+  const key = path.join(root, "key.pem")
+  const subject = ["-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"]
+  execFileSync("openssl", ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert, "-days", "1", ...subject], { stdio: "ignore" })
+  return { s, a, b, cert, key }
+}
+
 describe("TLS and serve options", () => {
   it.skipIf(!hasOpenssl)(
     "serves wss:// with a certificate; clients need to trust it",
     async () => {
-      const root = tempRoot()
-      roots.push(root)
-      const [s, a, b] = ["server", "a", "b"].map(n => path.join(root, n))
-      const cert = path.join(root, "cert.pem")
-      const key = path.join(root, "key.pem")
-      execFileSync(
-        "openssl",
-        [
-          "req",
-          "-x509",
-          "-newkey",
-          "rsa:2048",
-          "-nodes",
-          "-keyout",
-          key,
-          "-out",
-          cert,
-          "-days",
-          "1",
-          "-subj",
-          "/CN=127.0.0.1",
-          "-addext",
-          "subjectAltName=IP:127.0.0.1",
-        ],
-        { stdio: "ignore" }
-      )
+      const { s, a, b, cert, key } = selfSigned()
       const id = await createPlanCli(a, FOUNDING_PLAN)
       const token = await addTokenCli(s, id, "admin")
       const server = await startServerProcess(s, ["--tls-cert", cert, "--tls-key", key])
@@ -71,32 +58,7 @@ describe("TLS and serve options", () => {
   it.skipIf(!hasOpenssl)(
     "behind a TLS-terminating proxy that mounts the server under a path prefix",
     async () => {
-      const root = tempRoot()
-      roots.push(root)
-      const [s, a, b] = ["server", "a", "b"].map(n => path.join(root, n))
-      const cert = path.join(root, "cert.pem")
-      const key = path.join(root, "key.pem")
-      execFileSync(
-        "openssl",
-        [
-          "req",
-          "-x509",
-          "-newkey",
-          "rsa:2048",
-          "-nodes",
-          "-keyout",
-          key,
-          "-out",
-          cert,
-          "-days",
-          "1",
-          "-subj",
-          "/CN=127.0.0.1",
-          "-addext",
-          "subjectAltName=IP:127.0.0.1",
-        ],
-        { stdio: "ignore" }
-      )
+      const { s, a, b, cert, key } = selfSigned()
       const id = await createPlanCli(a, FOUNDING_PLAN)
       const token = await addTokenCli(s, id, "admin")
       const server = await startServerProcess(s) // plain ws on loopback, as behind nginx or Caddy
