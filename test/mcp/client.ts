@@ -4,7 +4,8 @@ import os from "node:os"
 import path from "node:path"
 import { Client } from "@modelcontextprotocol/sdk/client/index.js"
 import { getDefaultEnvironment, StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js"
-import { BIN } from "../helpers/cli.js"
+import { afterAll } from "vitest"
+import { BIN, cleanup } from "../helpers/cli.js"
 
 export interface ToolResult {
   isError?: boolean
@@ -60,3 +61,29 @@ export function storeFiles(dir: string): Record<string, number> {
   walk(dir)
   return out
 }
+
+/**
+ * For a test file: `mcp(...)` starts a server like startMcp, and every server started and every directory
+ * pushed on `dirs` is closed or removed after the file's tests.
+ */
+export function mcpFixtures(): { dirs: string[]; mcp: (...a: Parameters<typeof startMcp>) => Promise<Mcp> } {
+  const dirs: string[] = []
+  const clients: Mcp[] = []
+  afterAll(async () => {
+    await Promise.all(clients.map(c => c.close().catch(() => {})))
+    dirs.forEach(cleanup)
+  })
+  return {
+    dirs,
+    mcp: async (...a) => {
+      const c = await startMcp(...a)
+      clients.push(c)
+      return c
+    },
+  }
+}
+
+/** A tool result's text. */
+export const text = (r: { content: { text: string }[] }) => r.content.map(c => c.text).join("\n")
+/** A job of a status (JSON) by name. */
+export const job = (s: any, name: string) => s.jobs.find((j: any) => j.name === name)

@@ -5,27 +5,15 @@
  */
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import path from "node:path"
-import { afterAll, describe, expect, it } from "vitest"
+import { describe, expect, it } from "vitest"
 import { readPlan, updateAttempt } from "../../src/doc/plan.js"
 import { PlanStore } from "../../src/sync/store/PlanStore.js"
-import { cleanup, concord, createPlan, statusJson, tempDir } from "../helpers/cli.js"
+import { concord, createPlan, statusJson, tempDir } from "../helpers/cli.js"
 import { addOrigin, fakeGh, makeRepo, merges, sh } from "../orchestrator/worktree/gitrepo.js"
 import { addTokenCli, startServerProcess } from "../sync/net/helpers.js"
-import { type Mcp, startMcp, storeFiles } from "./client.js"
+import { job, mcpFixtures, storeFiles, text } from "./client.js"
 
-const dirs: string[] = []
-const clients: Mcp[] = []
-afterAll(async () => {
-  await Promise.all(clients.map(c => c.close().catch(() => {})))
-  dirs.forEach(cleanup)
-})
-const mcp = async (...a: Parameters<typeof startMcp>) => {
-  const c = await startMcp(...a)
-  clients.push(c)
-  return c
-}
-const text = (r: { content: { text: string }[] }) => r.content.map(c => c.text).join("\n")
-const job = (s: any, name: string) => s.jobs.find((j: any) => j.name === name)
+const { dirs, mcp } = mcpFixtures()
 const statuses = (s: any) => Object.fromEntries(s.jobs.map((j: any) => [j.name, j.status]))
 /** The message `concord ARGS` prints on stderr (without `concord: `), and its exit code. */
 const cliError = async (store: string, args: string[]) => {

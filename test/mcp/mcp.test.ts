@@ -15,29 +15,17 @@ import { LocalBackend } from "../../src/ops/local.js"
 import { createPlan as createPlanOp } from "../../src/ops/plans.js"
 import { status as statusOp } from "../../src/ops/status.js"
 import { PlanStore } from "../../src/sync/store/PlanStore.js"
-import { cleanup, concord, createPlan, ROOT, statusJson, tempDir } from "../helpers/cli.js"
+import { concord, createPlan, ROOT, statusJson, tempDir } from "../helpers/cli.js"
 import { type Poll, until } from "../helpers/until.js"
 import { addTokenCli, spawnConcord, startServerProcess } from "../sync/net/helpers.js"
-import { type Mcp, startMcp, storeFiles } from "./client.js"
+import { job, type Mcp, mcpFixtures, storeFiles, text } from "./client.js"
 
-const dirs: string[] = []
-const clients: Mcp[] = []
-afterAll(async () => {
-  await Promise.all(clients.map(c => c.close().catch(() => {})))
-  dirs.forEach(cleanup)
-})
-const mcp = async (...a: Parameters<typeof startMcp>) => {
-  const c = await startMcp(...a)
-  clients.push(c)
-  return c
-}
+const { dirs, mcp } = mcpFixtures()
 const store = () => {
   const d = tempDir("concord-mcp-")
   dirs.push(d)
   return d
 }
-const text = (r: { content: { text: string }[] }) => r.content.map(c => c.text).join("\n")
-const job = (s: any, name: string) => s.jobs.find((j: any) => j.name === name)
 /** The message `concord ARGS` prints on stderr, without the `concord: ` prefix. */
 const cliError = async (dir: string, args: string[]) => {
   const r = await concord(dir, args)
