@@ -252,8 +252,9 @@ describe("disk faults", () => {
     // The watcher writes at start-up (its report-digest cache, a compaction); on a loaded machine that
     // can still go on after its first output, and a directory written into while rm removes it fails
     // with ENOTEMPTY. The fault is the store vanishing under an idle live watcher: wait until it is quiet.
+    // (and rm retries, as a user would, if a last write still lands while it removes the tree)
     await quiet(store)
-    rmSync(store, { recursive: true, force: true })
+    rmSync(store, { recursive: true, force: true, maxRetries: 10, retryDelay: 100 })
     await new Promise(r => setTimeout(r, 1500))
     expect(w.exitCode).toBe(null) // still watching
     const r = await report(store, id, "A", "m1")
