@@ -224,11 +224,6 @@ export class DocStore {
     })
   }
 
-  /**
-   * Live stores: loads of one document that were waiting while another load of it looked at the disk,
-   * a look that began after they were asked for, share what it found (16 senders reporting at once cost
-   * one listing of the plan, not 16). Whatever was durable when such a load was asked for is in it.
-   */
   /** Live stores: the kept copy, if this instance looked at the disk for the document within `ms`. */
   #recentCopy(docId: string, ms: number | undefined): Automerge.Doc<unknown> | undefined {
     if (!this.#live || !ms) return undefined
@@ -240,6 +235,11 @@ export class DocStore {
     return st.doc
   }
 
+  /**
+   * Live stores: loads of one document that were waiting while another load of it looked at the disk,
+   * a look that began after they were asked for, share what it found (16 senders reporting at once cost
+   * one listing of the plan, not 16). Whatever was durable when such a load was asked for is in it.
+   */
   #sharedLoad(docId: string, arrived: number): Automerge.Doc<unknown> | undefined {
     if (!this.#live) return undefined
     const st = this.#state.get(docId)
