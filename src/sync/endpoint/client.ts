@@ -41,6 +41,8 @@ const lastFound = new Map<string, EndpointInfo>()
 
 interface Pending {
   id: number
+  /** the request's line, until it is written */
+  line?: string
   sent: boolean
   resolve(o: CallOutcome): void
   timer?: ReturnType<typeof setTimeout>
@@ -73,13 +75,11 @@ class Connection {
     this.#sock.once("close", () => this.fail("the endpoint closed the connection before answering"))
   }
 
-  #payload = new Map<number, string>()
-
   call(line: string, id: number, opts: CallOptions): Promise<CallOutcome> {
     return new Promise<CallOutcome>(resolve => {
-      const p: Pending = { id, sent: false, resolve }
+      if (this.closed) return resolve({ kind: "unavailable", sent: false, why: "the endpoint's connection is closed" })
+      const p: Pending = { id, line, sent: false, resolve }
       this.#pending.set(id, p)
-      this.#payload.set(id, line)
       this.#sock.ref()
       if (this.#connected) this.#send(p)
       else p.timer = setTimeout(() => this.fail("the endpoint did not accept the connection in time"), opts.connectTimeoutMs ?? 2000)
@@ -98,17 +98,15 @@ class Connection {
 
   #send(p: Pending): void {
     clearTimeout(p.timer)
-    const line = this.#payload.get(p.id)
-    this.#payload.delete(p.id)
-    if (line === undefined || p.sent) return
+    if (p.line === undefined || p.sent) return
     p.sent = true
-    this.#sock.write(line)
+    this.#sock.write(p.line)
+    p.line = undefined
   }
 
   #finish(p: Pending, o: CallOutcome): void {
     clearTimeout(p.timer)
     this.#pending.delete(p.id)
-    this.#payload.delete(p.id)
     if (this.#pending.size === 0 && !this.closed) this.#sock.unref()
     p.resolve(o)
   }
