@@ -214,7 +214,7 @@ if (want("disk"))
     const r = await timed(() => storeGoneUnderRun({ rounds: quick ? 1 : 3, log }))
     add({
       name: "disk faults: store deleted under a running orchestrator",
-      what: "`concord run --wait` with two running jobs; its store directory vanishes (renamed away at once); checks: no stack trace, every stderr line concord's own, the store is not brought back as a skeleton holding only later chunks, the orchestrator still exits cleanly on SIGTERM (130; its jobs keep running detached, as documented, and are killed by the harness)",
+      what: "`concord run --wait` with two running jobs, each running `concord report` in a loop (through the run's local endpoint or the store); its store directory vanishes (renamed away at once, at a random moment of a report); checks: no stack trace, every stderr line concord's own, the store is not brought back as a skeleton holding only later chunks (by the orchestrator or a report), every report that exited 0 is in the moved store, every report after the store went exits 1 saying the store is gone, the orchestrator exits 1 (plan gone) or cleanly on SIGTERM (130; its jobs keep running detached, as documented, and are killed by the harness)",
       iterations: r.rounds,
       faults: "store directory deleted mid-run",
       violations: r.violations,
