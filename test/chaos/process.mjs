@@ -102,6 +102,8 @@ export async function processChaosRound({ maxKills = 10, deadlineMs = 240_000, l
   }
   const totalKills = () => Object.values(kills).reduce((a, b) => a + b, 0)
   const retried = new Set()
+  /** every `approve --retry` the harness made, with its exit code (for a round that does not complete) */
+  const approvals = []
   while (Date.now() - t0 < deadlineMs) {
     await sleep(rand(250, 1000))
     status = await readStatus()
@@ -115,6 +117,7 @@ export async function processChaosRound({ maxKills = 10, deadlineMs = 240_000, l
       const seq = `${job}:${j?.attempt}`
       if (job && j && ["failed", "stopped"].includes(j.status) && !retried.has(seq)) {
         const r = await cli(store, env, ["approve", id, "--retry", job])
+        approvals.push(`${seq} -> ${r.code}${r.code === 0 ? "" : ` (${r.stderr.trim().slice(0, 160)})`}`)
         if (r.code === 0) retried.add(seq)
         else log(`approve --retry ${job}: ${r.code} ${r.stderr.trim()}`)
       } else if (job && j?.status === "completed" && !retried.has(`${seq}:completed`)) {
@@ -181,7 +184,12 @@ export async function processChaosRound({ maxKills = 10, deadlineMs = 240_000, l
     violations.push(
       `the plan did not complete within ${deadlineMs / 1000}s (load average ${os.loadavg()[0].toFixed(1)} on ${os.cpus().length} cores): plan ${status?.status} at ${status?.checkpoint ?? "-"}, jobs ${status?.jobs
         .map(j => `${j.name}=${j.status}#${j.attempt}`)
-        .join(" ")}`
+        .join(" ")}; checkpoint context ${JSON.stringify(status?.checkpointContext ?? null)}; failed: ${
+        status?.jobs
+          .filter(j => ["failed", "stopped"].includes(j.status))
+          .map(j => `${j.name}#${j.attempt} (${String(j.error ?? "").slice(0, 120)}; ${j.exitMeaning ?? "-"})`)
+          .join(", ") || "none"
+      }; retries approved by the harness: ${approvals.join(", ") || "none"}`
     )
   }
   // the orchestrator ends by itself once the plan is completed
