@@ -49,6 +49,10 @@ function cli(store, env, args) {
   })
 }
 
+/** How long a round may go on without faults past its deadline, and how long without any change of the plan. */
+export const CALM_MAX_MS = 150_000
+const CALM_IDLE_MS = 60_000
+
 /** One plan run under chaos. Returns { kills: {kind: n}, violations: [], ms, jobsRun }. */
 export async function processChaosRound({ maxKills = 10, deadlineMs = 240_000, log = () => {} } = {}) {
   const root = mkdtempSync(path.join(os.tmpdir(), "concord-chaos-"))
@@ -102,9 +106,29 @@ export async function processChaosRound({ maxKills = 10, deadlineMs = 240_000, l
   }
   const totalKills = () => Object.values(kills).reduce((a, b) => a + b, 0)
   const retried = new Set()
-  while (Date.now() - t0 < deadlineMs) {
+  /** every `approve --retry` the harness made, with its exit code (for a round that does not complete) */
+  const approvals = []
+  // Past the deadline the round goes on calmly (no more kills, retries still approved) while the plan
+  // still changes, for at most CALM_MAX_MS: a plan that is merely slow under load and many kills finishes
+  // (the round says it needed overtime), and only one that stops moving is reported as stuck. (A long
+  // run's round 6 ended "paused at on_error" with a failed job and its dependents waiting: the last status
+  // read before the deadline, the retry the harness approved right after it never looked at.)
+  let lastChange = Date.now()
+  let shape = ""
+  let calm = false
+  for (;;) {
+    const now = Date.now()
+    if (now - t0 >= deadlineMs) {
+      calm = true
+      if (now - t0 >= deadlineMs + CALM_MAX_MS || now - lastChange >= CALM_IDLE_MS) break
+    }
     await sleep(rand(250, 1000))
     status = await readStatus()
+    const nextShape = status ? `${status.status}/${status.checkpoint}/${status.jobs.map(j => `${j.status}#${j.attempt}`).join(",")}` : shape
+    if (nextShape !== shape) {
+      shape = nextShape
+      lastChange = Date.now()
+    }
     if (status?.status === "completed") break
     if (status?.checkpoint === "on_error") {
       // as a human would: retry the job the checkpoint names once it has failed (a status read between
@@ -115,6 +139,7 @@ export async function processChaosRound({ maxKills = 10, deadlineMs = 240_000, l
       const seq = `${job}:${j?.attempt}`
       if (job && j && ["failed", "stopped"].includes(j.status) && !retried.has(seq)) {
         const r = await cli(store, env, ["approve", id, "--retry", job])
+        approvals.push(`${seq} -> ${r.code}${r.code === 0 ? "" : ` (${r.stderr.trim().slice(0, 160)})`}`)
         if (r.code === 0) retried.add(seq)
         else log(`approve --retry ${job}: ${r.code} ${r.stderr.trim()}`)
       } else if (job && j?.status === "completed" && !retried.has(`${seq}:completed`)) {
@@ -136,7 +161,7 @@ export async function processChaosRound({ maxKills = 10, deadlineMs = 240_000, l
       orch = start(["run", id, "--wait", "--quiet"], "orchestrator")
     }
     if (server.child.exitCode !== null || server.child.signalCode !== null) server = start(["serve", "--port", String(port)], "server")
-    if (totalKills() >= maxKills) continue
+    if (calm || totalKills() >= maxKills) continue
     const kind = pick(["job", "job", "job", "orchestrator", "orchestrator", "report", "report", "mcp", "mcp", "server"])
     if (kind === "job") {
       const pids = readdirSync(ledger)
@@ -176,12 +201,19 @@ export async function processChaosRound({ maxKills = 10, deadlineMs = 240_000, l
       server = start(["serve", "--port", String(port)], "server")
     }
   }
+  if (status?.status !== "completed") status = (await readStatus()) ?? status // not the read before the last approval
   const reached = status?.status === "completed"
+  const overtimeMs = reached ? Math.max(0, Date.now() - t0 - deadlineMs) : 0
   if (!reached) {
     violations.push(
-      `the plan did not complete within ${deadlineMs / 1000}s (load average ${os.loadavg()[0].toFixed(1)} on ${os.cpus().length} cores): plan ${status?.status} at ${status?.checkpoint ?? "-"}, jobs ${status?.jobs
+      `the plan did not complete within ${deadlineMs / 1000}s plus ${Math.round((Date.now() - t0 - deadlineMs) / 1000)}s without faults, and had not changed for ${Math.round((Date.now() - lastChange) / 1000)}s (load average ${os.loadavg()[0].toFixed(1)} on ${os.cpus().length} cores): plan ${status?.status} at ${status?.checkpoint ?? "-"}, jobs ${status?.jobs
         .map(j => `${j.name}=${j.status}#${j.attempt}`)
-        .join(" ")}`
+        .join(" ")}; checkpoint context ${JSON.stringify(status?.checkpointContext ?? null)}; failed: ${
+        status?.jobs
+          .filter(j => ["failed", "stopped"].includes(j.status))
+          .map(j => `${j.name}#${j.attempt} (${String(j.error ?? "").slice(0, 120)}; ${j.exitMeaning ?? "-"})`)
+          .join(", ") || "none"
+      }; retries approved by the harness: ${approvals.join(", ") || "none"}`
     )
   }
   // the orchestrator ends by itself once the plan is completed
@@ -257,5 +289,5 @@ export async function processChaosRound({ maxKills = 10, deadlineMs = 240_000, l
   else log(`kept ${root} for inspection`)
   const viaMcp = entries.filter(e => e.lines.includes("via mcp"))
   const ackedMcp = viaMcp.reduce((n, e) => n + e.lines.filter(l => l.startsWith("report 0 ")).length, 0)
-  return { kills, violations, ms: Date.now() - t0, attempts: byAttempt.size, acked, ackedMcp, mcpServers: mcpPids.length, store: root }
+  return { kills, violations, overtimeMs, ms: Date.now() - t0, attempts: byAttempt.size, acked, ackedMcp, mcpServers: mcpPids.length, store: root }
 }

@@ -31,7 +31,7 @@ const until = (() => {
 const log = m => process.stderr.write(`chaos: ${m}\n`)
 const t0 = Date.now()
 
-const { processChaosRound } = await import("./process.mjs")
+const { processChaosRound, CALM_MAX_MS } = await import("./process.mjs")
 const { networkChaos, remoteWatchSoak } = await import("./network.mjs")
 const { storeGoneUnderRun } = await import("./storegone.mjs")
 const { fuzzPlanSpecs, fuzzCli, fuzzSyncFrames, fuzzCborFrames, fuzzMcpTools } = await import("./fuzz.mjs")
@@ -60,11 +60,12 @@ if (want("process"))
     let acked = 0
     let ackedMcp = 0
     let mcpServers = 0
+    const overtime = []
     const s = Date.now()
     const roundDeadline = quick ? 240_000 : 400_000
     let budgetStop = false
     while (Object.values(kills).reduce((a, b) => a + b, 0) < target) {
-      if (until !== undefined && rounds > 0 && Date.now() + roundDeadline > until) {
+      if (until !== undefined && rounds > 0 && Date.now() + roundDeadline + CALM_MAX_MS > until) {
         budgetStop = true
         log(`process chaos: stopping at the time budget (--until) after ${rounds} plan run(s)`)
         break
@@ -78,12 +79,13 @@ if (want("process"))
       ackedMcp += r.ackedMcp
       mcpServers += r.mcpServers
       violations.push(...r.violations.map(v => `round ${rounds}: ${v}`))
+      if (r.overtimeMs > 0) overtime.push(`round ${rounds}: ${Math.round(r.overtimeMs / 1000)} s`)
       log(`process chaos round ${rounds}: kills ${JSON.stringify(r.kills)}, ${r.violations.length} violation(s)`)
       if (Object.values(r.kills).reduce((a, b) => a + b, 0) === 0) break // nothing left to kill: avoid looping forever
     }
     add({
       name: "process chaos",
-      what: `plan of 20 jobs (maxParallel 5, 4 dependency waves), each a real process reporting progress/completion at random, half through \`concord report\`, half through a \`concord mcp\` server (MCP SDK client over stdio, started from the job's $CONCORD_MCP_CONFIG, restarted after a kill); \`concord run --wait\` restarted after every kill, \`approve --retry\` for each killed job; checks: every report whose command exited 0 or whose mc_report call returned is in the store, no attempt launched twice, no job process or \`concord mcp\` server outlives the plan, completed jobs were run and reported, final state = a clean run's (plan and all 20 jobs completed). ${rounds} plan run(s), ${attempts} attempts, ${acked} acknowledged reports (${ackedMcp} through ${mcpServers} \`concord mcp\` servers)${budgetStop ? `. Stopped at the run's time budget (--until) short of the target of ${target} kills` : ""}`,
+      what: `plan of 20 jobs (maxParallel 5, 4 dependency waves), each a real process reporting progress/completion at random, half through \`concord report\`, half through a \`concord mcp\` server (MCP SDK client over stdio, started from the job's $CONCORD_MCP_CONFIG, restarted after a kill); \`concord run --wait\` restarted after every kill, \`approve --retry\` for each killed job; checks: every report whose command exited 0 or whose mc_report call returned is in the store, no attempt launched twice, no job process or \`concord mcp\` server outlives the plan, completed jobs were run and reported, final state = a clean run's (plan and all 20 jobs completed). ${rounds} plan run(s), ${attempts} attempts, ${acked} acknowledged reports (${ackedMcp} through ${mcpServers} \`concord mcp\` servers)${overtime.length ? `; ${overtime.length} plan run(s) finished only after their ${roundDeadline / 1000} s deadline, in the calm time that follows it (no kills, retries still approved; a plan that stops changing for 60 s is stuck): ${overtime.join(", ")}` : ""}${budgetStop ? `. Stopped at the run's time budget (--until) short of the target of ${target} kills` : ""}`,
       iterations: Object.values(kills).reduce((a, b) => a + b, 0),
       faults: `SIGKILL: ${kills.job} job processes, ${kills.orchestrator} orchestrators, ${kills.report} \`concord report\`, ${kills.mcp} \`concord mcp\`, ${kills.server} sync servers`,
       violations,
@@ -214,7 +216,7 @@ if (want("disk"))
     const r = await timed(() => storeGoneUnderRun({ rounds: quick ? 1 : 3, log }))
     add({
       name: "disk faults: store deleted under a running orchestrator",
-      what: "`concord run --wait` with two running jobs; its store directory vanishes (renamed away at once); checks: no stack trace, every stderr line concord's own, the store is not brought back as a skeleton holding only later chunks, the orchestrator still exits cleanly on SIGTERM (130; its jobs keep running detached, as documented, and are killed by the harness)",
+      what: "`concord run --wait` with two running jobs, each running `concord report` in a loop (through the run's local endpoint or the store); its store directory vanishes (renamed away at once, at a random moment of a report); checks: no stack trace, every stderr line concord's own, the store is not brought back as a skeleton holding only later chunks (by the orchestrator or a report), every report that exited 0 is in the moved store, every report after the store went exits 1 saying the store is gone, the orchestrator exits 1 (plan gone) or cleanly on SIGTERM (130; its jobs keep running detached, as documented, and are killed by the harness)",
       iterations: r.rounds,
       faults: "store directory deleted mid-run",
       violations: r.violations,

@@ -7,6 +7,7 @@ import { spawn } from "node:child_process"
 import { promises as fsp } from "node:fs"
 import path from "node:path"
 import { ConcordError } from "../../doc/errors.js"
+import { ensureDirIn } from "../../sync/storage/atomic.js"
 
 export class GitError extends ConcordError {
   constructor(message: string) {
@@ -127,7 +128,8 @@ export async function createBranch(root: string, branch: string, commit: string)
  * A worktree at `dir` on `branch`, starting at `start`. A worktree already there on that branch (left by
  * a launch that crashed before the job started) is reused; the branch is (re)set to `start` otherwise.
  */
-export async function addWorktree(root: string, dir: string, branch: string, start: string): Promise<void> {
+/** `store`: the store the worktree lives in; its directory is never created again if it is gone (atomic.ts). */
+export async function addWorktree(root: string, dir: string, branch: string, start: string, store: string): Promise<void> {
   const existing = await git(dir, ["rev-parse", "--abbrev-ref", "HEAD"], { allowFail: true }).catch(() => undefined)
   if (existing && existing.code === 0 && out(existing) === branch) {
     const top = out(await git(dir, ["rev-parse", "--show-toplevel"]))
@@ -138,7 +140,7 @@ export async function addWorktree(root: string, dir: string, branch: string, sta
     await fsp.rm(dir, { recursive: true, force: true })
     await git(root, ["worktree", "prune"])
   }
-  await fsp.mkdir(path.dirname(dir), { recursive: true })
+  await ensureDirIn(store, path.dirname(dir))
   const add = await git(root, ["worktree", "add", "-q", "-B", branch, dir, start], { allowFail: true })
   if (add.code !== 0) {
     // A worktree git still records at this path (removed by hand): prune the record and try once more.
@@ -239,12 +241,21 @@ export type ScratchOutcome = { kind: "merged"; commit: string } | { kind: "confl
  * Merge `branch` onto `base` in the scratch worktree `dir` (detached HEAD; created when missing). A
  * conflict is aborted and reported with the conflicting files; the scratch worktree is left clean.
  */
-export async function scratchMerge(root: string, dir: string, base: string, branch: string, message: string, keep: string[]): Promise<ScratchOutcome> {
+export async function scratchMerge(
+  root: string,
+  dir: string,
+  base: string,
+  branch: string,
+  message: string,
+  keep: string[],
+  /** the store the scratch worktree lives in (never created again if it is gone) */
+  store: string
+): Promise<ScratchOutcome> {
   const ok = await git(dir, ["rev-parse", "--show-toplevel"], { allowFail: true }).catch(() => undefined)
   if (ok?.code !== 0 || path.resolve(out(ok)) !== path.resolve(dir)) {
     await git(root, ["worktree", "prune"])
     await fsp.rm(dir, { recursive: true, force: true })
-    await fsp.mkdir(path.dirname(dir), { recursive: true })
+    await ensureDirIn(store, path.dirname(dir))
     await git(root, ["worktree", "add", "-q", "--detach", dir, base])
   }
   await git(dir, ["merge", "--abort"], { allowFail: true })

@@ -124,7 +124,7 @@ export class GitPlan {
     const dir = attemptWorktree(this.store.dir, this.planId, jobName, attempt)
     const branch = jobBranch(g.integrationBranch, jobName, attempt)
     const start = g.head!
-    await addWorktree(this.root, dir, branch, start)
+    await addWorktree(this.root, dir, branch, start, this.store.dir)
     const setup = job.setup ?? { copyFiles: [], symlinkDirs: [], commands: [] }
     await linkSetup(this.root, dir, setup)
     const env = { CONCORD_WORKTREE: dir, CONCORD_BRANCH: branch, CONCORD_REPO: this.root }
@@ -227,7 +227,15 @@ export class GitPlan {
     if (violations.length) return { kind: "touch_violation", files: violations, touchSet: job.touchSet ?? [] }
     const dir = scratchWorktree(this.store.dir, this.planId)
     const keep = this.setupPaths(view)
-    const merged = await scratchMerge(this.root, dir, base, tipOfJob, `concord: merge ${e.job} (attempt ${e.attempt}) into ${g.integrationBranch}`, keep)
+    const merged = await scratchMerge(
+      this.root,
+      dir,
+      base,
+      tipOfJob,
+      `concord: merge ${e.job} (attempt ${e.attempt}) into ${g.integrationBranch}`,
+      keep,
+      this.store.dir
+    )
     if (merged.kind === "conflict") return { kind: "conflict", files: merged.files }
     await setRef(this.root, scratchRef(g.integrationBranch), merged.commit)
     if (g.test) {
@@ -271,8 +279,7 @@ export class GitPlan {
     const summary = summarize(this.planId, view, reports, Date.now())
     const body = prBody(summary, g, Object.fromEntries(view.jobs.map(j => [j.name, j.attempts.length])))
     const bodyFile = path.join(this.store.dir, "logs", this.planId, "pr-body.md")
-    await fsp.mkdir(path.dirname(bodyFile), { recursive: true })
-    await fsp.writeFile(bodyFile, body)
+    await this.store.docs.adapter.writeFile(bodyFile, body, { durable: false })
     const title = printable(g.pr.title ?? `${view.name}: ${view.jobs.length} jobs merged by concord`)
     const cmds = prCommands(this.root, g, title, bodyFile)
     const manual = await this.whyManual()

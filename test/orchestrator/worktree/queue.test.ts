@@ -171,7 +171,7 @@ describe("merge queue on real git repositories", { timeout: 300_000 }, () => {
     await s.store.updatePlan(s.id, d => enqueueMerge(d, "b", ctx()))
     const head = (await s.view()).git!.head!
     await s.store.updatePlan(s.id, d => startMerge(d, entryKey("a", 1), head, ctx()))
-    const m = await scratchMerge(s.repo, scratchWorktree(s.store.dir, s.id), head, `${INT}--a`, `concord: merge a (attempt 1) into ${INT}`, [])
+    const m = await scratchMerge(s.repo, scratchWorktree(s.store.dir, s.id), head, `${INT}--a`, `concord: merge a (attempt 1) into ${INT}`, [], s.store.dir)
     if (m.kind !== "merged") throw new Error("expected a clean merge")
     await s.store.updatePlan(s.id, d => recordMergeResult(d, entryKey("a", 1), { kind: "passed", commit: m.commit }, ctx()))
     // ...but the branch never moved. A new orchestrator takes over.
