@@ -197,6 +197,27 @@ describe("ConcordStorageAdapter", () => {
     }
   })
 
+  it("a temp or document directory removed since the last write is made again by the next write", async () => {
+    const { dir, cleanup } = await tempDir()
+    try {
+      const a = new ConcordStorageAdapter(dir)
+      const bytes = A.save(A.from({ a: 1 }))
+      await a.save(["abcdef", "incremental", "h1"], bytes)
+      // another process removes the document (removeRange) and someone cleans the temp directory
+      await fsPromises.rm(path.join(dir, "ab"), { recursive: true })
+      await fsPromises.rm(a.tmpDirectory, { recursive: true })
+      await a.save(["abcdef", "incremental", "h2"], bytes)
+      expect(await a.load(["abcdef", "incremental", "h2"])).toEqual(bytes)
+      expect(await a.load(["abcdef", "incremental", "h1"])).toBeUndefined()
+      // the store itself removed: the write fails, and nothing is made again
+      await fsPromises.rm(dir, { recursive: true })
+      await expect(a.save(["abcdef", "incremental", "h3"], bytes)).rejects.toThrow(/gone/)
+      await expect(stat(dir)).rejects.toThrow(/ENOENT/)
+    } finally {
+      await cleanup()
+    }
+  })
+
   it("a failed write (ENOSPC) leaves neither a temp file nor a partial chunk, and throws StoreError", async () => {
     const { dir, cleanup } = await tempDir()
     const realOpen = fsPromises.open

@@ -263,9 +263,19 @@ export class ConcordStorageAdapter implements StorageAdapterInterface {
 
   async save(key: StorageKey, data: Uint8Array): Promise<void> {
     const target = this.filePath(key)
-    try {
+    const write = async () => {
       await this.#ensureTmpDir()
       await writeFileAtomic(target, data, { tmpDir: this.tmpDirectory, root: this.baseDirectory })
+    }
+    try {
+      try {
+        await write()
+      } catch (e) {
+        // the temp directory was removed since we made it: make it again (or find the store gone)
+        if (errnoCode(e) !== "ENOENT" || !this.#tmpReady) throw e
+        this.#tmpReady = false
+        await write()
+      }
       this.#written.set(keyString(key), { seq: ++this.#seq, sha256: sha256hex(data) })
     } catch (e) {
       throw StoreError.from("write", target, e)
@@ -538,15 +548,9 @@ export class ConcordStorageAdapter implements StorageAdapterInterface {
     return true
   }
 
+  /** The temp directory, made once (a write that finds it removed since makes it again: see save). */
   async #ensureTmpDir(): Promise<void> {
-    if (this.#tmpReady) {
-      try {
-        await fsp.access(this.tmpDirectory)
-        return
-      } catch {
-        this.#tmpReady = false
-      }
-    }
+    if (this.#tmpReady) return
     await this.ensureDir(this.tmpDirectory)
     this.#tmpReady = true
     void this.#cleanTmp()

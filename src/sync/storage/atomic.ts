@@ -30,13 +30,33 @@ export interface AtomicWriteOptions {
   root?: string
 }
 
+/**
+ * Directories this process made or found (a write into one skips its mkdir; the store's hot path writes
+ * into the same few). A directory removed since is found by the write itself, which fails with ENOENT:
+ * it is then forgotten, made again under the same rules, and the write retried once.
+ */
+const knownDirs = new Set<string>()
+
 export async function writeFileAtomic(target: string, data: string | Uint8Array, opts: AtomicWriteOptions = {}): Promise<void> {
   const dir = path.dirname(target)
-  const makeDir = () => (opts.root === undefined ? ensureDir(dir) : ensureDirIn(opts.root, dir))
-  await makeDir()
+  const makeDir = async () => {
+    knownDirs.delete(dir)
+    await (opts.root === undefined ? ensureDir(dir) : ensureDirIn(opts.root, dir))
+    if (knownDirs.size >= 4096) knownDirs.clear()
+    knownDirs.add(dir)
+  }
+  if (!knownDirs.has(dir)) await makeDir()
   const tmp = path.join(opts.tmpDir ?? dir, `.${path.basename(target)}.${process.pid}.${randomBytes(6).toString("hex")}.${++counter}.tmp`)
   try {
-    const fh = await fsp.open(tmp, "wx", opts.mode ?? 0o644)
+    let fh: FileHandle
+    try {
+      fh = await fsp.open(tmp, "wx", opts.mode ?? 0o644)
+    } catch (e) {
+      // the temp file's directory is the target's, removed since we last wrote there: make it again
+      if (errnoCode(e) !== "ENOENT" || opts.tmpDir !== undefined) throw e
+      await makeDir()
+      fh = await fsp.open(tmp, "wx", opts.mode ?? 0o644)
+    }
     try {
       await fh.writeFile(data)
       if (opts.durable !== false) await fh.sync()
@@ -46,7 +66,8 @@ export async function writeFileAtomic(target: string, data: string | Uint8Array,
     try {
       await fsp.rename(tmp, target)
     } catch (e) {
-      // The directory was removed concurrently (another process's removeRange): recreate, retry once.
+      // The directory was removed (another process's removeRange, or since we last wrote there):
+      // recreate, retry once.
       if (errnoCode(e) !== "ENOENT") throw e
       await makeDir()
       await fsp.rename(tmp, target)
