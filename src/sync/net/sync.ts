@@ -236,12 +236,15 @@ export async function syncWatch(store: PlanStore, opts: WatchOptions): Promise<v
   const dirty = new Set<string>()
   let saveTimer: NodeJS.Timeout | undefined
   let saving: Promise<void> = Promise.resolve()
+  let inFlight = 0
   let final = false
   const flush = () => {
     saveTimer = undefined
-    const ids = [...dirty]
-    dirty.clear()
+    inFlight++
     saving = saving.then(async () => {
+      // what arrived while the previous save ran is saved now, together (read when this save starts)
+      const ids = [...dirty]
+      dirty.clear()
       const saved: string[] = []
       for (const id of ids) {
         const h = session.handle(id)
@@ -259,11 +262,13 @@ export async function syncWatch(store: PlanStore, opts: WatchOptions): Promise<v
         if (planId === id) await registerIfNew(store, id, session.handle(id)!.doc())
       }
       if (saved.length && !final) opts.onSaved?.(saved)
-    })
+    }).finally(() => inFlight--)
   }
+  // Saved at once (a report reaches this store's watchers without waiting); changes that arrive while a
+  // save is under way wait for it and are saved together next, so a burst costs a few saves, not one each.
   const markDirty = (id: string) => {
     dirty.add(id)
-    saveTimer ??= setTimeout(flush, 100)
+    if (inFlight < 2) saveTimer ??= setTimeout(flush, 0)
   }
   const watcher = store.docs.watch<unknown>([], (id, doc) => {
     if (!tracked.has(id)) return
