@@ -186,7 +186,9 @@ async function viaSyncGenerator() {
     async init() {
       const out = await inner.init()
       token = await testing.addTokenCli(serverDir, "*", "admin")
-      server = await testing.startServerProcess(serverDir)
+      // A plan of J jobs is J + 1 documents, which the server's per-token limit on documents created
+      // (default 1,000) must allow: an operator syncing a plan this size raises it (concord serve --token-docs).
+      server = await testing.startServerProcess(serverDir, ["--token-docs", String(J + 16)])
       await sync(peerDir)
       await sync(dir)
       return out

@@ -17,10 +17,15 @@ const GEN = path.join(path.dirname(fileURLToPath(import.meta.url)), "../lib/gen-
 const BIN = path.join(ROOT, "bin/concord.js")
 const BASELINE_CLI = path.join(ROOT, "bench/baselines/cli.mjs")
 
+// BENCH_SCALE_JOBS / BENCH_SCALE_TOTALS (comma-separated) measure other sizes, e.g. only the target's
+// 1,000 jobs after 100,000 reports: BENCH_SCALE_JOBS=1000 BENCH_SCALE_TOTALS=100000 npm run bench -- --only=scale
+const list = (v, dflt) => (v ? v.split(",").map(Number) : dflt)
+
 export function config(quick) {
-  return quick
+  const cfg = quick
     ? { jobs: [10, 100], totals: [1000], statusRuns: 3, fidelityReports: 40 }
     : { jobs: [10, 100, 1000], totals: [1000, 10_000, 100_000], statusRuns: 5, slowStatusRuns: 3, fidelityReports: 300 }
+  return { ...cfg, jobs: list(process.env.BENCH_SCALE_JOBS, cfg.jobs), totals: list(process.env.BENCH_SCALE_TOTALS, cfg.totals) }
 }
 
 export function scaleBackends(backends) {

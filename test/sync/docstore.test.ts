@@ -2,7 +2,7 @@ import { afterEach, beforeEach, describe, expect, it } from "vitest"
 import * as A from "@automerge/automerge"
 import { Repo, generateAutomergeUrl, parseAutomergeUrl } from "@automerge/automerge-repo"
 import { NodeFSStorageAdapter } from "@automerge/automerge-repo-storage-nodefs"
-import { chmod, mkdir, readdir, readFile, writeFile } from "node:fs/promises"
+import { chmod, mkdir, readdir, readFile, rename, writeFile } from "node:fs/promises"
 import path from "node:path"
 // automerge-repo's own hash functions (not exported from the package entry points)
 import { headsHash as repoHeadsHash, keyHash as repoKeyHash } from "../../node_modules/@automerge/automerge-repo/dist/storage/keyHash.js"
@@ -443,6 +443,33 @@ describe("DocStore.watch edge cases", () => {
       await adapter.save([id, "incremental", keyHash(c1)], c1)
       expect(await waitUntil(() => seen.length === 2)).toBe(true)
       expect(Object.keys(seen[1].jobs).sort()).toEqual(["c1", "c2"])
+    } finally {
+      w.close()
+    }
+  })
+
+  it("watching more documents than one poll looks at (it polls them in slices), every document's writes are seen", async () => {
+    const ids = Array.from({ length: 150 }, () => newDocId())
+    const writer = store()
+    const docs = new Map(ids.map(id => [id, A.from<Plan>({ jobs: {} })]))
+    for (const id of ids) await writer.save(id, docs.get(id)!)
+    const seen = new Map<string, number>()
+    const w = store().watch<Plan>(ids, (id, doc) => seen.set(id, Object.keys(A.toJS(doc).jobs).length), { pollMs: 50 })
+    try {
+      expect(await waitUntil(() => seen.size === ids.length, 10_000)).toBe(true)
+      // the last document's directory is replaced under the watcher (its fs.watch watches the old one),
+      // then written: the poll, which reaches this document in its third slice, watches the new one
+      const last = ids.at(-1)!
+      await rename(docDir(last, "incremental"), docDir(last, "incremental-old"))
+      const d = A.change(docs.get(last)!, x => void (x.jobs.late = { status: "x" }))
+      await writer.save(last, d)
+      expect(await waitUntil(() => seen.get(last) === 1, 10_000)).toBe(true)
+      // and a write to the first document is seen as before
+      await writer.save(
+        ids[0],
+        A.change(docs.get(ids[0])!, x => void (x.jobs.a = { status: "x" }))
+      )
+      expect(await waitUntil(() => seen.get(ids[0]) === 1, 10_000)).toBe(true)
     } finally {
       w.close()
     }

@@ -2,7 +2,7 @@
  * Status reads report digests from a cache keyed by the heads it covers, kept current by every writer
  * (reports, sync saves, compactions); it must never be stale, and a first status must not need the logs.
  */
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs"
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs"
 import os from "node:os"
 import path from "node:path"
 import { afterEach, describe, expect, it } from "vitest"
@@ -14,6 +14,7 @@ import { appendReport, digestReports, foldReport, mergeDigests, readReports, rep
 import { DocStore } from "../../src/sync/store/DocStore.js"
 import { parsePlanSpec } from "../../src/doc/spec.js"
 import { PlanStore } from "../../src/sync/store/PlanStore.js"
+import { quarantineName } from "../../src/sync/storage/quarantine.js"
 
 let dir: string
 afterEach(() => rmSync(dir, { recursive: true, force: true }))
@@ -114,6 +115,67 @@ describe("report digests kept by every writer", () => {
     const digests = await new PlanStore(dir, { onWarning: () => {} }).loadReportDigests(id, jobs)
     expect([...digests.keys()]).toEqual(jobs)
     for (const j of jobs) expect(digests.get(j)?.byAttempt["1"].progress).toBe(3)
+  })
+})
+
+describe("status reads cached digests without loading logs", () => {
+  const spec = parsePlanSpec("name: d\njobs:\n  - { name: x, run: 'true' }\n  - { name: y, run: 'true' }\n  - { name: z, run: 'true' }\n")
+  /** a fresh store (as a new `concord status` process) that counts the documents it loads */
+  const counting = () => {
+    const s = new PlanStore(dir, { onWarning: () => {} })
+    const loaded: string[] = []
+    const load = s.docs.load.bind(s.docs)
+    s.docs.load = ((id: string, o?: object) => (loaded.push(id), load(id, o))) as typeof s.docs.load
+    return { s, loaded }
+  }
+
+  it("loads only the logs whose chunk files the cache does not cover, with the same digests as a full read", async () => {
+    dir = mkdtempSync(path.join(os.tmpdir(), "digests-"))
+    const a = new PlanStore(dir, { onWarning: () => {} })
+    const { id } = await a.createPlan(spec, ".", ctx())
+    for (const j of ["x", "y"])
+      for (let i = 0; i < 3; i++) await a.appendReport(id, j, { status: "progress", message: `${j}${i}`, progress: i, attempt: 1 }, ctx())
+    const full = async () => new Map(await Promise.all(["x", "y"].map(async j => [j, digestReports((await a.loadReports(id, j))!)] as const)))
+    let { s, loaded } = counting()
+    expect(await s.loadReportDigests(id, ["x", "y", "z"])).toEqual(await full())
+    expect(loaded).toEqual([]) // z has no log; x and y come from the cache
+    // a writer without the digest hook (a stock automerge-repo peer) adds a chunk to y's log
+    const raw = new DocStore(dir, { onWarning: () => {} })
+    const rid = reportDocId(id, "y")
+    await raw.save(
+      rid,
+      appendReport((await raw.load<ReportsDoc>(rid)) as never, { status: "blocked", message: "raw", attempt: 1 }, { by: "raw", now: Date.now() + 50 })
+    )
+    ;({ s, loaded } = counting())
+    const got = await s.loadReportDigests(id, ["x", "y", "z"])
+    expect(loaded).toEqual([rid])
+    expect(got.get("y")?.last?.message).toBe("raw")
+    expect(got).toEqual(await full())
+    // that read brought the cache up to date: the next status loads nothing
+    ;({ s, loaded } = counting())
+    expect(await s.loadReportDigests(id, ["x", "y", "z"])).toEqual(got)
+    expect(loaded).toEqual([])
+  })
+
+  it("lists through the storage adapter while the quarantine holds files, so a chunk valid again is put back", async () => {
+    dir = mkdtempSync(path.join(os.tmpdir(), "digests-"))
+    const a = new PlanStore(dir, { onWarning: () => {} })
+    const { id } = await a.createPlan(spec, ".", ctx())
+    await a.appendReport(id, "x", { status: "progress", message: "first", progress: 1, attempt: 1 }, ctx())
+    await a.appendReport(id, "x", { status: "progress", message: "second", progress: 2, attempt: 1 }, ctx())
+    const rid = reportDocId(id, "x")
+    const [chunk] = listing(rid)
+      .filter(c => c.startsWith("incremental/"))
+      .slice(-1)
+    const file = path.join(dir, rid.slice(0, 2), rid.slice(2), chunk)
+    // as if a damaged-looking chunk had been moved aside long ago and is valid now
+    mkdirSync(path.join(dir, "quarantine"), { recursive: true })
+    renameSync(file, path.join(dir, "quarantine", quarantineName([rid, ...chunk.split("/")], Date.now() - 3_600_000)))
+    const warnings: string[] = []
+    const s = new PlanStore(dir, { onWarning: m => warnings.push(m) })
+    expect((await s.loadReportDigests(id, ["x"])).get("x")?.last?.message).toBe("second")
+    expect(existsSync(file)).toBe(true)
+    expect(warnings.some(w => /valid now; restored it/.test(w))).toBe(true)
   })
 })
 

@@ -306,6 +306,15 @@ export class RemoteSession {
     if (docIds.length === 0) return
     const deadline = Date.now() + timeoutMs
     let lastConfirm = 0
+    // a handle's heads in the Repo's encoding, computed again only when they changed (encoding them is a
+    // pure-JS sha256 per head: polled for 1,000 documents every few tens of ms it was most of the sync)
+    const encoded = new Map<string, { raw: string; heads: readonly string[] }>()
+    const headsOf = (id: string, h: DocHandle<unknown>) => {
+      const raw = A.getHeads(h.doc() as A.Doc<unknown>).join(",")
+      let e = encoded.get(id)
+      if (e?.raw !== raw) encoded.set(id, (e = { raw, heads: h.heads() }))
+      return e.heads
+    }
     for (;;) {
       this.#throwIfRejected()
       const refused = this.refusalFor(docIds)
@@ -313,10 +322,10 @@ export class RemoteSession {
         throw new SyncError("refused", `the server refused our changes${refused.documentId ? ` to document ${refused.documentId}` : ""}: ${refused.reason}`)
       }
       const handles = docIds.map(id => this.handle(id))
-      const local = handles.every(h => {
+      const local = handles.every((h, i) => {
         if (!h) return false
         const sh = this.#serverHeads(h)
-        return !!sh && sameHeads(sh, h.heads())
+        return !!sh && sameHeads(sh, headsOf(docIds[i], h))
       })
       // Ask the server itself (durable heads) when the sync protocol says we agree, and now and then
       // anyway (heads reported by the protocol lag behind after a reconnect).

@@ -54,6 +54,9 @@ interface PlanChoice {
 
 const ALL = "*"
 
+/** Report logs a sync fetches from the server at once. */
+const FETCH_CONCURRENCY = 16
+
 /** Which plans to sync, from the references given (or all), the local index and the server's list. */
 async function choosePlans(
   store: PlanStore,
@@ -154,8 +157,8 @@ export async function syncOnce(store: PlanStore, opts: SyncOptions): Promise<Syn
     await session.waitSynced(planIds, left())
 
     // 2. report logs of every job, where they exist on either side
-    const reportIds: string[] = []
     const owner = new Map<string, string>()
+    const toFetch: string[] = []
     for (const id of planIds) {
       const doc = session.handle(id)!.doc()
       if (!isPlanDoc(doc)) throw new SyncError("protocol", `document ${id} is not a concord plan`)
@@ -165,11 +168,23 @@ export async function syncOnce(store: PlanStore, opts: SyncOptions): Promise<Syn
         const local = await store.docs.load<unknown>(rid, { keepCopy: false })
         before.set(rid, local && A.getHeads(local))
         if (local) session.importDoc(rid, local)
-        else if (!c.serverDocs.has(rid) || !(await session.fetch(rid, left()))) continue
-        reportIds.push(rid)
+        else if (!c.serverDocs.has(rid)) continue
+        else toFetch.push(rid)
         owner.set(rid, id)
       }
     }
+    // logs only the server has: fetched several at a time (one round trip each, not one after another)
+    const fetched = new Set<string>()
+    let next = 0
+    const fetcher = async () => {
+      while (next < toFetch.length) {
+        const rid = toFetch[next++]
+        if (await session.fetch(rid, left())) fetched.add(rid)
+      }
+    }
+    await Promise.all(Array.from({ length: Math.min(FETCH_CONCURRENCY, toFetch.length) }, fetcher))
+    const wanted = new Set(toFetch)
+    const reportIds = [...owner.keys()].filter(rid => !wanted.has(rid) || fetched.has(rid))
     await session.waitSynced(reportIds, left())
 
     // 3. save what we have now (only new chunks are written; nothing local is replaced)
@@ -236,34 +251,41 @@ export async function syncWatch(store: PlanStore, opts: WatchOptions): Promise<v
   const dirty = new Set<string>()
   let saveTimer: NodeJS.Timeout | undefined
   let saving: Promise<void> = Promise.resolve()
+  let inFlight = 0
   let final = false
   const flush = () => {
     saveTimer = undefined
-    const ids = [...dirty]
-    dirty.clear()
-    saving = saving.then(async () => {
-      const saved: string[] = []
-      for (const id of ids) {
-        const h = session.handle(id)
-        if (!h) continue
-        try {
-          await store.docs.save(id, h.doc() as A.Doc<unknown>)
-          saved.push(id)
-        } catch (e) {
-          log(`cannot save ${id} locally: ${(e as Error).message}`)
-          dirty.add(id)
+    inFlight++
+    saving = saving
+      .then(async () => {
+        // what arrived while the previous save ran is saved now, together (read when this save starts)
+        const ids = [...dirty]
+        dirty.clear()
+        const saved: string[] = []
+        for (const id of ids) {
+          const h = session.handle(id)
+          if (!h) continue
+          try {
+            await store.docs.save(id, h.doc() as A.Doc<unknown>)
+            saved.push(id)
+          } catch (e) {
+            log(`cannot save ${id} locally: ${(e as Error).message}`)
+            dirty.add(id)
+          }
         }
-      }
-      for (const id of saved) {
-        const planId = tracked.get(id)
-        if (planId === id) await registerIfNew(store, id, session.handle(id)!.doc())
-      }
-      if (saved.length && !final) opts.onSaved?.(saved)
-    })
+        for (const id of saved) {
+          const planId = tracked.get(id)
+          if (planId === id) await registerIfNew(store, id, session.handle(id)!.doc())
+        }
+        if (saved.length && !final) opts.onSaved?.(saved)
+      })
+      .finally(() => inFlight--)
   }
+  // Saved at once (a report reaches this store's watchers without waiting); changes that arrive while a
+  // save is under way wait for it and are saved together next, so a burst costs a few saves, not one each.
   const markDirty = (id: string) => {
     dirty.add(id)
-    saveTimer ??= setTimeout(flush, 100)
+    if (inFlight < 2) saveTimer ??= setTimeout(flush, 0)
   }
   const watcher = store.docs.watch<unknown>([], (id, doc) => {
     if (!tracked.has(id)) return

@@ -705,9 +705,13 @@ interface WatchEntry {
   inodes: number[]
 }
 
+/** Documents a watcher's poll looks at per tick (see DocWatcher.#poll). */
+const POLL_SLICE = 64
+
 class DocWatcher {
   readonly #entries = new Map<string, WatchEntry>()
   readonly #timer: NodeJS.Timeout
+  #pollAt = 0
   #closed = false
 
   constructor(
@@ -717,14 +721,24 @@ class DocWatcher {
     pollMs: number,
     private readonly hooks: WatchHooks
   ) {
-    this.#timer = setInterval(
-      () => {
-        for (const e of this.#entries.values()) {
-          void this.#checkWatch(e).then(() => this.#schedule(e))
-        }
-      },
-      Math.max(10, pollMs)
-    )
+    this.#timer = setInterval(() => this.#poll(), Math.max(10, pollMs))
+  }
+
+  /**
+   * The safety net under fs.watch (lost events, file systems without them): each document's directories
+   * are checked and listed again, at most POLL_SLICE documents per tick, round robin, so that watching a
+   * 1,000-job plan costs a few hundred syscalls per tick rather than thousands (each document is then
+   * polled every pollMs x documents / POLL_SLICE; fs.watch events are handled at once whatever the poll).
+   */
+  #poll(): void {
+    const all = [...this.#entries.values()]
+    if (all.length === 0) return
+    const n = Math.min(POLL_SLICE, all.length)
+    for (let i = 0; i < n; i++) {
+      const e = all[(this.#pollAt + i) % all.length]
+      void this.#checkWatch(e).then(() => this.#schedule(e))
+    }
+    this.#pollAt = (this.#pollAt + n) % all.length
   }
 
   add(docId: string): void {

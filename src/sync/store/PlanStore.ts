@@ -8,7 +8,7 @@
  * exits 0. Processes never overwrite each other's files, so concurrent writers merge instead of losing
  * updates.
  */
-import { promises as fsp } from "node:fs"
+import { type Dirent, promises as fsp, readdirSync, readFileSync } from "node:fs"
 import path from "node:path"
 import type { WriteContext } from "../../doc/actor.js"
 import { DamagedError, NotFoundError } from "../../doc/errors.js"
@@ -39,12 +39,19 @@ const APPEND_LOOK_MS = 250
 /** Report logs read at once by status: each is freed after digesting, so memory stays bounded. */
 const DIGEST_CONCURRENCY = 4
 
+/** Logs whose cached digest status checks with synchronous calls before letting other work run. */
+const SYNC_BATCH = 128
+
 /** A cached report digest: the digest of the log at `heads`; `chunks` are chunk files it covers. */
 interface DigestCache {
   v: 2
   heads: string[]
   chunks: string[]
   digest: ReportDigest
+}
+
+function isDigestCache(v: DigestCache | undefined): v is DigestCache {
+  return v?.v === 2 && Array.isArray(v.heads) && Array.isArray(v.chunks) && !!v.digest && typeof v.digest.byAttempt === "object"
 }
 
 function intersect(a: string[], b: string[]): string[] {
@@ -413,7 +420,7 @@ export class PlanStore {
   async #readDigestCache(docId: string): Promise<DigestCache | undefined> {
     try {
       const v = JSON.parse(await fsp.readFile(this.#digestFile(docId), "utf8")) as DigestCache
-      if (v?.v === 2 && Array.isArray(v.heads) && Array.isArray(v.chunks) && v.digest && typeof v.digest.byAttempt === "object") return v
+      if (isDigestCache(v)) return v
     } catch {
       // no cache yet, or unreadable (derived data: computed again)
     }
@@ -520,17 +527,74 @@ export class PlanStore {
    */
   async loadReportDigests(planId: DocId, jobs: string[]): Promise<Map<string, ReportDigest>> {
     const out = new Map<string, ReportDigest>()
+    // 1. every log whose cached digest covers its chunk files, read at once (no log is loaded)
+    const rest = (await this.#cachedDigests(planId, jobs, out)) ?? jobs
+    // 2. the others: loaded a few at a time
     let next = 0
     const worker = async () => {
-      while (next < jobs.length) {
-        const j = jobs[next++]
+      while (next < rest.length) {
+        const j = rest[next++]
         const d = await this.#reportDigest(reportDocId(planId, j))
         if (d) out.set(j, d)
       }
     }
-    await Promise.all(Array.from({ length: Math.min(DIGEST_CONCURRENCY, jobs.length) }, worker))
+    await Promise.all(Array.from({ length: Math.min(DIGEST_CONCURRENCY, rest.length) }, worker))
     // in the jobs' order, whatever order the workers finished in
     return new Map(jobs.filter(j => out.has(j)).map(j => [j, out.get(j)!]))
+  }
+
+  /**
+   * The fast path of a status: each log's chunk files listed and its cached digest read with
+   * synchronous calls (a third of the CPU of the promise-based ones, which cost more than the work
+   * itself at 1,000 logs). Puts the digests it can use into `out`; returns the jobs whose log must
+   * be read (no cache entry, or a chunk the entry does not cover, or anything unexpected), or
+   * undefined when the quarantine holds files: those logs are listed through the storage adapter,
+   * which restores quarantined chunks that became valid.
+   */
+  async #cachedDigests(planId: DocId, jobs: string[], out: Map<string, ReportDigest>): Promise<string[] | undefined> {
+    try {
+      if (readdirSync(this.docs.adapter.quarantineDirectory).length > 0) return undefined
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== "ENOENT") return undefined
+    }
+    const rest: string[] = []
+    for (const [i, j] of jobs.entries()) {
+      // a long-lived process (a dashboard, an MCP server) is never blocked for long
+      if (i % SYNC_BATCH === SYNC_BATCH - 1) await new Promise(r => setImmediate(r))
+      const docId = reportDocId(planId, j)
+      const listing = this.#listingSync(docId)
+      if (listing?.length === 0) continue // no log (yet)
+      const cache = listing && this.#readDigestCacheSync(docId)
+      if (cache && listing.every(c => cache.covered.has(c))) out.set(j, cache.entry.digest)
+      else rest.push(j)
+    }
+    return rest
+  }
+
+  /** A log's chunk files ("incremental/<hash>", "snapshot/<hash>"); undefined if they cannot be listed. */
+  #listingSync(docId: string): string[] | undefined {
+    const out: string[] = []
+    for (const t of ["incremental", "snapshot"]) {
+      let names: Dirent[]
+      try {
+        names = readdirSync(path.dirname(this.docs.adapter.filePath([docId, t, "x"])), { withFileTypes: true })
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code === "ENOENT") continue
+        return undefined
+      }
+      for (const n of names) if (n.isFile()) out.push(`${t}/${n.name}`)
+    }
+    return out
+  }
+
+  #readDigestCacheSync(docId: string): { entry: DigestCache; covered: Set<string> } | undefined {
+    try {
+      const v = JSON.parse(readFileSync(this.#digestFile(docId), "utf8")) as DigestCache
+      if (isDigestCache(v)) return { entry: v, covered: new Set(v.chunks) }
+    } catch {
+      // no cache yet, or unreadable (derived data: computed again)
+    }
+    return undefined
   }
 
   async #reportDigest(docId: DocId): Promise<ReportDigest | undefined> {
