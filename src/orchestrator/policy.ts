@@ -186,23 +186,29 @@ export function parsePidFile(text: string): { pid: number; startTicks: number | 
   return { pid: Number(m[1]), startTicks: m[2] ? Number(m[2]) : null }
 }
 
-export type UntrackedFate = { kind: "exited"; exit: ExitInfo } | { kind: "launching" } | { kind: "lost" }
+export type UntrackedFate = { kind: "exited"; exit: ExitInfo } | { kind: "launching" } | { kind: "unstarted" } | { kind: "lost" }
 
 /**
  * A job attempt recorded running on this machine that no supervisor here watches (no live process
- * group found for it). Its wrapper's exit file says how it ended; with no exit file and no pid file,
- * an attempt started less than `launchWindowMs` ago may still be starting (the previous runner was
- * killed between recording it and spawning it, or the wrapper has not written its pid yet): it is
- * looked at again, never called lost. Otherwise it is lost.
+ * group found for it), looked at by the orchestrator holding the plan's lock (so the one that recorded
+ * it is gone). Its wrapper's exit file says how it ended. With no exit file, no pid file and no log file,
+ * its process was never started (the log file is opened before the wrapper is spawned): the previous
+ * orchestrator was killed between recording the attempt and starting it, nothing of it ran, and it is
+ * started now, as the same attempt. With a log file but no pid file, an attempt started less than
+ * `launchWindowMs` ago may still be starting (its wrapper has not written its pid yet): it is looked at
+ * again, never called lost. Otherwise it is lost.
  */
 export function untrackedLiveness(f: {
   exit: ExitInfo | undefined
   pidFile: boolean
+  /** whether the attempt's log file exists (default: assumed to, which never starts anything) */
+  logFile?: boolean
   startedAt: number | null
   now: number
   launchWindowMs: number
 }): UntrackedFate {
   if (f.exit) return { kind: "exited", exit: f.exit }
+  if (!f.pidFile && f.logFile === false) return { kind: "unstarted" }
   if (!f.pidFile && f.startedAt !== null && f.now - f.startedAt < f.launchWindowMs) return { kind: "launching" }
   return { kind: "lost" }
 }

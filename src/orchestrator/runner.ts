@@ -214,6 +214,7 @@ export async function runPlan(store: PlanStore, planId: string, opts: RunOptions
     let launching = false
     const now = Date.now()
     const remote: string[] = []
+    const unstarted: { name: string; attempt: number }[] = []
     for (const j of view.jobs) {
       const k = key(j.name, j.attempt)
       if (j.status !== "running" || alive.has(k) || exits.some(e => key(e.job, e.attempt) === k)) continue
@@ -225,7 +226,12 @@ export async function runPlan(store: PlanStore, planId: string, opts: RunOptions
       const fate = untrackedLiveness({ ...seen, startedAt: j.current.startedAt, now, launchWindowMs })
       if (fate.kind === "exited") exits.push({ job: j.name, attempt: j.attempt, ...fate.exit, at: now })
       else if (fate.kind === "launching") launching = true
+      else if (fate.kind === "unstarted") unstarted.push({ name: j.name, attempt: j.attempt })
       else lost.add(k)
+    }
+    for (const u of unstarted) {
+      event(`${u.name} #${u.attempt}: recorded running but never started (its orchestrator stopped in between): starting it now`)
+      await launch(u.name, u.attempt, view)
     }
     if (remote.length > 0) {
       const reports = await store.loadReportDigests(planId, remote)

@@ -82,8 +82,11 @@ export interface JobSupervisor {
   poll(): { alive: Set<string>; exits: ProcessExit[] }
   /** Start stopping an attempt's process group (idempotent). Returns false if it is not watched. */
   stop(job: string, attempt: number, reason: string): boolean
-  /** What an attempt nobody here watches left behind: its exit (if it wrote one) and whether it wrote its pid. */
-  inspect(job: string, attempt: number): { exit: ExitInfo | undefined; pidFile: boolean }
+  /**
+   * What an attempt nobody here watches left behind: its exit (if it wrote one), whether it wrote its
+   * pid, and whether its log file exists (opened before its wrapper is spawned: without it, it never ran).
+   */
+  inspect(job: string, attempt: number): { exit: ExitInfo | undefined; pidFile: boolean; logFile: boolean }
   /** The processes watched now, with the time of their latest output (log file change), in ms. */
   watched(): (WatchedProcess & { lastOutput: number | undefined })[]
   /** Stop watching (timers, listeners). Job processes keep running. */
@@ -388,10 +391,10 @@ export class ProcessSupervisor implements JobSupervisor {
     return true
   }
 
-  inspect(job: string, attempt: number): { exit: ExitInfo | undefined; pidFile: boolean } {
+  inspect(job: string, attempt: number): { exit: ExitInfo | undefined; pidFile: boolean; logFile: boolean } {
     const files = this.#files(job, attempt)
     const text = readText(files.exit)
-    return { exit: text === undefined ? undefined : parseExitFile(text, signalName), pidFile: existsSync(files.pid) }
+    return { exit: text === undefined ? undefined : parseExitFile(text, signalName), pidFile: existsSync(files.pid), logFile: existsSync(files.log) }
   }
 
   watched(): (WatchedProcess & { lastOutput: number | undefined })[] {

@@ -24,8 +24,8 @@ export class FakeSupervisor implements JobSupervisor {
   readonly procs = new Map<string, FakeProc>()
   /** Live processes a restarted runner can find (as if by their pid files), by "job#n". */
   readonly discoverable = new Map<string, { pid: number }>()
-  /** What unwatched attempts left behind (exit file, pid file), by "job#n". */
-  readonly leftBehind = new Map<string, { exit?: ExitInfo; pidFile: boolean }>()
+  /** What unwatched attempts left behind (exit file, pid file, log file: assumed there unless false), by "job#n". */
+  readonly leftBehind = new Map<string, { exit?: ExitInfo; pidFile: boolean; logFile?: boolean }>()
   /** Return a reason to make a spawn fail. */
   failSpawn?: (spec: LaunchSpec) => string | undefined
   /** When false, a stopped group keeps living (a process ignoring every signal). */
@@ -80,9 +80,9 @@ export class FakeSupervisor implements JobSupervisor {
     return true
   }
 
-  inspect(job: string, attempt: number): { exit: ExitInfo | undefined; pidFile: boolean } {
+  inspect(job: string, attempt: number): { exit: ExitInfo | undefined; pidFile: boolean; logFile: boolean } {
     const l = this.leftBehind.get(key(job, attempt))
-    return { exit: l?.exit, pidFile: l?.pidFile ?? false }
+    return { exit: l?.exit, pidFile: l?.pidFile ?? false, logFile: l?.logFile ?? true }
   }
 
   watched(): (WatchedProcess & { lastOutput: number | undefined })[] {

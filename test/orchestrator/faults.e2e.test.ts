@@ -91,6 +91,32 @@ describe("orchestrator faults (real processes)", () => {
     expect(lines(launches).sort()).toEqual(["a", "b"])
   }, 180_000)
 
+  it("1a. runner killed between recording `running` and starting the process: the next runner starts it, as the same attempt, at once; it runs once", async () => {
+    const dir = store()
+    const launches = path.join(dir, "launches")
+    const id = await createPlan(
+      dir,
+      `name: f1a\njobs:\n  - { name: a, run: 'echo a >> ${launches}' }\n  - { name: b, run: 'echo b >> ${launches}', dependsOn: [a] }\n`
+    )
+    const s = new PlanStore(dir)
+    // What a runner does up to its death: record the attempt running; nothing spawned, no log file.
+    await s.updatePlan(id, d =>
+      setJobStatus(d, "a", "running", { host: hostName(), startedAt: Date.now(), log: logPath(id, "a", 1) }, { by: "orchestrator@x:1", now: Date.now() })
+    )
+    const events: string[] = []
+    const t0 = Date.now()
+    // a launch window far longer than the test: the attempt is not waited out, it is started at once
+    const r = await runPlan(s, id, { ...fast, launchWindowMs: 600_000, onEvent: l => events.push(l) })
+    expect(r.code, events.join("\n")).toBe(0)
+    expect(Date.now() - t0).toBeLessThan(60_000)
+    expect(events.join("\n")).toMatch(/a #1: recorded running but never started .*: starting it now/)
+    expect(r.view.jobs.map(j => [j.name, j.status, j.attempt])).toEqual([
+      ["a", "completed", 1],
+      ["b", "completed", 1],
+    ])
+    expect(lines(launches)).toEqual(["a", "b"])
+  }, 120_000)
+
   it("1b. SIGKILL `concord run` at random moments while it launches, 4 times: every job runs exactly once, none is called lost", async () => {
     const dir = store()
     const launches = path.join(dir, "launches")

@@ -48,13 +48,19 @@ describe("exit and pid files", () => {
 })
 
 describe("liveness", () => {
-  it("an unwatched attempt: exit file says how it ended; no trace and recent = still starting; else lost", () => {
+  it("an unwatched attempt: exit file says how it ended; never started = start it; recent = still starting; else lost", () => {
     const base = { exit: undefined, pidFile: false, startedAt: 1000, now: 1500, launchWindowMs: 1000 }
     expect(untrackedLiveness({ ...base, exit: { code: 3, signal: null } })).toEqual({ kind: "exited", exit: { code: 3, signal: null } })
     expect(untrackedLiveness(base)).toEqual({ kind: "launching" })
     expect(untrackedLiveness({ ...base, now: 2500 })).toEqual({ kind: "lost" })
     // It wrote its pid file and its group is gone without an exit file: lost at once.
     expect(untrackedLiveness({ ...base, pidFile: true })).toEqual({ kind: "lost" })
+    // No log file either: its process was never started (nothing of it ran), so it is started now,
+    // within the window or after it; with a log file it may be starting, then it is lost.
+    expect(untrackedLiveness({ ...base, logFile: false })).toEqual({ kind: "unstarted" })
+    expect(untrackedLiveness({ ...base, logFile: false, now: 2500 })).toEqual({ kind: "unstarted" })
+    expect(untrackedLiveness({ ...base, logFile: true, now: 2500 })).toEqual({ kind: "lost" })
+    expect(untrackedLiveness({ ...base, logFile: false, pidFile: true })).toEqual({ kind: "lost" })
   })
   it("a remote job is lost after twice staleMs without any sign of life", () => {
     const f = { startedAt: 0, heartbeatAt: null, lastReportAt: 5000, now: 7000, staleMs: 1000 }
