@@ -18,21 +18,18 @@ const NET_WATCHER = path.join(HERE, "net-watcher.mjs")
 const BIN = path.join(ROOT, "bin/concord.js")
 
 /** Ways the issue names that concord does not offer yet. */
-const NOT_YET = { "local endpoint": "concord has no local endpoint (a local daemon or socket) yet" }
-
 export async function netStatus() {
   if (!existsSync(path.join(ROOT, "src/sync/net"))) {
-    return { available: false, reason: "src/sync/net/ does not exist yet (the sync work is in progress elsewhere)", notYet: NOT_YET }
+    return { available: false, reason: "src/sync/net/ does not exist yet (the sync work is in progress elsewhere)" }
   }
   const testing = await import("./net-harness.mjs")
   try {
     await import(DIST)
   } catch (e) {
-    return { available: false, reason: `${DIST} cannot be loaded (run npm run build): ${e.message}`, notYet: NOT_YET }
+    return { available: false, reason: `${DIST} cannot be loaded (run npm run build): ${e.message}` }
   }
   return {
     available: true,
-    notYet: NOT_YET,
     async sync(n) {
       const r = await testing.benchOfflineConvergence({ changesPerPeer: n })
       return { convergeMs: r.convergeMs, ok: r.converged, detail: { syncMs: r.syncMs, serverChanges: r.serverChanges } }

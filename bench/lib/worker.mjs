@@ -60,12 +60,14 @@ const ops = {
   /** Visibility, writer side: n reports, `gapMs` apart, each stamped with the time it became durable. */
   paced: async a => {
     const durable = []
+    const via = {}
     for (let i = 0; i < a.n; i++) {
       await sleep(a.gapMs + Math.random() * a.jitterMs)
-      await client.report(a.plan, a.job, { status: "progress", message: `v-${i}` })
+      const r = await client.report(a.plan, a.job, { status: "progress", message: `v-${i}` })
       durable.push(now())
+      if (r?.via) via[r.via] = (via[r.via] ?? 0) + 1
     }
-    return { durable }
+    return { durable, via }
   },
   /** Visibility, watcher side: record when each message is first seen. */
   watch: async a => {

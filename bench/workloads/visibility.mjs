@@ -4,8 +4,10 @@
 //
 // "Ways" are how a watcher can follow a plan: "store watch" for every backend (concord: DocStore.watch;
 // json: fs.watch on the directory + poll; sqlite: fs.watch on the directory + query), and, for concord,
-// the sync server (src/sync/net, through ../lib/net.mjs): a watcher holding a live session to
-// `concord serve`, and a second store kept in sync by `concord sync --watch` and watched like the first.
+// "local endpoint": the writer's reports go through the plan's local endpoint (served by a third
+// process, as `concord run` serves it) while the watcher watches the store; and the sync server
+// (src/sync/net, through ../lib/net.mjs): a watcher holding a live session to `concord serve`, and a
+// second store kept in sync by `concord sync --watch` and watched like the first.
 import { rmSync } from "node:fs"
 import { startWorker, stopAll, sleep, tempDir } from "../lib/proc.mjs"
 import { latencies, median, p99, quantile } from "../lib/stats.mjs"
@@ -17,22 +19,26 @@ export function config(quick) {
   return { reports: quick ? 20 : 150, gapMs: 40, jitterMs: 60, pollMs: 500 }
 }
 
-async function storeWatch(backend, cfg) {
+async function storeWatch(backend, cfg, viaEndpoint = false) {
   const dir = tempDir()
   const writer = await startWorker(backend, dir)
   const watcher = await startWorker(backend, dir)
+  const host = viaEndpoint ? await startWorker(backend, dir) : undefined
   try {
     const plan = await writer.call("createPlan", { name: "visibility", jobs: ["j0"] })
+    if (host) await host.call("serveEndpoint", { plan })
     await watcher.call("watch", { plan, job: "j0", key: "w", pollMs: cfg.pollMs })
     await sleep(500) // let the watcher set up and settle
-    const { durable } = await writer.call("paced", { plan, job: "j0", n: cfg.reports, gapMs: cfg.gapMs, jitterMs: cfg.jitterMs })
+    const { durable, via } = await writer.call("paced", { plan, job: "j0", n: cfg.reports, gapMs: cfg.gapMs, jitterMs: cfg.jitterMs })
+    if (host && via.endpoint !== cfg.reports)
+      throw new Error(`visibility local endpoint: only ${via.endpoint ?? 0} of ${cfg.reports} reports went through the endpoint`)
     // give the watcher time to see the last one (it has at least one poll interval)
     await sleep(cfg.pollMs * 3)
     const { seen } = await watcher.call("unwatch", { key: "w" })
     const { lat, missed } = latencies(durable, seen)
     return { lat, missed }
   } finally {
-    await stopAll([writer, watcher])
+    await stopAll([writer, watcher, ...(host ? [host] : [])])
     rmSync(dir, { recursive: true, force: true })
   }
 }
@@ -40,11 +46,12 @@ async function storeWatch(backend, cfg) {
 export async function run({ backends, quick, log }) {
   const cfg = config(quick)
   const rows = []
-  for (const b of backends) {
-    const { lat, missed } = await storeWatch(b, cfg)
+  const ways = backends.flatMap(b => [[b, "store watch"], ...(b === "concord" ? [[b, "local endpoint"]] : [])])
+  for (const [b, way] of ways) {
+    const { lat, missed } = await storeWatch(b, cfg, way === "local endpoint")
     const row = {
       backend: b,
-      way: "store watch",
+      way,
       n: lat.length,
       missed,
       p50: median(lat),
@@ -54,7 +61,7 @@ export async function run({ backends, quick, log }) {
       min: lat.length ? Math.min(...lat) : null,
     }
     rows.push(row)
-    log(`visibility ${b} store watch: p50 ${row.p50?.toFixed(1)} ms, p99 ${row.p99?.toFixed(1)} ms, missed ${missed}/${cfg.reports}`)
+    log(`visibility ${b} ${way}: p50 ${row.p50?.toFixed(1)} ms, p99 ${row.p99?.toFixed(1)} ms, missed ${missed}/${cfg.reports}`)
   }
   const net = await netStatus()
   if (backends.includes("concord")) {
@@ -78,10 +85,6 @@ export async function run({ backends, quick, log }) {
     if (!net.available) {
       rows.push({ backend: "concord", way: "sync server", pending: net.reason })
       log(`visibility concord sync server: pending (${net.reason})`)
-    }
-    for (const [way, why] of Object.entries(net.notYet ?? {})) {
-      rows.push({ backend: "concord", way, pending: why })
-      log(`visibility concord ${way}: pending (${why})`)
     }
   }
   return { config: cfg, rows }
