@@ -8,7 +8,8 @@ import { fileURLToPath } from "node:url"
 /** A fresh temporary directory; `cleanup()` removes it. */
 export async function tempDir(prefix = "concord-sync-"): Promise<{ dir: string; cleanup: () => Promise<void> }> {
   const dir = await mkdtemp(path.join(tmpdir(), prefix))
-  return { dir, cleanup: () => rm(dir, { recursive: true, force: true }) }
+  // (retried: a Repo shut down by a test may still land a last write while the tree is removed)
+  return { dir, cleanup: () => rm(dir, { recursive: true, force: true, maxRetries: 10, retryDelay: 50 }) }
 }
 
 const WORKER = fileURLToPath(new URL("./docstore-worker.mjs", import.meta.url))
