@@ -804,14 +804,18 @@ function findings(results) {
     const rep = row("report-cost", r => r.command === "concord report")
     const help = row("report-cost", r => r.command === "concord --help")
     const lock = row("report-cost", r => r.command === "json-lock report")
+    const served = row("report-cost", r => r.command === "concord report (orchestrator running)")
     if (node && rep) {
       out.push(
-        `**Report cost (target ${rep.p50 <= 3 * node.p50 ? "met" : "missed"}).** \`concord report\` takes ${ms(rep.p50)} (median), ${ratio(rep.p50, node.p50)} \`node -e ""\` (${ms(node.p50)}); target 3×.` +
+        `**Report cost.** With no orchestrator running, \`concord report\` takes ${ms(rep.p50)} (median), ${ratio(rep.p50, node.p50)} \`node -e ""\` (${ms(node.p50)}; target 2.5×: ${rep.p50 <= 2.5 * node.p50 ? "met" : "missed"}).` +
+          (served
+            ? ` While an orchestrator runs the plan it goes through its local endpoint from a lean start-up (no Automerge loaded): ${ms(served.p50)}, ${ratio(served.p50, node.p50)} (target 1.5×: ${served.p50 <= 1.5 * node.p50 ? "met" : "missed"}).`
+            : "") +
           (help
             ? ` Loading the CLI alone (\`concord --help\`) takes ${ms(help.p50)}, so start-up is ${ms(help.p50 - node.p50)} over bare Node and the report itself ${ms(rep.p50 - help.p50)}.`
             : "") +
           (lock ? ` A one-shot json-lock report process takes ${ms(lock.p50)}.` : "") +
-          " No MCP server exists yet, so the MCP target is pending."
+          " Most of the start-up is loading the CLI's JavaScript and compiling Automerge's WebAssembly (meanwhile, in the background); a report through a long-lived `concord mcp` server pays neither (see 7. MCP)."
       )
     }
   }
@@ -830,11 +834,11 @@ function findings(results) {
         `**Scale.** ` +
           (big
             ? `1,000 jobs after 100k reports: the first \`concord status\` after the reports takes ${ms(first(big))} and ${fmt(firstRss(big))} MB; repeated, ${ms(big.statusMs)} and ${fmt(big.peakRssMB)} MB ` +
-              `(target < 1 s and < 300 MB: ${first(big) < 1000 && firstRss(big) < 300 ? "met" : big.statusMs < 1000 && big.peakRssMB < 300 ? "met only when repeated" : "missed"}). `
+              `(target < 1 s and < 200 MB: ${first(big) < 1000 && firstRss(big) < 200 ? "met" : big.statusMs < 1000 && big.peakRssMB < 200 ? "met only when repeated" : "missed"}). `
             : "") +
           `The slowest first status measured is ${worst.jobs} jobs after ${worst.reports.toLocaleString("en")} reports: ${ms(first(worst))}, ${fmt(firstRss(worst))} MB peak. ` +
           (fitF.length ? `First-status time grows as T^k with k = ${fitF.map(f => `${f.exponent.toFixed(2)} (${f.jobs} jobs)`).join(", ")}. ` : "") +
-          "A status that has to read a report log reads all of it (every report ever made, each by its own actor); the baselines read the same data far faster (see the ratios)."
+          "Status reads no report log whose cached digest covers its chunk files (every writer keeps the digests current), so its time grows with the number of jobs, not of reports; a log the cache does not cover (written by a process that keeps no digests) is read, a few at a time, and freed after digesting."
       )
     }
   }
@@ -844,9 +848,12 @@ function findings(results) {
     const ref = row("sync", r => r.kind === "reference" && r.changesPerPeer === 10_000)
     if (c && !c.pending) {
       out.push(
-        `**Sync (target ${c.convergeMs < 5000 ? "met" : "missed"}).** 10,000 offline changes per peer converge in ${ms(c.convergeMs)} through three \`concord sync\` runs ` +
-          `(A push ${ms(c.detail.syncMs.aPush)}, B both ways ${ms(c.detail.syncMs.bBoth)}, A pull ${ms(c.detail.syncMs.aPull)}); target 5 s.` +
-          (ref ? ` The Automerge sync protocol alone, in memory, takes ${ms(ref.convergeMs)} for the same count.` : "")
+        `**Sync (target ${c.convergeMs < 3000 ? "met" : "missed"}).** 10,000 offline changes per peer converge in ${ms(c.convergeMs)} through three \`concord sync\` runs ` +
+          `(A push ${ms(c.detail.syncMs.aPush)}, B both ways ${ms(c.detail.syncMs.bBoth)}, A pull ${ms(c.detail.syncMs.aPull)}); target 3 s.` +
+          (ref
+            ? ` The Automerge sync protocol alone, in memory, takes ${ms(ref.convergeMs)} for the same count (concord takes ${ratio(c.convergeMs, ref.convergeMs)} of it).`
+            : "") +
+          " The server applies a 10,000-change message three times, each time building Automerge's JavaScript view of the document: its access check, its Repo (with the DocHandle's diff), and its own store watcher reading back the chunk it wrote; reaching the target means syncing on Automerge's low-level handle instead of those views."
       )
     }
   }
