@@ -191,12 +191,15 @@ export type UntrackedFate = { kind: "exited"; exit: ExitInfo } | { kind: "launch
 /**
  * A job attempt recorded running on this machine that no supervisor here watches (no live process
  * group found for it), looked at by the orchestrator holding the plan's lock (so the one that recorded
- * it is gone). Its wrapper's exit file says how it ended. With no exit file, no pid file and no log file,
- * its process was never started (the log file is opened before the wrapper is spawned): the previous
- * orchestrator was killed between recording the attempt and starting it, nothing of it ran, and it is
- * started now, as the same attempt. With a log file but no pid file, an attempt started less than
- * `launchWindowMs` ago may still be starting (its wrapper has not written its pid yet): it is looked at
- * again, never called lost. Otherwise it is lost.
+ * it is gone). Its wrapper's exit file says how it ended. The wrapper writes its pid file before it runs
+ * the job's command, so with neither file the command never ran:
+ *  - no log file either (it is opened before the wrapper is spawned): the previous orchestrator was
+ *    killed before it started the process; it is started now, as the same attempt;
+ *  - a log file: the wrapper may still be starting, so the attempt is looked at again until
+ *    `launchWindowMs` after it was recorded; if no pid file came by then, the spawn never happened (an
+ *    orchestrator SIGKILLed inside fork() takes the child with it) and it is started now, as the same
+ *    attempt.
+ * A pid file whose process group is gone without an exit file is lost: the command may have run.
  */
 export function untrackedLiveness(f: {
   exit: ExitInfo | undefined
@@ -208,9 +211,10 @@ export function untrackedLiveness(f: {
   launchWindowMs: number
 }): UntrackedFate {
   if (f.exit) return { kind: "exited", exit: f.exit }
-  if (!f.pidFile && f.logFile === false) return { kind: "unstarted" }
-  if (!f.pidFile && f.startedAt !== null && f.now - f.startedAt < f.launchWindowMs) return { kind: "launching" }
-  return { kind: "lost" }
+  if (f.pidFile) return { kind: "lost" }
+  if (f.logFile === false) return { kind: "unstarted" }
+  if (f.startedAt !== null && f.now - f.startedAt < f.launchWindowMs) return { kind: "launching" }
+  return f.logFile === true ? { kind: "unstarted" } : { kind: "lost" }
 }
 
 /**

@@ -55,12 +55,14 @@ describe("liveness", () => {
     expect(untrackedLiveness({ ...base, now: 2500 })).toEqual({ kind: "lost" })
     // It wrote its pid file and its group is gone without an exit file: lost at once.
     expect(untrackedLiveness({ ...base, pidFile: true })).toEqual({ kind: "lost" })
-    // No log file either: its process was never started (nothing of it ran), so it is started now,
-    // within the window or after it; with a log file it may be starting, then it is lost.
+    // No pid file: the command never ran (the wrapper writes it first). No log file either: never
+    // spawned, started now. A log file: it may be starting until the window ends, then it is started.
     expect(untrackedLiveness({ ...base, logFile: false })).toEqual({ kind: "unstarted" })
     expect(untrackedLiveness({ ...base, logFile: false, now: 2500 })).toEqual({ kind: "unstarted" })
-    expect(untrackedLiveness({ ...base, logFile: true, now: 2500 })).toEqual({ kind: "lost" })
+    expect(untrackedLiveness({ ...base, logFile: true })).toEqual({ kind: "launching" })
+    expect(untrackedLiveness({ ...base, logFile: true, now: 2500 })).toEqual({ kind: "unstarted" })
     expect(untrackedLiveness({ ...base, logFile: false, pidFile: true })).toEqual({ kind: "lost" })
+    expect(untrackedLiveness({ ...base, logFile: true, pidFile: true, now: 2500 })).toEqual({ kind: "lost" })
   })
   it("a remote job is lost after twice staleMs without any sign of life", () => {
     const f = { startedAt: 0, heartbeatAt: null, lastReportAt: 5000, now: 7000, staleMs: 1000 }

@@ -95,13 +95,26 @@ describe("runner (fake supervisor)", () => {
     expect(events.filter(e => /adopted/.test(e))).toHaveLength(2)
   })
 
-  it("an attempt recorded running with no trace yet is not lost while it may still be starting; then it is", async () => {
+  it("an attempt recorded running with no pid yet is waited for while it may be starting, then started as the same attempt (its command never ran)", async () => {
+    const { store, id } = await setup(`name: p\njobs:\n  - { name: a, run: x }\n`)
+    await store.updatePlan(id, d => setJobStatus(d, "a", "running", { startedAt: Date.now() }, me))
+    const sup = new FakeSupervisor() // leaves a log file behind, no pid file, no exit file
+    const t = Date.now()
+    const run = runPlan(store, id, fast(sup, { launchWindowMs: 300 }))
+    await waitUntil("started again", () => sup.spawned.length === 1)
+    expect(Date.now() - t).toBeGreaterThanOrEqual(250)
+    expect(sup.spawned[0]).toMatchObject({ job: "a", attempt: 1 })
+    sup.exit("a", 1, 0)
+    const r = await run
+    expect([r.code, r.view.jobs[0].status, r.view.jobs[0].attempt]).toEqual([0, "completed", 1])
+  })
+
+  it("an attempt whose pid file names a process that is gone without an exit file is lost (its command may have run)", async () => {
     const { store, id } = await setup(`name: p\njobs:\n  - { name: a, run: x }\n`)
     await store.updatePlan(id, d => setJobStatus(d, "a", "running", { startedAt: Date.now() }, me))
     const sup = new FakeSupervisor()
-    const t = Date.now()
-    const r = await runPlan(store, id, fast(sup, { launchWindowMs: 300 }))
-    expect(Date.now() - t).toBeGreaterThanOrEqual(250)
+    sup.leftBehind.set("a#1", { pidFile: true })
+    const r = await runPlan(store, id, fast(sup, { launchWindowMs: 60_000 }))
     expect([r.code, r.view.jobs[0].status, r.view.jobs[0].current.failureKind]).toEqual([3, "failed", "process_lost"])
     expect(sup.spawned).toEqual([])
   })
