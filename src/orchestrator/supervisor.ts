@@ -6,7 +6,8 @@
  * Every job attempt runs under a small /bin/sh wrapper, started detached as the leader of its own
  * process group, with stdout and stderr going straight to `<store>/logs/<plan>/<job>.<attempt>.log`.
  * Before it runs the job's command the wrapper writes `<job>.<attempt>.pid` (its pid and exact start
- * time), and after the command ends it writes `<job>.<attempt>.exit` (`<code>\n`); both by rename, so
+ * time; if it cannot, it exits 125 without running the command, so no pid file means the command never
+ * ran), and after the command ends it writes `<job>.<attempt>.exit` (`<code>\n`); both by rename, so
  * they are whole or absent. The pid files are how a restarted runner finds every live process the plan
  * started (also those of completed jobs idling in their grace period, and those of a runner killed
  * between recording an attempt and recording its pid); the exit file is how it learns how a process it
@@ -207,7 +208,8 @@ export async function stopJobProcess(
  */
 const WRAPPER = [
   `t=""; if read -r s < /proc/$$/stat 2>/dev/null; then r=\${s##*") "}; set -- $r; t=\${20}; fi`,
-  `printf '%s %s\\n' "$$" "$t" > "$CONCORD_PID_FILE.tmp" && mv -f "$CONCORD_PID_FILE.tmp" "$CONCORD_PID_FILE"`,
+  // no pid file, no command: a restarted orchestrator reads "no pid file" as "its command never ran"
+  `printf '%s %s\\n' "$$" "$t" > "$CONCORD_PID_FILE.tmp" && mv -f "$CONCORD_PID_FILE.tmp" "$CONCORD_PID_FILE" || { echo "concord: could not write $CONCORD_PID_FILE; the job was not started" >&2; exit 125; }`,
   `/bin/sh -c "$CONCORD_RUN"; code=$?`,
   `printf '%s\\n' "$code" > "$CONCORD_EXIT_FILE.tmp" && mv -f "$CONCORD_EXIT_FILE.tmp" "$CONCORD_EXIT_FILE"`,
   `exit $code`,

@@ -117,6 +117,32 @@ describe("orchestrator faults (real processes)", () => {
     expect(lines(launches)).toEqual(["a", "b"])
   }, 120_000)
 
+  it("1c. a wrapper that cannot write its pid file does not run the job's command (exit 125): no pid file always means the command never ran", async () => {
+    const dir = store()
+    const ran = path.join(dir, "ran")
+    const id = await createPlan(dir, `name: f1c\njobs:\n  - { name: a, run: 'touch ${ran}' }\n`)
+    const host = hostName()
+    const sup = new ProcessSupervisor({ storeDir: dir, planId: id, host, killGraceMs: 300 })
+    const files = jobFiles(dir, id, "a", 1)
+    mkdirSync(`${files.pid}.tmp`, { recursive: true }) // the wrapper's temp pid file cannot be written
+    const env = jobEnv({
+      base: process.env,
+      env: {},
+      binDir,
+      prompt: null,
+      vars: { CONCORD_STORE: dir, CONCORD_PLAN: id, CONCORD_JOB: "a", CONCORD_ATTEMPT: "1" },
+    })
+    const spawned = await sup.spawn({ job: "a", attempt: 1, run: `touch ${ran}`, cwd: dir, env, prompt: "" })
+    expect(spawned.ok).toBe(true)
+    if (spawned.ok) groups.push(spawned.pid)
+    const exit = await waitFor("the wrapper's exit", () => sup.poll().exits.find(e => e.job === "a"))
+    expect(exit.code).toBe(125)
+    expect(existsSync(ran)).toBe(false)
+    expect(existsSync(files.pid)).toBe(false)
+    expect(readFileSync(files.log, "utf8")).toMatch(/could not write .*\.pid; the job was not started/)
+    sup.close()
+  }, 60_000)
+
   it("1b. SIGKILL `concord run` at random moments while it launches, 4 times: every job runs exactly once, none is called lost", async () => {
     const dir = store()
     const launches = path.join(dir, "launches")
