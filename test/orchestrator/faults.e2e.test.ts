@@ -51,6 +51,17 @@ function startRun(dir: string, args: string[] = [], cwd = dir): { child: ChildPr
 
 const lines = (file: string) => (existsSync(file) ? readFileSync(file, "utf8").trim().split("\n").filter(Boolean) : [])
 
+/** What a runner records before it starts job a's first attempt: running, on this machine, no pid yet. */
+async function recordRunning(s: PlanStore, id: string): Promise<void> {
+  await s.updatePlan(id, d =>
+    setJobStatus(d, "a", "running", { host: hostName(), startedAt: Date.now(), log: logPath(id, "a", 1) }, { by: "orchestrator@x:1", now: Date.now() })
+  )
+}
+
+/** The environment a runner gives job a's first attempt. */
+const jobAEnv = (dir: string, id: string) =>
+  jobEnv({ base: process.env, env: {}, binDir, prompt: null, vars: { CONCORD_STORE: dir, CONCORD_PLAN: id, CONCORD_JOB: "a", CONCORD_ATTEMPT: "1" } })
+
 describe("orchestrator faults (real processes)", () => {
   it("1. runner killed between recording `running` and recording the pid: the next runner adopts the live job by its pid file; nothing runs twice", async () => {
     const dir = store()
@@ -60,19 +71,9 @@ describe("orchestrator faults (real processes)", () => {
     const id = await createPlan(dir, `name: f1\njobs:\n  - { name: a, run: '${cmd}' }\n  - { name: b, run: 'echo b >> ${launches}', dependsOn: [a] }\n`)
     const s = new PlanStore(dir)
     // What a runner does up to its death: record the attempt running, spawn the wrapper; no pid written.
-    const host = hostName()
-    await s.updatePlan(id, d =>
-      setJobStatus(d, "a", "running", { host, startedAt: Date.now(), log: logPath(id, "a", 1) }, { by: "orchestrator@x:1", now: Date.now() })
-    )
-    const dead = new ProcessSupervisor({ storeDir: dir, planId: id, host, killGraceMs: 300 })
-    const env = jobEnv({
-      base: process.env,
-      env: {},
-      binDir,
-      prompt: null,
-      vars: { CONCORD_STORE: dir, CONCORD_PLAN: id, CONCORD_JOB: "a", CONCORD_ATTEMPT: "1" },
-    })
-    const spawned = await dead.spawn({ job: "a", attempt: 1, run: cmd, cwd: dir, env, prompt: "" })
+    await recordRunning(s, id)
+    const dead = new ProcessSupervisor({ storeDir: dir, planId: id, host: hostName(), killGraceMs: 300 })
+    const spawned = await dead.spawn({ job: "a", attempt: 1, run: cmd, cwd: dir, env: jobAEnv(dir, id), prompt: "" })
     expect(spawned.ok).toBe(true)
     if (spawned.ok) groups.push(spawned.pid)
     expect(readPlan(await s.loadPlan(id)).jobs[0].current.pid).toBeNull()
@@ -100,9 +101,7 @@ describe("orchestrator faults (real processes)", () => {
     )
     const s = new PlanStore(dir)
     // What a runner does up to its death: record the attempt running; nothing spawned, no log file.
-    await s.updatePlan(id, d =>
-      setJobStatus(d, "a", "running", { host: hostName(), startedAt: Date.now(), log: logPath(id, "a", 1) }, { by: "orchestrator@x:1", now: Date.now() })
-    )
+    await recordRunning(s, id)
     const events: string[] = []
     const t0 = Date.now()
     // a launch window far longer than the test: the attempt is not waited out, it is started at once
@@ -121,18 +120,10 @@ describe("orchestrator faults (real processes)", () => {
     const dir = store()
     const ran = path.join(dir, "ran")
     const id = await createPlan(dir, `name: f1c\njobs:\n  - { name: a, run: 'touch ${ran}' }\n`)
-    const host = hostName()
-    const sup = new ProcessSupervisor({ storeDir: dir, planId: id, host, killGraceMs: 300 })
+    const sup = new ProcessSupervisor({ storeDir: dir, planId: id, host: hostName(), killGraceMs: 300 })
     const files = jobFiles(dir, id, "a", 1)
     mkdirSync(`${files.pid}.tmp`, { recursive: true }) // the wrapper's temp pid file cannot be written
-    const env = jobEnv({
-      base: process.env,
-      env: {},
-      binDir,
-      prompt: null,
-      vars: { CONCORD_STORE: dir, CONCORD_PLAN: id, CONCORD_JOB: "a", CONCORD_ATTEMPT: "1" },
-    })
-    const spawned = await sup.spawn({ job: "a", attempt: 1, run: `touch ${ran}`, cwd: dir, env, prompt: "" })
+    const spawned = await sup.spawn({ job: "a", attempt: 1, run: `touch ${ran}`, cwd: dir, env: jobAEnv(dir, id), prompt: "" })
     expect(spawned.ok).toBe(true)
     if (spawned.ok) groups.push(spawned.pid)
     const exit = await waitFor("the wrapper's exit", () => sup.poll().exits.find(e => e.job === "a"))
