@@ -51,15 +51,7 @@ export async function statusOf(backend: PlanBackend, id: DocId, doc: PlanDocumen
     id,
     view.jobs.map(j => j.name)
   )
-  const summary = summarize(id, view, reports, now)
-  liveLease(backend, view, summary)
-  return {
-    summary,
-    storeDir: backend.storeDir,
-    warnings: await backend.warnings(),
-    next: nextSteps(summary),
-    failureTails: await failureTails(backend, id, summary),
-  }
+  return statusOfView(backend, id, view, reports, now)
 }
 
 /**
@@ -79,7 +71,7 @@ export async function watchStatus(
   const jobs = readPlan(doc).jobs.map(j => j.name)
   const digests = await backend.reportDigests(plan.id, jobs)
   const show = async () => {
-    const s = await statusOfDigests(backend, plan.id, doc, digests)
+    const s = await statusOfView(backend, plan.id, readPlan(doc), digests)
     if (!signal.aborted) onStatus(s)
   }
   await show()
@@ -99,9 +91,9 @@ export async function watchStatus(
   watcher.close()
 }
 
-async function statusOfDigests(backend: PlanBackend, id: DocId, doc: PlanDocument, digests: Map<string, ReportDigest>): Promise<StatusResult> {
-  const view = readPlan(doc)
-  const summary = summarize(id, view, digests, Date.now())
+/** A status from a plan's view and its logs' digests (one reading of the plan for both). */
+async function statusOfView(backend: PlanBackend, id: DocId, view: PlanView, digests: Map<string, ReportDigest>, now = Date.now()): Promise<StatusResult> {
+  const summary = summarize(id, view, digests, now)
   liveLease(backend, view, summary)
   return {
     summary,
