@@ -765,7 +765,7 @@ function findings(results) {
       out.push(
         `**Contention (P = 16 target ${met ? "met" : "missed"}).** Through a running orchestrator's endpoint, 16 processes reach ${fmt(e16.throughput)} reports/s against json-lock's ${fmt(j16.throughput)} (${ratio(e16.throughput, j16.throughput)}; target 2×)` +
           `${s16 ? ` and sqlite's ${fmt(s16.throughput)}` : ""}; p99 ${ms(e16.p99)} against ${ms(j16.p99)}. ` +
-          `CPU per report, everything counted: ${ms(e16.cpuMsPerReport)}${ep !== undefined ? `, of which ${ms(ep)} in the endpoint, which serves every report from one thread: that alone caps it near ${fmt(1000 / ep)} reports/s` : ""}. ` +
+          `CPU per report, everything counted: ${ms(e16.cpuMsPerReport)}${ep !== undefined ? `, of which ${ms(ep)} in the endpoint's process, which serves every report from one JavaScript thread (its file system calls run beside it, in Node's thread pool), so the part of those ${ms(ep)} spent on that thread bounds the throughput by itself` : ""}. ` +
           (s16
             ? `To reach sqlite's ${fmt(s16.throughput)} reports/s on these 2 cores a report could cost at most ${ms(2000 / s16.throughput)} of CPU in all${ep !== undefined ? ` and ${ms(1000 / s16.throughput)} in the endpoint's thread` : ""}: ` +
               "today most of the endpoint's share is Automerge's change of the report log (the list insert and the update of the materialised document, which grows with the log) and the chunk file's writes (two fsyncs, its directory's entry); sqlite appends a row to a shared WAL with one fsync per commit. "
