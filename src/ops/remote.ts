@@ -20,17 +20,20 @@ export class RemoteBackend implements PlanBackend {
   readonly storeDir = null
   readonly localHost = null
   readonly timeoutMs: number
+  /** Ride out a server restart: reconnect the session, and retry a listing the server could not answer. */
+  readonly retry: boolean
   #plans: PlansResponse | undefined
 
-  private constructor(session: RemoteSession, target: RemoteTarget, timeoutMs: number) {
+  private constructor(session: RemoteSession, target: RemoteTarget, timeoutMs: number, retry: boolean) {
     this.session = session
     this.target = target
     this.timeoutMs = timeoutMs
+    this.retry = retry
   }
 
   static async open(target: RemoteTarget, opts: { log?: (line: string) => void; retry?: boolean; timeoutMs?: number } = {}): Promise<RemoteBackend> {
     const session = await RemoteSession.open({ url: target.url, token: target.token, ca: target.ca, log: opts.log, retry: opts.retry })
-    return new RemoteBackend(session, target, opts.timeoutMs ?? 60_000)
+    return new RemoteBackend(session, target, opts.timeoutMs ?? 60_000, opts.retry !== false)
   }
 
   get where(): string {
@@ -38,8 +41,25 @@ export class RemoteBackend implements PlanBackend {
   }
 
   async #serverPlans(fresh = false): Promise<PlansResponse> {
-    if (!this.#plans || fresh) this.#plans = await this.session.api.plans()
+    if (!this.#plans || fresh) this.#plans = await this.#listing()
     return this.#plans
+  }
+
+  /**
+   * The server's listing. The WebSocket session reconnects by itself; this HTTP request is one call, so
+   * when the server is away for a moment (restarting: connection refused or cut), it is asked again with
+   * backoff until `timeoutMs`, unless the backend was opened without retry. A refused token is final.
+   */
+  async #listing(): Promise<PlansResponse> {
+    const deadline = Date.now() + this.timeoutMs
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await this.session.api.plans()
+      } catch (e) {
+        if (!this.retry || !(e instanceof SyncError) || e.kind !== "unreachable" || Date.now() >= deadline) throw e
+        await new Promise(r => setTimeout(r, Math.min(1000, 100 * 2 ** attempt, Math.max(0, deadline - Date.now()))))
+      }
+    }
   }
 
   async agentOf(): Promise<string | null> {

@@ -218,3 +218,31 @@ describe("local store only", () => {
     expect(A.getHeads((await b.loadPlan(plan.id))!)).toEqual(heads)
   })
 })
+
+describe("sync server only", () => {
+  it("a backend that rides out restarts asks the server's listing again while it restarts; one that does not fails at once", async () => {
+    const dir = path.join(tmp(), "restarting")
+    const token = (await addToken(defaultTokensFile(dir), { plans: ["*"], role: "admin", label: "restart test" })).secret
+    let s = new SyncServer({ storeDir: dir, port: 0, host: "127.0.0.1", log: () => {} })
+    const { url, port } = await s.start()
+    const riding = await RemoteBackend.open({ url, token }, { timeoutMs: 20_000 })
+    const oneShot = await RemoteBackend.open({ url, token }, { retry: false, timeoutMs: 20_000 })
+    opened.push(riding, oneShot)
+    const plan = await createPlan(riding, spec([{ name: "A" }], { name: "restart" }), "/tmp", clock())
+    await s.close()
+    // the server is away: the one-shot listing names the server; the riding one waits for it to come back
+    await expect(listPlans(oneShot)).rejects.toThrow(/cannot reach the server at 127\.0\.0\.1/)
+    const listing = listPlans(riding)
+    await new Promise(r => setTimeout(r, 700))
+    s = new SyncServer({ storeDir: dir, port, host: "127.0.0.1", log: () => {} })
+    await s.start()
+    try {
+      expect((await listing).plans.map(p => p.id)).toEqual([plan.id])
+      // and the session itself came back: a report through it is acknowledged by the restarted server
+      await report(riding, { planRef: plan.id, job: "A", status: "working", message: "after the restart" }, clock("agent"))
+      expect((await status(riding, plan.id)).summary.jobs[0].lastReport?.message).toBe("after the restart")
+    } finally {
+      await s.close()
+    }
+  })
+})
