@@ -29,6 +29,15 @@ export type DocChange = { docId: DocId; job: null; doc: PlanDocument } | { docId
 
 export type PlanUpdate<R> = (doc: PlanDocument) => PlanDocument | { doc: PlanDocument; result: R }
 
+export interface LoadPlanOptions {
+  /**
+   * A copy this process read from the store within this many ms will do (a live local store; other
+   * backends always answer with what they hold). For checks of facts that never become false again
+   * (a job exists, an attempt was started); whoever finds the fact missing looks again before refusing.
+   */
+  recentMs?: number
+}
+
 export interface PlanBackend {
   /** Where the plans live, for messages: `store /path/.concord` or `server 127.0.0.1:7700`. */
   readonly where: string
@@ -42,7 +51,7 @@ export interface PlanBackend {
    */
   listPlans(opts?: { thorough?: boolean }): Promise<PlanInfo[]>
   /** A document by id, if this backend has it and it is a plan (`undefined` when absent). */
-  loadPlan(id: DocId): Promise<PlanDocument | undefined>
+  loadPlan(id: DocId, opts?: LoadPlanOptions): Promise<PlanDocument | undefined>
   updatePlan<R = void>(id: DocId, fn: PlanUpdate<R>): Promise<{ doc: PlanDocument; result: R | undefined }>
   createPlan(spec: PlanSpec, baseDir: string, ctx: WriteContext): Promise<{ id: DocId; doc: PlanDocument }>
   appendReport(planId: DocId, job: string, report: NewReport, ctx: WriteContext): Promise<void>

@@ -8,7 +8,7 @@ import { hostName } from "../lib/host.js"
 import { quarantineSummary } from "../sync/storage/quarantine.js"
 import { StoreGoneError } from "../sync/storage/StoreError.js"
 import type { PlanStore } from "../sync/store/PlanStore.js"
-import type { DocChange, Housekeeping, PlanBackend, PlanInfo, PlanUpdate } from "./backend.js"
+import type { DocChange, Housekeeping, LoadPlanOptions, PlanBackend, PlanInfo, PlanUpdate } from "./backend.js"
 
 export class LocalBackend implements PlanBackend {
   readonly store: PlanStore
@@ -38,8 +38,8 @@ export class LocalBackend implements PlanBackend {
     return plans
   }
 
-  async loadPlan(id: DocId): Promise<PlanDocument | undefined> {
-    return this.store.findPlan(id)
+  async loadPlan(id: DocId, opts: LoadPlanOptions = {}): Promise<PlanDocument | undefined> {
+    return this.store.findPlan(id, opts)
   }
 
   updatePlan<R = void>(id: DocId, fn: PlanUpdate<R>): Promise<{ doc: PlanDocument; result: R | undefined }> {

@@ -4,13 +4,13 @@
  * One rule for the CLI, `--remote`, the MCP server and the library.
  */
 import { actorLabel, type WriteContext } from "../doc/actor.js"
-import { InputError } from "../doc/errors.js"
-import { readJob, setJobStatus } from "../doc/plan.js"
+import { ConcordError, InputError } from "../doc/errors.js"
+import { type JobView, readJob, setJobStatus } from "../doc/plan.js"
 import { validateReport } from "../doc/reports.js"
 import { canAgentTransition, canJobTransition, type JobStatus, type ReportStatus } from "../doc/states.js"
 import { hostName } from "../lib/host.js"
 import type { PlanBackend } from "./backend.js"
-import { resolvePlan } from "./resolve.js"
+import { type ResolvedPlan, resolvePlan } from "./resolve.js"
 
 export interface ReportInput {
   planRef?: string
@@ -49,12 +49,7 @@ export async function report(backend: PlanBackend, input: ReportInput, clock: ()
   }
   const checked = validateReport({ status: input.status, message: input.message, progress: input.progress, attempt: input.attempt ?? 1, rid: input.rid })
   if (!input.job) throw new InputError("no job given: a report names the job it is for")
-  const plan = await resolvePlan(backend, input.planRef)
-  const job = readJob(plan.doc, input.job)
-  const attempt = input.attempt ?? job.attempt
-  if (!job.attempts.some(a => a.n === attempt)) {
-    throw new InputError(`job "${input.job}" has no attempt ${attempt} (current is ${job.attempt})`)
-  }
+  const { plan, job, attempt } = await planForReport(backend, input)
   // Writing as the job's own agent (a job:NAME token on a server): the server takes reports and status
   // moves only for the current attempt, only along the agent transitions (states.ts), and history flags
   // changes whose claimed author is not that agent.
@@ -100,6 +95,35 @@ export async function report(backend: PlanBackend, input: ReportInput, clock: ()
     text: `reported ${to}${pct} for ${input.job} #${attempt}${effect}`,
   }
 }
+
+/**
+ * The plan, job and attempt a report is for. A sender that names its attempt (an MCP server, a job's
+ * report) is checked against a copy of the plan read at most PLAN_CHECK_RECENT_MS ago: a job and an
+ * attempt, once in the plan, stay there. Only when that copy lacks them is the plan read again, before
+ * refusing. Without an attempt, the current one is wanted: always read afresh.
+ */
+async function planForReport(backend: PlanBackend, input: ReportInput): Promise<{ plan: ResolvedPlan; job: JobView; attempt: number }> {
+  const check = (plan: ResolvedPlan) => {
+    const job = readJob(plan.doc, input.job)
+    const attempt = input.attempt ?? job.attempt
+    if (!job.attempts.some(a => a.n === attempt)) {
+      throw new InputError(`job "${input.job}" has no attempt ${attempt} (current is ${job.attempt})`)
+    }
+    return { plan, job, attempt }
+  }
+  if (input.attempt !== undefined) {
+    try {
+      return check(await resolvePlan(backend, input.planRef, { recentMs: PLAN_CHECK_RECENT_MS }))
+    } catch (e) {
+      if (!(e instanceof ConcordError)) throw e
+      // refused on a recent copy: look again
+    }
+  }
+  return check(await resolvePlan(backend, input.planRef))
+}
+
+/** How old a live store's copy of the plan may be when a report that names its attempt is checked. */
+export const PLAN_CHECK_RECENT_MS = 250
 
 /** Changes made with a job token claim to be that job's agent (`job:NAME#N@host:pid`) unless they already do. */
 function agentClock(clock: () => WriteContext, job: string, attempt: number): () => WriteContext {

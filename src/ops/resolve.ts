@@ -7,7 +7,7 @@
 import { InputError, NotFoundError } from "../doc/errors.js"
 import { type DocId, parseDocRef } from "../doc/ids.js"
 import { type PlanDocument, planName } from "../doc/plan.js"
-import type { PlanBackend, PlanInfo } from "./backend.js"
+import type { LoadPlanOptions, PlanBackend, PlanInfo } from "./backend.js"
 
 export interface ResolvedPlan {
   id: DocId
@@ -15,10 +15,10 @@ export interface ResolvedPlan {
   doc: PlanDocument
 }
 
-export async function resolvePlan(backend: PlanBackend, ref?: string): Promise<ResolvedPlan> {
+export async function resolvePlan(backend: PlanBackend, ref?: string, opts: LoadPlanOptions = {}): Promise<ResolvedPlan> {
   const id = ref ? parseDocRef(ref.trim()) : undefined
   if (id) {
-    const doc = await backend.loadPlan(id)
+    const doc = await backend.loadPlan(id, opts)
     if (doc) return { id, name: planName(doc), doc }
   }
   let hit = pick(await backend.listPlans(), ref, backend)

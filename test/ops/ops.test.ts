@@ -8,7 +8,7 @@ import os from "node:os"
 import path from "node:path"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import type { WriteContext } from "../../src/doc/actor.js"
-import { acquireLease, raiseCheckpoint, readPlan, setJobStatus, updateAttempt } from "../../src/doc/plan.js"
+import { acquireLease, raiseCheckpoint, readPlan, retryJob, setJobStatus, updateAttempt } from "../../src/doc/plan.js"
 import { hostName } from "../../src/lib/host.js"
 import type { PlanBackend } from "../../src/ops/backend.js"
 import { approve, cancel, createPlan, history, LocalBackend, listPlans, RemoteBackend, report, resolvePlan, status, watchStatus } from "../../src/ops/index.js"
@@ -198,6 +198,45 @@ describe("local store only", () => {
     expect((await resolvePlan(fresh, "lost-entry")).id).toBe(p2.id)
     expect((await listPlans(fresh)).warnings).toEqual([])
     expect(p1.id).not.toBe(p2.id)
+  })
+
+  it("a report naming its attempt is checked on a recent copy of the plan, and looks again before refusing", async () => {
+    const dir = path.join(tmp(), "store")
+    const orch = new LocalBackend(new PlanStore(dir, { onWarning: () => {} }))
+    const plan = await createPlan(orch, spec([{ name: "A" }]), "/tmp", clock())
+    await orch.updatePlan(plan.id, d => setJobStatus(d, "A", "running", { attempt: 1 }, clock("orch")()))
+    const live = new PlanStore(dir, { live: true, onWarning: () => {} })
+    const agent = new LocalBackend(live)
+    // looks at the disk for the plan: listings of its chunk folders (a first load reads them whole)
+    let planLooks = 0
+    const adapter = live.docs.adapter
+    const [list, range] = [adapter.listKeys.bind(adapter), adapter.loadRange.bind(adapter)]
+    adapter.listKeys = async key => ((planLooks += key[0] === plan.id ? 1 : 0), list(key))
+    adapter.loadRange = async key => ((planLooks += key[0] === plan.id ? 1 : 0), range(key))
+    await report(agent, { planRef: plan.id, job: "A", attempt: 1, status: "working", message: "one" }, clock("agent"))
+    const first = planLooks
+    expect(first).toBeGreaterThan(0)
+    await report(agent, { planRef: plan.id, job: "A", attempt: 1, status: "progress", message: "two", progress: 20 }, clock("agent"))
+    expect(planLooks).toBe(first) // within the window: the copy it just read answers
+    // another process starts attempt 2 (a retry); the agent's copy does not have it yet, so it looks again
+    await orch.updatePlan(plan.id, d => setJobStatus(d, "A", "failed", { attempt: 1, reason: "x" }, clock("orch")()))
+    await orch.updatePlan(plan.id, d => retryJob(d, "A", clock("orch")()))
+    await orch.updatePlan(plan.id, d => setJobStatus(d, "A", "running", { attempt: 2 }, clock("orch")()))
+    const r2 = await report(agent, { planRef: plan.id, job: "A", attempt: 2, status: "working", message: "retry" }, clock("agent"))
+    expect(r2).toMatchObject({ attempt: 2, jobStatus: "running" })
+    expect(planLooks).toBeGreaterThan(first)
+    // a job or attempt the plan really lacks is refused after that look, with nothing written
+    const before = await changeCount(orch, plan.id)
+    await expect(report(agent, { planRef: plan.id, job: "A", attempt: 3, status: "working" }, clock("agent"))).rejects.toThrow(
+      'job "A" has no attempt 3 (current is 2)'
+    )
+    await expect(report(agent, { planRef: plan.id, job: "Z", attempt: 1, status: "working" }, clock("agent"))).rejects.toThrow(/has no job "Z"/)
+    expect(await changeCount(orch, plan.id)).toBe(before)
+    // and a completed report moves the status on the plan as it is now, not on the copy
+    const done = await report(agent, { planRef: plan.id, job: "A", attempt: 2, status: "completed", message: "done" }, clock("agent"))
+    expect(done).toMatchObject({ changed: true, jobStatus: "completed" })
+    expect((await status(orch, plan.id)).summary.jobs[0]).toMatchObject({ status: "completed", attempt: 2 })
+    await live.close()
   })
 
   it("an updatePlan whose change throws writes nothing", async () => {

@@ -150,6 +150,12 @@ export interface LoadOptions {
    * (default true; at most maxCopies documents are kept). Pass false for a document read once.
    */
   keepCopy?: boolean
+  /**
+   * Live stores: return this instance's copy without looking at the disk if it looked within this many
+   * ms. Only for reads whose answer a slightly older copy gives as well (a fact that, once true, stays
+   * true), and whose caller looks again before it acts on the copy lacking something.
+   */
+  recentMs?: number
 }
 
 interface ReadChunk {
@@ -218,7 +224,7 @@ export class DocStore {
     checkDocId(docId)
     const arrived = ++this.#tick
     return this.#withLock(docId, () => {
-      const shared = this.#sharedLoad(docId, arrived)
+      const shared = this.#sharedLoad(docId, arrived) ?? this.#recentCopy(docId, opts.recentMs)
       if (shared) return Promise.resolve(shared as Automerge.Doc<T>)
       return this.#load<T>(docId, this.#live ? this.#ownActor : this.#actor, this.#live || opts.keepCopy !== false)
     })

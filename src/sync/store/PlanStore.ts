@@ -216,8 +216,8 @@ export class PlanStore {
    * but is not a plan is refused: a report log or foreign document is bad input (exit 2); a document the
    * index lists as a plan that no longer reads as one is damage (exit 1, see `concord doctor`).
    */
-  async findPlan(id: DocId): Promise<PlanDocument | undefined> {
-    const doc = await this.docs.load<unknown>(id)
+  async findPlan(id: DocId, opts: { recentMs?: number } = {}): Promise<PlanDocument | undefined> {
+    const doc = await this.docs.load<unknown>(id, opts)
     if (doc && isPlanDoc(doc)) return doc
     if (!doc) await this.#mustExist()
     if (!doc && !(await this.#indexed(id))) return undefined
