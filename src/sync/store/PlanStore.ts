@@ -490,7 +490,9 @@ export class PlanStore {
 
   async #refreshDigest(docId: string): Promise<void> {
     try {
-      const doc = await this.docs.load<ReportsDoc>(docId)
+      // this instance's own copy as it is, without a look at the disk: the entry covers exactly the chunks
+      // that copy is made of (chunkSet), and other writers' chunks are picked up by the next look anyway
+      const doc = await this.docs.load<ReportsDoc>(docId, { recentMs: Number.POSITIVE_INFINITY })
       const chunks = this.docs.chunkSet(docId)
       if (!doc || !chunks) return
       const cache = this.#lastDigest.get(docId) ?? (await this.#readDigestCache(docId))
