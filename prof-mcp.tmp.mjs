@@ -7,7 +7,7 @@ const w = await startWorker("concord", dir)
 const plan = await w.call("createPlan", { name: "mcp", jobs: ["j0"] })
 if (served) await w.call("serveEndpoint", { plan })
 const prof = process.env.PROF ? ["--cpu-prof", `--cpu-prof-dir=${process.env.PROF}`] : []
-const transport = new StdioClientTransport({ command: process.execPath, args: [...prof, "bin/concord.js", "mcp", "--store", dir, "--plan", plan, "--job", "j0"], stderr: "inherit" })
+const transport = new StdioClientTransport({ command: process.execPath, args: [...prof, "bin/concord.js", "mcp", "--store", dir, "--plan", plan, "--job", "j0"], stderr: "inherit", env: { ...process.env } })
 const client = new Client({ name: "p", version: "1" })
 await client.connect(transport)
 const lat = []

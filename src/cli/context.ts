@@ -14,8 +14,9 @@ export interface GlobalOptions {
 }
 
 /** `live`: for a long-lived process, which keeps the documents it uses in memory (DocStoreOptions.live). */
+/** `live`: a long-lived process speaking for one writer (`concord mcp`): see DocStoreOptions. */
 export function openStore(opts: GlobalOptions, live = false): PlanStore {
-  return new PlanStore(locateStore({ store: opts.store }).dir, live ? { live } : {})
+  return new PlanStore(locateStore({ store: opts.store }).dir, live ? { live, blockingWrites: true } : {})
 }
 
 export interface RemoteOptions {

@@ -24,6 +24,7 @@ import path from "node:path"
 import { afterAll, describe, expect, it } from "vitest"
 import { reportDocId } from "../../src/doc/ids.js"
 import { BIN, cleanup, concord, tempDir } from "../helpers/cli.js"
+import { startMcp } from "../mcp/client.js"
 
 const ENOSPC_PRELOAD = new URL("./enospc-preload.mjs", import.meta.url).pathname
 
@@ -139,6 +140,14 @@ async function fullDisk(way: "tmpfs" | "injected"): Promise<void> {
   mkdirSync(store)
   const id = await newPlan(store)
   for (let i = 0; i < 5; i++) expect((await report(store, id, "A", `m${i}`)).code).toBe(0)
+  // a long-lived MCP server, started while there is room (its writes, once it knows a directory, are
+  // blocking calls): it sees the disk fill up and free up again
+  const armed = path.join(tempDir("concord-enospc-armed-"), "armed")
+  dirs.push(path.dirname(armed))
+  const injected = { NODE_OPTIONS: `--import=${ENOSPC_PRELOAD}`, CONCORD_TEST_ENOSPC: m, CONCORD_TEST_ENOSPC_ARMED: armed }
+  const server = await startMcp(["--store", store, "--plan", id, "--job", "A", "--attempt", "1"], { env: way === "injected" ? injected : {} })
+  const viaMcp = (message: string) => server.call("mc_report", { status: "progress", message })
+  expect((await viaMcp("mcp before")).isError).toBeFalsy()
   const before = chunkFiles(store).length
   let env: NodeJS.ProcessEnv | undefined
   if (way === "tmpfs") {
@@ -157,7 +166,8 @@ async function fullDisk(way: "tmpfs" | "injected"): Promise<void> {
       writeFileSync(path.join(m, "filler2"), Buffer.alloc(4096, 1))
     } catch {}
   } else {
-    env = { NODE_OPTIONS: `--import=${ENOSPC_PRELOAD}`, CONCORD_TEST_ENOSPC: m }
+    writeFileSync(armed, "")
+    env = injected
   }
   const run = (args: string[], cwd = path.dirname(store)) => concord(store, args, { cwd, env })
 
@@ -165,6 +175,10 @@ async function fullDisk(way: "tmpfs" | "injected"): Promise<void> {
   expect(full.code).toBe(1)
   expect(full.stderr).toMatch(/^concord: cannot write .*: no space left on device \(ENOSPC\)\n$/)
   expectClean(full.stderr)
+  // the MCP tool refuses with the same words
+  const refused = await viaMcp("on a full disk via MCP")
+  expect(refused.isError).toBe(true)
+  expect(refused.content[0].text).toMatch(/^cannot write .*: no space left on device \(ENOSPC\)$/)
   // (the plan file itself is on a disk with room)
   const planDir = tempDir("concord-enospc-plan-")
   dirs.push(planDir)
@@ -178,7 +192,7 @@ async function fullDisk(way: "tmpfs" | "injected"): Promise<void> {
   // reads work on a full disk
   const s = await run(["status", id, "--json"], m)
   expect(s.code, s.stderr).toBe(0)
-  expect(JSON.parse(s.stdout).jobs.find((j: any) => j.name === "A").lastReport.message).toBe("m4")
+  expect(JSON.parse(s.stdout).jobs.find((j: any) => j.name === "A").lastReport.message).toBe("mcp before")
   // nothing half-written: no new chunk file, no empty one, no temp file left behind
   expect(chunkFiles(store).length).toBe(before)
   for (const f of chunkFiles(store)) expect(statSync(f).size).toBeGreaterThan(0)
@@ -188,10 +202,12 @@ async function fullDisk(way: "tmpfs" | "injected"): Promise<void> {
   if (way === "tmpfs") {
     unlinkSync(path.join(m, "filler"))
     rmSync(path.join(m, "filler2"), { force: true })
-  }
+  } else unlinkSync(armed)
   expect((await report(store, id, "A", "m5")).code).toBe(0)
+  expect((await viaMcp("mcp after")).isError).toBeFalsy()
+  await server.close()
   const msgs = await messages(store, id)
-  expect(msgs.filter(d => /progress/.test(d))).toHaveLength(6)
+  expect(msgs.filter(d => /progress/.test(d))).toHaveLength(8)
   expect((await concord(store, ["doctor"])).code).toBe(0)
 }
 

@@ -3,16 +3,20 @@
 // a file under <dir> fail as a full disk does: the file is created, part of the data lands, then the write
 // throws ENOSPC. Reads, renames and deletes work as before.
 import fs from "node:fs"
+import { syncBuiltinESMExports } from "node:module"
 import path from "node:path"
 
 const root = process.env.CONCORD_TEST_ENOSPC ? path.resolve(process.env.CONCORD_TEST_ENOSPC) : undefined
+// With CONCORD_TEST_ENOSPC_ARMED=<file>, the disk is full only while that file exists (a long-lived
+// process sees its disk fill up and free up again).
+const armedFile = process.env.CONCORD_TEST_ENOSPC_ARMED
 
 function enospc(syscall) {
   return Object.assign(new Error(`ENOSPC: no space left on device, ${syscall}`), { code: "ENOSPC", errno: -28, syscall })
 }
 
 const inside = p => {
-  if (!root) return false
+  if (!root || (armedFile && !fs.existsSync(armedFile))) return false
   const rel = path.relative(root, path.resolve(String(p)))
   return rel === "" || (!rel.startsWith("..") && !path.isAbsolute(rel))
 }
@@ -46,10 +50,37 @@ if (root) {
     await writeFile.call(this, file, "")
     throw enospc("write")
   }
+  // blocking calls too (a long-lived `concord mcp` writes its chunks with them): descriptors opened for
+  // writing under <dir> take half the data, then fail
+  const fds = new Set()
+  const openSync = fs.openSync
+  fs.openSync = function (file, flags, ...rest) {
+    const fd = openSync.call(this, file, flags, ...rest)
+    if (inside(file) && /[wa+]/.test(String(flags ?? "r"))) fds.add(fd)
+    return fd
+  }
+  const closeSync = fs.closeSync
+  fs.closeSync = function (fd, ...rest) {
+    fds.delete(fd)
+    return closeSync.call(this, fd, ...rest)
+  }
+  const writeSync = fs.writeSync
+  const halfThenFull = (fd, data) => {
+    const bytes = typeof data === "string" ? Buffer.from(data) : Buffer.from(data.buffer, data.byteOffset, data.byteLength)
+    if (bytes.length > 1) writeSync.call(fs, fd, bytes.subarray(0, bytes.length >> 1))
+    throw enospc("write")
+  }
+  fs.writeSync = function (fd, data, ...rest) {
+    if (!fds.has(fd)) return writeSync.call(this, fd, data, ...rest)
+    return halfThenFull(fd, data)
+  }
   const writeFileSync = fs.writeFileSync
   fs.writeFileSync = function (file, data, ...rest) {
+    if (typeof file === "number") return fds.has(file) ? halfThenFull(file, data) : writeFileSync.call(this, file, data, ...rest)
     if (typeof file !== "string" || !inside(file)) return writeFileSync.call(this, file, data, ...rest)
     writeFileSync.call(this, file, "")
     throw enospc("write")
   }
+  // `import { writeFileSync } from "node:fs"` sees the replacements
+  syncBuiltinESMExports()
 }

@@ -197,12 +197,18 @@ describe("ConcordStorageAdapter", () => {
     }
   })
 
-  it("a temp or document directory removed since the last write is made again by the next write", async () => {
+  it.each([
+    ["", false],
+    [" (blocking writes, as concord mcp makes them)", true],
+  ])("a temp or document directory removed since the last write is made again by the next write%s", async (_, blockingWrites) => {
     const { dir, cleanup } = await tempDir()
     try {
-      const a = new ConcordStorageAdapter(dir)
+      const a = new ConcordStorageAdapter(dir, { blockingWrites })
       const bytes = A.save(A.from({ a: 1 }))
       await a.save(["abcdef", "incremental", "h1"], bytes)
+      await a.save(["abcdef", "incremental", "h1b"], bytes) // (a directory it knows: written with blocking calls if asked)
+      expect(await a.load(["abcdef", "incremental", "h1b"])).toEqual(bytes)
+      expect(await fsPromises.readdir(a.tmpDirectory)).toEqual([])
       // another process removes the document (removeRange) and someone cleans the temp directory
       await fsPromises.rm(path.join(dir, "ab"), { recursive: true })
       await fsPromises.rm(a.tmpDirectory, { recursive: true })

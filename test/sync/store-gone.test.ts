@@ -124,20 +124,25 @@ describe("PlanStore: only creating a plan (or create()) makes a store", () => {
       expect(existsSync(root)).toBe(true)
     }))
 
-  it("a live store (concord mcp, the endpoint of concord run) with every document in memory does not recreate it either", () =>
+  it.each([
+    ["the endpoint of concord run", false],
+    ["concord mcp, writing with blocking calls", true],
+  ])("a live store (%s) with every document in memory does not recreate it either", (_, blockingWrites) =>
     withTemp(async dir => {
       const root = path.join(dir, "store")
       const first = new PlanStore(root, { onWarning: () => {} })
       const { id } = await first.createPlan(spec, dir, ctx())
-      const live = new PlanStore(root, { live: true, onWarning: () => {} })
+      const live = new PlanStore(root, { live: true, blockingWrites, onWarning: () => {} })
       await live.appendReport(id, "A", { status: "working", message: "one", progress: null, attempt: 1 }, ctx())
+      await live.appendReport(id, "A", { status: "working", message: "one again", progress: null, attempt: 1 }, ctx())
       expect(await live.findPlan(id)).toBeDefined()
       await rename(root, `${root}.gone`)
       await expect(live.appendReport(id, "A", { status: "progress", message: "two", progress: 50, attempt: 1 }, ctx())).rejects.toBeInstanceOf(StoreGoneError)
       await expect(live.updatePlan(id, d => d)).rejects.toBeInstanceOf(StoreGoneError)
       await live.close() // owed digest writes are dropped, not written into a new skeleton
       expect(existsSync(root)).toBe(false)
-    }))
+    })
+  )
 
   it("a DocStore watcher of a deleted store does not recreate it", () =>
     withTemp(async dir => {

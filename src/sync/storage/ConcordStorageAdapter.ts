@@ -71,6 +71,8 @@ export interface ConcordStorageAdapterOptions {
    * directory fails every write with StoreGoneError; see createRoot for a deliberate creation).
    */
   create?: boolean
+  /** Write chunks with blocking system calls (AtomicWriteOptions.blocking); live stores do. Default false. */
+  blockingWrites?: boolean
 }
 
 export function defaultWarning(msg: string): void {
@@ -114,6 +116,7 @@ export class ConcordStorageAdapter implements StorageAdapterInterface {
   readonly #warn: (msg: string) => void
   readonly #graceMs: number
   readonly #retries: number
+  readonly #blocking: boolean
   /**
    * Keys this instance wrote: write order (to order loadRange results on mtime ties) and the sha256
    * of the bytes written. A chunk byte-identical to what we wrote ourselves is returned as written,
@@ -142,6 +145,7 @@ export class ConcordStorageAdapter implements StorageAdapterInterface {
     this.#autoRestore = opts.autoRestore ?? true
     this.#restoreIntervalMs = opts.restoreIntervalMs ?? 0
     this.#retries = opts.loadRangeRetries ?? 5
+    this.#blocking = opts.blockingWrites ?? false
     this.#create = opts.create ?? false
   }
 
@@ -265,7 +269,7 @@ export class ConcordStorageAdapter implements StorageAdapterInterface {
     const target = this.filePath(key)
     const write = async () => {
       await this.#ensureTmpDir()
-      await writeFileAtomic(target, data, { tmpDir: this.tmpDirectory, root: this.baseDirectory })
+      await writeFileAtomic(target, data, { tmpDir: this.tmpDirectory, root: this.baseDirectory, blocking: this.#blocking })
     }
     try {
       try {

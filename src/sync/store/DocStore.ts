@@ -70,6 +70,13 @@ export interface DocStoreOptions {
    */
   live?: boolean
   /**
+   * Write chunk files with blocking system calls (ConcordStorageAdapterOptions.blockingWrites): for a
+   * process that serves one writer at a time (`concord mcp` speaks for one agent), a durable write then
+   * takes about half the time and CPU. Not for one serving many at once: the endpoint of `concord run`
+   * writes many logs concurrently through the thread pool, and measured slower with it. Default false.
+   */
+  blockingWrites?: boolean
+  /**
    * Called after every durable save (an incremental chunk or a compaction) with the document saved,
    * the heads it was loaded at by this instance (empty if none), and the chunk files this instance knows
    * make it up ("snapshot/<hash>", "incremental/<hash>"). Awaited; errors become warnings. PlanStore
@@ -206,6 +213,7 @@ export class DocStore {
     const adapterOpts: ConcordStorageAdapterOptions = { onWarning: this.#warn, create: opts.create ?? false }
     if (opts.quarantineGraceMs !== undefined) adapterOpts.quarantineGraceMs = opts.quarantineGraceMs
     if (this.#live) adapterOpts.restoreIntervalMs = 1000
+    if (opts.blockingWrites) adapterOpts.blockingWrites = true
     this.adapter = new ConcordStorageAdapter(this.dir, adapterOpts)
   }
 
