@@ -32,7 +32,9 @@ function cpuMs(pid) {
 }
 
 async function startServer(dir, plan, job) {
-  const transport = new StdioClientTransport({ command: process.execPath, args: [BIN, "mcp", "--store", dir, "--plan", plan, "--job", job], stderr: "pipe" })
+  // the arguments `concord run` writes into every attempt's MCP configuration: plan, job and attempt
+  const args = [BIN, "mcp", "--store", dir, "--plan", plan, "--job", job, "--attempt", "1"]
+  const transport = new StdioClientTransport({ command: process.execPath, args, stderr: "pipe" })
   const client = new Client({ name: "concord-bench", version: "1" })
   // Generous time-outs: on a loaded 2-core machine 16 servers starting at once take a while.
   await client.connect(transport, { timeout: 600_000 })
