@@ -568,11 +568,10 @@ export class DocStore {
         const bytes = Automerge.save(doc)
         const key: StorageKey = [docId, "snapshot", headsHash(heads)]
         await this.adapter.save(key, bytes)
-        // the snapshot is durable: the chunks it replaces can go
-        for (const c of st.chunks.values()) {
-          if (keyStr(c.key) === keyStr(key)) continue
-          await this.adapter.remove(c.key)
-        }
+        // the snapshot is durable: the chunks it replaces can go (removed at once, not one after another:
+        // up to 64 files, and the save is answered only after them)
+        const replaced = [...st.chunks.values()].filter(c => keyStr(c.key) !== keyStr(key))
+        await Promise.all(replaced.map(c => this.adapter.remove(c.key)))
         st.chunks = new Map([[keyStr(key), { key, type: "snapshot", size: bytes.length, changes: 0 }]])
         st.heads = heads
         st.warnedNoCompact = false
