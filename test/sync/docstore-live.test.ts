@@ -111,6 +111,26 @@ describe("DocStore live mode: how often it looks at the disk", () => {
     expect(fresh.n).toBe(2)
     expect(fresh.by).toEqual({ other: 1 })
   })
+
+  it("a load with recentMs answers from the copy within that window, and looks again once it is over", async () => {
+    const live = new DocStore(dir, { live: true })
+    const other = new DocStore(dir)
+    await live.update<Counter, A.Doc<Counter>>("doc1", d => A.change(d ?? A.from<Counter>({ n: 0 }), x => void (x.n = 1)))
+    await live.load<Counter>("doc1") // a look at the disk
+    await other.update<Counter, A.Doc<Counter>>("doc1", d => A.change(d!, x => void (x.by = { other: 1 })))
+    const listings = countListings(live)
+    const recent = await live.load<Counter>("doc1", { recentMs: 60_000 })
+    expect(listings.n).toBe(0)
+    expect(recent!.by).toBeUndefined() // the copy as it was: the caller must not take a missing fact as final
+    const looked = await live.load<Counter>("doc1", { recentMs: 1 })
+    expect(listings.n).toBeGreaterThan(0)
+    expect(looked!.by).toEqual({ other: 1 })
+    // a store that is not live has no such copy: every load reads the disk
+    const plain = new DocStore(dir)
+    await plain.load<Counter>("doc1")
+    await other.update<Counter, A.Doc<Counter>>("doc1", d => A.change(d!, x => void (x.n = 2)))
+    expect((await plain.load<Counter>("doc1", { recentMs: 60_000 }))!.n).toBe(2)
+  })
 })
 
 describe("PlanStore group commit (live)", () => {
