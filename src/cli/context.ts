@@ -13,8 +13,10 @@ export interface GlobalOptions {
   store?: string
 }
 
-/** `live`: for a long-lived process, which keeps the documents it uses in memory (DocStoreOptions.live). */
-/** `live`: a long-lived process speaking for one writer (`concord mcp`): see DocStoreOptions. */
+/**
+ * `live`: for a long-lived process speaking for one writer (`concord mcp`): it keeps the documents it uses
+ * in memory and writes with blocking calls (DocStoreOptions.live and blockingWrites).
+ */
 export function openStore(opts: GlobalOptions, live = false): PlanStore {
   return new PlanStore(locateStore({ store: opts.store }).dir, live ? { live, blockingWrites: true } : {})
 }

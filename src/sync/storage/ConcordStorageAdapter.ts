@@ -71,7 +71,7 @@ export interface ConcordStorageAdapterOptions {
    * directory fails every write with StoreGoneError; see createRoot for a deliberate creation).
    */
   create?: boolean
-  /** Write chunks with blocking system calls (AtomicWriteOptions.blocking); live stores do. Default false. */
+  /** Write chunks with blocking system calls (AtomicWriteOptions.blocking; DocStoreOptions.blockingWrites). Default false. */
   blockingWrites?: boolean
 }
 

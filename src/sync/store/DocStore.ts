@@ -72,8 +72,9 @@ export interface DocStoreOptions {
   /**
    * Write chunk files with blocking system calls (ConcordStorageAdapterOptions.blockingWrites): for a
    * process that serves one writer at a time (`concord mcp` speaks for one agent), a durable write then
-   * takes about half the time and CPU. Not for one serving many at once: the endpoint of `concord run`
-   * writes many logs concurrently through the thread pool, and measured slower with it. Default false.
+   * makes no round trips through Node's thread pool. Not for one serving many at once: the endpoint of
+   * `concord run` writes many logs concurrently through the thread pool, and measured slower with it.
+   * Default false.
    */
   blockingWrites?: boolean
   /**
