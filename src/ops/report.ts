@@ -123,7 +123,7 @@ async function planForReport(backend: PlanBackend, input: ReportInput): Promise<
 }
 
 /** How old a live store's copy of the plan may be when a report that names its attempt is checked. */
-export const PLAN_CHECK_RECENT_MS = 250
+const PLAN_CHECK_RECENT_MS = 250
 
 /** Changes made with a job token claim to be that job's agent (`job:NAME#N@host:pid`) unless they already do. */
 function agentClock(clock: () => WriteContext, job: string, attempt: number): () => WriteContext {
