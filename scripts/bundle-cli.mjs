@@ -32,4 +32,7 @@ await build({ ...common, entryPoints: ["dist/src/cli/main.js"], splitting: true,
 // The lean start-up of a job's `concord report` (src/cli/fast.ts): one file of its own, so it reads and
 // compiles one module instead of the handful of chunks it would share with the CLI.
 await build({ ...common, entryPoints: ["dist/src/cli/fast.js"], outfile: "dist/cli/fast.js" })
+// The lean start-up of every other one-shot `concord report` (src/cli/lean.ts): the report command and the
+// store, one file, without the other commands, the plan-file parser or the sync client.
+await build({ ...common, entryPoints: ["dist/src/cli/lean.js"], outfile: "dist/cli/lean.js" })
 await import("./bundle-dashboard.mjs")
