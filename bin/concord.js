@@ -42,13 +42,13 @@ if (report && served()) {
 const longRunning = argv.some(a => a === "run" || a === "serve" || a === "sync" || a === "mcp" || a === "--watch")
 if (!longRunning) v8.setFlagsFromString("--liftoff-only")
 
-// The CLI bundle uses Automerge's slim build: compile its WebAssembly here, on V8's background threads,
+// The CLI bundles use Automerge's slim build: compile its WebAssembly here, on V8's background threads,
 // while the main thread loads the CLI, instead of synchronously when Automerge is imported. Once per
 // process, before any command runs.
-const wasm = WebAssembly.compile(readFileSync(createRequire(import.meta.url).resolve("@automerge/automerge/automerge.wasm")))
+const wasmFile = createRequire(import.meta.url).resolve("@automerge/automerge/automerge.wasm")
+const wasm = WebAssembly.compile(readFileSync(wasmFile))
 wasm.catch(() => {}) // reported below, by initializeWasm
-const automerge = import("@automerge/automerge/slim")
-const ready = automerge.then(async ({ initializeWasm }) => {
+const initialize = async ({ initializeWasm }) => {
   // Its initialisation probes `typeof Response` / `typeof Request`, which would make Node load its fetch
   // implementation (undici, with a WebAssembly module of its own): hide them while it runs.
   const hidden = ["Response", "Request"].map(k => [k, Object.getOwnPropertyDescriptor(globalThis, k)])
@@ -61,7 +61,7 @@ const ready = automerge.then(async ({ initializeWasm }) => {
       else delete globalThis[k]
     }
   }
-})
+}
 
 // a bug, not a refusal: its stack, exit 1
 const crashed = err => {
@@ -70,13 +70,18 @@ const crashed = err => {
 }
 let lean
 if (report) {
-  // the report command alone (src/cli/lean.ts), to the store or a running orchestrator's endpoint
-  const [{ leanReport }] = await Promise.all([import("../dist/cli/lean.js"), ready])
-  lean = await leanReport(argv).catch(err => ({ code: crashed(err) }))
-  if ("argv" in lean) argv = lean.argv
+  // the report command alone (src/cli/lean.ts), to the store or a running orchestrator's endpoint; its
+  // bundle holds its own copy of Automerge's JavaScript, initialised here, if it is the installed version
+  const mod = await import("../dist/cli/lean.js")
+  if (mod.automergeVersion === JSON.parse(readFileSync(path.join(path.dirname(wasmFile), "..", "package.json"), "utf8")).version) {
+    await initialize(mod)
+    lean = await mod.leanReport(argv).catch(err => ({ code: crashed(err) }))
+    if ("argv" in lean) argv = lean.argv
+  }
 }
 if (lean && "code" in lean) exit(lean.code)
 else {
-  const [{ main }] = await Promise.all([import("../dist/cli/main.js"), ready])
+  const [{ main }, automerge] = await Promise.all([import("../dist/cli/main.js"), import("@automerge/automerge/slim")])
+  await initialize(automerge)
   main(argv).then(exit, err => exit(crashed(err)))
 }

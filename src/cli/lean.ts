@@ -15,6 +15,10 @@ import { clock, openStore } from "./context.js"
 import { reportError } from "./errors.js"
 import type { FastOutcome } from "./fast.js"
 
+// The bundle (dist/cli/lean.js) holds its own copy of Automerge (scripts/bundle-cli.mjs): bin/concord.js
+// initialises that copy with this, before the report runs.
+export { initializeWasm } from "@automerge/automerge"
+
 export async function leanReport(argv: string[]): Promise<FastOutcome> {
   let outcome: FastOutcome = { argv }
   const silent = { writeOut: () => {}, writeErr: () => {} }
