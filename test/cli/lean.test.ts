@@ -4,12 +4,13 @@
  * once through the full CLI alone (test/cli/full-cli.mjs): same exit code, same stdout and stderr, same
  * stored history afterwards (reports and status changes), including the refusals.
  */
-import { cpSync, existsSync, writeFileSync } from "node:fs"
+import { cpSync, existsSync, readFileSync, writeFileSync } from "node:fs"
 import path from "node:path"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import { cleanup, concord, type RunResult, runNode, tempDir } from "../helpers/cli.js"
+import { BIN, cleanup, concord, type RunResult, runNode, tempDir } from "../helpers/cli.js"
 
 const FULL = path.join(import.meta.dirname, "full-cli.mjs")
+const MODULE_LOG = path.join(import.meta.dirname, "module-log.mjs")
 let dir = ""
 let base = ""
 let plan = "" // job A failed and retried (attempt 2 queued), job B completed
@@ -126,5 +127,28 @@ describe("the lean report start-up gives the full CLI's outcome", () => {
     expect(l.stderr).toContain(gone)
     expect(outcome(l, gone)).toEqual(outcome(f, gone))
     expect(existsSync(gone)).toBe(false)
+  }, 60_000)
+
+  it("loads one bundle: neither the full CLI nor Automerge's own modules; a usage error goes to the full CLI", async () => {
+    const loaded = async (args: string[]) => {
+      const store = path.join(dir, `modules-${++n}`)
+      cpSync(base, store, { recursive: true })
+      const log = path.join(dir, `modules-${n}.log`)
+      writeFileSync(log, "")
+      const r = await runNode([`--import=${MODULE_LOG}`, BIN, ...args], { cwd: dir, env: { CONCORD_STORE: store, CONCORD_TEST_MODULE_LOG: log } })
+      return {
+        r,
+        urls: readFileSync(log, "utf8")
+          .split("\n")
+          .filter(u => u.startsWith("file:")),
+      }
+    }
+    const ok = await loaded(["report", "working", "--job", "B", "--plan", plan])
+    expect(ok.r.code, ok.r.stderr).toBe(0)
+    expect(ok.urls.some(u => u.endsWith("/dist/cli/lean.js"))).toBe(true)
+    expect(ok.urls.filter(u => !u.endsWith("/bin/concord.js") && !u.endsWith("/dist/cli/lean.js") && !u.includes("/test/cli/module-log"))).toEqual([])
+    const usage = await loaded(["report", "working", "--jsno", "--job", "B", "--plan", plan])
+    expect(usage.r.code).toBe(2)
+    expect(usage.urls.some(u => u.endsWith("/dist/cli/main.js"))).toBe(true)
   }, 60_000)
 })
