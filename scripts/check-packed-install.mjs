@@ -2,7 +2,8 @@
 // What a user gets: `npm pack` the package, `npm install -g` the tarball into a throwaway prefix, and
 // run the installed `concord` by name from PATH, outside this checkout (a temp directory as cwd, with a
 // PATH of the prefix's bin directory and node's own). Exits 0 only if `concord --version`,
-// `concord plan create` and `concord status` work there. `.ci/run` runs it; it takes a minute or so.
+// `concord plan create`, `concord status` and `concord report` work there. `.ci/run` runs it; it takes a
+// minute or so.
 import { execFileSync, spawnSync } from "node:child_process"
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import os from "node:os"
@@ -41,6 +42,11 @@ try {
   const id = run(["plan", "create", "plan.yaml"]).trim()
   const status = run(["status", id])
   if (!status.includes("Plan packed")) fail("concord status does not show the created plan")
+  // a report starts lean (dist/cli/lean.js, with its own copy of Automerge's JavaScript): it must be packed
+  // and match the installed Automerge
+  const report = run(["report", "progress", "packed", "--job", "hello", "--plan", id])
+  if (!report.includes("reported progress for hello #1")) fail("concord report did not report")
+  if (!run(["status", id]).includes("packed")) fail("concord status does not show the report")
   process.stdout.write(`check-packed-install: ${packed[0].filename} (${packed[0].entryCount} files) installs a working concord\n`)
 } finally {
   rmSync(tmp, { recursive: true, force: true })

@@ -3,7 +3,7 @@
  * Exit codes: 0 ok, 2 usage or validation error, 1 other failure (3: `run` paused at a checkpoint).
  * Usage errors (unknown option or command, missing argument) are one line with a hint, never the help.
  */
-import { Command, CommanderError } from "commander"
+import { Command } from "commander"
 import { registerCleanup } from "./commands/cleanup.js"
 import { registerControl } from "./commands/control.js"
 import { registerDashboard } from "./commands/dashboard.js"
@@ -17,6 +17,7 @@ import { registerReport } from "./commands/report.js"
 import { registerStatus } from "./commands/status.js"
 import { registerSync } from "./commands/sync.js"
 import type { GlobalOptions } from "./context.js"
+import { reportError } from "./errors.js"
 import { neutralize, say } from "./output.js"
 import { packageVersion } from "./version.js"
 
@@ -79,15 +80,4 @@ export async function main(argv: string[]): Promise<number> {
   } catch (e) {
     return reportError(e)
   }
-}
-
-export function reportError(e: unknown): number {
-  if (e instanceof CommanderError) {
-    if (e.code === "commander.helpDisplayed" || e.code === "commander.version" || e.exitCode === 0) return 0
-    return 2
-  }
-  const err = e as Error & { exitCode?: number; code?: string }
-  say(err?.message ?? String(e))
-  if (typeof err?.exitCode === "number") return err.exitCode
-  return 1
 }
