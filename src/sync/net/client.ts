@@ -19,6 +19,7 @@ import os from "node:os"
 import { ConcordError, InputError } from "../../doc/errors.js"
 import { isDocId } from "../../doc/ids.js"
 import { ConcordClientAdapter } from "./ClientAdapter.js"
+import { installPromptSync } from "./prompt.js"
 import type { RefusedMessage } from "./protocol.js"
 import type { ServerPlanInfo } from "./server.js"
 
@@ -197,6 +198,9 @@ export class RemoteSession {
       peerId: `concord-${os.hostname().split(".")[0]}-${process.pid}-${randomBytes(3).toString("hex")}` as PeerId,
       shareConfig: { announce: async () => true, access: async () => true },
     })
+    // local changes go to the server at once, not up to 100 ms later (prompt.ts)
+    const prompt = installPromptSync(this.repo)
+    if (!prompt.installed && process.env.CONCORD_DEBUG) this.#log(`debug: changes are sent at most every 100 ms (${prompt.reason})`)
   }
 
   /** Connect; resolves once the server answered the join. */
