@@ -12,7 +12,7 @@
  *
  * What it does: on a handle's "heads-changed" (coalesced per document to one check per turn of the event
  * loop), for every peer the document's synchronizer syncs with whose last known heads (the library's
- * "sync-state" events, `syncState.theirHeads`) are not ours, it calls `DocSynchronizer.beginSync([peer])`,
+ * "sync-state" events, `syncState.theirHeads`) are known and not ours, it calls `DocSynchronizer.beginSync([peer])`,
  * the library's public way to send a sync message now. beginSync starts the conversation afresh from the
  * shared heads (see its HACK comment), so one forward is three messages (our heads; their need; our
  * changes) instead of one: a few milliseconds on a LAN, against up to 100.
@@ -131,6 +131,8 @@ export function installPromptSync(repo: Repo, opts: PromptSyncOptions = {}): Pro
     for (const peerId of sync.peers) {
       if (!ds.hasPeer(peerId)) continue // only peers already syncing this document: never announce it to others
       const p = peerState(docId, peerId)
+      // no heads heard yet: the conversation that opened the document is still under way and will carry it
+      if (p.heads === undefined) continue
       if (p.heads === ours) continue // it has everything (e.g. the peer the change came from)
       if (p.pendingSince !== undefined && t - p.pendingSince < answerWaitMs) continue // its answer will carry it
       p.pendingSince = t

@@ -26,13 +26,13 @@ export class PipeEnd extends NetworkAdapter {
     this.peerMetadata = peerMetadata
     this.#ready = true
     this.#announce()
-    this.other?.#announce()
+    if (this.other) this.other.#announce()
   }
 
   /** once both ends are connected, each learns the other */
   #announce(): void {
     const o = this.other
-    if (!o?.peerId || !this.peerId || this.#closed) return
+    if (!o || !o.peerId || !this.peerId || this.#closed) return
     this.emit("peer-candidate", { peerId: o.peerId, peerMetadata: o.peerMetadata ?? {} })
   }
 

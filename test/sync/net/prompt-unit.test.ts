@@ -99,8 +99,10 @@ describe("prompt forwarding (in-process star)", () => {
     const s = star(2, true)
     const fast = await paced(s, 30, 20)
     const m = { stock: median(stock.lat), prompt: median(fast.lat) }
-    // stock: up to 100 ms on the writer's Repo, then up to 100 ms on the hub
-    expect(m.prompt, JSON.stringify(m)).toBeLessThan(25)
+    console.log(`in-process star, a change every 20 ms: median latency ${m.prompt.toFixed(1)} ms (stock throttle ${m.stock.toFixed(1)} ms)`)
+    // stock: up to 100 ms on the writer's Repo, then up to 100 ms on the hub. Prompt: a few turns of the
+    // event loop (about 5 ms on an idle machine; the bound is for a loaded one)
+    expect(m.prompt, JSON.stringify(m)).toBeLessThan(60)
     expect(m.prompt * 2, JSON.stringify(m)).toBeLessThan(m.stock)
     const heads = [fast.h, ...fast.others, s.hub.handles[fast.h.documentId]].map(x => A.getHeads(x.doc() as A.Doc<unknown>).sort().join())
     expect(new Set(heads).size).toBe(1)
