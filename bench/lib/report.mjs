@@ -450,7 +450,7 @@ export function renderMarkdown(results, { charts, chartDir }) {
       p(
         "Sync server: `concord serve` on loopback; the writer's store is pushed by its own `concord sync --watch` process. *Live session*: the watcher is a process holding a " +
           "RemoteSession (automerge-repo with concord's client adapter) to the server, seeing the report log's handle change (its `heads-changed` event, with a 100 ms poll of the handle as a safety net; the note says which saw each report first). " +
-          "*Store to store*: a second store kept up to date by its own `concord sync --watch`, watched with DocStore.watch as above. The report log exists and is synced before the clock starts."
+          "*Store to store*: a second store kept up to date by its own `concord sync --watch`, watched with DocStore.watch as above. The report log exists and is synced before the clock starts, and 10 paced reports go through the whole path (seen by the watcher) before the measured ones, so that no process is measured running the path for the first time (compiling code)."
       )
     }
     if (done.some(r => r.min < 0))
