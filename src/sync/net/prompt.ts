@@ -17,15 +17,17 @@
  * shared heads (see its HACK comment), so one forward is three messages (our heads; their need; our
  * changes) instead of one: a few milliseconds on a LAN, against up to 100.
  *
- * Why it cannot storm: a forward happens only when our heads changed, and changes are finite; a check
- * never changes a document. The peer a change came from already has our heads, so it is skipped (no
- * echo). While a forward to a peer is unanswered (no message from it about the document since, for at
- * most `answerWaitMs`), further changes do not start another one: the library's answer to that peer's
- * reply carries every change made meanwhile. The stock throttled send keeps running underneath, so
- * nothing depends on this module for correctness: it only makes sends earlier.
+ * Why it cannot storm, and batches under load: a forward happens only when our heads changed, and
+ * changes are finite; a check never changes a document. The peer a change came from already has our
+ * heads, so it is skipped (no echo). At most one forward per peer and document is under way: until the
+ * peer's heads move (it applied what we sent; at most `answerWaitMs`), further changes wait, and are
+ * forwarded together as soon as they do. So when changes come faster than a forward's round trip (the
+ * server judges each message and fsyncs its audit trail before applying it) they go in batches rather
+ * than queue up one by one. The stock throttled send keeps running underneath, so nothing depends on
+ * this module for correctness: it only makes sends earlier.
  *
  * Robust to the internals moving: what it uses (`repo.synchronizer` with `docSynchronizers`, `peers`,
- * "sync-state" events; `repo.networkSubsystem` "message"/"peer-disconnected" events; a doc synchronizer's
+ * "sync-state" events; `repo.networkSubsystem` "peer-disconnected" events; a doc synchronizer's
  * `beginSync` and `hasPeer`) is feature-checked; if anything is missing it installs nothing and the Repo
  * keeps the stock behaviour (`installPromptSync` returns why).
  *
@@ -72,7 +74,7 @@ export type PromptSyncResult = PromptSync | { installed: false; reason: string }
 interface PeerState {
   /** the peer's heads as the sync protocol last told us (hex, sorted, joined) */
   heads?: string
-  /** when our last forward to it was started, if it has not answered since */
+  /** when our last forward to it was started, while its heads have not moved since */
   pendingSince?: number
 }
 
@@ -134,7 +136,7 @@ export function installPromptSync(repo: Repo, opts: PromptSyncOptions = {}): Pro
       // no heads heard yet: the conversation that opened the document is still under way and will carry it
       if (p.heads === undefined) continue
       if (p.heads === ours) continue // it has everything (e.g. the peer the change came from)
-      if (p.pendingSince !== undefined && t - p.pendingSince < answerWaitMs) continue // its answer will carry it
+      if (p.pendingSince !== undefined && t - p.pendingSince < answerWaitMs) continue // one under way: goes when it lands
       p.pendingSince = t
       targets.push(peerId)
     }
@@ -152,12 +154,14 @@ export function installPromptSync(repo: Repo, opts: PromptSyncOptions = {}): Pro
     const handle = repo.handles[docId as DocumentId] as DocHandle<unknown> | undefined
     if (!handle || typeof handle.on !== "function") return
     hooked.add(docId)
-    handle.on("heads-changed", () => {
-      if (stopped || scheduled.has(docId)) return
-      scheduled.add(docId)
-      // after the current message is processed (the library answers its sender first); coalesces a batch
-      setImmediate(() => forward(docId))
-    })
+    handle.on("heads-changed", () => schedule(docId))
+  }
+
+  // after the current message is processed (the library answers its sender first); coalesces a batch
+  const schedule = (docId: string) => {
+    if (stopped || scheduled.has(docId)) return
+    scheduled.add(docId)
+    setImmediate(() => forward(docId))
   }
 
   // the peers' heads, as the sync protocol learns them; a document in a sync conversation gets hooked
@@ -165,13 +169,15 @@ export function installPromptSync(repo: Repo, opts: PromptSyncOptions = {}): Pro
     if (stopped || !e || typeof e.documentId !== "string") return
     hook(e.documentId)
     const heads = key(e.syncState?.theirHeads)
-    if (heads !== undefined) peerState(e.documentId, e.peerId).heads = heads
-  }) as (payload: never) => void)
-  // a message from a peer about a document answers our forward
-  net.on("message", ((m: { senderId?: PeerId; documentId?: string }) => {
-    if (!m?.documentId || !m.senderId) return
-    const p = docs.get(m.documentId)?.get(m.senderId)
-    if (p) p.pendingSince = undefined
+    if (heads === undefined) return
+    const p = peerState(e.documentId, e.peerId)
+    const moved = p.heads !== heads
+    p.heads = heads
+    // the peer applied what the forward carried (or changed itself): what came meanwhile goes now
+    if (moved && p.pendingSince !== undefined) {
+      p.pendingSince = undefined
+      schedule(e.documentId)
+    }
   }) as (payload: never) => void)
   net.on("peer-disconnected", ((e: { peerId?: PeerId }) => {
     if (!e?.peerId) return

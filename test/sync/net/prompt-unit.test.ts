@@ -103,7 +103,7 @@ describe("prompt forwarding (in-process star)", () => {
     // stock: up to 100 ms on the writer's Repo, then up to 100 ms on the hub. Prompt: a few turns of the
     // event loop (about 5 ms on an idle machine; the bound is for a loaded one)
     expect(m.prompt, JSON.stringify(m)).toBeLessThan(60)
-    expect(m.prompt * 2, JSON.stringify(m)).toBeLessThan(m.stock)
+    expect(m.prompt, JSON.stringify(m)).toBeLessThan(0.75 * m.stock)
     const heads = [fast.h, ...fast.others, s.hub.handles[fast.h.documentId]].map(x => A.getHeads(x.doc() as A.Doc<unknown>).sort().join())
     expect(new Set(heads).size).toBe(1)
     expect(fast.others[0].doc().log.map(e => e.i)).toEqual([...Array(30).keys()])
