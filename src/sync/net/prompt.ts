@@ -55,7 +55,7 @@ interface SyncStateEvent {
 }
 
 export interface PromptSyncOptions {
-  /** A forward to a peer that got no answer within this long no longer holds the next one back. Default 1000 ms. */
+  /** A forward after which the peer's heads did not move within this long no longer holds the next one back. Default 1000 ms. */
   answerWaitMs?: number
   /** Clock (tests). Default Date.now. */
   now?: () => number

@@ -32,7 +32,7 @@ export class PipeEnd extends NetworkAdapter {
   /** once both ends are connected, each learns the other */
   #announce(): void {
     const o = this.other
-    if (!o || !o.peerId || !this.peerId || this.#closed) return
+    if (!o?.peerId || !this.peerId || this.#closed) return
     this.emit("peer-candidate", { peerId: o.peerId, peerMetadata: o.peerMetadata ?? {} })
   }
 

@@ -104,7 +104,11 @@ describe("prompt forwarding (in-process star)", () => {
     // event loop (about 5 ms on an idle machine; the bound is for a loaded one)
     expect(m.prompt, JSON.stringify(m)).toBeLessThan(60)
     expect(m.prompt, JSON.stringify(m)).toBeLessThan(0.75 * m.stock)
-    const heads = [fast.h, ...fast.others, s.hub.handles[fast.h.documentId]].map(x => A.getHeads(x.doc() as A.Doc<unknown>).sort().join())
+    const heads = [fast.h, ...fast.others, s.hub.handles[fast.h.documentId]].map(x =>
+      A.getHeads(x.doc() as A.Doc<unknown>)
+        .sort()
+        .join()
+    )
     expect(new Set(heads).size).toBe(1)
     expect(fast.others[0].doc().log.map(e => e.i)).toEqual([...Array(30).keys()])
     for (const p of s.prompts) expect(p.installed).toBe(true)
@@ -147,7 +151,16 @@ describe("prompt forwarding (in-process star)", () => {
       await sleep(3)
     }
     await until("all copies equal", () =>
-      [...copies.values()].every(list => new Set(list.map(h => A.getHeads(h.doc() as A.Doc<unknown>).sort().join())).size === 1)
+      [...copies.values()].every(
+        list =>
+          new Set(
+            list.map(h =>
+              A.getHeads(h.doc() as A.Doc<unknown>)
+                .sort()
+                .join()
+            )
+          ).size === 1
+      )
     )
     for (const list of copies.values()) expect(list[0].doc().log.length).toBe(10)
     // a peer never got a document it did not ask for (the hub does not announce; forwards respect that)

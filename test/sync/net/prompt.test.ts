@@ -62,7 +62,16 @@ async function run(stock: boolean) {
     const lat = made.map((t, i) => seen.get(`m-${i}`)! - t)
     // the server has everything durably, and the watcher has exactly what the writer has
     await writer.waitSynced([rid], 30_000)
-    await until("the watcher converged", () => A.getHeads(v.doc() as A.Doc<unknown>).sort().join() === A.getHeads(w.doc() as A.Doc<unknown>).sort().join())
+    await until(
+      "the watcher converged",
+      () =>
+        A.getHeads(v.doc() as A.Doc<unknown>)
+          .sort()
+          .join() ===
+        A.getHeads(w.doc() as A.Doc<unknown>)
+          .sort()
+          .join()
+    )
     const onServer = (await writer.api.confirm([rid]))[rid]!
     expect([...onServer].sort()).toEqual(A.getHeads(w.doc() as A.Doc<unknown>).sort())
     expect(readReports(v.doc()).map(r => r.message)).toEqual(["warm-up", ...[...Array(10).keys()].map(i => `warm-${i}`), ...made.map((_t, i) => `m-${i}`)])
