@@ -12,8 +12,10 @@
  *
  * What it does: on a handle's "heads-changed" (coalesced per document to one check per turn of the event
  * loop), for every peer the document's synchronizer syncs with whose last known heads (the library's
- * "sync-state" events, `syncState.theirHeads`) are known and not ours, it calls `DocSynchronizer.beginSync([peer])`,
- * the library's public way to send a sync message now. beginSync starts the conversation afresh from the
+ * "sync-state" events, `syncState.theirHeads`) are known, not ours, and all in our document (the peer
+ * is only behind us: during a catch-up both ways the library's own exchange is left alone), it calls
+ * `DocSynchronizer.beginSync([peer])`, the library's public way to send a sync message now. beginSync
+ * starts the conversation afresh from the
  * shared heads (see its HACK comment), so one forward is three messages (our heads; their need; our
  * changes) instead of one: a few milliseconds on a LAN, against up to 100.
  *
@@ -74,11 +76,21 @@ export type PromptSyncResult = PromptSync | { installed: false; reason: string }
 interface PeerState {
   /** the peer's heads as the sync protocol last told us (hex, sorted, joined) */
   heads?: string
+  /** the same, as a list */
+  headList?: string[]
   /** when our last forward to it was started, while its heads have not moved since */
   pendingSince?: number
 }
 
 const key = (heads: readonly string[] | null | undefined): string | undefined => (heads ? [...heads].sort().join(",") : undefined)
+
+const hasAll = (doc: A.Doc<unknown>, heads: string[] | undefined): boolean => {
+  try {
+    return !!heads && A.hasHeads(doc, heads)
+  } catch {
+    return false
+  }
+}
 
 /** Why these internals cannot be used, or undefined if they can. */
 export function missingInternals(repo: unknown): string | undefined {
@@ -127,7 +139,8 @@ export function installPromptSync(repo: Repo, opts: PromptSyncOptions = {}): Pro
     const handle = repo.handles[docId as DocumentId] as DocHandle<unknown> | undefined
     const ds = sync.docSynchronizers[docId]
     if (!handle?.isReady() || !ds || typeof ds.beginSync !== "function" || typeof ds.hasPeer !== "function") return
-    const ours = key(A.getHeads(handle.doc() as A.Doc<unknown>))
+    const doc = handle.doc() as A.Doc<unknown>
+    const ours = key(A.getHeads(doc))
     const t = now()
     const targets: PeerId[] = []
     for (const peerId of sync.peers) {
@@ -136,6 +149,9 @@ export function installPromptSync(repo: Repo, opts: PromptSyncOptions = {}): Pro
       // no heads heard yet: the conversation that opened the document is still under way and will carry it
       if (p.heads === undefined) continue
       if (p.heads === ours) continue // it has everything (e.g. the peer the change came from)
+      // it has changes we lack: a catch-up both ways (a big sync) that the library's own exchange is
+      // doing; restarting it would only make it send its changes again
+      if (!hasAll(doc, p.headList)) continue
       if (p.pendingSince !== undefined && t - p.pendingSince < answerWaitMs) continue // one under way: goes when it lands
       p.pendingSince = t
       targets.push(peerId)
@@ -173,6 +189,7 @@ export function installPromptSync(repo: Repo, opts: PromptSyncOptions = {}): Pro
     const p = peerState(e.documentId, e.peerId)
     const moved = p.heads !== heads
     p.heads = heads
+    p.headList = [...(e.syncState.theirHeads ?? [])]
     // the peer applied what the forward carried (or changed itself): what came meanwhile goes now
     if (moved && p.pendingSince !== undefined) {
       p.pendingSince = undefined
