@@ -63,7 +63,7 @@ const ops = {
     const via = {}
     for (let i = 0; i < a.n; i++) {
       await sleep(a.gapMs + Math.random() * a.jitterMs)
-      const r = await client.report(a.plan, a.job, { status: "progress", message: `v-${i}` })
+      const r = await client.report(a.plan, a.job, { status: "progress", message: `${a.prefix ?? "v-"}${i}` })
       durable.push(now())
       if (r?.via) via[r.via] = (via[r.via] ?? 0) + 1
     }

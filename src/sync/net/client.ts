@@ -19,6 +19,7 @@ import os from "node:os"
 import { ConcordError, InputError } from "../../doc/errors.js"
 import { isDocId } from "../../doc/ids.js"
 import { ConcordClientAdapter } from "./ClientAdapter.js"
+import { installPromptSync, type PromptSyncResult } from "./prompt.js"
 import type { RefusedMessage } from "./protocol.js"
 import type { ServerPlanInfo } from "./server.js"
 
@@ -44,6 +45,8 @@ export interface ConnectOptions {
   connectTimeoutMs?: number
   /** Re-make the connection this long after a rate-limit refusal, to send the refused changes again. */
   refusedResyncMs?: number
+  /** Send local changes at once (prompt.ts; default true), or through automerge-repo's 100 ms throttle only. */
+  promptSync?: boolean
 }
 
 /** A sync server to talk to: its URL, the access token, and a CA to trust for wss://. */
@@ -166,6 +169,8 @@ export class RemoteSession {
   readonly refusals: RefusedMessage[] = []
   rejected?: { status: number; body: string }
   lastDisconnect?: string
+  /** prompt forwarding of local changes (prompt.ts), or why it is not installed */
+  readonly prompt: PromptSyncResult
   readonly #log: (line: string) => void
   #closed = false
 
@@ -197,6 +202,9 @@ export class RemoteSession {
       peerId: `concord-${os.hostname().split(".")[0]}-${process.pid}-${randomBytes(3).toString("hex")}` as PeerId,
       shareConfig: { announce: async () => true, access: async () => true },
     })
+    // local changes go to the server at once, not up to 100 ms later (prompt.ts)
+    this.prompt = opts.promptSync === false ? { installed: false, reason: "turned off (promptSync: false)" } : installPromptSync(this.repo)
+    if (!this.prompt.installed && process.env.CONCORD_DEBUG) this.#log(`debug: changes are sent at most every 100 ms (${this.prompt.reason})`)
   }
 
   /** Connect; resolves once the server answered the join. */

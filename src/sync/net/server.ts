@@ -35,6 +35,7 @@ import { PlanStore } from "../store/PlanStore.js"
 import { AccessPolicy, grantsPlan, type Judgement, PlanIndex, type Principal } from "./access.js"
 import { AuditLog, type AuditRecord, readAudit } from "./audit.js"
 import { LimitBook, type TokenLimits } from "./limits.js"
+import { installPromptSync } from "./prompt.js"
 import { ConcordServerAdapter } from "./ServerAdapter.js"
 import { defaultTokensFile, TokenBook, type TokenRecord } from "./tokens.js"
 
@@ -145,6 +146,9 @@ export class SyncServer {
         },
       },
     })
+    // forward a writer's changes to the watchers at once, not up to 100 ms later (prompt.ts)
+    const prompt = installPromptSync(this.repo)
+    if (!prompt.installed) this.#log(`note: changes are forwarded to peers at most every 100 ms (${prompt.reason})`)
     // A client that joins before the Repo connected its adapter is ignored: listen only after this.
     await this.repo.storageId()
 
