@@ -37,6 +37,7 @@
  */
 import * as A from "@automerge/automerge"
 import type { DocHandle, DocumentId, PeerId, Repo } from "@automerge/automerge-repo/slim"
+import { containsHeads } from "../../doc/heads.js"
 
 /** The parts of automerge-repo's internals this module relies on (checked at install). */
 interface DocSynchronizerLike {
@@ -84,9 +85,10 @@ interface PeerState {
 
 const key = (heads: readonly string[] | null | undefined): string | undefined => (heads ? [...heads].sort().join(",") : undefined)
 
+// (containsHeads: Automerge.hasHeads rebuilds each change to answer)
 const hasAll = (doc: A.Doc<unknown>, heads: string[] | undefined): boolean => {
   try {
-    return !!heads && A.hasHeads(doc, heads)
+    return !!heads && containsHeads(doc, heads)
   } catch {
     return false
   }

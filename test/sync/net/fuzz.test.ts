@@ -149,8 +149,7 @@ describe("bad input", () => {
     alive()
     await legitSync(`after-fuzz-${seed}`)
     alive()
-    const logs = server.logs()
-    for (const m of [
+    const expected = [
       "malformed CBOR",
       "text frame",
       "before join",
@@ -159,9 +158,12 @@ describe("bad input", () => {
       "join without a valid senderId",
       "malformed sync message",
       "undecodable change",
-    ]) {
-      expect(logs, `seed ${seed}: log should mention ${m}`).toContain(m)
-    }
+    ]
+    // each connection's messages are handled in turn, some after a judgement: on a loaded machine the
+    // last of them may be logged after the legitimate sync above
+    for (let t = 0; t < 100 && !expected.every(m => server.logs().includes(m)); t++) await new Promise(r => setTimeout(r, 200))
+    const logs = server.logs()
+    for (const m of expected) expect(logs, `seed ${seed}: log should mention ${m}`).toContain(m)
     for (const c of conns) c.ws.terminate()
   }, 60_000)
 
