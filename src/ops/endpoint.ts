@@ -87,7 +87,7 @@ export async function serveEndpoint(
   planId: string,
   opts: { onStatusChange?: () => void; onWarning?: (msg: string) => void } = {}
 ): Promise<{ socket: string; close(): Promise<void> }> {
-  const backend = new LocalBackend(new PlanStore(storeDir, { live: true, onWarning: opts.onWarning }))
+  const backend = new LocalBackend(new PlanStore(storeDir, { live: true, blockingWrites: "alone", onWarning: opts.onWarning }))
   const server = await startEndpoint({ storeDir, planId, host: hostName(), handlers: endpointHandlers(backend, planId, opts), onWarning: opts.onWarning })
   return {
     socket: server.socket,

@@ -224,6 +224,33 @@ describe("ConcordStorageAdapter", () => {
     }
   })
 
+  it('blockingWrites "alone": a lone save makes no thread-pool calls; saves made at once go through the pool and overlap; all land', async () => {
+    const { dir, cleanup } = await tempDir()
+    const opened: string[] = []
+    const realOpen = fsPromises.open
+    try {
+      const a = new ConcordStorageAdapter(dir, { blockingWrites: "alone" })
+      const data = Array.from({ length: 20 }, (_, n) => A.save(A.from({ n })))
+      const bytes = (n: number) => data[n]
+      await a.save(["abcdef", "incremental", "h0"], bytes(0)) // (a directory it does not know yet: the usual path)
+      vi.spyOn(fsPromises, "open").mockImplementation((async (...args: Parameters<typeof realOpen>) => {
+        opened.push(String(args[0]))
+        return realOpen(...args)
+      }) as typeof realOpen)
+      await a.save(["abcdef", "incremental", "h1"], bytes(1))
+      expect(opened).toEqual([]) // alone: blocking calls only
+      await Promise.all(Array.from({ length: 8 }, (_, i) => a.save(["abcdef", "incremental", `c${i}`], bytes(10 + i))))
+      // the first of them found none under way (blocking); the seven others went through the pool
+      expect(opened.filter(f => f.includes(`${path.sep}.tmp${path.sep}`))).toHaveLength(7)
+      for (let i = 0; i < 8; i++) expect(await a.load(["abcdef", "incremental", `c${i}`])).toEqual(bytes(10 + i))
+      expect(await a.load(["abcdef", "incremental", "h1"])).toEqual(bytes(1))
+      expect(await readdir(a.tmpDirectory)).toEqual([])
+    } finally {
+      vi.restoreAllMocks()
+      await cleanup()
+    }
+  })
+
   it("a failed write (ENOSPC) leaves neither a temp file nor a partial chunk, and throws StoreError", async () => {
     const { dir, cleanup } = await tempDir()
     const realOpen = fsPromises.open

@@ -71,8 +71,12 @@ export interface ConcordStorageAdapterOptions {
    * directory fails every write with StoreGoneError; see createRoot for a deliberate creation).
    */
   create?: boolean
-  /** Write chunks with blocking system calls (AtomicWriteOptions.blocking; DocStoreOptions.blockingWrites). Default false. */
-  blockingWrites?: boolean
+  /**
+   * Write chunks with blocking system calls (AtomicWriteOptions.blocking; DocStoreOptions.blockingWrites);
+   * "alone": only a save made while no other save of this adapter is under way (others go through the
+   * thread pool, so concurrent writes still overlap). Default false.
+   */
+  blockingWrites?: boolean | "alone"
 }
 
 export function defaultWarning(msg: string): void {
@@ -116,7 +120,8 @@ export class ConcordStorageAdapter implements StorageAdapterInterface {
   readonly #warn: (msg: string) => void
   readonly #graceMs: number
   readonly #retries: number
-  readonly #blocking: boolean
+  readonly #blocking: boolean | "alone"
+  #saving = 0
   /**
    * Keys this instance wrote: write order (to order loadRange results on mtime ties) and the sha256
    * of the bytes written. A chunk byte-identical to what we wrote ourselves is returned as written,
@@ -269,7 +274,13 @@ export class ConcordStorageAdapter implements StorageAdapterInterface {
     const target = this.filePath(key)
     const write = async () => {
       await this.#ensureTmpDir()
-      await writeFileAtomic(target, data, { tmpDir: this.tmpDirectory, root: this.baseDirectory, blocking: this.#blocking })
+      const blocking = this.#blocking === "alone" ? this.#saving === 0 : this.#blocking
+      this.#saving++
+      try {
+        await writeFileAtomic(target, data, { tmpDir: this.tmpDirectory, root: this.baseDirectory, blocking })
+      } finally {
+        this.#saving--
+      }
     }
     try {
       try {

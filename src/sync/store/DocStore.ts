@@ -72,11 +72,12 @@ export interface DocStoreOptions {
   /**
    * Write chunk files with blocking system calls (ConcordStorageAdapterOptions.blockingWrites): for a
    * process that serves one writer at a time (`concord mcp` speaks for one agent), a durable write then
-   * makes no round trips through Node's thread pool. Not for one serving many at once: the endpoint of
-   * `concord run` writes many logs concurrently through the thread pool, and measured slower with it.
-   * Default false.
+   * makes no round trips through Node's thread pool. "alone": only while no other write is under way,
+   * for a process that serves many at once (the endpoint of `concord run`: a lone report is written
+   * with blocking calls, concurrent ones overlap in the thread pool; always blocking measured slower
+   * there). Default false.
    */
-  blockingWrites?: boolean
+  blockingWrites?: boolean | "alone"
   /**
    * Called after every durable save (an incremental chunk or a compaction) with the document saved,
    * the heads it was loaded at by this instance (empty if none), and the chunk files this instance knows
@@ -214,7 +215,7 @@ export class DocStore {
     const adapterOpts: ConcordStorageAdapterOptions = { onWarning: this.#warn, create: opts.create ?? false }
     if (opts.quarantineGraceMs !== undefined) adapterOpts.quarantineGraceMs = opts.quarantineGraceMs
     if (this.#live) adapterOpts.restoreIntervalMs = 1000
-    if (opts.blockingWrites) adapterOpts.blockingWrites = true
+    if (opts.blockingWrites) adapterOpts.blockingWrites = opts.blockingWrites
     this.adapter = new ConcordStorageAdapter(this.dir, adapterOpts)
   }
 
