@@ -1,11 +1,9 @@
 #!/usr/bin/env node
-// Short-lived commands (report, status, plan ...) run Automerge's WebAssembly with V8's baseline
-// compiler only: optimizing it in the background costs more CPU than such a command lives. Long-running
-// or heavy commands (run, serve, sync, --watch) keep the optimizing tier.
 import { existsSync, readFileSync } from "node:fs"
 import path from "node:path"
 import { createRequire } from "node:module"
 import v8 from "node:v8"
+import { v8Flags } from "./flags.js"
 
 let argv = process.argv
 // `concord report` starts lean: only the report command's code is loaded, never the rest of the CLI.
@@ -39,14 +37,8 @@ if (report && served()) {
   argv = r.argv
 }
 
-const longRunning = argv.some(a => a === "run" || a === "serve" || a === "sync" || a === "mcp" || a === "--watch")
-// Short-lived commands also validate each WebAssembly function when it is first compiled (on its first
-// call), not all 3.6 MB of them at start-up: a report calls a small part of Automerge, and the module is
-// then compiled before the CLI has loaded, so the command does not wait for it (10-15 ms less here).
-if (!longRunning) {
-  v8.setFlagsFromString("--liftoff-only")
-  v8.setFlagsFromString("--wasm-lazy-validation")
-}
+// which of V8's WebAssembly tiers and checks the command runs with (bin/flags.js says why)
+for (const flag of v8Flags(argv.slice(2))) v8.setFlagsFromString(flag)
 
 // The CLI bundles use Automerge's slim build: compile its WebAssembly here, on V8's background threads,
 // while the main thread loads the CLI, instead of synchronously when Automerge is imported. Once per

@@ -3,11 +3,16 @@
 //   node worker.mjs BACKEND DIR [OPTIONS_JSON]
 import { serveOps } from "./serve-ops.mjs"
 import { performance } from "node:perf_hooks"
+import v8 from "node:v8"
 import { loadBackend } from "./backends.mjs"
 
 const [backendName, dir, optsJson] = process.argv.slice(2)
+const { as, ...opts } = optsJson ? JSON.parse(optsJson) : {}
+// A worker that stands in for a concord command (`as: "run"`: it serves a plan's endpoint, as `concord run`
+// does) runs with the V8 flags bin/concord.js gives that command, set before Automerge is loaded.
+if (as) for (const flag of (await import("../../bin/flags.js")).v8Flags([as])) v8.setFlagsFromString(flag)
 const backend = await loadBackend(backendName)
-const client = await backend.open(dir, optsJson ? JSON.parse(optsJson) : {})
+const client = await backend.open(dir, opts)
 const stale = new Map()
 const watchers = new Map()
 const now = () => performance.timeOrigin + performance.now()

@@ -19,7 +19,7 @@ export function config(quick) {
 async function once(variant, P, n) {
   const dir = tempDir()
   const backend = variant === "concord-endpoint" ? "concord" : variant
-  const first = await startWorker(backend, dir)
+  const first = await startWorker(backend, dir, variant === "concord-endpoint" ? { as: "run" } : undefined)
   const workers = [first]
   const host = variant === "concord-endpoint" ? first : undefined
   try {

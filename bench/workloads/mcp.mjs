@@ -73,7 +73,7 @@ export async function run({ backends, quick, log }) {
     // a second plan in the same store that an orchestrator runs: its local endpoint is served (by a
     // worker, with the function concord run serves it with), and its agent's mc_report goes there
     const served = await w.call("createPlan", { name: "mcp-served", jobs: ["j0"] })
-    const endpointWorker = await startWorker("concord", dir)
+    const endpointWorker = await startWorker("concord", dir, { as: "run" })
     await endpointWorker.call("serveEndpoint", { plan: served })
     await stopAll(workers.splice(0))
     workers.push(endpointWorker)
@@ -134,7 +134,7 @@ export async function run({ backends, quick, log }) {
     for (const withEndpoint of [false, true]) {
       const d = tempDir()
       dirs.push(d)
-      const first = await startWorker("concord", d)
+      const first = await startWorker("concord", d, withEndpoint ? { as: "run" } : undefined)
       workers.push(first)
       const jobs = Array.from({ length: cfg.agents }, (_, i) => `j${i}`)
       const p = await first.call("createPlan", { name: "mcp-fleet", jobs })

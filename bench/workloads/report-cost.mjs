@@ -43,7 +43,7 @@ export async function run({ backends, quick, log }) {
         // the same report while an orchestrator runs the plan: its local endpoint is served (by a worker
         // here, with the function `concord run` serves it with) and the report goes there
         const served = await w.call("createPlan", { name: "report-cost-served", jobs: ["j0"] })
-        const server = await startWorker(b, dir)
+        const server = await startWorker(b, dir, { as: "run" })
         endpointWorkers.push(server)
         await server.call("serveEndpoint", { plan: served })
         cmds.push({

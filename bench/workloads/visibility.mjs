@@ -23,7 +23,7 @@ async function storeWatch(backend, cfg, viaEndpoint = false) {
   const dir = tempDir()
   const writer = await startWorker(backend, dir)
   const watcher = await startWorker(backend, dir)
-  const host = viaEndpoint ? await startWorker(backend, dir) : undefined
+  const host = viaEndpoint ? await startWorker(backend, dir, { as: "run" }) : undefined
   try {
     const plan = await writer.call("createPlan", { name: "visibility", jobs: ["j0"] })
     if (host) await host.call("serveEndpoint", { plan })

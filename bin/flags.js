@@ -1,0 +1,19 @@
+// V8 flags for a concord command: bin/concord.js sets them before Automerge's WebAssembly is compiled, and
+// the bench's workers that stand in for `concord run` set the ones `run` gets, so they measure what it runs.
+//
+// --liftoff-only: Automerge's WebAssembly runs on V8's baseline compiler (Liftoff) only. Optimizing it
+//   (TurboFan, on background threads) costs more CPU than a short command lives; and a long-lived process
+//   that makes small changes one at a time (`concord run` and its local endpoint, `concord mcp`, a dashboard
+//   or a `--watch`) kept compiling in the background for thousands of reports, with no gain on its main
+//   thread: on a machine whose cores its agents need, that CPU is taken from them. Only `serve` and `sync`,
+//   which apply changes in bulk, keep the optimizing tier.
+// --wasm-lazy-validation (short-lived commands): each WebAssembly function is validated when first compiled
+//   (on its first call), not all 3.6 MB of them at start-up: a report calls a small part of Automerge, and
+//   the module is then compiled before the CLI has loaded, so the command does not wait for it.
+
+/** The command's words (process.argv without node and the script) -> V8 flags. */
+export function v8Flags(args) {
+  const bulk = args.some(a => a === "serve" || a === "sync")
+  const longRunning = bulk || args.some(a => a === "run" || a === "mcp" || a === "dashboard" || a === "--watch")
+  return [...(bulk ? [] : ["--liftoff-only"]), ...(longRunning ? [] : ["--wasm-lazy-validation"])]
+}
