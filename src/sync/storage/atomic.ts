@@ -16,6 +16,8 @@ import path from "node:path"
 import { errnoCode, StoreGoneError } from "./StoreError.js"
 
 let counter = 0
+/** This process's part of its temp file names (with the pid and a counter: unique without a random draw per write). */
+const processTag = `${process.pid}.${randomBytes(6).toString("hex")}`
 
 export interface AtomicWriteOptions {
   /** Where the temp file goes (same filesystem as the target). Default: the target's directory. */
@@ -88,7 +90,7 @@ export async function writeFileAtomic(target: string, data: string | Uint8Array,
 }
 
 function tempName(target: string, dir: string, opts: AtomicWriteOptions): string {
-  return path.join(opts.tmpDir ?? dir, `.${path.basename(target)}.${process.pid}.${randomBytes(6).toString("hex")}.${++counter}.tmp`)
+  return path.join(opts.tmpDir ?? dir, `.${path.basename(target)}.${processTag}.${++counter}.tmp`)
 }
 
 /** writeFileAtomic's steps as blocking calls; false (nothing left behind) when any step failed. */
