@@ -12,3 +12,10 @@ export function containsHeads(doc: A.Doc<unknown>, heads: readonly string[]): bo
   const missing = A.getMissingDeps(doc, heads as A.Heads)
   return missing.length === 0 || !heads.some(h => missing.includes(h))
 }
+
+/** Whether two sets of heads are the same (in any order). */
+export function sameHeads(a: readonly string[], b: readonly string[]): boolean {
+  if (a.length !== b.length) return false
+  const s = new Set(a)
+  return b.every(h => s.has(h))
+}

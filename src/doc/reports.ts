@@ -280,6 +280,35 @@ export function reportsInChanges(changes: Uint8Array[]): DigestRecord[] | undefi
   return out
 }
 
+/**
+ * The reports a writer's own change appended to a log, read from the log after the change (`before` is
+ * the log the change was made on): what reportsInChanges would read from that change, with their record
+ * ids, without encoding and decoding it. A live store folds its own reports into a log's digest with it.
+ * Undefined when the records past `before`'s end are not all this document's actor's reports (then the
+ * change was not one plain append on `before`).
+ */
+export function appendedReports(before: ReportsDocument, after: ReportsDocument): DigestRecord[] | undefined {
+  const actor = A.getActorId(after)
+  const out: DigestRecord[] = []
+  for (let i = before.reports.length; i < after.reports.length; i++) {
+    const el = after.reports[i]
+    const op = A.getObjectId(el)
+    if (!op || op.slice(op.indexOf("@") + 1) !== actor) return undefined
+    const r = plain<Record<string, unknown>>(el)
+    if (typeof r.at !== "number" || typeof r.attempt !== "number" || typeof r.status !== "string") return undefined
+    out.push({
+      op,
+      status: r.status,
+      message: typeof r.message === "string" ? r.message : "",
+      progress: typeof r.progress === "number" ? r.progress : null,
+      at: r.at,
+      by: typeof r.by === "string" ? r.by : "",
+      attempt: r.attempt,
+    } as DigestRecord)
+  }
+  return out
+}
+
 export function digestAll(docs: Map<string, ReportsDocument>): Map<string, ReportDigest> {
   return new Map([...docs].map(([job, d]) => [job, digestReports(d)]))
 }

@@ -3,13 +3,19 @@
 import * as A from "@automerge/automerge"
 import { readdir } from "node:fs/promises"
 import path from "node:path"
-import { afterEach, beforeEach, describe, expect, it } from "vitest"
+import { afterEach, beforeEach, describe, expect, it, vi } from "vitest"
 import { validatePlanSpec } from "../../src/doc/spec.js"
-import { readReports } from "../../src/doc/reports.js"
+import { digestReports, type ReportDigest, readReports, type ReportsDocument, reportsInChanges } from "../../src/doc/reports.js"
 import { reportDocId } from "../../src/doc/ids.js"
 import { DocStore } from "../../src/sync/store/DocStore.js"
 import { PlanStore } from "../../src/sync/store/PlanStore.js"
 import { tempDir } from "./helpers.js"
+
+// reportsInChanges counted (it decodes changes: what a live store's own appends spare it)
+vi.mock("../../src/doc/reports.js", async importOriginal => {
+  const m = await importOriginal<typeof import("../../src/doc/reports.js")>()
+  return { ...m, reportsInChanges: vi.fn(m.reportsInChanges) }
+})
 
 type Counter = { n: number; by?: Record<string, number> }
 
@@ -198,6 +204,63 @@ describe("PlanStore digests (live)", () => {
     const cacheFile = path.join(dir, "cache", "digests", `${reportDocId(id, "b")}.json`)
     const { readFile } = await import("node:fs/promises")
     expect(JSON.parse(await readFile(cacheFile, "utf8")).digest.byAttempt["1"].last.message).toBe("second")
+  })
+})
+
+describe("PlanStore digests (live): its own appends folded as they are made", () => {
+  // A digest with its records as reportsInChanges reads them (digestReports, which reads the list, also
+  // carries each record's rid).
+  const norm = (d: ReportDigest) => JSON.parse(JSON.stringify(d, (k, v) => (k === "rid" ? undefined : v)))
+  const cached = async (id: string, job: string) => {
+    const { readFile } = await import("node:fs/promises")
+    return JSON.parse(await readFile(path.join(dir, "cache", "digests", `${reportDocId(id, job)}.json`), "utf8"))
+  }
+  const setup = async () => {
+    const { id } = await new PlanStore(dir).createPlan(validatePlanSpec({ name: "f", jobs: [{ name: "a", run: "true" }] }), dir, ctx())
+    return id
+  }
+  const report = (message: string, progress: number | null, _n: number) => ({ status: "progress", message, progress, attempt: 1 })
+
+  it("the digest it writes is the log's, through single and group commits, without decoding its own changes", async () => {
+    const id = await setup()
+    const first = new PlanStore(dir, { live: true })
+    await first.appendReport(id, "a", report("start", 0, 0), { by: "agent", now: 999 })
+    await first.close() // the log's first digest (from the document: there was no cache)
+    vi.mocked(reportsInChanges).mockClear()
+    const live = new PlanStore(dir, { live: true })
+    for (let i = 0; i < 5; i++) await live.appendReport(id, "a", report(`one ${i}`, i * 10, i), { by: "agent", now: 1000 + i })
+    // reports that arrive while a write is under way go out together (one change, several records)
+    await Promise.all(Array.from({ length: 6 }, (_, i) => live.appendReport(id, "a", report(`many ${i}`, 90 - i, i), { by: "agent", now: 1000 })))
+    await live.close()
+    expect(reportsInChanges).not.toHaveBeenCalled()
+    const log = (await new PlanStore(dir).loadReports(id, "a")) as ReportsDocument
+    expect(readReports(log)).toHaveLength(12)
+    const entry = await cached(id, "a")
+    expect(entry.heads).toEqual([...A.getHeads(log)].sort())
+    expect(norm(entry.digest)).toEqual(norm(digestReports(log)))
+  })
+
+  it("another writer's reports in between: the digest still holds every report its copy holds", async () => {
+    const id = await setup()
+    const live = new PlanStore(dir, { live: true })
+    await live.appendReport(id, "a", report("live first", 10, 0), { by: "agent", now: 2000 })
+    // the first digest, then more own appends, another writer's report, and the live store reading it
+    await live.close()
+    const live2 = new PlanStore(dir, { live: true })
+    await live2.appendReport(id, "a", report("live second", 20, 0), { by: "agent", now: 2001 })
+    await new PlanStore(dir).appendReport(id, "a", report("other writer", 99, 0), { by: "other", now: 2002 })
+    await live2.loadReports(id, "a") // its copy now holds the other writer's report too
+    await live2.appendReport(id, "a", report("live third", 30, 0), { by: "agent", now: 2003 })
+    vi.mocked(reportsInChanges).mockClear()
+    await live2.close()
+    expect(reportsInChanges).toHaveBeenCalled() // what it did not write itself is read from the changes
+    const log = (await new PlanStore(dir).loadReports(id, "a")) as ReportsDocument
+    expect(readReports(log).map(r => r.message)).toEqual(expect.arrayContaining(["live first", "live second", "other writer", "live third"]))
+    const entry = await cached(id, "a")
+    expect(entry.heads).toEqual([...A.getHeads(log)].sort())
+    expect(norm(entry.digest)).toEqual(norm(digestReports(log)))
+    expect(entry.digest.byAttempt["1"].progress).toBe(30)
+    expect(entry.digest.last.message).toBe("live third")
   })
 })
 

@@ -23,7 +23,7 @@ import { ConcordStorageAdapter, defaultWarning, type ConcordStorageAdapterOption
 import { StoreError } from "../storage/StoreError.js"
 import { ensureDirIn } from "../storage/atomic.js"
 import { chunkContents } from "../storage/chunk-format.js"
-import { containsHeads } from "../../doc/heads.js"
+import { containsHeads, sameHeads } from "../../doc/heads.js"
 
 export { StoreError } from "../storage/StoreError.js"
 
@@ -137,12 +137,6 @@ interface DocState {
 }
 
 const keyStr = (key: StorageKey) => key.join("/")
-
-function sameHeads(a: readonly string[], b: readonly string[]): boolean {
-  if (a.length !== b.length) return false
-  const s = new Set(a)
-  return b.every(h => s.has(h))
-}
 
 export interface UpdateOptions {
   /**

@@ -14,9 +14,10 @@ import type { WriteContext } from "../../doc/actor.js"
 import { DamagedError, NotFoundError } from "../../doc/errors.js"
 import { type DocId, isDocId, newDocId, reportDocId } from "../../doc/ids.js"
 import { createPlan, isPlanDoc, type PlanDocument, readPlan } from "../../doc/plan.js"
-import { containsHeads } from "../../doc/heads.js"
+import { containsHeads, sameHeads } from "../../doc/heads.js"
 import * as A from "@automerge/automerge"
 import {
+  appendedReports,
   appendReports,
   digestReports,
   foldReport,
@@ -80,6 +81,12 @@ export interface PlanIndexEntry {
 
 const INDEX_DIR = "plans"
 
+interface OwnFold {
+  from: string[]
+  to: string[]
+  digest: ReportDigest
+}
+
 interface ReportQueue {
   waiting: { report: NewReport; ctx: WriteContext; resolve: (d: ReportsDocument) => void; reject: (e: unknown) => void }[]
   busy: boolean
@@ -95,6 +102,12 @@ export class PlanStore {
   readonly #digestsRunning = new Set<Promise<void>>()
   /** live stores only: reports waiting for the write under way to their log (group commit) */
   readonly #queues = new Map<string, ReportQueue>()
+  /**
+   * live stores only, per report log: this instance's own appends since the log's digest was last brought
+   * up to date, folded as they are made (heads before the first, after the last), so that bringing it up
+   * to date does not decode them again; null once anything else came between them.
+   */
+  readonly #ownFolds = new Map<string, OwnFold | null>()
 
   constructor(dir: string, opts: DocStoreOptions = {}) {
     this.dir = path.resolve(dir)
@@ -411,11 +424,28 @@ export class PlanStore {
     // The digest cache is kept current by the save hook (#afterSave).
     // A live store looks at the disk for other writers' chunks of the log at most every APPEND_LOOK_MS:
     // an append does not depend on them (it merges with them all the same).
+    const docId = reportDocId(planId, job)
     return this.docs.update<ReportsDoc, ReportsDocument>(
-      reportDocId(planId, job),
-      (loaded, actor) => appendReports((loaded ?? A.clone(reportsGenesis(planId, job), { actor: actor as A.ActorId })) as ReportsDocument, batch),
+      docId,
+      (loaded, actor) => {
+        const before = (loaded ?? A.clone(reportsGenesis(planId, job), { actor: actor as A.ActorId })) as ReportsDocument
+        const after = appendReports(before, batch)
+        if (this.docs.live && after !== before) this.#foldOwn(docId, before, after)
+        return after
+      },
       { recentMs: APPEND_LOOK_MS }
     )
+  }
+
+  /** Note a live store's own append (`before` -> `after`, one change) for the log's next digest. */
+  #foldOwn(docId: string, before: ReportsDocument, after: ReportsDocument): void {
+    const fold = this.#ownFolds.get(docId)
+    if (fold === null) return
+    const from = A.getHeads(before)
+    const records = fold === undefined || sameHeads(fold.to, from) ? appendedReports(before, after) : undefined
+    if (!records) return void this.#ownFolds.set(docId, null)
+    const digest = records.reduce(foldReport, fold?.digest ?? { last: null, byAttempt: {} })
+    this.#ownFolds.set(docId, { from: fold?.from ?? from, to: A.getHeads(after), digest })
   }
 
   #digestFile(docId: string): string {
@@ -436,12 +466,15 @@ export class PlanStore {
    * A log's digest from the document, reusing the cached digest: only the changes the cache does not
    * cover are read (digests merge as sets, so a cache that holds something the document lacks is
    * kept, not lost). Returns the new cache entry, covering `chunks` as well as the cache's own.
+   * `own`: the digest of what the document holds beyond the cache's heads, when the caller knows it
+   * (a live store's own appends since, and nothing else).
    */
-  #digestOf(_docId: string, doc: ReportsDocument, cache: DigestCache | undefined, chunks: string[]): DigestCache {
+  #digestOf(_docId: string, doc: ReportsDocument, cache: DigestCache | undefined, chunks: string[], own?: ReportDigest): DigestCache {
     const heads = A.getHeads(doc)
     let digest: ReportDigest | undefined
     let otherHeads: string[] = []
-    if (cache) {
+    if (cache && own) digest = mergeDigests(cache.digest, own)
+    else if (cache) {
       const inDoc = cache.heads.filter(h => containsHeads(doc, [h]))
       otherHeads = cache.heads.filter(h => !inDoc.includes(h))
       if (inDoc.length > 0) {
@@ -468,8 +501,15 @@ export class PlanStore {
   }
 
   /** The digest of `doc` from `cache`, covering `chunks`, written to the cache file; returns the entry. */
-  async #storeDigest(docId: string, doc: A.Doc<unknown>, cache: DigestCache | undefined, chunks: string[], known: number): Promise<DigestCache> {
-    const entry = this.#digestOf(docId, doc as ReportsDocument, cache, chunks)
+  async #storeDigest(
+    docId: string,
+    doc: A.Doc<unknown>,
+    cache: DigestCache | undefined,
+    chunks: string[],
+    known: number,
+    own?: ReportDigest
+  ): Promise<DigestCache> {
+    const entry = this.#digestOf(docId, doc as ReportsDocument, cache, chunks, own)
     // Forget chunk names a compaction removed, now and then (a name on the list that no longer exists
     // does no harm: status only asks whether every chunk it lists is covered).
     if (entry.chunks.length > known + 64) entry.chunks = intersect(entry.chunks, await this.#listing(docId))
@@ -501,7 +541,11 @@ export class PlanStore {
       const chunks = this.docs.chunkSet(docId)
       if (!doc || !chunks) return
       const cache = this.#lastDigest.get(docId) ?? (await this.#readDigestCache(docId))
-      this.#lastDigest.set(docId, await this.#storeDigest(docId, doc, cache, chunks, chunks.length))
+      // this instance's own appends since the cached digest, and nothing else: fold what it noted
+      const fold = this.#ownFolds.get(docId)
+      this.#ownFolds.delete(docId)
+      const own = fold && cache && sameHeads(cache.heads, fold.from) && sameHeads(A.getHeads(doc), fold.to) ? fold.digest : undefined
+      this.#lastDigest.set(docId, await this.#storeDigest(docId, doc, cache, chunks, chunks.length, own))
     } catch {
       // derived data: the next status reads the log instead
     }
