@@ -63,8 +63,14 @@ export interface AcceptedChange {
 }
 
 export type Refusal = { ok: false; reason: string }
-/** `changes`: the changes new to the server; `created`: the message creates the document on the server. */
-export type Judgement = { ok: true; changes: AcceptedChange[]; created: boolean; doc?: A.Doc<unknown> } | Refusal
+/** Automerge's document without its JavaScript view (A.getBackend): applying changes to it builds none. */
+export type Backend = ReturnType<typeof A.getBackend>
+/**
+ * `changes`: the changes new to the server; `created`: the message creates the document on the server;
+ * `doc` (or, for an admin, `raw`: no JavaScript view is built for what an admin sends): the server's
+ * document with the message applied.
+ */
+export type Judgement = { ok: true; changes: AcceptedChange[]; created: boolean; doc?: A.Doc<unknown>; raw?: Backend } | Refusal
 const no = (reason: string): Refusal => ({ ok: false, reason })
 const NOTHING: Judgement & { ok: true } = { ok: true, changes: [], created: false }
 
@@ -112,11 +118,24 @@ export class AccessPolicy {
    * of the same client builds on the previous one.
    */
   readonly #accepted = new Map<string, A.Doc<unknown>>()
+  /** the same for messages of admin tokens, kept without a JavaScript view (a document id is in one map only) */
+  readonly #acceptedRaw = new Map<string, Backend>()
 
   constructor(readonly index: PlanIndex) {}
 
+  /** An admin's accepted document as a document with a view (rare: a non-admin writes right after an admin). */
+  #viewOfRaw(docId: string, repo: A.Doc<unknown> | undefined): void {
+    const raw = this.#acceptedRaw.get(docId)
+    if (!raw) return
+    this.#acceptedRaw.delete(docId)
+    if (repo && hasAll(A.getBackend(repo), raw.getHeads())) return // the Repo has caught up
+    const doc = repo ? A.applyChanges(A.clone(repo), raw.getChangesAdded(A.getBackend(repo)))[0] : A.load<unknown>(raw.save())
+    this.#accepted.set(docId, doc)
+  }
+
   /** The newest of the server's copy and what recently accepted messages made of it (read only). */
   #freshest(docId: string, repo: A.Doc<unknown> | undefined): A.Doc<unknown> | undefined {
+    this.#viewOfRaw(docId, repo)
     const mine = this.#accepted.get(docId)
     if (!mine) return repo
     if (!repo || A.hasHeads(mine, A.getHeads(repo))) return mine
@@ -129,6 +148,7 @@ export class AccessPolicy {
    * no clone) when we have one at least as new as the Repo's, else the Repo's (cloned by the judge).
    */
   #base(docId: string, repo: A.Doc<unknown> | undefined): { doc: A.Doc<unknown> | undefined; owned: boolean } {
+    this.#viewOfRaw(docId, repo)
     const mine = this.#accepted.get(docId)
     this.#accepted.delete(docId)
     if (!mine) return { doc: repo, owned: false }
@@ -137,11 +157,31 @@ export class AccessPolicy {
     return { doc: A.merge(mine, repo), owned: true }
   }
 
-  /** Remember what an accepted message made of a document (see #accepted). */
-  noteAccepted(docId: string, doc: A.Doc<unknown> | undefined): void {
-    if (!doc) return
+  /** The base for an admin's message, without a JavaScript view: ours (taken out of the cache), else a fork of the Repo's. */
+  #rawBase(docId: string, repo: A.Doc<unknown> | undefined): Backend | undefined {
+    const mineRaw = this.#acceptedRaw.get(docId)
+    const mineDoc = this.#accepted.get(docId)
+    this.#acceptedRaw.delete(docId)
     this.#accepted.delete(docId)
-    this.#accepted.set(docId, doc)
+    const raw = mineRaw ?? (mineDoc ? A.getBackend(mineDoc).fork() : undefined)
+    if (!raw) return repo ? A.getBackend(repo).fork() : undefined
+    if (repo && !hasAll(raw, A.getHeads(repo))) raw.merge(A.getBackend(repo))
+    return raw
+  }
+
+  /** Remember what an accepted message made of a document (see #accepted). */
+  noteAccepted(docId: string, j: { doc?: A.Doc<unknown>; raw?: Backend }): void {
+    if (j.raw) {
+      this.#accepted.delete(docId)
+      this.#acceptedRaw.delete(docId)
+      this.#acceptedRaw.set(docId, j.raw)
+      if (this.#acceptedRaw.size > 256) this.#acceptedRaw.delete(this.#acceptedRaw.keys().next().value!)
+      return
+    }
+    if (!j.doc) return
+    this.#acceptedRaw.delete(docId)
+    this.#accepted.delete(docId)
+    this.#accepted.set(docId, j.doc)
     if (this.#accepted.size > 256) this.#accepted.delete(this.#accepted.keys().next().value!)
   }
 
@@ -181,9 +221,11 @@ export class AccessPolicy {
     const ref = this.index.lookup(docId)
     const job = roleJob(token.role)
     const repoDoc = await current(docId)
+    // (no await between taking a cached copy and judging: the cache is used and changed synchronously)
+    if (token.role === "admin") return judgeAdmin(entries, this.#rawBase(docId, repoDoc))
     const repoPlan = job !== undefined && ref?.job !== undefined ? await current(ref.planId) : undefined
     // no await from here on: the cached copies below are used (and changed) synchronously
-    const known = this.#accepted.has(docId) || !!repoDoc
+    const known = this.#accepted.has(docId) || this.#acceptedRaw.has(docId) || !!repoDoc
     // what can be refused before applying anything
     if (token.role === "writer" && !known && !ref?.job) return no(`writer tokens cannot create a plan on the server (use an admin token)`)
     if (job !== undefined) {
@@ -219,6 +261,7 @@ export interface JudgeInput {
  */
 export function judgeChanges(input: JudgeInput): Judgement {
   const { role, doc, entries } = input
+  if (role === "admin") return judgeAdmin(entries, doc && A.getBackend(doc).fork())
   // Damaged or forged bytes never reach the Repo, whatever the role.
   const damaged = checkChangeBytes(entries)
   if (damaged) return no(`undecodable change (${damaged})`)
@@ -233,8 +276,8 @@ export function judgeChanges(input: JudgeInput): Judgement {
     return no(`undecodable change (${(e as Error).message})`)
   }
   // A change whose dependencies the server lacks cannot be applied, so it cannot be judged (an admin's
-  // waits in the Repo's queue until they arrive).
-  const missing = role === "admin" ? [] : A.getMissingDeps(copy, []).filter(h => !missingBefore.has(h))
+  // waits in the Repo's queue until they arrive: judgeAdmin).
+  const missing = A.getMissingDeps(copy, []).filter(h => !missingBefore.has(h))
   if (missing.length) return no(`changes depend on ${missing.length} change(s) the server does not have (${short(missing[0])}...); sync again`)
   const metas = A.getChangesMetaSince(copy, beforeHeads)
   if (metas.length === 0) return { ...NOTHING, doc: copy } // nothing new
@@ -244,7 +287,6 @@ export function judgeChanges(input: JudgeInput): Judgement {
     created: !doc,
     doc: copy,
   }
-  if (role === "admin") return accepted
   const who = input.tokenId ? `token ${input.tokenId} (${role})` : `role ${role}`
   if (role === "reader") return no(`${who} is read-only (${metas.length} change(s) refused)`)
   const ref = input.ref
@@ -260,6 +302,27 @@ export function judgeChanges(input: JudgeInput): Judgement {
   }
   return v ?? accepted
 }
+
+/**
+ * An admin may write anything: its message is only decoded and applied (to `base`, changed in place; an
+ * empty document if none), for the audit's list of what is new. No JavaScript view is built.
+ */
+function judgeAdmin(entries: Uint8Array[], base: Backend | undefined): Judgement {
+  const damaged = checkChangeBytes(entries)
+  if (damaged) return no(`undecodable change (${damaged})`)
+  const raw = base ?? A.getBackend(A.init())
+  const beforeHeads = raw.getHeads()
+  try {
+    raw.loadIncremental(concat(entries))
+  } catch (e) {
+    return no(`undecodable change (${(e as Error).message})`)
+  }
+  const metas = raw.getChangesMeta(beforeHeads)
+  if (metas.length === 0) return { ...NOTHING, raw }
+  return { ok: true, changes: metas.map(m => ({ hash: m.hash, actor: m.actor, by: parseChangeNote(m.message)?.by ?? null })), created: !base, raw }
+}
+
+const hasAll = (raw: Backend, heads: string[]) => heads.every(h => raw.getChangeByHash(h) !== null)
 
 function concat(entries: Uint8Array[]): Uint8Array {
   if (entries.length === 1) return entries[0]

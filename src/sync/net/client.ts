@@ -160,6 +160,7 @@ export class ServerApi {
 }
 
 const sameHeads = (a: readonly string[], b: readonly string[]) => a.length === b.length && a.every(h => b.includes(h))
+const TRACE = process.env.CONCORD_SYNC_TRACE ? (l: string) => process.stderr.write(`T ${(performance.now()).toFixed(0)} ${l}\n`) : () => {}
 const sleep = (ms: number) => new Promise(r => setTimeout(r, ms))
 
 export class RemoteSession {
@@ -341,7 +342,9 @@ export class RemoteSession {
       if (this.connected && handles.every(Boolean) && ((local && sinceConfirm > 150) || sinceConfirm > 2000)) {
         lastConfirm = Date.now()
         try {
+          TRACE(`confirm ${docIds.length}`)
           const server = await this.api.confirm(docIds)
+          TRACE(`confirmed`)
           if (handles.every((h, i) => server[docIds[i]] && sameHeads(server[docIds[i]]!, A.getHeads(h!.doc() as A.Doc<unknown>)))) return
         } catch (e) {
           if (e instanceof SyncError && (e.kind === "unauthorized" || e.kind === "refused")) throw e

@@ -30,7 +30,7 @@ import { handleDashboardRequest } from "../../dashboard/serve.js"
 import { isDocId, reportDocId } from "../../doc/ids.js"
 import { isPlanDoc, readPlan } from "../../doc/plan.js"
 import { ConcordStorageAdapter } from "../storage/ConcordStorageAdapter.js"
-import { DocStore } from "../store/DocStore.js"
+import { DocStore, type DocStoreWatch } from "../store/DocStore.js"
 import { PlanStore } from "../store/PlanStore.js"
 import { AccessPolicy, grantsPlan, type Judgement, PlanIndex, type Principal } from "./access.js"
 import { AuditLog, type AuditRecord, readAudit } from "./audit.js"
@@ -90,7 +90,7 @@ export class SyncServer {
   readonly limits: LimitBook
   #http?: http.Server | https.Server
   #wss?: WebSocketServer
-  #watcher?: { add(docId: string): void; close(): void }
+  #watcher?: DocStoreWatch
   #watched = new Set<string>()
   #indexTimer?: NodeJS.Timeout
   #pendingTimer?: NodeJS.Timeout
@@ -121,7 +121,18 @@ export class SyncServer {
     await this.tokens.load()
     // documents each token created survive restarts: count them from the audit trail
     for (const r of await readAudit(this.store.dir)) if (r.created) this.limits.noteCreated(r.token, r.doc)
-    const storage = new ConcordStorageAdapter(this.store.dir, { onWarning: m => this.#log(`warning: ${m}`) })
+    const storage = new ConcordStorageAdapter(this.store.dir, {
+      onWarning: m => this.#log(`warning: ${m}`),
+      // what the Repo writes, it holds: its store watcher (local changes of other processes) does not
+      // read it back
+      onSaved: key => {
+        const docId = key[0] as DocumentId
+        this.#watcher?.adopt(docId, key, () => {
+          const h = this.repo.handles[docId]
+          return h?.isReady() ? (h.doc() as A.Doc<unknown>) : undefined
+        })
+      },
+    })
     this.adapter = new ConcordServerAdapter<Principal>({
       helloTimeoutMs: this.opts.helloTimeoutMs,
       keepAliveMs: this.opts.keepAliveMs,
@@ -236,7 +247,7 @@ export class SyncServer {
     if (!j.ok) return j
     const docId = msg.documentId!
     if (j.changes.length === 0) {
-      this.policy.noteAccepted(docId, j.doc)
+      this.policy.noteAccepted(docId, j)
       return { ok: true, changes: [], created: false }
     }
     if (j.created) {
@@ -262,7 +273,7 @@ export class SyncServer {
       return { ok: false, reason: `the server cannot write its audit trail (${(e as Error).message}); nothing was stored` }
     }
     if (j.created) this.limits.noteCreated(token.id, docId)
-    this.policy.noteAccepted(docId, j.doc)
+    this.policy.noteAccepted(docId, j)
     this.#noteDoc(docId)
     return { ok: true, changes: j.changes, created: j.created }
   }

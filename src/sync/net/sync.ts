@@ -53,6 +53,7 @@ interface PlanChoice {
 }
 
 const ALL = "*"
+const TRACE = process.env.CONCORD_SYNC_TRACE ? (l: string) => process.stderr.write(`T ${(performance.now()).toFixed(0)} ${l}\n`) : () => {}
 
 /** Report logs a sync fetches from the server at once. */
 const FETCH_CONCURRENCY = 16
@@ -130,8 +131,11 @@ export async function syncOnce(store: PlanStore, opts: SyncOptions): Promise<Syn
   const timeoutMs = opts.timeoutMs ?? 120_000
   const log = opts.log ?? (() => {})
   // The HTTP API first: it answers fast and clearly for unreachable servers and refused tokens.
+  TRACE("start")
   const remote = await new ServerApi(opts.url, opts.token, opts.ca).plans()
+  TRACE("plans listed")
   const session = await RemoteSession.open(opts)
+  TRACE("connected")
   try {
     const { chosen, skipped } = await choosePlans(store, remote, opts.plans)
     for (const s of skipped) log(`skipped plan ${s.id}: ${s.why}`)
@@ -154,7 +158,9 @@ export async function syncOnce(store: PlanStore, opts: SyncOptions): Promise<Syn
       }
       planIds.push(c.id)
     }
+    TRACE("plans imported")
     await session.waitSynced(planIds, left())
+    TRACE("plans synced")
 
     // 2. report logs of every job, where they exist on either side
     const owner = new Map<string, string>()
@@ -182,10 +188,13 @@ export async function syncOnce(store: PlanStore, opts: SyncOptions): Promise<Syn
         if (await session.fetch(rid, left())) fetched.add(rid)
       }
     }
+    TRACE("logs imported")
     await Promise.all(Array.from({ length: Math.min(FETCH_CONCURRENCY, toFetch.length) }, fetcher))
+    TRACE("logs fetched")
     const wanted = new Set(toFetch)
     const reportIds = [...owner.keys()].filter(rid => !wanted.has(rid) || fetched.has(rid))
     await session.waitSynced(reportIds, left())
+    TRACE("logs synced")
 
     // 3. save what we have now (only new chunks are written; nothing local is replaced)
     for (const id of [...planIds, ...reportIds]) {
@@ -209,6 +218,7 @@ export async function syncOnce(store: PlanStore, opts: SyncOptions): Promise<Syn
       const v = readPlan(session.handle(id)!.doc() as never)
       await store.registerPlan({ id, name: v.name, createdAt: v.createdAt, createdBy: v.createdBy })
     }
+    TRACE("saved")
     return { url: opts.url, ms: Date.now() - t0, plans: [...results.values()], skipped }
   } finally {
     await session.close()

@@ -77,6 +77,8 @@ export interface ConcordStorageAdapterOptions {
    * thread pool, so concurrent writes still overlap). Default false.
    */
   blockingWrites?: boolean | "alone"
+  /** Called after each chunk this adapter wrote is durable (a sync server tells its store watcher). */
+  onSaved?: (key: StorageKey) => void
 }
 
 export function defaultWarning(msg: string): void {
@@ -128,6 +130,7 @@ export class ConcordStorageAdapter implements StorageAdapterInterface {
    * even if it is not valid Automerge (the adapter is a key/value store; verification is there to
    * catch files torn or damaged by crashes and other writers).
    */
+  readonly #onSaved?: (key: StorageKey) => void
   readonly #written = new Map<string, { seq: number; sha256: string }>()
   #seq = 0
   #tmpReady = false
@@ -152,6 +155,7 @@ export class ConcordStorageAdapter implements StorageAdapterInterface {
     this.#retries = opts.loadRangeRetries ?? 5
     this.#blocking = opts.blockingWrites ?? false
     this.#create = opts.create ?? false
+    this.#onSaved = opts.onSaved
   }
 
   /** Make the base directory (and its parents) if missing: for a command that deliberately creates a store. */
@@ -295,6 +299,7 @@ export class ConcordStorageAdapter implements StorageAdapterInterface {
     } catch (e) {
       throw StoreError.from("write", target, e)
     }
+    this.#onSaved?.(key)
   }
 
   // ---------------------------------------------------------------- remove

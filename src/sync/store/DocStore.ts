@@ -646,14 +646,14 @@ export class DocStore {
     docIds: string[],
     onChange: (docId: string, doc: Automerge.Doc<T>) => void,
     opts: { pollMs?: number } = {}
-  ): { add(docId: string): void; close(): void } {
+  ): DocStoreWatch {
     const w = new DocWatcher(this, this.#warn, (id, d) => onChange(id, d as Automerge.Doc<T>), opts.pollMs ?? 500, {
       loadChunks: (id: string) => this.#loadChunks(id, undefined),
       applyChunks: (doc, chunks) => this.#applyChunks(doc, chunks, undefined),
       knownHeads: (id: string) => this.#state.get(id)?.heads,
     })
     for (const id of docIds) w.add(id)
-    return { add: (id: string) => w.add(id), close: () => w.close() }
+    return { add: (id: string) => w.add(id), adopt: (id, key, base) => w.adopt(id, key, base), close: () => w.close() }
   }
 
   // ------------------------------------------------------------------ internals
@@ -692,6 +692,18 @@ function checkDocId(docId: string): void {
 
 // -------------------------------------------------------------------- watcher
 
+export interface DocStoreWatch {
+  add(docId: string): void
+  /**
+   * A chunk this process wrote itself (`key`, already durable) whose content the caller already has in
+   * memory: the watcher does not read it back. `base()` gives a document holding at least what the
+   * chunk holds (e.g. the sync server's live copy); the watcher takes a copy of it as its own the next
+   * time other processes' chunks are to be applied (or reads everything again if it gives nothing).
+   */
+  adopt(docId: string, key: StorageKey, base: () => Automerge.Doc<unknown> | undefined): void
+  close(): void
+}
+
 interface WatchHooks {
   loadChunks(docId: string): Promise<LoadedChunks>
   applyChunks(doc: Automerge.Doc<unknown> | undefined, chunks: ReadChunk[]): LoadedChunks
@@ -712,6 +724,8 @@ interface WatchEntry {
   settingUp: boolean
   /** inode numbers of the watched incremental/ and snapshot/ directories */
   inodes: number[]
+  /** set by adopt(): `doc` lacks chunks this process wrote; take a copy of this before applying more */
+  base?: () => Automerge.Doc<unknown> | undefined
 }
 
 /** Documents a watcher's poll looks at per tick (see DocWatcher.#poll). */
@@ -779,6 +793,14 @@ class DocWatcher {
         e.settingUp = false
         this.#schedule(e)
       })
+  }
+
+  adopt(docId: string, key: StorageKey, base: () => Automerge.Doc<unknown> | undefined): void {
+    const e = this.#entries.get(docId)
+    // not watched, or its first scan (which reads every chunk on disk) is still to come
+    if (!e || !e.initialized || key[0] !== docId || (key[1] !== "incremental" && key[1] !== "snapshot")) return
+    e.keys.add(keyStr(key))
+    e.base = base
   }
 
   close(): void {
@@ -898,6 +920,19 @@ class DocWatcher {
     for (const k of e.keys) if (!present.has(k)) e.keys.delete(k) // compacted away
     const fresh = listed.filter(k => !e.keys.has(keyStr(k))).sort((a, b) => (a[1] === b[1] ? 0 : a[1] === "snapshot" ? -1 : 1))
     if (fresh.length === 0) return
+    if (e.base) {
+      // chunks this process wrote were adopted, not read: start from a copy of what it holds
+      const base = e.base()
+      e.base = undefined
+      if (!base) {
+        e.initialized = false // nothing to start from: read everything again
+        e.doc = undefined
+        e.keys.clear()
+        return this.#scan(e)
+      }
+      const own = Automerge.clone(base)
+      e.doc = e.doc ? Automerge.merge(own, e.doc) : own
+    }
     const before = e.doc ? Automerge.getHeads(e.doc) : []
     const chunks: ReadChunk[] = []
     for (const key of fresh) {
