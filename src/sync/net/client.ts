@@ -153,14 +153,21 @@ export class ServerApi {
     return this.request<PlansResponse>("GET", "/v1/plans")
   }
 
-  async confirm(docIds: string[]): Promise<Record<string, string[] | null>> {
-    const r = await this.request<{ heads: Record<string, string[] | null> }>("POST", "/v1/confirm", { docs: docIds })
+  /**
+   * The server's durable heads of these documents. With `want` (heads per document), the server first
+   * waits up to `waitMs` until it has them (a server that does not know `want` answers at once).
+   */
+  async confirm(docIds: string[], want?: Record<string, string[]>, waitMs = 0): Promise<Record<string, string[] | null>> {
+    const body = want ? { docs: docIds, want, waitMs } : { docs: docIds }
+    const r = await this.request<{ heads: Record<string, string[] | null> }>("POST", "/v1/confirm", body, 30_000 + waitMs)
     return r.heads
   }
 }
 
 const sameHeads = (a: readonly string[], b: readonly string[]) => a.length === b.length && a.every(h => b.includes(h))
 const TRACE = process.env.CONCORD_SYNC_TRACE ? (l: string) => process.stderr.write(`T ${(performance.now()).toFixed(0)} ${l}\n`) : () => {}
+/** How long the server may hold a confirmation until it has our heads (long poll). */
+const CONFIRM_WAIT_MS = 1500
 const sleep = (ms: number) => new Promise(r => setTimeout(r, ms))
 
 export class RemoteSession {
@@ -337,13 +344,17 @@ export class RemoteSession {
         return !!sh && sameHeads(sh, headsOf(docIds[i], h))
       })
       // Ask the server itself (durable heads) when the sync protocol says we agree, and now and then
-      // anyway (heads reported by the protocol lag behind after a reconnect).
+      // anyway (heads reported by the protocol lag behind after a reconnect). Before we agree, the server
+      // is asked to answer once it has our heads (or after CONFIRM_WAIT_MS): we learn at once that it has
+      // our changes, instead of when its acknowledgement came back through the sync protocol.
       const sinceConfirm = Date.now() - lastConfirm
       if (this.connected && handles.every(Boolean) && ((local && sinceConfirm > 150) || sinceConfirm > 2000)) {
         lastConfirm = Date.now()
+        const want =
+          !local && docIds.length <= 1000 ? Object.fromEntries(docIds.map((id, i) => [id, A.getHeads(handles[i]!.doc() as A.Doc<unknown>)])) : undefined
         try {
-          TRACE(`confirm ${docIds.length}`)
-          const server = await this.api.confirm(docIds)
+          TRACE(`confirm ${docIds.length} ${!!want}`)
+          const server = await this.api.confirm(docIds, want, want ? CONFIRM_WAIT_MS : 0)
           TRACE(`confirmed`)
           if (handles.every((h, i) => server[docIds[i]] && sameHeads(server[docIds[i]]!, A.getHeads(h!.doc() as A.Doc<unknown>)))) return
         } catch (e) {

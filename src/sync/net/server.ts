@@ -12,7 +12,9 @@
  *   GET  /v1/plans    the plans this token can see, with the documents the server has for each
  *   POST /v1/confirm  {"docs": [id, ...]} -> {"heads": {id: [hex heads] | null}}: the server's heads
  *                     for these documents, after writing them durably (clients use it to know that
- *                     the server has their changes)
+ *                     the server has their changes). With {"want": {id: [hex heads]}, "waitMs": N}
+ *                     it first waits (up to N ms, at most 5 s) until it has those heads: a client
+ *                     learns the moment the server has its changes, without polling.
  *   GET  /healthz     no token; "ok"
  * Paths are matched by suffix, so a proxy may mount the server under a prefix.
  */
@@ -74,6 +76,9 @@ export interface ServerPlanInfo {
 }
 
 const MAX_BODY = 256 * 1024
+const MAX_CONFIRM_WAIT_MS = 5000
+const HEX_HEAD = /^[0-9a-f]{64}$/
+const isObject = (v: unknown): v is Record<string, unknown> => !!v && typeof v === "object" && !Array.isArray(v)
 
 export class SyncServer {
   readonly opts: SyncServerOptions
@@ -125,7 +130,7 @@ export class SyncServer {
       onWarning: m => this.#log(`warning: ${m}`),
       // what the Repo writes, it holds: its store watcher (local changes of other processes) does not
       // read it back
-      onSaved: key => {
+      onSave: key => {
         const docId = key[0] as DocumentId
         this.#watcher?.adopt(docId, key, () => {
           const h = this.repo.handles[docId]
@@ -381,6 +386,18 @@ export class SyncServer {
     }
     const denied = (docs as string[]).filter(d => !this.policy.canRead(token, d))
     if (denied.length) return json(res, 403, { error: `no access to ${denied.join(", ")}` })
+    const want = (body as { want?: unknown }).want
+    const waitMs = (body as { waitMs?: unknown }).waitMs
+    if (want !== undefined) {
+      const ok =
+        isObject(want) &&
+        Object.entries(want).every(
+          ([d, h]) => docs.includes(d) && Array.isArray(h) && h.length <= 1000 && h.every(x => typeof x === "string" && HEX_HEAD.test(x))
+        ) &&
+        (waitMs === undefined || (typeof waitMs === "number" && waitMs >= 0 && waitMs <= MAX_CONFIRM_WAIT_MS))
+      if (!ok) return json(res, 400, { error: `"want" must map requested document ids to hex heads, "waitMs" be 0..${MAX_CONFIRM_WAIT_MS}` })
+      await this.#waitForHeads(want as Record<string, string[]>, (waitMs as number | undefined) ?? 0)
+    }
     const heads: Record<string, string[] | null> = {}
     const ready = (docs as string[]).filter(d => this.repo.handles[d as DocumentId]?.isReady())
     if (ready.length) await this.repo.flush(ready as DocumentId[])
@@ -390,6 +407,17 @@ export class SyncServer {
     }
     await this.#registerArrivedPlans(ready)
     return json(res, 200, { heads })
+  }
+
+  /** Wait until the Repo's copy of each document has the given heads, up to `ms` (or the server closing). */
+  async #waitForHeads(want: Record<string, string[]>, ms: number): Promise<void> {
+    const until = Date.now() + ms
+    const has = () =>
+      Object.entries(want).every(([d, heads]) => {
+        const h = this.repo.handles[d as DocumentId]
+        return h?.isReady() && A.hasHeads(h.doc() as A.Doc<unknown>, heads)
+      })
+    while (!this.#closing && Date.now() < until && !has()) await new Promise(r => setTimeout(r, 10))
   }
 
   /** The plans a token can see, with the documents the server has for each. */

@@ -50,6 +50,8 @@ interface PlanChoice {
   id: string
   onServer: boolean
   serverDocs: Set<string>
+  /** the plan's jobs as the server knows them (none if it is not on the server) */
+  serverJobs: string[]
 }
 
 const ALL = "*"
@@ -73,7 +75,7 @@ async function choosePlans(
   const skipped: { id: string; why: string }[] = []
   const add = (id: string) => {
     const s = serverById.get(id)
-    chosen.set(id, { id, onServer: !!s, serverDocs: new Set(s?.docs ?? []) })
+    chosen.set(id, { id, onServer: !!s, serverDocs: new Set(s?.docs ?? []), serverJobs: s?.jobs ?? [] })
   }
   if (refs && refs.length > 0) {
     // A reference is resolved by the one rule (src/ops/resolve.ts): first among the plans this token can
@@ -146,58 +148,81 @@ export async function syncOnce(store: PlanStore, opts: SyncOptions): Promise<Syn
     const deadline = t0 + timeoutMs
     const left = () => Math.max(1000, deadline - Date.now())
 
-    // 1. plan documents
+    // 1. plan documents, and the report logs of the plans the server already has: their jobs are the
+    // ones in our copy and in the server's (the server's list says which logs it has), so everything goes
+    // in one round. A plan new to the server is synced first and its logs after: the server learns from
+    // the plan which report logs belong to it (access control).
     const planIds: string[] = []
+    const owner = new Map<string, string>()
+    const toFetch = new Set<string>()
+    const addLogs = async (id: string, jobs: Iterable<string>, serverDocs: Set<string>) => {
+      for (const job of jobs) {
+        const rid = reportDocId(id, job)
+        if (owner.has(rid)) continue
+        const local = await store.docs.load<unknown>(rid, { keepCopy: false })
+        before.set(rid, local && A.getHeads(local))
+        if (local) session.importDoc(rid, local)
+        else if (!serverDocs.has(rid)) continue
+        else toFetch.add(rid)
+        owner.set(rid, id)
+      }
+    }
     for (const c of chosen) {
       const local = await store.docs.load<unknown>(c.id, { keepCopy: false })
       before.set(c.id, local && A.getHeads(local))
+      const localJobs = local && isPlanDoc(local) ? Object.keys((local as { jobs?: object }).jobs ?? {}) : []
       if (local) session.importDoc(c.id, local)
       else if (!(await session.fetch(c.id, left()))) {
         skipped.push({ id: c.id, why: "the server did not send it" })
         continue
       }
       planIds.push(c.id)
+      if (c.onServer) await addLogs(c.id, new Set([...localJobs, ...c.serverJobs]), c.serverDocs)
     }
-    TRACE("plans imported")
-    await session.waitSynced(planIds, left())
-    TRACE("plans synced")
+    // logs only the server has: fetched several at a time (one round trip each, not one after another)
+    const fetched = new Set<string>()
+    const tried = new Set<string>()
+    const fetchAll = async () => {
+      const ids = [...toFetch].filter(id => !tried.has(id))
+      for (const id of ids) tried.add(id)
+      let next = 0
+      const fetcher = async () => {
+        while (next < ids.length) {
+          const rid = ids[next++]
+          if (await session.fetch(rid, left())) fetched.add(rid)
+        }
+      }
+      await Promise.all(Array.from({ length: Math.min(FETCH_CONCURRENCY, ids.length) }, fetcher))
+    }
+    TRACE("imported")
+    await fetchAll()
+    TRACE("fetched")
+    const reportIds = () => [...owner.keys()].filter(rid => !toFetch.has(rid) || fetched.has(rid))
+    await session.waitSynced([...planIds, ...reportIds()], left())
+    TRACE("synced")
 
-    // 2. report logs of every job, where they exist on either side
-    const owner = new Map<string, string>()
-    const toFetch: string[] = []
+    // 2. the report logs of plans new to the server, now that it has the plans (and of any job the
+    // first round did not know)
+    const logsBefore = owner.size
     for (const id of planIds) {
       const doc = session.handle(id)!.doc()
       if (!isPlanDoc(doc)) throw new SyncError("protocol", `document ${id} is not a concord plan`)
       const c = chosen.find(x => x.id === id)!
-      for (const j of readPlan(doc).jobs) {
-        const rid = reportDocId(id, j.name)
-        const local = await store.docs.load<unknown>(rid, { keepCopy: false })
-        before.set(rid, local && A.getHeads(local))
-        if (local) session.importDoc(rid, local)
-        else if (!c.serverDocs.has(rid)) continue
-        else toFetch.push(rid)
-        owner.set(rid, id)
-      }
+      await addLogs(
+        id,
+        readPlan(doc).jobs.map(j => j.name),
+        c.serverDocs
+      )
     }
-    // logs only the server has: fetched several at a time (one round trip each, not one after another)
-    const fetched = new Set<string>()
-    let next = 0
-    const fetcher = async () => {
-      while (next < toFetch.length) {
-        const rid = toFetch[next++]
-        if (await session.fetch(rid, left())) fetched.add(rid)
-      }
+    if (owner.size > logsBefore) {
+      TRACE("second round")
+      await fetchAll()
+      await session.waitSynced(reportIds(), left())
     }
-    TRACE("logs imported")
-    await Promise.all(Array.from({ length: Math.min(FETCH_CONCURRENCY, toFetch.length) }, fetcher))
-    TRACE("logs fetched")
-    const wanted = new Set(toFetch)
-    const reportIds = [...owner.keys()].filter(rid => !wanted.has(rid) || fetched.has(rid))
-    await session.waitSynced(reportIds, left())
-    TRACE("logs synced")
+    const reportDocs = reportIds()
 
     // 3. save what we have now (only new chunks are written; nothing local is replaced)
-    for (const id of [...planIds, ...reportIds]) {
+    for (const id of [...planIds, ...reportDocs]) {
       const doc = session.handle(id)!.doc() as A.Doc<unknown>
       await store.docs.save(id, doc)
       const planId = owner.get(id) ?? id

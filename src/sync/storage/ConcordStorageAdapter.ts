@@ -77,8 +77,11 @@ export interface ConcordStorageAdapterOptions {
    * thread pool, so concurrent writes still overlap). Default false.
    */
   blockingWrites?: boolean | "alone"
-  /** Called after each chunk this adapter wrote is durable (a sync server tells its store watcher). */
-  onSaved?: (key: StorageKey) => void
+  /**
+   * Called as each chunk is about to be written by this adapter (a sync server tells its store watcher,
+   * before the file can appear, that it already holds what the chunk holds).
+   */
+  onSave?: (key: StorageKey) => void
 }
 
 export function defaultWarning(msg: string): void {
@@ -130,7 +133,7 @@ export class ConcordStorageAdapter implements StorageAdapterInterface {
    * even if it is not valid Automerge (the adapter is a key/value store; verification is there to
    * catch files torn or damaged by crashes and other writers).
    */
-  readonly #onSaved?: (key: StorageKey) => void
+  readonly #onSave?: (key: StorageKey) => void
   readonly #written = new Map<string, { seq: number; sha256: string }>()
   #seq = 0
   #tmpReady = false
@@ -155,7 +158,7 @@ export class ConcordStorageAdapter implements StorageAdapterInterface {
     this.#retries = opts.loadRangeRetries ?? 5
     this.#blocking = opts.blockingWrites ?? false
     this.#create = opts.create ?? false
-    this.#onSaved = opts.onSaved
+    this.#onSave = opts.onSave
   }
 
   /** Make the base directory (and its parents) if missing: for a command that deliberately creates a store. */
@@ -276,6 +279,7 @@ export class ConcordStorageAdapter implements StorageAdapterInterface {
 
   async save(key: StorageKey, data: Uint8Array): Promise<void> {
     const target = this.filePath(key)
+    this.#onSave?.(key)
     const write = async () => {
       await this.#ensureTmpDir()
       const blocking = this.#blocking === "alone" ? this.#saving === 0 : this.#blocking
@@ -299,7 +303,6 @@ export class ConcordStorageAdapter implements StorageAdapterInterface {
     } catch (e) {
       throw StoreError.from("write", target, e)
     }
-    this.#onSaved?.(key)
   }
 
   // ---------------------------------------------------------------- remove

@@ -642,11 +642,7 @@ export class DocStore {
    * DocStore instance last loaded or saved for it (so load-then-watch misses nothing and does not
    * repeat itself). Never throws from the background; errors go to onWarning.
    */
-  watch<T>(
-    docIds: string[],
-    onChange: (docId: string, doc: Automerge.Doc<T>) => void,
-    opts: { pollMs?: number } = {}
-  ): DocStoreWatch {
+  watch<T>(docIds: string[], onChange: (docId: string, doc: Automerge.Doc<T>) => void, opts: { pollMs?: number } = {}): DocStoreWatch {
     const w = new DocWatcher(this, this.#warn, (id, d) => onChange(id, d as Automerge.Doc<T>), opts.pollMs ?? 500, {
       loadChunks: (id: string) => this.#loadChunks(id, undefined),
       applyChunks: (doc, chunks) => this.#applyChunks(doc, chunks, undefined),
@@ -726,6 +722,8 @@ interface WatchEntry {
   inodes: number[]
   /** set by adopt(): `doc` lacks chunks this process wrote; take a copy of this before applying more */
   base?: () => Automerge.Doc<unknown> | undefined
+  /** adopted chunk keys not yet seen on disk (announced before they are written); then moved to `keys` */
+  adopted: Set<string>
 }
 
 /** Documents a watcher's poll looks at per tick (see DocWatcher.#poll). */
@@ -784,6 +782,7 @@ class DocWatcher {
       warnedWatch: false,
       settingUp: false,
       inodes: [],
+      adopted: new Set(),
     }
     this.#entries.set(docId, e)
     e.settingUp = true
@@ -798,8 +797,8 @@ class DocWatcher {
   adopt(docId: string, key: StorageKey, base: () => Automerge.Doc<unknown> | undefined): void {
     const e = this.#entries.get(docId)
     // not watched, or its first scan (which reads every chunk on disk) is still to come
-    if (!e || !e.initialized || key[0] !== docId || (key[1] !== "incremental" && key[1] !== "snapshot")) return
-    e.keys.add(keyStr(key))
+    if (!e?.initialized || key[0] !== docId || (key[1] !== "incremental" && key[1] !== "snapshot")) return
+    e.adopted.add(keyStr(key))
     e.base = base
   }
 
@@ -917,9 +916,23 @@ class DocWatcher {
     const listed = [...(await adapter.listKeys([e.docId, "incremental"])), ...(await adapter.listKeys([e.docId, "snapshot"]))].filter(k => k.length === 3)
     if (this.#closed) return
     const present = new Set(listed.map(keyStr))
+    for (const k of e.adopted) {
+      if (!present.has(k)) continue // not written yet
+      e.adopted.delete(k)
+      e.keys.add(k)
+    }
     for (const k of e.keys) if (!present.has(k)) e.keys.delete(k) // compacted away
     const fresh = listed.filter(k => !e.keys.has(keyStr(k))).sort((a, b) => (a[1] === b[1] ? 0 : a[1] === "snapshot" ? -1 : 1))
     if (fresh.length === 0) return
+    const chunks: ReadChunk[] = []
+    for (const key of fresh) {
+      if (e.adopted.has(keyStr(key))) continue // adopted meanwhile
+      const data = await adapter.load(key) // verified; undefined if gone (compacted) or damaged
+      if (this.#closed) return
+      if (data) chunks.push({ key, type: key[1] as ChunkType, data })
+    }
+    const toApply = chunks.filter(c => !e.adopted.has(keyStr(c.key)))
+    if (toApply.length === 0) return
     if (e.base) {
       // chunks this process wrote were adopted, not read: start from a copy of what it holds
       const base = e.base()
@@ -928,24 +941,18 @@ class DocWatcher {
         e.initialized = false // nothing to start from: read everything again
         e.doc = undefined
         e.keys.clear()
+        e.adopted.clear()
         return this.#scan(e)
       }
       const own = Automerge.clone(base)
       e.doc = e.doc ? Automerge.merge(own, e.doc) : own
     }
     const before = e.doc ? Automerge.getHeads(e.doc) : []
-    const chunks: ReadChunk[] = []
-    for (const key of fresh) {
-      const data = await adapter.load(key) // verified; undefined if gone (compacted) or damaged
-      if (this.#closed) return
-      if (data) chunks.push({ key, type: key[1] as ChunkType, data })
-    }
-    if (chunks.length === 0) return
-    const { doc } = this.hooks.applyChunks(e.doc, chunks)
+    const { doc } = this.hooks.applyChunks(e.doc, toApply)
     e.doc = doc
     // chunks not applied are either waiting in the doc's queue for their dependencies (applied
     // when those arrive) or were rejected (warned): do not read them again
-    for (const c of chunks) e.keys.add(keyStr(c.key))
+    for (const c of toApply) e.keys.add(keyStr(c.key))
     if (e.doc && !sameHeads(before, Automerge.getHeads(e.doc))) this.#emit(e)
   }
 
