@@ -165,7 +165,6 @@ export class ServerApi {
 }
 
 const sameHeads = (a: readonly string[], b: readonly string[]) => a.length === b.length && a.every(h => b.includes(h))
-const TRACE = process.env.CONCORD_SYNC_TRACE ? (l: string) => process.stderr.write(`T ${(performance.now()).toFixed(0)} ${l}\n`) : () => {}
 /** How long the server may hold a confirmation until it has our heads (long poll). */
 const CONFIRM_WAIT_MS = 1500
 const sleep = (ms: number) => new Promise(r => setTimeout(r, ms))
@@ -353,9 +352,7 @@ export class RemoteSession {
         const want =
           !local && docIds.length <= 1000 ? Object.fromEntries(docIds.map((id, i) => [id, A.getHeads(handles[i]!.doc() as A.Doc<unknown>)])) : undefined
         try {
-          TRACE(`confirm ${docIds.length} ${!!want}`)
           const server = await this.api.confirm(docIds, want, want ? CONFIRM_WAIT_MS : 0)
-          TRACE(`confirmed`)
           if (handles.every((h, i) => server[docIds[i]] && sameHeads(server[docIds[i]]!, A.getHeads(h!.doc() as A.Doc<unknown>)))) return
         } catch (e) {
           if (e instanceof SyncError && (e.kind === "unauthorized" || e.kind === "refused")) throw e

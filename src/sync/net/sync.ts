@@ -1,9 +1,11 @@
 /**
  * `concord sync`: bring this store's plans and a server's plans together, both ways.
  *
- * syncOnce: plan documents first (so the server knows a new plan's jobs, and with them which report
- * logs belong to it), then the report logs of every job that exist on either side; waits until the
- * server durably has exactly what we have, then saves what we received into the local store.
+ * syncOnce: the plans the server has together with the report logs of their jobs that exist on either
+ * side, in one round; a plan new to the server first, then its logs (the server learns from the plan
+ * which report logs belong to it); waits until the server durably has exactly what we have (one
+ * confirmation, which the server answers once it has our heads), then saves what we received into
+ * the local store.
  *
  * syncWatch: the same, then stays connected: local writes (DocStore.watch) go up, remote changes are
  * saved as they arrive, new plans and report logs on either side are picked up (the server's plan list
@@ -55,7 +57,6 @@ interface PlanChoice {
 }
 
 const ALL = "*"
-const TRACE = process.env.CONCORD_SYNC_TRACE ? (l: string) => process.stderr.write(`T ${(performance.now()).toFixed(0)} ${l}\n`) : () => {}
 
 /** Report logs a sync fetches from the server at once. */
 const FETCH_CONCURRENCY = 16
@@ -131,11 +132,8 @@ export async function syncOnce(store: PlanStore, opts: SyncOptions): Promise<Syn
   const timeoutMs = opts.timeoutMs ?? 120_000
   const log = opts.log ?? (() => {})
   // The HTTP API first: it answers fast and clearly for unreachable servers and refused tokens.
-  TRACE("start")
   const remote = await new ServerApi(opts.url, opts.token, opts.ca).plans()
-  TRACE("plans listed")
   const session = await RemoteSession.open(opts)
-  TRACE("connected")
   try {
     const { chosen, skipped } = await choosePlans(store, remote, opts.plans)
     for (const s of skipped) log(`skipped plan ${s.id}: ${s.why}`)
@@ -192,12 +190,9 @@ export async function syncOnce(store: PlanStore, opts: SyncOptions): Promise<Syn
       }
       await Promise.all(Array.from({ length: Math.min(FETCH_CONCURRENCY, ids.length) }, fetcher))
     }
-    TRACE("imported")
     await fetchAll()
-    TRACE("fetched")
     const reportIds = () => [...owner.keys()].filter(rid => !toFetch.has(rid) || fetched.has(rid))
     await session.waitSynced([...planIds, ...reportIds()], left())
-    TRACE("synced")
 
     // 2. the report logs of plans new to the server, now that it has the plans (and of any job the
     // first round did not know)
@@ -213,7 +208,6 @@ export async function syncOnce(store: PlanStore, opts: SyncOptions): Promise<Syn
       )
     }
     if (owner.size > logsBefore) {
-      TRACE("second round")
       await fetchAll()
       await session.waitSynced(reportIds(), left())
     }
@@ -249,7 +243,6 @@ export async function syncOnce(store: PlanStore, opts: SyncOptions): Promise<Syn
       const v = readPlan(session.handle(id)!.doc() as never)
       await store.registerPlan({ id, name: v.name, createdAt: v.createdAt, createdBy: v.createdBy })
     }
-    TRACE("saved")
     return { url: opts.url, ms: Date.now() - t0, plans: [...results.values()], skipped }
   } finally {
     await session.close()
