@@ -129,7 +129,7 @@ export class AccessPolicy {
     if (!raw) return
     this.#acceptedRaw.delete(docId)
     if (repo && hasAll(A.getBackend(repo), raw.getHeads())) return // the Repo has caught up
-    const doc = repo ? A.applyChanges(A.clone(repo), raw.getChangesAdded(A.getBackend(repo)))[0] : A.load<unknown>(raw.save())
+    const doc = repo ? A.applyChanges(A.clone(repo), A.getBackend(repo).getChangesAdded(raw))[0] : A.load<unknown>(raw.save())
     this.#accepted.set(docId, doc)
   }
 

@@ -269,4 +269,32 @@ describe("unpacking a sync message's changes", () => {
     // no access to another plan's documents, whatever the message
     expect((await policy.judge(reader, { ...msg(A.getAllChanges(d0)), documentId: newDocId() }, current)).ok).toBe(false)
   })
+
+  it("an admin's accepted message (kept without a JavaScript view) is the base of the next message while the Repo lags", async () => {
+    const index = new PlanIndex()
+    const d0 = base()
+    index.setPlan(planId, "p", ["A", "B"])
+    const policy = new AccessPolicy(index)
+    const admin: TokenRecord = { id: "tk_a", sha256: "0".repeat(64), role: "admin", plans: ["*"], createdAt: 0 }
+    const writer: TokenRecord = { id: "tk_w", sha256: "0".repeat(64), role: "writer", plans: [planId], createdAt: 0 }
+    const msg = (changes: Uint8Array[]) => ({ type: "sync", documentId: planId, data: A.encodeSyncMessage({ heads: [], need: [], have: [], changes }) })
+    const current = async () => d0 as A.Doc<unknown> // the Repo has not applied anything yet
+    const note = (j: Awaited<ReturnType<AccessPolicy["judge"]>>) => {
+      if (j.ok) policy.noteAccepted(planId, j)
+      return j
+    }
+    // an admin moves A to running; then a writer, building on it, completes A: judged on top of the admin's change
+    const one = setJobStatus(br(d0), "A", "running", {}, ctx())
+    const j1 = note(await policy.judge(admin, msg(A.getChanges(d0, one)), current))
+    expect(j1.ok && j1.changes.length).toBe(1)
+    expect(j1.ok && j1.raw && !j1.doc).toBe(true)
+    const two = setJobStatus(br(one), "A", "completed", {}, ctx())
+    const j2 = note(await policy.judge(writer, msg(A.getChanges(one, two)), current))
+    expect(okOf(j2 as never)).toBe("ok")
+    expect(j2.ok && j2.changes.length).toBe(1)
+    // the same admin message again: nothing new (the cache holds it); a writer's forbidden move is still refused
+    expect(note(await policy.judge(admin, msg(A.getChanges(d0, one)), current)).ok).toBe(true)
+    const bad = raw(two, d => (d.jobs.A.status["1"] = new A.ImmutableString("queued")))
+    expect(okOf((await policy.judge(writer, msg(A.getChanges(two, bad)), current)) as never)).toMatch(/state machine forbids/)
+  })
 })
