@@ -5,15 +5,20 @@
 //   (TurboFan, on background threads) costs more CPU than a short command lives; and a long-lived process
 //   that makes small changes one at a time (`concord run` and its local endpoint, `concord mcp`, a dashboard
 //   or a `--watch`) kept compiling in the background for thousands of reports, with no gain on its main
-//   thread: on a machine whose cores its agents need, that CPU is taken from them. Only `serve` and `sync`,
-//   which apply changes in bulk, keep the optimizing tier.
+//   thread: on a machine whose cores its agents need, that CPU is taken from them. Only `serve` and
+//   `sync --watch`, which apply changes in bulk for a long time, keep the optimizing tier. A one-shot
+//   `concord sync` does not: measured on offline changes synced A, B, A through a server (the sync
+//   workload), its processes used about half the CPU at 1,000 changes per side and the same wall time
+//   at 10,000 (tiering up its hot functions costs more than it saves in a process that lives seconds).
 // --wasm-lazy-validation (short-lived commands): each WebAssembly function is validated when first compiled
 //   (on its first call), not all 3.6 MB of them at start-up: a report calls a small part of Automerge, and
 //   the module is then compiled before the CLI has loaded, so the command does not wait for it.
 
 /** The command's words (process.argv without node and the script) -> V8 flags. */
 export function v8Flags(args) {
-  const bulk = args.some(a => a === "serve" || a === "sync")
-  const longRunning = bulk || args.some(a => a === "run" || a === "mcp" || a === "dashboard" || a === "--watch")
+  const watch = args.includes("--watch")
+  const bulk = args.includes("serve") || (watch && args.includes("sync"))
+  // a one-shot sync: baseline compiler only, but its module validated at once (as before)
+  const longRunning = bulk || args.some(a => a === "run" || a === "mcp" || a === "dashboard" || a === "sync" || a === "--watch")
   return [...(bulk ? [] : ["--liftoff-only"]), ...(longRunning ? [] : ["--wasm-lazy-validation"])]
 }

@@ -11,12 +11,12 @@ describe("v8Flags", () => {
     }
   })
   it("long-lived processes making small changes: baseline compiler only (no background optimizing)", () => {
-    for (const cmd of ["run p.yaml", "mcp --plan P --job j --attempt 1", "dashboard", "status --watch"]) {
+    for (const cmd of ["run p.yaml", "mcp --plan P --job j --attempt 1", "dashboard", "status --watch", "sync ws://h:1 --token t"]) {
       expect(flags(cmd)).toEqual(["--liftoff-only"])
     }
   })
-  it("bulk Automerge work (sync server, sync client) keeps the optimizing tier", () => {
-    for (const cmd of ["serve --port 0", "sync --remote http://h:1 --token t", "sync --watch --remote http://h:1 --token t"]) {
+  it("bulk Automerge work for a long time (sync server, sync --watch) keeps the optimizing tier", () => {
+    for (const cmd of ["serve --port 0", "sync --watch ws://h:1 --token t"]) {
       expect(flags(cmd)).toEqual([])
     }
   })
