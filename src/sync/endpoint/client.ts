@@ -7,7 +7,7 @@
  * connection broke after the request went out, so it may have been applied: send it again elsewhere
  * with the same report id (the store keeps a report id once).
  */
-import { readFileSync } from "node:fs"
+import { existsSync, readFileSync } from "node:fs"
 import net from "node:net"
 import { CLOSING, type EndpointInfo, type EndpointOp, type EndpointResponse, infoFile, LineSplitter, PROTOCOL_VERSION } from "./protocol.js"
 
@@ -26,6 +26,9 @@ export function findEndpoint(storeDir: string, planId: string, host: string): En
   // new one would listen on the same socket, so the old connection would have closed).
   const known = lastFound.get(infoFile(storeDir, planId))
   if (known && known.host === host && pool.get(known.socket)?.closed === false) return known
+  // no endpoint, the usual case for a sender with no orchestrator running: asked without an exception
+  // (a failed read builds one: it costs more than the look)
+  if (!existsSync(infoFile(storeDir, planId))) return undefined
   try {
     const info = JSON.parse(readFileSync(infoFile(storeDir, planId), "utf8")) as EndpointInfo
     if (info?.v !== PROTOCOL_VERSION || info.plan !== planId || typeof info.socket !== "string" || info.host !== host) return undefined
