@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-import { existsSync, readFileSync } from "node:fs"
+import { closeSync, existsSync, fstatSync, openSync, readFileSync, readSync } from "node:fs"
 import path from "node:path"
 import { createRequire } from "node:module"
 import v8 from "node:v8"
@@ -44,7 +44,62 @@ for (const flag of v8Flags(argv.slice(2))) v8.setFlagsFromString(flag)
 // while the main thread loads the CLI, instead of synchronously when Automerge is imported. Once per
 // process, before any command runs.
 const wasmFile = createRequire(import.meta.url).resolve("@automerge/automerge/automerge.wasm")
-const wasm = WebAssembly.compile(readFileSync(wasmFile))
+let installed
+const automergeVersion = () => (installed ??= JSON.parse(readFileSync(path.join(path.dirname(wasmFile), "..", "package.json"), "utf8")).version)
+
+// A one-shot report compiles the WebAssembly functions a report calls ahead, on V8's background threads
+// while the report's JavaScript loads, instead of one by one on the main thread at their first call
+// (the largest single cost of such a report): dist/cli/wasm-hints.json lists them, recorded from real
+// reports at build time (scripts/wasm-hints.mjs), as a compilation-hints section that goes into the
+// module's bytes before its code section; every other function stays lazy. Only for the V8 and the
+// Automerge WebAssembly it was recorded with; if V8 refuses the module so, it is compiled as it is.
+const hintedWasm = () => {
+  let hints
+  try {
+    hints = JSON.parse(readFileSync(new URL("../dist/cli/wasm-hints.json", import.meta.url), "utf8"))
+  } catch {
+    return undefined
+  }
+  const { v8: v8Version, automerge, size, at, section } = hints ?? {}
+  if (v8Version !== process.versions.v8.split(".").slice(0, 2).join(".") || typeof section !== "string") return undefined
+  if (!Number.isSafeInteger(size) || !Number.isSafeInteger(at) || at < 8 || at >= size || automerge !== automergeVersion()) return undefined
+  const fd = openSync(wasmFile, "r")
+  try {
+    if (fstatSync(fd).size !== size) return undefined
+    const sec = Buffer.from(section, "base64")
+    const bytes = Buffer.allocUnsafe(size + sec.length)
+    const read = (offset, length, position) => {
+      for (let n = 0; n < length; ) {
+        const r = readSync(fd, bytes, offset + n, length - n, position + n)
+        if (r === 0) return false
+        n += r
+      }
+      return true
+    }
+    if (!read(0, at, 0) || !read(at + sec.length, size - at, at) || bytes[at + sec.length] !== 10) return undefined // 10: the code section
+    sec.copy(bytes, at)
+    return bytes
+  } finally {
+    closeSync(fd)
+  }
+}
+let hinted
+if (report) {
+  try {
+    hinted = hintedWasm()
+  } catch {
+    hinted = undefined // the module as it is
+  }
+}
+let wasm
+if (hinted) {
+  v8.setFlagsFromString("--experimental-wasm-compilation-hints")
+  v8.setFlagsFromString("--no-wasm-lazy-compilation")
+  wasm = WebAssembly.compile(hinted).catch(() => {
+    v8.setFlagsFromString("--wasm-lazy-compilation")
+    return WebAssembly.compile(readFileSync(wasmFile))
+  })
+} else wasm = WebAssembly.compile(readFileSync(wasmFile))
 wasm.catch(() => {}) // reported below, by initializeWasm
 const initialize = async ({ initializeWasm }) => {
   // Its initialisation probes `typeof Response` / `typeof Request`, which would make Node load its fetch
@@ -71,7 +126,7 @@ if (report) {
   // the report command alone (src/cli/lean.ts), to the store or a running orchestrator's endpoint; its
   // bundle holds its own copy of Automerge's JavaScript, initialised here, if it is the installed version
   const mod = await import("../dist/cli/lean.js")
-  if (mod.automergeVersion === JSON.parse(readFileSync(path.join(path.dirname(wasmFile), "..", "package.json"), "utf8")).version) {
+  if (mod.automergeVersion === automergeVersion()) {
     await initialize(mod)
     lean = await mod.leanReport(argv).catch(err => ({ code: crashed(err) }))
     if ("argv" in lean) argv = lean.argv

@@ -79,3 +79,5 @@ await build({
   ],
 })
 await import("./bundle-dashboard.mjs")
+// What a one-shot report compiles ahead (dist/cli/wasm-hints.json): recorded from real reports.
+await (await import("./wasm-hints.mjs")).recordHints()
