@@ -1,8 +1,10 @@
 #!/usr/bin/env node
-import { closeSync, existsSync, fstatSync, openSync, readFileSync, readSync } from "node:fs"
+import { closeSync, existsSync, fstatSync, openSync, readFileSync, readSync, renameSync, writeFileSync } from "node:fs"
 import path from "node:path"
 import { createRequire } from "node:module"
 import v8 from "node:v8"
+import vm from "node:vm"
+import { fileURLToPath, pathToFileURL } from "node:url"
 import { v8Flags } from "./flags.js"
 
 let argv = process.argv
@@ -50,7 +52,7 @@ const automergeVersion = () => (installed ??= JSON.parse(readFileSync(path.join(
 // A one-shot report compiles the WebAssembly functions a report calls ahead, on V8's background threads
 // while the report's JavaScript loads, instead of one by one on the main thread at their first call
 // (the largest single cost of such a report): dist/cli/wasm-hints.json lists them, recorded from real
-// reports at build time (scripts/wasm-hints.mjs), as a compilation-hints section that goes into the
+// reports at build time (scripts/lean-startup.mjs), as a compilation-hints section that goes into the
 // module's bytes before its code section; every other function stays lazy. Only for the V8 and the
 // Automerge WebAssembly it was recorded with; if V8 refuses the module so, it is compiled as it is.
 const hintedWasm = () => {
@@ -121,15 +123,46 @@ const crashed = err => {
   process.stderr.write(`concord: ${err?.stack ?? err}\n`)
   return 1
 }
+// The report command's bundle is a script (one function expression) compiled with vm.Script, from V8's
+// code cache of it when dist/cli/lean.cache holds one for this very bundle (its SHA-256 and the cache's
+// own): V8 then neither parses the bundle nor compiles the functions a report runs. The cache is written
+// at build time after a real report (scripts/lean-startup.mjs runs one with CONCORD_WRITE_CODE_CACHE=1).
+// A cache V8 refuses (another Node, other flags) or that is missing or damaged only costs time.
+const loadLean = () => {
+  const file = fileURLToPath(new URL("../dist/cli/lean.js", import.meta.url))
+  const bytes = readFileSync(file)
+  const cacheFile = file.replace(/\.js$/, ".cache")
+  const { createHash } = createRequire(import.meta.url)("node:crypto")
+  const sha = b => createHash("sha256").update(b).digest()
+  let cachedData
+  try {
+    const c = readFileSync(cacheFile)
+    const data = c.subarray(68)
+    if (c.toString("latin1", 0, 4) === "CCv1" && sha(bytes).equals(c.subarray(4, 36)) && sha(data).equals(c.subarray(36, 68))) cachedData = data
+  } catch {
+    // no cache: compiled from the source
+  }
+  const script = new vm.Script(bytes.toString("utf8"), { filename: file, cachedData })
+  const module = { exports: {} }
+  script.runInThisContext()(module.exports, createRequire(file), module, pathToFileURL(file).href)
+  const writeCache = () => {
+    const data = script.createCachedData()
+    const tmp = `${cacheFile}.${process.pid}.tmp`
+    writeFileSync(tmp, Buffer.concat([Buffer.from("CCv1", "latin1"), sha(bytes), sha(data), data]))
+    renameSync(tmp, cacheFile)
+  }
+  return { mod: module.exports, writeCache }
+}
 let lean
 if (report) {
   // the report command alone (src/cli/lean.ts), to the store or a running orchestrator's endpoint; its
   // bundle holds its own copy of Automerge's JavaScript, initialised here, if it is the installed version
-  const mod = await import("../dist/cli/lean.js")
+  const { mod, writeCache } = loadLean()
   if (mod.automergeVersion === automergeVersion()) {
     await initialize(mod)
     lean = await mod.leanReport(argv).catch(err => ({ code: crashed(err) }))
     if ("argv" in lean) argv = lean.argv
+    else if (lean.code === 0 && process.env.CONCORD_WRITE_CODE_CACHE === "1") writeCache()
   }
 }
 if (lean && "code" in lean) exit(lean.code)

@@ -4,6 +4,7 @@
  * (same output, exit code, stored once). Each case runs an installed copy of bin/ and dist/ with one
  * such file spoiled, against its own copy of one store.
  */
+import { createHash } from "node:crypto"
 import { cpSync, mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs"
 import path from "node:path"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
@@ -95,6 +96,69 @@ describe("the WebAssembly compilation hints (dist/cli/wasm-hints.json)", () => {
     ],
   ])(
     "%s: the report is taken as with them, once",
+    async (what, spoil) => {
+      const [pristine, spoiled_] = [install(() => undefined), install(spoil)]
+      const [good, spoiled] = await Promise.all([report(pristine, `good ${what}`), report(spoiled_, `spoiled ${what}`)])
+      expect(good.code, good.stderr).toBe(0)
+      expect(spoiled.code, spoiled.stderr).toBe(0)
+      expect(spoiled.stderr).toBe("")
+      expect({ ...spoiled.out, message: "" }).toEqual({ ...good.out, message: "" })
+      expect([good.stored, spoiled.stored]).toEqual([1, 1])
+    },
+    60_000
+  )
+})
+
+const CACHE = "lean.cache"
+/** Rewrite the cache file with `data` as V8's part, its checksums made right again. */
+const resealed = (cli: string, change: (data: Buffer) => Buffer) => {
+  const c = readFileSync(path.join(cli, CACHE))
+  const data = change(Buffer.from(c.subarray(68)))
+  const sha = (b: Buffer) => createHash("sha256").update(b).digest()
+  writeFileSync(path.join(cli, CACHE), Buffer.concat([c.subarray(0, 4), sha(readFileSync(path.join(cli, "lean.js"))), sha(data), data]))
+}
+
+describe("V8's code cache of the report's bundle (dist/cli/lean.cache)", () => {
+  it("is written by the build, for this bundle", () => {
+    const c = readFileSync(path.join(ROOT, "dist", "cli", CACHE))
+    expect(c.toString("latin1", 0, 4)).toBe("CCv1")
+    expect(c.subarray(4, 36)).toEqual(
+      createHash("sha256")
+        .update(readFileSync(path.join(ROOT, "dist", "cli", "lean.js")))
+        .digest()
+    )
+    expect(c.subarray(36, 68)).toEqual(createHash("sha256").update(c.subarray(68)).digest())
+    expect(c.length).toBeGreaterThan(10_000)
+  })
+
+  it.each([
+    ["missing", (cli: string) => rmSync(path.join(cli, CACHE))],
+    ["empty", (cli: string) => writeFileSync(path.join(cli, CACHE), "")],
+    ["half-written", (cli: string) => writeFileSync(path.join(cli, CACHE), readFileSync(path.join(cli, CACHE)).subarray(0, 50_000))],
+    [
+      "damaged (one byte of V8's data changed)",
+      (cli: string) => {
+        const c = readFileSync(path.join(cli, CACHE))
+        c[c.length >> 1] ^= 0x55
+        writeFileSync(path.join(cli, CACHE), c)
+      },
+    ],
+    [
+      "made for another bundle",
+      (cli: string) => writeFileSync(path.join(cli, "lean.js"), readFileSync(path.join(cli, "lean.js"), "utf8").replace("(function (", "(function  ( ")),
+    ],
+    [
+      "refused by V8 (made with other V8 flags)",
+      (cli: string) =>
+        // V8's header: magic number, V8 version hash, source hash, flag hash (bytes 12-15), ...
+        resealed(cli, data => {
+          data.writeUInt32LE(data.readUInt32LE(12) ^ 0x5a5a5a5a, 12)
+          return data
+        }),
+    ],
+    ["refused by V8 (not a code cache at all)", (cli: string) => resealed(cli, data => Buffer.alloc(data.length, 7))],
+  ])(
+    "%s: the report is taken as with it, once",
     async (what, spoil) => {
       const [pristine, spoiled_] = [install(() => undefined), install(spoil)]
       const [good, spoiled] = await Promise.all([report(pristine, `good ${what}`), report(spoiled_, `spoiled ${what}`)])
