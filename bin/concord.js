@@ -62,14 +62,16 @@ const hintedWasm = () => {
   } catch {
     return undefined
   }
-  const { v8: v8Version, automerge, size, at, section } = hints ?? {}
+  const { v8: v8Version, automerge, size, at, end, section } = hints ?? {}
   if (v8Version !== process.versions.v8.split(".").slice(0, 2).join(".") || typeof section !== "string") return undefined
-  if (!Number.isSafeInteger(size) || !Number.isSafeInteger(at) || at < 8 || at >= size || automerge !== automergeVersion()) return undefined
+  if (![size, at, end].every(Number.isSafeInteger) || at < 8 || at >= end || end > size || automerge !== automergeVersion()) return undefined
   const fd = openSync(wasmFile, "r")
   try {
     if (fstatSync(fd).size !== size) return undefined
     const sec = Buffer.from(section, "base64")
-    const bytes = Buffer.allocUnsafe(size + sec.length)
+    // up to `end` only: what follows is custom sections (function names, tool metadata) V8 does not need
+    // to run it (a crash's stack trace then numbers Automerge's functions instead of naming them)
+    const bytes = Buffer.allocUnsafe(end + sec.length)
     const read = (offset, length, position) => {
       for (let n = 0; n < length; ) {
         const r = readSync(fd, bytes, offset + n, length - n, position + n)
@@ -78,7 +80,7 @@ const hintedWasm = () => {
       }
       return true
     }
-    if (!read(0, at, 0) || !read(at + sec.length, size - at, at) || bytes[at + sec.length] !== 10) return undefined // 10: the code section
+    if (!read(0, at, 0) || !read(at + sec.length, end - at, at) || bytes[at + sec.length] !== 10) return undefined // 10: the code section
     sec.copy(bytes, at)
     return bytes
   } finally {

@@ -52,11 +52,12 @@ function wasmLayout(bytes) {
   let imports = 0
   let functions = -1
   let codeAt = -1
+  let end = 0 // where the custom sections at the end begin (names, tool metadata)
   while (p < bytes.length) {
     const start = p
     const id = bytes[p++]
     const size = leb()
-    const end = p + size
+    const next = p + size
     if (id === 2) {
       for (let n = leb(); n > 0; n--) {
         for (let k = 0; k < 2; k++) {
@@ -81,10 +82,11 @@ function wasmLayout(bytes) {
       }
     } else if (id === 3) functions = leb()
     else if (id === 10) codeAt = start
-    p = end
+    if (id !== 0) end = next
+    p = next
   }
   if (functions < 0 || codeAt < 0) throw new Error("no function or code section")
-  return { imports, functions, codeAt }
+  return { imports, functions, codeAt, end }
 }
 
 const leb128 = n => {
@@ -129,7 +131,7 @@ export function recordLeanStartup() {
   const wasmFile = createRequire(import.meta.url).resolve("@automerge/automerge/automerge.wasm")
   const automerge = JSON.parse(readFileSync(path.join(path.dirname(wasmFile), "..", "package.json"), "utf8")).version
   const bytes = readFileSync(wasmFile)
-  const { imports, functions, codeAt } = wasmLayout(bytes)
+  const { imports, functions, codeAt, end } = wasmLayout(bytes)
   const store = mkdtempSync(path.join(os.tmpdir(), "concord-lean-startup-"))
   try {
     writeFileSync(
@@ -155,7 +157,7 @@ export function recordLeanStartup() {
     } else {
       const section = hintsSection(functions, used)
       const v8 = process.versions.v8.split(".").slice(0, 2).join(".")
-      writeFileSync(OUT, `${JSON.stringify({ v8, automerge, size: bytes.length, at: codeAt, eager: used.size, section: section.toString("base64") })}\n`)
+      writeFileSync(OUT, `${JSON.stringify({ v8, automerge, size: bytes.length, at: codeAt, end, eager: used.size, section: section.toString("base64") })}\n`)
     }
     // the code cache, after a report that moves its job (so the status change's code is in it too)
     concord(store, ["report", "completed", "done", "--job", "c", "--plan", plan], { env: { CONCORD_WRITE_CODE_CACHE: "1" } })
