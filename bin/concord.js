@@ -62,13 +62,17 @@ const hintedWasm = () => {
   } catch {
     return undefined
   }
-  const { v8: v8Version, automerge, size, at, end, section } = hints ?? {}
-  if (v8Version !== process.versions.v8.split(".").slice(0, 2).join(".") || typeof section !== "string") return undefined
+  const { v8: v8Version, automerge, size, at, end, head, classes } = hints ?? {}
+  if (v8Version !== process.versions.v8.split(".").slice(0, 2).join(".") || typeof head !== "string" || typeof classes !== "string") return undefined
   if (![size, at, end].every(Number.isSafeInteger) || at < 8 || at >= end || end > size || automerge !== automergeVersion()) return undefined
   const fd = openSync(wasmFile, "r")
   try {
     if (fstatSync(fd).size !== size) return undefined
-    const sec = Buffer.from(section, "base64")
+    // per function, 2 (compile ahead) if a report like this one calls it, else 1 (lazy): a report that
+    // moves its job's status (completed, failed) calls more
+    const want = argv.includes("completed") || argv.includes("failed") ? 3 : 1
+    const cls = Buffer.from(classes, "base64")
+    const sec = Buffer.concat([Buffer.from(head, "base64"), cls.map(c => (c & want ? 2 : 1))])
     // up to `end` only: what follows is custom sections (function names, tool metadata) V8 does not need
     // to run it (a crash's stack trace then numbers Automerge's functions instead of naming them)
     const bytes = Buffer.allocUnsafe(end + sec.length)
@@ -148,10 +152,14 @@ const loadLean = () => {
   const module = { exports: {} }
   script.runInThisContext()(module.exports, createRequire(file), module, pathToFileURL(file).href)
   const writeCache = () => {
-    const data = script.createCachedData()
     const tmp = `${cacheFile}.${process.pid}.tmp`
-    writeFileSync(tmp, Buffer.concat([Buffer.from("CCv1", "latin1"), sha(bytes), sha(data), data]))
-    renameSync(tmp, cacheFile)
+    try {
+      const data = script.createCachedData()
+      writeFileSync(tmp, Buffer.concat([Buffer.from("CCv1", "latin1"), sha(bytes), sha(data), data]))
+      renameSync(tmp, cacheFile)
+    } catch (e) {
+      process.stderr.write(`concord: code cache not written: ${e.message}\n`) // the report itself is done
+    }
   }
   return { mod: module.exports, writeCache }
 }

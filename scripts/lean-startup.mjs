@@ -8,7 +8,7 @@
 // baseline compiler. A report calls about 1,200 of its 4,500 functions, and compiling them one by one
 // was the largest single cost of a report with no orchestrator running. With this file, bin/concord.js
 // hands V8 the module with a compilation-hints section (V8's --experimental-wasm-compilation-hints: one
-// byte per function, "eager" or "lazy") so that the functions a report calls are compiled on V8's
+// byte per function, "eager" or "lazy") so that the functions the report calls are compiled on V8's
 // background threads while the report's JavaScript loads, and the others stay lazy. The list comes from
 // reports run here with V8's --trace-wasm-compilation-times, which names each function as it is
 // compiled. bin/concord.js uses it only with the same V8 (major.minor) and the same Automerge WebAssembly
@@ -19,7 +19,7 @@
 // itself (CONCORD_WRITE_CODE_CACHE=1) at the end of a real report, so that it holds the functions a
 // report runs, compiled with the very flags a report runs with.
 import { spawnSync } from "node:child_process"
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import { createRequire } from "node:module"
 import os from "node:os"
 import path from "node:path"
@@ -100,13 +100,11 @@ const leb128 = n => {
   return out
 }
 
-/** A custom section "compilationHints": per declared function, 2 (eager) if it is in `eager`, else 1 (lazy). */
-function hintsSection(functions, eager) {
+/** The start of a custom section "compilationHints" for `functions` functions: one byte per function follows. */
+function hintsHead(functions) {
   const name = Buffer.from("compilationHints")
-  const hints = Buffer.alloc(functions, 1)
-  for (const i of eager) if (i >= 0 && i < functions) hints[i] = 2
-  const payload = Buffer.concat([Buffer.from(leb128(name.length)), name, Buffer.from(leb128(functions)), hints])
-  return Buffer.concat([Buffer.from([0, ...leb128(payload.length)]), payload])
+  const payload = [...leb128(name.length), ...name, ...leb128(functions)]
+  return Buffer.from([0, ...leb128(payload.length + functions), ...payload])
 }
 
 /** Run `concord ARGS` in `store` (with `node` options before it, `env` added); its stdout. */
@@ -140,27 +138,32 @@ export function recordLeanStartup() {
     )
     const plan = concord(store, ["plan", "create", "plan.yaml"]).match(/^[1-9A-HJ-NP-Za-km-z]{20,}$/m)?.[0]
     if (!plan) throw new Error("plan create printed no plan id")
-    const used = new Set()
-    // a job's first report (its log is created), later ones, one naming its attempt, and the reports that
-    // move the job's status
-    for (const args of [
-      ["report", "working", "first", "--job", "a"],
-      ["report", "progress", "half", "--progress", "50", "--job", "a"],
-      ["report", "progress", "again", "--job", "a", "--attempt", "1", "--json"],
-      ["report", "completed", "done", "--job", "a"],
-      ["report", "failed", "broke", "--job", "b"],
-    ]) {
-      for (const f of traced(store, [...args, "--plan", plan])) used.add(f - imports)
+    // Per function, which reports call it: 1 every report (a job's first report creates its log; later
+    // ones, one naming its attempt, --json), 2 a report that moves the job's status (completed, failed).
+    // bin/concord.js compiles ahead what the report it runs calls.
+    const classes = Buffer.alloc(functions)
+    const runs = [
+      [1, ["report", "working", "first", "--job", "a"]],
+      [1, ["report", "progress", "half", "--progress", "50", "--job", "a"]],
+      [1, ["report", "progress", "again", "--job", "a", "--attempt", "1", "--json"]],
+      [2, ["report", "completed", "done", "--job", "a"]],
+      [2, ["report", "failed", "broke", "--job", "b"]],
+    ]
+    for (const [bit, args] of runs) {
+      for (const f of traced(store, [...args, "--plan", plan])) if (f >= imports && f - imports < functions) classes[f - imports] |= bit
     }
-    if (used.size === 0) {
+    const eager = classes.filter(c => c !== 0).length
+    if (eager === 0) {
       process.stderr.write("lean-startup: V8 named no compiled function; concord report compiles Automerge's WebAssembly lazily\n")
     } else {
-      const section = hintsSection(functions, used)
       const v8 = process.versions.v8.split(".").slice(0, 2).join(".")
-      writeFileSync(OUT, `${JSON.stringify({ v8, automerge, size: bytes.length, at: codeAt, end, eager: used.size, section: section.toString("base64") })}\n`)
+      const head = hintsHead(functions).toString("base64")
+      const hints = { v8, automerge, size: bytes.length, at: codeAt, end, eager, head, classes: classes.toString("base64") }
+      writeFileSync(OUT, `${JSON.stringify(hints)}\n`)
     }
     // the code cache, after a report that moves its job (so the status change's code is in it too)
     concord(store, ["report", "completed", "done", "--job", "c", "--plan", plan], { env: { CONCORD_WRITE_CODE_CACHE: "1" } })
+    if (!existsSync(CACHE)) process.stderr.write("lean-startup: no code cache was written; concord report compiles its bundle at start-up\n")
   } finally {
     rmSync(store, { recursive: true, force: true })
   }

@@ -64,20 +64,20 @@ describe("the WebAssembly compilation hints (dist/cli/wasm-hints.json)", () => {
     ["empty", (cli: string) => writeFileSync(path.join(cli, HINTS), "")],
     ["half-written", (cli: string) => writeFileSync(path.join(cli, HINTS), readFileSync(path.join(cli, HINTS), "utf8").slice(0, 100))],
     [
-      "refused by V8 (an invalid hint byte)",
+      "refused by V8 (a hint count that does not add up)",
       (cli: string) => {
         const h = JSON.parse(readFileSync(path.join(cli, HINTS), "utf8"))
-        const section = Buffer.from(h.section, "base64")
-        section.fill(0xff, section.length - 16)
-        writeFileSync(path.join(cli, HINTS), JSON.stringify({ ...h, section: section.toString("base64") }))
+        const head = Buffer.from(h.head, "base64")
+        head[head.length - 2] ^= 1 // the count's low bits (leb128)
+        writeFileSync(path.join(cli, HINTS), JSON.stringify({ ...h, head: head.toString("base64") }))
       },
     ],
     [
       "with too few hints for the module",
       (cli: string) => {
         const h = JSON.parse(readFileSync(path.join(cli, HINTS), "utf8"))
-        const section = Buffer.from(h.section, "base64")
-        writeFileSync(path.join(cli, HINTS), JSON.stringify({ ...h, section: section.subarray(0, section.length - 1000).toString("base64") }))
+        const classes = Buffer.from(h.classes, "base64")
+        writeFileSync(path.join(cli, HINTS), JSON.stringify({ ...h, classes: classes.subarray(0, classes.length - 1000).toString("base64") }))
       },
     ],
     [
