@@ -84,6 +84,9 @@ await build({
     },
   ],
 })
+// vm.Script runs it without an ES module loader: a dynamic import() left in it (of a module not bundled)
+// would fail when called, so the build refuses it.
+if (/\bimport\(/.test(readFileSync("dist/cli/lean.js", "utf8"))) throw new Error("dist/cli/lean.js has a dynamic import(): bundle that module")
 await import("./bundle-dashboard.mjs")
 // What a one-shot report compiles ahead, and V8's code cache of its bundle: recorded from real reports.
 await (await import("./lean-startup.mjs")).recordLeanStartup()
