@@ -23,7 +23,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "no
 import { createRequire } from "node:module"
 import os from "node:os"
 import path from "node:path"
-import { fileURLToPath } from "node:url"
+import { fileURLToPath, pathToFileURL } from "node:url"
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..")
 const OUT = path.join(ROOT, "dist", "cli", "wasm-hints.json")
@@ -122,7 +122,7 @@ function traced(store, args) {
   return [...out.matchAll(/^Compiled function \S*#(\d+) using /gm)].map(m => Number(m[1]))
 }
 
-export function recordLeanStartup() {
+export async function recordLeanStartup() {
   // the reports below must compile lazily, as without the hints
   rmSync(OUT, { force: true })
   rmSync(CACHE, { force: true })
@@ -134,18 +134,27 @@ export function recordLeanStartup() {
   try {
     writeFileSync(
       path.join(store, "plan.yaml"),
-      "name: startup\njobs:\n  - { name: a, run: 'true' }\n  - { name: b, run: 'true' }\n  - { name: c, run: 'true' }\n"
+      "name: startup\njobs:\n  - { name: a, run: 'true' }\n  - { name: b, run: 'true' }\n  - { name: c, run: 'true' }\n  - { name: d, run: 'true' }\n"
     )
     const plan = concord(store, ["plan", "create", "plan.yaml"]).match(/^[1-9A-HJ-NP-Za-km-z]{20,}$/m)?.[0]
     if (!plan) throw new Error("plan create printed no plan id")
     // Per function, which reports call it: 1 every report (a job's first report creates its log; later
-    // ones, one naming its attempt, --json), 2 a report that moves the job's status (completed, failed).
+    // ones, on a long log, one naming its attempt, --json), 2 a report that moves the job's status (completed, failed).
     // bin/concord.js compiles ahead what the report it runs calls.
     const classes = Buffer.alloc(functions)
+    // job d's log with 80 reports (written here through the store): compacted into a snapshot and grown
+    // past the sizes at which Automerge's sorts, tables and trees take code paths a young log never calls
+    const { PlanStore } = await import(pathToFileURL(path.join(ROOT, "dist", "src", "sync", "store", "PlanStore.js")).href)
+    const writer = new PlanStore(store)
+    for (let i = 0; i < 80; i++) {
+      await writer.appendReport(plan, "d", { status: "progress", message: `step ${i}`, progress: i % 100, attempt: 1 }, { by: "build", now: Date.now() })
+    }
+    await writer.close()
     const runs = [
       [1, ["report", "working", "first", "--job", "a"]],
       [1, ["report", "progress", "half", "--progress", "50", "--job", "a"]],
       [1, ["report", "progress", "again", "--job", "a", "--attempt", "1", "--json"]],
+      [1, ["report", "progress", "on a long log", "--job", "d"]],
       [2, ["report", "completed", "done", "--job", "a"]],
       [2, ["report", "failed", "broke", "--job", "b"]],
     ]
@@ -169,4 +178,4 @@ export function recordLeanStartup() {
   }
 }
 
-if (process.argv[1] === fileURLToPath(import.meta.url)) recordLeanStartup()
+if (process.argv[1] === fileURLToPath(import.meta.url)) await recordLeanStartup()
