@@ -1,8 +1,10 @@
 #!/usr/bin/env node
-import { existsSync, readFileSync } from "node:fs"
+import { closeSync, existsSync, fstatSync, openSync, readFileSync, readSync, renameSync, writeFileSync } from "node:fs"
 import path from "node:path"
 import { createRequire } from "node:module"
 import v8 from "node:v8"
+import vm from "node:vm"
+import { fileURLToPath, pathToFileURL } from "node:url"
 import { v8Flags } from "./flags.js"
 
 let argv = process.argv
@@ -44,7 +46,68 @@ for (const flag of v8Flags(argv.slice(2))) v8.setFlagsFromString(flag)
 // while the main thread loads the CLI, instead of synchronously when Automerge is imported. Once per
 // process, before any command runs.
 const wasmFile = createRequire(import.meta.url).resolve("@automerge/automerge/automerge.wasm")
-const wasm = WebAssembly.compile(readFileSync(wasmFile))
+let installed
+const automergeVersion = () => (installed ??= JSON.parse(readFileSync(path.join(path.dirname(wasmFile), "..", "package.json"), "utf8")).version)
+
+// A one-shot report compiles the WebAssembly functions a report calls ahead, on V8's background threads
+// while the report's JavaScript loads, instead of one by one on the main thread at their first call
+// (the largest single cost of such a report): dist/cli/wasm-hints.json lists them, recorded from real
+// reports at build time (scripts/lean-startup.mjs), as a compilation-hints section that goes into the
+// module's bytes before its code section; every other function stays lazy. Only for the V8 and the
+// Automerge WebAssembly it was recorded with; if V8 refuses the module so, it is compiled as it is.
+const hintedWasm = () => {
+  let hints
+  try {
+    hints = JSON.parse(readFileSync(new URL("../dist/cli/wasm-hints.json", import.meta.url), "utf8"))
+  } catch {
+    return undefined
+  }
+  const { v8: v8Version, automerge, size, at, end, head, classes } = hints ?? {}
+  if (v8Version !== process.versions.v8.split(".").slice(0, 2).join(".") || typeof head !== "string" || typeof classes !== "string") return undefined
+  if (![size, at, end].every(Number.isSafeInteger) || at < 8 || at >= end || end > size || automerge !== automergeVersion()) return undefined
+  const fd = openSync(wasmFile, "r")
+  try {
+    if (fstatSync(fd).size !== size) return undefined
+    // per function, 2 (compile ahead) if a report like this one calls it, else 1 (lazy): a report that
+    // moves its job's status (completed, failed) calls more
+    const want = argv.includes("completed") || argv.includes("failed") ? 3 : 1
+    const cls = Buffer.from(classes, "base64")
+    const sec = Buffer.concat([Buffer.from(head, "base64"), cls.map(c => (c & want ? 2 : 1))])
+    // up to `end` only: what follows is custom sections (function names, tool metadata) V8 does not need
+    // to run it (a crash's stack trace then numbers Automerge's functions instead of naming them)
+    const bytes = Buffer.allocUnsafe(end + sec.length)
+    const read = (offset, length, position) => {
+      for (let n = 0; n < length; ) {
+        const r = readSync(fd, bytes, offset + n, length - n, position + n)
+        if (r === 0) return false
+        n += r
+      }
+      return true
+    }
+    if (!read(0, at, 0) || !read(at + sec.length, end - at, at) || bytes[at + sec.length] !== 10) return undefined // 10: the code section
+    sec.copy(bytes, at)
+    return bytes
+  } finally {
+    closeSync(fd)
+  }
+}
+let hinted
+if (report) {
+  try {
+    hinted = hintedWasm()
+  } catch {
+    hinted = undefined // the module as it is
+  }
+}
+let wasm
+if (hinted) {
+  v8.setFlagsFromString("--experimental-wasm-compilation-hints")
+  v8.setFlagsFromString("--no-wasm-lazy-compilation")
+  wasm = WebAssembly.compile(hinted).catch(() => {
+    v8.setFlagsFromString("--wasm-lazy-compilation")
+    return WebAssembly.compile(readFileSync(wasmFile))
+  })
+} else wasm = WebAssembly.compile(readFileSync(wasmFile))
 wasm.catch(() => {}) // reported below, by initializeWasm
 const initialize = async ({ initializeWasm }) => {
   // Its initialisation probes `typeof Response` / `typeof Request`, which would make Node load its fetch
@@ -66,15 +129,50 @@ const crashed = err => {
   process.stderr.write(`concord: ${err?.stack ?? err}\n`)
   return 1
 }
+// The report command's bundle is a script (one function expression) compiled with vm.Script, from V8's
+// code cache of it when dist/cli/lean.cache holds one for this very bundle (its SHA-256 and the cache's
+// own): V8 then neither parses the bundle nor compiles the functions a report runs. The cache is written
+// at build time after a real report (scripts/lean-startup.mjs runs one with CONCORD_WRITE_CODE_CACHE=1).
+// A cache V8 refuses (another Node, other flags) or that is missing or damaged only costs time.
+const loadLean = () => {
+  const file = fileURLToPath(new URL("../dist/cli/lean.js", import.meta.url))
+  const bytes = readFileSync(file)
+  const cacheFile = file.replace(/\.js$/, ".cache")
+  const { createHash } = createRequire(import.meta.url)("node:crypto")
+  const sha = b => createHash("sha256").update(b).digest()
+  let cachedData
+  try {
+    const c = readFileSync(cacheFile)
+    const data = c.subarray(68)
+    if (c.toString("latin1", 0, 4) === "CCv1" && sha(bytes).equals(c.subarray(4, 36)) && sha(data).equals(c.subarray(36, 68))) cachedData = data
+  } catch {
+    // no cache: compiled from the source
+  }
+  const script = new vm.Script(bytes.toString("utf8"), { filename: file, cachedData })
+  const module = { exports: {} }
+  script.runInThisContext()(module.exports, createRequire(file), module, pathToFileURL(file).href)
+  const writeCache = () => {
+    const tmp = `${cacheFile}.${process.pid}.tmp`
+    try {
+      const data = script.createCachedData()
+      writeFileSync(tmp, Buffer.concat([Buffer.from("CCv1", "latin1"), sha(bytes), sha(data), data]))
+      renameSync(tmp, cacheFile)
+    } catch (e) {
+      process.stderr.write(`concord: code cache not written: ${e.message}\n`) // the report itself is done
+    }
+  }
+  return { mod: module.exports, writeCache }
+}
 let lean
 if (report) {
   // the report command alone (src/cli/lean.ts), to the store or a running orchestrator's endpoint; its
   // bundle holds its own copy of Automerge's JavaScript, initialised here, if it is the installed version
-  const mod = await import("../dist/cli/lean.js")
-  if (mod.automergeVersion === JSON.parse(readFileSync(path.join(path.dirname(wasmFile), "..", "package.json"), "utf8")).version) {
+  const { mod, writeCache } = loadLean()
+  if (mod.automergeVersion === automergeVersion()) {
     await initialize(mod)
     lean = await mod.leanReport(argv).catch(err => ({ code: crashed(err) }))
     if ("argv" in lean) argv = lean.argv
+    else if (lean.code === 0 && process.env.CONCORD_WRITE_CODE_CACHE === "1") writeCache()
   }
 }
 if (lean && "code" in lean) exit(lean.code)

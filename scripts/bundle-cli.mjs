@@ -59,11 +59,17 @@ await build({ ...common, entryPoints: ["dist/src/cli/fast.js"], outfile: "dist/c
 // (its JavaScript and its WebAssembly must match), else the full CLI.
 const automerge = path.join(path.dirname(createRequire(import.meta.url).resolve("@automerge/automerge/automerge.wasm")), "..", "package.json")
 const automergeVersion = JSON.parse(readFileSync(automerge, "utf8")).version
+// It is a script, not an ES module: one function expression that bin/concord.js compiles with vm.Script,
+// so that V8 can start from a code cache of it (dist/cli/lean.cache, written by scripts/lean-startup.mjs
+// after a real report, so the functions a report runs are in it): Node 20 caches no ES module's code.
 await build({
   ...common,
+  format: "cjs",
   entryPoints: ["dist/src/cli/lean.js"],
   outfile: "dist/cli/lean.js",
-  footer: { js: `export const automergeVersion = ${JSON.stringify(automergeVersion)};` },
+  define: { "import.meta.url": "__concordImportMetaUrl" },
+  banner: { js: "(function (exports, require, module, __concordImportMetaUrl) {" },
+  footer: { js: `module.exports.automergeVersion = ${JSON.stringify(automergeVersion)};\n})` },
   external: ["@automerge/automerge-repo", "@automerge/automerge-repo/*", "bufferutil", "utf-8-validate"],
   plugins: [
     lazyChildProcess,
@@ -78,4 +84,9 @@ await build({
     },
   ],
 })
+// vm.Script runs it without an ES module loader: a dynamic import() left in it (of a module not bundled)
+// would fail when called, so the build refuses it.
+if (/\bimport\(/.test(readFileSync("dist/cli/lean.js", "utf8"))) throw new Error("dist/cli/lean.js has a dynamic import(): bundle that module")
 await import("./bundle-dashboard.mjs")
+// What a one-shot report compiles ahead, and V8's code cache of its bundle: recorded from real reports.
+await (await import("./lean-startup.mjs")).recordLeanStartup()

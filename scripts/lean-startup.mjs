@@ -1,0 +1,181 @@
+// What makes a one-shot `concord report` start faster, recorded at build time from real reports
+// (scripts/bundle-cli.mjs runs this after the bundles are built): dist/cli/wasm-hints.json and
+// dist/cli/lean.cache. Both only ever save time: bin/concord.js checks that each is for what it runs,
+// and does without it otherwise.
+//
+// wasm-hints.json: which of Automerge's WebAssembly functions a report calls. A short command compiles
+// Automerge's WebAssembly lazily: each function on its first call, on the main thread, with V8's
+// baseline compiler. A report calls about 1,200 of its 4,500 functions, and compiling them one by one
+// was the largest single cost of a report with no orchestrator running. With this file, bin/concord.js
+// hands V8 the module with a compilation-hints section (V8's --experimental-wasm-compilation-hints: one
+// byte per function, "eager" or "lazy") so that the functions the report calls are compiled on V8's
+// background threads while the report's JavaScript loads, and the others stay lazy. The list comes from
+// reports run here with V8's --trace-wasm-compilation-times, which names each function as it is
+// compiled. bin/concord.js uses it only with the same V8 (major.minor) and the same Automerge WebAssembly
+// (size, version), and compiles the module without it if V8 rejects it; a function the list misses is
+// compiled lazily as before. No list is written (a warning) if the trace names no function.
+//
+// lean.cache: V8's code cache of dist/cli/lean.js (the report command's bundle), made by bin/concord.js
+// itself (CONCORD_WRITE_CODE_CACHE=1) at the end of a real report, so that it holds the functions a
+// report runs, compiled with the very flags a report runs with.
+import { spawnSync } from "node:child_process"
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
+import { createRequire } from "node:module"
+import os from "node:os"
+import path from "node:path"
+import { fileURLToPath, pathToFileURL } from "node:url"
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..")
+const OUT = path.join(ROOT, "dist", "cli", "wasm-hints.json")
+const CACHE = path.join(ROOT, "dist", "cli", "lean.cache")
+const BIN = path.join(ROOT, "bin", "concord.js")
+
+/** The module's function imports and declared functions, and where its code section starts. */
+function wasmLayout(bytes) {
+  let p = 8
+  const leb = () => {
+    let r = 0
+    let s = 0
+    let x
+    do {
+      x = bytes[p++]
+      r += (x & 0x7f) * 2 ** s
+      s += 7
+    } while (x & 0x80)
+    return r
+  }
+  const skipLimits = () => {
+    const flags = leb()
+    leb()
+    if (flags & 1) leb()
+  }
+  let imports = 0
+  let functions = -1
+  let codeAt = -1
+  let end = 0 // where the custom sections at the end begin (names, tool metadata)
+  while (p < bytes.length) {
+    const start = p
+    const id = bytes[p++]
+    const size = leb()
+    const next = p + size
+    if (id === 2) {
+      for (let n = leb(); n > 0; n--) {
+        for (let k = 0; k < 2; k++) {
+          const len = leb() // module name, field name
+          p += len
+        }
+        const kind = bytes[p++]
+        if (kind === 0) {
+          leb() // a function: its type index
+          imports++
+        } else if (kind === 1) {
+          p++ // a table: element type, limits
+          skipLimits()
+        } else if (kind === 2) {
+          skipLimits() // a memory
+        } else if (kind === 3) {
+          p += 2 // a global: value type, mutability
+        } else if (kind === 4) {
+          p++ // a tag: attribute, type index
+          leb()
+        } else throw new Error(`unknown import kind ${kind}`)
+      }
+    } else if (id === 3) functions = leb()
+    else if (id === 10) codeAt = start
+    if (id !== 0) end = next
+    p = next
+  }
+  if (functions < 0 || codeAt < 0) throw new Error("no function or code section")
+  return { imports, functions, codeAt, end }
+}
+
+const leb128 = n => {
+  const out = []
+  do {
+    let b = n & 0x7f
+    n >>>= 7
+    if (n) b |= 0x80
+    out.push(b)
+  } while (n)
+  return out
+}
+
+/** The start of a custom section "compilationHints" for `functions` functions: one byte per function follows. */
+function hintsHead(functions) {
+  const name = Buffer.from("compilationHints")
+  const payload = [...leb128(name.length), ...name, ...leb128(functions)]
+  return Buffer.from([0, ...leb128(payload.length + functions), ...payload])
+}
+
+/** Run `concord ARGS` in `store` (with `node` options before it, `env` added); its stdout. */
+function concord(store, args, { node = [], env = {} } = {}) {
+  const e = { ...process.env, CONCORD_STORE: store, ...env }
+  for (const k of ["CONCORD_PLAN", "CONCORD_JOB", "CONCORD_ATTEMPT"]) delete e[k]
+  const r = spawnSync(process.execPath, [...node, BIN, ...args], { cwd: store, env: e, encoding: "utf8", maxBuffer: 64 * 1024 * 1024 })
+  if (r.status !== 0) throw new Error(`concord ${args.join(" ")} exited ${r.status ?? r.signal}: ${r.stderr}`)
+  return r.stdout
+}
+
+/** The function indices V8 reports compiling while `concord ARGS` runs. */
+function traced(store, args) {
+  const out = concord(store, args, { node: ["--trace-wasm-compilation-times"] })
+  return [...out.matchAll(/^Compiled function \S*#(\d+) using /gm)].map(m => Number(m[1]))
+}
+
+export async function recordLeanStartup() {
+  // the reports below must compile lazily, as without the hints
+  rmSync(OUT, { force: true })
+  rmSync(CACHE, { force: true })
+  const wasmFile = createRequire(import.meta.url).resolve("@automerge/automerge/automerge.wasm")
+  const automerge = JSON.parse(readFileSync(path.join(path.dirname(wasmFile), "..", "package.json"), "utf8")).version
+  const bytes = readFileSync(wasmFile)
+  const { imports, functions, codeAt, end } = wasmLayout(bytes)
+  const store = mkdtempSync(path.join(os.tmpdir(), "concord-lean-startup-"))
+  try {
+    writeFileSync(
+      path.join(store, "plan.yaml"),
+      "name: startup\njobs:\n  - { name: a, run: 'true' }\n  - { name: b, run: 'true' }\n  - { name: c, run: 'true' }\n  - { name: d, run: 'true' }\n"
+    )
+    const plan = concord(store, ["plan", "create", "plan.yaml"]).match(/^[1-9A-HJ-NP-Za-km-z]{20,}$/m)?.[0]
+    if (!plan) throw new Error("plan create printed no plan id")
+    // Per function, which reports call it: 1 every report (a job's first report creates its log; later
+    // ones, on a long log, one naming its attempt, --json), 2 a report that moves the job's status (completed, failed).
+    // bin/concord.js compiles ahead what the report it runs calls.
+    const classes = Buffer.alloc(functions)
+    // job d's log with 80 reports (written here through the store): compacted into a snapshot and grown
+    // past the sizes at which Automerge's sorts, tables and trees take code paths a young log never calls
+    const { PlanStore } = await import(pathToFileURL(path.join(ROOT, "dist", "src", "sync", "store", "PlanStore.js")).href)
+    const writer = new PlanStore(store)
+    for (let i = 0; i < 80; i++) {
+      await writer.appendReport(plan, "d", { status: "progress", message: `step ${i}`, progress: i % 100, attempt: 1 }, { by: "build", now: Date.now() })
+    }
+    await writer.close()
+    const runs = [
+      [1, ["report", "working", "first", "--job", "a"]],
+      [1, ["report", "progress", "half", "--progress", "50", "--job", "a"]],
+      [1, ["report", "progress", "again", "--job", "a", "--attempt", "1", "--json"]],
+      [1, ["report", "progress", "on a long log", "--job", "d"]],
+      [2, ["report", "completed", "done", "--job", "a"]],
+      [2, ["report", "failed", "broke", "--job", "b"]],
+    ]
+    for (const [bit, args] of runs) {
+      for (const f of traced(store, [...args, "--plan", plan])) if (f >= imports && f - imports < functions) classes[f - imports] |= bit
+    }
+    const eager = classes.filter(c => c !== 0).length
+    if (eager === 0) {
+      process.stderr.write("lean-startup: V8 named no compiled function; concord report compiles Automerge's WebAssembly lazily\n")
+    } else {
+      const v8 = process.versions.v8.split(".").slice(0, 2).join(".")
+      const head = hintsHead(functions).toString("base64")
+      const hints = { v8, automerge, size: bytes.length, at: codeAt, end, eager, head, classes: classes.toString("base64") }
+      writeFileSync(OUT, `${JSON.stringify(hints)}\n`)
+    }
+    // the code cache, after a report that moves its job (so the status change's code is in it too)
+    concord(store, ["report", "completed", "done", "--job", "c", "--plan", plan], { env: { CONCORD_WRITE_CODE_CACHE: "1" } })
+    if (!existsSync(CACHE)) process.stderr.write("lean-startup: no code cache was written; concord report compiles its bundle at start-up\n")
+  } finally {
+    rmSync(store, { recursive: true, force: true })
+  }
+}
+
+if (process.argv[1] === fileURLToPath(import.meta.url)) await recordLeanStartup()

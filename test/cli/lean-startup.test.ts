@@ -1,0 +1,173 @@
+/**
+ * What a one-shot `concord report` reads at start-up to go faster (bin/concord.js) only ever costs time
+ * when it is missing, damaged or made for something else: the report is taken exactly as without it
+ * (same output, exit code, stored once). Each case runs an installed copy of bin/ and dist/ with one
+ * such file spoiled, against its own copy of one store.
+ */
+import { createHash } from "node:crypto"
+import { cpSync, mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs"
+import path from "node:path"
+import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { cleanup, concord, ROOT, runNode, tempDir } from "../helpers/cli.js"
+
+let dir = ""
+let base = ""
+let plan = ""
+
+beforeAll(async () => {
+  dir = tempDir("concord-startup-")
+  base = path.join(dir, "base")
+  writeFileSync(path.join(dir, "p.yaml"), "name: p\njobs:\n  - { name: A, run: 'true' }\n")
+  const r = await concord(base, ["plan", "create", path.join(dir, "p.yaml")], { cwd: dir })
+  expect(r.code, r.stderr).toBe(0)
+  plan = r.stdout.trim()
+}, 60_000)
+afterAll(() => cleanup(dir))
+
+let n = 0
+/** An installed copy of concord (bin/, dist/cli/, the checkout's node_modules), changed by `spoil`. */
+function install(spoil: (cli: string) => void): string {
+  const root = path.join(dir, `install-${++n}`)
+  mkdirSync(path.join(root, "dist"), { recursive: true })
+  cpSync(path.join(ROOT, "bin"), path.join(root, "bin"), { recursive: true })
+  cpSync(path.join(ROOT, "dist", "cli"), path.join(root, "dist", "cli"), { recursive: true })
+  cpSync(path.join(ROOT, "package.json"), path.join(root, "package.json"))
+  symlinkSync(path.join(ROOT, "node_modules"), path.join(root, "node_modules"), "dir")
+  spoil(path.join(root, "dist", "cli"))
+  return path.join(root, "bin", "concord.js")
+}
+
+/** `concord report` through `bin` on a fresh copy of the store: its outcome and the reports stored. */
+async function report(bin: string, message: string) {
+  const store = path.join(dir, `store-${++n}`)
+  cpSync(base, store, { recursive: true })
+  const r = await runNode([bin, "report", "progress", message, "--job", "A", "--plan", plan, "--json"], { cwd: dir, env: { CONCORD_STORE: store } })
+  const h = await concord(store, ["history", plan, "--json"], { cwd: dir })
+  expect(h.code, h.stderr).toBe(0)
+  const stored = JSON.parse(h.stdout).filter((e: { doc: string; message?: string }) => e.doc === "reports:A" && e.message === message)
+  return { code: r.code, stderr: r.stderr, out: r.code === 0 ? JSON.parse(r.stdout) : r.stdout, stored: stored.length }
+}
+
+const HINTS = "wasm-hints.json"
+
+describe("the WebAssembly compilation hints (dist/cli/wasm-hints.json)", () => {
+  it("are recorded by the build, for this V8 and the installed Automerge", () => {
+    const hints = JSON.parse(readFileSync(path.join(ROOT, "dist", "cli", HINTS), "utf8"))
+    expect(hints.v8).toBe(process.versions.v8.split(".").slice(0, 2).join("."))
+    expect(hints.eager).toBeGreaterThan(100)
+    const wasm = path.join(ROOT, "node_modules", "@automerge", "automerge", "dist", "automerge.wasm")
+    expect(hints.size).toBe(readFileSync(wasm).length)
+  })
+
+  it.each([
+    ["missing", (cli: string) => rmSync(path.join(cli, HINTS))],
+    ["empty", (cli: string) => writeFileSync(path.join(cli, HINTS), "")],
+    ["half-written", (cli: string) => writeFileSync(path.join(cli, HINTS), readFileSync(path.join(cli, HINTS), "utf8").slice(0, 100))],
+    [
+      "refused by V8 (a hint count that does not add up)",
+      (cli: string) => {
+        const h = JSON.parse(readFileSync(path.join(cli, HINTS), "utf8"))
+        const head = Buffer.from(h.head, "base64")
+        head[head.length - 2] ^= 1 // the count's low bits (leb128)
+        writeFileSync(path.join(cli, HINTS), JSON.stringify({ ...h, head: head.toString("base64") }))
+      },
+    ],
+    [
+      "with too few hints for the module",
+      (cli: string) => {
+        const h = JSON.parse(readFileSync(path.join(cli, HINTS), "utf8"))
+        const classes = Buffer.from(h.classes, "base64")
+        writeFileSync(path.join(cli, HINTS), JSON.stringify({ ...h, classes: classes.subarray(0, classes.length - 1000).toString("base64") }))
+      },
+    ],
+    [
+      "for another WebAssembly file (size, place)",
+      (cli: string) => {
+        const h = JSON.parse(readFileSync(path.join(cli, HINTS), "utf8"))
+        writeFileSync(path.join(cli, HINTS), JSON.stringify({ ...h, size: h.size + 1, at: h.at + 7 }))
+      },
+    ],
+    [
+      "for another Automerge and another V8",
+      (cli: string) => {
+        const h = JSON.parse(readFileSync(path.join(cli, HINTS), "utf8"))
+        writeFileSync(path.join(cli, HINTS), JSON.stringify({ ...h, automerge: "0.0.1", v8: "1.0" }))
+      },
+    ],
+  ])(
+    "%s: the report is taken as with them, once",
+    async (what, spoil) => {
+      const [pristine, spoiled_] = [install(() => undefined), install(spoil)]
+      const [good, spoiled] = await Promise.all([report(pristine, `good ${what}`), report(spoiled_, `spoiled ${what}`)])
+      expect(good.code, good.stderr).toBe(0)
+      expect(spoiled.code, spoiled.stderr).toBe(0)
+      expect(spoiled.stderr).toBe("")
+      expect({ ...spoiled.out, message: "" }).toEqual({ ...good.out, message: "" })
+      expect([good.stored, spoiled.stored]).toEqual([1, 1])
+    },
+    60_000
+  )
+})
+
+const CACHE = "lean.cache"
+/** Rewrite the cache file with `data` as V8's part, its checksums made right again. */
+const resealed = (cli: string, change: (data: Buffer) => Buffer) => {
+  const c = readFileSync(path.join(cli, CACHE))
+  const data = change(Buffer.from(c.subarray(68)))
+  const sha = (b: Buffer) => createHash("sha256").update(b).digest()
+  writeFileSync(path.join(cli, CACHE), Buffer.concat([c.subarray(0, 4), sha(readFileSync(path.join(cli, "lean.js"))), sha(data), data]))
+}
+
+describe("V8's code cache of the report's bundle (dist/cli/lean.cache)", () => {
+  it("is written by the build, for this bundle", () => {
+    const c = readFileSync(path.join(ROOT, "dist", "cli", CACHE))
+    expect(c.toString("latin1", 0, 4)).toBe("CCv1")
+    expect(c.subarray(4, 36)).toEqual(
+      createHash("sha256")
+        .update(readFileSync(path.join(ROOT, "dist", "cli", "lean.js")))
+        .digest()
+    )
+    expect(c.subarray(36, 68)).toEqual(createHash("sha256").update(c.subarray(68)).digest())
+    expect(c.length).toBeGreaterThan(10_000)
+  })
+
+  it.each([
+    ["missing", (cli: string) => rmSync(path.join(cli, CACHE))],
+    ["empty", (cli: string) => writeFileSync(path.join(cli, CACHE), "")],
+    ["half-written", (cli: string) => writeFileSync(path.join(cli, CACHE), readFileSync(path.join(cli, CACHE)).subarray(0, 50_000))],
+    [
+      "damaged (one byte of V8's data changed)",
+      (cli: string) => {
+        const c = readFileSync(path.join(cli, CACHE))
+        c[c.length >> 1] ^= 0x55
+        writeFileSync(path.join(cli, CACHE), c)
+      },
+    ],
+    [
+      "made for another bundle",
+      (cli: string) => writeFileSync(path.join(cli, "lean.js"), readFileSync(path.join(cli, "lean.js"), "utf8").replace("(function (", "(function  ( ")),
+    ],
+    [
+      "refused by V8 (made with other V8 flags)",
+      (cli: string) =>
+        // V8's header: magic number, V8 version hash, source hash, flag hash (bytes 12-15), ...
+        resealed(cli, data => {
+          data.writeUInt32LE(data.readUInt32LE(12) ^ 0x5a5a5a5a, 12)
+          return data
+        }),
+    ],
+    ["refused by V8 (not a code cache at all)", (cli: string) => resealed(cli, data => Buffer.alloc(data.length, 7))],
+  ])(
+    "%s: the report is taken as with it, once",
+    async (what, spoil) => {
+      const [pristine, spoiled_] = [install(() => undefined), install(spoil)]
+      const [good, spoiled] = await Promise.all([report(pristine, `good ${what}`), report(spoiled_, `spoiled ${what}`)])
+      expect(good.code, good.stderr).toBe(0)
+      expect(spoiled.code, spoiled.stderr).toBe(0)
+      expect(spoiled.stderr).toBe("")
+      expect({ ...spoiled.out, message: "" }).toEqual({ ...good.out, message: "" })
+      expect([good.stored, spoiled.stored]).toEqual([1, 1])
+    },
+    60_000
+  )
+})
