@@ -3,9 +3,6 @@ import { closeSync, existsSync, fstatSync, openSync, readFileSync, readSync, ren
 import path from "node:path"
 import { createRequire } from "node:module"
 import v8 from "node:v8"
-import vm from "node:vm"
-import { fileURLToPath, pathToFileURL } from "node:url"
-import { v8Flags } from "./flags.js"
 
 let argv = process.argv
 // `concord report` starts lean: only the report command's code is loaded, never the rest of the CLI.
@@ -39,7 +36,9 @@ if (report && served()) {
   argv = r.argv
 }
 
-// which of V8's WebAssembly tiers and checks the command runs with (bin/flags.js says why)
+// which of V8's WebAssembly tiers and checks the command runs with (bin/flags.js says why); loaded here,
+// after the endpoint's lean start-up, which runs no WebAssembly
+const { v8Flags } = await import("./flags.js")
 for (const flag of v8Flags(argv.slice(2))) v8.setFlagsFromString(flag)
 
 // The CLI bundles use Automerge's slim build: compile its WebAssembly here, on V8's background threads,
@@ -135,10 +134,13 @@ const crashed = err => {
 // at build time after a real report (scripts/lean-startup.mjs runs one with CONCORD_WRITE_CODE_CACHE=1).
 // A cache V8 refuses (another Node, other flags) or that is missing or damaged only costs time.
 const loadLean = () => {
+  const require = createRequire(import.meta.url)
+  const vm = require("node:vm")
+  const { fileURLToPath, pathToFileURL } = require("node:url")
   const file = fileURLToPath(new URL("../dist/cli/lean.js", import.meta.url))
   const bytes = readFileSync(file)
   const cacheFile = file.replace(/\.js$/, ".cache")
-  const { createHash } = createRequire(import.meta.url)("node:crypto")
+  const { createHash } = require("node:crypto")
   const sha = b => createHash("sha256").update(b).digest()
   let cachedData
   try {

@@ -19,7 +19,8 @@
 // itself (CONCORD_WRITE_CODE_CACHE=1) at the end of a real report, so that it holds the functions a
 // report runs, compiled with the very flags a report runs with.
 import { spawnSync } from "node:child_process"
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
+import { createHash } from "node:crypto"
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import { createRequire } from "node:module"
 import os from "node:os"
 import path from "node:path"
@@ -122,13 +123,39 @@ function traced(store, args) {
   return [...out.matchAll(/^Compiled function \S*#(\d+) using /gm)].map(m => Number(m[1]))
 }
 
+/**
+ * Record both files, or take them from an earlier build of the very same inputs (the report bundle, the
+ * command's entry and flags, this script, the Automerge WebAssembly, Node): a build runs several times in a
+ * row (npm start, npm test, npm pack, the bench), and recording takes seconds. They are kept under
+ * node_modules/.cache, which a fresh install empties.
+ */
 export async function recordLeanStartup() {
-  // the reports below must compile lazily, as without the hints
-  rmSync(OUT, { force: true })
-  rmSync(CACHE, { force: true })
   const wasmFile = createRequire(import.meta.url).resolve("@automerge/automerge/automerge.wasm")
   const automerge = JSON.parse(readFileSync(path.join(path.dirname(wasmFile), "..", "package.json"), "utf8")).version
   const bytes = readFileSync(wasmFile)
+  const inputs = createHash("sha256")
+  for (const f of [path.join(ROOT, "dist", "cli", "lean.js"), BIN, path.join(ROOT, "bin", "flags.js"), fileURLToPath(import.meta.url)])
+    inputs.update(readFileSync(f))
+  inputs.update(bytes).update(`${automerge} ${process.version} ${process.arch}`)
+  const saved = path.join(ROOT, "node_modules", ".cache", "concord-lean-startup", inputs.digest("hex"))
+  const outputs = [OUT, CACHE]
+  if (outputs.every(f => existsSync(path.join(saved, path.basename(f))))) {
+    for (const f of outputs) copyFileSync(path.join(saved, path.basename(f)), f)
+    return
+  }
+  await record(automerge, bytes)
+  try {
+    mkdirSync(saved, { recursive: true })
+    for (const f of outputs) if (existsSync(f)) copyFileSync(f, path.join(saved, path.basename(f)))
+  } catch {
+    // kept for next time only
+  }
+}
+
+async function record(automerge, bytes) {
+  // the reports below must compile lazily, as without the hints
+  rmSync(OUT, { force: true })
+  rmSync(CACHE, { force: true })
   const { imports, functions, codeAt, end } = wasmLayout(bytes)
   const store = mkdtempSync(path.join(os.tmpdir(), "concord-lean-startup-"))
   try {

@@ -104,7 +104,7 @@ export async function report(backend: PlanBackend, input: ReportInput, clock: ()
  */
 async function planForReport(backend: PlanBackend, input: ReportInput): Promise<{ plan: ResolvedPlan; job: JobView; attempt: number }> {
   const check = (plan: ResolvedPlan) => {
-    const job = readJob(plan.doc, input.job)
+    const job = jobOf(plan.doc, input.job)
     const attempt = input.attempt ?? job.attempt
     if (!job.attempts.some(a => a.n === attempt)) {
       throw new InputError(`job "${input.job}" has no attempt ${attempt} (current is ${job.attempt})`)
@@ -120,6 +120,20 @@ async function planForReport(backend: PlanBackend, input: ReportInput): Promise<
     }
   }
   return check(await resolvePlan(backend, input.planRef))
+}
+
+/**
+ * A job's view of a plan document, read once per document: a live store hands out one copy of the plan
+ * until it changes (an Automerge document never changes in place), and reading a job resolves each
+ * attempt's status, conflicts included. Views are only read.
+ */
+const jobViews = new WeakMap<object, Map<string, JobView>>()
+function jobOf(doc: ResolvedPlan["doc"], name: string): JobView {
+  let views = jobViews.get(doc)
+  if (!views) jobViews.set(doc, (views = new Map()))
+  let view = views.get(name)
+  if (!view) views.set(name, (view = readJob(doc, name)))
+  return view
 }
 
 /** How old a live store's copy of the plan may be when a report that names its attempt is checked. */

@@ -8,11 +8,15 @@ import { createHash } from "node:crypto"
 import { cpSync, mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs"
 import path from "node:path"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { readReports } from "../../src/doc/reports.js"
+import { PlanStore } from "../../src/sync/store/PlanStore.js"
 import { cleanup, concord, ROOT, runNode, tempDir } from "../helpers/cli.js"
 
 let dir = ""
 let base = ""
 let plan = ""
+/** the outcome through an untouched copy, the reference for every case */
+let good: Awaited<ReturnType<typeof report>>
 
 beforeAll(async () => {
   dir = tempDir("concord-startup-")
@@ -21,6 +25,12 @@ beforeAll(async () => {
   const r = await concord(base, ["plan", "create", path.join(dir, "p.yaml")], { cwd: dir })
   expect(r.code, r.stderr).toBe(0)
   plan = r.stdout.trim()
+  good = await report(
+    install(() => undefined),
+    "good"
+  )
+  expect(good.code, good.stderr).toBe(0)
+  expect(good.stored).toBe(1)
 }, 60_000)
 afterAll(() => cleanup(dir))
 
@@ -42,9 +52,7 @@ async function report(bin: string, message: string) {
   const store = path.join(dir, `store-${++n}`)
   cpSync(base, store, { recursive: true })
   const r = await runNode([bin, "report", "progress", message, "--job", "A", "--plan", plan, "--json"], { cwd: dir, env: { CONCORD_STORE: store } })
-  const h = await concord(store, ["history", plan, "--json"], { cwd: dir })
-  expect(h.code, h.stderr).toBe(0)
-  const stored = JSON.parse(h.stdout).filter((e: { doc: string; message?: string }) => e.doc === "reports:A" && e.message === message)
+  const stored = readReports(await new PlanStore(store).loadReports(plan, "A")).filter(x => x.message === message)
   return { code: r.code, stderr: r.stderr, out: r.code === 0 ? JSON.parse(r.stdout) : r.stdout, stored: stored.length }
 }
 
@@ -97,13 +105,11 @@ describe("the WebAssembly compilation hints (dist/cli/wasm-hints.json)", () => {
   ])(
     "%s: the report is taken as with them, once",
     async (what, spoil) => {
-      const [pristine, spoiled_] = [install(() => undefined), install(spoil)]
-      const [good, spoiled] = await Promise.all([report(pristine, `good ${what}`), report(spoiled_, `spoiled ${what}`)])
-      expect(good.code, good.stderr).toBe(0)
+      const spoiled = await report(install(spoil), `spoiled ${what}`)
       expect(spoiled.code, spoiled.stderr).toBe(0)
       expect(spoiled.stderr).toBe("")
       expect({ ...spoiled.out, message: "" }).toEqual({ ...good.out, message: "" })
-      expect([good.stored, spoiled.stored]).toEqual([1, 1])
+      expect(spoiled.stored).toBe(1)
     },
     60_000
   )
@@ -160,13 +166,11 @@ describe("V8's code cache of the report's bundle (dist/cli/lean.cache)", () => {
   ])(
     "%s: the report is taken as with it, once",
     async (what, spoil) => {
-      const [pristine, spoiled_] = [install(() => undefined), install(spoil)]
-      const [good, spoiled] = await Promise.all([report(pristine, `good ${what}`), report(spoiled_, `spoiled ${what}`)])
-      expect(good.code, good.stderr).toBe(0)
+      const spoiled = await report(install(spoil), `spoiled ${what}`)
       expect(spoiled.code, spoiled.stderr).toBe(0)
       expect(spoiled.stderr).toBe("")
       expect({ ...spoiled.out, message: "" }).toEqual({ ...good.out, message: "" })
-      expect([good.stored, spoiled.stored]).toEqual([1, 1])
+      expect(spoiled.stored).toBe(1)
     },
     60_000
   )
