@@ -813,10 +813,10 @@ function findings(results) {
             ? ` While an orchestrator runs the plan it goes through its local endpoint from a lean start-up (no Automerge loaded): ${ms(served.p50)}, ${ratio(served.p50, node.p50)} (target 1.5×: ${served.p50 <= 1.5 * node.p50 ? "met" : "missed"}).`
             : "") +
           (help
-            ? ` Loading the CLI alone (\`concord --help\`) takes ${ms(help.p50)}, so start-up is ${ms(help.p50 - node.p50)} over bare Node and the report itself ${ms(rep.p50 - help.p50)}.`
+            ? ` Loading the whole CLI (\`concord --help\`) takes ${ms(help.p50)}; a report does not load it.`
             : "") +
           (lock ? ` A one-shot json-lock report process takes ${ms(lock.p50)}.` : "") +
-          " Most of the start-up is loading the CLI's JavaScript and compiling Automerge's WebAssembly (meanwhile, in the background); a report through a long-lived `concord mcp` server pays neither (see 7. MCP)."
+          " With no orchestrator the report starts lean: the report command alone, from V8's code cache of its bundle, with the WebAssembly functions a report calls compiled ahead on background threads (both recorded at build time); what is left over bare Node is reading Automerge's WebAssembly and compiling those functions (on 2 cores the report still waits for part of it), the Node built-ins the store needs, and the report itself with its two fsyncs. A report through a long-lived `concord mcp` server pays none of the start-up (see 7. MCP)."
       )
     }
   }
@@ -854,7 +854,7 @@ function findings(results) {
           (ref
             ? ` The Automerge sync protocol alone, in memory, takes ${ms(ref.convergeMs)} for the same count (concord takes ${ratio(c.convergeMs, ref.convergeMs)} of it).`
             : "") +
-          " The server applies a 10,000-change message three times, each time building Automerge's JavaScript view of the document: its access check, its Repo (with the DocHandle's diff), and its own store watcher reading back the chunk it wrote; reaching the target means syncing on Automerge's low-level handle instead of those views."
+          " Each run starts Node and Automerge; the server applies each change twice (its access check, which for an admin's message builds no JavaScript view of the document, and its Repo, which does; its store watcher no longer reads back what the Repo wrote); each client's Repo diffs every document it takes in and applies and diffs every change it receives. Reaching the target means a one-shot client that syncs Automerge's low-level documents instead of going through a Repo."
       )
     }
   }
