@@ -812,9 +812,7 @@ function findings(results) {
           (served
             ? ` While an orchestrator runs the plan it goes through its local endpoint from a lean start-up (no Automerge loaded): ${ms(served.p50)}, ${ratio(served.p50, node.p50)} (target 1.5×: ${served.p50 <= 1.5 * node.p50 ? "met" : "missed"}).`
             : "") +
-          (help
-            ? ` Loading the whole CLI (\`concord --help\`) takes ${ms(help.p50)}; a report does not load it.`
-            : "") +
+          (help ? ` Loading the whole CLI (\`concord --help\`) takes ${ms(help.p50)}; a report does not load it.` : "") +
           (lock ? ` A one-shot json-lock report process takes ${ms(lock.p50)}.` : "") +
           " With no orchestrator the report starts lean: the report command alone, from V8's code cache of its bundle, with the WebAssembly functions a report calls compiled ahead on background threads (both recorded at build time); what is left over bare Node is reading Automerge's WebAssembly and compiling those functions (on 2 cores the report still waits for part of it), the Node built-ins the store needs, and the report itself with its two fsyncs. A report through a long-lived `concord mcp` server pays none of the start-up (see 7. MCP)."
       )
