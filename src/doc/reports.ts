@@ -265,19 +265,26 @@ export function reportsInChanges(changes: Uint8Array[]): DigestRecord[] | undefi
       }
     }
     for (const [op, r] of made) {
-      if (typeof r.at !== "number" || typeof r.attempt !== "number" || typeof r.status !== "string") return undefined
-      out.push({
-        op,
-        status: r.status,
-        message: typeof r.message === "string" ? r.message : "",
-        progress: typeof r.progress === "number" ? r.progress : null,
-        at: r.at,
-        by: typeof r.by === "string" ? r.by : "",
-        attempt: r.attempt,
-      } as DigestRecord)
+      const rec = digestRecord(op, r)
+      if (!rec) return undefined
+      out.push(rec)
     }
   }
   return out
+}
+
+/** A report record's fields as a digest holds them, with its record id; undefined if it is not a report. */
+function digestRecord(op: string, r: Record<string, unknown>): DigestRecord | undefined {
+  if (typeof r.at !== "number" || typeof r.attempt !== "number" || typeof r.status !== "string") return undefined
+  return {
+    op,
+    status: r.status,
+    message: typeof r.message === "string" ? r.message : "",
+    progress: typeof r.progress === "number" ? r.progress : null,
+    at: r.at,
+    by: typeof r.by === "string" ? r.by : "",
+    attempt: r.attempt,
+  } as DigestRecord
 }
 
 /**
@@ -293,18 +300,10 @@ export function appendedReports(before: ReportsDocument, after: ReportsDocument)
   for (let i = before.reports.length; i < after.reports.length; i++) {
     const el = after.reports[i]
     const op = A.getObjectId(el)
-    if (!op || op.slice(op.indexOf("@") + 1) !== actor) return undefined
-    const r = plain<Record<string, unknown>>(el)
-    if (typeof r.at !== "number" || typeof r.attempt !== "number" || typeof r.status !== "string") return undefined
-    out.push({
-      op,
-      status: r.status,
-      message: typeof r.message === "string" ? r.message : "",
-      progress: typeof r.progress === "number" ? r.progress : null,
-      at: r.at,
-      by: typeof r.by === "string" ? r.by : "",
-      attempt: r.attempt,
-    } as DigestRecord)
+    if (!op || splitOp(op)[1] !== actor) return undefined
+    const rec = digestRecord(op, plain<Record<string, unknown>>(el))
+    if (!rec) return undefined
+    out.push(rec)
   }
   return out
 }

@@ -56,6 +56,15 @@ async function report(bin: string, message: string) {
   return { code: r.code, stderr: r.stderr, out: r.code === 0 ? JSON.parse(r.stdout) : r.stdout, stored: stored.length }
 }
 
+/** A report through an installed copy spoiled by `spoil` is taken as through an untouched one, once. */
+async function takenAsWithout(what: string, spoil: (cli: string) => void) {
+  const spoiled = await report(install(spoil), `spoiled ${what}`)
+  expect(spoiled.code, spoiled.stderr).toBe(0)
+  expect(spoiled.stderr).toBe("")
+  expect({ ...spoiled.out, message: "" }).toEqual({ ...good.out, message: "" })
+  expect(spoiled.stored).toBe(1)
+}
+
 const HINTS = "wasm-hints.json"
 
 describe("the WebAssembly compilation hints (dist/cli/wasm-hints.json)", () => {
@@ -102,17 +111,7 @@ describe("the WebAssembly compilation hints (dist/cli/wasm-hints.json)", () => {
         writeFileSync(path.join(cli, HINTS), JSON.stringify({ ...h, automerge: "0.0.1", v8: "1.0" }))
       },
     ],
-  ])(
-    "%s: the report is taken as with them, once",
-    async (what, spoil) => {
-      const spoiled = await report(install(spoil), `spoiled ${what}`)
-      expect(spoiled.code, spoiled.stderr).toBe(0)
-      expect(spoiled.stderr).toBe("")
-      expect({ ...spoiled.out, message: "" }).toEqual({ ...good.out, message: "" })
-      expect(spoiled.stored).toBe(1)
-    },
-    60_000
-  )
+  ])("%s: the report is taken as with them, once", takenAsWithout, 60_000)
 })
 
 const CACHE = "lean.cache"
@@ -163,15 +162,5 @@ describe("V8's code cache of the report's bundle (dist/cli/lean.cache)", () => {
         }),
     ],
     ["refused by V8 (not a code cache at all)", (cli: string) => resealed(cli, data => Buffer.alloc(data.length, 7))],
-  ])(
-    "%s: the report is taken as with it, once",
-    async (what, spoil) => {
-      const spoiled = await report(install(spoil), `spoiled ${what}`)
-      expect(spoiled.code, spoiled.stderr).toBe(0)
-      expect(spoiled.stderr).toBe("")
-      expect({ ...spoiled.out, message: "" }).toEqual({ ...good.out, message: "" })
-      expect(spoiled.stored).toBe(1)
-    },
-    60_000
-  )
+  ])("%s: the report is taken as with it, once", takenAsWithout, 60_000)
 })
