@@ -12,7 +12,7 @@ export async function tempDir(prefix = "concord-sync-"): Promise<{ dir: string; 
   return { dir, cleanup: () => rm(dir, { recursive: true, force: true, maxRetries: 10, retryDelay: 50 }) }
 }
 
-const WORKER = fileURLToPath(new URL("./docstore-worker.mjs", import.meta.url))
+const WORKER = fileURLToPath(new URL("./store/docstore-worker.mjs", import.meta.url))
 const ROOT = fileURLToPath(new URL("../..", import.meta.url))
 
 export interface Worker {

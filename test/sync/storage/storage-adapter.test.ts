@@ -4,9 +4,9 @@ import { runStorageAdapterTests } from "@automerge/automerge-repo/helpers/tests/
 import { mkdir, readdir, readFile, writeFile, utimes, stat } from "node:fs/promises"
 import path from "node:path"
 import * as A from "@automerge/automerge"
-import { ConcordStorageAdapter, StoreError } from "../../src/sync/storage/ConcordStorageAdapter.js"
+import { ConcordStorageAdapter, StoreError } from "../../../src/sync/storage/ConcordStorageAdapter.js"
 import { NodeFSStorageAdapter } from "@automerge/automerge-repo-storage-nodefs"
-import { tempDir } from "./helpers.js"
+import { tempDir } from "../helpers.js"
 
 runStorageAdapterTests(async () => {
   const { dir, cleanup } = await tempDir()

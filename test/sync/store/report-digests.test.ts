@@ -6,15 +6,15 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSy
 import os from "node:os"
 import path from "node:path"
 import { afterEach, describe, expect, it } from "vitest"
-import { reportDocId } from "../../src/doc/ids.js"
+import { reportDocId } from "../../../src/doc/ids.js"
 import * as A from "@automerge/automerge"
 import fc from "fast-check"
-import type { ReportRecord, ReportsDoc } from "../../src/doc/model.js"
-import { appendReport, digestReports, foldReport, mergeDigests, readReports, reportsGenesis, reportsInChanges } from "../../src/doc/reports.js"
-import { DocStore } from "../../src/sync/store/DocStore.js"
-import { parsePlanSpec } from "../../src/doc/spec.js"
-import { PlanStore } from "../../src/sync/store/PlanStore.js"
-import { quarantineName } from "../../src/sync/storage/quarantine.js"
+import type { ReportRecord, ReportsDoc } from "../../../src/doc/model.js"
+import { appendReport, digestReports, foldReport, mergeDigests, readReports, reportsGenesis, reportsInChanges } from "../../../src/doc/reports.js"
+import { DocStore } from "../../../src/sync/store/DocStore.js"
+import { parsePlanSpec } from "../../../src/doc/spec.js"
+import { PlanStore } from "../../../src/sync/store/PlanStore.js"
+import { quarantineName } from "../../../src/sync/storage/quarantine.js"
 
 let dir: string
 afterEach(() => rmSync(dir, { recursive: true, force: true }))

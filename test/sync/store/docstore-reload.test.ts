@@ -4,8 +4,8 @@ import { mkdtempSync, rmSync } from "node:fs"
 import os from "node:os"
 import path from "node:path"
 import { afterEach, describe, expect, it } from "vitest"
-import { newDocId } from "../../src/doc/ids.js"
-import { DocStore } from "../../src/sync/store/DocStore.js"
+import { newDocId } from "../../../src/doc/ids.js"
+import { DocStore } from "../../../src/sync/store/DocStore.js"
 
 type D = { n: Record<string, number> }
 let dir: string

@@ -4,16 +4,16 @@ import * as A from "@automerge/automerge"
 import { readdir } from "node:fs/promises"
 import path from "node:path"
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest"
-import { validatePlanSpec } from "../../src/doc/spec.js"
-import { digestReports, type ReportDigest, readReports, type ReportsDocument, reportsInChanges } from "../../src/doc/reports.js"
-import { reportDocId } from "../../src/doc/ids.js"
-import { DocStore } from "../../src/sync/store/DocStore.js"
-import { PlanStore } from "../../src/sync/store/PlanStore.js"
-import { tempDir } from "./helpers.js"
+import { validatePlanSpec } from "../../../src/doc/spec.js"
+import { digestReports, type ReportDigest, readReports, type ReportsDocument, reportsInChanges } from "../../../src/doc/reports.js"
+import { reportDocId } from "../../../src/doc/ids.js"
+import { DocStore } from "../../../src/sync/store/DocStore.js"
+import { PlanStore } from "../../../src/sync/store/PlanStore.js"
+import { tempDir } from "../helpers.js"
 
 // reportsInChanges counted (it decodes changes: what a live store's own appends spare it)
-vi.mock("../../src/doc/reports.js", async importOriginal => {
-  const m = await importOriginal<typeof import("../../src/doc/reports.js")>()
+vi.mock("../../../src/doc/reports.js", async importOriginal => {
+  const m = await importOriginal<typeof import("../../../src/doc/reports.js")>()
   return { ...m, reportsInChanges: vi.fn(m.reportsInChanges) }
 })
 

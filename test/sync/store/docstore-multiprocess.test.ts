@@ -2,8 +2,8 @@ import { afterEach, beforeEach, describe, expect, it } from "vitest"
 import { generateAutomergeUrl, parseAutomergeUrl } from "@automerge/automerge-repo/slim"
 import { readdir } from "node:fs/promises"
 import path from "node:path"
-import { DocStore } from "../../src/sync/store/DocStore.js"
-import { startWorker, tempDir, type Worker } from "./helpers.js"
+import { DocStore } from "../../../src/sync/store/DocStore.js"
+import { startWorker, tempDir, type Worker } from "../helpers.js"
 
 let dir: string
 let cleanup: () => Promise<void>

@@ -3,7 +3,7 @@
 import * as A from "@automerge/automerge"
 import { createInterface } from "node:readline"
 
-const { DocStore } = await import(new URL("../../src/sync/store/DocStore.ts", import.meta.url).href)
+const { DocStore } = await import(new URL("../../../src/sync/store/DocStore.ts", import.meta.url).href)
 const [mode, dir, docId, ...rest] = process.argv.slice(2)
 const now = () => performance.timeOrigin + performance.now()
 const warnings = []

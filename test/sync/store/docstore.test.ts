@@ -5,11 +5,11 @@ import { NodeFSStorageAdapter } from "@automerge/automerge-repo-storage-nodefs"
 import { chmod, mkdir, readdir, readFile, rename, writeFile } from "node:fs/promises"
 import path from "node:path"
 // automerge-repo's own hash functions (not exported from the package entry points)
-import { headsHash as repoHeadsHash, keyHash as repoKeyHash } from "../../node_modules/@automerge/automerge-repo/dist/storage/keyHash.js"
-import { DocStore, StoreError, headsHash, keyHash } from "../../src/sync/store/DocStore.js"
-import { ConcordStorageAdapter } from "../../src/sync/storage/ConcordStorageAdapter.js"
-import { listChunks } from "../../src/sync/storage/chunk-format.js"
-import { tempDir } from "./helpers.js"
+import { headsHash as repoHeadsHash, keyHash as repoKeyHash } from "../../../node_modules/@automerge/automerge-repo/dist/storage/keyHash.js"
+import { DocStore, StoreError, headsHash, keyHash } from "../../../src/sync/store/DocStore.js"
+import { ConcordStorageAdapter } from "../../../src/sync/storage/ConcordStorageAdapter.js"
+import { listChunks } from "../../../src/sync/storage/chunk-format.js"
+import { tempDir } from "../helpers.js"
 
 type Plan = { jobs: Record<string, { status: string }>; [k: string]: unknown }
 

@@ -2,7 +2,7 @@ import { describe, expect, it } from "vitest"
 import fc from "fast-check"
 import * as A from "@automerge/automerge"
 import { deflateRawSync } from "node:zlib"
-import { listChunks, verifyAutomergeBytes } from "../../src/sync/storage/chunk-format.js"
+import { listChunks, verifyAutomergeBytes } from "../../../src/sync/storage/chunk-format.js"
 
 function sampleDoc() {
   let d = A.from<{ [k: string]: unknown }>({ title: "plan", n: 1 })
