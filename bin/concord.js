@@ -1,185 +1,213 @@
 #!/usr/bin/env node
-import { closeSync, existsSync, fstatSync, openSync, readFileSync, readSync, renameSync, writeFileSync } from "node:fs"
-import path from "node:path"
-import { createRequire } from "node:module"
-import v8 from "node:v8"
+// bin/ is CommonJS (bin/package.json): a one-shot `concord report` then starts without Node's ES module
+// loader, and takes node:fs as it is, not as an ES module facade, whose making loads every lazy part of
+// it (streams, fs/promises, readline, watchers). The full CLI's bundles are still ES modules, imported.
+"use strict"
+const { closeSync, existsSync, fstatSync, openSync, readFileSync, readSync, renameSync, writeFileSync } = require("node:fs")
+const path = require("node:path")
+const v8 = require("node:v8")
 
-let argv = process.argv
-// `concord report` starts lean: only the report command's code is loaded, never the rest of the CLI.
-// Help and --remote go to the full CLI at once; so does anything the lean start-ups do not take (a usage
-// error), with the words it was given, before anything was read or written.
-const report = argv.slice(2).includes("report") && !argv.some(a => /^(--remote|--token|--help|-h)(=|$)/.test(a))
+const start = async () => {
+  let argv = process.argv
+  // `concord report` starts lean: only the report command's code is loaded, never the rest of the CLI.
+  // Help and --remote go to the full CLI at once; so does anything the lean start-ups do not take (a usage
+  // error), with the words it was given, before anything was read or written.
+  const report = argv.slice(2).includes("report") && !argv.some(a => /^(--remote|--token|--help|-h)(=|$)/.test(a))
 
-// Exit only once stdout and stderr are flushed: writes to a pipe are asynchronous, and exiting at once
-// would cut a large `status --json` short.
-const exit = code => {
-  process.exitCode = code
-  process.stdout.write("", () => process.stderr.write("", () => process.exit(code)))
-}
-
-// A job's `concord report` while `concord run` serves its plan: sent to the run's endpoint by a lean
-// start-up that loads neither Automerge nor the other commands (src/cli/fast.ts); anything it does not
-// take goes on below, with the words it was given (and the report id to reuse, if it may have been taken).
-// Only a job's report is tried there (concord run gives its jobs CONCORD_STORE and CONCORD_PLAN), and only
-// while the run's endpoint file exists: any other report goes on below, which also routes a report to an
-// endpoint it finds.
-const { CONCORD_STORE: store, CONCORD_PLAN: plan } = process.env
-const served = () => !!store && !!plan && /^[1-9A-HJ-NP-Za-km-z]+$/.test(plan) && existsSync(path.resolve(store, "endpoints", `${plan}.json`))
-if (report && served()) {
-  const { fastReport } = await import("../dist/cli/fast.js")
-  const r = await fastReport(argv)
-  if ("code" in r) {
-    process.exitCode = r.code
-    await new Promise(resolve => process.stdout.write("", () => process.stderr.write("", resolve)))
-    process.exit(r.code)
+  // Exit only once stdout and stderr are flushed: writes to a pipe are asynchronous, and exiting at once
+  // would cut a large `status --json` short.
+  const exit = code => {
+    process.exitCode = code
+    process.stdout.write("", () => process.stderr.write("", () => process.exit(code)))
   }
-  argv = r.argv
-}
 
-// which of V8's WebAssembly tiers and checks the command runs with (bin/flags.js says why); loaded here,
-// after the endpoint's lean start-up, which runs no WebAssembly
-const { v8Flags } = await import("./flags.js")
-for (const flag of v8Flags(argv.slice(2))) v8.setFlagsFromString(flag)
-
-// The CLI bundles use Automerge's slim build: compile its WebAssembly here, on V8's background threads,
-// while the main thread loads the CLI, instead of synchronously when Automerge is imported. Once per
-// process, before any command runs.
-const wasmFile = createRequire(import.meta.url).resolve("@automerge/automerge/automerge.wasm")
-let installed
-const automergeVersion = () => (installed ??= JSON.parse(readFileSync(path.join(path.dirname(wasmFile), "..", "package.json"), "utf8")).version)
-
-// A one-shot report compiles the WebAssembly functions a report calls ahead, on V8's background threads
-// while the report's JavaScript loads, instead of one by one on the main thread at their first call
-// (the largest single cost of such a report): dist/cli/wasm-hints.json lists them, recorded from real
-// reports at build time (scripts/lean-startup.mjs), as a compilation-hints section that goes into the
-// module's bytes before its code section; every other function stays lazy. Only for the V8 and the
-// Automerge WebAssembly it was recorded with; if V8 refuses the module so, it is compiled as it is.
-const hintedWasm = () => {
-  let hints
-  try {
-    hints = JSON.parse(readFileSync(new URL("../dist/cli/wasm-hints.json", import.meta.url), "utf8"))
-  } catch {
-    return undefined
+  // A job's `concord report` while `concord run` serves its plan: sent to the run's endpoint by a lean
+  // start-up that loads neither Automerge nor the other commands (src/cli/fast.ts); anything it does not
+  // take goes on below, with the words it was given (and the report id to reuse, if it may have been taken).
+  // Only a job's report is tried there (concord run gives its jobs CONCORD_STORE and CONCORD_PLAN), and only
+  // while the run's endpoint file exists: any other report goes on below, which also routes a report to an
+  // endpoint it finds.
+  const { CONCORD_STORE: store, CONCORD_PLAN: plan } = process.env
+  const served = () => !!store && !!plan && /^[1-9A-HJ-NP-Za-km-z]+$/.test(plan) && existsSync(path.resolve(store, "endpoints", `${plan}.json`))
+  if (report && served()) {
+    const { fastReport } = await import("../dist/cli/fast.js")
+    const r = await fastReport(argv)
+    if ("code" in r) {
+      process.exitCode = r.code
+      await new Promise(resolve => process.stdout.write("", () => process.stderr.write("", resolve)))
+      process.exit(r.code)
+    }
+    argv = r.argv
   }
-  const { v8: v8Version, automerge, size, at, end, head, classes } = hints ?? {}
-  if (v8Version !== process.versions.v8.split(".").slice(0, 2).join(".") || typeof head !== "string" || typeof classes !== "string") return undefined
-  if (![size, at, end].every(Number.isSafeInteger) || at < 8 || at >= end || end > size || automerge !== automergeVersion()) return undefined
-  const fd = openSync(wasmFile, "r")
-  try {
-    if (fstatSync(fd).size !== size) return undefined
-    // per function, 2 (compile ahead) if a report like this one calls it, else 1 (lazy): a report that
-    // moves its job's status (completed, failed) calls more
-    const want = argv.includes("completed") || argv.includes("failed") ? 3 : 1
-    const cls = Buffer.from(classes, "base64")
-    const sec = Buffer.concat([Buffer.from(head, "base64"), cls.map(c => (c & want ? 2 : 1))])
-    // up to `end` only: what follows is custom sections (function names, tool metadata) V8 does not need
-    // to run it (a crash's stack trace then numbers Automerge's functions instead of naming them)
-    const bytes = Buffer.allocUnsafe(end + sec.length)
-    const read = (offset, length, position) => {
-      for (let n = 0; n < length; ) {
-        const r = readSync(fd, bytes, offset + n, length - n, position + n)
-        if (r === 0) return false
-        n += r
+
+  // which of V8's WebAssembly tiers and checks the command runs with (bin/flags.js says why); loaded here,
+  // after the endpoint's lean start-up, which runs no WebAssembly
+  const { v8Flags } = require("./flags.js")
+  for (const flag of v8Flags(argv.slice(2))) v8.setFlagsFromString(flag)
+
+  // The CLI bundles use Automerge's slim build: compile its WebAssembly here, on V8's background threads,
+  // while the main thread loads the CLI, instead of synchronously when Automerge is imported. Once per
+  // process, before any command runs.
+  // Automerge's installed WebAssembly file and version, from its package.json, read once. The package is
+  // looked for as Node looks for it (in the node_modules folders from bin/ up to the root) and the file
+  // taken from the package's exports: require.resolve would load and compile Node's package-exports
+  // resolver first, which costs a report more than reading the WebAssembly. Any other layout (an export
+  // that is not a plain file, NODE_PATH): require.resolve.
+  const automergePackage = () => {
+    for (let dir = __dirname; ; ) {
+      const root = path.join(dir, "node_modules", "@automerge", "automerge")
+      if (path.basename(dir) !== "node_modules" && existsSync(path.join(root, "package.json"))) {
+        const pkg = JSON.parse(readFileSync(path.join(root, "package.json"), "utf8"))
+        const target = pkg?.exports?.["./automerge.wasm"]
+        if (typeof target === "string" && target.startsWith("./") && typeof pkg.version === "string") {
+          return { wasmFile: path.join(root, target), version: pkg.version }
+        }
+        break
       }
-      return true
+      const up = path.dirname(dir)
+      if (up === dir) break
+      dir = up
     }
-    if (!read(0, at, 0) || !read(at + sec.length, end - at, at) || bytes[at + sec.length] !== 10) return undefined // 10: the code section
-    sec.copy(bytes, at)
-    return bytes
-  } finally {
-    closeSync(fd)
+    const wasmFile = require.resolve("@automerge/automerge/automerge.wasm")
+    return { wasmFile, version: JSON.parse(readFileSync(path.join(path.dirname(wasmFile), "..", "package.json"), "utf8")).version }
   }
-}
-let hinted
-if (report) {
-  try {
-    hinted = hintedWasm()
-  } catch {
-    hinted = undefined // the module as it is
-  }
-}
-let wasm
-if (hinted) {
-  v8.setFlagsFromString("--experimental-wasm-compilation-hints")
-  v8.setFlagsFromString("--no-wasm-lazy-compilation")
-  wasm = WebAssembly.compile(hinted).catch(() => {
-    v8.setFlagsFromString("--wasm-lazy-compilation")
-    return WebAssembly.compile(readFileSync(wasmFile))
-  })
-} else wasm = WebAssembly.compile(readFileSync(wasmFile))
-wasm.catch(() => {}) // reported below, by initializeWasm
-const initialize = async ({ initializeWasm }) => {
-  // Its initialisation probes `typeof Response` / `typeof Request`, which would make Node load its fetch
-  // implementation (undici, with a WebAssembly module of its own): hide them while it runs.
-  const hidden = ["Response", "Request"].map(k => [k, Object.getOwnPropertyDescriptor(globalThis, k)])
-  for (const [k] of hidden) Object.defineProperty(globalThis, k, { value: undefined, configurable: true, writable: true })
-  try {
-    await initializeWasm(await wasm)
-  } finally {
-    for (const [k, d] of hidden) {
-      if (d) Object.defineProperty(globalThis, k, d)
-      else delete globalThis[k]
-    }
-  }
-}
+  const { wasmFile, version: installedAutomerge } = automergePackage()
+  const automergeVersion = () => installedAutomerge
 
-// a bug, not a refusal: its stack, exit 1
-const crashed = err => {
-  process.stderr.write(`concord: ${err?.stack ?? err}\n`)
-  return 1
-}
-// The report command's bundle is a script (one function expression) compiled with vm.Script, from V8's
-// code cache of it when dist/cli/lean.cache holds one for this very bundle (its SHA-256 and the cache's
-// own): V8 then neither parses the bundle nor compiles the functions a report runs. The cache is written
-// at build time after a real report (scripts/lean-startup.mjs runs one with CONCORD_WRITE_CODE_CACHE=1).
-// A cache V8 refuses (another Node, other flags) or that is missing or damaged only costs time.
-const loadLean = () => {
-  const require = createRequire(import.meta.url)
-  const vm = require("node:vm")
-  const { fileURLToPath, pathToFileURL } = require("node:url")
-  const file = fileURLToPath(new URL("../dist/cli/lean.js", import.meta.url))
-  const bytes = readFileSync(file)
-  const cacheFile = file.replace(/\.js$/, ".cache")
-  const { createHash } = require("node:crypto")
-  const sha = b => createHash("sha256").update(b).digest()
-  let cachedData
-  try {
-    const c = readFileSync(cacheFile)
-    const data = c.subarray(68)
-    if (c.toString("latin1", 0, 4) === "CCv1" && sha(bytes).equals(c.subarray(4, 36)) && sha(data).equals(c.subarray(36, 68))) cachedData = data
-  } catch {
-    // no cache: compiled from the source
-  }
-  const script = new vm.Script(bytes.toString("utf8"), { filename: file, cachedData })
-  const module = { exports: {} }
-  script.runInThisContext()(module.exports, createRequire(file), module, pathToFileURL(file).href)
-  const writeCache = () => {
-    const tmp = `${cacheFile}.${process.pid}.tmp`
+  // A one-shot report compiles the WebAssembly functions a report calls ahead, on V8's background threads
+  // while the report's JavaScript loads, instead of one by one on the main thread at their first call
+  // (the largest single cost of such a report): dist/cli/wasm-hints.json lists them, recorded from real
+  // reports at build time (scripts/lean-startup.mjs), as a compilation-hints section that goes into the
+  // module's bytes before its code section; every other function stays lazy. Only for the V8 and the
+  // Automerge WebAssembly it was recorded with; if V8 refuses the module so, it is compiled as it is.
+  const hintedWasm = () => {
+    let hints
     try {
-      const data = script.createCachedData()
-      writeFileSync(tmp, Buffer.concat([Buffer.from("CCv1", "latin1"), sha(bytes), sha(data), data]))
-      renameSync(tmp, cacheFile)
-    } catch (e) {
-      process.stderr.write(`concord: code cache not written: ${e.message}\n`) // the report itself is done
+      hints = JSON.parse(readFileSync(path.join(__dirname, "..", "dist", "cli", "wasm-hints.json"), "utf8"))
+    } catch {
+      return undefined
+    }
+    const { v8: v8Version, automerge, size, at, end, head, classes } = hints ?? {}
+    if (v8Version !== process.versions.v8.split(".").slice(0, 2).join(".") || typeof head !== "string" || typeof classes !== "string") return undefined
+    if (![size, at, end].every(Number.isSafeInteger) || at < 8 || at >= end || end > size || automerge !== automergeVersion()) return undefined
+    const fd = openSync(wasmFile, "r")
+    try {
+      if (fstatSync(fd).size !== size) return undefined
+      // per function, 2 (compile ahead) if a report like this one calls it, else 1 (lazy): a report that
+      // moves its job's status (completed, failed) calls more
+      const want = argv.includes("completed") || argv.includes("failed") ? 3 : 1
+      const cls = Buffer.from(classes, "base64")
+      const sec = Buffer.concat([Buffer.from(head, "base64"), cls.map(c => (c & want ? 2 : 1))])
+      // up to `end` only: what follows is custom sections (function names, tool metadata) V8 does not need
+      // to run it (a crash's stack trace then numbers Automerge's functions instead of naming them)
+      const bytes = Buffer.allocUnsafe(end + sec.length)
+      const read = (offset, length, position) => {
+        for (let n = 0; n < length; ) {
+          const r = readSync(fd, bytes, offset + n, length - n, position + n)
+          if (r === 0) return false
+          n += r
+        }
+        return true
+      }
+      if (!read(0, at, 0) || !read(at + sec.length, end - at, at) || bytes[at + sec.length] !== 10) return undefined // 10: the code section
+      sec.copy(bytes, at)
+      return bytes
+    } finally {
+      closeSync(fd)
     }
   }
-  return { mod: module.exports, writeCache }
-}
-let lean
-if (report) {
-  // the report command alone (src/cli/lean.ts), to the store or a running orchestrator's endpoint; its
-  // bundle holds its own copy of Automerge's JavaScript, initialised here, if it is the installed version
-  const { mod, writeCache } = loadLean()
-  if (mod.automergeVersion === automergeVersion()) {
-    await initialize(mod)
-    lean = await mod.leanReport(argv).catch(err => ({ code: crashed(err) }))
-    if ("argv" in lean) argv = lean.argv
-    else if (lean.code === 0 && process.env.CONCORD_WRITE_CODE_CACHE === "1") writeCache()
+  let hinted
+  if (report) {
+    try {
+      hinted = hintedWasm()
+    } catch {
+      hinted = undefined // the module as it is
+    }
+  }
+  let wasm
+  if (hinted) {
+    v8.setFlagsFromString("--experimental-wasm-compilation-hints")
+    v8.setFlagsFromString("--no-wasm-lazy-compilation")
+    wasm = WebAssembly.compile(hinted).catch(() => {
+      v8.setFlagsFromString("--wasm-lazy-compilation")
+      return WebAssembly.compile(readFileSync(wasmFile))
+    })
+  } else wasm = WebAssembly.compile(readFileSync(wasmFile))
+  wasm.catch(() => {}) // reported below, by initializeWasm
+  const initialize = async ({ initializeWasm }) => {
+    // Its initialisation probes `typeof Response` / `typeof Request`, which would make Node load its fetch
+    // implementation (undici, with a WebAssembly module of its own): hide them while it runs.
+    const hidden = ["Response", "Request"].map(k => [k, Object.getOwnPropertyDescriptor(globalThis, k)])
+    for (const [k] of hidden) Object.defineProperty(globalThis, k, { value: undefined, configurable: true, writable: true })
+    try {
+      await initializeWasm(await wasm)
+    } finally {
+      for (const [k, d] of hidden) {
+        if (d) Object.defineProperty(globalThis, k, d)
+        else delete globalThis[k]
+      }
+    }
+  }
+
+  // a bug, not a refusal: its stack, exit 1
+  const crashed = err => {
+    process.stderr.write(`concord: ${err?.stack ?? err}\n`)
+    return 1
+  }
+  // The report command's bundle is a script (one function expression) compiled with vm.Script, from V8's
+  // code cache of it when dist/cli/lean.cache holds one for this very bundle (its SHA-256 and the cache's
+  // own): V8 then neither parses the bundle nor compiles the functions a report runs. The cache is written
+  // at build time after a real report (scripts/lean-startup.mjs runs one with CONCORD_WRITE_CODE_CACHE=1).
+  // A cache V8 refuses (another Node, other flags) or that is missing or damaged only costs time.
+  const loadLean = () => {
+    const vm = require("node:vm")
+    const { createRequire } = require("node:module")
+    const { pathToFileURL } = require("node:url")
+    const file = path.join(__dirname, "..", "dist", "cli", "lean.js")
+    const bytes = readFileSync(file)
+    const cacheFile = file.replace(/\.js$/, ".cache")
+    const { createHash } = require("node:crypto")
+    const sha = b => createHash("sha256").update(b).digest()
+    let cachedData
+    try {
+      const c = readFileSync(cacheFile)
+      const data = c.subarray(68)
+      if (c.toString("latin1", 0, 4) === "CCv1" && sha(bytes).equals(c.subarray(4, 36)) && sha(data).equals(c.subarray(36, 68))) cachedData = data
+    } catch {
+      // no cache: compiled from the source
+    }
+    const script = new vm.Script(bytes.toString("utf8"), { filename: file, cachedData })
+    const module = { exports: {} }
+    script.runInThisContext()(module.exports, createRequire(file), module, pathToFileURL(file).href)
+    const writeCache = () => {
+      const tmp = `${cacheFile}.${process.pid}.tmp`
+      try {
+        const data = script.createCachedData()
+        writeFileSync(tmp, Buffer.concat([Buffer.from("CCv1", "latin1"), sha(bytes), sha(data), data]))
+        renameSync(tmp, cacheFile)
+      } catch (e) {
+        process.stderr.write(`concord: code cache not written: ${e.message}\n`) // the report itself is done
+      }
+    }
+    return { mod: module.exports, writeCache }
+  }
+  let lean
+  if (report) {
+    // the report command alone (src/cli/lean.ts), to the store or a running orchestrator's endpoint; its
+    // bundle holds its own copy of Automerge's JavaScript, initialised here, if it is the installed version
+    const { mod, writeCache } = loadLean()
+    if (mod.automergeVersion === automergeVersion()) {
+      await initialize(mod)
+      lean = await mod.leanReport(argv).catch(err => ({ code: crashed(err) }))
+      if ("argv" in lean) argv = lean.argv
+      else if (lean.code === 0 && process.env.CONCORD_WRITE_CODE_CACHE === "1") writeCache()
+    }
+  }
+  if (lean && "code" in lean) exit(lean.code)
+  else {
+    const [{ main }, automerge] = await Promise.all([import("../dist/cli/main.js"), import("@automerge/automerge/slim")])
+    await initialize(automerge)
+    main(argv).then(exit, err => exit(crashed(err)))
   }
 }
-if (lean && "code" in lean) exit(lean.code)
-else {
-  const [{ main }, automerge] = await Promise.all([import("../dist/cli/main.js"), import("@automerge/automerge/slim")])
-  await initialize(automerge)
-  main(argv).then(exit, err => exit(crashed(err)))
-}
+start()

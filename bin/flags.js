@@ -13,9 +13,10 @@
 // --wasm-lazy-validation (short-lived commands): each WebAssembly function is validated when first compiled
 //   (on its first call), not all 3.6 MB of them at start-up: a report calls a small part of Automerge, and
 //   the module is then compiled before the CLI has loaded, so the command does not wait for it.
+"use strict"
 
 /** The command's words (process.argv without node and the script) -> V8 flags. */
-export function v8Flags(args) {
+exports.v8Flags = function v8Flags(args) {
   const watch = args.includes("--watch")
   const bulk = args.includes("serve") || (watch && args.includes("sync"))
   // a one-shot sync: baseline compiler only, but its module validated at once (as before)

@@ -8,7 +8,8 @@
  * with the same report id (the store keeps a report id once).
  */
 import { existsSync, readFileSync } from "node:fs"
-import net from "node:net"
+import { createRequire } from "node:module"
+import type { Socket } from "node:net"
 import { CLOSING, type EndpointInfo, type EndpointOp, type EndpointResponse, infoFile, LineSplitter, PROTOCOL_VERSION } from "./protocol.js"
 
 export type CallOutcome = { kind: "answered"; response: EndpointResponse } | { kind: "unavailable"; sent: boolean; why: string }
@@ -40,6 +41,11 @@ export function findEndpoint(storeDir: string, planId: string, host: string): En
 }
 
 let nextId = 1
+/**
+ * node:net, loaded at the first connection: a sender that finds no endpoint (a one-shot `concord report`
+ * with no orchestrator running) never loads it.
+ */
+let net: typeof import("node:net") | undefined
 const lastFound = new Map<string, EndpointInfo>()
 
 interface Pending {
@@ -58,7 +64,7 @@ interface Pending {
  */
 class Connection {
   readonly #pending = new Map<number, Pending>()
-  readonly #sock: net.Socket
+  readonly #sock: Socket
   readonly #lines = new LineSplitter()
   #connected = false
   closed = false
@@ -67,6 +73,7 @@ class Connection {
     readonly path: string,
     private readonly onClosed: (c: Connection) => void
   ) {
+    net ??= createRequire(import.meta.url)("node:net") as typeof import("node:net")
     this.#sock = net.connect(path)
     this.#sock.setEncoding("utf8")
     this.#sock.once("connect", () => {
