@@ -4,13 +4,15 @@
  * once through the full CLI alone (test/cli/full-cli.mjs): same exit code, same stdout and stderr, same
  * stored history afterwards (reports and status changes), including the refusals.
  */
-import { cpSync, existsSync, readFileSync, writeFileSync } from "node:fs"
+import { spawnSync } from "node:child_process"
+import { closeSync, cpSync, existsSync, openSync, readFileSync, writeFileSync } from "node:fs"
 import path from "node:path"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { BIN, cleanup, concord, type RunResult, runNode, tempDir } from "../helpers/cli.js"
 
 const FULL = path.join(import.meta.dirname, "full-cli.mjs")
 const MODULE_LOG = path.join(import.meta.dirname, "module-log.mjs")
+const BUILTINS_LOG = path.join(import.meta.dirname, "builtins-log.cjs")
 let dir = ""
 let base = ""
 let plan = "" // job A failed and retried (attempt 2 queued), job B completed
@@ -153,5 +155,30 @@ describe("the lean report start-up gives the full CLI's outcome", () => {
     const usage = await loaded(["report", "working", "--jsno", "--job", "B", "--plan", plan])
     expect(usage.r.code).toBe(2)
     expect(usage.urls.some(u => u.endsWith("/dist/cli/main.js"))).toBe(true)
+  }, 60_000)
+
+  it("with no orchestrator running, loads neither node:net nor Node's ES module loader", () => {
+    const store = path.join(dir, `builtins-${++n}`)
+    cpSync(base, store, { recursive: true })
+    const file = (ext: string) => path.join(dir, `builtins-${n}.${ext}`)
+    // stdout and stderr to files: a pipe as either is a socket, which loads node:net itself
+    const [out, err] = [openSync(file("out"), "w"), openSync(file("err"), "w")]
+    const r = spawnSync(process.execPath, ["-r", BUILTINS_LOG, BIN, "report", "working", "--job", "B", "--plan", plan], {
+      cwd: dir,
+      env: { ...process.env, CONCORD_STORE: store, CONCORD_TEST_BUILTINS_LOG: file("log") },
+      stdio: ["ignore", out, err],
+      timeout: 60_000,
+    })
+    closeSync(out)
+    closeSync(err)
+    expect(r.status, readFileSync(file("err"), "utf8")).toBe(0)
+    expect(readFileSync(file("out"), "utf8")).toMatch(/^reported working for B #1/)
+    const builtins = readFileSync(file("log"), "utf8").split("\n")
+    // the list is the process's own: the store hashes its chunks with node:crypto
+    expect(builtins).toContain("NativeModule crypto")
+    // the endpoint client's node:net only once an endpoint is found; bin/ is CommonJS, and Automerge's
+    // WebAssembly is found without Node's package-exports resolver
+    const unwanted = /^NativeModule (net|internal\/modules\/esm\/(resolve|module_job|translators|load))$/
+    expect(builtins.filter(b => unwanted.test(b))).toEqual([])
   }, 60_000)
 })
