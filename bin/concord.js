@@ -197,10 +197,20 @@ const start = async () => {
     // bundle holds its own copy of Automerge's JavaScript, initialised here, if it is the installed version
     const { mod, writeCache } = loadLean()
     if (mod.automergeVersion === automergeVersion()) {
-      await initialize(mod)
-      lean = await mod.leanReport(argv).catch(err => ({ code: crashed(err) }))
-      if ("argv" in lean) argv = lean.argv
-      else if (lean.code === 0 && process.env.CONCORD_WRITE_CODE_CACHE === "1") writeCache()
+      // the report's words are parsed while the WebAssembly compiles; it reads the store once Automerge is ready
+      const ready = initialize(mod)
+      ready.catch(() => {}) // thrown by leanReport, which awaits it
+      const pending = mod.leanReport(argv, ready)
+      // stdout and stderr are made now too: the report writes to them at its end, and making them then
+      // (a pipe is a socket: node:net and Node's streams are loaded) would add to what follows the wait
+      void process.stdout
+      void process.stderr
+      lean = await pending.catch(err => ({ code: crashed(err) }))
+      if ("argv" in lean) {
+        argv = lean.argv
+        // the full CLI initialises its own copy of Automerge below, not while this one does
+        await ready.catch(() => {})
+      } else if (lean.code === 0 && process.env.CONCORD_WRITE_CODE_CACHE === "1") writeCache()
     }
   }
   if (lean && "code" in lean) exit(lean.code)

@@ -19,24 +19,37 @@ import type { FastOutcome } from "./fast.js"
 // initialises that copy with this, before the report runs.
 export { initializeWasm } from "@automerge/automerge"
 
-export async function leanReport(argv: string[]): Promise<FastOutcome> {
+/**
+ * `ready`: resolves once Automerge can run (bin/concord.js compiles its WebAssembly meanwhile). The
+ * command's words are parsed and checked before it is awaited, so that this work overlaps the
+ * compilation; nothing is read from the store before it. A `ready` that fails is thrown as it is (a
+ * crash, not a refusal).
+ */
+export async function leanReport(argv: string[], ready: Promise<unknown> = Promise.resolve()): Promise<FastOutcome> {
   let outcome: FastOutcome = { argv }
+  let run: (() => Promise<FastOutcome>) | undefined
   const silent = { writeOut: () => {}, writeErr: () => {} }
   const program = new Command().name("concord").option("--store <dir>").exitOverride().configureOutput(silent)
   declareReport(program)
     .exitOverride()
     .configureOutput(silent)
-    .action(async (status: string, message: string | undefined, opts: ReportOptions) => {
+    .action((status: string, message: string | undefined, opts: ReportOptions) => {
       if (opts.remote || opts.token) return // a sync server: the full CLI
       try {
         const input = reportInput(status, message, opts)
-        const backend = new LocalBackend(openStore(program.opts<{ store?: string }>()))
-        try {
-          printReport(await reportRouted(backend, input, clock()), opts)
-        } finally {
-          await backend.close()
+        run = async () => {
+          try {
+            const backend = new LocalBackend(openStore(program.opts<{ store?: string }>()))
+            try {
+              printReport(await reportRouted(backend, input, clock()), opts)
+            } finally {
+              await backend.close()
+            }
+            return { code: typeof process.exitCode === "number" ? process.exitCode : 0 }
+          } catch (e) {
+            return { code: reportError(e) }
+          }
         }
-        outcome = { code: typeof process.exitCode === "number" ? process.exitCode : 0 }
       } catch (e) {
         outcome = { code: reportError(e) }
       }
@@ -47,5 +60,7 @@ export async function leanReport(argv: string[]): Promise<FastOutcome> {
     // a usage error, help: the full CLI says it properly
     return { argv }
   }
-  return outcome
+  if (!run) return outcome
+  await ready
+  return run()
 }
