@@ -5,7 +5,7 @@
  * such file spoiled, against its own copy of one store.
  */
 import { createHash } from "node:crypto"
-import { cpSync, mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs"
+import { cpSync, mkdirSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs"
 import path from "node:path"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { readReports } from "../../src/doc/reports.js"
@@ -47,13 +47,22 @@ function install(spoil: (cli: string) => void): string {
   return path.join(root, "bin", "concord.js")
 }
 
-/** `concord report` through `bin` on a fresh copy of the store: its outcome and the reports stored. */
-async function report(bin: string, message: string) {
+/**
+ * `concord report` through `bin` on a fresh copy of the store: its outcome and the reports stored. With
+ * `builtins`, also the Node built-ins the process loaded (test/cli/builtins-log.cjs).
+ */
+async function report(bin: string, message: string, opts: { builtins?: boolean } = {}) {
   const store = path.join(dir, `store-${++n}`)
   cpSync(base, store, { recursive: true })
-  const r = await runNode([bin, "report", "progress", message, "--job", "A", "--plan", plan, "--json"], { cwd: dir, env: { CONCORD_STORE: store } })
+  const log = path.join(dir, `builtins-${n}.log`)
+  const node = opts.builtins ? ["-r", path.join(import.meta.dirname, "builtins-log.cjs")] : []
+  const r = await runNode([...node, bin, "report", "progress", message, "--job", "A", "--plan", plan, "--json"], {
+    cwd: dir,
+    env: { CONCORD_STORE: store, ...(opts.builtins ? { CONCORD_TEST_BUILTINS_LOG: log } : {}) },
+  })
   const stored = readReports(await new PlanStore(store).loadReports(plan, "A")).filter(x => x.message === message)
-  return { code: r.code, stderr: r.stderr, out: r.code === 0 ? JSON.parse(r.stdout) : r.stdout, stored: stored.length }
+  const builtins = opts.builtins ? readFileSync(log, "utf8").split("\n") : []
+  return { code: r.code, stderr: r.stderr, out: r.code === 0 ? JSON.parse(r.stdout) : r.stdout, stored: stored.length, builtins }
 }
 
 /** A report through an installed copy spoiled by `spoil` is taken as through an untouched one, once. */
@@ -163,4 +172,59 @@ describe("V8's code cache of the report's bundle (dist/cli/lean.cache)", () => {
     ],
     ["refused by V8 (not a code cache at all)", (cli: string) => resealed(cli, data => Buffer.alloc(data.length, 7))],
   ])("%s: the report is taken as with it, once", takenAsWithout, 60_000)
+})
+
+/**
+ * concord installed as a project's dependency: its bin/ and dist/cli/ in node_modules/concord-plan, its
+ * dependencies beside it (the checkout's, linked); `automerge` may replace Automerge's package by a
+ * changed copy (its package.json, its dist/ linked).
+ */
+function installAsDependency(automerge?: (pkg: Record<string, any>) => void): string {
+  const modules = path.join(dir, `project-${++n}`, "node_modules")
+  const own = path.join(modules, "concord-plan")
+  mkdirSync(path.join(own, "dist"), { recursive: true })
+  cpSync(path.join(ROOT, "bin"), path.join(own, "bin"), { recursive: true })
+  cpSync(path.join(ROOT, "dist", "cli"), path.join(own, "dist", "cli"), { recursive: true })
+  cpSync(path.join(ROOT, "package.json"), path.join(own, "package.json"))
+  const link = (from: string, to: string) => {
+    for (const e of readdirSync(from)) {
+      if (e === ".bin" || e === ".cache" || (automerge && e === "@automerge")) continue
+      symlinkSync(path.join(from, e), path.join(to, e), "dir")
+    }
+  }
+  link(path.join(ROOT, "node_modules"), modules)
+  if (automerge) {
+    const scope = path.join(ROOT, "node_modules", "@automerge")
+    mkdirSync(path.join(modules, "@automerge", "automerge"), { recursive: true })
+    for (const e of readdirSync(scope)) if (e !== "automerge") symlinkSync(path.join(scope, e), path.join(modules, "@automerge", e), "dir")
+    const pkg = JSON.parse(readFileSync(path.join(scope, "automerge", "package.json"), "utf8"))
+    automerge(pkg)
+    writeFileSync(path.join(modules, "@automerge", "automerge", "package.json"), JSON.stringify(pkg))
+    symlinkSync(path.join(scope, "automerge", "dist"), path.join(modules, "@automerge", "automerge", "dist"), "dir")
+  }
+  return path.join(own, "bin", "concord.js")
+}
+
+describe("Automerge's WebAssembly, found where it is installed", () => {
+  const resolver = "NativeModule internal/modules/esm/resolve"
+
+  it("beside concord in a project's node_modules: found from its package.json, without Node's package-exports resolver", async () => {
+    const r = await report(installAsDependency(), "as a dependency", { builtins: true })
+    expect(r.code, r.stderr).toBe(0)
+    expect({ ...r.out, message: "" }).toEqual({ ...good.out, message: "" })
+    expect(r.stored).toBe(1)
+    expect(r.builtins).toContain("NativeModule crypto")
+    expect(r.builtins).not.toContain(resolver)
+  }, 60_000)
+
+  it("an export that is not a plain file: found by require.resolve, the report taken as usual", async () => {
+    const bin = installAsDependency(pkg => {
+      pkg.exports["./automerge.wasm"] = { default: pkg.exports["./automerge.wasm"] }
+    })
+    const r = await report(bin, "resolved by node", { builtins: true })
+    expect(r.code, r.stderr).toBe(0)
+    expect({ ...r.out, message: "" }).toEqual({ ...good.out, message: "" })
+    expect(r.stored).toBe(1)
+    expect(r.builtins).toContain(resolver)
+  }, 60_000)
 })
