@@ -135,12 +135,13 @@ const start = async () => {
   } else wasm = WebAssembly.compile(readFileSync(wasmFile))
   wasm.catch(() => {}) // reported below, by initializeWasm
   const initialize = async ({ initializeWasm }) => {
+    const compiled = await wasm
     // Its initialisation probes `typeof Response` / `typeof Request`, which would make Node load its fetch
     // implementation (undici, with a WebAssembly module of its own): hide them while it runs.
     const hidden = ["Response", "Request"].map(k => [k, Object.getOwnPropertyDescriptor(globalThis, k)])
     for (const [k] of hidden) Object.defineProperty(globalThis, k, { value: undefined, configurable: true, writable: true })
     try {
-      await initializeWasm(await wasm)
+      await initializeWasm(compiled)
     } finally {
       for (const [k, d] of hidden) {
         if (d) Object.defineProperty(globalThis, k, d)
@@ -197,7 +198,8 @@ const start = async () => {
     // bundle holds its own copy of Automerge's JavaScript, initialised here, if it is the installed version
     const { mod, writeCache } = loadLean()
     if (mod.automergeVersion === automergeVersion()) {
-      // the report's words are parsed while the WebAssembly compiles; it reads the store once Automerge is ready
+      // the report's words are parsed and the store's files read while the WebAssembly compiles (the
+      // store calls Automerge once it is ready: src/cli/lean.ts)
       const ready = initialize(mod)
       ready.catch(() => {}) // thrown by leanReport, which awaits it
       const pending = mod.leanReport(argv, ready)

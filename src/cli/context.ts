@@ -15,10 +15,11 @@ export interface GlobalOptions {
 
 /**
  * `live`: for a long-lived process speaking for one writer (`concord mcp`): it keeps the documents it uses
- * in memory and writes with blocking calls (DocStoreOptions.live and blockingWrites).
+ * in memory and writes with blocking calls (DocStoreOptions.live and blockingWrites). `ready`: see
+ * DocStoreOptions.ready.
  */
-export function openStore(opts: GlobalOptions, live = false): PlanStore {
-  return new PlanStore(locateStore({ store: opts.store }).dir, live ? { live, blockingWrites: true } : {})
+export function openStore(opts: GlobalOptions, live = false, ready?: Promise<unknown>): PlanStore {
+  return new PlanStore(locateStore({ store: opts.store }).dir, { ...(live ? { live, blockingWrites: true } : {}), ...(ready ? { ready } : {}) })
 }
 
 export interface RemoteOptions {

@@ -21,11 +21,15 @@ export { initializeWasm } from "@automerge/automerge"
 
 /**
  * `ready`: resolves once Automerge can run (bin/concord.js compiles its WebAssembly meanwhile). The
- * command's words are parsed and checked before it is awaited, so that this work overlaps the
- * compilation; nothing is read from the store before it. A `ready` that fails is thrown as it is (a
- * crash, not a refusal).
+ * command's words are parsed and checked, and the store's files read, while it compiles; the store
+ * waits for it before its first Automerge call (DocStoreOptions.ready). A `ready` that fails is thrown
+ * as it is (a crash, not a refusal); nothing was written then.
  */
 export async function leanReport(argv: string[], ready: Promise<unknown> = Promise.resolve()): Promise<FastOutcome> {
+  let failed: { error: unknown } | undefined
+  ready.catch(error => {
+    failed = { error }
+  })
   let outcome: FastOutcome = { argv }
   let run: (() => Promise<FastOutcome>) | undefined
   const silent = { writeOut: () => {}, writeErr: () => {} }
@@ -39,7 +43,7 @@ export async function leanReport(argv: string[], ready: Promise<unknown> = Promi
         const input = reportInput(status, message, opts)
         run = async () => {
           try {
-            const backend = new LocalBackend(openStore(program.opts<{ store?: string }>()))
+            const backend = new LocalBackend(openStore(program.opts<{ store?: string }>(), false, ready))
             try {
               printReport(await reportRouted(backend, input, clock()), opts)
             } finally {
@@ -47,6 +51,7 @@ export async function leanReport(argv: string[], ready: Promise<unknown> = Promi
             }
             return { code: typeof process.exitCode === "number" ? process.exitCode : 0 }
           } catch (e) {
+            if (failed) throw failed.error
             return { code: reportError(e) }
           }
         }
@@ -60,7 +65,5 @@ export async function leanReport(argv: string[], ready: Promise<unknown> = Promi
     // a usage error, help: the full CLI says it properly
     return { argv }
   }
-  if (!run) return outcome
-  await ready
-  return run()
+  return run ? run() : outcome
 }

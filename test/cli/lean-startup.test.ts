@@ -179,7 +179,7 @@ describe("V8's code cache of the report's bundle (dist/cli/lean.cache)", () => {
  * dependencies beside it (the checkout's, linked); `automerge` may replace Automerge's package by a
  * changed copy (its package.json, its dist/ linked).
  */
-function installAsDependency(automerge?: (pkg: Record<string, any>) => void): string {
+function installAsDependency(automerge?: (pkg: Record<string, any>, dir: string) => void): string {
   const modules = path.join(dir, `project-${++n}`, "node_modules")
   const own = path.join(modules, "concord-plan")
   mkdirSync(path.join(own, "dist"), { recursive: true })
@@ -198,7 +198,7 @@ function installAsDependency(automerge?: (pkg: Record<string, any>) => void): st
     mkdirSync(path.join(modules, "@automerge", "automerge"), { recursive: true })
     for (const e of readdirSync(scope)) if (e !== "automerge") symlinkSync(path.join(scope, e), path.join(modules, "@automerge", e), "dir")
     const pkg = JSON.parse(readFileSync(path.join(scope, "automerge", "package.json"), "utf8"))
-    automerge(pkg)
+    automerge(pkg, path.join(modules, "@automerge", "automerge"))
     writeFileSync(path.join(modules, "@automerge", "automerge", "package.json"), JSON.stringify(pkg))
     symlinkSync(path.join(scope, "automerge", "dist"), path.join(modules, "@automerge", "automerge", "dist"), "dir")
   }
@@ -226,5 +226,25 @@ describe("Automerge's WebAssembly, found where it is installed", () => {
     expect({ ...r.out, message: "" }).toEqual({ ...good.out, message: "" })
     expect(r.stored).toBe(1)
     expect(r.builtins).toContain(resolver)
+  }, 60_000)
+
+  it("a WebAssembly file V8 cannot compile: the report's words are still checked first; a valid report is a crash that writes nothing", async () => {
+    const bin = installAsDependency((pkg, dir) => {
+      writeFileSync(
+        path.join(dir, "broken.wasm"),
+        readFileSync(path.join(ROOT, "node_modules", "@automerge", "automerge", "dist", "automerge.wasm")).subarray(0, 4096)
+      )
+      pkg.exports["./automerge.wasm"] = "./broken.wasm"
+    })
+    const r = await report(bin, "never stored")
+    expect(r.code).toBe(1)
+    expect(r.stderr).toMatch(/^concord: CompileError/)
+    expect(r.stored).toBe(0)
+    // a bad status is refused as usual, before Automerge is needed
+    const store = path.join(dir, `store-${++n}`)
+    cpSync(base, store, { recursive: true })
+    const bad = await runNode([bin, "report", "bogus", "--job", "A", "--plan", plan], { cwd: dir, env: { CONCORD_STORE: store } })
+    expect(bad.code).toBe(2)
+    expect(bad.stderr).toMatch(/^concord: invalid report status "bogus"/)
   }, 60_000)
 })

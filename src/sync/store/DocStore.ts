@@ -90,6 +90,12 @@ export interface DocStoreOptions {
    * store whose directory is gone fail with StoreGoneError; see ConcordStorageAdapterOptions.create).
    */
   create?: boolean
+  /**
+   * Automerge may be called only once this resolves: a one-shot `concord report` compiles Automerge's
+   * WebAssembly while it starts, and reads the store's files meanwhile. Loads read their chunk files,
+   * then wait for it; saves wait for it. If it rejects, so do they. Default: no wait.
+   */
+  ready?: Promise<unknown>
 }
 
 export interface SavedInfo {
@@ -187,6 +193,7 @@ export class DocStore {
   readonly #maxCopies: number
   readonly #live: boolean
   readonly #onSaved: DocStoreOptions["onSaved"]
+  readonly #ready: Promise<unknown> | undefined
   readonly #state = new Map<string, DocState>()
   /** docIds whose DocState holds a copy, least recently used first */
   readonly #copies = new Set<string>()
@@ -206,6 +213,7 @@ export class DocStore {
     this.#live = opts.live ?? false
     this.#maxCopies = opts.maxCopies ?? (this.#live ? 4096 : 8)
     this.#onSaved = opts.onSaved
+    this.#ready = opts.ready
     const adapterOpts: ConcordStorageAdapterOptions = { onWarning: this.#warn, create: opts.create ?? false }
     if (opts.quarantineGraceMs !== undefined) adapterOpts.quarantineGraceMs = opts.quarantineGraceMs
     if (this.#live) adapterOpts.restoreIntervalMs = 1000
@@ -409,6 +417,8 @@ export class DocStore {
     // list afterwards. Files deleted between listing and reading make loadRange re-list.
     const incrementals = await this.adapter.loadRange([docId, "incremental"])
     const snapshots = await this.adapter.loadRange([docId, "snapshot"])
+    // Automerge from here on (a document kept from an earlier load or save has waited already)
+    if (this.#ready) await this.#ready
     const chunks: ReadChunk[] = []
     for (const [type, list] of [
       ["snapshot", snapshots],
@@ -499,6 +509,7 @@ export class DocStore {
   }
 
   async #save<T>(docId: string, doc: Automerge.Doc<T>): Promise<void> {
+    if (this.#ready) await this.#ready
     try {
       await this.#saveChunks(docId, doc)
     } catch (e) {

@@ -571,3 +571,47 @@ describe("DocStore compaction by change count, and update()", () => {
     expect(new Set(A.getAllChanges(back!).map(c => A.decodeChange(c).actor)).size).toBe(1)
   })
 })
+
+describe("DocStore's ready option (a process that starts Automerge while it reads the store)", () => {
+  it("a load reads its chunk files, then waits for ready before it calls Automerge", async () => {
+    const id = newDocId()
+    await writeChanges(id, 3)
+    let open!: () => void
+    const ready = new Promise<void>(r => (open = r))
+    let loaded: A.Doc<Plan> | undefined
+    const loading = store({ ready })
+      .load<Plan>(id)
+      .then(d => (loaded = d))
+    await new Promise(r => setTimeout(r, 200))
+    expect(loaded).toBeUndefined() // still waiting
+    // its files were read before: removed now, they are still in what it loads
+    const files = await ls(docDir(id, "incremental"))
+    expect(files.length).toBe(3)
+    for (const f of files) await rename(docDir(id, "incremental", f), path.join(dir, f))
+    open()
+    await loading
+    expect(Object.keys(loaded!.jobs).sort()).toEqual(["j0", "j1", "j2"])
+  })
+
+  it("a ready that fails: loads and updates fail with its error, nothing is called or written", async () => {
+    const id = newDocId()
+    await writeChanges(id, 1)
+    const before = await ls(docDir(id, "incremental"))
+    const broken = new Error("no WebAssembly")
+    const ready = Promise.reject(broken)
+    ready.catch(() => {})
+    const s = store({ ready })
+    await expect(s.load(id)).rejects.toBe(broken)
+    let called = false
+    await expect(
+      s.update<Plan, A.Doc<Plan>>(id, d => {
+        called = true
+        return A.change(d!, x => {
+          x.jobs.new = { status: "x" }
+        })
+      })
+    ).rejects.toBe(broken)
+    expect(called).toBe(false)
+    expect(await ls(docDir(id, "incremental"))).toEqual(before)
+  })
+})
