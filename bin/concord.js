@@ -45,9 +45,6 @@ const start = async () => {
   const { v8Flags } = require("./flags.js")
   for (const flag of v8Flags(argv.slice(2))) v8.setFlagsFromString(flag)
 
-  // The CLI bundles use Automerge's slim build: compile its WebAssembly here, on V8's background threads,
-  // while the main thread loads the CLI, instead of synchronously when Automerge is imported. Once per
-  // process, before any command runs.
   // Automerge's installed WebAssembly file and version, from its package.json, read once. The package is
   // looked for as Node looks for it (in the node_modules folders from bin/ up to the root) and the file
   // taken from the package's exports: require.resolve would load and compile Node's package-exports
@@ -72,7 +69,6 @@ const start = async () => {
     return { wasmFile, version: JSON.parse(readFileSync(path.join(path.dirname(wasmFile), "..", "package.json"), "utf8")).version }
   }
   const { wasmFile, version: installedAutomerge } = automergePackage()
-  const automergeVersion = () => installedAutomerge
 
   // A one-shot report compiles the WebAssembly functions a report calls ahead, on V8's background threads
   // while the report's JavaScript loads, instead of one by one on the main thread at their first call
@@ -89,7 +85,7 @@ const start = async () => {
     }
     const { v8: v8Version, automerge, size, at, end, head, classes } = hints ?? {}
     if (v8Version !== process.versions.v8.split(".").slice(0, 2).join(".") || typeof head !== "string" || typeof classes !== "string") return undefined
-    if (![size, at, end].every(Number.isSafeInteger) || at < 8 || at >= end || end > size || automerge !== automergeVersion()) return undefined
+    if (![size, at, end].every(Number.isSafeInteger) || at < 8 || at >= end || end > size || automerge !== installedAutomerge) return undefined
     const fd = openSync(wasmFile, "r")
     try {
       if (fstatSync(fd).size !== size) return undefined
@@ -116,6 +112,9 @@ const start = async () => {
       closeSync(fd)
     }
   }
+  // The CLI bundles use Automerge's slim build: compile its WebAssembly here, on V8's background threads,
+  // while the main thread loads the CLI, instead of synchronously when Automerge is imported. Once per
+  // process, before any command runs.
   let hinted
   if (report) {
     try {
@@ -197,7 +196,7 @@ const start = async () => {
     // the report command alone (src/cli/lean.ts), to the store or a running orchestrator's endpoint; its
     // bundle holds its own copy of Automerge's JavaScript, initialised here, if it is the installed version
     const { mod, writeCache } = loadLean()
-    if (mod.automergeVersion === automergeVersion()) {
+    if (mod.automergeVersion === installedAutomerge) {
       // the report's words are parsed and the store's files read while the WebAssembly compiles (the
       // store calls Automerge once it is ready: src/cli/lean.ts)
       const ready = initialize(mod)
