@@ -217,7 +217,21 @@ export class AccessPolicy {
     // Without changes a message only asks or tells heads: unreadable documents get "unavailable" from
     // the Repo's access hook.
     if (entries.length === 0) return NOTHING
-    if (!readable) return no(`token ${token.id} has no access to this document`)
+    return this.judgeEntries(token, docId, entries, current)
+  }
+
+  /**
+   * Judge change entries (changes, bundles or whole documents: a sync message's, or a chunk of the
+   * direct exchange, exchange.ts) a token sends for a document: the same rules whichever way they came.
+   */
+  async judgeEntries(
+    token: TokenRecord,
+    docId: string,
+    entries: Uint8Array[],
+    current: (docId: string) => Promise<A.Doc<unknown> | undefined>
+  ): Promise<Judgement> {
+    if (entries.length === 0) return NOTHING
+    if (!this.canRead(token, docId)) return no(`token ${token.id} has no access to this document`)
     const ref = this.index.lookup(docId)
     const job = roleJob(token.role)
     const repoDoc = await current(docId)

@@ -149,6 +149,57 @@ export class ServerApi {
     })
   }
 
+  /**
+   * POST /v1/exchange (exchange.ts): the framed request, the framed answer. Null when the server has no
+   * such endpoint (HTTP 404: a concord server from before it).
+   */
+  exchange(body: Buffer, timeoutMs = 120_000): Promise<Buffer | null> {
+    const u = this.#url("/v1/exchange")
+    const lib = u.protocol === "https:" ? https : http
+    return new Promise<Buffer | null>((resolve, reject) => {
+      const req = lib.request(
+        u,
+        {
+          method: "POST",
+          headers: {
+            ...(this.token ? { authorization: `Bearer ${this.token}` } : {}),
+            "content-type": "application/octet-stream",
+            "content-length": body.byteLength,
+          },
+          timeout: timeoutMs,
+          ...(this.ca ? { ca: this.ca } : {}),
+        },
+        res => {
+          const chunks: Buffer[] = []
+          res.on("data", (d: Buffer) => chunks.push(d))
+          res.on("error", e => reject(new SyncError("unreachable", `lost the server at ${this.base.host}: ${e.message}`)))
+          res.on("end", () => {
+            const buf = Buffer.concat(chunks)
+            const status = res.statusCode ?? 0
+            if (status === 200) return resolve(buf)
+            if (status === 404) return resolve(null)
+            let err = buf.toString("utf8").trim().slice(0, 300)
+            try {
+              err = (JSON.parse(err) as { error?: string }).error ?? err
+            } catch {
+              // not JSON: the text itself
+            }
+            if (status === 401) return reject(new SyncError("unauthorized", `the server at ${this.base.host} refused the token (HTTP 401: ${err || "unauthorized"})`))
+            if (status === 403 || status === 413) return reject(new SyncError("refused", `the server at ${this.base.host} refused: ${err} (HTTP ${status})`))
+            if (status === 503) return reject(new SyncError("unreachable", `the server at ${this.base.host} is not serving: ${err} (HTTP 503)`))
+            reject(new SyncError("protocol", `unexpected answer from ${u.host}${u.pathname}: HTTP ${status} ${err}`))
+          })
+        }
+      )
+      req.on("timeout", () => req.destroy(new Error(`no answer within ${timeoutMs} ms`)))
+      req.on("error", e => {
+        const code = (e as NodeJS.ErrnoException).code
+        reject(new SyncError("unreachable", `cannot reach the server at ${this.base.host}: ${code ?? e.message}`))
+      })
+      req.end(body)
+    })
+  }
+
   plans(): Promise<PlansResponse> {
     return this.request<PlansResponse>("GET", "/v1/plans")
   }

@@ -34,7 +34,8 @@ import { isPlanDoc, readPlan } from "../../doc/plan.js"
 import { ConcordStorageAdapter } from "../storage/ConcordStorageAdapter.js"
 import { DocStore, type DocStoreWatch } from "../store/DocStore.js"
 import { PlanStore } from "../store/PlanStore.js"
-import { AccessPolicy, grantsPlan, type Judgement, PlanIndex, type Principal } from "./access.js"
+import { AccessPolicy, type Backend, grantsPlan, type Judgement, PlanIndex, type Principal } from "./access.js"
+import { encodeFramed, type ExchangeAnswerDoc, parseRequest } from "./exchange.js"
 import { AuditLog, type AuditRecord, readAudit } from "./audit.js"
 import { LimitBook, type TokenLimits } from "./limits.js"
 import { installPromptSync } from "./prompt.js"
@@ -60,6 +61,11 @@ export interface SyncServerOptions {
   log?: (line: string) => void
   /** Per-token limits (limits.ts DEFAULT_LIMITS for what is not given). */
   limits?: Partial<TokenLimits>
+  /**
+   * Serve POST /v1/exchange, the direct change exchange of one-shot syncs (default true). false: as a
+   * server from before it, which answers 404 there (clients then sync through the Repo).
+   */
+  exchange?: boolean
 }
 
 export interface ServerPlanInfo {
@@ -249,8 +255,15 @@ export class SyncServer {
     const limited = this.limits.admit(token.id, msg.data?.byteLength ?? 0, now)
     if (limited) return { ok: false, reason: limited }
     const j = await this.policy.judge(token, msg, id => this.currentDoc(id))
+    return this.#record(token, remote, msg.documentId!, j, now)
+  }
+
+  /**
+   * After the judgement of changes a token sent for a document (over the WebSocket or the exchange):
+   * the document limit, then the audit trail (durably), then the policy remembers the result.
+   */
+  async #record(token: TokenRecord, remote: string, docId: string, j: Judgement, now: number): Promise<Judgement | { ok: false; reason: string }> {
     if (!j.ok) return j
-    const docId = msg.documentId!
     if (j.changes.length === 0) {
       this.policy.noteAccepted(docId, j)
       return { ok: true, changes: [], created: false }
@@ -358,7 +371,8 @@ export class SyncServer {
     if (await handleDashboardRequest(this, req, res)) return
     const isPlans = pathname.endsWith("/v1/plans")
     const isConfirm = pathname.endsWith("/v1/confirm")
-    if (!isPlans && !isConfirm) return json(res, 404, { error: "not found" })
+    const isExchange = pathname.endsWith("/v1/exchange") && this.opts.exchange !== false
+    if (!isPlans && !isConfirm && !isExchange) return json(res, 404, { error: "not found" })
     const { token, given } = await this.#auth(req)
     if (!token) {
       this.#log(`refused ${req.method} ${pathname} from ${this.#remote(req)}: ${given ? "wrong" : "missing"} token (HTTP 401)`)
@@ -374,6 +388,7 @@ export class SyncServer {
       })
     }
     if (req.method !== "POST") return json(res, 405, { error: "use POST" })
+    if (isExchange) return this.#exchange(token, this.#remote(req), req, res)
     let body: unknown
     try {
       body = JSON.parse(await readBody(req, MAX_BODY))
@@ -407,6 +422,131 @@ export class SyncServer {
     }
     await this.#registerArrivedPlans(ready)
     return json(res, 200, { heads })
+  }
+
+  /**
+   * POST /v1/exchange (exchange.ts): per document, apply the changes the client sent (judged, limited
+   * and audited exactly as a WebSocket message carrying them), then answer with the changes it lacks.
+   * Documents go in the request's order (a new plan before its report logs, which the server learns
+   * from the plan). Answered only once what was applied is durable.
+   */
+  async #exchange(token: TokenRecord, remote: string, req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+    const max = this.opts.maxMessageBytes ?? 64 * 1024 * 1024
+    let body: Buffer
+    try {
+      body = await readBinaryBody(req, max)
+    } catch (e) {
+      this.#log(`refused exchange from ${remote} (token ${token.id}): ${(e as Error).message}`)
+      return json(res, 413, { error: `${(e as Error).message}: the server takes at most ${max} bytes per exchange` })
+    }
+    let request: ReturnType<typeof parseRequest>
+    try {
+      request = parseRequest(body, isDocId)
+    } catch (e) {
+      return json(res, 400, { error: `bad exchange: ${(e as Error).message}` })
+    }
+    this.#log(`exchange from ${remote}: token ${token.id} (${token.role}), ${request.docs.length} document(s), ${body.byteLength} bytes`)
+    const answers: ExchangeAnswerDoc[] = []
+    const chunks: Uint8Array[] = []
+    const viaRepo: string[] = []
+    const sources: (() => Backend | undefined)[] = []
+    for (let i = 0; i < request.docs.length && !this.#closing; i++) {
+      const { id, heads } = request.docs[i]
+      const chunk = request.chunks[i]
+      const answer: ExchangeAnswerDoc = { id, heads: null, bytes: 0 }
+      answers.push(answer)
+      let merged: Backend | undefined
+      if (!this.policy.canRead(token, id)) {
+        answer.refused = `token ${token.id} has no access to this document`
+      } else if (chunk.byteLength > 0) {
+        const now = Date.now()
+        const limited = this.limits.admit(token.id, chunk.byteLength, now)
+        let before: A.Doc<unknown> | undefined
+        const current = async (d: string) => {
+          const doc = await this.currentDoc(d)
+          if (d === id) before = doc
+          return doc
+        }
+        const j: Judgement = limited ? { ok: false, reason: limited } : await this.policy.judgeEntries(token, id, [chunk], current)
+        const missing = j.ok ? newMissingDeps(j, before) : /^changes depend on /.test(j.reason)
+        if (missing) {
+          // built on changes the server does not have (the client's record of what it has is wrong)
+          answer.missingDeps = true
+        } else {
+          const v = await this.#record(token, remote, id, j, now)
+          if (!v.ok) answer.refused = v.reason
+          else if (v.changes.length > 0 && j.ok) merged = await this.#applyExchanged(id, chunk, j, viaRepo)
+        }
+      }
+      if (answer.refused) this.#log(`refused sync from ${remote} (token ${token.id}) for ${id}: ${answer.refused}`)
+      sources.push(() => merged)
+    }
+    // durable before the answer: what went through the Repo is flushed; direct writes already are
+    if (viaRepo.length) await this.repo.flush(viaRepo as DocumentId[])
+    for (let i = 0; i < answers.length; i++) {
+      const answer = answers[i]
+      let chunk: Uint8Array = new Uint8Array(0)
+      if (!answer.refused && i < sources.length) {
+        const id = answer.id
+        const h = this.repo.handles[id as DocumentId]
+        const raw = h?.isReady() ? A.getBackend(h.doc() as A.Doc<unknown>) : (sources[i]() ?? (await this.#reader.loadBackend(id)))
+        if (raw) {
+          const theirs = request.docs[i].heads.filter(x => raw.getChangeByHash(x) !== null)
+          answer.heads = raw.getHeads()
+          if (!sameHeadSet(answer.heads, request.docs[i].heads)) chunk = theirs.length ? raw.saveSince(theirs) : raw.save()
+        }
+      }
+      chunks.push(chunk)
+    }
+    const out = encodeFramed(answers, chunks)
+    res.writeHead(200, { "content-type": "application/octet-stream", "content-length": out.byteLength, "cache-control": "no-store" })
+    res.end(out)
+  }
+
+  /**
+   * Put changes the server accepted in place: into the Repo's copy when it has the document loaded (its
+   * WebSocket peers get them; flushed by the caller), else straight into the store as one more chunk
+   * (the Repo reads it when a peer asks). Returns the server's document with them, without a view.
+   */
+  async #applyExchanged(id: string, chunk: Uint8Array, j: Judgement & { ok: true }, viaRepo: string[]): Promise<Backend | undefined> {
+    const h = this.repo.handles[id as DocumentId]
+    if (h) {
+      if (!h.isReady() && (h.state === "loading" || h.state === "idle")) await h.whenReady().catch(() => {})
+      if (h.isReady()) h.update(d => A.loadIncremental(d, chunk))
+      else {
+        // asked for by a peer before the server had it: give it the whole judged document
+        const whole = j.raw ? A.load<unknown>(j.raw.save()) : j.doc
+        if (whole) h.update(d => A.merge(d, A.clone(whole)))
+      }
+      viaRepo.push(id)
+      if (j.created) {
+        // a new plan: in the index before the report logs that follow it in this exchange are judged
+        await this.repo.flush([id as DocumentId])
+        await this.#registerArrivedPlans([id])
+      }
+      return undefined
+    }
+    // a copy of exactly what was judged: the policy may change its own later
+    const own = j.raw ? j.raw.fork() : j.doc ? A.getBackend(A.clone(j.doc)) : undefined
+    const key = await this.store.docs.addChunk(id, chunk)
+    if (own) this.#watcher?.adopt(id, key, () => A.load<unknown>(own.save()))
+    if (!this.index.has(id) && !this.index.lookup(id) && own) await this.#registerWritten(id, own)
+    return own
+  }
+
+  /** A plan that arrived through an exchange and was written to the store: in the plans index, watched. */
+  async #registerWritten(id: string, raw: Backend): Promise<void> {
+    const doc = A.load<unknown>(raw.save())
+    if (!isPlanDoc(doc)) return
+    const v = readPlan(doc)
+    await this.store.registerPlan({ id, name: v.name, createdAt: v.createdAt, createdBy: v.createdBy })
+    this.index.setPlan(
+      id,
+      v.name,
+      v.jobs.map(j => j.name)
+    )
+    if (!this.#closing) this.#watchPlan(id)
+    this.#log(`plan ${id} (${v.name}) arrived over the network; added to the plans index`)
   }
 
   /** Wait until the Repo's copy of each document has the given heads, up to `ms` (or the server closing). */
@@ -588,6 +728,39 @@ export class SyncServer {
       }
     }
   }
+}
+
+/** A judgement whose changes build on changes neither the server nor the message has. */
+function newMissingDeps(j: Judgement & { ok: true }, before: A.Doc<unknown> | undefined): boolean {
+  const had = new Set(before ? A.getMissingDeps(before, []) : [])
+  const now = j.raw ? j.raw.getMissingDeps([]) : j.doc ? A.getMissingDeps(j.doc, []) : []
+  return now.some(h => !had.has(h))
+}
+
+const sameHeadSet = (a: readonly string[], b: readonly string[]) => a.length === b.length && a.every(h => b.includes(h))
+
+/** A request body as bytes, refused (Error) past `maxBytes`. */
+function readBinaryBody(req: http.IncomingMessage, maxBytes: number): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const declared = Number(req.headers["content-length"])
+    if (Number.isFinite(declared) && declared > maxBytes) {
+      req.resume()
+      return reject(new Error(`request body of ${declared} bytes is over the limit`))
+    }
+    let size = 0
+    const chunks: Buffer[] = []
+    req.on("data", (c: Buffer) => {
+      size += c.length
+      if (size > maxBytes) {
+        reject(new Error(`request body over ${maxBytes} bytes`))
+        req.destroy()
+        return
+      }
+      chunks.push(c)
+    })
+    req.on("end", () => resolve(Buffer.concat(chunks)))
+    req.on("error", reject)
+  })
 }
 
 function json(res: http.ServerResponse, status: number, body: unknown): void {

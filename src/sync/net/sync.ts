@@ -21,6 +21,7 @@ import { LocalBackend } from "../../ops/local.js"
 import { pick, resolvePlan } from "../../ops/resolve.js"
 import type { PlanStore } from "../store/PlanStore.js"
 import { type ConnectOptions, type PlansResponse, RemoteSession, ServerApi, SyncError } from "./client.js"
+import { syncByExchange } from "./bulk.js"
 import { DivergenceWatch } from "./stall.js"
 
 export interface SyncOptions extends ConnectOptions {
@@ -28,6 +29,11 @@ export interface SyncOptions extends ConnectOptions {
   plans?: string[]
   /** Give up after this long (reconnects included). Default 120 s. */
   timeoutMs?: number
+  /**
+   * One-shot syncs exchange changes directly (bulk.ts, POST /v1/exchange) when the server offers it
+   * (default true; also off with CONCORD_SYNC_EXCHANGE=0); false: through the Repo and the sync protocol.
+   */
+  exchange?: boolean
 }
 
 export interface PlanSyncResult {
@@ -132,7 +138,17 @@ export async function syncOnce(store: PlanStore, opts: SyncOptions): Promise<Syn
   const timeoutMs = opts.timeoutMs ?? 120_000
   const log = opts.log ?? (() => {})
   // The HTTP API first: it answers fast and clearly for unreachable servers and refused tokens.
-  const remote = await new ServerApi(opts.url, opts.token, opts.ca).plans()
+  const api = new ServerApi(opts.url, opts.token, opts.ca)
+  const remote = await api.plans()
+  if (opts.exchange !== false && process.env.CONCORD_SYNC_EXCHANGE !== "0") {
+    const { chosen, skipped } = await choosePlans(store, remote, opts.plans)
+    const r = await syncByExchange(store, remote, api, chosen, { deadline: t0 + timeoutMs, log })
+    if (r) {
+      for (const s of [...skipped, ...r.skipped]) log(`skipped plan ${s.id}: ${s.why}`)
+      return { url: opts.url, ms: Date.now() - t0, plans: r.plans, skipped: [...skipped, ...r.skipped] }
+    }
+    log(`debug: the server has no change exchange (an older concord); syncing through the sync protocol`)
+  }
   const session = await RemoteSession.open(opts)
   try {
     const { chosen, skipped } = await choosePlans(store, remote, opts.plans)

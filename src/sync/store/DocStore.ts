@@ -630,6 +630,43 @@ export class DocStore {
     return [...st.chunks.values()].map(c => `${c.key[1]}/${c.key[2]}`).sort()
   }
 
+  // ------------------------------------------------------------------ raw chunks
+
+  /**
+   * Load a document without building its JavaScript view (Automerge's backend only: heads, saveSince,
+   * loadIncremental), chunk by chunk, each chunk verified first. For a process that only passes
+   * changes on (the sync server answering an exchange). Undefined if the document has no valid chunk.
+   */
+  async loadBackend(docId: string): Promise<ReturnType<typeof Automerge.getBackend> | undefined> {
+    checkDocId(docId)
+    const incrementals = await this.adapter.loadRange([docId, "incremental"])
+    const snapshots = await this.adapter.loadRange([docId, "snapshot"])
+    let raw: ReturnType<typeof Automerge.getBackend> | undefined
+    for (const c of [...snapshots, ...incrementals]) {
+      if (!c.data || c.key.length !== 3) continue
+      const next = raw ?? Automerge.getBackend(Automerge.init())
+      try {
+        next.loadIncremental(c.data)
+        raw = next
+      } catch (e) {
+        this.#warn(`Automerge did not apply chunk ${this.adapter.filePath(c.key)} (${(e as Error).message}); left it on disk`)
+      }
+    }
+    return raw
+  }
+
+  /**
+   * Add Automerge bytes (changes, as saveSince makes them) to a document as one more incremental chunk,
+   * durably; nothing on disk is replaced. The caller vouches that the bytes decode (the sync server
+   * writes only what it judged). Returns the chunk's key.
+   */
+  async addChunk(docId: string, bytes: Uint8Array): Promise<StorageKey> {
+    checkDocId(docId)
+    const key: StorageKey = [docId, "incremental", keyHash(bytes)]
+    await this.#withLock(docId, () => this.adapter.save(key, bytes))
+    return key
+  }
+
   // ------------------------------------------------------------------ exists
 
   /** Does the document have any chunk (snapshot or incremental file) on disk? */
