@@ -90,7 +90,7 @@ describe("what the server does with a big push", () => {
     const { store, id } = await storeWithWork(500)
     const rid = reportDocId(id, "A")
     // the plan first (a plan new to the server), so that the server watches its documents
-    await syncOnce(store, { url, token: admin, plans: [id], timeoutMs: 60_000 })
+    await syncOnce(store, { url, token: admin, plans: [id], timeoutMs: 60_000, exchange: false })
     await until("the server watches the plan", async () => (await server.store.listPlans()).some(p => p.id === id))
     // more offline work, pushed in one message per document, while the watcher is counted
     let plan = await store.loadPlan(id)
@@ -103,7 +103,7 @@ describe("what the server does with a big push", () => {
     await store.docs.save(rid, log)
     await new Promise(r => setTimeout(r, 300)) // the watcher's first scans are done
     const counter = countChunkReads([id, rid])
-    const r = await syncOnce(store, { url, token: admin, plans: [id], timeoutMs: 60_000 })
+    const r = await syncOnce(store, { url, token: admin, plans: [id], timeoutMs: 60_000, exchange: false })
     expect(r.plans[0].docs).toBe(2)
     // the server wrote what it received (durable: the confirmation flushes), and its watcher polls every 50 ms
     await new Promise(r => setTimeout(r, 500))
@@ -121,7 +121,7 @@ describe("what the server does with a big push", () => {
       })
       expect(counter.reads()).toBeGreaterThanOrEqual(1)
       expect(counter.reads()).toBeLessThanOrEqual(2) // that chunk (twice at most: fs.watch and the poll racing)
-      await syncOnce(store, { url, token: admin, plans: [id], timeoutMs: 60_000 })
+      await syncOnce(store, { url, token: admin, plans: [id], timeoutMs: 60_000, exchange: false })
       const mine = (await store.loadReports(id, "A"))!
       expect(mine.reports.length).toBe(1001)
       expect(mine.reports.some(r => String(r.message) === "from a local process")).toBe(true)
@@ -134,7 +134,7 @@ describe("what the server does with a big push", () => {
 describe("how concord sync decides it is done", () => {
   it("a push to a plan the server has: one round, one confirmation, answered once the server has our heads", async () => {
     const { store, id } = await storeWithWork(20)
-    await syncOnce(store, { url, token: admin, plans: [id], timeoutMs: 60_000 })
+    await syncOnce(store, { url, token: admin, plans: [id], timeoutMs: 60_000, exchange: false })
     const plan = await store.loadPlan(id)
     await store.docs.save(id, updateAttempt(plan, "A", 1, { heartbeatAt: t }, ctx("job:A#1@host"), "one more"))
     const confirms: { docs: number; want: boolean }[] = []
@@ -146,7 +146,7 @@ describe("how concord sync decides it is done", () => {
         .then(r => (r as { heads: Record<string, string[] | null> }).heads)
     })
     try {
-      const r = await syncOnce(store, { url, token: admin, plans: [id], timeoutMs: 60_000 })
+      const r = await syncOnce(store, { url, token: admin, plans: [id], timeoutMs: 60_000, exchange: false })
       expect(r.plans.find(p => p.id === id)?.docs).toBe(2)
       // The old way: a confirmation for the plan, then one for its logs, each first asked at once and then
       // polled: at least two. Now one for both; it asks the server to wait for our heads unless the sync
@@ -161,7 +161,7 @@ describe("how concord sync decides it is done", () => {
 
   it("the confirmation waits for wanted heads up to waitMs, answers at once when they are there, refuses bad input", async () => {
     const { store, id } = await storeWithWork(3)
-    await syncOnce(store, { url, token: admin, plans: [id], timeoutMs: 60_000 })
+    await syncOnce(store, { url, token: admin, plans: [id], timeoutMs: 60_000, exchange: false })
     const api = new ServerApi(url, admin)
     const have = A.getHeads((await store.docs.load(id))!)
     let t0 = Date.now()
