@@ -106,11 +106,11 @@ export async function syncByExchange(
   // the documents, each plan before its report logs (a plan new to the server tells it which logs are its)
   const items: Item[] = []
   for (const c of chosen) {
-    const raw = await store.docs.loadBackend(c.id)
+    const raw = (await store.docs.loadBackend(c.id))?.raw
     items.push({ id: c.id, planId: c.id, raw, onServer: c.onServer })
     for (const job of new Set([...(raw ? jobsOf(raw) : []), ...c.serverJobs])) {
       const rid = reportDocId(c.id, job)
-      const local = await store.docs.loadBackend(rid)
+      const local = (await store.docs.loadBackend(rid))?.raw
       if (!local && !c.serverDocs.has(rid)) continue
       items.push({ id: rid, planId: c.id, raw: local, onServer: c.serverDocs.has(rid) })
     }

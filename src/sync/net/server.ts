@@ -32,7 +32,7 @@ import { handleDashboardRequest } from "../../dashboard/serve.js"
 import { isDocId, reportDocId } from "../../doc/ids.js"
 import { isPlanDoc, readPlan } from "../../doc/plan.js"
 import { ConcordStorageAdapter } from "../storage/ConcordStorageAdapter.js"
-import { DocStore, type DocStoreWatch } from "../store/DocStore.js"
+import { DocStore, type DocStoreWatch, keyHash } from "../store/DocStore.js"
 import { PlanStore } from "../store/PlanStore.js"
 import { AccessPolicy, type Backend, grantsPlan, type Judgement, PlanIndex, type Principal } from "./access.js"
 import { encodeFramed, type ExchangeAnswerDoc, parseRequest } from "./exchange.js"
@@ -103,6 +103,8 @@ export class SyncServer {
   #wss?: WebSocketServer
   #watcher?: DocStoreWatch
   #watched = new Set<string>()
+  /** documents read without their view for exchanges, with the chunk files each holds (#currentRaw) */
+  readonly #raws = new Map<string, { raw: Backend; keys: Set<string> }>()
   #indexTimer?: NodeJS.Timeout
   #pendingTimer?: NodeJS.Timeout
   #revokeTimer?: NodeJS.Timeout
@@ -296,6 +298,29 @@ export class SyncServer {
     return { ok: true, changes: j.changes, created: j.created }
   }
 
+  /**
+   * The server's current copy of a document without its JavaScript view (exchanges only pass changes
+   * on): the Repo's if loaded, else what is on disk, kept between exchanges (only chunk files new since
+   * are read). Read only: callers fork it to change it.
+   */
+  async #currentRaw(docId: string): Promise<Backend | undefined> {
+    const h = this.repo.handles[docId as DocumentId]
+    if (h?.isReady()) return A.getBackend(h.doc() as A.Doc<unknown>)
+    if (!isDocId(docId)) return undefined
+    const known = this.#raws.get(docId)
+    this.#raws.delete(docId)
+    const got = await this.#reader.loadBackend(docId, known)
+    if (!got) return undefined
+    this.#keepRaw(docId, got)
+    return got.raw
+  }
+
+  #keepRaw(docId: string, entry: { raw: Backend; keys: Set<string> }): void {
+    this.#raws.delete(docId)
+    this.#raws.set(docId, entry)
+    if (this.#raws.size > 64) this.#raws.delete(this.#raws.keys().next().value!)
+  }
+
   /** The server's current copy of a document: the Repo's if loaded, else what is on disk. */
   async currentDoc(docId: string): Promise<A.Doc<unknown> | undefined> {
     const h = this.repo.handles[docId as DocumentId]
@@ -456,18 +481,26 @@ export class SyncServer {
       const answer: ExchangeAnswerDoc = { id, heads: null, bytes: 0 }
       answers.push(answer)
       let merged: Backend | undefined
+      // each document counts as one message against the token's limits, as on the WebSocket
+      const now = Date.now()
+      const limited = this.limits.admit(token.id, chunk.byteLength, now)
       if (!this.policy.canRead(token, id)) {
         answer.refused = `token ${token.id} has no access to this document`
+      } else if (limited && chunk.byteLength === 0) {
+        answer.refused = limited
       } else if (chunk.byteLength > 0) {
-        const now = Date.now()
-        const limited = this.limits.admit(token.id, chunk.byteLength, now)
-        let before: A.Doc<unknown> | undefined
+        let before: string[] = []
         const current = async (d: string) => {
           const doc = await this.currentDoc(d)
-          if (d === id) before = doc
+          if (d === id && doc) before = A.getMissingDeps(doc, [])
           return doc
         }
-        const j: Judgement = limited ? { ok: false, reason: limited } : await this.policy.judgeEntries(token, id, [chunk], current)
+        const currentRaw = async (d: string) => {
+          const raw = await this.#currentRaw(d)
+          if (d === id && raw) before = raw.getMissingDeps([])
+          return raw
+        }
+        const j: Judgement = limited ? { ok: false, reason: limited } : await this.policy.judgeEntries(token, id, [chunk], current, currentRaw)
         const missing = j.ok ? newMissingDeps(j, before) : /^changes depend on /.test(j.reason)
         if (missing) {
           // built on changes the server does not have (the client's record of what it has is wrong)
@@ -489,7 +522,7 @@ export class SyncServer {
       if (!answer.refused && i < sources.length) {
         const id = answer.id
         const h = this.repo.handles[id as DocumentId]
-        const raw = h?.isReady() ? A.getBackend(h.doc() as A.Doc<unknown>) : (sources[i]() ?? (await this.#reader.loadBackend(id)))
+        const raw = h?.isReady() ? A.getBackend(h.doc() as A.Doc<unknown>) : (sources[i]() ?? (await this.#currentRaw(id)))
         if (raw) {
           const theirs = request.docs[i].heads.filter(x => raw.getChangeByHash(x) !== null)
           answer.heads = raw.getHeads()
@@ -528,8 +561,14 @@ export class SyncServer {
     }
     // a copy of exactly what was judged: the policy may change its own later
     const own = j.raw ? j.raw.fork() : j.doc ? A.getBackend(A.clone(j.doc)) : undefined
-    const key = await this.store.docs.addChunk(id, chunk)
-    if (own) this.#watcher?.adopt(id, key, () => A.load<unknown>(own.save()))
+    // announced before it is written: the watcher, woken by the write, must not read it back
+    const key = `incremental/${keyHash(chunk)}`
+    if (own) this.#watcher?.adopt(id, [id, "incremental", keyHash(chunk)], () => A.load<unknown>(own.save()))
+    const cached = this.#raws.get(id)
+    this.#raws.delete(id)
+    await this.store.docs.addChunk(id, chunk)
+    // what the exchange cache held plus this chunk is what `own` holds (a fork: the cache's is never changed)
+    if (own && cached) this.#keepRaw(id, { raw: own.fork(), keys: new Set([...cached.keys, key]) })
     if (!this.index.has(id) && !this.index.lookup(id) && own) await this.#registerWritten(id, own)
     return own
   }
@@ -731,8 +770,8 @@ export class SyncServer {
 }
 
 /** A judgement whose changes build on changes neither the server nor the message has. */
-function newMissingDeps(j: Judgement & { ok: true }, before: A.Doc<unknown> | undefined): boolean {
-  const had = new Set(before ? A.getMissingDeps(before, []) : [])
+function newMissingDeps(j: Judgement & { ok: true }, before: string[]): boolean {
+  const had = new Set(before)
   const now = j.raw ? j.raw.getMissingDeps([]) : j.doc ? A.getMissingDeps(j.doc, []) : []
   return now.some(h => !had.has(h))
 }

@@ -635,24 +635,35 @@ export class DocStore {
   /**
    * Load a document without building its JavaScript view (Automerge's backend only: heads, saveSince,
    * loadIncremental), chunk by chunk, each chunk verified first. For a process that only passes
-   * changes on (the sync server answering an exchange). Undefined if the document has no valid chunk.
+   * changes on (the sync server answering an exchange). With `known` (a backend and the chunk files it
+   * holds, "type/hash"), only the chunk files not among them are read, into that backend (changed in
+   * place). Undefined if the document has no valid chunk.
    */
-  async loadBackend(docId: string): Promise<ReturnType<typeof Automerge.getBackend> | undefined> {
+  async loadBackend(
+    docId: string,
+    known?: { raw: ReturnType<typeof Automerge.getBackend>; keys: Set<string> }
+  ): Promise<{ raw: ReturnType<typeof Automerge.getBackend>; keys: Set<string> } | undefined> {
     checkDocId(docId)
-    const incrementals = await this.adapter.loadRange([docId, "incremental"])
-    const snapshots = await this.adapter.loadRange([docId, "snapshot"])
-    let raw: ReturnType<typeof Automerge.getBackend> | undefined
-    for (const c of [...snapshots, ...incrementals]) {
-      if (!c.data || c.key.length !== 3) continue
+    const listed = [...(await this.adapter.listKeys([docId, "incremental"])), ...(await this.adapter.listKeys([docId, "snapshot"]))].filter(
+      k => k.length === 3 && !known?.keys.has(`${k[1]}/${k[2]}`)
+    )
+    // snapshots first
+    listed.sort((a, b) => (a[1] === b[1] ? 0 : a[1] === "snapshot" ? -1 : 1))
+    let raw = known?.raw
+    const keys = new Set(known?.keys ?? [])
+    for (const key of listed) {
+      const data = await this.adapter.load(key) // verified; undefined if gone (compacted) or damaged
+      if (!data) continue
       const next = raw ?? Automerge.getBackend(Automerge.init())
       try {
-        next.loadIncremental(c.data)
+        next.loadIncremental(data)
         raw = next
+        keys.add(`${key[1]}/${key[2]}`)
       } catch (e) {
-        this.#warn(`Automerge did not apply chunk ${this.adapter.filePath(c.key)} (${(e as Error).message}); left it on disk`)
+        this.#warn(`Automerge did not apply chunk ${this.adapter.filePath(key)} (${(e as Error).message}); left it on disk`)
       }
     }
-    return raw
+    return raw ? { raw, keys } : undefined
   }
 
   /**
