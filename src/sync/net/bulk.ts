@@ -22,7 +22,7 @@ import { writeFileAtomic } from "../storage/atomic.js"
 import { chunkContents } from "../storage/chunk-format.js"
 import type { Backend } from "./access.js"
 import { type PlansResponse, ServerApi, SyncError } from "./client.js"
-import { encodeFramed, type ExchangeAnswerDoc, type ExchangeRequestDoc, parseAnswer } from "./exchange.js"
+import { encodeFramed, type ExchangeAnswerDoc, type ExchangeRequestDoc, jobsOf, parseAnswer } from "./exchange.js"
 
 export interface BulkPlan {
   id: string
@@ -73,16 +73,6 @@ async function writeBases(storeDir: string, storageId: string, bases: Map<string
   if (!file) return
   // a cache: rebuilt by the next sync if lost, so no fsync
   await writeFileAtomic(file, JSON.stringify({ v: 1, docs: Object.fromEntries(bases) }), { root: storeDir, durable: false })
-}
-
-/** The job names of a plan document, read without its JavaScript view. */
-function jobsOf(raw: Backend): string[] {
-  try {
-    const jobs = raw.getWithType("_root", "jobs")
-    return jobs && jobs[0] === "map" ? raw.keys(jobs[1] as string) : []
-  } catch {
-    return []
-  }
 }
 
 const has = (raw: Backend, h: string) => raw.getChangeByHash(h) !== null

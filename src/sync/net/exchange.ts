@@ -15,6 +15,8 @@
  * Pure encoding and validation: no I/O.
  */
 
+import type { Backend } from "./access.js"
+
 export interface ExchangeRequestDoc {
   id: string
   heads: string[]
@@ -105,4 +107,14 @@ export function parseAnswer(buf: Uint8Array): Framed<ExchangeAnswerDoc> {
     if (d.refused !== undefined && typeof d.refused !== "string") throw new Error(`bad refusal for ${d.id}`)
   }
   return f as unknown as Framed<ExchangeAnswerDoc>
+}
+
+/** The job names of a plan document, read without its JavaScript view. */
+export function jobsOf(raw: Backend): string[] {
+  try {
+    const jobs = raw.getWithType("_root", "jobs")
+    return jobs && jobs[0] === "map" ? raw.keys(jobs[1] as string) : []
+  } catch {
+    return []
+  }
 }

@@ -35,7 +35,7 @@ import { ConcordStorageAdapter } from "../storage/ConcordStorageAdapter.js"
 import { DocStore, type DocStoreWatch, keyHash } from "../store/DocStore.js"
 import { PlanStore } from "../store/PlanStore.js"
 import { AccessPolicy, type Backend, grantsPlan, type Judgement, PlanIndex, type Principal } from "./access.js"
-import { encodeFramed, type ExchangeAnswerDoc, parseRequest } from "./exchange.js"
+import { encodeFramed, type ExchangeAnswerDoc, jobsOf, parseRequest } from "./exchange.js"
 import { AuditLog, type AuditRecord, readAudit } from "./audit.js"
 import { LimitBook, type TokenLimits } from "./limits.js"
 import { installPromptSync } from "./prompt.js"
@@ -570,6 +570,15 @@ export class SyncServer {
     // what the exchange cache held plus this chunk is what `own` holds (a fork: the cache's is never changed)
     if (own && cached) this.#keepRaw(id, { raw: own.fork(), keys: new Set([...cached.keys, key]) })
     if (!this.index.has(id) && !this.index.lookup(id) && own) await this.#registerWritten(id, own)
+    else if (own && this.index.has(id)) {
+      // a plan that got jobs: their report logs are its (access control), and watched
+      const p = this.index.plans.get(id)!
+      const jobs = jobsOf(own)
+      if (jobs.some(j => !p.jobs.includes(j))) {
+        this.index.setPlan(id, p.name, [...new Set([...p.jobs, ...jobs])])
+        if (!this.#closing) this.#watchPlan(id)
+      }
+    }
     return own
   }
 

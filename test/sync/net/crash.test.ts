@@ -31,7 +31,7 @@ async function offlineChanges(dir: string, id: string, n: number, tag: string): 
 // away) and the sync protocol through a Repo (CONCORD_SYNC_EXCHANGE=0)
 describe.each([
   // an exchange is one request: only a kill before its answer interrupts it (the first round's, at once)
-  { mode: "exchange", env: {}, started: " exchange from ", n: 6000, every: false },
+  { mode: "exchange", env: {}, started: " exchange from ", n: 3000, every: false },
   // the sync protocol's conversation lasts longer than every round's delay
   { mode: "sync protocol", env: { CONCORD_SYNC_EXCHANGE: "0" }, started: " joined ", n: 1500, every: true },
 ])("server killed mid-sync ($mode)", ({ env, started, n, every }) => {

@@ -25,7 +25,7 @@ import { syncOnce } from "../../../src/sync/net/sync.js"
 import { addToken, defaultTokensFile } from "../../../src/sync/net/tokens.js"
 import { PlanStore } from "../../../src/sync/store/PlanStore.js"
 import { spec } from "../../doc/helpers.js"
-import { until } from "./helpers.js"
+import { spawnConcord, until } from "./helpers.js"
 
 let t = 1_800_000_000_000
 const ctx = (by = "tester@host:1"): WriteContext => ({ by, now: ++t })
@@ -169,6 +169,14 @@ describe("one-shot sync by direct exchange", () => {
     await syncOnce(a, { url, token: tk.admin, timeoutMs: 60_000 })
     expect(await headsIn(serverDir, [id, reportDocId(id, "A")])).toEqual(await headsIn(a.dir, [id, reportDocId(id, "A")]))
     expect((await new PlanStore(serverDir).loadReports(id, "A"))!.reports.length).toBe(13)
+    // a stale record (before all of that): everything since goes again; the server applies and audits it once
+    writeFileSync(file, JSON.stringify({ v: 1, docs: { [id]: mid } }))
+    await work(a, id, 2, "x4")
+    await syncOnce(a, { url, token: tk.admin, timeoutMs: 60_000 })
+    expect(await headsIn(serverDir, [id])).toEqual(await headsIn(a.dir, [id]))
+    const hashes = (await readAudit(serverDir)).filter(r => r.doc === id).map(r => r.hash)
+    expect(new Set(hashes).size).toBe(hashes.length)
+    expect(hashes.length).toBe(1 + 5 + 5 + 3 + 2) // the plan's creation and every heartbeat, once
   }, 60_000)
 
   it("judges every change as the WebSocket path does: same refusal, nothing applied; the audit records what it accepts", async () => {
@@ -267,6 +275,28 @@ describe("one-shot sync by direct exchange", () => {
       await live.close()
     }
   }, 60_000)
+
+  it("a concord sync SIGKILLed during its exchange: the next run converges, nothing applied or audited twice", async () => {
+    const a = await newStore()
+    const { id } = await a.createPlan(spec([{ name: "A" }, { name: "B" }], { name: "exchange-client-killed" }), "/tmp", ctx())
+    await syncOnce(a, { url, token: tk.admin, timeoutMs: 60_000 })
+    const ids = [id, reportDocId(id, "A")]
+    for (const delay of [0, 100]) {
+      await work(a, id, 2000, `k${delay}`)
+      const seen = logs.length
+      const run = spawnConcord(a.dir, ["sync", url, "--token", tk.admin, "--timeout", "60"])
+      await until("the exchange to arrive", () => logs.slice(seen).some(l => l.startsWith("exchange from")), 30_000, 5)
+      await new Promise(r => setTimeout(r, delay))
+      run.child.kill("SIGKILL")
+      await run.done
+      await syncOnce(a, { url, token: tk.admin, timeoutMs: 60_000 })
+      expect(await headsIn(serverDir, ids)).toEqual(await headsIn(a.dir, ids))
+    }
+    // each change audited once, however many times it was sent
+    const hashes = (await readAudit(serverDir)).filter(r => ids.includes(r.doc)).map(r => r.hash)
+    expect(new Set(hashes).size).toBe(hashes.length)
+    expect((await new PlanStore(serverDir).loadReports(id, "A"))!.reports.length).toBe(2 * 2000)
+  }, 120_000)
 
   it("falls back to the sync protocol when the server has no exchange (404)", async () => {
     const dir = path.join(tmp(), "old-server")
