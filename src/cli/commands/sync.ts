@@ -77,7 +77,7 @@ interface SyncCliOptions {
 
 /** The plans a token can see on a server (`sync --list`, `plan list --remote`). */
 export async function listServerPlans(url: string, token: string, ca: Buffer | undefined, json?: boolean): Promise<void> {
-  const { ServerApi } = await import("../../sync/net/client.js")
+  const { ServerApi } = await import("../../sync/net/api.js")
   const r = await new ServerApi(url, token, ca).plans()
   if (json) return printJson(r.plans)
   if (r.plans.length === 0) return out(`no plans on ${url} for token ${r.token.id} (${r.token.role})`)
@@ -156,7 +156,7 @@ export function registerSync(program: Command, globals: () => GlobalOptions): vo
     .option("--quiet", "no progress lines on stderr")
     .description("sync this store's plans with a server, both ways (exit 0 once both sides have each other's changes)")
     .action(async (url: string, opts: SyncCliOptions) => {
-      const { parseServerUrl } = await import("../../sync/net/client.js")
+      const { parseServerUrl } = await import("../../sync/net/api.js")
       parseServerUrl(url)
       const timeoutMs = intOption("--timeout", opts.timeout, 1, 86_400)! * 1000
       const token = opts.token ?? process.env.CONCORD_TOKEN

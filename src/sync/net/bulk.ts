@@ -21,7 +21,7 @@ import type { PlanStore } from "../store/PlanStore.js"
 import { writeFileAtomic } from "../storage/atomic.js"
 import { chunkContents } from "../storage/chunk-format.js"
 import type { Backend } from "./access.js"
-import { type PlansResponse, ServerApi, SyncError } from "./client.js"
+import { type PlansResponse, type ServerApi, SyncError } from "./api.js"
 import { encodeFramed, type ExchangeAnswerDoc, type ExchangeRequestDoc, jobsOf, parseAnswer } from "./exchange.js"
 
 export interface BulkPlan {

@@ -13,25 +13,13 @@
 import * as A from "@automerge/automerge"
 import { type DocHandle, type DocumentId, type PeerId, Repo } from "@automerge/automerge-repo"
 import { randomBytes } from "node:crypto"
-import http from "node:http"
-import https from "node:https"
 import os from "node:os"
-import { ConcordError, InputError } from "../../doc/errors.js"
+import { InputError } from "../../doc/errors.js"
+import { parseServerUrl, ServerApi, SyncError } from "./api.js"
 import { isDocId } from "../../doc/ids.js"
 import { ConcordClientAdapter } from "./ClientAdapter.js"
 import { installPromptSync, type PromptSyncResult } from "./prompt.js"
 import type { RefusedMessage } from "./protocol.js"
-import type { ServerPlanInfo } from "./server.js"
-
-/** Sync failed: server unreachable, token or change refused, or no convergence in time. Exit code 1. */
-export class SyncError extends ConcordError {
-  readonly kind: "unreachable" | "unauthorized" | "refused" | "timeout" | "protocol"
-  constructor(kind: SyncError["kind"], message: string) {
-    super(message, 1)
-    this.name = "SyncError"
-    this.kind = kind
-  }
-}
 
 export interface ConnectOptions {
   url: string
@@ -49,171 +37,7 @@ export interface ConnectOptions {
   promptSync?: boolean
 }
 
-/** A sync server to talk to: its URL, the access token, and a CA to trust for wss://. */
-export interface RemoteTarget {
-  url: string
-  token?: string
-  ca?: Buffer
-}
-
-export interface PlansResponse {
-  server: { peerId: string; storageId: string }
-  token: { id: string; role: string; plans: string[] }
-  plans: ServerPlanInfo[]
-}
-
-/** Normalise a server URL: ws(s):// or http(s)://, no token in it. */
-export function parseServerUrl(url: string): { ws: URL; http: URL } {
-  let u: URL
-  try {
-    u = new URL(url)
-  } catch {
-    throw new InputError(`invalid server URL "${url}": expected ws://HOST:PORT or wss://HOST:PORT`)
-  }
-  const proto = u.protocol
-  if (!["ws:", "wss:", "http:", "https:"].includes(proto)) {
-    throw new InputError(`invalid server URL "${url}": expected ws://, wss://, http:// or https://`)
-  }
-  if (u.searchParams.has("token")) throw new InputError("put the token in --token (or $CONCORD_TOKEN), not in the URL")
-  const secure = proto === "wss:" || proto === "https:"
-  const ws = new URL(u.toString())
-  ws.protocol = secure ? "wss:" : "ws:"
-  const h = new URL(u.toString())
-  h.protocol = secure ? "https:" : "http:"
-  return { ws, http: h }
-}
-
-export class ServerApi {
-  readonly base: URL
-  constructor(
-    url: string,
-    readonly token: string | undefined,
-    readonly ca?: string | Buffer
-  ) {
-    this.base = parseServerUrl(url).http
-  }
-
-  #url(suffix: string): URL {
-    const u = new URL(this.base.toString())
-    u.pathname = `${u.pathname.replace(/\/+$/, "")}${suffix}`
-    return u
-  }
-
-  request<T>(method: "GET" | "POST", suffix: string, body?: unknown, timeoutMs = 30_000): Promise<T> {
-    const u = this.#url(suffix)
-    const lib = u.protocol === "https:" ? https : http
-    const payload = body === undefined ? undefined : JSON.stringify(body)
-    return new Promise<T>((resolve, reject) => {
-      const req = lib.request(
-        u,
-        {
-          method,
-          headers: {
-            ...(this.token ? { authorization: `Bearer ${this.token}` } : {}),
-            ...(payload ? { "content-type": "application/json", "content-length": Buffer.byteLength(payload) } : {}),
-          },
-          timeout: timeoutMs,
-          ...(this.ca ? { ca: this.ca } : {}),
-        },
-        res => {
-          let text = ""
-          res.setEncoding("utf8")
-          res.on("data", d => (text += d))
-          res.on("error", e => reject(new SyncError("unreachable", `lost the server at ${this.base.host}: ${e.message}`)))
-          res.on("end", () => {
-            let v: unknown
-            try {
-              v = JSON.parse(text)
-            } catch {
-              v = undefined
-            }
-            const status = res.statusCode ?? 0
-            const err = (v as { error?: string } | undefined)?.error ?? text.trim().slice(0, 200)
-            if (status === 401)
-              return reject(new SyncError("unauthorized", `the server at ${this.base.host} refused the token (HTTP 401: ${err || "unauthorized"})`))
-            if (status === 403) return reject(new SyncError("refused", `the server at ${this.base.host} refused: ${err} (HTTP 403)`))
-            if (status < 200 || status >= 300 || v === undefined) {
-              return reject(new SyncError("protocol", `unexpected answer from ${u.host}${u.pathname}: HTTP ${status} ${err}`))
-            }
-            resolve(v as T)
-          })
-        }
-      )
-      req.on("timeout", () => req.destroy(new Error(`no answer within ${timeoutMs} ms`)))
-      req.on("error", e => {
-        const code = (e as NodeJS.ErrnoException).code
-        reject(new SyncError("unreachable", `cannot reach the server at ${this.base.host}: ${code ?? e.message}`))
-      })
-      if (payload) req.write(payload)
-      req.end()
-    })
-  }
-
-  /**
-   * POST /v1/exchange (exchange.ts): the framed request, the framed answer. Null when the server has no
-   * such endpoint (HTTP 404: a concord server from before it).
-   */
-  exchange(body: Buffer, timeoutMs = 120_000): Promise<Buffer | null> {
-    const u = this.#url("/v1/exchange")
-    const lib = u.protocol === "https:" ? https : http
-    return new Promise<Buffer | null>((resolve, reject) => {
-      const req = lib.request(
-        u,
-        {
-          method: "POST",
-          headers: {
-            ...(this.token ? { authorization: `Bearer ${this.token}` } : {}),
-            "content-type": "application/octet-stream",
-            "content-length": body.byteLength,
-          },
-          timeout: timeoutMs,
-          ...(this.ca ? { ca: this.ca } : {}),
-        },
-        res => {
-          const chunks: Buffer[] = []
-          res.on("data", (d: Buffer) => chunks.push(d))
-          res.on("error", e => reject(new SyncError("unreachable", `lost the server at ${this.base.host}: ${e.message}`)))
-          res.on("end", () => {
-            const buf = Buffer.concat(chunks)
-            const status = res.statusCode ?? 0
-            if (status === 200) return resolve(buf)
-            if (status === 404) return resolve(null)
-            let err = buf.toString("utf8").trim().slice(0, 300)
-            try {
-              err = (JSON.parse(err) as { error?: string }).error ?? err
-            } catch {
-              // not JSON: the text itself
-            }
-            if (status === 401) return reject(new SyncError("unauthorized", `the server at ${this.base.host} refused the token (HTTP 401: ${err || "unauthorized"})`))
-            if (status === 403 || status === 413) return reject(new SyncError("refused", `the server at ${this.base.host} refused: ${err} (HTTP ${status})`))
-            if (status === 503) return reject(new SyncError("unreachable", `the server at ${this.base.host} is not serving: ${err} (HTTP 503)`))
-            reject(new SyncError("protocol", `unexpected answer from ${u.host}${u.pathname}: HTTP ${status} ${err}`))
-          })
-        }
-      )
-      req.on("timeout", () => req.destroy(new Error(`no answer within ${timeoutMs} ms`)))
-      req.on("error", e => {
-        const code = (e as NodeJS.ErrnoException).code
-        reject(new SyncError("unreachable", `cannot reach the server at ${this.base.host}: ${code ?? e.message}`))
-      })
-      req.end(body)
-    })
-  }
-
-  plans(): Promise<PlansResponse> {
-    return this.request<PlansResponse>("GET", "/v1/plans")
-  }
-
-  /**
-   * The server's durable heads of these documents. With `want` (heads per document), the server first
-   * waits up to `waitMs` until it has them (a server that does not know `want` answers at once).
-   */
-  async confirm(docIds: string[], want?: Record<string, string[]>, waitMs = 0): Promise<Record<string, string[] | null>> {
-    const body = want ? { docs: docIds, want, waitMs } : { docs: docIds }
-    const r = await this.request<{ heads: Record<string, string[] | null> }>("POST", "/v1/confirm", body, 30_000 + waitMs)
-    return r.heads
-  }
-}
+export { parseServerUrl, type PlansResponse, type RemoteTarget, ServerApi, SyncError } from "./api.js"
 
 const sameHeads = (a: readonly string[], b: readonly string[]) => a.length === b.length && a.every(h => b.includes(h))
 /** How long the server may hold a confirmation until it has our heads (long poll). */

@@ -20,7 +20,8 @@ import { isPlanDoc, readPlan } from "../../doc/plan.js"
 import { LocalBackend } from "../../ops/local.js"
 import { pick, resolvePlan } from "../../ops/resolve.js"
 import type { PlanStore } from "../store/PlanStore.js"
-import { type ConnectOptions, type PlansResponse, RemoteSession, ServerApi, SyncError } from "./client.js"
+import { type PlansResponse, ServerApi, SyncError } from "./api.js"
+import type { ConnectOptions } from "./client.js"
 import { syncByExchange } from "./bulk.js"
 import { DivergenceWatch } from "./stall.js"
 
@@ -149,6 +150,8 @@ export async function syncOnce(store: PlanStore, opts: SyncOptions): Promise<Syn
     }
     log(`debug: the server has no change exchange (an older concord); syncing through the sync protocol`)
   }
+  // automerge-repo is loaded only for this path (and for syncWatch)
+  const { RemoteSession } = await import("./client.js")
   const session = await RemoteSession.open(opts)
   try {
     const { chosen, skipped } = await choosePlans(store, remote, opts.plans)
@@ -296,6 +299,7 @@ export async function syncWatch(store: PlanStore, opts: WatchOptions): Promise<v
       if (await abortableSleep(wait, opts.signal)) return
     }
   }
+  const { RemoteSession } = await import("./client.js")
   const session = await RemoteSession.open({ ...opts, retry: true, connectTimeoutMs: 60_000, refusedResyncMs: 1000 })
   const tracked = new Map<string, string>() // docId -> planId
   const dirty = new Set<string>()
