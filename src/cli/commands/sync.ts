@@ -83,7 +83,7 @@ export async function listServerPlans(url: string, token: string, ca: Buffer | u
   if (r.plans.length === 0) return out(`no plans on ${url} for token ${r.token.id} (${r.token.role})`)
   for (const l of table([
     ["ID", "NAME", "STATUS", "JOBS", "ROLE"],
-    ...r.plans.map(p => [p.id, p.name, p.checkpoint ? `${p.status} (${p.checkpoint})` : p.status, String(p.jobs.length), p.role]),
+    ...r.plans.map(p => [p.id, p.name, p.checkpoint ? `${p.status} (${p.checkpoint})` : (p.status ?? ""), String(p.jobs.length), p.role]),
   ]))
     out(l)
 }

@@ -64,7 +64,9 @@ export class ServerApi {
 
   #url(suffix: string): URL {
     const u = new URL(this.base.toString())
-    u.pathname = `${u.pathname.replace(/\/+$/, "")}${suffix}`
+    const [p, query] = suffix.split("?")
+    u.pathname = `${u.pathname.replace(/\/+$/, "")}${p}`
+    if (query !== undefined) u.search = query
     return u
   }
 
@@ -171,6 +173,11 @@ export class ServerApi {
 
   plans(): Promise<PlansResponse> {
     return this.request<PlansResponse>("GET", "/v1/plans")
+  }
+
+  /** The plans with what a sync needs only (no status or checkpoint; an older server sends them anyway). */
+  syncPlans(): Promise<PlansResponse> {
+    return this.request<PlansResponse>("GET", "/v1/plans?fields=sync")
   }
 
   /**

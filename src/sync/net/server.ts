@@ -30,6 +30,7 @@ import os from "node:os"
 import { WebSocketServer } from "ws"
 import { handleDashboardRequest } from "../../dashboard/serve.js"
 import { isDocId, reportDocId } from "../../doc/ids.js"
+import { PLAN_KIND } from "../../doc/model.js"
 import { isPlanDoc, readPlan } from "../../doc/plan.js"
 import { ConcordStorageAdapter } from "../storage/ConcordStorageAdapter.js"
 import { DocStore, type DocStoreWatch, keyHash } from "../store/DocStore.js"
@@ -74,8 +75,9 @@ export interface ServerPlanInfo {
   role: string
   createdAt: number
   createdBy: string
-  status: string
-  checkpoint: string | null
+  /** absent in the answer to `?fields=sync` (what a sync needs: read without building the plan's view) */
+  status?: string
+  checkpoint?: string | null
   jobs: string[]
   /** documents of this plan the server has: the plan and the report logs that exist */
   docs: string[]
@@ -409,7 +411,7 @@ export class SyncServer {
       return json(res, 200, {
         server: { peerId: this.repo.peerId, storageId: await this.repo.storageId() },
         token: { id: token.id, role: token.role, plans: token.plans },
-        plans: await this.plansFor(token),
+        plans: new URL(req.url ?? "/", "http://x").searchParams.get("fields") === "sync" ? await this.syncPlansFor(token) : await this.plansFor(token),
       })
     }
     if (req.method !== "POST") return json(res, 405, { error: "use POST" })
@@ -637,6 +639,27 @@ export class SyncServer {
     return out
   }
 
+  /**
+   * The plans a token can see with what a sync needs (ids, names, jobs, the documents the server has),
+   * read without building the plans' JavaScript views (#currentRaw): no status or checkpoint.
+   */
+  async syncPlansFor(token: TokenRecord): Promise<ServerPlanInfo[]> {
+    const out: ServerPlanInfo[] = []
+    for (const e of await this.store.listPlans()) {
+      if (!grantsPlan(token, e.id)) continue
+      const raw = await this.#currentRaw(e.id)
+      if (!raw || kindOf(raw) !== PLAN_KIND) continue
+      const jobs = jobsOf(raw)
+      const docs = [e.id]
+      for (const j of jobs) {
+        const rid = reportDocId(e.id, j)
+        if (this.repo.handles[rid as DocumentId]?.isReady() || (await this.store.docs.exists(rid))) docs.push(rid)
+      }
+      out.push({ id: e.id, name: this.index.plans.get(e.id)?.name ?? e.name, role: token.role, createdAt: e.createdAt, createdBy: e.createdBy, jobs, docs })
+    }
+    return out
+  }
+
   // ------------------------------------------------------------------ index / local changes
 
   async #indexPlan(planId: string): Promise<boolean> {
@@ -776,6 +799,18 @@ export class SyncServer {
       }
     }
   }
+}
+
+/** The root `kind` of a document read without its view (a plan's is PLAN_KIND). */
+function kindOf(raw: Backend): string | undefined {
+  try {
+    const v = raw.getWithType("_root", "kind")
+    if (v?.[0] === "str") return v[1] as string
+    if (v?.[0] === "text") return raw.text(v[1] as string)
+  } catch {
+    // not a map root, damaged: not a plan
+  }
+  return undefined
 }
 
 /** A judgement whose changes build on changes neither the server nor the message has. */

@@ -140,8 +140,9 @@ export async function syncOnce(store: PlanStore, opts: SyncOptions): Promise<Syn
   const log = opts.log ?? (() => {})
   // The HTTP API first: it answers fast and clearly for unreachable servers and refused tokens.
   const api = new ServerApi(opts.url, opts.token, opts.ca)
-  const remote = await api.plans()
-  if (opts.exchange !== false && process.env.CONCORD_SYNC_EXCHANGE !== "0") {
+  const byExchange = opts.exchange !== false && process.env.CONCORD_SYNC_EXCHANGE !== "0"
+  const remote = byExchange ? await api.syncPlans() : await api.plans()
+  if (byExchange) {
     const { chosen, skipped } = await choosePlans(store, remote, opts.plans)
     const r = await syncByExchange(store, remote, api, chosen, { deadline: t0 + timeoutMs, log })
     if (r) {
