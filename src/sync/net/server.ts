@@ -33,7 +33,7 @@ import { isDocId, reportDocId } from "../../doc/ids.js"
 import { PLAN_KIND } from "../../doc/model.js"
 import { isPlanDoc, readPlan } from "../../doc/plan.js"
 import { ConcordStorageAdapter } from "../storage/ConcordStorageAdapter.js"
-import { DocStore, type DocStoreWatch, keyHash } from "../store/DocStore.js"
+import { DocStore, type DocStoreWatch, headsHash, keyHash } from "../store/DocStore.js"
 import { PlanStore } from "../store/PlanStore.js"
 import { AccessPolicy, type Backend, grantsPlan, type Judgement, PlanIndex, type Principal } from "./access.js"
 import { encodeFramed, type ExchangeAnswerDoc, jobsOf, parseRequest } from "./exchange.js"
@@ -85,6 +85,8 @@ export interface ServerPlanInfo {
 
 const MAX_BODY = 256 * 1024
 const MAX_CONFIRM_WAIT_MS = 5000
+/** Chunk files an exchange-written document may gather before one snapshot replaces them. */
+const MAX_EXCHANGE_CHUNKS = 16
 const HEX_HEAD = /^[0-9a-f]{64}$/
 const isObject = (v: unknown): v is Record<string, unknown> => !!v && typeof v === "object" && !Array.isArray(v)
 
@@ -306,15 +308,20 @@ export class SyncServer {
    * are read). Read only: callers fork it to change it.
    */
   async #currentRaw(docId: string): Promise<Backend | undefined> {
+    return (await this.#currentRawEntry(docId))?.raw
+  }
+
+  /** #currentRaw with the chunk files it holds (none for the Repo's copy). */
+  async #currentRawEntry(docId: string): Promise<{ raw: Backend; keys?: Set<string> } | undefined> {
     const h = this.repo.handles[docId as DocumentId]
-    if (h?.isReady()) return A.getBackend(h.doc() as A.Doc<unknown>)
+    if (h?.isReady()) return { raw: A.getBackend(h.doc() as A.Doc<unknown>) }
     if (!isDocId(docId)) return undefined
     const known = this.#raws.get(docId)
     this.#raws.delete(docId)
     const got = await this.#reader.loadBackend(docId, known)
     if (!got) return undefined
     this.#keepRaw(docId, got)
-    return got.raw
+    return got
   }
 
   #keepRaw(docId: string, entry: { raw: Backend; keys: Set<string> }): void {
@@ -497,10 +504,14 @@ export class SyncServer {
           if (d === id && doc) before = A.getMissingDeps(doc, [])
           return doc
         }
+        let base: { raw: Backend; keys?: Set<string> } | undefined
         const currentRaw = async (d: string) => {
-          const raw = await this.#currentRaw(d)
-          if (d === id && raw) before = raw.getMissingDeps([])
-          return raw
+          const e = await this.#currentRawEntry(d)
+          if (d === id && e) {
+            before = e.raw.getMissingDeps([])
+            base = e
+          }
+          return e?.raw
         }
         const j: Judgement = limited ? { ok: false, reason: limited } : await this.policy.judgeEntries(token, id, [chunk], current, currentRaw)
         const missing = j.ok ? newMissingDeps(j, before) : /^changes depend on /.test(j.reason)
@@ -510,7 +521,7 @@ export class SyncServer {
         } else {
           const v = await this.#record(token, remote, id, j, now)
           if (!v.ok) answer.refused = v.reason
-          else if (v.changes.length > 0 && j.ok) merged = await this.#applyExchanged(id, chunk, j, viaRepo)
+          else if (v.changes.length > 0 && j.ok) merged = await this.#applyExchanged(id, chunk, j, viaRepo, base)
         }
       }
       if (answer.refused) this.#log(`refused sync from ${remote} (token ${token.id}) for ${id}: ${answer.refused}`)
@@ -543,7 +554,13 @@ export class SyncServer {
    * WebSocket peers get them; flushed by the caller), else straight into the store as one more chunk
    * (the Repo reads it when a peer asks). Returns the server's document with them, without a view.
    */
-  async #applyExchanged(id: string, chunk: Uint8Array, j: Judgement & { ok: true }, viaRepo: string[]): Promise<Backend | undefined> {
+  async #applyExchanged(
+    id: string,
+    chunk: Uint8Array,
+    j: Judgement & { ok: true },
+    viaRepo: string[],
+    base: { raw: Backend; keys?: Set<string> } | undefined
+  ): Promise<Backend | undefined> {
     const h = this.repo.handles[id as DocumentId]
     if (h) {
       if (!h.isReady() && (h.state === "loading" || h.state === "idle")) await h.whenReady().catch(() => {})
@@ -565,12 +582,27 @@ export class SyncServer {
     const own = j.raw ? j.raw.fork() : j.doc ? A.getBackend(A.clone(j.doc)) : undefined
     // announced before it is written: the watcher, woken by the write, must not read it back
     const key = `incremental/${keyHash(chunk)}`
-    if (own) this.#watcher?.adopt(id, [id, "incremental", keyHash(chunk)], () => A.load<unknown>(own.save()))
+    const whole = own && (() => A.load<unknown>(own.save()))
+    if (whole) this.#watcher?.adopt(id, [id, "incremental", keyHash(chunk)], whole)
+    // the cached copy the judgement started from, if no other exchange replaced it meanwhile: then its
+    // chunk files and this one are exactly what `own` holds
     const cached = this.#raws.get(id)
+    const same = !!cached && cached === base
     this.#raws.delete(id)
     await this.store.docs.addChunk(id, chunk)
-    // what the exchange cache held plus this chunk is what `own` holds (a fork: the cache's is never changed)
-    if (own && cached) this.#keepRaw(id, { raw: own.fork(), keys: new Set([...cached.keys, key]) })
+    if (own && whole && same && this.#raws.get(id) === undefined) {
+      let keys = new Set([...cached.keys, key])
+      // chunk files pile up one per exchange: now and then one snapshot replaces those the cache holds
+      if ([...keys].filter(k => k.startsWith("incremental/")).length > MAX_EXCHANGE_CHUNKS) {
+        this.#watcher?.adopt(id, [id, "snapshot", headsHash(own.getHeads())], whole)
+        const snap = await this.store.docs.compactBackend(id, own, keys).catch(e => {
+          this.#log(`warning: compacting ${id}: ${(e as Error).message}`)
+          return undefined
+        })
+        if (snap) keys = new Set([snap])
+      }
+      this.#keepRaw(id, { raw: own.fork(), keys })
+    }
     if (!this.index.has(id) && !this.index.lookup(id) && own) await this.#registerWritten(id, own)
     else if (own && this.index.has(id)) {
       // a plan that got jobs: their report logs are its (access control), and watched

@@ -644,23 +644,23 @@ export class DocStore {
     known?: { raw: ReturnType<typeof Automerge.getBackend>; keys: Set<string> }
   ): Promise<{ raw: ReturnType<typeof Automerge.getBackend>; keys: Set<string> } | undefined> {
     checkDocId(docId)
-    const listed = [...(await this.adapter.listKeys([docId, "incremental"])), ...(await this.adapter.listKeys([docId, "snapshot"]))].filter(
-      k => k.length === 3 && !known?.keys.has(`${k[1]}/${k[2]}`)
-    )
-    // snapshots first
-    listed.sort((a, b) => (a[1] === b[1] ? 0 : a[1] === "snapshot" ? -1 : 1))
+    // as load(): incremental/ before snapshot/, and a file deleted between listing and reading (another
+    // process compacted) makes loadRange list again, so the snapshot that replaced it is read
+    const incrementals = await this.adapter.loadRange([docId, "incremental"])
+    const snapshots = await this.adapter.loadRange([docId, "snapshot"])
     let raw = known?.raw
     const keys = new Set(known?.keys ?? [])
-    for (const key of listed) {
-      const data = await this.adapter.load(key) // verified; undefined if gone (compacted) or damaged
-      if (!data) continue
+    for (const c of [...snapshots, ...incrementals]) {
+      if (!c.data || c.key.length !== 3) continue
+      const k = `${c.key[1]}/${c.key[2]}`
+      if (keys.has(k)) continue
       const next = raw ?? Automerge.getBackend(Automerge.init())
       try {
-        next.loadIncremental(data)
+        next.loadIncremental(c.data)
         raw = next
-        keys.add(`${key[1]}/${key[2]}`)
+        keys.add(k)
       } catch (e) {
-        this.#warn(`Automerge did not apply chunk ${this.adapter.filePath(key)} (${(e as Error).message}); left it on disk`)
+        this.#warn(`Automerge did not apply chunk ${this.adapter.filePath(c.key)} (${(e as Error).message}); left it on disk`)
       }
     }
     return raw ? { raw, keys } : undefined
@@ -676,6 +676,31 @@ export class DocStore {
     const key: StorageKey = [docId, "incremental", keyHash(bytes)]
     await this.#withLock(docId, () => this.adapter.save(key, bytes))
     return key
+  }
+
+  /**
+   * Replace chunk files by one snapshot of `raw` (a view-less document read with loadBackend, plus
+   * what the caller added to it): the snapshot is written durably first, then only the chunk files in
+   * `keys` ("type/hash", which `raw` holds) are removed; nothing is removed while `raw` has changes
+   * whose dependencies are missing. Returns the snapshot's "type/hash", or undefined if it did nothing.
+   */
+  async compactBackend(docId: string, raw: ReturnType<typeof Automerge.getBackend>, keys: Set<string>): Promise<string | undefined> {
+    checkDocId(docId)
+    if (raw.getMissingDeps([]).length > 0) return undefined
+    return this.#withLock(docId, async () => {
+      const key: StorageKey = [docId, "snapshot", headsHash(raw.getHeads())]
+      await this.adapter.save(key, raw.save())
+      const own = `${key[1]}/${key[2]}`
+      await Promise.all(
+        [...keys]
+          .filter(k => k !== own)
+          .map(k => {
+            const [type, hash] = k.split("/")
+            return this.adapter.remove([docId, type, hash])
+          })
+      )
+      return own
+    })
   }
 
   // ------------------------------------------------------------------ exists

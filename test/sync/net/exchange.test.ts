@@ -298,6 +298,24 @@ describe("one-shot sync by direct exchange", () => {
     expect((await new PlanStore(serverDir).loadReports(id, "A"))!.reports.length).toBe(2 * 2000)
   }, 120_000)
 
+  it("chunk files the exchanges add to a document are compacted now and then, losing nothing", async () => {
+    const a = await newStore()
+    const { id } = await a.createPlan(spec([{ name: "A" }, { name: "B" }], { name: "exchange-compact" }), "/tmp", ctx())
+    await syncOnce(a, { url, token: tk.admin, timeoutMs: 60_000 })
+    const rid = reportDocId(id, "A")
+    const chunks = async (type: string) => (await server.store.docs.adapter.listKeys([rid, type])).filter(k => k.length === 3).length
+    for (let i = 0; i < 40; i++) {
+      await work(a, id, 1, `c${i}`)
+      await syncOnce(a, { url, token: tk.admin, timeoutMs: 60_000 })
+      expect(await chunks("incremental")).toBeLessThanOrEqual(17)
+    }
+    expect(await chunks("snapshot")).toBeGreaterThanOrEqual(1)
+    expect(await headsIn(serverDir, [id, rid])).toEqual(await headsIn(a.dir, [id, rid]))
+    expect((await new PlanStore(serverDir).loadReports(id, "A"))!.reports.map(r => String(r.message))).toEqual(
+      Array.from({ length: 40 }, (_, i) => `c${i} 0`)
+    )
+  }, 120_000)
+
   it("falls back to the sync protocol when the server has no exchange (404)", async () => {
     const dir = path.join(tmp(), "old-server")
     const token = (await addToken(defaultTokensFile(dir), { plans: ["*"], role: "admin" })).secret
