@@ -122,7 +122,7 @@ export class ServerApi {
 
   /**
    * POST /v1/exchange (exchange.ts): the framed request, the framed answer. Null when the server has no
-   * such endpoint (HTTP 404: a concord server from before it).
+   * such endpoint (HTTP 404: a concord server from before it) or the request is over its size limit (413).
    */
   exchange(body: Buffer, timeoutMs = 120_000): Promise<Buffer | null> {
     const u = this.#url("/v1/exchange")
@@ -148,7 +148,9 @@ export class ServerApi {
             const buf = Buffer.concat(chunks)
             const status = res.statusCode ?? 0
             if (status === 200) return resolve(buf)
-            if (status === 404) return resolve(null)
+            // no such endpoint (an older concord), or a request over the server's size limit: the caller
+            // syncs through the sync protocol, which sends smaller messages
+            if (status === 404 || status === 413) return resolve(null)
             let err = buf.toString("utf8").trim().slice(0, 300)
             try {
               err = (JSON.parse(err) as { error?: string }).error ?? err
@@ -156,7 +158,7 @@ export class ServerApi {
               // not JSON: the text itself
             }
             if (status === 401) return reject(new SyncError("unauthorized", `the server at ${this.base.host} refused the token (HTTP 401: ${err || "unauthorized"})`))
-            if (status === 403 || status === 413) return reject(new SyncError("refused", `the server at ${this.base.host} refused: ${err} (HTTP ${status})`))
+            if (status === 403) return reject(new SyncError("refused", `the server at ${this.base.host} refused: ${err} (HTTP ${status})`))
             if (status === 503) return reject(new SyncError("unreachable", `the server at ${this.base.host} is not serving: ${err} (HTTP 503)`))
             reject(new SyncError("protocol", `unexpected answer from ${u.host}${u.pathname}: HTTP ${status} ${err}`))
           })

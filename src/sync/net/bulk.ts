@@ -79,7 +79,8 @@ const has = (raw: Backend, h: string) => raw.getChangeByHash(h) !== null
 
 /**
  * Sync the chosen plans in one exchange (a second one only for documents whose base was wrong).
- * Returns undefined, having written nothing, when the server has no exchange endpoint.
+ * Returns undefined, having written nothing, when the server has no exchange endpoint or the request
+ * is over its size limit (the caller then syncs through the sync protocol).
  */
 export async function syncByExchange(
   store: PlanStore,
@@ -140,7 +141,7 @@ export async function syncByExchange(
     const buf = await retrying(api, opts, () => api.exchange(body, Math.max(1000, opts.deadline - Date.now())))
     if (buf === null) {
       if (attempt === 0) return undefined
-      throw new SyncError("protocol", `the server at ${api.base.host} stopped offering the change exchange`)
+      throw new SyncError("protocol", `the server at ${api.base.host} stopped taking the change exchange (404 or request over its size limit)`)
     }
     let answer: ReturnType<typeof parseAnswer>
     try {

@@ -149,7 +149,7 @@ export async function syncOnce(store: PlanStore, opts: SyncOptions): Promise<Syn
       for (const s of [...skipped, ...r.skipped]) log(`skipped plan ${s.id}: ${s.why}`)
       return { url: opts.url, ms: Date.now() - t0, plans: r.plans, skipped: [...skipped, ...r.skipped] }
     }
-    log(`debug: the server has no change exchange (an older concord); syncing through the sync protocol`)
+    log(`debug: the server has no change exchange (an older concord) or the request is over its size limit; syncing through the sync protocol`)
   }
   // automerge-repo is loaded only for this path (and for syncWatch)
   const { RemoteSession } = await import("./client.js")

@@ -194,16 +194,23 @@ describe("bad input", () => {
     const m = path.join(root, "killed")
     await ok(m, ["sync", server.url, "--token", token])
     const store = new PlanStore(m)
-    for (let round = 0; round < 3; round++) {
+    // rounds 0-2 through the sync protocol (killed after the WebSocket join, while it syncs), rounds 3-4
+    // by the direct exchange (killed once the server has the request: before or after its answer)
+    for (let round = 0; round < 5; round++) {
+      const exchange = round >= 3
       let plan = await store.loadPlan(id)
       for (let i = 0; i < 2000; i++) plan = updateAttempt(plan, "B", 1, { heartbeatAt: Date.now() + i }, { by: "killed", now: Date.now() })
       await store.docs.save(id, plan)
-      const joinsBefore = server.logs().split(" joined ").length
-      const { child, done } = spawnConcord(m, ["sync", server.url, "--token", token])
-      await until("client joined", () => server.logs().split(" joined ").length > joinsBefore)
-      await new Promise(r => setTimeout(r, 30 * round))
+      const marker = exchange ? " exchange from " : " joined "
+      const joinsBefore = server.logs().split(marker).length
+      const env = exchange ? {} : { CONCORD_SYNC_EXCHANGE: "0" }
+      const { child, done } = spawnConcord(m, ["sync", server.url, "--token", token], { env })
+      await until("client joined", () => server.logs().split(marker).length > joinsBefore, 20_000, exchange ? 5 : 50)
+      await new Promise(r => setTimeout(r, 30 * (round % 3)))
       child.kill("SIGKILL")
-      expect((await done).signal).toBe("SIGKILL")
+      const r = await done
+      if (!exchange) expect(r.signal).toBe("SIGKILL")
+      else expect(r.signal === "SIGKILL" || r.code === 0).toBe(true)
       alive()
     }
     // the server's copy loads, has no damaged chunk, and a full sync completes afterwards
