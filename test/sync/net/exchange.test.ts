@@ -355,7 +355,7 @@ describe("one-shot sync by direct exchange", () => {
       const res = await fetch(new ServerApi(smallUrl, token).base.toString().replace(/\/$/, "") + "/v1/exchange", {
         method: "POST",
         headers: { authorization: `Bearer ${token}`, "content-type": "application/octet-stream" },
-        body,
+        body: new Uint8Array(body),
       })
       expect(res.status).toBe(413)
       expect((await res.json()).error).toMatch(/request body of \d+ bytes is over the limit.*at most 4096 bytes per exchange/)

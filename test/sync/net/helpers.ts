@@ -78,5 +78,5 @@ export async function planHeads(store: string, id: string, jobs: string[]): Prom
   return out
 }
 
-/** Poll until fn() returns truthy (or throw after timeoutMs). */
-export const until = <T>(what: string, fn: Poll<T>, timeoutMs = 20_000) => untilOnce(what, fn, timeoutMs, 100)
+/** Poll until fn() returns truthy (or throw after timeoutMs), every `everyMs` (100 unless a moment matters). */
+export const until = <T>(what: string, fn: Poll<T>, timeoutMs = 20_000, everyMs = 100) => untilOnce(what, fn, timeoutMs, everyMs)
