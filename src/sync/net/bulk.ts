@@ -149,6 +149,9 @@ export async function syncByExchange(
     } catch (e) {
       throw new SyncError("protocol", `unreadable exchange answer from ${api.base.host}: ${(e as Error).message}`)
     }
+    if (answer.docs.length !== round.length) {
+      throw new SyncError("protocol", `the server answered for ${answer.docs.length} of the ${round.length} documents sent`)
+    }
     const again: Item[] = []
     for (let i = 0; i < answer.docs.length; i++) {
       const a = answer.docs[i]

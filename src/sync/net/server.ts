@@ -527,6 +527,8 @@ export class SyncServer {
       if (answer.refused) this.#log(`refused sync from ${remote} (token ${token.id}) for ${id}: ${answer.refused}`)
       sources.push(() => merged)
     }
+    // shutting down midway: what was applied is durable (or flushed on close); the client sends again
+    if (answers.length < request.docs.length) return json(res, 503, { error: "server is shutting down" })
     // durable before the answer: what went through the Repo is flushed; direct writes already are
     if (viaRepo.length) await this.repo.flush(viaRepo as DocumentId[])
     for (let i = 0; i < answers.length; i++) {
