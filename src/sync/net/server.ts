@@ -10,11 +10,15 @@
  *
  * HTTP endpoints on the same port (token in `Authorization: Bearer T` or `?token=T`):
  *   GET  /v1/plans    the plans this token can see, with the documents the server has for each
+ *                     (`?fields=sync`: what a sync needs only, read without building the plans' views)
  *   POST /v1/confirm  {"docs": [id, ...]} -> {"heads": {id: [hex heads] | null}}: the server's heads
  *                     for these documents, after writing them durably (clients use it to know that
  *                     the server has their changes). With {"want": {id: [hex heads]}, "waitMs": N}
  *                     it first waits (up to N ms, at most 5 s) until it has those heads: a client
  *                     learns the moment the server has its changes, without polling.
+ *   POST /v1/exchange the direct change exchange of one-shot syncs (exchange.ts, bulk.ts): per
+ *                     document, the client's changes (judged, limited and audited as a WebSocket
+ *                     message carrying them, durable before the answer) in, the changes it lacks out
  *   GET  /healthz     no token; "ok"
  * Paths are matched by suffix, so a proxy may mount the server under a prefix.
  */
