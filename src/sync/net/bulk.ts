@@ -7,6 +7,7 @@
  * What the server lacks is found without the sync protocol, from a base both sides have:
  *  - the heads we had after our last successful sync with this server (its storage id), recorded in the
  *    store (`sync-bases/<storage id>.json`): everything up to them is on the server, durably;
+ *  - else, for a report log, its genesis change (every copy of a log starts with the same one);
  *  - else the server's durable heads (POST /v1/confirm) that we have;
  *  - else (nothing in common, or a document new to the server) the whole document, compressed.
  * A wrong or missing record costs bytes only: the server says when changes build on changes it lacks,
@@ -17,6 +18,7 @@ import { promises as fsp } from "node:fs"
 import path from "node:path"
 import { reportDocId } from "../../doc/ids.js"
 import { isPlanDoc, readPlan } from "../../doc/plan.js"
+import { reportsGenesis } from "../../doc/reports.js"
 import type { PlanStore } from "../store/PlanStore.js"
 import { writeFileAtomic } from "../storage/atomic.js"
 import { chunkContents } from "../storage/chunk-format.js"
@@ -39,6 +41,8 @@ export interface BulkResult {
 interface Item {
   id: string
   planId: string
+  /** set for a report log */
+  job?: string
   raw: Backend | undefined
   /** the server has it (per its plan list) */
   onServer: boolean
@@ -103,7 +107,7 @@ export async function syncByExchange(
       const rid = reportDocId(c.id, job)
       const local = (await store.docs.loadBackend(rid))?.raw
       if (!local && !c.serverDocs.has(rid)) continue
-      items.push({ id: rid, planId: c.id, raw: local, onServer: c.serverDocs.has(rid) })
+      items.push({ id: rid, planId: c.id, job, raw: local, onServer: c.serverDocs.has(rid) })
     }
   }
 
@@ -113,7 +117,10 @@ export async function syncByExchange(
   for (const it of items) {
     if (!it.raw || !it.onServer) continue
     const recorded = (bases.get(it.id) ?? []).filter(h => has(it.raw!, h))
+    // a report log starts with a change every copy shares (its genesis): a base without asking
+    const genesis = it.job !== undefined ? A.getHeads(reportsGenesis(it.planId, it.job)).filter(h => has(it.raw!, h)) : []
     if (recorded.length) base.set(it.id, recorded)
+    else if (genesis.length) base.set(it.id, genesis)
     else ask.push(it.id)
   }
   if (ask.length) {
