@@ -648,6 +648,8 @@ export class DocStore {
     // process compacted) makes loadRange list again, so the snapshot that replaced it is read
     const incrementals = await this.adapter.loadRange([docId, "incremental"])
     const snapshots = await this.adapter.loadRange([docId, "snapshot"])
+    // Automerge from here on
+    if (this.#ready) await this.#ready
     let raw = known?.raw
     const keys = new Set(known?.keys ?? [])
     for (const c of [...snapshots, ...incrementals]) {
@@ -688,6 +690,7 @@ export class DocStore {
     checkDocId(docId)
     if (raw.getMissingDeps([]).length > 0) return undefined
     return this.#withLock(docId, async () => {
+      if (this.#ready) await this.#ready
       const key: StorageKey = [docId, "snapshot", headsHash(raw.getHeads())]
       await this.adapter.save(key, raw.save())
       const own = `${key[1]}/${key[2]}`
