@@ -157,7 +157,8 @@ export class ServerApi {
             } catch {
               // not JSON: the text itself
             }
-            if (status === 401) return reject(new SyncError("unauthorized", `the server at ${this.base.host} refused the token (HTTP 401: ${err || "unauthorized"})`))
+            if (status === 401)
+              return reject(new SyncError("unauthorized", `the server at ${this.base.host} refused the token (HTTP 401: ${err || "unauthorized"})`))
             if (status === 403) return reject(new SyncError("refused", `the server at ${this.base.host} refused: ${err} (HTTP ${status})`))
             if (status === 503) return reject(new SyncError("unreachable", `the server at ${this.base.host} is not serving: ${err} (HTTP 503)`))
             reject(new SyncError("protocol", `unexpected answer from ${u.host}${u.pathname}: HTTP ${status} ${err}`))
@@ -192,4 +193,3 @@ export class ServerApi {
     return r.heads
   }
 }
-

@@ -489,7 +489,7 @@ export class SyncServer {
     const viaRepo: string[] = []
     const sources: (() => Backend | undefined)[] = []
     for (let i = 0; i < request.docs.length && !this.#closing; i++) {
-      const { id, heads } = request.docs[i]
+      const { id } = request.docs[i]
       const chunk = request.chunks[i]
       const answer: ExchangeAnswerDoc = { id, heads: null, bytes: 0 }
       answers.push(answer)

@@ -80,7 +80,13 @@ async function work(store: PlanStore, id: string, n: number, who: string): Promi
 
 async function headsIn(dir: string, ids: string[]): Promise<string[]> {
   const s = new PlanStore(dir, { onWarning: () => {} })
-  return Promise.all(ids.map(async id => A.getHeads((await s.docs.load<unknown>(id))!).sort().join(",")))
+  return Promise.all(
+    ids.map(async id =>
+      A.getHeads((await s.docs.load<unknown>(id))!)
+        .sort()
+        .join(",")
+    )
+  )
 }
 
 /** Count the exchanges (and their request sizes) a sync makes, and whether it opened a WebSocket. */
@@ -311,9 +317,7 @@ describe("one-shot sync by direct exchange", () => {
     }
     expect(await chunks("snapshot")).toBeGreaterThanOrEqual(1)
     expect(await headsIn(serverDir, [id, rid])).toEqual(await headsIn(a.dir, [id, rid]))
-    expect((await new PlanStore(serverDir).loadReports(id, "A"))!.reports.map(r => String(r.message))).toEqual(
-      Array.from({ length: 40 }, (_, i) => `c${i} 0`)
-    )
+    expect((await new PlanStore(serverDir).loadReports(id, "A"))!.reports.map(r => String(r.message))).toEqual(Array.from({ length: 40 }, (_, i) => `c${i} 0`))
   }, 120_000)
 
   it("falls back to the sync protocol when the server has no exchange (404)", async () => {
@@ -352,7 +356,7 @@ describe("one-shot sync by direct exchange", () => {
       // goes through the sync protocol (smaller messages), as with a server without the exchange
       const body = encodeFramed([{ id, heads: [], bytes: 0 }], [A.saveSince((await a.docs.load(id))!, [])])
       expect(body.byteLength).toBeGreaterThan(4096)
-      const res = await fetch(new ServerApi(smallUrl, token).base.toString().replace(/\/$/, "") + "/v1/exchange", {
+      const res = await fetch(`${new ServerApi(smallUrl, token).base.toString().replace(/\/$/, "")}/v1/exchange`, {
         method: "POST",
         headers: { authorization: `Bearer ${token}`, "content-type": "application/octet-stream" },
         body: new Uint8Array(body),
