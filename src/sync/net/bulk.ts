@@ -57,7 +57,7 @@ export function basesFile(storeDir: string, storageId: string): string | undefin
 }
 
 /** The recorded heads per document (empty when none, or unreadable: it only saves bytes). */
-export async function readBases(storeDir: string, storageId: string): Promise<Map<string, string[]>> {
+async function readBases(storeDir: string, storageId: string): Promise<Map<string, string[]>> {
   const file = basesFile(storeDir, storageId)
   if (!file) return new Map()
   try {

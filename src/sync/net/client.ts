@@ -37,7 +37,7 @@ export interface ConnectOptions {
   promptSync?: boolean
 }
 
-export { parseServerUrl, type PlansResponse, type RemoteTarget, ServerApi, SyncError } from "./api.js"
+export { type PlansResponse, type RemoteTarget, ServerApi, SyncError } from "./api.js"
 
 const sameHeads = (a: readonly string[], b: readonly string[]) => a.length === b.length && a.every(h => b.includes(h))
 /** How long the server may hold a confirmation until it has our heads (long poll). */

@@ -37,11 +37,11 @@ export interface Framed<T> {
 }
 
 /** Largest header accepted (JSON of ids and heads). */
-export const MAX_HEADER_BYTES = 8 * 1024 * 1024
+const MAX_HEADER_BYTES = 8 * 1024 * 1024
 /** Most documents in one exchange. */
-export const MAX_EXCHANGE_DOCS = 10_000
+const MAX_EXCHANGE_DOCS = 10_000
 /** Most heads per document in one exchange. */
-export const MAX_HEADS = 1000
+const MAX_HEADS = 1000
 
 const HEX_HEAD = /^[0-9a-f]{64}$/
 
@@ -56,7 +56,7 @@ export function encodeFramed<T extends { bytes: number }>(docs: T[], chunks: Uin
 }
 
 /** Split a framed buffer; throws an Error naming what is wrong. */
-export function decodeFramed(buf: Uint8Array): Framed<Record<string, unknown>> {
+function decodeFramed(buf: Uint8Array): Framed<Record<string, unknown>> {
   if (buf.byteLength < 4) throw new Error("body too short for an exchange")
   const view = Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength)
   const h = view.readUInt32BE(0)
