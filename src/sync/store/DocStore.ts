@@ -79,6 +79,14 @@ export interface DocStoreOptions {
    */
   blockingWrites?: boolean | "alone"
   /**
+   * Group commit of chunk files (ConcordStorageAdapterOptions.groupWrites), for a process that serves
+   * many writers at once (the endpoint of `concord run`): the chunk files of every document saved in one
+   * turn of the event loop, and of those saved while a group is being made durable, are written together
+   * (each file fsynced, each directory once, all at once through the thread pool); each save still
+   * returns only once its file is durable. Takes precedence over blockingWrites. Default false.
+   */
+  groupWrites?: boolean
+  /**
    * Called after every durable save (an incremental chunk or a compaction) with the document saved,
    * the heads it was loaded at by this instance (empty if none), and the chunk files this instance knows
    * make it up ("snapshot/<hash>", "incremental/<hash>"). Awaited; errors become warnings. PlanStore
@@ -218,6 +226,7 @@ export class DocStore {
     if (opts.quarantineGraceMs !== undefined) adapterOpts.quarantineGraceMs = opts.quarantineGraceMs
     if (this.#live) adapterOpts.restoreIntervalMs = 1000
     if (opts.blockingWrites) adapterOpts.blockingWrites = opts.blockingWrites
+    if (opts.groupWrites) adapterOpts.groupWrites = true
     this.adapter = new ConcordStorageAdapter(this.dir, adapterOpts)
   }
 
