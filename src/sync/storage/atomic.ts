@@ -148,7 +148,8 @@ export interface GroupOutcome {
  * thread pool, each is renamed over its target, and then each directory written into is fsynced once,
  * again all at once. Per file that is two thread-pool calls (its fsync and a share of its directory's)
  * instead of writeFileAtomic's eight, the main thread never waits for the disk, and the journal
- * commits of concurrent fsyncs are shared by the file system.
+ * commits of concurrent fsyncs are shared by the file system. A group of one file is written with
+ * blocking calls (writeFileAtomic's `blocking`): alone, it is answered soonest that way.
  *
  * The guarantees are writeFileAtomic's, file by file: a target is replaced only by a complete temp file
  * that is already durable, and is reported written only once its directory is durable too. A file whose
@@ -159,6 +160,13 @@ export interface GroupOutcome {
 export async function writeFilesAtomicGroup(items: GroupWrite[]): Promise<GroupOutcome> {
   const written = items.map(() => false)
   if (process.platform === "win32") return { written, fileSyncs: 0, dirSyncs: 0 }
+  if (items.length === 1) {
+    // a group of one (a lone report): blocking calls answer it soonest, and nothing else is waiting
+    const it = items[0]
+    const dir = path.dirname(it.target)
+    const done = knownDirs.has(dir) && writeBlocking(it.target, it.data, dir, tempName(it.target, dir, it), it)
+    return { written: [done], fileSyncs: done ? 1 : 0, dirSyncs: done ? 1 : 0 }
+  }
   const open: { i: number; fd: number; tmp: string; dir: string }[] = []
   for (const [i, it] of items.entries()) {
     const dir = path.dirname(it.target)
