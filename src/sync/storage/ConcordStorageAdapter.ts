@@ -20,7 +20,7 @@
  */
 import type { Chunk, StorageAdapterInterface, StorageKey } from "@automerge/automerge-repo/slim"
 import { createHash } from "node:crypto"
-import { promises as fsp, type Dirent, readdirSync, unlinkSync } from "node:fs"
+import { promises as fsp, type Dirent, readdirSync } from "node:fs"
 import type { FileHandle } from "node:fs/promises"
 import path from "node:path"
 import { type AtomicWriteOptions, ensureDir, ensureDirIn, fsyncDir, writeFileAtomic, writeFilesAtomicGroup } from "./atomic.js"
@@ -82,9 +82,10 @@ export interface ConcordStorageAdapterOptions {
    * `concord run`): the saves asked for in one turn of the event loop, and those asked for while a group
    * is being made durable, are written together (writeFilesAtomicGroup: each file fsynced, each directory
    * once, the fsyncs of a group at once through the thread pool). Each save still resolves only once its
-   * file and directory are durable. Such a process also lists a document's directories and removes the
-   * chunks a compaction replaced with blocking calls (small metadata calls it makes at every report,
-   * cheaper than a round trip through the thread pool). Takes precedence over blockingWrites. Default false.
+   * file and directory are durable. Such a process also lists a document's directories with blocking
+   * calls (a read it makes at every report, cheaper than a round trip through the thread pool; removals,
+   * which may wait for the file system's journal, stay off the main thread). Takes precedence over
+   * blockingWrites. Default false.
    */
   groupWrites?: boolean
   /**
@@ -367,8 +368,7 @@ export class ConcordStorageAdapter implements StorageAdapterInterface {
     const file = this.filePath(key)
     this.#written.delete(keyString(key))
     try {
-      if (this.#groupWrites) unlinkSync(file)
-      else await fsp.unlink(file)
+      await fsp.unlink(file)
     } catch (e) {
       const code = errnoCode(e)
       if (code === "ENOENT") return
