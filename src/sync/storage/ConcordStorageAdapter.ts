@@ -295,7 +295,8 @@ export class ConcordStorageAdapter implements StorageAdapterInterface {
 
   // ---------------------------------------------------------------- save
 
-  async save(key: StorageKey, data: Uint8Array): Promise<void> {
+  /** `sha256`: the hex sha256 of `data`, when the caller has it already (an incremental chunk's key is it). */
+  async save(key: StorageKey, data: Uint8Array, sha256?: string): Promise<void> {
     const target = this.filePath(key)
     this.#onSave?.(key)
     const write = async () => {
@@ -319,7 +320,7 @@ export class ConcordStorageAdapter implements StorageAdapterInterface {
         this.#tmpReady = false
         await write()
       }
-      this.#written.set(keyString(key), { seq: ++this.#seq, sha256: sha256hex(data) })
+      this.#written.set(keyString(key), { seq: ++this.#seq, sha256: sha256 ?? sha256hex(data) })
     } catch (e) {
       throw StoreError.from("write", target, e)
     }

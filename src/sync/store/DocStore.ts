@@ -601,8 +601,9 @@ export class DocStore {
         st.warnedNoCompact = true
         this.#warn(`not compacting document ${docId}: ${blocked}`)
       }
-      const key: StorageKey = [docId, "incremental", keyHash(incBytes)]
-      await this.adapter.save(key, incBytes)
+      const hash = keyHash(incBytes)
+      const key: StorageKey = [docId, "incremental", hash]
+      await this.adapter.save(key, incBytes, hash)
       st.chunks.set(keyStr(key), { key, type: "incremental", size: incBytes.length, changes: incChanges })
       st.heads = containsTracked ? heads : dedupe([...st.heads, ...heads])
       // Our copy must be exactly what `heads` covers; when the saved doc lacks something we had, reload.
@@ -622,8 +623,17 @@ export class DocStore {
   async #notifySaved(docId: string, doc: Automerge.Doc<unknown>, base: Automerge.Heads, st: DocState, complete: boolean): Promise<void> {
     if (!this.#onSaved) return
     try {
-      const chunks = [...st.chunks.values()].map(c => `${c.key[1]}/${c.key[2]}`).sort()
-      await this.#onSaved(docId, doc, { base, chunks, complete })
+      // (listed only if the hook reads them: a live store's hook does not, at every report)
+      let chunks: string[] | undefined
+      const info: SavedInfo = {
+        base,
+        complete,
+        get chunks() {
+          chunks ??= [...st.chunks.values()].map(c => `${c.key[1]}/${c.key[2]}`).sort()
+          return chunks
+        },
+      }
+      await this.#onSaved(docId, doc, info)
     } catch (e) {
       this.#warn(`after saving document ${docId}: ${(e as Error)?.message ?? String(e)}`)
     }
