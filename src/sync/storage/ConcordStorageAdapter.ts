@@ -20,7 +20,7 @@
  */
 import type { Chunk, StorageAdapterInterface, StorageKey } from "@automerge/automerge-repo/slim"
 import { createHash } from "node:crypto"
-import { promises as fsp, type Dirent, readdirSync } from "node:fs"
+import { promises as fsp, type Dirent } from "node:fs"
 import type { FileHandle } from "node:fs/promises"
 import path from "node:path"
 import { type AtomicWriteOptions, ensureDir, ensureDirIn, fsyncDir, writeFileAtomic, writeFilesAtomicGroup } from "./atomic.js"
@@ -82,10 +82,7 @@ export interface ConcordStorageAdapterOptions {
    * `concord run`): the saves asked for in one turn of the event loop, and those asked for while a group
    * is being made durable, are written together (writeFilesAtomicGroup: each file fsynced, each directory
    * once, the fsyncs of a group at once through the thread pool). Each save still resolves only once its
-   * file and directory are durable. Such a process also lists a document's directories with blocking
-   * calls (a read it makes at every report, cheaper than a round trip through the thread pool; removals,
-   * which may wait for the file system's journal, stay off the main thread). Takes precedence over
-   * blockingWrites. Default false.
+   * file and directory are durable. Takes precedence over blockingWrites. Default false.
    */
   groupWrites?: boolean
   /**
@@ -567,8 +564,7 @@ export class ConcordStorageAdapter implements StorageAdapterInterface {
     const walk = async (dir: string, isRoot: boolean): Promise<void> => {
       let entries: Dirent[]
       try {
-        // (a live endpoint lists the same few small directories at every report: no thread-pool round trip)
-        entries = this.#groupWrites ? readdirSync(dir, { withFileTypes: true }) : await fsp.readdir(dir, { withFileTypes: true })
+        entries = await fsp.readdir(dir, { withFileTypes: true })
       } catch (e) {
         const code = errnoCode(e)
         if (code === "ENOENT") return
