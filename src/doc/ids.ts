@@ -38,9 +38,18 @@ export function newDocId(): DocId {
 
 /** The id of a job's report log. Derived, so every process can find it without reading the plan. */
 export function reportDocId(planId: DocId, job: string): DocId {
-  const digest = createHash("sha256").update(`concord/reports\0${planId}\0${job}`).digest()
-  return encodeCheck(digest.subarray(0, 16))
+  const name = `concord/reports\0${planId}\0${job}`
+  let id = reportIds.get(name)
+  if (id === undefined) {
+    id = encodeCheck(createHash("sha256").update(name).digest().subarray(0, 16))
+    if (reportIds.size >= 4096) reportIds.clear()
+    reportIds.set(name, id)
+  }
+  return id
 }
+
+/** Report log ids already derived: a long-lived process derives the same few at every report. */
+const reportIds = new Map<string, DocId>()
 
 /** Ids already found valid: a long-lived process checks the same few ids on every call. */
 const knownIds = new Set<string>()

@@ -80,14 +80,15 @@ export async function reportRouted(backend: PlanBackend, input: ReportInput, clo
 
 /**
  * Serve the plan's endpoint from this process (`concord run` does, while it holds the plan's lease): a
- * live store of its own (documents kept in memory, one actor, group commits) behind the socket.
+ * live store of its own (documents kept in memory, one actor, group commits: the reports for one log
+ * in one change, the chunk files of all logs written in one turn made durable together) behind the socket.
  */
 export async function serveEndpoint(
   storeDir: string,
   planId: string,
   opts: { onStatusChange?: () => void; onWarning?: (msg: string) => void } = {}
 ): Promise<{ socket: string; close(): Promise<void> }> {
-  const backend = new LocalBackend(new PlanStore(storeDir, { live: true, blockingWrites: "alone", onWarning: opts.onWarning }))
+  const backend = new LocalBackend(new PlanStore(storeDir, { live: true, groupWrites: true, onWarning: opts.onWarning }))
   const server = await startEndpoint({ storeDir, planId, host: hostName(), handlers: endpointHandlers(backend, planId, opts), onWarning: opts.onWarning })
   return {
     socket: server.socket,

@@ -11,7 +11,8 @@ const { startEndpoint } = await import(`${dist}sync/endpoint/server.js`)
 const { hostName } = await import(`${dist}lib/host.js`)
 
 const [store, planId, mode] = process.argv.slice(2)
-const backend = new LocalBackend(new PlanStore(store, { live: true }))
+// opened as serveEndpoint (src/ops/endpoint.ts) opens it
+const backend = new LocalBackend(new PlanStore(store, { live: true, groupWrites: true }))
 const h = endpointHandlers(backend, planId)
 const handlers = {
   ping: h.ping,

@@ -198,12 +198,13 @@ describe("ConcordStorageAdapter", () => {
   })
 
   it.each([
-    ["", false],
-    [" (blocking writes, as concord mcp makes them)", true],
-  ])("a temp or document directory removed since the last write is made again by the next write%s", async (_, blockingWrites) => {
+    ["", false, false],
+    [" (blocking writes, as concord mcp makes them)", true, false],
+    [" (group writes, as concord run's endpoint makes them)", false, true],
+  ])("a temp or document directory removed since the last write is made again by the next write%s", async (_, blockingWrites, groupWrites) => {
     const { dir, cleanup } = await tempDir()
     try {
-      const a = new ConcordStorageAdapter(dir, { blockingWrites })
+      const a = new ConcordStorageAdapter(dir, { blockingWrites, groupWrites })
       const bytes = A.save(A.from({ a: 1 }))
       await a.save(["abcdef", "incremental", "h1"], bytes)
       await a.save(["abcdef", "incremental", "h1b"], bytes) // (a directory it knows: written with blocking calls if asked)
@@ -247,6 +248,71 @@ describe("ConcordStorageAdapter", () => {
       expect(await readdir(a.tmpDirectory)).toEqual([])
     } finally {
       vi.restoreAllMocks()
+      await cleanup()
+    }
+  })
+
+  it("groupWrites: saves asked for at once are one group (one fsync per file, one per directory); later ones never join a group under way", async () => {
+    const { dir, cleanup } = await tempDir()
+    try {
+      const a = new ConcordStorageAdapter(dir, { groupWrites: true })
+      const data = Array.from({ length: 40 }, (_, n) => A.save(A.from({ n })))
+      const bytes = (n: number) => data[n]
+      // the first write into a directory goes the usual way (it makes the directory)
+      await a.save(["abcdef", "incremental", "first"], bytes(0))
+      await a.save(["ghijkl", "incremental", "first"], bytes(0))
+      const base = { ...a.groupStats }
+      const delta = () => Object.fromEntries(Object.entries(a.groupStats).map(([k, v]) => [k, v - base[k as keyof typeof base]]))
+      // eight saves into two documents' directories, asked for at once
+      const keys = Array.from({ length: 8 }, (_, i) => [i % 2 ? "abcdef" : "ghijkl", "incremental", `k${i}`])
+      await Promise.all(keys.map((k, i) => a.save(k, bytes(i + 1))))
+      expect(delta()).toEqual({ groups: 1, files: 8, fileSyncs: 8, dirSyncs: 2 })
+      for (const [i, k] of keys.entries()) expect(await a.load(k)).toEqual(bytes(i + 1))
+      // a lone save is a group of one, started at once
+      Object.assign(base, a.groupStats)
+      await a.save(["abcdef", "incremental", "lone"], bytes(20))
+      expect(delta()).toEqual({ groups: 1, files: 1, fileSyncs: 1, dirSyncs: 1 })
+      // four saves, then four more once their group has started: two groups, not one (a group's files are
+      // fixed when it starts) nor five (the later four, asked for at once, go together)
+      Object.assign(base, a.groupStats)
+      const first = Promise.all([0, 1, 2, 3].map(i => a.save(["abcdef", "incremental", `w${i}`], bytes(30 + i))))
+      await new Promise(r => setImmediate(() => setImmediate(r))) // the first group has started
+      const second = Promise.all([4, 5, 6, 7].map(i => a.save(["ghijkl", "incremental", `w${i}`], bytes(30 + i))))
+      await Promise.all([first, second])
+      expect(delta()).toEqual({ groups: 2, files: 8, fileSyncs: 8, dirSyncs: 2 })
+      for (let i = 0; i < 8; i++) expect(await a.load([i < 4 ? "abcdef" : "ghijkl", "incremental", `w${i}`])).toEqual(bytes(30 + i))
+      expect(await readdir(a.tmpDirectory)).toEqual([])
+    } finally {
+      await cleanup()
+    }
+  })
+
+  it("groupWrites: a file of a group that cannot be written fails alone, with StoreError, leaving no temp file or partial chunk", async () => {
+    const { dir, cleanup } = await tempDir()
+    try {
+      const a = new ConcordStorageAdapter(dir, { groupWrites: true })
+      const data = Array.from({ length: 40 }, (_, n) => A.save(A.from({ n })))
+      const bytes = (n: number) => data[n]
+      await a.save(["abcdef", "incremental", "first"], bytes(0))
+      await a.save(["ghijkl", "incremental", "first"], bytes(0))
+      // another process turned one document's directory into a file: writes into it cannot succeed
+      const broken = path.join(dir, "gh", "ijkl", "incremental")
+      await fsPromises.rm(broken, { recursive: true })
+      await writeFile(broken, "not a directory")
+      const outcomes = await Promise.allSettled([
+        a.save(["abcdef", "incremental", "ok1"], bytes(1)),
+        a.save(["ghijkl", "incremental", "bad"], bytes(2)),
+        a.save(["abcdef", "incremental", "ok2"], bytes(3)),
+      ])
+      expect(outcomes.map(o => o.status)).toEqual(["fulfilled", "rejected", "fulfilled"])
+      const err = (outcomes[1] as PromiseRejectedResult).reason
+      expect(err).toBeInstanceOf(StoreError)
+      expect(err.message).toContain(path.join(dir, "gh", "ijkl", "incremental", "bad"))
+      expect(await a.load(["abcdef", "incremental", "ok1"])).toEqual(bytes(1))
+      expect(await a.load(["abcdef", "incremental", "ok2"])).toEqual(bytes(3))
+      expect(await readFile(broken, "utf8")).toBe("not a directory")
+      expect(await readdir(a.tmpDirectory)).toEqual([])
+    } finally {
       await cleanup()
     }
   })

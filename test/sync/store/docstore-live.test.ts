@@ -162,6 +162,33 @@ describe("PlanStore group commit (live)", () => {
     expect(chunks).toBeLessThan(n) // batched: fewer writes than reports
   })
 
+  it("with groupWrites, reports to 16 logs at once are made durable together: one change, one chunk file and one fsync per log", async () => {
+    const jobs = Array.from({ length: 16 }, (_, i) => `j${i}`)
+    const setup = new PlanStore(dir)
+    const { id } = await setup.createPlan(validatePlanSpec({ name: "g", jobs: jobs.map(name => ({ name, run: "true" })) }), dir, ctx())
+    const live = new PlanStore(dir, { live: true, groupWrites: true })
+    // each log's first report makes its directories (the usual write path); from then on, groups
+    await Promise.all(jobs.map(j => live.appendReport(id, j, { status: "working", message: "first", attempt: 1 }, ctx())))
+    const stats = live.docs.adapter.groupStats
+    const before = { ...stats }
+    const all = await Promise.all(jobs.map(j => live.appendReport(id, j, { status: "progress", message: `at once ${j}`, attempt: 1 }, ctx(j))))
+    // one group, or a few when some log's look at the disk for other writers' chunks (at most every
+    // second) came due and its report reached the writer a moment later
+    expect(stats.groups - before.groups).toBeGreaterThanOrEqual(1)
+    expect(stats.groups - before.groups).toBeLessThanOrEqual(4)
+    expect(stats.files - before.files).toBe(16)
+    expect(stats.fileSyncs - before.fileSyncs).toBe(16)
+    expect(stats.dirSyncs - before.dirSyncs).toBe(16) // one directory per log
+    // durable and visible to every other process once the calls resolved: read by a store of its own
+    const reader = new PlanStore(dir)
+    for (const [i, j] of jobs.entries()) {
+      const log = await reader.loadReports(id, j)
+      expect(readReports(log).map(r => r.message)).toEqual(["first", `at once ${j}`])
+      expect(A.getHeads(log!)).toEqual(A.getHeads(all[i])) // one change per log: the same heads
+    }
+    await live.close()
+  })
+
   it("one report a batch cannot take (an invalid report id) fails alone", async () => {
     const setup = new PlanStore(dir)
     const { id } = await setup.createPlan(validatePlanSpec({ name: "g", jobs: [{ name: "a", run: "true" }] }), dir, ctx())
