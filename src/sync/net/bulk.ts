@@ -21,7 +21,7 @@ import { isPlanDoc, readPlan } from "../../doc/plan.js"
 import { reportsGenesis } from "../../doc/reports.js"
 import type { PlanStore } from "../store/PlanStore.js"
 import { writeFileAtomic } from "../storage/atomic.js"
-import { chunkContents } from "../storage/chunk-format.js"
+import { chunkContents, listChunks } from "../storage/chunk-format.js"
 import type { Backend } from "./access.js"
 import { type PlansResponse, type ServerApi, SyncError } from "./api.js"
 import { encodeFramed, type ExchangeAnswerDoc, type ExchangeRequestDoc, jobsOf, parseAnswer } from "./exchange.js"
@@ -44,6 +44,8 @@ interface Item {
   /** set for a report log */
   job?: string
   raw: Backend | undefined
+  /** the chunk files `raw` was read from */
+  keys?: Set<string>
   /** the server has it (per its plan list) */
   onServer: boolean
 }
@@ -105,9 +107,9 @@ export async function syncByExchange(
     items.push({ id: c.id, planId: c.id, raw, onServer: c.onServer })
     for (const job of new Set([...(raw ? jobsOf(raw) : []), ...c.serverJobs])) {
       const rid = reportDocId(c.id, job)
-      const local = (await store.docs.loadBackend(rid))?.raw
+      const local = await store.docs.loadBackend(rid)
       if (!local && !c.serverDocs.has(rid)) continue
-      items.push({ id: rid, planId: c.id, job, raw: local, onServer: c.serverDocs.has(rid) })
+      items.push({ id: rid, planId: c.id, job, raw: local?.raw, keys: local?.keys, onServer: c.serverDocs.has(rid) })
     }
   }
 
@@ -165,7 +167,14 @@ export async function syncByExchange(
       const it = round.find(x => x.id === a.id)
       if (!it) throw new SyncError("protocol", `the server answered for document ${a.id}, which we did not send`)
       const bytes = answer.chunks[i]
-      if (bytes.byteLength > 0) received.set(it.id, (received.get(it.id) ?? 0) + (await addReceived(store, it, bytes)))
+      if (bytes.byteLength > 0) {
+        const got = await addReceived(store, it, bytes)
+        received.set(it.id, (received.get(it.id) ?? 0) + got.count)
+        // a report log's cached digest follows what came in, as a save's hook would keep it (status reads
+        // only what the cache does not cover): the server's heads are ours now, unless it refused ours
+        if (it.job !== undefined && a.heads && !a.refused && !a.missingDeps)
+          await store.noteAddedChunk(it.id, it.raw && it.keys ? { raw: it.raw, keys: it.keys } : undefined, got, a.heads)
+      }
       if (a.missingDeps && attempt === 0) again.push(it)
       else if (a.refused) refusals.push({ id: a.id, reason: a.refused })
       else if (a.missingDeps) refusals.push({ id: a.id, reason: "the server lacks changes ours build on" })
@@ -216,18 +225,27 @@ export async function syncByExchange(
   return out
 }
 
-/** Add what the server sent to the store as one chunk; returns how many of its changes are new here. */
-async function addReceived(store: PlanStore, it: Item, bytes: Uint8Array): Promise<number> {
+/**
+ * Add what the server sent to the store as one chunk file; returns how many of its changes are new here,
+ * the file ("incremental/<hash>") and the changes in it (one change's bytes each).
+ */
+async function addReceived(store: PlanStore, it: Item, bytes: Uint8Array): Promise<{ count: number; key: string; changes: Uint8Array[] }> {
   const contents = chunkContents(bytes)
-  if (!contents) throw new SyncError("protocol", `the server sent damaged changes for document ${it.id}`)
+  const listed = listChunks(bytes)
+  if (!contents || !listed.ok) throw new SyncError("protocol", `the server sent damaged changes for document ${it.id}`)
   let count: number
+  let changes: Uint8Array[]
   if (contents.hasDocument || contents.opaque) {
     const fresh = A.getBackend(A.init())
     fresh.loadIncremental(bytes)
     count = Math.max(0, fresh.stats().numChanges - (it.raw ? it.raw.stats().numChanges : 0))
-  } else count = it.raw ? contents.changeHashes.filter(h => !has(it.raw!, h)).length : contents.changeHashes.length
-  await store.docs.addChunk(it.id, bytes)
-  return count
+    changes = fresh.getChanges([])
+  } else {
+    count = it.raw ? contents.changeHashes.filter(h => !has(it.raw!, h)).length : contents.changeHashes.length
+    changes = listed.chunks.map(c => bytes.subarray(c.offset, c.offset + c.size))
+  }
+  const key = await store.docs.addChunk(it.id, bytes)
+  return { count, key: `${key[1]}/${key[2]}`, changes }
 }
 
 /** A call to the server, made again (with backoff) while the server is unreachable, until the deadline. */

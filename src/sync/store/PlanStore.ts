@@ -500,6 +500,33 @@ export class PlanStore {
     await this.#storeDigest(docId, doc, await this.#readDigestCache(docId), info.complete ? info.chunks : [], info.chunks.length)
   }
 
+  /**
+   * Changes added to a report log as a chunk file of their own, without a save (DocStore.addChunk: a
+   * one-shot sync's exchange), keep its cached digest current as a save's hook does. `before`: the log as
+   * it was read without its view, and the chunk files it was read from (none: no log here before);
+   * `added`: the new chunk file ("incremental/<hash>") and the changes in it, one change's bytes each;
+   * `heads`: the log's heads with them. Only the changes the cache does not cover are read; a log holding
+   * anything but reports (changes of another shape) is left to status, which reads it.
+   */
+  async noteAddedChunk(
+    docId: string,
+    before: { raw: ReturnType<typeof A.getBackend>; keys: Set<string> } | undefined,
+    added: { key: string; changes: Uint8Array[] },
+    heads: string[]
+  ): Promise<void> {
+    const cache = await this.#readDigestCache(docId)
+    const prior = before?.raw
+    const inPrior = prior && cache ? cache.heads.filter(h => prior.getChangeByHash(h) !== null) : []
+    // heads the cache covers that this log lacks stay in the entry (digests merge as sets)
+    const otherHeads = cache ? cache.heads.filter(h => !inPrior.includes(h)) : []
+    const records = reportsInChanges([...(prior ? prior.getChanges(inPrior) : []), ...added.changes])
+    if (!records) return
+    const digest = records.reduce(foldReport, cache?.digest ?? { last: null, byAttempt: {} })
+    const chunks = new Set([...(cache?.chunks ?? []), ...(before?.keys ?? []), added.key])
+    const entry: DigestCache = { v: 2, heads: [...new Set([...heads, ...otherHeads])].sort(), chunks: [...chunks].sort(), digest }
+    await this.#writeDigestCache(docId, entry)
+  }
+
   /** The digest of `doc` from `cache`, covering `chunks`, written to the cache file; returns the entry. */
   async #storeDigest(
     docId: string,

@@ -14,7 +14,7 @@ import path from "node:path"
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest"
 import type { WriteContext } from "../../../src/doc/actor.js"
 import { reportDocId } from "../../../src/doc/ids.js"
-import { appendReport, reportsGenesis } from "../../../src/doc/reports.js"
+import { appendReport, digestReports, reportsGenesis } from "../../../src/doc/reports.js"
 import { type PlanDocument, setJobStatus, updateAttempt } from "../../../src/doc/plan.js"
 import { readAudit } from "../../../src/sync/net/audit.js"
 import { basesFile } from "../../../src/sync/net/bulk.js"
@@ -150,6 +150,29 @@ describe("one-shot sync by direct exchange", () => {
       spy.restore()
     }
   }, 120_000)
+
+  it("keeps the cached digest of each report log it brings in current: status after the sync reads no log", async () => {
+    const a = await newStore()
+    const { id } = await a.createPlan(spec([{ name: "A" }], { name: "exchange-digests" }), "/tmp", ctx())
+    await work(a, id, 40, "a")
+    await syncOnce(a, { url, token: tk.admin, timeoutMs: 60_000 })
+    const b = await newStore()
+    await syncOnce(b, { url, token: tk.admin, timeoutMs: 60_000 }) // new here: the log comes whole
+    await work(a, id, 25, "a2")
+    await work(b, id, 10, "b2") // b's own reports: its save keeps the cache current
+    await syncOnce(a, { url, token: tk.admin, timeoutMs: 60_000 })
+    await syncOnce(b, { url, token: tk.admin, timeoutMs: 60_000 }) // a's 25 come in as changes
+    const status = new PlanStore(b.dir, { onWarning: () => {} })
+    const load = vi.spyOn(status.docs, "load")
+    const loadBackend = vi.spyOn(status.docs, "loadBackend")
+    const digests = await status.loadReportDigests(id, ["A"])
+    expect(load).not.toHaveBeenCalled()
+    expect(loadBackend).not.toHaveBeenCalled()
+    const log = await new PlanStore(b.dir, { onWarning: () => {} }).loadReports(id, "A")
+    expect(log!.reports.length).toBe(40 + 25 + 10)
+    expect(digests.get("A")).toEqual(digestReports(log!))
+    expect(digests.get("A")!.last!.message).toMatch(/^(a2 24|b2 9)$/)
+  })
 
   it("a wrong record costs a resend, not changes; a missing one asks the server's heads", async () => {
     const a = await newStore()
