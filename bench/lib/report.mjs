@@ -769,7 +769,7 @@ function findings(results) {
           `CPU per report, everything counted: ${ms(e16.cpuMsPerReport)}${ep !== undefined ? `, of which ${ms(ep)} in the endpoint's process, which serves every report from one JavaScript thread (its file system calls run beside it, in Node's thread pool), so the part of those ${ms(ep)} spent on that thread bounds the throughput by itself` : ""}. ` +
           (s16
             ? `To reach sqlite's ${fmt(s16.throughput)} reports/s on these 2 cores a report could cost at most ${ms(2000 / s16.throughput)} of CPU in all${ep !== undefined ? ` and ${ms(1000 / s16.throughput)} in the endpoint's thread` : ""}: ` +
-              "today most of the endpoint's share is Automerge's change of the report log (the list insert and the update of the materialised document, which grows with the log) and the chunk file's writes (two fsyncs, its directory's entry); sqlite appends a row to a shared WAL with one fsync per commit. "
+              "today most of the endpoint's thread goes to Automerge's change of each report log (the list insert and the update of the materialised document, which grows with the log) and its JavaScript glue; the chunk files of all logs written in one turn are made durable together (each file and each directory fsynced once, in Node's thread pool), but every log is its own file in its own directory; sqlite appends a row to a shared WAL with one fsync per commit. "
             : "")
       )
     }
@@ -814,7 +814,7 @@ function findings(results) {
             : "") +
           (help ? ` Loading the whole CLI (\`concord --help\`) takes ${ms(help.p50)}; a report does not load it.` : "") +
           (lock ? ` A one-shot json-lock report process takes ${ms(lock.p50)}.` : "") +
-          " With no orchestrator the report starts lean: the report command alone, from V8's code cache of its bundle, with the WebAssembly functions a report calls compiled ahead on background threads (both recorded at build time); what is left over bare Node is reading Automerge's WebAssembly and compiling those functions (on 2 cores the report still waits for part of it), the Node built-ins the store needs, and the report itself with its two fsyncs. A report through a long-lived `concord mcp` server pays none of the start-up (see 7. MCP)."
+          " With no orchestrator the report starts lean: the report command alone, from V8's code cache of its bundle, with the WebAssembly functions a report calls compiled ahead on background threads (both recorded at build time); it starts as CommonJS (no ES module loader), and parses its words and reads the store's files while the WebAssembly compiles. What is left over bare Node is compiling those functions (on 2 cores the report still waits for part of it), the memory it touches for the first time (the WebAssembly's bytes, compiled code, V8's heap: each new page costs a page fault, several times bare Node's count), and the report itself with its two fsyncs. A report through a long-lived `concord mcp` server pays none of the start-up (see 7. MCP)."
       )
     }
   }
@@ -852,7 +852,7 @@ function findings(results) {
           (ref
             ? ` The Automerge sync protocol alone, in memory, takes ${ms(ref.convergeMs)} for the same count (concord takes ${ratio(c.convergeMs, ref.convergeMs)} of it).`
             : "") +
-          " Each run starts Node and Automerge; the server applies each change twice (its access check, which for an admin's message builds no JavaScript view of the document, and its Repo, which does; its store watcher no longer reads back what the Repo wrote); each client's Repo diffs every document it takes in and applies and diffs every change it receives. Reaching the target means a one-shot client that syncs Automerge's low-level documents instead of going through a Repo."
+          " A one-shot sync is one HTTP exchange (POST /v1/exchange): the changes the server lacks go up as one Automerge chunk per document, the changes the client lacks come back, with no Repo and no sync protocol on the client. What is left: each run starts Node and Automerge (the 100-change row is mostly that: three start-ups and their store reads); the server decodes every change it receives once for its access check and audit trail and applies it without building a JavaScript view; a receiving client reads its documents without their view, adds what came as a chunk file and decodes each report it received once, to keep the log's cached digest current (so that status after a sync reads no log)."
       )
     }
   }
