@@ -3,7 +3,12 @@ import type http from "node:http"
 import { InputError } from "../doc/errors.js"
 
 /** The body as UTF-8 text; rejects with an InputError, and drops the request, once it passes `maxBytes`. */
-export function readBody(req: http.IncomingMessage, maxBytes: number): Promise<string> {
+export async function readBody(req: http.IncomingMessage, maxBytes: number): Promise<string> {
+  return (await readBodyBytes(req, maxBytes)).toString("utf8")
+}
+
+/** The body as bytes; rejects with an InputError, and drops the request, once it passes `maxBytes`. */
+export function readBodyBytes(req: http.IncomingMessage, maxBytes: number): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     let size = 0
     const chunks: Buffer[] = []
@@ -16,7 +21,7 @@ export function readBody(req: http.IncomingMessage, maxBytes: number): Promise<s
       }
       chunks.push(c)
     })
-    req.on("end", () => resolve(Buffer.concat(chunks).toString("utf8")))
+    req.on("end", () => resolve(Buffer.concat(chunks)))
     req.on("error", reject)
   })
 }

@@ -15,6 +15,7 @@ import { type DocHandle, type DocumentId, type PeerId, Repo } from "@automerge/a
 import { randomBytes } from "node:crypto"
 import os from "node:os"
 import { InputError } from "../../doc/errors.js"
+import { sameHeads } from "../../doc/heads.js"
 import { parseServerUrl, ServerApi, SyncError } from "./api.js"
 import { isDocId } from "../../doc/ids.js"
 import { ConcordClientAdapter } from "./ClientAdapter.js"
@@ -39,7 +40,6 @@ export interface ConnectOptions {
 
 export { type PlansResponse, type RemoteTarget, ServerApi, SyncError } from "./api.js"
 
-const sameHeads = (a: readonly string[], b: readonly string[]) => a.length === b.length && a.every(h => b.includes(h))
 /** How long the server may hold a confirmation until it has our heads (long poll). */
 const CONFIRM_WAIT_MS = 1500
 const sleep = (ms: number) => new Promise(r => setTimeout(r, ms))

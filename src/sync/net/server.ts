@@ -22,7 +22,7 @@
  *   GET  /healthz     no token; "ok"
  * Paths are matched by suffix, so a proxy may mount the server under a prefix.
  */
-import { readBody } from "../../lib/http.js"
+import { readBody, readBodyBytes } from "../../lib/http.js"
 import * as A from "@automerge/automerge"
 import { type DocumentId, type PeerId, Repo } from "@automerge/automerge-repo"
 import { randomBytes } from "node:crypto"
@@ -35,7 +35,8 @@ import { WebSocketServer } from "ws"
 import { handleDashboardRequest } from "../../dashboard/serve.js"
 import { isDocId, reportDocId } from "../../doc/ids.js"
 import { PLAN_KIND } from "../../doc/model.js"
-import { isPlanDoc, readPlan } from "../../doc/plan.js"
+import { isPlanDoc, type PlanDocument, readPlan } from "../../doc/plan.js"
+import { sameHeads } from "../../doc/heads.js"
 import { ConcordStorageAdapter } from "../storage/ConcordStorageAdapter.js"
 import { DocStore, type DocStoreWatch, headsHash, keyHash } from "../store/DocStore.js"
 import { PlanStore } from "../store/PlanStore.js"
@@ -545,7 +546,7 @@ export class SyncServer {
         if (raw) {
           const theirs = request.docs[i].heads.filter(x => raw.getChangeByHash(x) !== null)
           answer.heads = raw.getHeads()
-          if (!sameHeadSet(answer.heads, request.docs[i].heads)) chunk = theirs.length ? raw.saveSince(theirs) : raw.save()
+          if (!sameHeads(answer.heads, request.docs[i].heads)) chunk = theirs.length ? raw.saveSince(theirs) : raw.save()
         }
       }
       chunks.push(chunk)
@@ -625,7 +626,11 @@ export class SyncServer {
   /** A plan that arrived through an exchange and was written to the store: in the plans index, watched. */
   async #registerWritten(id: string, raw: Backend): Promise<void> {
     const doc = A.load<unknown>(raw.save())
-    if (!isPlanDoc(doc)) return
+    if (isPlanDoc(doc)) await this.#indexArrived(id, doc)
+  }
+
+  /** A plan that arrived over the network and is durable here: in the store's and the server's plans index, watched. */
+  async #indexArrived(id: string, doc: PlanDocument): Promise<void> {
     const v = readPlan(doc)
     await this.store.registerPlan({ id, name: v.name, createdAt: v.createdAt, createdBy: v.createdBy })
     this.index.setPlan(
@@ -821,15 +826,7 @@ export class SyncServer {
       this.#registering.add(id)
       try {
         await this.repo.flush([id as DocumentId])
-        const v = readPlan(doc)
-        await this.store.registerPlan({ id, name: v.name, createdAt: v.createdAt, createdBy: v.createdBy })
-        this.index.setPlan(
-          id,
-          v.name,
-          v.jobs.map(j => j.name)
-        )
-        if (!this.#closing) this.#watchPlan(id)
-        this.#log(`plan ${id} (${v.name}) arrived over the network; added to the plans index`)
+        await this.#indexArrived(id, doc)
       } catch (e) {
         this.#log(`warning: cannot register plan ${id}: ${(e as Error).message}`)
       } finally {
@@ -858,30 +855,14 @@ function newMissingDeps(j: Judgement & { ok: true }, before: string[]): boolean 
   return now.some(h => !had.has(h))
 }
 
-const sameHeadSet = (a: readonly string[], b: readonly string[]) => a.length === b.length && a.every(h => b.includes(h))
-
-/** A request body as bytes, refused (Error) past `maxBytes`. */
+/** A request body as bytes, refused (Error) past `maxBytes`: at once when its declared length is over. */
 function readBinaryBody(req: http.IncomingMessage, maxBytes: number): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    const declared = Number(req.headers["content-length"])
-    if (Number.isFinite(declared) && declared > maxBytes) {
-      req.resume()
-      return reject(new Error(`request body of ${declared} bytes is over the limit`))
-    }
-    let size = 0
-    const chunks: Buffer[] = []
-    req.on("data", (c: Buffer) => {
-      size += c.length
-      if (size > maxBytes) {
-        reject(new Error(`request body over ${maxBytes} bytes`))
-        req.destroy()
-        return
-      }
-      chunks.push(c)
-    })
-    req.on("end", () => resolve(Buffer.concat(chunks)))
-    req.on("error", reject)
-  })
+  const declared = Number(req.headers["content-length"])
+  if (Number.isFinite(declared) && declared > maxBytes) {
+    req.resume()
+    return Promise.reject(new Error(`request body of ${declared} bytes is over the limit`))
+  }
+  return readBodyBytes(req, maxBytes)
 }
 
 function json(res: http.ServerResponse, status: number, body: unknown): void {
