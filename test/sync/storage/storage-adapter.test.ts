@@ -252,15 +252,20 @@ describe("ConcordStorageAdapter", () => {
     }
   })
 
+  /** A groupWrites adapter whose two documents' directories exist (the first write into a directory goes the usual way: it makes it). */
+  async function groupAdapter(dir: string) {
+    const a = new ConcordStorageAdapter(dir, { groupWrites: true })
+    const data = Array.from({ length: 40 }, (_, n) => A.save(A.from({ n })))
+    const bytes = (n: number) => data[n]
+    await a.save(["abcdef", "incremental", "first"], bytes(0))
+    await a.save(["ghijkl", "incremental", "first"], bytes(0))
+    return { a, bytes }
+  }
+
   it("groupWrites: saves asked for at once are one group (one fsync per file, one per directory); later ones never join a group under way", async () => {
     const { dir, cleanup } = await tempDir()
     try {
-      const a = new ConcordStorageAdapter(dir, { groupWrites: true })
-      const data = Array.from({ length: 40 }, (_, n) => A.save(A.from({ n })))
-      const bytes = (n: number) => data[n]
-      // the first write into a directory goes the usual way (it makes the directory)
-      await a.save(["abcdef", "incremental", "first"], bytes(0))
-      await a.save(["ghijkl", "incremental", "first"], bytes(0))
+      const { a, bytes } = await groupAdapter(dir)
       const base = { ...a.groupStats }
       const delta = () => Object.fromEntries(Object.entries(a.groupStats).map(([k, v]) => [k, v - base[k as keyof typeof base]]))
       // eight saves into two documents' directories, asked for at once
@@ -290,11 +295,7 @@ describe("ConcordStorageAdapter", () => {
   it("groupWrites: a file of a group that cannot be written fails alone, with StoreError, leaving no temp file or partial chunk", async () => {
     const { dir, cleanup } = await tempDir()
     try {
-      const a = new ConcordStorageAdapter(dir, { groupWrites: true })
-      const data = Array.from({ length: 40 }, (_, n) => A.save(A.from({ n })))
-      const bytes = (n: number) => data[n]
-      await a.save(["abcdef", "incremental", "first"], bytes(0))
-      await a.save(["ghijkl", "incremental", "first"], bytes(0))
+      const { a, bytes } = await groupAdapter(dir)
       // another process turned one document's directory into a file: writes into it cannot succeed
       const broken = path.join(dir, "gh", "ijkl", "incremental")
       await fsPromises.rm(broken, { recursive: true })
