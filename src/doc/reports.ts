@@ -86,13 +86,19 @@ export function appendReport(doc: ReportsDocument, report: NewReport, ctx: Write
 /**
  * Append several reports in one change (a group commit: one change, one chunk file, one fsync for many
  * senders). Reports already in the log (by `rid`) are left out; nothing to append gives the same document.
+ * `has`: whether `doc` holds a report id, when the caller keeps an index of them (default: hasReport,
+ * which reads the whole log).
  */
-export function appendReports(doc: ReportsDocument, batch: { report: NewReport; ctx: WriteContext }[]): ReportsDocument {
+export function appendReports(
+  doc: ReportsDocument,
+  batch: { report: NewReport; ctx: WriteContext }[],
+  has: (rid: string) => boolean = rid => hasReport(doc, rid)
+): ReportsDocument {
   const todo: { r: ReturnType<typeof validateReport>; report: NewReport; ctx: WriteContext }[] = []
   const seen = new Set<string>()
   for (const { report, ctx } of batch) {
     const r = validateReport(report)
-    if (report.rid !== undefined && (seen.has(report.rid) || hasReport(doc, report.rid))) continue
+    if (report.rid !== undefined && (seen.has(report.rid) || has(report.rid))) continue
     if (report.rid !== undefined) seen.add(report.rid)
     todo.push({ r, report, ctx })
   }

@@ -12,9 +12,15 @@ import type { ReportInput, ReportResult } from "./report.js"
 export type Via = "endpoint" | "store" | "server"
 export type RoutedReport = ReportResult & { via: Via }
 
-/** A fresh report id (ReportRecord.rid). */
-function newReportId(): string {
-  return randomBytes(12).toString("base64url")
+/**
+ * A fresh report id (ReportRecord.rid): this process's random part (72 bits, drawn once) and a counter,
+ * unique without a random draw per report.
+ */
+let ridPrefix: string | undefined
+let ridCount = 0
+export function newReportId(): string {
+  ridPrefix ??= randomBytes(9).toString("base64url")
+  return `${ridPrefix}${(++ridCount).toString(36)}`
 }
 
 /**

@@ -108,6 +108,14 @@ export class PlanStore {
    * to date does not decode them again; null once anything else came between them.
    */
   readonly #ownFolds = new Map<string, OwnFold | null>()
+  /**
+   * live stores only, per report log: the report ids of the log at `heads` (an endpoint's sender gives
+   * every report one): a report is checked against them instead of reading the whole log each time.
+   * Read from the log again whenever the log is not at `heads` (another writer's chunks merged, a reload).
+   */
+  readonly #rids = new Map<string, { heads: string[]; rids: Set<string> }>()
+  /** live stores only: how often a log's report ids were read from the log (for tests) */
+  readonly ridStats = { reads: 0 }
 
   constructor(dir: string, opts: DocStoreOptions = {}) {
     this.dir = path.resolve(dir)
@@ -429,12 +437,36 @@ export class PlanStore {
       docId,
       (loaded, actor) => {
         const before = (loaded ?? A.clone(reportsGenesis(planId, job), { actor: actor as A.ActorId })) as ReportsDocument
-        const after = appendReports(before, batch)
-        if (this.docs.live && after !== before) this.#foldOwn(docId, before, after)
+        if (!this.docs.live || !batch.some(b => b.report.rid !== undefined)) {
+          const after = appendReports(before, batch)
+          if (this.docs.live && after !== before) this.#foldOwn(docId, before, after)
+          return after
+        }
+        const index = this.#ridsAt(docId, before)
+        const after = appendReports(before, batch, rid => index.rids.has(rid))
+        if (after !== before) {
+          this.#foldOwn(docId, before, after)
+          for (const b of batch) if (b.report.rid !== undefined) index.rids.add(b.report.rid)
+          index.heads = A.getHeads(after)
+        }
         return after
       },
       { recentMs: APPEND_LOOK_MS }
     )
+  }
+
+  /** The report ids of the log `doc` (a live store's index of them, read from `doc` unless it is at the index's heads). */
+  #ridsAt(docId: string, doc: ReportsDocument): { heads: string[]; rids: Set<string> } {
+    const heads = A.getHeads(doc)
+    let index = this.#rids.get(docId)
+    if (!index || !sameHeads(index.heads, heads)) {
+      const rids = new Set<string>()
+      for (const r of doc.reports) if (r.rid !== undefined && r.rid !== null) rids.add(String(r.rid))
+      index = { heads, rids }
+      this.#rids.set(docId, index)
+      this.ridStats.reads++
+    }
+    return index
   }
 
   /** Note a live store's own append (`before` -> `after`, one change) for the log's next digest. */

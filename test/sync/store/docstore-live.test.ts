@@ -140,6 +140,32 @@ describe("DocStore live mode: how often it looks at the disk", () => {
 })
 
 describe("PlanStore group commit (live)", () => {
+  it("checks a report id against the log's ids read once, not the whole log per report; read again when another writer's report came in", async () => {
+    const setup = new PlanStore(dir)
+    const { id } = await setup.createPlan(validatePlanSpec({ name: "r", jobs: [{ name: "a", run: "true" }] }), dir, ctx())
+    const live = new PlanStore(dir, { live: true })
+    const send = (rid: string, message = rid) => live.appendReport(id, "a", { status: "progress", message, attempt: 1, rid }, ctx())
+    for (let i = 0; i < 30; i++) await send(`report-${String(i).padStart(4, "0")}`)
+    const readsAfterFirst = live.ridStats.reads
+    expect(readsAfterFirst).toBeLessThanOrEqual(2) // the new log, then the log as this store first wrote it
+    // a report id already in the log, sent again (a retried send), is kept once, from the index
+    await send("report-0003", "again")
+    await send("report-0029", "again")
+    expect(live.ridStats.reads).toBe(readsAfterFirst)
+    // another writer (a one-shot `concord report` that fell back to the store) adds a report with its id
+    await new PlanStore(dir).appendReport(id, "a", { status: "progress", message: "elsewhere", attempt: 1, rid: "report-other" }, ctx("other"))
+    // once this store has looked at the disk again (at most every second), the same id is not doubled
+    await new Promise(r => setTimeout(r, 1100))
+    await send("report-other", "again")
+    expect(live.ridStats.reads).toBe(readsAfterFirst + 1) // the merged log's ids were read again
+    await send("report-0030")
+    await live.close()
+    const messages = readReports(await new PlanStore(dir).loadReports(id, "a")).map(r => r.message)
+    expect(messages.filter(m => m === "again")).toEqual([])
+    expect(messages.filter(m => m === "elsewhere")).toHaveLength(1)
+    expect(messages).toHaveLength(32)
+  })
+
   it("writes concurrent reports to one log together, each durable before its call resolves, none lost or doubled", async () => {
     const setup = new PlanStore(dir)
     const { id } = await setup.createPlan(validatePlanSpec({ name: "g", jobs: [{ name: "a", run: "true" }] }), dir, ctx())
