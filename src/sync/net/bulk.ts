@@ -171,10 +171,13 @@ export async function syncByExchange(
     }
     if (!it.raw || !it.onServer) continue
     const recorded = (bases.heads.get(it.id) ?? []).filter(h => has(it.raw!, h))
+    if (recorded.length) {
+      base.set(it.id, recorded)
+      continue
+    }
     // a report log starts with a change every copy shares (its genesis): a base without asking
     const genesis = it.job !== undefined ? A.getHeads(reportsGenesis(it.planId, it.job)).filter(h => has(it.raw!, h)) : []
-    if (recorded.length) base.set(it.id, recorded)
-    else if (genesis.length) base.set(it.id, genesis)
+    if (genesis.length) base.set(it.id, genesis)
     else ask.push(it.id)
   }
   if (ask.length) {
