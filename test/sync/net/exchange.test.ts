@@ -179,16 +179,16 @@ describe("one-shot sync by direct exchange", () => {
     const { id } = await a.createPlan(spec([{ name: "A" }], { name: "exchange-unchanged" }), "/tmp", ctx())
     const ids = [id, reportDocId(id, "A")]
     await work(a, id, 20, "a")
-    await syncOnce(a, { url, token: tk.admin, timeoutMs: 60_000 })
+    await syncOnce(a, { url, token: tk.admin, timeoutMs: 60_000, plans: [id] })
     const b = await newStore()
-    await syncOnce(b, { url, token: tk.admin, timeoutMs: 60_000 })
+    await syncOnce(b, { url, token: tk.admin, timeoutMs: 60_000, plans: [id] })
     await work(b, id, 15, "b")
-    await syncOnce(b, { url, token: tk.admin, timeoutMs: 60_000 })
+    await syncOnce(b, { url, token: tk.admin, timeoutMs: 60_000, plans: [id] })
     const fresh = () => new PlanStore(a.dir, { onWarning: () => {} })
     const sync = async (s: PlanStore) => {
       const read = vi.spyOn(s.docs, "loadBackend")
-      const r = await syncOnce(s, { url, token: tk.admin, timeoutMs: 60_000 })
-      return { received: r.plans[0].received, read: read.mock.calls.map(c => c[0]) }
+      const r = await syncOnce(s, { url, token: tk.admin, timeoutMs: 60_000, plans: [id] })
+      return { received: r.plans.find(p => p.id === id)!.received, read: read.mock.calls.map(c => c[0]) }
     }
     const digestsExact = async () => {
       const status = fresh()
@@ -214,7 +214,7 @@ describe("one-shot sync by direct exchange", () => {
 
     // a log whose cached digest is gone: read after all, to keep the digest exact
     await work(b, id, 5, "b2")
-    await syncOnce(b, { url, token: tk.admin, timeoutMs: 60_000 })
+    await syncOnce(b, { url, token: tk.admin, timeoutMs: 60_000, plans: [id] })
     rmSync(path.join(a.dir, "cache", "digests", `${reportDocId(id, "A")}.json`))
     expect(await sync(fresh())).toEqual({ received: 10, read: [reportDocId(id, "A")] })
     expect(await headsIn(a.dir, ids)).toEqual(await headsIn(serverDir, ids))
@@ -231,7 +231,7 @@ describe("one-shot sync by direct exchange", () => {
   it("the same changes in two exchanges at once: applied and audited once", async () => {
     const a = await newStore()
     const { id } = await a.createPlan(spec([{ name: "A" }], { name: "exchange-twice-at-once" }), "/tmp", ctx())
-    await syncOnce(a, { url, token: tk.admin, timeoutMs: 60_000 })
+    await syncOnce(a, { url, token: tk.admin, timeoutMs: 60_000, plans: [id] })
     const base = A.getHeads((await a.docs.load(id))!)
     await work(a, id, 300, "a")
     const doc = (await a.docs.load(id))!
