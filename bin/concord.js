@@ -216,7 +216,13 @@ const start = async () => {
   }
   if (lean && "code" in lean) exit(lean.code)
   else {
-    const [{ main }, automerge] = await Promise.all([import("../dist/cli/main.js"), import("@automerge/automerge/slim")])
+    // `concord sync` (not its help, which lists the other commands): its own entry point, which loads
+    // only the sync commands (src/cli/sync-main.ts)
+    const words = argv.slice(2)
+    const at = words[0] === "--store" ? 2 : /^--store=/.test(words[0] ?? "") ? 1 : 0
+    const sync = words[at] === "sync" && !words.some(a => /^(--help|-h)(=|$)/.test(a))
+    const entry = sync ? import("../dist/cli/sync-main.js") : import("../dist/cli/main.js")
+    const [{ main }, automerge] = await Promise.all([entry, import("@automerge/automerge/slim")])
     await initialize(automerge)
     main(argv).then(exit, err => exit(crashed(err)))
   }

@@ -30,7 +30,8 @@ const common = {
   // Some bundled CommonJS dependencies call require(); give the ESM bundle one.
   banner: { js: 'import { createRequire as __concordCreateRequire } from "node:module"; const require = __concordCreateRequire(import.meta.url);' },
 }
-await build({ ...common, entryPoints: ["dist/src/cli/main.js"], splitting: true, outdir: "dist/cli" })
+// main.js: the CLI; sync-main.js: `concord sync` alone (bin/concord.js), sharing the chunks it needs
+await build({ ...common, entryPoints: ["dist/src/cli/main.js", "dist/src/cli/sync-main.js"], splitting: true, outdir: "dist/cli" })
 
 // commander loads node:child_process (and with it dgram, net's socket list ...) at start-up for one
 // thing only, running an executable subcommand, which the lean start-ups below never do: in their

@@ -43,9 +43,12 @@ interface Item {
   planId: string
   /** set for a report log */
   job?: string
+  /** our copy, read without its view (undefined: none here, or not read: `known`) */
   raw: Backend | undefined
-  /** the chunk files `raw` was read from */
+  /** the chunk files `raw` was read from, or that make `known` */
   keys?: Set<string>
+  /** our copy was not read: unchanged since the last sync with this server, these are its heads */
+  known?: string[]
   /** the server has it (per its plan list) */
   onServer: boolean
 }
@@ -58,28 +61,55 @@ export function basesFile(storeDir: string, storageId: string): string | undefin
   return SAFE_ID.test(storageId) ? path.join(storeDir, "sync-bases", `${storageId}.json`) : undefined
 }
 
-/** The recorded heads per document (empty when none, or unreadable: it only saves bytes). */
-async function readBases(storeDir: string, storageId: string): Promise<Map<string, string[]>> {
+/**
+ * What the last successful sync with a server left: per document, the heads both sides had after it
+ * (`docs`), and the chunk files our copy was made of then (`files`, "type/hash"): while a document's
+ * files are still exactly those, its heads are the recorded ones and nothing of ours is new to the
+ * server, so it is not read for the sync. Empty when none, or unreadable: it only saves work.
+ */
+interface Bases {
+  heads: Map<string, string[]>
+  files: Map<string, string[]>
+}
+
+const HEX64 = /^[0-9a-f]{64}$/
+
+async function readBases(storeDir: string, storageId: string): Promise<Bases> {
+  const out: Bases = { heads: new Map(), files: new Map() }
   const file = basesFile(storeDir, storageId)
-  if (!file) return new Map()
+  if (!file) return out
   try {
-    const v = JSON.parse(await fsp.readFile(file, "utf8")) as { docs?: Record<string, unknown> }
-    const out = new Map<string, string[]>()
+    const v = JSON.parse(await fsp.readFile(file, "utf8")) as { docs?: Record<string, unknown>; files?: Record<string, unknown> }
     for (const [id, heads] of Object.entries(v.docs ?? {})) {
-      if (Array.isArray(heads) && heads.every(h => typeof h === "string" && /^[0-9a-f]{64}$/.test(h))) out.set(id, heads as string[])
+      if (Array.isArray(heads) && heads.every(h => typeof h === "string" && HEX64.test(h))) out.heads.set(id, heads as string[])
+    }
+    for (const [id, files] of Object.entries(v.files ?? {})) {
+      if (Array.isArray(files) && files.every(f => typeof f === "string")) out.files.set(id, files as string[])
     }
     return out
   } catch {
-    return new Map()
+    return out
   }
 }
 
-async function writeBases(storeDir: string, storageId: string, bases: Map<string, string[]>): Promise<void> {
+async function writeBases(storeDir: string, storageId: string, bases: Bases): Promise<void> {
   const file = basesFile(storeDir, storageId)
   if (!file) return
   // a cache: rebuilt by the next sync if lost, so no fsync
-  await writeFileAtomic(file, JSON.stringify({ v: 1, docs: Object.fromEntries(bases) }), { root: storeDir, durable: false })
+  const body = { v: 1, docs: Object.fromEntries(bases.heads), files: Object.fromEntries(bases.files) }
+  await writeFileAtomic(file, JSON.stringify(body), { root: storeDir, durable: false })
 }
+
+/** The chunk files of a document, "type/hash", sorted (a directory listing: nothing is read). */
+async function chunkFiles(store: PlanStore, docId: string): Promise<string[]> {
+  const keys = (await Promise.all(["incremental", "snapshot"].map(t => store.docs.adapter.listKeys([docId, t])))).flat()
+  return keys
+    .filter(k => k.length === 3)
+    .map(k => `${k[1]}/${k[2]}`)
+    .sort()
+}
+
+const sameList = (a: string[] | undefined, b: string[]) => !!a && a.length === b.length && a.every((x, i) => x === b[i])
 
 const has = (raw: Backend, h: string) => raw.getChangeByHash(h) !== null
 
@@ -100,29 +130,54 @@ export async function syncByExchange(
   const indexed = new Map((await store.listPlans()).map(p => [p.id, p]))
   const serverPlans = new Map(remote.plans.map(p => [p.id, p]))
 
-  // the documents, each plan before its report logs (a plan new to the server tells it which logs are its)
+  // the documents, each plan before its report logs (a plan new to the server tells it which logs are its).
+  // A document whose chunk files are those the last sync recorded is not read: its heads are the
+  // recorded ones, which the server has.
+  const open = async (id: string, onServer: boolean): Promise<Pick<Item, "raw" | "keys" | "known">> => {
+    const files = await chunkFiles(store, id)
+    const heads = bases.heads.get(id)
+    if (onServer && heads && files.length > 0 && sameList(bases.files.get(id), files)) return { raw: undefined, keys: new Set(files), known: heads }
+    const local = await store.docs.loadBackend(id)
+    return { raw: local?.raw, keys: local?.keys }
+  }
   const items: Item[] = []
   for (const c of chosen) {
-    const raw = (await store.docs.loadBackend(c.id))?.raw
-    items.push({ id: c.id, planId: c.id, raw, onServer: c.onServer })
-    for (const job of new Set([...(raw ? jobsOf(raw) : []), ...c.serverJobs])) {
+    const plan = await open(c.id, c.onServer)
+    items.push({ id: c.id, planId: c.id, ...plan, onServer: c.onServer })
+    // an unchanged plan has no job the server's copy lacks
+    for (const job of new Set([...(plan.raw ? jobsOf(plan.raw) : []), ...c.serverJobs])) {
       const rid = reportDocId(c.id, job)
-      const local = await store.docs.loadBackend(rid)
-      if (!local && !c.serverDocs.has(rid)) continue
-      items.push({ id: rid, planId: c.id, job, raw: local?.raw, keys: local?.keys, onServer: c.serverDocs.has(rid) })
+      const local = await open(rid, c.serverDocs.has(rid))
+      if (!local.raw && !local.known && !c.serverDocs.has(rid)) continue
+      items.push({ id: rid, planId: c.id, job, ...local, onServer: c.serverDocs.has(rid) })
     }
   }
-
+  // read an unchanged document after all (to send it whole, or for what came back)
+  const read = async (it: Item): Promise<Backend | undefined> => {
+    if (it.raw || !it.known) return it.raw
+    const local = await store.docs.loadBackend(it.id)
+    it.raw = local?.raw
+    it.keys = local?.keys
+    it.known = undefined
+    return it.raw
+  }
   // a base for each document we have and the server has: the record, else the server's heads we have
   const base = new Map<string, string[]>()
   const ask: string[] = []
   for (const it of items) {
+    if (it.known) {
+      base.set(it.id, it.known)
+      continue
+    }
     if (!it.raw || !it.onServer) continue
-    const recorded = (bases.get(it.id) ?? []).filter(h => has(it.raw!, h))
+    const recorded = (bases.heads.get(it.id) ?? []).filter(h => has(it.raw!, h))
+    if (recorded.length) {
+      base.set(it.id, recorded)
+      continue
+    }
     // a report log starts with a change every copy shares (its genesis): a base without asking
     const genesis = it.job !== undefined ? A.getHeads(reportsGenesis(it.planId, it.job)).filter(h => has(it.raw!, h)) : []
-    if (recorded.length) base.set(it.id, recorded)
-    else if (genesis.length) base.set(it.id, genesis)
+    if (genesis.length) base.set(it.id, genesis)
     else ask.push(it.id)
   }
   if (ask.length) {
@@ -135,6 +190,7 @@ export async function syncByExchange(
   }
 
   const received = new Map<string, number>()
+  const addedKeys = new Map<string, string>()
   const answered = new Map<string, ExchangeAnswerDoc>()
   const refusals: { id: string; reason: string }[] = []
   let round = items
@@ -143,8 +199,15 @@ export async function syncByExchange(
     const chunks: Uint8Array[] = []
     for (const it of round) {
       const b = attempt === 0 ? base.get(it.id) : undefined
-      docs.push({ id: it.id, heads: it.raw ? it.raw.getHeads() : [], bytes: 0 })
-      chunks.push(!it.raw ? new Uint8Array(0) : b ? it.raw.saveSince(b) : it.raw.save())
+      if (it.known && b) {
+        // unchanged since the last sync: nothing of ours is new to the server
+        docs.push({ id: it.id, heads: it.known, bytes: 0 })
+        chunks.push(new Uint8Array(0))
+        continue
+      }
+      const raw = await read(it)
+      docs.push({ id: it.id, heads: raw ? raw.getHeads() : [], bytes: 0 })
+      chunks.push(!raw ? new Uint8Array(0) : b ? raw.saveSince(b) : raw.save())
     }
     const body = encodeFramed(docs, chunks)
     const buf = await retrying(api, opts, () => api.exchange(body, Math.max(1000, opts.deadline - Date.now())))
@@ -168,12 +231,23 @@ export async function syncByExchange(
       if (!it) throw new SyncError("protocol", `the server answered for document ${a.id}, which we did not send`)
       const bytes = answer.chunks[i]
       if (bytes.byteLength > 0) {
+        // what came back builds on our heads (it is what the server has beyond them), unless it is a
+        // whole document: then our copy is read, to count what is new
+        if (it.known && !isChangesOnly(bytes)) await read(it)
         const got = await addReceived(store, it, bytes)
+        addedKeys.set(it.id, got.key)
         received.set(it.id, (received.get(it.id) ?? 0) + got.count)
         // a report log's cached digest follows what came in, as a save's hook would keep it (status reads
         // only what the cache does not cover): the server's heads are ours now, unless it refused ours
-        if (it.job !== undefined && a.heads && !a.refused && !a.missingDeps)
-          await store.noteAddedChunk(it.id, it.raw && it.keys ? { raw: it.raw, keys: it.keys } : undefined, got, a.heads)
+        if (it.job !== undefined && a.heads && !a.refused && !a.missingDeps) {
+          const before = it.raw && it.keys ? { raw: it.raw, keys: it.keys } : it.known && it.keys ? { heads: it.known, keys: it.keys } : undefined
+          // a cache that does not cover our unchanged copy exactly: read the copy, and note again
+          if (!(await store.noteAddedChunk(it.id, before, got, a.heads))) {
+            // read now, our copy holds what came in too: the changes since the cache are all in it
+            const raw = await read(it)
+            await store.noteAddedChunk(it.id, raw && it.keys ? { raw, keys: it.keys } : undefined, { key: got.key, changes: [] }, a.heads)
+          }
+        }
       }
       if (a.missingDeps && attempt === 0) again.push(it)
       else if (a.refused) refusals.push({ id: a.id, reason: a.refused })
@@ -186,7 +260,18 @@ export async function syncByExchange(
   // the bases for next time: what both sides now have
   for (const it of items) {
     const a = answered.get(it.id)
-    if (a?.heads && !a.refused && !a.missingDeps) bases.set(it.id, a.heads)
+    const got = addedKeys.get(it.id)
+    if (a?.heads && !a.refused && !a.missingDeps && it.keys) {
+      bases.heads.set(it.id, a.heads)
+      // our copy is now the files it was read from and the one added: both sides' heads
+      bases.files.set(it.id, [...new Set([...it.keys, ...(got ? [got] : [])])].sort())
+    } else if (a?.heads && !a.refused && !a.missingDeps && got) {
+      bases.heads.set(it.id, a.heads)
+      bases.files.set(it.id, [got])
+    } else {
+      if (a?.heads && !a.refused && !a.missingDeps) bases.heads.set(it.id, a.heads)
+      bases.files.delete(it.id)
+    }
   }
   await writeBases(store.dir, storageId, bases).catch(e => opts.log(`cannot record what the server has (${(e as Error).message}); the next sync sends more`))
 
@@ -199,7 +284,7 @@ export async function syncByExchange(
   for (const c of chosen) {
     const mine = items.filter(x => x.planId === c.id)
     const plan = answered.get(c.id)
-    const hadPlan = !!mine[0]?.raw
+    const hadPlan = !!mine[0]?.raw || !!mine[0]?.known
     if (!hadPlan && !plan?.heads) {
       out.skipped.push({ id: c.id, why: "the server did not send it" })
       continue
@@ -216,7 +301,7 @@ export async function syncByExchange(
     out.plans.push({
       id: c.id,
       name,
-      docs: mine.filter(x => x.raw || answered.get(x.id)?.heads).length,
+      docs: mine.filter(x => x.raw || x.known || answered.get(x.id)?.heads).length,
       received: mine.reduce((n, x) => n + (received.get(x.id) ?? 0), 0),
       newHere: !hadPlan,
       newThere: !c.onServer,
@@ -230,9 +315,9 @@ export async function syncByExchange(
  * the file ("incremental/<hash>") and the changes in it (one change's bytes each).
  */
 async function addReceived(store: PlanStore, it: Item, bytes: Uint8Array): Promise<{ count: number; key: string; changes: Uint8Array[] }> {
+  // one parse of the chunk headers, one hash per change (checksums included)
   const contents = chunkContents(bytes)
-  const listed = listChunks(bytes)
-  if (!contents || !listed.ok) throw new SyncError("protocol", `the server sent damaged changes for document ${it.id}`)
+  if (!contents) throw new SyncError("protocol", `the server sent damaged changes for document ${it.id}`)
   let count: number
   let changes: Uint8Array[]
   if (contents.hasDocument || contents.opaque) {
@@ -241,11 +326,27 @@ async function addReceived(store: PlanStore, it: Item, bytes: Uint8Array): Promi
     count = Math.max(0, fresh.stats().numChanges - (it.raw ? it.raw.stats().numChanges : 0))
     changes = fresh.getChanges([])
   } else {
-    count = it.raw ? contents.changeHashes.filter(h => !has(it.raw!, h)).length : contents.changeHashes.length
-    changes = listed.chunks.map(c => bytes.subarray(c.offset, c.offset + c.size))
+    count = newHere(it.raw, contents.changeHashes)
+    changes = contents.chunks.map(c => bytes.subarray(c.offset, c.offset + c.size))
   }
   const key = await store.docs.addChunk(it.id, bytes)
   return { count, key: `${key[1]}/${key[2]}`, changes }
+}
+
+/** Change chunks only (what saveSince makes), by their headers alone. */
+function isChangesOnly(bytes: Uint8Array): boolean {
+  const listed = listChunks(bytes)
+  return listed.ok && listed.chunks.every(c => c.type === 1 || c.type === 2)
+}
+
+/**
+ * How many of `hashes` a document lacks, asked once (getMissingDeps: the hashes it does not have, and
+ * the missing dependencies of changes it holds back), not per hash (getChangeByHash rebuilds each change).
+ */
+function newHere(raw: Backend | undefined, hashes: string[]): number {
+  if (!raw) return new Set(hashes).size
+  const missing = new Set(raw.getMissingDeps(hashes))
+  return new Set(hashes.filter(h => missing.has(h))).size
 }
 
 /** A call to the server, made again (with backoff) while the server is unreachable, until the deadline. */

@@ -114,6 +114,8 @@ export class SyncServer {
   #watched = new Set<string>()
   /** documents read without their view for exchanges, with the chunk files each holds (#currentRaw) */
   readonly #raws = new Map<string, { raw: Backend; keys: Set<string> }>()
+  /** the exchange being handled (they are handled one after another) */
+  #exchanges: Promise<void> = Promise.resolve()
   #indexTimer?: NodeJS.Timeout
   #pendingTimer?: NodeJS.Timeout
   #revokeTimer?: NodeJS.Timeout
@@ -485,75 +487,85 @@ export class SyncServer {
       return json(res, 400, { error: `bad exchange: ${(e as Error).message}` })
     }
     this.#log(`exchange from ${remote}: token ${token.id} (${token.role}), ${request.docs.length} document(s), ${body.byteLength} bytes`)
-    const answers: ExchangeAnswerDoc[] = []
-    const chunks: Uint8Array[] = []
-    const viaRepo: string[] = []
-    const sources: (() => Backend | undefined)[] = []
-    for (let i = 0; i < request.docs.length && !this.#closing; i++) {
-      const { id } = request.docs[i]
-      const chunk = request.chunks[i]
-      const answer: ExchangeAnswerDoc = { id, heads: null, bytes: 0 }
-      answers.push(answer)
-      let merged: Backend | undefined
-      // each document counts as one message against the token's limits, as on the WebSocket
-      const now = Date.now()
-      const limited = this.limits.admit(token.id, chunk.byteLength, now)
-      if (!this.policy.canRead(token, id)) {
-        answer.refused = `token ${token.id} has no access to this document`
-      } else if (limited && chunk.byteLength === 0) {
-        answer.refused = limited
-      } else if (chunk.byteLength > 0) {
-        let before: string[] = []
-        const current = async (d: string) => {
-          const doc = await this.currentDoc(d)
-          if (d === id && doc) before = A.getMissingDeps(doc, [])
-          return doc
-        }
-        let base: { raw: Backend; keys?: Set<string> } | undefined
-        const currentRaw = async (d: string) => {
-          const e = await this.#currentRawEntry(d)
-          if (d === id && e) {
-            before = e.raw.getMissingDeps([])
-            base = e
+    // one exchange at a time: two at once (a client killed midway and its next run, say) would each find
+    // the same changes new, judging them against the same copy, and audit them twice
+    const previous = this.#exchanges
+    let done!: () => void
+    this.#exchanges = new Promise<void>(r => (done = r))
+    await previous
+    try {
+      const answers: ExchangeAnswerDoc[] = []
+      const chunks: Uint8Array[] = []
+      const viaRepo: string[] = []
+      const sources: (() => Backend | undefined)[] = []
+      for (let i = 0; i < request.docs.length && !this.#closing; i++) {
+        const { id } = request.docs[i]
+        const chunk = request.chunks[i]
+        const answer: ExchangeAnswerDoc = { id, heads: null, bytes: 0 }
+        answers.push(answer)
+        let merged: Backend | undefined
+        // each document counts as one message against the token's limits, as on the WebSocket
+        const now = Date.now()
+        const limited = this.limits.admit(token.id, chunk.byteLength, now)
+        if (!this.policy.canRead(token, id)) {
+          answer.refused = `token ${token.id} has no access to this document`
+        } else if (limited && chunk.byteLength === 0) {
+          answer.refused = limited
+        } else if (chunk.byteLength > 0) {
+          let before: string[] = []
+          const current = async (d: string) => {
+            const doc = await this.currentDoc(d)
+            if (d === id && doc) before = A.getMissingDeps(doc, [])
+            return doc
           }
-          return e?.raw
+          let base: { raw: Backend; keys?: Set<string> } | undefined
+          const currentRaw = async (d: string) => {
+            const e = await this.#currentRawEntry(d)
+            if (d === id && e) {
+              before = e.raw.getMissingDeps([])
+              base = e
+            }
+            return e?.raw
+          }
+          const j: Judgement = limited ? { ok: false, reason: limited } : await this.policy.judgeEntries(token, id, [chunk], current, currentRaw)
+          const missing = j.ok ? newMissingDeps(j, before) : /^changes depend on /.test(j.reason)
+          if (missing) {
+            // built on changes the server does not have (the client's record of what it has is wrong)
+            answer.missingDeps = true
+          } else {
+            const v = await this.#record(token, remote, id, j, now)
+            if (!v.ok) answer.refused = v.reason
+            else if (v.changes.length > 0 && j.ok) merged = await this.#applyExchanged(id, chunk, j, viaRepo, base)
+          }
         }
-        const j: Judgement = limited ? { ok: false, reason: limited } : await this.policy.judgeEntries(token, id, [chunk], current, currentRaw)
-        const missing = j.ok ? newMissingDeps(j, before) : /^changes depend on /.test(j.reason)
-        if (missing) {
-          // built on changes the server does not have (the client's record of what it has is wrong)
-          answer.missingDeps = true
-        } else {
-          const v = await this.#record(token, remote, id, j, now)
-          if (!v.ok) answer.refused = v.reason
-          else if (v.changes.length > 0 && j.ok) merged = await this.#applyExchanged(id, chunk, j, viaRepo, base)
-        }
+        if (answer.refused) this.#log(`refused sync from ${remote} (token ${token.id}) for ${id}: ${answer.refused}`)
+        sources.push(() => merged)
       }
-      if (answer.refused) this.#log(`refused sync from ${remote} (token ${token.id}) for ${id}: ${answer.refused}`)
-      sources.push(() => merged)
-    }
-    // shutting down midway: what was applied is durable (or flushed on close); the client sends again
-    if (answers.length < request.docs.length) return json(res, 503, { error: "server is shutting down" })
-    // durable before the answer: what went through the Repo is flushed; direct writes already are
-    if (viaRepo.length) await this.repo.flush(viaRepo as DocumentId[])
-    for (let i = 0; i < answers.length; i++) {
-      const answer = answers[i]
-      let chunk: Uint8Array = new Uint8Array(0)
-      if (!answer.refused && i < sources.length) {
-        const id = answer.id
-        const h = this.repo.handles[id as DocumentId]
-        const raw = h?.isReady() ? A.getBackend(h.doc() as A.Doc<unknown>) : (sources[i]() ?? (await this.#currentRaw(id)))
-        if (raw) {
-          const theirs = request.docs[i].heads.filter(x => raw.getChangeByHash(x) !== null)
-          answer.heads = raw.getHeads()
-          if (!sameHeads(answer.heads, request.docs[i].heads)) chunk = theirs.length ? raw.saveSince(theirs) : raw.save()
+      // shutting down midway: what was applied is durable (or flushed on close); the client sends again
+      if (answers.length < request.docs.length) return json(res, 503, { error: "server is shutting down" })
+      // durable before the answer: what went through the Repo is flushed; direct writes already are
+      if (viaRepo.length) await this.repo.flush(viaRepo as DocumentId[])
+      for (let i = 0; i < answers.length; i++) {
+        const answer = answers[i]
+        let chunk: Uint8Array = new Uint8Array(0)
+        if (!answer.refused && i < sources.length) {
+          const id = answer.id
+          const h = this.repo.handles[id as DocumentId]
+          const raw = h?.isReady() ? A.getBackend(h.doc() as A.Doc<unknown>) : (sources[i]() ?? (await this.#currentRaw(id)))
+          if (raw) {
+            const theirs = request.docs[i].heads.filter(x => raw.getChangeByHash(x) !== null)
+            answer.heads = raw.getHeads()
+            if (!sameHeads(answer.heads, request.docs[i].heads)) chunk = theirs.length ? raw.saveSince(theirs) : raw.save()
+          }
         }
+        chunks.push(chunk)
       }
-      chunks.push(chunk)
+      const out = encodeFramed(answers, chunks)
+      res.writeHead(200, { "content-type": "application/octet-stream", "content-length": out.byteLength, "cache-control": "no-store" })
+      res.end(out)
+    } finally {
+      done()
     }
-    const out = encodeFramed(answers, chunks)
-    res.writeHead(200, { "content-type": "application/octet-stream", "content-length": out.byteLength, "cache-control": "no-store" })
-    res.end(out)
   }
 
   /**

@@ -193,6 +193,8 @@ export interface ChunkContents {
   hasDocument: boolean
   /** it has chunks whose changes cannot be listed this way (bundles, unparseable document header) */
   opaque: boolean
+  /** its chunks, in order (as {@link listChunks} finds them) */
+  chunks: ChunkHeaderInfo[]
 }
 
 /**
@@ -205,22 +207,29 @@ export interface ChunkContents {
  * (ULEB count, then ULEB length + bytes each) followed by its heads (ULEB count, 32 bytes each).
  */
 export function chunkContents(bytes: Uint8Array): ChunkContents | undefined {
-  if (!verifyAutomergeBytes(bytes).ok) return undefined
+  // one pass, one sha256 per chunk: a change's checksum is the first 4 bytes of its hash
   const listed = listChunks(bytes)
   if (!listed.ok) return undefined
-  const out: ChunkContents = { changeHashes: [], documentHeads: [], hasDocument: false, opaque: false }
+  const out: ChunkContents = { changeHashes: [], documentHeads: [], hasDocument: false, opaque: false, chunks: listed.chunks }
   for (const c of listed.chunks) {
+    const stored = bytes.subarray(c.offset + 4, c.offset + 8)
     const data = bytes.subarray(c.offset + c.size - c.length, c.offset + c.size)
-    if (c.type === CHUNK_TYPE_CHANGE) {
-      out.changeHashes.push(
-        createHash("sha256")
-          .update(bytes.subarray(c.offset + 8, c.offset + c.size))
-          .digest("hex")
-      )
-    } else if (c.type === CHUNK_TYPE_COMPRESSED_CHANGE) {
-      const inflated = inflateRawSync(data)
-      out.changeHashes.push(createHash("sha256").update(Uint8Array.of(CHUNK_TYPE_CHANGE)).update(encodeUleb(inflated.length)).update(inflated).digest("hex"))
-    } else if (c.type === CHUNK_TYPE_DOCUMENT) {
+    let digest: Buffer
+    if (c.type === CHUNK_TYPE_COMPRESSED_CHANGE) {
+      let inflated: Buffer
+      try {
+        inflated = inflateRawSync(data)
+      } catch {
+        return undefined
+      }
+      digest = createHash("sha256").update(Uint8Array.of(CHUNK_TYPE_CHANGE)).update(encodeUleb(inflated.length)).update(inflated).digest()
+    } else
+      digest = createHash("sha256")
+        .update(bytes.subarray(c.offset + 8, c.offset + c.size))
+        .digest()
+    if (!sameBytes(stored, digest.subarray(0, 4))) return undefined
+    if (c.type === CHUNK_TYPE_CHANGE || c.type === CHUNK_TYPE_COMPRESSED_CHANGE) out.changeHashes.push(digest.toString("hex"))
+    else if (c.type === CHUNK_TYPE_DOCUMENT) {
       out.hasDocument = true
       const heads = documentHeads(data)
       if (heads) out.documentHeads.push(...heads)

@@ -539,24 +539,32 @@ export class PlanStore {
    * `added`: the new chunk file ("incremental/<hash>") and the changes in it, one change's bytes each;
    * `heads`: the log's heads with them. Only the changes the cache does not cover are read; a log holding
    * anything but reports (changes of another shape) is left to status, which reads it.
+   * `before` may give the log's heads instead of the log (a sync that did not read it): that does when
+   * the cache covers exactly those heads; otherwise nothing is written and false is returned (the
+   * caller reads the log and asks again).
    */
   async noteAddedChunk(
     docId: string,
-    before: { raw: ReturnType<typeof A.getBackend>; keys: Set<string> } | undefined,
+    before: { raw: ReturnType<typeof A.getBackend>; keys: Set<string> } | { heads: string[]; keys: Set<string> } | undefined,
     added: { key: string; changes: Uint8Array[] },
     heads: string[]
-  ): Promise<void> {
+  ): Promise<boolean> {
     const cache = await this.#readDigestCache(docId)
-    const prior = before?.raw
-    const inPrior = prior && cache ? cache.heads.filter(h => prior.getChangeByHash(h) !== null) : []
+    if (before && !("raw" in before)) {
+      const same = !!cache && cache.heads.length === before.heads.length && before.heads.every(h => cache.heads.includes(h))
+      if (!same) return false
+    }
+    const prior = before && "raw" in before ? before.raw : undefined
+    const inPrior = before && !prior ? cache!.heads : prior && cache ? cache.heads.filter(h => prior.getChangeByHash(h) !== null) : []
     // heads the cache covers that this log lacks stay in the entry (digests merge as sets)
     const otherHeads = cache ? cache.heads.filter(h => !inPrior.includes(h)) : []
     const records = reportsInChanges([...(prior ? prior.getChanges(inPrior) : []), ...added.changes])
-    if (!records) return
+    if (!records) return true
     const digest = records.reduce(foldReport, cache?.digest ?? { last: null, byAttempt: {} })
     const chunks = new Set([...(cache?.chunks ?? []), ...(before?.keys ?? []), added.key])
     const entry: DigestCache = { v: 2, heads: [...new Set([...heads, ...otherHeads])].sort(), chunks: [...chunks].sort(), digest }
     await this.#writeDigestCache(docId, entry)
+    return true
   }
 
   /** The digest of `doc` from `cache`, covering `chunks`, written to the cache file; returns the entry. */

@@ -174,6 +174,76 @@ describe("one-shot sync by direct exchange", () => {
     expect(digests.get("A")!.last!.message).toMatch(/^(a2 24|b2 9)$/)
   })
 
+  it("reads no document unchanged since the last sync: its heads come from the record, what the server sends goes on top", async () => {
+    const a = await newStore()
+    const { id } = await a.createPlan(spec([{ name: "A" }], { name: "exchange-unchanged" }), "/tmp", ctx())
+    const ids = [id, reportDocId(id, "A")]
+    await work(a, id, 20, "a")
+    await syncOnce(a, { url, token: tk.admin, timeoutMs: 60_000, plans: [id] })
+    const b = await newStore()
+    await syncOnce(b, { url, token: tk.admin, timeoutMs: 60_000, plans: [id] })
+    await work(b, id, 15, "b")
+    await syncOnce(b, { url, token: tk.admin, timeoutMs: 60_000, plans: [id] })
+    const fresh = () => new PlanStore(a.dir, { onWarning: () => {} })
+    const sync = async (s: PlanStore) => {
+      const read = vi.spyOn(s.docs, "loadBackend")
+      const r = await syncOnce(s, { url, token: tk.admin, timeoutMs: 60_000, plans: [id] })
+      return { received: r.plans.find(p => p.id === id)!.received, read: read.mock.calls.map(c => c[0]) }
+    }
+    const digestsExact = async () => {
+      const status = fresh()
+      const load = vi.spyOn(status.docs, "load")
+      const digests = await status.loadReportDigests(id, ["A"])
+      expect(load).not.toHaveBeenCalled()
+      expect(digests.get("A")).toEqual(digestReports((await fresh().loadReports(id, "A"))!))
+    }
+
+    // nothing here changed since a's sync: nothing is read; b's 15 heartbeats and 15 reports come in
+    expect(await sync(fresh())).toEqual({ received: 30, read: [] })
+    expect(await headsIn(a.dir, ids)).toEqual(await headsIn(serverDir, ids))
+    await digestsExact()
+    // and again, with nothing new anywhere: still nothing read, nothing received
+    expect(await sync(fresh())).toEqual({ received: 0, read: [] })
+
+    // a heartbeat here: the plan is read (it has something to send), the log is not
+    let plan = await a.loadPlan(id)
+    plan = updateAttempt(plan, "A", 1, { heartbeatAt: t }, ctx("job:A#1@a"), "one more")
+    await a.docs.save(id, plan)
+    expect(await sync(fresh())).toEqual({ received: 0, read: [id] })
+    expect(await headsIn(serverDir, ids)).toEqual(await headsIn(a.dir, ids))
+
+    // a log whose cached digest is gone: read after all, to keep the digest exact
+    await work(b, id, 5, "b2")
+    await syncOnce(b, { url, token: tk.admin, timeoutMs: 60_000, plans: [id] })
+    rmSync(path.join(a.dir, "cache", "digests", `${reportDocId(id, "A")}.json`))
+    expect(await sync(fresh())).toEqual({ received: 10, read: [reportDocId(id, "A")] })
+    expect(await headsIn(a.dir, ids)).toEqual(await headsIn(serverDir, ids))
+    await digestsExact()
+
+    // new chunk files in both (another writer's, a compaction's): both are read again
+    await work(a, id, 2, "a3")
+    const r = await sync(fresh())
+    expect(r.read.sort()).toEqual([...ids].sort())
+    expect(await headsIn(serverDir, ids)).toEqual(await headsIn(a.dir, ids))
+    expect((await new PlanStore(serverDir).loadReports(id, "A"))!.reports.length).toBe(20 + 15 + 5 + 2)
+  }, 120_000)
+
+  it("the same changes in two exchanges at once: applied and audited once", async () => {
+    const a = await newStore()
+    const { id } = await a.createPlan(spec([{ name: "A" }], { name: "exchange-twice-at-once" }), "/tmp", ctx())
+    await syncOnce(a, { url, token: tk.admin, timeoutMs: 60_000, plans: [id] })
+    const base = A.getHeads((await a.docs.load(id))!)
+    await work(a, id, 300, "a")
+    const doc = (await a.docs.load(id))!
+    const body = encodeFramed([{ id, heads: A.getHeads(doc), bytes: 0 }], [A.saveSince(doc, base)])
+    const api = new ServerApi(url, tk.admin)
+    const answers = await Promise.all([api.exchange(body), api.exchange(body), api.exchange(body)])
+    expect(answers.every(x => x !== null)).toBe(true)
+    expect(await headsIn(serverDir, [id])).toEqual(await headsIn(a.dir, [id]))
+    const hashes = (await readAudit(serverDir)).filter(r => r.doc === id).map(r => r.hash)
+    expect(hashes.length).toBe(1 + 300) // the plan's creation and each heartbeat, once
+  }, 60_000)
+
   it("a wrong record costs a resend, not changes; a missing one asks the server's heads", async () => {
     const a = await newStore()
     const { id } = await a.createPlan(spec([{ name: "A" }, { name: "B" }], { name: "exchange-wrong-base" }), "/tmp", ctx())
