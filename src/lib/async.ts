@@ -1,6 +1,6 @@
 /**
  * Small async helpers shared by long-running processes (orchestrator, sync client, watchers): an
- * abortable sleep, an exponential backoff, and a wait for an OS signal. No state beyond their arguments.
+ * abortable sleep, an exponential backoff, calls retried with it, and a wait for an OS signal. No state beyond their arguments.
  */
 
 /**
@@ -40,6 +40,46 @@ export function backoff(attempt: number, opts: BackoffOptions = {}): number {
   const raw = Math.min(maxMs, baseMs * factor ** Math.max(0, attempt))
   const j = Math.min(1, Math.max(0, jitter))
   return Math.round(raw * (1 - j) + raw * j * random())
+}
+
+export interface RetryOptions extends BackoffOptions {
+  /** Whether a failure is worth another try; any other failure is thrown as it is. */
+  retryIf: (e: unknown) => boolean
+  /** No try after this moment (ms since the epoch): the last failure is thrown (through `late` if given). */
+  deadline?: number
+  /** What a failure becomes when the deadline stops the tries. Default: the failure itself. */
+  late?: (e: unknown) => unknown
+  /** Stops the tries: the last failure is thrown. */
+  signal?: AbortSignal
+  /** Told before each wait. */
+  onRetry?: (e: unknown, waitMs: number) => void
+  /** Told when a try succeeds after failures. */
+  onRecovered?: () => void
+}
+
+/**
+ * Call `call` until it succeeds, waiting a backoff (see {@link backoff}; no jitter unless asked) between
+ * tries while the failure is one `retryIf` accepts, the deadline has not passed and `signal` has not
+ * aborted. The last wait is cut to the deadline, so a try is made at it.
+ */
+export async function retrying<T>(call: () => Promise<T>, opts: RetryOptions): Promise<T> {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      const value = await call()
+      if (attempt > 0) opts.onRecovered?.()
+      return value
+    } catch (e) {
+      if (!opts.retryIf(e) || opts.signal?.aborted) throw e
+      let wait = backoff(attempt, { jitter: 0, ...opts })
+      if (opts.deadline !== undefined) {
+        const left = opts.deadline - Date.now()
+        if (left <= 0) throw opts.late ? opts.late(e) : e
+        wait = Math.min(wait, left)
+      }
+      opts.onRetry?.(e, wait)
+      if (!(await sleep(wait, opts.signal))) throw e
+    }
+  }
 }
 
 /**

@@ -11,6 +11,7 @@ import { type DocId, newDocId, reportDocId } from "../doc/ids.js"
 import { createPlan, isPlanDoc, type PlanDocument } from "../doc/plan.js"
 import { appendReport, digestReports, type NewReport, type ReportDigest, reportsGenesis, type ReportsDocument } from "../doc/reports.js"
 import type { PlanSpec } from "../doc/spec.js"
+import { retrying } from "../lib/async.js"
 import { type PlansResponse, RemoteSession, type RemoteTarget, SyncError } from "../sync/net/client.js"
 import type { DocChange, PlanBackend, PlanInfo, PlanUpdate } from "./backend.js"
 
@@ -51,15 +52,12 @@ export class RemoteBackend implements PlanBackend {
    * backoff until `timeoutMs`, unless the backend was opened without retry. A refused token is final.
    */
   async #listing(): Promise<PlansResponse> {
-    const deadline = Date.now() + this.timeoutMs
-    for (let attempt = 0; ; attempt++) {
-      try {
-        return await this.session.api.plans()
-      } catch (e) {
-        if (!this.retry || !(e instanceof SyncError) || e.kind !== "unreachable" || Date.now() >= deadline) throw e
-        await new Promise(r => setTimeout(r, Math.min(1000, 100 * 2 ** attempt, Math.max(0, deadline - Date.now()))))
-      }
-    }
+    return retrying(() => this.session.api.plans(), {
+      retryIf: e => this.retry && e instanceof SyncError && e.kind === "unreachable",
+      baseMs: 100,
+      maxMs: 1000,
+      deadline: Date.now() + this.timeoutMs,
+    })
   }
 
   async agentOf(): Promise<string | null> {

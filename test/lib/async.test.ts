@@ -1,6 +1,6 @@
-/** The shared async helpers: abortable sleep, backoff, signal wait. */
+/** The shared async helpers: abortable sleep, backoff, retried calls, signal wait. */
 import { describe, expect, it } from "vitest"
-import { backoff, sleep, waitForSignal } from "../../src/lib/async.js"
+import { backoff, retrying, sleep, waitForSignal } from "../../src/lib/async.js"
 
 describe("lib/async", () => {
   it("sleep resolves true after the time, false at once when aborted (before or during)", async () => {
@@ -36,5 +36,84 @@ describe("lib/async", () => {
     ac.abort()
     expect(await q).toBeNull()
     expect(process.listenerCount("SIGUSR2")).toBe(before)
+  })
+
+  it("retrying: tries again after backoff waits while the failure is accepted, tells each wait and the recovery", async () => {
+    const transient = new Error("away")
+    let calls = 0
+    const waits: number[] = []
+    let recovered = 0
+    const v = await retrying(
+      async () => {
+        if (++calls < 4) throw transient
+        return "done"
+      },
+      { retryIf: e => e === transient, baseMs: 5, maxMs: 12, onRetry: (e, w) => (expect(e).toBe(transient), waits.push(w)), onRecovered: () => recovered++ }
+    )
+    expect(v).toBe("done")
+    expect(calls).toBe(4)
+    expect(waits).toEqual([5, 10, 12]) // doubled, capped, no jitter unless asked
+    expect(recovered).toBe(1)
+    // a first try that succeeds is no recovery
+    await retrying(async () => 1, { retryIf: () => true, onRecovered: () => recovered++ })
+    expect(recovered).toBe(1)
+  })
+
+  it("retrying: a failure it does not accept is thrown at once, untouched", async () => {
+    const fatal = new Error("refused")
+    let calls = 0
+    const p = retrying(
+      async () => {
+        calls++
+        throw fatal
+      },
+      { retryIf: e => e !== fatal, baseMs: 1 }
+    )
+    await expect(p).rejects.toBe(fatal)
+    expect(calls).toBe(1)
+  })
+
+  it("retrying: the last wait is cut to the deadline, one try is made at it, then the failure is made late", async () => {
+    let calls = 0
+    const waits: number[] = []
+    const t0 = Date.now()
+    const p = retrying(
+      async () => {
+        calls++
+        throw new Error(`try ${calls}`)
+      },
+      {
+        retryIf: () => true,
+        baseMs: 40,
+        maxMs: 40,
+        deadline: t0 + 100,
+        late: e => new Error(`too late: ${(e as Error).message}`),
+        onRetry: (_, w) => waits.push(w),
+      }
+    )
+    await expect(p).rejects.toThrow(/^too late: try \d+$/)
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(95)
+    expect(waits.slice(0, 2)).toEqual([40, 40])
+    expect(waits.every(w => w <= 40)).toBe(true)
+    expect(calls).toBe(waits.length + 1)
+    // without `late`, the failure itself
+    await expect(retrying(async () => Promise.reject(new Error("x")), { retryIf: () => true, deadline: Date.now() - 1 })).rejects.toThrow(/^x$/)
+  })
+
+  it("retrying: an abort during a wait ends the tries with the last failure", async () => {
+    const ac = new AbortController()
+    let calls = 0
+    const p = retrying(
+      async () => {
+        calls++
+        throw new Error(`away ${calls}`)
+      },
+      { retryIf: () => true, baseMs: 10_000, signal: ac.signal }
+    )
+    setTimeout(() => ac.abort(), 20)
+    const t = Date.now()
+    await expect(p).rejects.toThrow("away 1")
+    expect(Date.now() - t).toBeLessThan(5_000)
+    expect(calls).toBe(1)
   })
 })

@@ -19,6 +19,7 @@ import path from "node:path"
 import { reportDocId } from "../../doc/ids.js"
 import { isPlanDoc, readPlan } from "../../doc/plan.js"
 import { reportsGenesis } from "../../doc/reports.js"
+import { retrying } from "../../lib/async.js"
 import type { PlanStore } from "../store/PlanStore.js"
 import { writeFileAtomic } from "../storage/atomic.js"
 import { chunkContents, listChunks } from "../storage/chunk-format.js"
@@ -54,7 +55,6 @@ interface Item {
 }
 
 const SAFE_ID = /^[A-Za-z0-9_-]{1,128}$/
-const sleep = (ms: number) => new Promise(r => setTimeout(r, ms))
 
 /** Where the heads of the last successful sync with a server are kept. */
 export function basesFile(storeDir: string, storageId: string): string | undefined {
@@ -181,7 +181,7 @@ export async function syncByExchange(
     else ask.push(it.id)
   }
   if (ask.length) {
-    const heads = await retrying(api, opts, () => api.confirm(ask))
+    const heads = await retryingCall(api, opts, () => api.confirm(ask))
     for (const id of ask) {
       const it = items.find(x => x.id === id)!
       const common = (heads[id] ?? []).filter(h => has(it.raw!, h))
@@ -210,7 +210,7 @@ export async function syncByExchange(
       chunks.push(!raw ? new Uint8Array(0) : b ? raw.saveSince(b) : raw.save())
     }
     const body = encodeFramed(docs, chunks)
-    const buf = await retrying(api, opts, () => api.exchange(body, Math.max(1000, opts.deadline - Date.now())))
+    const buf = await retryingCall(api, opts, () => api.exchange(body, Math.max(1000, opts.deadline - Date.now())))
     if (buf === null) {
       if (attempt === 0) return undefined
       throw new SyncError("protocol", `the server at ${api.base.host} stopped taking the change exchange (404 or request over its size limit)`)
@@ -350,20 +350,14 @@ function newHere(raw: Backend | undefined, hashes: string[]): number {
 }
 
 /** A call to the server, made again (with backoff) while the server is unreachable, until the deadline. */
-async function retrying<T>(api: ServerApi, opts: { deadline: number; log: (line: string) => void }, call: () => Promise<T>): Promise<T> {
-  let lost: string | undefined
-  for (let attempt = 0; ; attempt++) {
-    try {
-      const r = await call()
-      if (lost) opts.log(`connected to ${api.base.host} again`)
-      return r
-    } catch (e) {
-      if (!(e instanceof SyncError) || e.kind !== "unreachable") throw e
-      const wait = Math.min(5000, 250 * 2 ** Math.min(attempt, 5))
-      if (Date.now() + wait > opts.deadline) throw new SyncError("timeout", `sync did not complete in time: ${e.message}`)
-      lost = e.message
-      opts.log(`disconnected from ${api.base.host} (${e.message}); reconnecting in ${(wait / 1000).toFixed(1)}s`)
-      await sleep(wait)
-    }
-  }
+function retryingCall<T>(api: ServerApi, opts: { deadline: number; log: (line: string) => void }, call: () => Promise<T>): Promise<T> {
+  return retrying(call, {
+    retryIf: e => e instanceof SyncError && e.kind === "unreachable",
+    baseMs: 250,
+    maxMs: 5000,
+    deadline: opts.deadline,
+    late: e => new SyncError("timeout", `sync did not complete in time: ${(e as Error).message}`),
+    onRetry: (e, wait) => opts.log(`disconnected from ${api.base.host} (${(e as Error).message}); reconnecting in ${(wait / 1000).toFixed(1)}s`),
+    onRecovered: () => opts.log(`connected to ${api.base.host} again`),
+  })
 }

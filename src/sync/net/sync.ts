@@ -17,6 +17,7 @@ import * as A from "@automerge/automerge"
 import { InputError, NotFoundError } from "../../doc/errors.js"
 import { parseDocRef, reportDocId } from "../../doc/ids.js"
 import { isPlanDoc, readPlan } from "../../doc/plan.js"
+import { retrying, sleep } from "../../lib/async.js"
 import { LocalBackend } from "../../ops/local.js"
 import { pick, resolvePlan } from "../../ops/resolve.js"
 import type { PlanStore } from "../store/PlanStore.js"
@@ -289,16 +290,18 @@ export async function syncWatch(store: PlanStore, opts: WatchOptions): Promise<v
   const pollMs = opts.pollMs ?? 2000
   const api = new ServerApi(opts.url, opts.token, opts.ca)
   // The server may not be up yet: retry the first contact with backoff (a refused token is fatal).
-  let remote: PlansResponse | undefined
-  for (let attempt = 0; !remote; attempt++) {
-    try {
-      remote = await api.plans()
-    } catch (e) {
-      if (!(e instanceof SyncError) || e.kind === "unauthorized" || e.kind === "refused") throw e
-      const wait = Math.min(10_000, 250 * 2 ** Math.min(attempt, 6))
-      log(`${e.message}; retrying in ${(wait / 1000).toFixed(1)}s`)
-      if (await abortableSleep(wait, opts.signal)) return
-    }
+  let remote: PlansResponse
+  try {
+    remote = await retrying(() => api.plans(), {
+      retryIf: e => e instanceof SyncError && e.kind !== "unauthorized" && e.kind !== "refused",
+      baseMs: 250,
+      maxMs: 10_000,
+      signal: opts.signal,
+      onRetry: (e, wait) => log(`${(e as Error).message}; retrying in ${(wait / 1000).toFixed(1)}s`),
+    })
+  } catch (e) {
+    if (opts.signal.aborted) return
+    throw e
   }
   const { RemoteSession } = await import("./client.js")
   const session = await RemoteSession.open({ ...opts, retry: true, connectTimeoutMs: 60_000, refusedResyncMs: 1000 })
@@ -430,7 +433,7 @@ export async function syncWatch(store: PlanStore, opts: WatchOptions): Promise<v
     for (const c of chosen) await addPlan(c.id, c.serverDocs)
     log(`watching ${chosen.length} plan(s) with ${api.base.host}`)
     while (!opts.signal.aborted) {
-      if (await abortableSleep(pollMs, opts.signal)) break
+      if (!(await sleep(pollMs, opts.signal))) break
       try {
         await refresh()
         await check()
@@ -456,19 +459,4 @@ async function registerIfNew(store: PlanStore, id: string, doc: unknown): Promis
   if (known.some(p => p.id === id)) return
   const v = readPlan(doc)
   await store.registerPlan({ id, name: v.name, createdAt: v.createdAt, createdBy: v.createdBy })
-}
-
-function abortableSleep(ms: number, signal: AbortSignal): Promise<boolean> {
-  if (signal.aborted) return Promise.resolve(true)
-  return new Promise(resolve => {
-    const t = setTimeout(() => {
-      signal.removeEventListener("abort", onAbort)
-      resolve(false)
-    }, ms)
-    const onAbort = () => {
-      clearTimeout(t)
-      resolve(true)
-    }
-    signal.addEventListener("abort", onAbort, { once: true })
-  })
 }
