@@ -127,6 +127,10 @@ const start = async () => {
   if (hinted) {
     v8.setFlagsFromString("--experimental-wasm-compilation-hints")
     v8.setFlagsFromString("--no-wasm-lazy-compilation")
+    // No more compiling threads than cores: each thread's memory for compiling is its own (about 350
+    // first-touch page faults more per thread, measured on a 2-core VM where each costs ~15 us), and on a
+    // machine with no core to spare the extra thread only takes turns with the others.
+    v8.setFlagsFromString(`--wasm-num-compilation-tasks=${Math.max(1, require("node:os").availableParallelism())}`)
     wasm = WebAssembly.compile(hinted).catch(() => {
       v8.setFlagsFromString("--wasm-lazy-compilation")
       return WebAssembly.compile(readFileSync(wasmFile))
@@ -159,23 +163,34 @@ const start = async () => {
   // own): V8 then neither parses the bundle nor compiles the functions a report runs. The cache is written
   // at build time after a real report (scripts/lean-startup.mjs runs one with CONCORD_WRITE_CODE_CACHE=1).
   // A cache V8 refuses (another Node, other flags) or that is missing or damaged only costs time.
-  const loadLean = () => {
+  //
+  // V8 compiles the WebAssembly's functions only once the main thread has let it begin (a task V8 runs on
+  // the main thread once the module is decoded, in the background): until then the compile waits. So the
+  // bundle's files are read first and the main thread yields once, and the functions compile on the
+  // background threads while the bundle is compiled and run, not after.
+  const loadLean = async () => {
     const vm = require("node:vm")
     const { createRequire } = require("node:module")
     const { pathToFileURL } = require("node:url")
     const file = path.join(__dirname, "..", "dist", "cli", "lean.js")
     const bytes = readFileSync(file)
     const cacheFile = file.replace(/\.js$/, ".cache")
-    const { createHash } = require("node:crypto")
-    const sha = b => createHash("sha256").update(b).digest()
-    let cachedData
+    let cache
     try {
-      const c = readFileSync(cacheFile)
-      const data = c.subarray(68)
-      if (c.toString("latin1", 0, 4) === "CCv1" && sha(bytes).equals(c.subarray(4, 36)) && sha(data).equals(c.subarray(36, 68))) cachedData = data
+      cache = readFileSync(cacheFile)
     } catch {
       // no cache: compiled from the source
     }
+    const yieldOnce = () => new Promise(resolve => setImmediate(resolve))
+    await yieldOnce()
+    const { createHash } = require("node:crypto")
+    const sha = b => createHash("sha256").update(b).digest()
+    let cachedData
+    if (cache) {
+      const data = cache.subarray(68)
+      if (cache.toString("latin1", 0, 4) === "CCv1" && sha(bytes).equals(cache.subarray(4, 36)) && sha(data).equals(cache.subarray(36, 68))) cachedData = data
+    }
+    await yieldOnce() // (if the module was not decoded yet at the first)
     const script = new vm.Script(bytes.toString("utf8"), { filename: file, cachedData })
     const module = { exports: {} }
     script.runInThisContext()(module.exports, createRequire(file), module, pathToFileURL(file).href)
@@ -195,13 +210,23 @@ const start = async () => {
   if (report) {
     // the report command alone (src/cli/lean.ts), to the store or a running orchestrator's endpoint; its
     // bundle holds its own copy of Automerge's JavaScript, initialised here, if it is the installed version
-    const { mod, writeCache } = loadLean()
+    const { mod, writeCache } = await loadLean()
     if (mod.automergeVersion === installedAutomerge) {
       // the report's words are parsed and the store's files read while the WebAssembly compiles (the
       // store calls Automerge once it is ready: src/cli/lean.ts)
       const ready = initialize(mod)
       ready.catch(() => {}) // thrown by leanReport, which awaits it
-      const pending = mod.leanReport(argv, ready)
+      // Automerge takes random bytes (a document's actor when it is loaded) from
+      // globalThis.crypto.getRandomValues, whose first use loads Node's whole Web Crypto implementation
+      // (~5 ms, after the WebAssembly is ready): while the report runs, they come from node:crypto's
+      // randomFillSync instead (the same generator; node:crypto is loaded already, by the store).
+      const webCrypto = Object.getOwnPropertyDescriptor(globalThis, "crypto")
+      const { randomFillSync } = require("node:crypto")
+      Object.defineProperty(globalThis, "crypto", { value: { getRandomValues: a => randomFillSync(a) }, configurable: true, writable: true })
+      const pending = mod.leanReport(argv, ready).finally(() => {
+        if (webCrypto) Object.defineProperty(globalThis, "crypto", webCrypto)
+        else delete globalThis.crypto
+      })
       // stdout and stderr are made now too: the report writes to them at its end, and making them then
       // (a pipe is a socket: node:net and Node's streams are loaded) would add to what follows the wait
       void process.stdout

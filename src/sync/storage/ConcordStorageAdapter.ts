@@ -20,7 +20,7 @@
  */
 import type { Chunk, StorageAdapterInterface, StorageKey } from "@automerge/automerge-repo/slim"
 import { createHash } from "node:crypto"
-import { promises as fsp, type Dirent } from "node:fs"
+import { promises as fsp, type Dirent, statSync } from "node:fs"
 import type { FileHandle } from "node:fs/promises"
 import path from "node:path"
 import { type AtomicWriteOptions, ensureDir, ensureDirIn, fsyncDir, writeFileAtomic, writeFilesAtomicGroup } from "./atomic.js"
@@ -197,7 +197,7 @@ export class ConcordStorageAdapter implements StorageAdapterInterface {
    */
   async writeFile(target: string, data: string | Uint8Array, opts: Omit<AtomicWriteOptions, "root"> = {}): Promise<void> {
     if (this.#create) await ensureDir(this.baseDirectory)
-    await writeFileAtomic(target, data, { ...opts, root: this.baseDirectory })
+    await writeFileAtomic(target, data, { blocking: this.#blocking === true, ...opts, root: this.baseDirectory })
   }
 
   get tmpDirectory(): string {
@@ -629,7 +629,8 @@ export class ConcordStorageAdapter implements StorageAdapterInterface {
   /** The temp directory, made once (a write that finds it removed since makes it again: see save). */
   async #ensureTmpDir(): Promise<void> {
     if (this.#tmpReady) return
-    await this.ensureDir(this.tmpDirectory)
+    // (a blocking writer looks for it with a blocking call first: it is there but in a new store)
+    if (!this.#blocking || !isDirectorySync(this.tmpDirectory)) await this.ensureDir(this.tmpDirectory)
     this.#tmpReady = true
     void this.#cleanTmp()
   }
@@ -665,6 +666,14 @@ export function verifyChunkFile(key: StorageKey, data: Uint8Array): VerifyResult
     if (h !== name) return { ok: false, reason: `content (sha256 ${h.slice(0, 16)}...) does not match the file name` }
   }
   return v
+}
+
+function isDirectorySync(p: string): boolean {
+  try {
+    return statSync(p).isDirectory()
+  } catch {
+    return false
+  }
 }
 
 function sha256hex(data: Uint8Array): string {
