@@ -252,6 +252,40 @@ describe("ConcordStorageAdapter", () => {
     }
   })
 
+  it("blockingWrites (as a one-shot concord report makes them): a first write into a directory that exists makes no thread-pool calls; a missing one is made the usual way", async () => {
+    const { dir, cleanup } = await tempDir()
+    const pooled: string[] = []
+    const spy = <K extends "open" | "mkdir" | "rename" | "stat">(k: K) => {
+      const real = fsPromises[k] as (...a: unknown[]) => Promise<unknown>
+      vi.spyOn(fsPromises, k).mockImplementation((async (...args: unknown[]) => {
+        pooled.push(`${k} ${path.relative(dir, String(args[0]))}`)
+        return real(...args)
+      }) as never)
+    }
+    try {
+      // the store as another process left it: the temp directory, a document's directory and the digest
+      // cache's, none of which this process has written into
+      for (const d of [".tmp", "ab/cdef/incremental", "cache/digests"]) await mkdir(path.join(dir, d), { recursive: true })
+      const a = new ConcordStorageAdapter(dir, { blockingWrites: true })
+      const bytes = A.save(A.from({ a: 1 }))
+      for (const k of ["open", "mkdir", "rename", "stat"] as const) spy(k)
+      await a.save(["abcdef", "incremental", "h1"], bytes)
+      await a.writeFile(path.join(dir, "cache", "digests", "abcdef.json"), "{}", { durable: false })
+      expect(pooled).toEqual([])
+      // a document with no directory yet: made (with its parents' fsyncs) through the pool
+      await a.save(["ghijkl", "incremental", "h1"], bytes)
+      expect(pooled).toContain(`mkdir ${path.join("gh", "ijkl", "incremental")}`)
+      vi.restoreAllMocks()
+      expect(await a.load(["abcdef", "incremental", "h1"])).toEqual(bytes)
+      expect(await a.load(["ghijkl", "incremental", "h1"])).toEqual(bytes)
+      expect(await readFile(path.join(dir, "cache", "digests", "abcdef.json"), "utf8")).toBe("{}")
+      expect(await readdir(a.tmpDirectory)).toEqual([])
+    } finally {
+      vi.restoreAllMocks()
+      await cleanup()
+    }
+  })
+
   /** A groupWrites adapter whose two documents' directories exist (the first write into a directory goes the usual way: it makes it). */
   async function groupAdapter(dir: string) {
     const a = new ConcordStorageAdapter(dir, { groupWrites: true })
