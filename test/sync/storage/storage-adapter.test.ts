@@ -286,6 +286,43 @@ describe("ConcordStorageAdapter", () => {
     }
   })
 
+  it("blockingReads (as a one-shot concord report reads): the same chunks as a thread-pool reader, damaged ones skipped alike, with no thread-pool call", async () => {
+    const { dir, cleanup } = await tempDir()
+    try {
+      const writer = new ConcordStorageAdapter(dir)
+      const chunks = Array.from({ length: 5 }, (_, n) => A.save(A.from({ n })))
+      for (const [n, bytes] of chunks.entries()) await writer.save(["abcdef", n === 0 ? "snapshot" : "incremental", `h${n}`], bytes)
+      await writeFile(path.join(dir, "ab", "cdef", "incremental", "torn"), chunks[1].subarray(0, 9)) // damaged
+      await mkdir(path.join(dir, "cache"), { recursive: true })
+      await writeFile(path.join(dir, "cache", "x.json"), '{"a":1}')
+      const opts = { quarantineGraceMs: 0, autoRestore: false, onWarning: () => {} }
+      const pooled = await new ConcordStorageAdapter(dir, opts).loadRange(["abcdef"])
+      const calls: string[] = []
+      for (const k of ["open", "readdir", "readFile", "stat"] as const) {
+        const real = fsPromises[k] as (...a: unknown[]) => Promise<unknown>
+        vi.spyOn(fsPromises, k).mockImplementation((async (...args: unknown[]) => {
+          calls.push(k)
+          return real(...args)
+        }) as never)
+      }
+      const b = new ConcordStorageAdapter(dir, { ...opts, blockingReads: true })
+      const blocking = await b.loadRange(["abcdef"])
+      expect(await b.load(["abcdef", "incremental", "h2"])).toEqual(chunks[2])
+      expect(await b.load(["abcdef", "incremental", "nothing"])).toBeUndefined()
+      expect(await b.loadRange(["ghijkl"])).toEqual([])
+      expect(await b.readText(path.join(dir, "cache", "x.json"))).toBe('{"a":1}')
+      await expect(b.readText(path.join(dir, "cache", "none.json"))).rejects.toThrow(/ENOENT/)
+      expect(calls).toEqual([])
+      vi.restoreAllMocks()
+      expect(blocking.map(c => c.key.join("/")).sort()).toEqual(pooled.map(c => c.key.join("/")).sort())
+      expect(blocking.map(c => c.key.join("/")).sort()).toEqual(["abcdef/incremental/h1", "abcdef/incremental/h2", "abcdef/incremental/h3", "abcdef/incremental/h4", "abcdef/snapshot/h0"])
+      for (const c of blocking) expect(c.data).toEqual(chunks[Number(c.key[2].slice(1))])
+    } finally {
+      vi.restoreAllMocks()
+      await cleanup()
+    }
+  })
+
   /** A groupWrites adapter whose two documents' directories exist (the first write into a directory goes the usual way: it makes it). */
   async function groupAdapter(dir: string) {
     const a = new ConcordStorageAdapter(dir, { groupWrites: true })
