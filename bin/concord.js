@@ -3,9 +3,8 @@
 // loader, and takes node:fs as it is, not as an ES module facade, whose making loads every lazy part of
 // it (streams, fs/promises, readline, watchers). The full CLI's bundles are still ES modules, imported.
 "use strict"
-const { closeSync, existsSync, fstatSync, openSync, readFileSync, readSync, renameSync, writeFileSync } = require("node:fs")
+const { closeSync, existsSync, fstatSync, openSync, read: readAt, readFileSync, renameSync, writeFileSync } = require("node:fs")
 const path = require("node:path")
-const v8 = require("node:v8")
 
 const start = async () => {
   let argv = process.argv
@@ -40,11 +39,6 @@ const start = async () => {
     argv = r.argv
   }
 
-  // which of V8's WebAssembly tiers and checks the command runs with (bin/flags.js says why); loaded here,
-  // after the endpoint's lean start-up, which runs no WebAssembly
-  const { v8Flags } = require("./flags.js")
-  for (const flag of v8Flags(argv.slice(2))) v8.setFlagsFromString(flag)
-
   // Automerge's installed WebAssembly file and version, from its package.json, read once. The package is
   // looked for as Node looks for it (in the node_modules folders from bin/ up to the root) and the file
   // taken from the package's exports: require.resolve would load and compile Node's package-exports
@@ -76,6 +70,9 @@ const start = async () => {
   // reports at build time (scripts/lean-startup.mjs), as a compilation-hints section that goes into the
   // module's bytes before its code section; every other function stays lazy. Only for the V8 and the
   // Automerge WebAssembly it was recorded with; if V8 refuses the module so, it is compiled as it is.
+  //
+  // The module's bytes are read on Node's thread pool while the main thread sets V8's flags (below): most
+  // of the read's time is the first touch of the 3 MB it fills.
   const hintedWasm = () => {
     let hints
     try {
@@ -87,6 +84,7 @@ const start = async () => {
     if (v8Version !== process.versions.v8.split(".").slice(0, 2).join(".") || typeof head !== "string" || typeof classes !== "string") return undefined
     if (![size, at, end].every(Number.isSafeInteger) || at < 8 || at >= end || end > size || automerge !== installedAutomerge) return undefined
     const fd = openSync(wasmFile, "r")
+    let reading = false // (then closed once read)
     try {
       if (fstatSync(fd).size !== size) return undefined
       // per function, 2 (compile ahead) if a report like this one calls it, else 1 (lazy): a report that
@@ -97,19 +95,27 @@ const start = async () => {
       // up to `end` only: what follows is custom sections (function names, tool metadata) V8 does not need
       // to run it (a crash's stack trace then numbers Automerge's functions instead of naming them)
       const bytes = Buffer.allocUnsafe(end + sec.length)
-      const read = (offset, length, position) => {
-        for (let n = 0; n < length; ) {
-          const r = readSync(fd, bytes, offset + n, length - n, position + n)
-          if (r === 0) return false
-          n += r
-        }
-        return true
-      }
-      if (!read(0, at, 0) || !read(at + sec.length, end - at, at) || bytes[at + sec.length] !== 10) return undefined // 10: the code section
-      sec.copy(bytes, at)
-      return bytes
+      // length bytes at position into bytes at offset; false if the file ends first
+      const read = (offset, length, position) =>
+        new Promise((resolve, reject) => {
+          const next = n => {
+            if (n >= length) return resolve(true)
+            readAt(fd, bytes, offset + n, length - n, position + n, (err, r) => (err ? reject(err) : r === 0 ? resolve(false) : next(n + r)))
+          }
+          next(0)
+        })
+      const half = Math.floor((end - at) / 2) // (the code section in two reads: two threads fill it)
+      const parts = [read(0, at, 0), read(at + sec.length, half, at), read(at + sec.length + half, end - at - half, at + half)]
+      reading = true
+      return Promise.all(parts)
+        .then(done => {
+          if (!done.every(Boolean) || bytes[at + sec.length] !== 10) return undefined // 10: the code section
+          sec.copy(bytes, at)
+          return bytes
+        })
+        .finally(() => closeSync(fd))
     } finally {
-      closeSync(fd)
+      if (!reading) closeSync(fd)
     }
   }
   // The CLI bundles use Automerge's slim build: compile its WebAssembly here, on V8's background threads,
@@ -123,6 +129,14 @@ const start = async () => {
       hinted = undefined // the module as it is
     }
   }
+
+  // which of V8's WebAssembly tiers and checks the command runs with (bin/flags.js says why); loaded here,
+  // after the endpoint's lean start-up, which runs no WebAssembly
+  const v8 = require("node:v8")
+  const { v8Flags } = require("./flags.js")
+  for (const flag of v8Flags(argv.slice(2))) v8.setFlagsFromString(flag)
+  hinted = await Promise.resolve(hinted).catch(() => undefined) // (a failed read: the module as it is)
+
   let wasm
   if (hinted) {
     v8.setFlagsFromString("--experimental-wasm-compilation-hints")
