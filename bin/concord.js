@@ -100,20 +100,27 @@ const start = async () => {
         new Promise((resolve, reject) => {
           const next = n => {
             if (n >= length) return resolve(true)
-            readAt(fd, bytes, offset + n, length - n, position + n, (err, r) => (err ? reject(err) : r === 0 ? resolve(false) : next(n + r)))
+            try {
+              readAt(fd, bytes, offset + n, length - n, position + n, (err, r) => (err ? reject(err) : r === 0 ? resolve(false) : next(n + r)))
+            } catch (e) {
+              reject(e)
+            }
           }
           next(0)
         })
       const half = Math.floor((end - at) / 2) // (the code section in two reads: two threads fill it)
       const parts = [read(0, at, 0), read(at + sec.length, half, at), read(at + sec.length + half, end - at - half, at + half)]
       reading = true
-      return Promise.all(parts)
-        .then(done => {
-          if (!done.every(Boolean) || bytes[at + sec.length] !== 10) return undefined // 10: the code section
-          sec.copy(bytes, at)
-          return bytes
-        })
-        .finally(() => closeSync(fd))
+      return Promise.allSettled(parts).then(done => {
+        try {
+          closeSync(fd) // (once no read is under way)
+        } catch {
+          // (read already)
+        }
+        if (!done.every(d => d.value === true) || bytes[at + sec.length] !== 10) return undefined // 10: the code section
+        sec.copy(bytes, at)
+        return bytes
+      })
     } finally {
       if (!reading) closeSync(fd)
     }
@@ -135,7 +142,7 @@ const start = async () => {
   const v8 = require("node:v8")
   const { v8Flags } = require("./flags.js")
   for (const flag of v8Flags(argv.slice(2))) v8.setFlagsFromString(flag)
-  hinted = await Promise.resolve(hinted).catch(() => undefined) // (a failed read: the module as it is)
+  hinted = await hinted // (undefined after a failed read: the module as it is)
 
   let wasm
   if (hinted) {
