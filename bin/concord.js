@@ -3,9 +3,8 @@
 // loader, and takes node:fs as it is, not as an ES module facade, whose making loads every lazy part of
 // it (streams, fs/promises, readline, watchers). The full CLI's bundles are still ES modules, imported.
 "use strict"
-const { closeSync, existsSync, fstatSync, openSync, readFileSync, readSync, renameSync, writeFileSync } = require("node:fs")
+const { closeSync, existsSync, fstatSync, openSync, read: readAt, readFileSync, renameSync, writeFileSync } = require("node:fs")
 const path = require("node:path")
-const v8 = require("node:v8")
 
 const start = async () => {
   let argv = process.argv
@@ -40,11 +39,6 @@ const start = async () => {
     argv = r.argv
   }
 
-  // which of V8's WebAssembly tiers and checks the command runs with (bin/flags.js says why); loaded here,
-  // after the endpoint's lean start-up, which runs no WebAssembly
-  const { v8Flags } = require("./flags.js")
-  for (const flag of v8Flags(argv.slice(2))) v8.setFlagsFromString(flag)
-
   // Automerge's installed WebAssembly file and version, from its package.json, read once. The package is
   // looked for as Node looks for it (in the node_modules folders from bin/ up to the root) and the file
   // taken from the package's exports: require.resolve would load and compile Node's package-exports
@@ -76,6 +70,9 @@ const start = async () => {
   // reports at build time (scripts/lean-startup.mjs), as a compilation-hints section that goes into the
   // module's bytes before its code section; every other function stays lazy. Only for the V8 and the
   // Automerge WebAssembly it was recorded with; if V8 refuses the module so, it is compiled as it is.
+  //
+  // The module's bytes are read on Node's thread pool while the main thread sets V8's flags (below): most
+  // of the read's time is the first touch of the 3 MB it fills.
   const hintedWasm = () => {
     let hints
     try {
@@ -87,6 +84,7 @@ const start = async () => {
     if (v8Version !== process.versions.v8.split(".").slice(0, 2).join(".") || typeof head !== "string" || typeof classes !== "string") return undefined
     if (![size, at, end].every(Number.isSafeInteger) || at < 8 || at >= end || end > size || automerge !== installedAutomerge) return undefined
     const fd = openSync(wasmFile, "r")
+    let reading = false // (then closed once read)
     try {
       if (fstatSync(fd).size !== size) return undefined
       // per function, 2 (compile ahead) if a report like this one calls it, else 1 (lazy): a report that
@@ -97,19 +95,34 @@ const start = async () => {
       // up to `end` only: what follows is custom sections (function names, tool metadata) V8 does not need
       // to run it (a crash's stack trace then numbers Automerge's functions instead of naming them)
       const bytes = Buffer.allocUnsafe(end + sec.length)
-      const read = (offset, length, position) => {
-        for (let n = 0; n < length; ) {
-          const r = readSync(fd, bytes, offset + n, length - n, position + n)
-          if (r === 0) return false
-          n += r
+      // length bytes at position into bytes at offset; false if the file ends first
+      const read = (offset, length, position) =>
+        new Promise((resolve, reject) => {
+          const next = n => {
+            if (n >= length) return resolve(true)
+            try {
+              readAt(fd, bytes, offset + n, length - n, position + n, (err, r) => (err ? reject(err) : r === 0 ? resolve(false) : next(n + r)))
+            } catch (e) {
+              reject(e)
+            }
+          }
+          next(0)
+        })
+      const half = Math.floor((end - at) / 2) // (the code section in two reads: two threads fill it)
+      const parts = [read(0, at, 0), read(at + sec.length, half, at), read(at + sec.length + half, end - at - half, at + half)]
+      reading = true
+      return Promise.allSettled(parts).then(done => {
+        try {
+          closeSync(fd) // (once no read is under way)
+        } catch {
+          // (read already)
         }
-        return true
-      }
-      if (!read(0, at, 0) || !read(at + sec.length, end - at, at) || bytes[at + sec.length] !== 10) return undefined // 10: the code section
-      sec.copy(bytes, at)
-      return bytes
+        if (!done.every(d => d.value === true) || bytes[at + sec.length] !== 10) return undefined // 10: the code section
+        sec.copy(bytes, at)
+        return bytes
+      })
     } finally {
-      closeSync(fd)
+      if (!reading) closeSync(fd)
     }
   }
   // The CLI bundles use Automerge's slim build: compile its WebAssembly here, on V8's background threads,
@@ -123,10 +136,22 @@ const start = async () => {
       hinted = undefined // the module as it is
     }
   }
+
+  // which of V8's WebAssembly tiers and checks the command runs with (bin/flags.js says why); loaded here,
+  // after the endpoint's lean start-up, which runs no WebAssembly
+  const v8 = require("node:v8")
+  const { v8Flags } = require("./flags.js")
+  for (const flag of v8Flags(argv.slice(2))) v8.setFlagsFromString(flag)
+  hinted = await hinted // (undefined after a failed read: the module as it is)
+
   let wasm
   if (hinted) {
     v8.setFlagsFromString("--experimental-wasm-compilation-hints")
     v8.setFlagsFromString("--no-wasm-lazy-compilation")
+    // No more compiling threads than cores: each thread's memory for compiling is its own (about 350
+    // first-touch page faults more per thread, measured on a 2-core VM where each costs ~15 us), and on a
+    // machine with no core to spare the extra thread only takes turns with the others.
+    v8.setFlagsFromString(`--wasm-num-compilation-tasks=${Math.max(1, require("node:os").availableParallelism())}`)
     wasm = WebAssembly.compile(hinted).catch(() => {
       v8.setFlagsFromString("--wasm-lazy-compilation")
       return WebAssembly.compile(readFileSync(wasmFile))
@@ -159,23 +184,34 @@ const start = async () => {
   // own): V8 then neither parses the bundle nor compiles the functions a report runs. The cache is written
   // at build time after a real report (scripts/lean-startup.mjs runs one with CONCORD_WRITE_CODE_CACHE=1).
   // A cache V8 refuses (another Node, other flags) or that is missing or damaged only costs time.
-  const loadLean = () => {
+  //
+  // V8 compiles the WebAssembly's functions only once the main thread has let it begin (a task V8 runs on
+  // the main thread once the module is decoded, in the background): until then the compile waits. So the
+  // bundle's files are read first and the main thread yields once, and the functions compile on the
+  // background threads while the bundle is compiled and run, not after.
+  const loadLean = async () => {
     const vm = require("node:vm")
     const { createRequire } = require("node:module")
     const { pathToFileURL } = require("node:url")
     const file = path.join(__dirname, "..", "dist", "cli", "lean.js")
     const bytes = readFileSync(file)
     const cacheFile = file.replace(/\.js$/, ".cache")
-    const { createHash } = require("node:crypto")
-    const sha = b => createHash("sha256").update(b).digest()
-    let cachedData
+    let cache
     try {
-      const c = readFileSync(cacheFile)
-      const data = c.subarray(68)
-      if (c.toString("latin1", 0, 4) === "CCv1" && sha(bytes).equals(c.subarray(4, 36)) && sha(data).equals(c.subarray(36, 68))) cachedData = data
+      cache = readFileSync(cacheFile)
     } catch {
       // no cache: compiled from the source
     }
+    const yieldOnce = () => new Promise(resolve => setImmediate(resolve))
+    await yieldOnce()
+    const { createHash } = require("node:crypto")
+    const sha = b => createHash("sha256").update(b).digest()
+    let cachedData
+    if (cache) {
+      const data = cache.subarray(68)
+      if (cache.toString("latin1", 0, 4) === "CCv1" && sha(bytes).equals(cache.subarray(4, 36)) && sha(data).equals(cache.subarray(36, 68))) cachedData = data
+    }
+    await yieldOnce() // (if the module was not decoded yet at the first)
     const script = new vm.Script(bytes.toString("utf8"), { filename: file, cachedData })
     const module = { exports: {} }
     script.runInThisContext()(module.exports, createRequire(file), module, pathToFileURL(file).href)
@@ -195,13 +231,23 @@ const start = async () => {
   if (report) {
     // the report command alone (src/cli/lean.ts), to the store or a running orchestrator's endpoint; its
     // bundle holds its own copy of Automerge's JavaScript, initialised here, if it is the installed version
-    const { mod, writeCache } = loadLean()
+    const { mod, writeCache } = await loadLean()
     if (mod.automergeVersion === installedAutomerge) {
       // the report's words are parsed and the store's files read while the WebAssembly compiles (the
       // store calls Automerge once it is ready: src/cli/lean.ts)
       const ready = initialize(mod)
       ready.catch(() => {}) // thrown by leanReport, which awaits it
-      const pending = mod.leanReport(argv, ready)
+      // Automerge takes random bytes (a document's actor when it is loaded) from
+      // globalThis.crypto.getRandomValues, whose first use loads Node's whole Web Crypto implementation
+      // (~5 ms, after the WebAssembly is ready): while the report runs, they come from node:crypto's
+      // randomFillSync instead (the same generator; node:crypto is loaded already, by the store).
+      const webCrypto = Object.getOwnPropertyDescriptor(globalThis, "crypto")
+      const { randomFillSync } = require("node:crypto")
+      Object.defineProperty(globalThis, "crypto", { value: { getRandomValues: a => randomFillSync(a) }, configurable: true, writable: true })
+      const pending = mod.leanReport(argv, ready).finally(() => {
+        if (webCrypto) Object.defineProperty(globalThis, "crypto", webCrypto)
+        else delete globalThis.crypto
+      })
       // stdout and stderr are made now too: the report writes to them at its end, and making them then
       // (a pipe is a socket: node:net and Node's streams are loaded) would add to what follows the wait
       void process.stdout

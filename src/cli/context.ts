@@ -15,11 +15,15 @@ export interface GlobalOptions {
 
 /**
  * `live`: for a long-lived process speaking for one writer (`concord mcp`): it keeps the documents it uses
- * in memory and writes with blocking calls (DocStoreOptions.live and blockingWrites). `ready`: see
- * DocStoreOptions.ready.
+ * in memory and writes with blocking calls (DocStoreOptions.live and blockingWrites). `ready`: for the
+ * one-shot `concord report` (src/cli/lean.ts), see DocStoreOptions.ready; it reads and writes with
+ * blocking calls, having nothing else to do meanwhile (its reads wait for no thread-pool round trip).
  */
 export function openStore(opts: GlobalOptions, live = false, ready?: Promise<unknown>): PlanStore {
-  return new PlanStore(locateStore({ store: opts.store }).dir, { ...(live ? { live, blockingWrites: true } : {}), ...(ready ? { ready } : {}) })
+  return new PlanStore(locateStore({ store: opts.store }).dir, {
+    ...(live ? { live, blockingWrites: true } : {}),
+    ...(ready ? { ready, blockingWrites: true, blockingReads: true } : {}),
+  })
 }
 
 export interface RemoteOptions {

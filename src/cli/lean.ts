@@ -51,7 +51,9 @@ export async function leanReport(argv: string[], ready: Promise<unknown> = Promi
             }
             return { code: typeof process.exitCode === "number" ? process.exitCode : 0 }
           } catch (e) {
-            if (failed) throw failed.error
+            // Automerge could not be made ready: a crash (the store's calls fail with that very error); a
+            // refusal made before Automerge was needed (a bad status) is still a refusal
+            if (failed && e === failed.error) throw e
             return { code: reportError(e) }
           }
         }

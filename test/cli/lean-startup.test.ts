@@ -166,7 +166,7 @@ describe("V8's code cache of the report's bundle (dist/cli/lean.cache)", () => {
       (cli: string) =>
         // V8's header: magic number, V8 version hash, source hash, flag hash (bytes 12-15), ...
         resealed(cli, data => {
-          data.writeUInt32LE(data.readUInt32LE(12) ^ 0x5a5a5a5a, 12)
+          data.writeUInt32LE((data.readUInt32LE(12) ^ 0x5a5a5a5a) >>> 0, 12)
           return data
         }),
     ],

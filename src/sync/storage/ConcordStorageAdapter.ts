@@ -20,7 +20,7 @@
  */
 import type { Chunk, StorageAdapterInterface, StorageKey } from "@automerge/automerge-repo/slim"
 import { createHash } from "node:crypto"
-import { promises as fsp, type Dirent } from "node:fs"
+import { closeSync, type Dirent, fstatSync, openSync, promises as fsp, readdirSync, readFileSync, statSync } from "node:fs"
 import type { FileHandle } from "node:fs/promises"
 import path from "node:path"
 import { type AtomicWriteOptions, ensureDir, ensureDirIn, fsyncDir, writeFileAtomic, writeFilesAtomicGroup } from "./atomic.js"
@@ -78,6 +78,12 @@ export interface ConcordStorageAdapterOptions {
    */
   blockingWrites?: boolean | "alone"
   /**
+   * Read chunk files, list directories and read the store's other files (readText) with blocking system
+   * calls: for a one-shot process with nothing else to do meanwhile (`concord report`), where each round
+   * trip through Node's thread pool costs more than the call itself. Default false.
+   */
+  blockingReads?: boolean
+  /**
    * Group commit of chunk writes, for a process that serves many writers at once (the endpoint of
    * `concord run`): the saves asked for in one turn of the event loop, and those asked for while a group
    * is being made durable, are written together (writeFilesAtomicGroup: each file fsynced, each directory
@@ -134,6 +140,7 @@ export class ConcordStorageAdapter implements StorageAdapterInterface {
   readonly #graceMs: number
   readonly #retries: number
   readonly #blocking: boolean | "alone"
+  readonly #blockingReads: boolean
   #saving = 0
   readonly #groupWrites: boolean
   /** groupWrites: saves waiting for the next group, and whether a group is under way or about to start */
@@ -171,6 +178,7 @@ export class ConcordStorageAdapter implements StorageAdapterInterface {
     this.#restoreIntervalMs = opts.restoreIntervalMs ?? 0
     this.#retries = opts.loadRangeRetries ?? 5
     this.#blocking = opts.blockingWrites ?? false
+    this.#blockingReads = opts.blockingReads ?? false
     this.#groupWrites = opts.groupWrites ?? false
     this.#create = opts.create ?? false
     this.#onSave = opts.onSave
@@ -197,7 +205,7 @@ export class ConcordStorageAdapter implements StorageAdapterInterface {
    */
   async writeFile(target: string, data: string | Uint8Array, opts: Omit<AtomicWriteOptions, "root"> = {}): Promise<void> {
     if (this.#create) await ensureDir(this.baseDirectory)
-    await writeFileAtomic(target, data, { ...opts, root: this.baseDirectory })
+    await writeFileAtomic(target, data, { blocking: this.#blocking === true, ...opts, root: this.baseDirectory })
   }
 
   get tmpDirectory(): string {
@@ -392,6 +400,7 @@ export class ConcordStorageAdapter implements StorageAdapterInterface {
 
   /** Read one file with its mtime; undefined if it does not exist (any more). */
   async #readOne(key: StorageKey, file: string): Promise<ReadFile | undefined> {
+    if (this.#blockingReads) return this.#readOneBlocking(key, file)
     let fh: FileHandle
     try {
       fh = await fsp.open(file, "r")
@@ -419,6 +428,41 @@ export class ConcordStorageAdapter implements StorageAdapterInterface {
     } finally {
       await fh.close().catch(() => {})
     }
+  }
+
+  /** #readOne with blocking calls (blockingReads): the same outcomes. */
+  #readOneBlocking(key: StorageKey, file: string): ReadFile | undefined {
+    let fd: number
+    try {
+      fd = openSync(file, "r")
+    } catch (e) {
+      const code = errnoCode(e)
+      if (code === "ENOENT" || code === "ENOTDIR" || code === "EISDIR") return undefined
+      throw StoreError.from("read", file, e)
+    }
+    try {
+      const st = fstatSync(fd, { bigint: true })
+      if (!st.isFile()) return undefined
+      const buf = readFileSync(fd)
+      return { key, file, data: new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength), mtimeNs: st.mtimeNs, size: buf.byteLength, ino: st.ino }
+    } catch (e) {
+      if (errnoCode(e) === "EISDIR") return undefined
+      throw StoreError.from("read", file, e)
+    } finally {
+      try {
+        closeSync(fd)
+      } catch {
+        // (read already)
+      }
+    }
+  }
+
+  /**
+   * A file of the store that is not a chunk (a cache, an index entry), as text; a blocking reader
+   * (blockingReads) reads it with a blocking call. Fails as fs.readFile does.
+   */
+  async readText(file: string): Promise<string> {
+    return this.#blockingReads ? readFileSync(file, "utf8") : fsp.readFile(file, "utf8")
   }
 
   /** A doc chunk that is damaged now and was modified within the grace period. */
@@ -564,7 +608,7 @@ export class ConcordStorageAdapter implements StorageAdapterInterface {
     const walk = async (dir: string, isRoot: boolean): Promise<void> => {
       let entries: Dirent[]
       try {
-        entries = await fsp.readdir(dir, { withFileTypes: true })
+        entries = this.#blockingReads ? readdirSync(dir, { withFileTypes: true }) : await fsp.readdir(dir, { withFileTypes: true })
       } catch (e) {
         const code = errnoCode(e)
         if (code === "ENOENT") return
@@ -608,7 +652,7 @@ export class ConcordStorageAdapter implements StorageAdapterInterface {
     if (!q || now - q.at > QUARANTINE_LISTING_MS || now < q.at) {
       let names: string[] = []
       try {
-        names = await fsp.readdir(this.quarantineDirectory)
+        names = this.#blockingReads ? readdirSync(this.quarantineDirectory) : await fsp.readdir(this.quarantineDirectory)
       } catch {
         // none (or unreadable: restoreQuarantined and doctor say so)
       }
@@ -629,7 +673,8 @@ export class ConcordStorageAdapter implements StorageAdapterInterface {
   /** The temp directory, made once (a write that finds it removed since makes it again: see save). */
   async #ensureTmpDir(): Promise<void> {
     if (this.#tmpReady) return
-    await this.ensureDir(this.tmpDirectory)
+    // (a blocking writer looks for it with a blocking call first: it is there but in a new store)
+    if (!this.#blocking || !isDirectorySync(this.tmpDirectory)) await this.ensureDir(this.tmpDirectory)
     this.#tmpReady = true
     void this.#cleanTmp()
   }
@@ -665,6 +710,14 @@ export function verifyChunkFile(key: StorageKey, data: Uint8Array): VerifyResult
     if (h !== name) return { ok: false, reason: `content (sha256 ${h.slice(0, 16)}...) does not match the file name` }
   }
   return v
+}
+
+function isDirectorySync(p: string): boolean {
+  try {
+    return statSync(p).isDirectory()
+  } catch {
+    return false
+  }
 }
 
 function sha256hex(data: Uint8Array): string {

@@ -31,10 +31,12 @@ export interface AtomicWriteOptions {
    */
   root?: string
   /**
-   * Make the write with blocking system calls when its directory is known (see knownDirs): the eight
-   * steps then cost no round trips through Node's thread pool, which is most of a small durable write's
-   * time. For a long-lived process that answers a sender only once the write is durable. Anything
-   * unexpected (a directory gone, a full disk) falls back to the usual path, which handles and reports it.
+   * Make the write with blocking system calls when its directory exists (known, see knownDirs, or found
+   * by one stat): the eight steps then cost no round trips through Node's thread pool, which is most of a
+   * small durable write's time. For a process that has nothing else to do meanwhile: a long-lived one that
+   * answers a sender only once the write is durable, a one-shot `concord report`. A directory that does
+   * not exist yet is made by the usual path; anything unexpected (a directory gone, a full disk) falls back
+   * to it too, which handles and reports it.
    */
   blocking?: boolean
 }
@@ -54,7 +56,7 @@ export async function writeFileAtomic(target: string, data: string | Uint8Array,
     if (knownDirs.size >= 4096) knownDirs.clear()
     knownDirs.add(dir)
   }
-  if (opts.blocking && knownDirs.has(dir) && writeBlocking(target, data, dir, tempName(target, dir, opts), opts)) return
+  if (opts.blocking && existingDir(dir) && writeBlocking(target, data, dir, tempName(target, dir, opts), opts)) return
   if (!knownDirs.has(dir)) await makeDir()
   const tmp = tempName(target, dir, opts)
   try {
@@ -87,6 +89,19 @@ export async function writeFileAtomic(target: string, data: string | Uint8Array,
     throw e
   }
   if (opts.durable !== false) await fsyncDir(dir)
+}
+
+/** Whether `dir` is known (knownDirs) or found to be a directory by a blocking stat (then known from now on). */
+function existingDir(dir: string): boolean {
+  if (knownDirs.has(dir)) return true
+  try {
+    if (!statSync(dir).isDirectory()) return false
+  } catch {
+    return false
+  }
+  if (knownDirs.size >= 4096) knownDirs.clear()
+  knownDirs.add(dir)
+  return true
 }
 
 function tempName(target: string, dir: string, opts: AtomicWriteOptions): string {

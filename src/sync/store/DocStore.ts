@@ -78,6 +78,8 @@ export interface DocStoreOptions {
    * there). Default false.
    */
   blockingWrites?: boolean | "alone"
+  /** Read with blocking system calls (ConcordStorageAdapterOptions.blockingReads): a one-shot `concord report`. */
+  blockingReads?: boolean
   /**
    * Group commit of chunk files (ConcordStorageAdapterOptions.groupWrites), for a process that serves
    * many writers at once (the endpoint of `concord run`): the chunk files of every document saved in one
@@ -226,6 +228,7 @@ export class DocStore {
     if (opts.quarantineGraceMs !== undefined) adapterOpts.quarantineGraceMs = opts.quarantineGraceMs
     if (this.#live) adapterOpts.restoreIntervalMs = 1000
     if (opts.blockingWrites) adapterOpts.blockingWrites = opts.blockingWrites
+    if (opts.blockingReads) adapterOpts.blockingReads = true
     if (opts.groupWrites) adapterOpts.groupWrites = true
     this.adapter = new ConcordStorageAdapter(this.dir, adapterOpts)
   }

@@ -486,7 +486,7 @@ export class PlanStore {
 
   async #readDigestCache(docId: string): Promise<DigestCache | undefined> {
     try {
-      const v = JSON.parse(await fsp.readFile(this.#digestFile(docId), "utf8")) as DigestCache
+      const v = JSON.parse(await this.docs.adapter.readText(this.#digestFile(docId))) as DigestCache
       if (isDigestCache(v)) return v
     } catch {
       // no cache yet, or unreadable (derived data: computed again)

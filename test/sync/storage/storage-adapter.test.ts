@@ -252,6 +252,77 @@ describe("ConcordStorageAdapter", () => {
     }
   })
 
+  it("blockingWrites (as a one-shot concord report makes them): a first write into a directory that exists makes no thread-pool calls; a missing one is made the usual way", async () => {
+    const { dir, cleanup } = await tempDir()
+    const pooled: string[] = []
+    const spy = <K extends "open" | "mkdir" | "rename" | "stat">(k: K) => {
+      const real = fsPromises[k] as (...a: unknown[]) => Promise<unknown>
+      vi.spyOn(fsPromises, k).mockImplementation((async (...args: unknown[]) => {
+        pooled.push(`${k} ${path.relative(dir, String(args[0]))}`)
+        return real(...args)
+      }) as never)
+    }
+    try {
+      // the store as another process left it: the temp directory, a document's directory and the digest
+      // cache's, none of which this process has written into
+      for (const d of [".tmp", "ab/cdef/incremental", "cache/digests"]) await mkdir(path.join(dir, d), { recursive: true })
+      const a = new ConcordStorageAdapter(dir, { blockingWrites: true })
+      const bytes = A.save(A.from({ a: 1 }))
+      for (const k of ["open", "mkdir", "rename", "stat"] as const) spy(k)
+      await a.save(["abcdef", "incremental", "h1"], bytes)
+      await a.writeFile(path.join(dir, "cache", "digests", "abcdef.json"), "{}", { durable: false })
+      expect(pooled).toEqual([])
+      // a document with no directory yet: made (with its parents' fsyncs) through the pool
+      await a.save(["ghijkl", "incremental", "h1"], bytes)
+      expect(pooled).toContain(`mkdir ${path.join("gh", "ijkl", "incremental")}`)
+      vi.restoreAllMocks()
+      expect(await a.load(["abcdef", "incremental", "h1"])).toEqual(bytes)
+      expect(await a.load(["ghijkl", "incremental", "h1"])).toEqual(bytes)
+      expect(await readFile(path.join(dir, "cache", "digests", "abcdef.json"), "utf8")).toBe("{}")
+      expect(await readdir(a.tmpDirectory)).toEqual([])
+    } finally {
+      vi.restoreAllMocks()
+      await cleanup()
+    }
+  })
+
+  it("blockingReads (as a one-shot concord report reads): the same chunks as a thread-pool reader, damaged ones skipped alike, with no thread-pool call", async () => {
+    const { dir, cleanup } = await tempDir()
+    try {
+      const writer = new ConcordStorageAdapter(dir)
+      const chunks = Array.from({ length: 5 }, (_, n) => A.save(A.from({ n })))
+      for (const [n, bytes] of chunks.entries()) await writer.save(["abcdef", n === 0 ? "snapshot" : "incremental", `h${n}`], bytes)
+      await writeFile(path.join(dir, "ab", "cdef", "incremental", "torn"), chunks[1].subarray(0, 9)) // damaged
+      await mkdir(path.join(dir, "cache"), { recursive: true })
+      await writeFile(path.join(dir, "cache", "x.json"), '{"a":1}')
+      const opts = { quarantineGraceMs: 0, autoRestore: false, onWarning: () => {} }
+      const pooled = await new ConcordStorageAdapter(dir, opts).loadRange(["abcdef"])
+      const calls: string[] = []
+      for (const k of ["open", "readdir", "readFile", "stat"] as const) {
+        const real = fsPromises[k] as (...a: unknown[]) => Promise<unknown>
+        vi.spyOn(fsPromises, k).mockImplementation((async (...args: unknown[]) => {
+          calls.push(k)
+          return real(...args)
+        }) as never)
+      }
+      const b = new ConcordStorageAdapter(dir, { ...opts, blockingReads: true })
+      const blocking = await b.loadRange(["abcdef"])
+      expect(await b.load(["abcdef", "incremental", "h2"])).toEqual(chunks[2])
+      expect(await b.load(["abcdef", "incremental", "nothing"])).toBeUndefined()
+      expect(await b.loadRange(["ghijkl"])).toEqual([])
+      expect(await b.readText(path.join(dir, "cache", "x.json"))).toBe('{"a":1}')
+      await expect(b.readText(path.join(dir, "cache", "none.json"))).rejects.toThrow(/ENOENT/)
+      expect(calls).toEqual([])
+      vi.restoreAllMocks()
+      expect(blocking.map(c => c.key.join("/")).sort()).toEqual(pooled.map(c => c.key.join("/")).sort())
+      expect(blocking.map(c => c.key.join("/")).sort()).toEqual(["abcdef/incremental/h1", "abcdef/incremental/h2", "abcdef/incremental/h3", "abcdef/incremental/h4", "abcdef/snapshot/h0"])
+      for (const c of blocking) expect(c.data).toEqual(chunks[Number(c.key[2].slice(1))])
+    } finally {
+      vi.restoreAllMocks()
+      await cleanup()
+    }
+  })
+
   /** A groupWrites adapter whose two documents' directories exist (the first write into a directory goes the usual way: it makes it). */
   async function groupAdapter(dir: string) {
     const a = new ConcordStorageAdapter(dir, { groupWrites: true })
