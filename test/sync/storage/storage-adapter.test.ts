@@ -315,7 +315,13 @@ describe("ConcordStorageAdapter", () => {
       expect(calls).toEqual([])
       vi.restoreAllMocks()
       expect(blocking.map(c => c.key.join("/")).sort()).toEqual(pooled.map(c => c.key.join("/")).sort())
-      expect(blocking.map(c => c.key.join("/")).sort()).toEqual(["abcdef/incremental/h1", "abcdef/incremental/h2", "abcdef/incremental/h3", "abcdef/incremental/h4", "abcdef/snapshot/h0"])
+      expect(blocking.map(c => c.key.join("/")).sort()).toEqual([
+        "abcdef/incremental/h1",
+        "abcdef/incremental/h2",
+        "abcdef/incremental/h3",
+        "abcdef/incremental/h4",
+        "abcdef/snapshot/h0",
+      ])
       for (const c of blocking) expect(c.data).toEqual(chunks[Number(c.key[2].slice(1))])
     } finally {
       vi.restoreAllMocks()
