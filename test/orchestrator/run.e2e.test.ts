@@ -34,7 +34,8 @@ describe("concord run", () => {
     // One plan, created once; each run works on its own copy of that store. When the jobs act (AT) and
     // their jitter (JA, JB, JC) come from the run's environment, which concord run passes on to its jobs.
     const template = store()
-    const wait = (j: string) => `node -e "setTimeout(()=>{}, $AT + $${j} - Date.now())"`
+    // (sleep until AT + jitter ms, in the shell: GNU date's milliseconds, no Node start-up per job)
+    const wait = (j: string) => `d=$(($AT + $${j} - $(date +%s%3N))); if [ $d -gt 0 ]; then sleep $((d / 1000)).$(printf %03d $((d % 1000))); fi`
     const id = await createPlan(
       template,
       `name: founding
