@@ -3,6 +3,7 @@
  * at on_error from a view read before the others wrote, while two `concord report completed` processes
  * finish B and C at the same moment. 20 runs with random jitter; every run must come out right.
  */
+import { cpSync } from "node:fs"
 import path from "node:path"
 import { afterAll, describe, expect, it } from "vitest"
 import { cleanup, concord, createPlan, ROOT, runNode, tempDir } from "../helpers/cli.js"
@@ -25,13 +26,17 @@ afterAll(() => dirs.forEach(cleanup))
 
 describe("founding bug across OS processes", () => {
   it("20 of 20 runs: A failed, B and C completed, plan paused at on_error", async () => {
+    // One plan with A, B and C running, created once; each run races on its own copy of that store.
+    const template = tempDir()
+    dirs.push(template)
+    const id = await createPlan(template, PLAN)
+    const start = await runNode([STEP, template, id, "start", "A", "B", "C"])
+    expect(start.code, start.stderr).toBe(0)
     const outcomes: string[] = []
     const oneRun = async () => {
       const store = tempDir()
       dirs.push(store)
-      const id = await createPlan(store, PLAN)
-      const start = await runNode([STEP, store, id, "start", "A", "B", "C"])
-      expect(start.code, start.stderr).toBe(0)
+      cpSync(template, store, { recursive: true })
 
       // The orchestrator reads the plan first, and writes 0-400 ms later from that stale view, while
       // the reporters (started once it has read) write B and C completed.

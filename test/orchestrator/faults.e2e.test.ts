@@ -17,6 +17,7 @@ import { runPlan, type RunOptions } from "../../src/orchestrator/runner.js"
 import { jobFiles, liveMembers, logPath, ProcessSupervisor, stopJobProcess } from "../../src/orchestrator/supervisor.js"
 import { PlanStore } from "../../src/sync/store/PlanStore.js"
 import { cleanup, concord, createPlan, ROOT, type RunResult, statusJson, tempDir } from "../helpers/cli.js"
+import { peekStatus } from "../helpers/peek.js"
 import { spawnConcord } from "../helpers/processes.mjs"
 import { type Poll, until } from "../helpers/until.js"
 
@@ -215,7 +216,7 @@ describe("orchestrator faults (real processes)", () => {
     const dir = store()
     const id = await createPlan(dir, `name: f2c\njobs:\n  - { name: stubborn, run: "trap '' TERM; sleep 60 & wait" }\n`)
     const run = startRun(dir, [id])
-    const pid = await waitFor("running with pid", async () => (await statusJson(dir, id)).jobs[0].pid)
+    const pid = await waitFor("running with pid", async () => (await peekStatus(dir, id)).jobs[0].pid)
     groups.push(pid)
     await waitFor("members", () => liveMembers({ pid }).length >= 2)
     run.child.kill("SIGKILL")
@@ -240,7 +241,7 @@ jobs:
     )
     const first = startRun(dir, [id])
     const reported = await waitFor("idle reported completed", async () => {
-      const j = byName(await statusJson(dir, id)).idle
+      const j = byName(await peekStatus(dir, id)).idle
       return j.status === "completed" && j.pid && j
     })
     first.child.kill("SIGKILL")
@@ -263,7 +264,7 @@ jobs:
       `name: f4\njobs:\n  - { name: a, run: "while [ ! -f ${go} ]; do sleep 0.1; done; exit 3" }\n  - { name: b, run: "touch ${ran}", dependsOn: [a] }\n`
     )
     const first = startRun(dir, [id])
-    const pid = await waitFor("a running with pid", async () => (await statusJson(dir, id)).jobs[0].pid)
+    const pid = await waitFor("a running with pid", async () => (await peekStatus(dir, id)).jobs[0].pid)
     first.child.kill("SIGKILL")
     await first.done
     writeFileSync(go, "")
@@ -337,7 +338,7 @@ jobs:
     const id = await createPlan(dir, `name: f9\njobs:\n  - ${job("a")}\n  - ${job("b")}\n`)
     const run = startRun(dir, [id])
     const pids = await waitFor("both running", async () => {
-      const s = await statusJson(dir, id)
+      const s = await peekStatus(dir, id)
       return s.jobs.every((j: any) => j.status === "running" && j.pid) && s.jobs.map((j: any) => j.pid)
     })
     pids.forEach((p: number) => groups.push(p))
@@ -349,7 +350,7 @@ jobs:
     expect(r.stdout).not.toMatch(/Waiting at checkpoint/)
     for (const p of pids) expect(liveMembers({ pid: p }).length).toBeGreaterThan(0)
     const again = startRun(dir, [id])
-    await waitFor("adopted", async () => (await statusJson(dir, id)).lease)
+    await waitFor("adopted", async () => (await peekStatus(dir, id)).lease)
     writeFileSync(go, "")
     const r2 = await again.done
     expect(r2.code, r2.stdout + r2.stderr).toBe(0)

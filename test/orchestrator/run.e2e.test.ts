@@ -3,11 +3,12 @@
  * `concord report`), real files and real signals.
  */
 import type { ChildProcess } from "node:child_process"
-import { existsSync, readFileSync, writeFileSync } from "node:fs"
+import { cpSync, existsSync, readFileSync, writeFileSync } from "node:fs"
 import path from "node:path"
 import { afterAll, describe, expect, it } from "vitest"
 import { pidExists } from "../../src/orchestrator/proc.js"
 import { cleanup, concord, createPlan, type RunResult, statusJson, tempDir } from "../helpers/cli.js"
+import { peekStatus } from "../helpers/peek.js"
 import { spawnConcord } from "../helpers/processes.mjs"
 import { type Poll, until } from "../helpers/until.js"
 
@@ -30,23 +31,28 @@ const byName = (s: any) => Object.fromEntries(s.jobs.map((j: any) => [j.name, j]
 
 describe("concord run", () => {
   it("the founding-bug plan: A exits 1 while B and C report completed at the same moment, 20 of 20 runs", async () => {
-    const once = async () => {
-      const dir = store()
-      // All three act at the same wall-clock moment (plus up to 40 ms of jitter), then B and C idle.
-      const at = Date.now() + 1500
-      const wait = (j: number) => `node -e "setTimeout(()=>{}, ${at} + ${j} - Date.now())"`
-      const jitter = () => Math.floor(Math.random() * 40)
-      const id = await createPlan(
-        dir,
-        `name: founding
+    // One plan, created once; each run works on its own copy of that store. When the jobs act (AT) and
+    // their jitter (JA, JB, JC) come from the run's environment, which concord run passes on to its jobs.
+    const template = store()
+    // (sleep until AT + jitter ms, in the shell: GNU date's milliseconds, no Node start-up per job)
+    const wait = (j: string) => `d=$(($AT + $${j} - $(date +%s%3N))); if [ $d -gt 0 ]; then sleep $((d / 1000)).$(printf %03d $((d % 1000))); fi`
+    const id = await createPlan(
+      template,
+      `name: founding
 graceMs: 300
 jobs:
-  - { name: A, run: '${wait(jitter())}; exit 1' }
-  - { name: B, run: '${wait(jitter())}; concord report completed "B done"; sleep 30' }
-  - { name: C, run: '${wait(jitter())}; concord report completed "C done"; sleep 30' }
+  - { name: A, run: '${wait("JA")}; exit 1' }
+  - { name: B, run: '${wait("JB")}; concord report completed "B done"; sleep 30' }
+  - { name: C, run: '${wait("JC")}; concord report completed "C done"; sleep 30' }
 `
-      )
-      const r = await concord(dir, ["run", id])
+    )
+    const once = async () => {
+      const dir = store()
+      cpSync(template, dir, { recursive: true })
+      // All three act at the same wall-clock moment (plus up to 40 ms of jitter), then B and C idle.
+      const jitter = () => String(Math.floor(Math.random() * 40))
+      const env = { AT: String(Date.now() + 1500), JA: jitter(), JB: jitter(), JC: jitter() }
+      const r = await concord(dir, ["run", id], { env })
       expect(r.code, r.stdout + r.stderr).toBe(3)
       const s = await statusJson(dir, id)
       const j = byName(s)
@@ -106,7 +112,10 @@ jobs:
     )
     const run = startRun(dir, [id, "--wait"])
     const approveAt = async (cp: string) => {
-      await waitFor(`checkpoint ${cp}`, async () => (await statusJson(dir, id)).checkpoint === cp && !(await statusJson(dir, id)).approvedBy)
+      await waitFor(`checkpoint ${cp}`, async () => {
+        const s = await peekStatus(dir, id)
+        return s.checkpoint === cp && !s.approvedBy
+      })
       const r = await concord(dir, ["approve", id, "--checkpoint", cp])
       expect(r.code, r.stderr).toBe(0)
     }
@@ -152,7 +161,7 @@ jobs:
     const id = await createPlan(dir, `name: cancel\njobs:\n  - { name: a, run: "sleep 60" }\n  - { name: b, run: "sleep 60" }\n`)
     const run = startRun(dir, [id, "--wait"])
     const pids = await waitFor("both running", async () => {
-      const s = await statusJson(dir, id)
+      const s = await peekStatus(dir, id)
       return s.jobs.every((j: any) => j.status === "running" && j.pid) && s.jobs.map((j: any) => j.pid)
     })
     const c = await concord(dir, ["cancel", id])
@@ -198,7 +207,7 @@ jobs:
     )
     const first = startRun(dir, [id])
     const pids = await waitFor("three running", async () => {
-      const s = await statusJson(dir, id)
+      const s = await peekStatus(dir, id)
       const running = s.jobs.filter((j: any) => j.status === "running" && j.pid)
       return running.length === 4 && byName(s)
     })
@@ -207,7 +216,7 @@ jobs:
     // While it is down: one job's process dies, one completes, one keeps running.
     process.kill(-pids.dies.pid, "SIGKILL")
     writeFileSync(go, "")
-    await waitFor("report while down", async () => byName(await statusJson(dir, id))["done-while-down"].status === "completed")
+    await waitFor("report while down", async () => byName(await peekStatus(dir, id))["done-while-down"].status === "completed")
     const second = await concord(dir, ["run", id])
     expect(second.code, second.stdout + second.stderr).toBe(3)
     expect(second.stdout).toMatch(/survives #1: adopted running process/)
@@ -230,7 +239,7 @@ jobs:
     // both views while the job still runs (on a loaded machine a status call takes a while: ask the human
     // view right after the JSON one shows it, in the same try)
     await waitFor("stale", async () => {
-      const j = (await statusJson(dir, id)).jobs[0]
+      const j = (await peekStatus(dir, id)).jobs[0]
       return j.status === "running" && j.stale && /running \(stale\)/.test((await concord(dir, ["status", id])).stdout)
     })
     expect((await run.done).code).toBe(0)
