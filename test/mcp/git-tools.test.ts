@@ -35,18 +35,23 @@ const commitAs = (msg: string) => `git add -A && git commit -q -m '${msg}'`
 describe("mc_diff, mc_merge, mc_sync, mc_pr, mc_cleanup on a supervised git plan", () => {
   it("each tool's effect and refusals, through the plan's whole life", async () => {
     const w = world()
+    // a completes first (the plan then waits at pre_merge for a): b and c start their work once a's
+    // completed report is durable, however the machine schedules the three (a's grace period lets it
+    // mark that after its report; it exits right after)
+    const aDone = path.join(w.dir, "a-done")
+    const afterA = `i=0; while [ ! -e ${aDone} ] && [ $i -lt 1200 ]; do sleep 0.05; i=$((i+1)); done;`
     const id = await createPlan(
       w.store,
       `
 name: tools
 mode: supervisor
 repo: ${w.repo}
-graceMs: 0
+graceMs: 5000
 pr: { title: "Tools" }
 jobs:
-  - { name: a, run: "printf 'line 1 from a\\\\nline 2\\\\nline 3\\\\n' > README.md && echo a > a.txt && printf 'x\\\\033[2Jy\\\\n' > esc.txt && ${commitAs("a work")} && concord report completed 'a done'" }
-  - { name: b, run: "printf 'line 1 from b\\\\nline 2\\\\nline 3\\\\n' > README.md && ${commitAs("b work")} && concord report completed 'b done'" }
-  - { name: c, run: "echo c > c.txt && concord report completed 'c done'" }
+  - { name: a, run: "printf 'line 1 from a\\\\nline 2\\\\nline 3\\\\n' > README.md && echo a > a.txt && printf 'x\\\\033[2Jy\\\\n' > esc.txt && ${commitAs("a work")} && concord report completed 'a done' && touch ${aDone}" }
+  - { name: b, run: "${afterA} printf 'line 1 from b\\\\nline 2\\\\nline 3\\\\n' > README.md && ${commitAs("b work")} && concord report completed 'b done'" }
+  - { name: c, run: "${afterA} echo c > c.txt && concord report completed 'c done'" }
   - { name: d, run: "true", dependsOn: [a] }
 `
     )
