@@ -489,7 +489,7 @@ export function renderMarkdown(results, { charts, chartDir }) {
         rc.rows.map(r => [r.command, r.n, ms(r.p50), ms(r.p90), ms(r.p99), ms(r.min), ratio(r.p50, node?.p50), ratio(cr?.p50, r.p50)])
       )
     )
-    p("A report through a long-lived MCP server: see [7. MCP](#7-mcp).")
+    p("A report through a long-lived MCP server: see [8. MCP](#8-mcp).")
   }
 
   // 5 scale
@@ -814,7 +814,7 @@ function findings(results) {
             : "") +
           (help ? ` Loading the whole CLI (\`concord --help\`) takes ${ms(help.p50)}; a report does not load it.` : "") +
           (lock ? ` A one-shot json-lock report process takes ${ms(lock.p50)}.` : "") +
-          " With no orchestrator the report starts lean: the report command alone, from V8's code cache of its bundle, with the WebAssembly functions a report calls compiled ahead on background threads (both recorded at build time); it starts as CommonJS (no ES module loader), and parses its words and reads the store's files while the WebAssembly compiles. What is left over bare Node is compiling those functions (on 2 cores the report still waits for part of it), the memory it touches for the first time (the WebAssembly's bytes, compiled code, V8's heap: each new page costs a page fault, several times bare Node's count), and the report itself with its two fsyncs. A report through a long-lived `concord mcp` server pays none of the start-up (see 7. MCP)."
+          " With no orchestrator the report starts lean: the report command alone, from V8's code cache of its bundle, with the WebAssembly functions a report calls compiled ahead on background threads (both recorded at build time); it starts as CommonJS (no ES module loader), lets V8 begin compiling the WebAssembly before it compiles its own bundle (the two overlap), and parses its words and reads the store's files with blocking calls while the WebAssembly compiles. What is left over bare Node is compiling those functions (on 2 cores the report still waits for part of it), the memory it touches for the first time (the WebAssembly's bytes, compiled code, V8's heap: each new page costs a page fault, several times bare Node's count), and the report itself with its two fsyncs. A report through a long-lived `concord mcp` server pays none of the start-up (see 8. MCP)."
       )
     }
   }
@@ -852,7 +852,7 @@ function findings(results) {
           (ref
             ? ` The Automerge sync protocol alone, in memory, takes ${ms(ref.convergeMs)} for the same count (concord takes ${ratio(c.convergeMs, ref.convergeMs)} of it).`
             : "") +
-          " A one-shot sync is one HTTP exchange (POST /v1/exchange): the changes the server lacks go up as one Automerge chunk per document, the changes the client lacks come back, with no Repo and no sync protocol on the client. What is left: each run starts Node and Automerge (the 100-change row is mostly that: three start-ups and their store reads); the server decodes every change it receives once for its access check and audit trail and applies it without building a JavaScript view; a receiving client reads its documents without their view, adds what came as a chunk file and decodes each report it received once, to keep the log's cached digest current (so that status after a sync reads no log)."
+          " A one-shot sync is one HTTP exchange (POST /v1/exchange): the changes the server lacks go up as one Automerge chunk per document, the changes the client lacks come back, with no Repo and no sync protocol on the client. A document unchanged since the last sync with that server (its chunk files are those recorded then) is not read at all. What is left, measured by CPU profile: each run starts Node and its sync code (about 0.3 s of the 100-change row's per-run cost); a side with changes of its own reads its copy (0.15 s per 5-10k changes); the server applies what arrives (Automerge's loadIncremental, ~0.3 s per 2,500 concurrent changes, 2-3× that for a server's first large exchange while V8 warms up) and lists the new changes once for its access check and audit trail; a receiving client adds what came as one chunk file and decodes each report it received once, to keep the log's cached digest current (so that status after a sync reads no log)."
       )
     }
   }
