@@ -13,7 +13,9 @@
  *    the retries; a `concord-refused` notice from the server is reported ("refused");
  *  - a sync conversation that lost a message (stall.ts) is started afresh: the connection is dropped
  *    and re-made at once (`resync`), which resets the sync state on both sides. With `refusedResyncMs`
- *    (sync --watch) the same happens after the server refused a message under its rate limit.
+ *    (sync --watch) the same happens after the server refused a message under its rate limit;
+ *  - a join the server does not answer (its `peer` lost on the way: the network chaos run's proxy) drops
+ *    the connection after `joinTimeoutMs` and makes it again, instead of waiting on it for good.
  */
 import * as A from "@automerge/automerge"
 import { EventEmitter } from "node:events"
@@ -36,6 +38,12 @@ export interface ClientAdapterOptions {
   maxPayload?: number
   /** Give up on one connection attempt after this long. Default 10 s. */
   connectTimeoutMs?: number
+  /**
+   * Drop a connection whose server has not answered our join (`peer`) after this long, and make it again:
+   * the answer was lost on the way (a proxy or a network that loses data without closing the
+   * connection), and nothing else would ever happen on it. Default 10 s.
+   */
+  joinTimeoutMs?: number
   log?: (line: string) => void
   /** Same `need` repeated this many times in a row = a stalled sync conversation (stall.ts). Default 6. */
   stallRepeats?: number
@@ -217,8 +225,15 @@ export class ConcordClientAdapter extends NetworkAdapter {
     this.#stall.reset()
     ws.binaryType = "nodebuffer"
     let why = "connection closed"
+    let joinTimer: NodeJS.Timeout | undefined
     ws.on("open", () => {
       if (this.#ws !== ws) return
+      const waitMs = this.#opts.joinTimeoutMs ?? 10_000
+      joinTimer = setTimeout(() => {
+        if (this.#ws !== ws) return
+        why = `the server did not answer our join within ${(waitMs / 1000).toFixed(1)}s`
+        ws.terminate()
+      }, waitMs)
       const join = { type: "join", senderId: this.peerId, peerMetadata: this.peerMetadata ?? {}, supportedProtocolVersions: [ProtocolV1] }
       try {
         ws.send(encodeFrame(join))
@@ -266,6 +281,7 @@ export class ConcordClientAdapter extends NetworkAdapter {
       const m = msg as unknown as Record<string, unknown>
       switch (m.type) {
         case "peer":
+          clearTimeout(joinTimer)
           this.#attempt = 0
           this.remotePeerId = m.senderId as PeerId
           this.#markReady()
@@ -294,6 +310,7 @@ export class ConcordClientAdapter extends NetworkAdapter {
       }
     })
     ws.on("close", (code, reason) => {
+      clearTimeout(joinTimer)
       if (this.#ws !== ws) return
       this.#ws = undefined
       const r = reason?.toString()
