@@ -22,7 +22,7 @@ import { reportsGenesis } from "../../doc/reports.js"
 import { retrying } from "../../lib/async.js"
 import type { PlanStore } from "../store/PlanStore.js"
 import { writeFileAtomic } from "../storage/atomic.js"
-import { chunkContents, listChunks } from "../storage/chunk-format.js"
+import { chunkContents } from "../storage/chunk-format.js"
 import type { Backend } from "./access.js"
 import { type PlansResponse, type ServerApi, SyncError } from "./api.js"
 import { encodeFramed, type ExchangeAnswerDoc, type ExchangeRequestDoc, jobsOf, parseAnswer } from "./exchange.js"
@@ -232,9 +232,8 @@ export async function syncByExchange(
       const bytes = answer.chunks[i]
       if (bytes.byteLength > 0) {
         // what came back builds on our heads (it is what the server has beyond them), unless it is a
-        // whole document: then our copy is read, to count what is new
-        if (it.known && !isChangesOnly(bytes)) await read(it)
-        const got = await addReceived(store, it, bytes)
+        // whole document: then our copy is read (`read`), to count what is new
+        const got = await addReceived(store, it, bytes, read)
         addedKeys.set(it.id, got.key)
         received.set(it.id, (received.get(it.id) ?? 0) + got.count)
         // a report log's cached digest follows what came in, as a save's hook would keep it (status reads
@@ -261,17 +260,11 @@ export async function syncByExchange(
   for (const it of items) {
     const a = answered.get(it.id)
     const got = addedKeys.get(it.id)
-    if (a?.heads && !a.refused && !a.missingDeps && it.keys) {
-      bases.heads.set(it.id, a.heads)
-      // our copy is now the files it was read from and the one added: both sides' heads
-      bases.files.set(it.id, [...new Set([...it.keys, ...(got ? [got] : [])])].sort())
-    } else if (a?.heads && !a.refused && !a.missingDeps && got) {
-      bases.heads.set(it.id, a.heads)
-      bases.files.set(it.id, [got])
-    } else {
-      if (a?.heads && !a.refused && !a.missingDeps) bases.heads.set(it.id, a.heads)
-      bases.files.delete(it.id)
-    }
+    const agreed = a?.heads && !a.refused && !a.missingDeps ? a.heads : undefined
+    if (agreed) bases.heads.set(it.id, agreed)
+    // our copy is now the files it was read from and the one added: both sides' heads
+    if (agreed && (it.keys || got)) bases.files.set(it.id, [...new Set([...(it.keys ?? []), ...(got ? [got] : [])])].sort())
+    else bases.files.delete(it.id)
   }
   await writeBases(store.dir, storageId, bases).catch(e => opts.log(`cannot record what the server has (${(e as Error).message}); the next sync sends more`))
 
@@ -314,7 +307,12 @@ export async function syncByExchange(
  * Add what the server sent to the store as one chunk file; returns how many of its changes are new here,
  * the file ("incremental/<hash>") and the changes in it (one change's bytes each).
  */
-async function addReceived(store: PlanStore, it: Item, bytes: Uint8Array): Promise<{ count: number; key: string; changes: Uint8Array[] }> {
+async function addReceived(
+  store: PlanStore,
+  it: Item,
+  bytes: Uint8Array,
+  read: (it: Item) => Promise<Backend | undefined>
+): Promise<{ count: number; key: string; changes: Uint8Array[] }> {
   // one parse of the chunk headers, one hash per change (checksums included)
   const contents = chunkContents(bytes)
   if (!contents) throw new SyncError("protocol", `the server sent damaged changes for document ${it.id}`)
@@ -323,7 +321,8 @@ async function addReceived(store: PlanStore, it: Item, bytes: Uint8Array): Promi
   if (contents.hasDocument || contents.opaque) {
     const fresh = A.getBackend(A.init())
     fresh.loadIncremental(bytes)
-    count = Math.max(0, fresh.stats().numChanges - (it.raw ? it.raw.stats().numChanges : 0))
+    const ours = await read(it)
+    count = Math.max(0, fresh.stats().numChanges - (ours ? ours.stats().numChanges : 0))
     changes = fresh.getChanges([])
   } else {
     count = newHere(it.raw, contents.changeHashes)
@@ -331,12 +330,6 @@ async function addReceived(store: PlanStore, it: Item, bytes: Uint8Array): Promi
   }
   const key = await store.docs.addChunk(it.id, bytes)
   return { count, key: `${key[1]}/${key[2]}`, changes }
-}
-
-/** Change chunks only (what saveSince makes), by their headers alone. */
-function isChangesOnly(bytes: Uint8Array): boolean {
-  const listed = listChunks(bytes)
-  return listed.ok && listed.chunks.every(c => c.type === 1 || c.type === 2)
 }
 
 /**
