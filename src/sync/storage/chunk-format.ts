@@ -79,10 +79,19 @@ function encodeUleb(n: number): Uint8Array {
   return Uint8Array.from(out)
 }
 
-function checksumOf(...parts: Uint8Array[]): Buffer {
-  const h = createHash("sha256")
-  for (const p of parts) h.update(p)
-  return h.digest().subarray(0, 4)
+/**
+ * A chunk's sha256 as Automerge computes it: of its type ++ length ++ data, for a compressed change of
+ * the uncompressed change chunk. A change's hash; its first 4 bytes are every chunk's checksum. Throws
+ * when a compressed change does not decompress.
+ */
+function chunkDigest(bytes: Uint8Array, c: ChunkHeaderInfo): Buffer {
+  if (c.type === CHUNK_TYPE_COMPRESSED_CHANGE) {
+    const inflated = inflateRawSync(bytes.subarray(c.offset + c.size - c.length, c.offset + c.size))
+    return createHash("sha256").update(Uint8Array.of(CHUNK_TYPE_CHANGE)).update(encodeUleb(inflated.length)).update(inflated).digest()
+  }
+  return createHash("sha256")
+    .update(bytes.subarray(c.offset + 8, c.offset + c.size))
+    .digest()
 }
 
 function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
@@ -156,22 +165,14 @@ export function verifyAutomergeBytes(bytes: Uint8Array): VerifyResult {
   if (!listed.ok) return listed
   for (const [i, c] of listed.chunks.entries()) {
     const stored = bytes.subarray(c.offset + 4, c.offset + 8)
-    const typeAndLen = bytes.subarray(c.offset + 8, c.offset + c.size - c.length)
-    const data = bytes.subarray(c.offset + c.size - c.length, c.offset + c.size)
     let expected: Uint8Array
-    if (c.type === CHUNK_TYPE_COMPRESSED_CHANGE) {
-      let inflated: Buffer
-      try {
-        inflated = inflateRawSync(data)
-      } catch (e) {
-        return {
-          ok: false,
-          reason: `chunk ${i} at byte ${c.offset}: compressed change does not decompress (${(e as Error).message})`,
-        }
+    try {
+      expected = chunkDigest(bytes, c).subarray(0, 4)
+    } catch (e) {
+      return {
+        ok: false,
+        reason: `chunk ${i} at byte ${c.offset}: compressed change does not decompress (${(e as Error).message})`,
       }
-      expected = checksumOf(Uint8Array.of(CHUNK_TYPE_CHANGE), encodeUleb(inflated.length), inflated)
-    } else {
-      expected = checksumOf(typeAndLen, data)
     }
     if (!sameBytes(stored, expected)) {
       return {
@@ -215,18 +216,11 @@ export function chunkContents(bytes: Uint8Array): ChunkContents | undefined {
     const stored = bytes.subarray(c.offset + 4, c.offset + 8)
     const data = bytes.subarray(c.offset + c.size - c.length, c.offset + c.size)
     let digest: Buffer
-    if (c.type === CHUNK_TYPE_COMPRESSED_CHANGE) {
-      let inflated: Buffer
-      try {
-        inflated = inflateRawSync(data)
-      } catch {
-        return undefined
-      }
-      digest = createHash("sha256").update(Uint8Array.of(CHUNK_TYPE_CHANGE)).update(encodeUleb(inflated.length)).update(inflated).digest()
-    } else
-      digest = createHash("sha256")
-        .update(bytes.subarray(c.offset + 8, c.offset + c.size))
-        .digest()
+    try {
+      digest = chunkDigest(bytes, c)
+    } catch {
+      return undefined
+    }
     if (!sameBytes(stored, digest.subarray(0, 4))) return undefined
     if (c.type === CHUNK_TYPE_CHANGE || c.type === CHUNK_TYPE_COMPRESSED_CHANGE) out.changeHashes.push(digest.toString("hex"))
     else if (c.type === CHUNK_TYPE_DOCUMENT) {
