@@ -13,6 +13,20 @@ runStorageAdapterTests(async () => {
   return { adapter: new ConcordStorageAdapter(dir, { onWarning: () => {} }), teardown: cleanup }
 }, "ConcordStorageAdapter")
 
+/**
+ * Record the calls a test makes through node:fs/promises (each one a round trip through Node's thread
+ * pool), still made for real; vi.restoreAllMocks() ends it.
+ */
+function spyPool(names: readonly ("open" | "mkdir" | "rename" | "stat" | "readdir" | "readFile")[], record: (name: string, args: unknown[]) => void): void {
+  for (const k of names) {
+    const real = fsPromises[k] as (...a: unknown[]) => Promise<unknown>
+    vi.spyOn(fsPromises, k).mockImplementation((async (...args: unknown[]) => {
+      record(k, args)
+      return real(...args)
+    }) as never)
+  }
+}
+
 describe("ConcordStorageAdapter", () => {
   it("uses the NodeFSStorageAdapter layout, so both can share a directory", async () => {
     const { dir, cleanup } = await tempDir()
@@ -255,20 +269,13 @@ describe("ConcordStorageAdapter", () => {
   it("blockingWrites (as a one-shot concord report makes them): a first write into a directory that exists makes no thread-pool calls; a missing one is made the usual way", async () => {
     const { dir, cleanup } = await tempDir()
     const pooled: string[] = []
-    const spy = <K extends "open" | "mkdir" | "rename" | "stat">(k: K) => {
-      const real = fsPromises[k] as (...a: unknown[]) => Promise<unknown>
-      vi.spyOn(fsPromises, k).mockImplementation((async (...args: unknown[]) => {
-        pooled.push(`${k} ${path.relative(dir, String(args[0]))}`)
-        return real(...args)
-      }) as never)
-    }
     try {
       // the store as another process left it: the temp directory, a document's directory and the digest
       // cache's, none of which this process has written into
       for (const d of [".tmp", "ab/cdef/incremental", "cache/digests"]) await mkdir(path.join(dir, d), { recursive: true })
       const a = new ConcordStorageAdapter(dir, { blockingWrites: true })
       const bytes = A.save(A.from({ a: 1 }))
-      for (const k of ["open", "mkdir", "rename", "stat"] as const) spy(k)
+      spyPool(["open", "mkdir", "rename", "stat"], (k, args) => pooled.push(`${k} ${path.relative(dir, String(args[0]))}`))
       await a.save(["abcdef", "incremental", "h1"], bytes)
       await a.writeFile(path.join(dir, "cache", "digests", "abcdef.json"), "{}", { durable: false })
       expect(pooled).toEqual([])
@@ -298,13 +305,7 @@ describe("ConcordStorageAdapter", () => {
       const opts = { quarantineGraceMs: 0, autoRestore: false, onWarning: () => {} }
       const pooled = await new ConcordStorageAdapter(dir, opts).loadRange(["abcdef"])
       const calls: string[] = []
-      for (const k of ["open", "readdir", "readFile", "stat"] as const) {
-        const real = fsPromises[k] as (...a: unknown[]) => Promise<unknown>
-        vi.spyOn(fsPromises, k).mockImplementation((async (...args: unknown[]) => {
-          calls.push(k)
-          return real(...args)
-        }) as never)
-      }
+      spyPool(["open", "readdir", "readFile", "stat"], k => calls.push(k))
       const b = new ConcordStorageAdapter(dir, { ...opts, blockingReads: true })
       const blocking = await b.loadRange(["abcdef"])
       expect(await b.load(["abcdef", "incremental", "h2"])).toEqual(chunks[2])
