@@ -16,6 +16,7 @@ import { InputError } from "./errors.js"
 import { REPORTS_KIND, type ReportRecord, type ReportsDoc } from "./model.js"
 import { plain } from "./resolve.js"
 import { isReportStatus, REPORT_STATUSES, type ReportStatus } from "./states.js"
+import { viewCatchesUp } from "./view.js"
 
 export type ReportsDocument = A.Doc<ReportsDoc>
 
@@ -94,32 +95,116 @@ export function appendReports(
   batch: { report: NewReport; ctx: WriteContext }[],
   has: (rid: string) => boolean = rid => hasReport(doc, rid)
 ): ReportsDocument {
+  const plan = planAppend(batch, has)
+  if (!plan) return doc
+  return A.change(doc, plan.options, d => {
+    for (const rec of plan.records) d.reports.push(rec as unknown as ReportRecord)
+  })
+}
+
+/** The backend (Automerge's document without its JavaScript view) that appendReportsToBackend changes. */
+export type ReportsBackend = ReturnType<typeof A.getBackend>
+
+/**
+ * The same change as {@link appendReports} (the same operations, message and time: the same change, the
+ * same hash), made directly on the document's Automerge backend (`A.getBackend(doc)`) instead of through
+ * `A.change`, which also brings the document's JavaScript view up to date, a cost that grows with the
+ * log (at 30,000 reports, ten times the change itself). The view of the document the backend belongs to
+ * is left behind its heads until the caller brings it up to date (one batch for any number of such
+ * changes: see view.ts); until then the caller must read values from nowhere but the backend.
+ * `has` answers from the caller's own index (reading the view would read a stale one).
+ * Returns the records appended, with their Automerge ids ("counter@actor", as a digest wants them),
+ * none when every report was already in the log (then nothing was changed). Throws InputError, having
+ * changed nothing, if any report is invalid.
+ */
+export function appendReportsToBackend(
+  backend: ReportsBackend,
+  batch: { report: NewReport; ctx: WriteContext }[],
+  has: (rid: string) => boolean
+): DigestRecord[] {
+  const plan = planAppend(batch, has)
+  if (!plan) return []
+  const found = backend.getWithType("_root", "reports")
+  if (!found || found[0] !== "list") throw new InputError("not a report log: it has no list of reports")
+  const list = String(found[1])
+  const start = backend.length(list)
+  try {
+    // what appendReports's push does inside A.change, record by record
+    for (const [i, rec] of plan.records.entries()) backend.spliceFromHydrate(list, start + i, 0, [rec])
+    backend.commit(plan.options.message, plan.options.time)
+  } catch (e) {
+    backend.rollback()
+    throw e
+  }
+  return plan.records.map((rec, i) => {
+    const op = backend.get(list, start + i)
+    return digestRecord(String(op), { ...rec, status: String(rec.status), message: String(rec.message), by: String(rec.by) })!
+  })
+}
+
+/**
+ * Whether this Automerge build makes {@link appendReportsToBackend}'s change exactly as appendReports
+ * does, and brings a view left behind by it up to date in one batch with `A.loadIncremental(doc, empty)`
+ * (Automerge diffs a document's view from the last state it showed, not from the change it was given).
+ * Both rest on parts of Automerge that are not its documented API (`getBackend`'s methods), so a caller
+ * asks this once and uses appendReports when it is false. Deterministic: a fixed actor, clock and content.
+ */
+export function backendAppendWorks(): boolean {
+  try {
+    const batch = [0, 1].map(i => ({
+      report: { status: "progress", message: `probe ${i}`, progress: i === 0 ? 50 : null, attempt: 1, rid: `probe-rid-${i}` },
+      ctx: { by: "probe", now: 1_000 + i },
+    }))
+    const start = reportsGenesis("probe", "probe")
+    const viaChange = appendReports(A.clone(start, { actor: PROBE_ACTOR }), batch, () => false)
+    let doc = A.clone(start, { actor: PROBE_ACTOR })
+    const records = appendReportsToBackend(A.getBackend(doc), batch, () => false)
+    doc = viewCatchesUp(doc)
+    return (
+      records.length === 2 &&
+      records.every((r, i) => r.op === A.getObjectId(doc.reports[i])) &&
+      JSON.stringify(A.getHeads(doc)) === JSON.stringify(A.getHeads(viaChange)) &&
+      JSON.stringify(readReports(doc)) === JSON.stringify(readReports(viaChange))
+    )
+  } catch {
+    return false
+  }
+}
+
+const PROBE_ACTOR = "0000000000000000000000000000000f" as A.ActorId
+
+/** What appendReports appends, with the change's options; undefined when nothing is to be appended. */
+function planAppend(
+  batch: { report: NewReport; ctx: WriteContext }[],
+  has: (rid: string) => boolean
+): { options: { message: string; time: number }; records: Record<string, unknown>[] } | undefined {
   const todo: { r: ReturnType<typeof validateReport>; report: NewReport; ctx: WriteContext }[] = []
   const seen = new Set<string>()
-  for (const { report, ctx } of batch) {
-    const r = validateReport(report)
-    if (report.rid !== undefined && (seen.has(report.rid) || has(report.rid))) continue
-    if (report.rid !== undefined) seen.add(report.rid)
-    todo.push({ r, report, ctx })
+  // every report validated before any is looked up: one invalid report changes nothing
+  const checked = batch.map(({ report, ctx }) => ({ r: validateReport(report), report, ctx }))
+  for (const c of checked) {
+    const rid = c.report.rid
+    if (rid !== undefined && (seen.has(rid) || has(rid))) continue
+    if (rid !== undefined) seen.add(rid)
+    todo.push(c)
   }
-  if (todo.length === 0) return doc
+  if (todo.length === 0) return undefined
   const first = todo[0]
   const pct = first.r.progress !== null ? ` ${first.r.progress}%` : ""
   const what = todo.length === 1 ? `report ${first.r.status}${pct} for attempt ${first.report.attempt}` : `${todo.length} reports`
-  return A.change(doc, changeOptions(first.ctx, what), d => {
-    for (const { r, report, ctx } of todo) {
-      const rec: Record<string, unknown> = {
-        status: imm(r.status),
-        message: imm(r.message),
-        progress: r.progress,
-        at: ctx.now,
-        by: imm(ctx.by),
-        attempt: report.attempt,
-      }
-      if (report.rid !== undefined) rec.rid = imm(report.rid)
-      d.reports.push(rec as unknown as ReportRecord)
+  const records = todo.map(({ r, report, ctx }) => {
+    const rec: Record<string, unknown> = {
+      status: imm(r.status),
+      message: imm(r.message),
+      progress: r.progress,
+      at: ctx.now,
+      by: imm(ctx.by),
+      attempt: report.attempt,
     }
+    if (report.rid !== undefined) rec.rid = imm(report.rid)
+    return rec
   })
+  return { options: changeOptions(first.ctx, what), records }
 }
 
 export function readReports(doc: ReportsDocument | undefined): ReportRecord[] {

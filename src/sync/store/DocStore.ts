@@ -24,6 +24,7 @@ import { StoreError } from "../storage/StoreError.js"
 import { ensureDirIn } from "../storage/atomic.js"
 import { chunkContents } from "../storage/chunk-format.js"
 import { containsHeads, sameHeads } from "../../doc/heads.js"
+import { viewCatchesUp } from "../../doc/view.js"
 
 export { StoreError } from "../storage/StoreError.js"
 
@@ -150,6 +151,21 @@ interface DocState {
    * a long-lived process's next load reads only the chunk files that are new since.
    */
   doc?: Automerge.Doc<unknown>
+  /** (live) `doc`'s JavaScript view lags behind its backend (changeInPlace): brought up to date when handed out */
+  viewBehind?: boolean
+  /** (live) `doc` itself may be held by a caller (it was handed out, or kept from a call that returned it) */
+  handedOut?: boolean
+}
+
+/** What changeInPlace's function gets: the document's backend, to change, and its heads before. */
+export interface InPlace<T> {
+  backend: ReturnType<typeof Automerge.getBackend>
+  heads: Automerge.Heads
+  /**
+   * The document with its JavaScript view up to date, to read before changing the backend (brings a
+   * lagging view up to date, once). Not to be kept: it is an outdated document once fn changes the backend.
+   */
+  view(): Automerge.Doc<T>
 }
 
 const keyStr = (key: StorageKey) => key.join("/")
@@ -212,6 +228,8 @@ export class DocStore {
   readonly #locks = new Map<string, Promise<unknown>>()
   /** orders load requests and looks at the disk (see #sharedLoad) */
   #tick = 0
+  /** live stores: how often a kept copy's lagging JavaScript view was brought up to date (for tests) */
+  readonly viewStats = { updates: 0 }
 
   constructor(dir: string, opts: DocStoreOptions = {}) {
     this.dir = path.resolve(dir)
@@ -248,21 +266,24 @@ export class DocStore {
     checkDocId(docId)
     const arrived = ++this.#tick
     return this.#withLock(docId, () => {
-      const shared = this.#sharedLoad(docId, arrived) ?? this.#recentCopy(docId, opts.recentMs)
+      const shared = this.#sharedLoad(docId, arrived, true) ?? this.#recentCopy(docId, opts.recentMs, true)
       if (shared) return Promise.resolve(shared as Automerge.Doc<T>)
-      return this.#load<T>(docId, this.#live ? this.#ownActor : this.#actor, this.#live || opts.keepCopy !== false)
+      return this.#load<T>(docId, this.#live ? this.#ownActor : this.#actor, this.#live || opts.keepCopy !== false, true)
     })
   }
 
-  /** Live stores: the kept copy, if this instance looked at the disk for the document within `ms`. */
-  #recentCopy(docId: string, ms: number | undefined): Automerge.Doc<unknown> | undefined {
+  /**
+   * Live stores: the kept copy, if this instance looked at the disk for the document within `ms`; with
+   * `view`, as it is handed out (its JavaScript view up to date), else as it is (see changeInPlace).
+   */
+  #recentCopy(docId: string, ms: number | undefined, view: boolean): Automerge.Doc<unknown> | undefined {
     if (!this.#live || !ms) return undefined
     const st = this.#state.get(docId)
     if (!st?.doc || st.lookedAtMs === undefined || st.missingDeps.length > 0 || isOutdated(st.doc)) return undefined
     const age = Date.now() - st.lookedAtMs
     if (age < 0 || age >= ms) return undefined
     this.#keepCopy(docId, st.doc)
-    return st.doc
+    return view ? this.#handOut(st) : st.doc
   }
 
   /**
@@ -270,12 +291,26 @@ export class DocStore {
    * a look that began after they were asked for, share what it found (16 senders reporting at once cost
    * one listing of the plan, not 16). Whatever was durable when such a load was asked for is in it.
    */
-  #sharedLoad(docId: string, arrived: number): Automerge.Doc<unknown> | undefined {
+  #sharedLoad(docId: string, arrived: number, view: boolean): Automerge.Doc<unknown> | undefined {
     if (!this.#live) return undefined
     const st = this.#state.get(docId)
     if (!st?.doc || st.listedAt === undefined || st.listedAt <= arrived || st.missingDeps.length > 0 || isOutdated(st.doc)) return undefined
     this.#keepCopy(docId, st.doc)
-    return st.doc
+    return view ? this.#handOut(st) : st.doc
+  }
+
+  /**
+   * Live stores: the kept copy as a caller may see it: its JavaScript view brought up to date if changes
+   * made in place left it behind (one batch for all of them), and marked as held by a caller.
+   */
+  #handOut(st: DocState): Automerge.Doc<unknown> {
+    if (st.viewBehind && st.doc) {
+      st.doc = viewCatchesUp(st.doc)
+      this.viewStats.updates++
+    }
+    st.viewBehind = false
+    st.handedOut = true
+    return st.doc!
   }
 
   /**
@@ -294,8 +329,8 @@ export class DocStore {
     const arrived = ++this.#tick
     return this.#withLock(docId, async () => {
       const known = this.#state.get(docId)?.heads
-      const kept = this.#sharedLoad(docId, arrived) ?? this.#recentCopy(docId, opts.recentMs)
-      let doc = (kept as Automerge.Doc<T> | undefined) ?? (await this.#load<T>(docId, this.#ownActor, true))
+      const kept = this.#sharedLoad(docId, arrived, true) ?? this.#recentCopy(docId, opts.recentMs, true)
+      let doc = (kept as Automerge.Doc<T> | undefined) ?? (await this.#load<T>(docId, this.#ownActor, true, true))
       // Our actor's next change must follow every change it already made here; if the load somehow
       // lacks one (it cannot, as saves are durable before they return), use a fresh actor instead of
       // risking two different changes with one (actor, seq).
@@ -306,9 +341,74 @@ export class DocStore {
     })
   }
 
-  async #load<T>(docId: string, actor: string | undefined, keepCopy: boolean): Promise<Automerge.Doc<T> | undefined> {
+  /**
+   * Live stores: update() for a change made directly on the document's Automerge backend (`fn` gets it
+   * and makes its change with a commit), saved as durably as update()'s, without bringing the document's
+   * JavaScript view up to date. Automerge's `change` does that at every change, at a cost that grows
+   * with the document (a list of 30,000 reports: ten times the change itself); here it is done when the
+   * document is next handed out (load, update), in one batch for every change made in place since. A
+   * caller holding the copy handed out before keeps it as it was (an outdated document: readable, its
+   * heads its own, refused by Automerge.change). If `fn` throws, nothing is written (and a change it made
+   * is dropped with the copy). Returns `done: false`, having called nothing, when the change cannot be
+   * made in place: no document (or only one with missing dependencies, or one lacking a change this
+   * instance made): use update().
+   */
+  async changeInPlace<T, R>(docId: string, fn: (target: InPlace<T>) => R, opts: UpdateOptions = {}): Promise<{ done: false } | { done: true; result: R }> {
+    if (!this.#live) throw new Error("changeInPlace is for live stores")
+    checkDocId(docId)
+    const arrived = ++this.#tick
+    return this.#withLock(docId, async () => {
+      const known = this.#state.get(docId)?.heads
+      const doc =
+        this.#sharedLoad(docId, arrived, false) ?? this.#recentCopy(docId, opts.recentMs, false) ?? (await this.#load<T>(docId, this.#ownActor, true, false))
+      const st = this.#state.get(docId)
+      if (!doc || !st || st.doc !== doc || st.missingDeps.length > 0) return { done: false }
+      if (known && known.length > 0 && !containsHeads(doc, known)) return { done: false }
+      // the copy a caller may hold is given up to it (outdated at the heads its view shows); the change goes
+      // on a new one of our own, sharing all of its view
+      const detach = () => {
+        if (!st.handedOut) return
+        st.doc = viewCatchesUp(st.doc!)
+        st.handedOut = false
+      }
+      detach()
+      const backend = Automerge.getBackend(st.doc!)
+      const heads = backend.getHeads()
+      let result: R
+      try {
+        result = fn({
+          backend,
+          heads,
+          view: () => {
+            const seen = this.#handOut(st) as Automerge.Doc<T>
+            detach()
+            return seen
+          },
+        })
+      } catch (e) {
+        if (!sameHeads(heads, backend.getHeads())) this.#dropCopy(docId)
+        throw e
+      }
+      if (sameHeads(heads, backend.getHeads())) return { done: true, result }
+      st.viewBehind = true
+      await this.#save(docId, st.doc!)
+      return { done: true, result }
+    })
+  }
+
+  /**
+   * Live stores: the heads of this instance's copy of the document (as of its last load or save), without
+   * bringing its view up to date; undefined when there is no clean copy.
+   */
+  copyHeads(docId: string): Automerge.Heads | undefined {
+    const st = this.#state.get(docId)
+    if (!this.#live || !st?.doc || !st.exact || st.missingDeps.length > 0 || isOutdated(st.doc)) return undefined
+    return Automerge.getHeads(st.doc)
+  }
+
+  async #load<T>(docId: string, actor: string | undefined, keepCopy: boolean, view: boolean): Promise<Automerge.Doc<T> | undefined> {
     {
-      const again = await this.#loadNewChunks(docId, actor, keepCopy)
+      const again = await this.#loadNewChunks(docId, actor, keepCopy, view)
       if (again) return again as Automerge.Doc<T>
       const lookedAt = ++this.#tick
       const lookedAtMs = Date.now()
@@ -354,6 +454,11 @@ export class DocStore {
     if (!st) return
     // (live: an older copy shares its memory with the new one, or is still held by a caller)
     if (st.doc && st.doc !== copy && !this.#live) Automerge.free(st.doc)
+    if (st.doc !== copy) {
+      // a new copy: its view is up to date (Automerge made it), and the call that made it returns it
+      st.viewBehind = false
+      st.handedOut = true
+    }
     st.doc = copy
     this.#copies.delete(docId)
     this.#copies.add(docId)
@@ -366,7 +471,11 @@ export class DocStore {
   #dropCopy(docId: string): void {
     const st = this.#state.get(docId)
     if (st?.doc && !this.#live) Automerge.free(st.doc)
-    if (st) st.doc = undefined
+    if (st) {
+      st.doc = undefined
+      st.viewBehind = false
+      st.handedOut = false
+    }
     this.#copies.delete(docId)
   }
 
@@ -376,7 +485,7 @@ export class DocStore {
    * when there is no copy, or when a new file vanished before it could be read (another process
    * compacted meanwhile), or when anything did not apply cleanly.
    */
-  async #loadNewChunks(docId: string, actor: string | undefined, keepCopy: boolean): Promise<Automerge.Doc<unknown> | undefined> {
+  async #loadNewChunks(docId: string, actor: string | undefined, keepCopy: boolean, view: boolean): Promise<Automerge.Doc<unknown> | undefined> {
     const st = this.#state.get(docId)
     if (st?.doc && this.#live && isOutdated(st.doc)) this.#dropCopy(docId) // a caller changed it: load it again
     if (!st?.doc || st.missingDeps.length > 0) return undefined
@@ -399,7 +508,8 @@ export class DocStore {
     if (fresh.length === 0) {
       st.listedAt = lookedAt
       st.lookedAtMs = lookedAtMs
-      const out = this.#fork(st.doc, actor)
+      // (live: the copy itself, as a caller may see it unless the caller is changeInPlace)
+      const out = this.#live && view ? this.#handOut(st) : this.#fork(st.doc, actor)
       if (keepCopy) this.#keepCopy(docId, st.doc)
       else this.#dropCopy(docId)
       return out

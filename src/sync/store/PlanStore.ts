@@ -19,6 +19,9 @@ import * as A from "@automerge/automerge"
 import {
   appendedReports,
   appendReports,
+  appendReportsToBackend,
+  backendAppendWorks,
+  type DigestRecord,
   digestReports,
   foldReport,
   mergeDigests,
@@ -88,9 +91,22 @@ interface OwnFold {
 }
 
 interface ReportQueue {
-  waiting: { report: NewReport; ctx: WriteContext; resolve: (d: ReportsDocument) => void; reject: (e: unknown) => void }[]
+  waiting: { report: NewReport; ctx: WriteContext; resolve: (heads: A.Heads) => void; reject: (e: unknown) => void }[]
   busy: boolean
 }
+
+export interface PlanStoreOptions extends DocStoreOptions {
+  /**
+   * Live stores: append reports to a log's Automerge backend and bring the log's JavaScript view up to
+   * date only when the log is read (DocStore.changeInPlace), so that a report costs the same however
+   * long the log. Default: when this Automerge build supports it (backendAppendWorks); false appends
+   * with Automerge.change, whose cost grows with the log.
+   */
+  appendInPlace?: boolean
+}
+
+/** backendAppendWorks, asked once per process. */
+let inPlaceWorks: boolean | undefined
 
 export class PlanStore {
   readonly dir: string
@@ -116,9 +132,12 @@ export class PlanStore {
   readonly #rids = new Map<string, { heads: string[]; rids: Set<string> }>()
   /** live stores only: how often a log's report ids were read from the log (for tests) */
   readonly ridStats = { reads: 0 }
+  /** live stores: reports are appended in place (PlanStoreOptions.appendInPlace) */
+  readonly appendsInPlace: boolean
 
-  constructor(dir: string, opts: DocStoreOptions = {}) {
+  constructor(dir: string, opts: PlanStoreOptions = {}) {
     this.dir = path.resolve(dir)
+    this.appendsInPlace = !!opts.live && (opts.appendInPlace ?? (inPlaceWorks ??= backendAppendWorks()))
     const userHook = opts.onSaved
     this.docs = new DocStore(this.dir, {
       ...opts,
@@ -384,7 +403,7 @@ export class PlanStore {
    * long-lived process serving many senders) reports that arrive for a log while a write to it is under
    * way are written together next, in one change and one fsync (a group commit).
    */
-  async appendReport(planId: DocId, job: string, report: NewReport, ctx: WriteContext): Promise<ReportsDocument> {
+  async appendReport(planId: DocId, job: string, report: NewReport, ctx: WriteContext): Promise<A.Heads> {
     if (!this.docs.live) return this.#appendBatch(planId, job, [{ report, ctx }])
     const id = reportDocId(planId, job)
     let q = this.#queues.get(id)
@@ -393,7 +412,7 @@ export class PlanStore {
       this.#queues.set(id, q)
     }
     const queue = q
-    return new Promise<ReportsDocument>((resolve, reject) => {
+    return new Promise<A.Heads>((resolve, reject) => {
       queue.waiting.push({ report, ctx, resolve, reject })
       if (!queue.busy) void this.#drain(planId, job, id, queue)
     })
@@ -405,8 +424,8 @@ export class PlanStore {
       while (q.waiting.length > 0) {
         const batch = q.waiting.splice(0)
         try {
-          const doc = await this.#appendBatch(planId, job, batch)
-          for (const b of batch) b.resolve(doc)
+          const heads = await this.#appendBatch(planId, job, batch)
+          for (const b of batch) b.resolve(heads)
         } catch (e) {
           // one report the batch could not take must not fail the others: one at a time
           if (batch.length === 1) batch[0].reject(e)
@@ -427,25 +446,48 @@ export class PlanStore {
     }
   }
 
-  #appendBatch(planId: DocId, job: string, batch: { report: NewReport; ctx: WriteContext }[]): Promise<ReportsDocument> {
+  /** Append reports to a job's log in one change; resolves to the log's heads after it, once durable. */
+  async #appendBatch(planId: DocId, job: string, batch: { report: NewReport; ctx: WriteContext }[]): Promise<A.Heads> {
     // One actor per store instance (DocStore.update serialises the load-change-save), not per report.
     // The digest cache is kept current by the save hook (#afterSave).
     // A live store looks at the disk for other writers' chunks of the log at most every APPEND_LOOK_MS:
     // an append does not depend on them (it merges with them all the same).
     const docId = reportDocId(planId, job)
-    return this.docs.update<ReportsDoc, ReportsDocument>(
+    if (this.appendsInPlace) {
+      const r = await this.docs.changeInPlace<ReportsDoc, A.Heads>(
+        docId,
+        ({ backend, heads, view }) => {
+          let index: { heads: string[]; rids: Set<string> } | undefined
+          const records = appendReportsToBackend(backend, batch, rid => (index ??= this.#ridsAt(docId, heads, () => view())).rids.has(rid))
+          const after = backend.getHeads()
+          if (records.length > 0) {
+            this.#foldOwn(docId, heads, after, records)
+            // an index of the log before the change: now of the log after it (it is read from the log otherwise)
+            const kept = index ?? this.#rids.get(docId)
+            if (kept && sameHeads(kept.heads, heads)) {
+              for (const b of batch) if (b.report.rid !== undefined) kept.rids.add(b.report.rid)
+              kept.heads = after
+            }
+          }
+          return after
+        },
+        { recentMs: APPEND_LOOK_MS }
+      )
+      if (r.done) return r.result
+    }
+    const doc = await this.docs.update<ReportsDoc, ReportsDocument>(
       docId,
       (loaded, actor) => {
         const before = (loaded ?? A.clone(reportsGenesis(planId, job), { actor: actor as A.ActorId })) as ReportsDocument
         if (!this.docs.live || !batch.some(b => b.report.rid !== undefined)) {
           const after = appendReports(before, batch)
-          if (this.docs.live && after !== before) this.#foldOwn(docId, before, after)
+          if (this.docs.live && after !== before) this.#foldOwn(docId, A.getHeads(before), A.getHeads(after), appendedReports(before, after))
           return after
         }
-        const index = this.#ridsAt(docId, before)
+        const index = this.#ridsAt(docId, A.getHeads(before), () => before)
         const after = appendReports(before, batch, rid => index.rids.has(rid))
         if (after !== before) {
-          this.#foldOwn(docId, before, after)
+          this.#foldOwn(docId, A.getHeads(before), A.getHeads(after), appendedReports(before, after))
           for (const b of batch) if (b.report.rid !== undefined) index.rids.add(b.report.rid)
           index.heads = A.getHeads(after)
         }
@@ -453,15 +495,18 @@ export class PlanStore {
       },
       { recentMs: APPEND_LOOK_MS }
     )
+    return A.getHeads(doc)
   }
 
-  /** The report ids of the log `doc` (a live store's index of them, read from `doc` unless it is at the index's heads). */
-  #ridsAt(docId: string, doc: ReportsDocument): { heads: string[]; rids: Set<string> } {
-    const heads = A.getHeads(doc)
+  /**
+   * The report ids of the log at `heads` (a live store's index of them, read from the log, `view()`,
+   * unless the index is at those heads).
+   */
+  #ridsAt(docId: string, heads: A.Heads, view: () => ReportsDocument): { heads: string[]; rids: Set<string> } {
     let index = this.#rids.get(docId)
     if (!index || !sameHeads(index.heads, heads)) {
       const rids = new Set<string>()
-      for (const r of doc.reports) if (r.rid !== undefined && r.rid !== null) rids.add(String(r.rid))
+      for (const r of view().reports) if (r.rid !== undefined && r.rid !== null) rids.add(String(r.rid))
       index = { heads, rids }
       this.#rids.set(docId, index)
       this.ridStats.reads++
@@ -469,15 +514,16 @@ export class PlanStore {
     return index
   }
 
-  /** Note a live store's own append (`before` -> `after`, one change) for the log's next digest. */
-  #foldOwn(docId: string, before: ReportsDocument, after: ReportsDocument): void {
+  /**
+   * Note a live store's own append (one change from heads `from` to `to`, appending `records`; undefined
+   * when they are not known) for the log's next digest.
+   */
+  #foldOwn(docId: string, from: A.Heads, to: A.Heads, records: DigestRecord[] | undefined): void {
     const fold = this.#ownFolds.get(docId)
     if (fold === null) return
-    const from = A.getHeads(before)
-    const records = fold === undefined || sameHeads(fold.to, from) ? appendedReports(before, after) : undefined
-    if (!records) return void this.#ownFolds.set(docId, null)
+    if (!records || (fold !== undefined && !sameHeads(fold.to, from))) return void this.#ownFolds.set(docId, null)
     const digest = records.reduce(foldReport, fold?.digest ?? { last: null, byAttempt: {} })
-    this.#ownFolds.set(docId, { from: fold?.from ?? from, to: A.getHeads(after), digest })
+    this.#ownFolds.set(docId, { from: fold?.from ?? from, to, digest })
   }
 
   #digestFile(docId: string): string {
@@ -576,7 +622,11 @@ export class PlanStore {
     known: number,
     own?: ReportDigest
   ): Promise<DigestCache> {
-    const entry = this.#digestOf(docId, doc as ReportsDocument, cache, chunks, own)
+    return this.#storeEntry(docId, this.#digestOf(docId, doc as ReportsDocument, cache, chunks, own), known)
+  }
+
+  /** Write a digest cache entry (`known`: how many chunk files the log is made of). */
+  async #storeEntry(docId: string, entry: DigestCache, known: number): Promise<DigestCache> {
     // Forget chunk names a compaction removed, now and then (a name on the list that no longer exists
     // does no harm: status only asks whether every chunk it lists is covered).
     if (entry.chunks.length > known + 64) entry.chunks = intersect(entry.chunks, await this.#listing(docId))
@@ -602,6 +652,22 @@ export class PlanStore {
 
   async #refreshDigest(docId: string): Promise<void> {
     try {
+      {
+        const cache = this.#lastDigest.get(docId) ?? (await this.#readDigestCache(docId))
+        // (no await from here to the fold's use: one state of this instance's copy)
+        const heads = this.docs.copyHeads(docId)
+        const chunks = this.docs.chunkSet(docId)
+        const fold = this.#ownFolds.get(docId)
+        if (heads && chunks && fold && cache && sameHeads(cache.heads, fold.from) && sameHeads(heads, fold.to)) {
+          // the log holds the cached digest's reports and this instance's own appends since, nothing else:
+          // the digest folded as they were made, without reading the log (nor bringing its view up to date)
+          this.#ownFolds.delete(docId)
+          const covered = [...new Set([...chunks, ...cache.chunks])].sort()
+          const entry: DigestCache = { v: 2, heads: [...heads].sort(), chunks: covered, digest: mergeDigests(cache.digest, fold.digest) }
+          this.#lastDigest.set(docId, await this.#storeEntry(docId, entry, chunks.length))
+          return
+        }
+      }
       // this instance's own copy as it is, without a look at the disk: the entry covers exactly the chunks
       // that copy is made of (chunkSet), and other writers' chunks are picked up by the next look anyway
       const doc = await this.docs.load<ReportsDoc>(docId, { recentMs: Number.POSITIVE_INFINITY })
