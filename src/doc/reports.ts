@@ -125,7 +125,7 @@ export function appendReportsToBackend(
   const plan = planAppend(batch, has)
   if (!plan) return []
   const found = backend.getWithType("_root", "reports")
-  if (!found || found[0] !== "list") throw new InputError("not a report log: it has no list of reports")
+  if (found?.[0] !== "list") throw new InputError("not a report log: it has no list of reports")
   const list = String(found[1])
   const start = backend.length(list)
   try {

@@ -396,16 +396,6 @@ export class DocStore {
     })
   }
 
-  /**
-   * Live stores: the heads of this instance's copy of the document (as of its last load or save), without
-   * bringing its view up to date; undefined when there is no clean copy.
-   */
-  copyHeads(docId: string): Automerge.Heads | undefined {
-    const st = this.#state.get(docId)
-    if (!this.#live || !st?.doc || !st.exact || st.missingDeps.length > 0 || isOutdated(st.doc)) return undefined
-    return Automerge.getHeads(st.doc)
-  }
-
   async #load<T>(docId: string, actor: string | undefined, keepCopy: boolean, view: boolean): Promise<Automerge.Doc<T> | undefined> {
     {
       const again = await this.#loadNewChunks(docId, actor, keepCopy, view)

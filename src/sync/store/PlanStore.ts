@@ -457,17 +457,15 @@ export class PlanStore {
       const r = await this.docs.changeInPlace<ReportsDoc, A.Heads>(
         docId,
         ({ backend, heads, view }) => {
-          let index: { heads: string[]; rids: Set<string> } | undefined
-          const records = appendReportsToBackend(backend, batch, rid => (index ??= this.#ridsAt(docId, heads, () => view())).rids.has(rid))
+          // the log's report ids, kept current by every append from here on: read from the log (its view)
+          // only when other writers' changes came in or the log was loaded again, when its view is new anyway
+          const index = this.#ridsAt(docId, heads, () => view())
+          const records = appendReportsToBackend(backend, batch, rid => index.rids.has(rid))
           const after = backend.getHeads()
           if (records.length > 0) {
             this.#foldOwn(docId, heads, after, records)
-            // an index of the log before the change: now of the log after it (it is read from the log otherwise)
-            const kept = index ?? this.#rids.get(docId)
-            if (kept && sameHeads(kept.heads, heads)) {
-              for (const b of batch) if (b.report.rid !== undefined) kept.rids.add(b.report.rid)
-              kept.heads = after
-            }
+            for (const b of batch) if (b.report.rid !== undefined) index.rids.add(b.report.rid)
+            index.heads = after
           }
           return after
         },
@@ -479,6 +477,8 @@ export class PlanStore {
       docId,
       (loaded, actor) => {
         const before = (loaded ?? A.clone(reportsGenesis(planId, job), { actor: actor as A.ActorId })) as ReportsDocument
+        // a new log: its digest so far is known (no report), so the first one is folded from this append
+        if (!loaded && this.docs.live) this.#lastDigest.set(docId, { v: 2, heads: A.getHeads(before), chunks: [], digest: { last: null, byAttempt: {} } })
         if (!this.docs.live || !batch.some(b => b.report.rid !== undefined)) {
           const after = appendReports(before, batch)
           if (this.docs.live && after !== before) this.#foldOwn(docId, A.getHeads(before), A.getHeads(after), appendedReports(before, after))
@@ -652,33 +652,34 @@ export class PlanStore {
 
   async #refreshDigest(docId: string): Promise<void> {
     try {
-      {
-        const cache = this.#lastDigest.get(docId) ?? (await this.#readDigestCache(docId))
-        // (no await from here to the fold's use: one state of this instance's copy)
-        const heads = this.docs.copyHeads(docId)
-        const chunks = this.docs.chunkSet(docId)
-        const fold = this.#ownFolds.get(docId)
-        if (heads && chunks && fold && cache && sameHeads(cache.heads, fold.from) && sameHeads(heads, fold.to)) {
+      const cache = this.#lastDigest.get(docId) ?? (await this.#readDigestCache(docId))
+      // this instance's own copy as it is, without a look at the disk: the entry covers exactly the chunks
+      // that copy is made of (chunkSet), and other writers' chunks are picked up by the next look anyway.
+      // Read under the log's lock (changeInPlace changing nothing), so that the copy's heads, its chunks
+      // and the appends noted since (the fold) are of one moment, whatever appends come next.
+      const r = await this.docs.changeInPlace<ReportsDoc, { heads: A.Heads; chunks: string[]; own?: ReportDigest; doc?: ReportsDocument } | undefined>(
+        docId,
+        ({ heads, view }) => {
+          const chunks = this.docs.chunkSet(docId)
+          if (!chunks) return undefined
+          const fold = this.#ownFolds.get(docId)
+          this.#ownFolds.delete(docId)
           // the log holds the cached digest's reports and this instance's own appends since, nothing else:
           // the digest folded as they were made, without reading the log (nor bringing its view up to date)
-          this.#ownFolds.delete(docId)
-          const covered = [...new Set([...chunks, ...cache.chunks])].sort()
-          const entry: DigestCache = { v: 2, heads: [...heads].sort(), chunks: covered, digest: mergeDigests(cache.digest, fold.digest) }
-          this.#lastDigest.set(docId, await this.#storeEntry(docId, entry, chunks.length))
-          return
-        }
+          if (fold && cache && sameHeads(cache.heads, fold.from) && sameHeads(heads, fold.to)) return { heads, chunks, own: fold.digest }
+          return { heads, chunks, doc: view() }
+        },
+        { recentMs: Number.POSITIVE_INFINITY }
+      )
+      if (!r.done || !r.result) return
+      const { heads, chunks, own, doc } = r.result
+      if (doc) {
+        this.#lastDigest.set(docId, await this.#storeDigest(docId, doc, cache, chunks, chunks.length))
+      } else if (own && cache) {
+        const covered = [...new Set([...chunks, ...cache.chunks])].sort()
+        const entry: DigestCache = { v: 2, heads: [...heads].sort(), chunks: covered, digest: mergeDigests(cache.digest, own) }
+        this.#lastDigest.set(docId, await this.#storeEntry(docId, entry, chunks.length))
       }
-      // this instance's own copy as it is, without a look at the disk: the entry covers exactly the chunks
-      // that copy is made of (chunkSet), and other writers' chunks are picked up by the next look anyway
-      const doc = await this.docs.load<ReportsDoc>(docId, { recentMs: Number.POSITIVE_INFINITY })
-      const chunks = this.docs.chunkSet(docId)
-      if (!doc || !chunks) return
-      const cache = this.#lastDigest.get(docId) ?? (await this.#readDigestCache(docId))
-      // this instance's own appends since the cached digest, and nothing else: fold what it noted
-      const fold = this.#ownFolds.get(docId)
-      this.#ownFolds.delete(docId)
-      const own = fold && cache && sameHeads(cache.heads, fold.from) && sameHeads(A.getHeads(doc), fold.to) ? fold.digest : undefined
-      this.#lastDigest.set(docId, await this.#storeDigest(docId, doc, cache, chunks, chunks.length, own))
     } catch {
       // derived data: the next status reads the log instead
     }
