@@ -23,9 +23,9 @@ function docDir(store: string, id: string): string {
 }
 
 /** Start a writer that appends reports forever; SIGKILL it `ms` after its first write. Returns acked messages. */
-function writeUntilKilled(store: string, id: string, job: string, ms: number, round: number): Promise<string[]> {
+function writeUntilKilled(store: string, id: string, job: string, ms: number, round: number, op = "reports"): Promise<string[]> {
   return new Promise(resolve => {
-    const child = spawn(process.execPath, [STEP, store, id, "reports", job, "100000", `r${round}`], { stdio: ["ignore", "pipe", "pipe"] })
+    const child = spawn(process.execPath, [STEP, store, id, op, job, "100000", `r${round}`], { stdio: ["ignore", "pipe", "pipe"] })
     let out = ""
     let timer: NodeJS.Timeout | undefined
     // Kill at a random moment once the writer is saving (after its first acknowledged write).
@@ -65,6 +65,25 @@ describe("crash safety", () => {
     // Nothing half-written stays behind in the documents' directories.
     const leftovers = readdirSync(path.join(docDir(store, reportDocId(id, "A")), "incremental")).filter(f => f.includes("tmp"))
     expect(leftovers).toEqual([])
+  }, 240_000)
+
+  it("a long-lived (live) writer appending in place, SIGKILLed 12 times at random moments, loses no acknowledged report", async () => {
+    const store = tempDir()
+    dirs.push(store)
+    const id = await createPlan(store, PLAN)
+    const acked: string[] = []
+    for (let round = 0; round < 12; round++) {
+      acked.push(...(await writeUntilKilled(store, id, "B", Math.floor(Math.random() * 200), round, "reports-live")))
+      const present = readReports(await new PlanStore(store, { onWarning: () => {} }).loadReports(id, "B")).map(r => r.message)
+      expect(
+        acked.filter(m => !present.includes(m)),
+        `round ${round}`
+      ).toEqual([])
+      expect(new Set(present).size, `round ${round}: no report twice`).toBe(present.length)
+    }
+    expect(acked.length).toBeGreaterThan(12)
+    const s = await concord(store, ["status", id, "--json"])
+    expect(s.code, s.stderr).toBe(0)
   }, 240_000)
 
   it("a truncated chunk and a garbage chunk: commands still work, warn, and lose no other change", async () => {
