@@ -85,113 +85,120 @@ describe("reports appended in place by a live store", () => {
     expect(readReports(await store.loadReports(id, "a"))).toHaveLength(352)
     await store.close()
   })
-
-  it("every reader in the process sees every acknowledged report: status digests, report logs, history, concurrent senders", async () => {
-    const id = await newPlan(dir, ["a", "b"])
-    const store = live(dir, { groupWrites: true })
-    const backend = new LocalBackend(store)
-    await backend.appendReport(id, "a", report(1), ctxAt(1))
-    for (let round = 0; round < 5; round++) {
-      // concurrent senders (group commits), then every kind of read at once
-      await Promise.all(Array.from({ length: 12 }, (_, i) => backend.appendReport(id, i % 2 ? "a" : "b", report(100 * round + i), ctxAt(100 * round + i))))
-      const [digests, logs] = await Promise.all([backend.reportDigests(id, ["a", "b"]), backend.reportLogs(id, ["a", "b"])])
-      expect(digests.get("a")!.last!.message).toBe(`step ${100 * round + 11}`)
-      expect(digests.get("b")!.last!.message).toBe(`step ${100 * round + 10}`)
-      expect(readReports(logs.get("a"))).toHaveLength(1 + 6 * (round + 1))
-      expect(readReports(logs.get("b"))).toHaveLength(6 * (round + 1))
-    }
-    // history lists changes (a group commit is one, named by its first report): the last round's are there
-    const h = await history(backend, { planRef: id, job: "a" })
-    expect(h.entries.filter(e => e.at >= 1_700_000_000_400).length).toBeGreaterThan(0)
-    await backend.close()
-  })
-
-  it("a caller holding the log read before the appends keeps it as it was: its own heads, unchangeable, and it cannot corrupt the log", async () => {
-    const id = await newPlan(dir)
-    const store = live(dir)
-    for (let i = 0; i < 3; i++) await store.appendReport(id, "a", report(i), ctxAt(i))
-    const held = (await store.loadReports(id, "a"))!
-    const heldHeads = A.getHeads(held)
-    for (let i = 3; i < 10; i++) await store.appendReport(id, "a", report(i), ctxAt(i))
-    // what it holds reads as it did, and says so by its heads
-    expect(readReports(held)).toHaveLength(3)
-    expect(A.getHeads(held)).toEqual(heldHeads)
-    expect(A.clone(held).reports).toHaveLength(3)
-    expect(digestReports(held).last!.message).toBe("step 2")
-    // it cannot change it (against the rule: documents handed out are read-only)
-    expect(() => A.change(held, d => void d.reports.splice(0, 1))).toThrow(/outdated/)
-    expect(() => A.loadIncremental(held, new Uint8Array(0))).toThrow(/out of date/)
-    // the next reader sees everything, and so does another process
-    for (let i = 10; i < 12; i++) await store.appendReport(id, "a", report(i), ctxAt(i))
-    expect(readReports(await store.loadReports(id, "a"))).toHaveLength(12)
-    await store.close()
-    expect(readReports(await new PlanStore(dir).loadReports(id, "a")).map(r => r.message)).toEqual(Array.from({ length: 12 }, (_, i) => `step ${i}`))
-  })
-
-  it("a caller that changes the copy it was handed (against the rule) makes the store load the log again; its change is never saved", async () => {
-    const id = await newPlan(dir)
-    const store = live(dir)
-    await store.appendReport(id, "a", report(0), ctxAt(0))
-    const handed = (await store.loadReports(id, "a"))!
-    A.change(handed, d => void d.reports.push({ status: "progress", message: "stray", progress: null, at: 1, by: "x", attempt: 1 } as never))
-    for (let i = 1; i < 4; i++) await store.appendReport(id, "a", report(i), ctxAt(i))
-    const messages = readReports(await new PlanStore(dir).loadReports(id, "a")).map(r => r.message)
-    expect(messages).toEqual(["step 0", "step 1", "step 2", "step 3"])
-    expect(readReports(await store.loadReports(id, "a")).map(r => r.message)).toEqual(messages)
-    await store.close()
-  })
-
-  it("another process's reports in between are merged, and a report id it stored is not stored twice", async () => {
-    const id = await newPlan(dir)
-    const store = live(dir)
-    for (let i = 0; i < 5; i++) await store.appendReport(id, "a", report(i * 2), ctxAt(i))
-    await new PlanStore(dir).appendReport(id, "a", { status: "progress", message: "elsewhere", attempt: 1, rid: "rid-elsewhere" }, { by: "other", now: 5 })
-    await new Promise(r => setTimeout(r, 1100)) // the live store looks at the disk at most every second
-    await store.appendReport(id, "a", { status: "progress", message: "elsewhere", attempt: 1, rid: "rid-elsewhere" }, ctxAt(6))
-    await store.appendReport(id, "a", report(100), ctxAt(7))
-    const mine = readReports(await store.loadReports(id, "a")).map(r => r.message)
-    expect(mine.filter(m => m === "elsewhere")).toHaveLength(1)
-    expect(mine).toHaveLength(7)
-    await store.close()
-    expect(
-      readReports(await new PlanStore(dir).loadReports(id, "a"))
-        .map(r => r.message)
-        .sort()
-    ).toEqual([...mine].sort())
-  })
-
-  it("keeps compacting while the view lags, losing nothing", async () => {
-    const id = await newPlan(dir)
-    const store = live(dir, { maxIncrementals: 8 })
-    for (let i = 0; i < 60; i++) await store.appendReport(id, "a", report(i), ctxAt(i))
-    const rid = reportDocId(id, "a")
-    const chunkDir = path.join(dir, rid.slice(0, 2), rid.slice(2))
-    const { readdir } = await import("node:fs/promises")
-    const files = [...(await readdir(path.join(chunkDir, "incremental")).catch(() => [])), ...(await readdir(path.join(chunkDir, "snapshot")))]
-    expect(files.length).toBeLessThanOrEqual(10)
-    expect(store.docs.viewStats.updates).toBe(0)
-    expect(readReports(await new PlanStore(dir).loadReports(id, "a"))).toHaveLength(60)
-    expect(readReports(await store.loadReports(id, "a"))).toHaveLength(60)
-    await store.close()
-  })
-
-  it("the digests it caches are the log's, folded from its own appends without bringing the view up to date", async () => {
-    const id = await newPlan(dir)
-    const first = live(dir)
-    await first.appendReport(id, "a", report(0), ctxAt(0))
-    await first.close() // the log's first digest
-    const store = live(dir)
-    for (let i = 1; i < 40; i++) await store.appendReport(id, "a", report(i), ctxAt(i))
-    await Promise.all(Array.from({ length: 8 }, (_, i) => store.appendReport(id, "a", report(100 + i), ctxAt(100 + i))))
-    await store.close()
-    expect(store.docs.viewStats.updates).toBe(0)
-    const log = (await new PlanStore(dir).loadReports(id, "a")) as ReportsDocument
-    const entry = JSON.parse(await readFile(path.join(dir, "cache", "digests", `${reportDocId(id, "a")}.json`), "utf8"))
-    const norm = (d: ReportDigest) => JSON.parse(JSON.stringify(d, (k, v) => (k === "rid" ? undefined : v)))
-    expect(entry.heads).toEqual([...A.getHeads(log)].sort())
-    expect(norm(entry.digest)).toEqual(norm(digestReports(log)))
-  })
 })
+
+// The same guarantees on both paths: in place, and with Automerge.change (appendInPlace: false, the
+// path a live store takes when this Automerge build fails the feature check).
+for (const inPlace of [true, false]) {
+  const mode: PlanStoreOptions = { appendInPlace: inPlace }
+  describe(`a live store appending ${inPlace ? "in place" : "with Automerge.change"}`, () => {
+    it("every reader in the process sees every acknowledged report: status digests, report logs, history, concurrent senders", async () => {
+      const id = await newPlan(dir, ["a", "b"])
+      const store = live(dir, { ...mode, groupWrites: true })
+      const backend = new LocalBackend(store)
+      await backend.appendReport(id, "a", report(1), ctxAt(1))
+      for (let round = 0; round < 5; round++) {
+        // concurrent senders (group commits), then every kind of read at once
+        await Promise.all(Array.from({ length: 12 }, (_, i) => backend.appendReport(id, i % 2 ? "a" : "b", report(100 * round + i), ctxAt(100 * round + i))))
+        const [digests, logs] = await Promise.all([backend.reportDigests(id, ["a", "b"]), backend.reportLogs(id, ["a", "b"])])
+        expect(digests.get("a")!.last!.message).toBe(`step ${100 * round + 11}`)
+        expect(digests.get("b")!.last!.message).toBe(`step ${100 * round + 10}`)
+        expect(readReports(logs.get("a"))).toHaveLength(1 + 6 * (round + 1))
+        expect(readReports(logs.get("b"))).toHaveLength(6 * (round + 1))
+      }
+      // history lists changes (a group commit is one, named by its first report): the last round's are there
+      const h = await history(backend, { planRef: id, job: "a" })
+      expect(h.entries.filter(e => e.at >= 1_700_000_000_400).length).toBeGreaterThan(0)
+      await backend.close()
+    })
+
+    it("a caller holding the log read before the appends keeps it as it was: its own heads, unchangeable, and it cannot corrupt the log", async () => {
+      const id = await newPlan(dir)
+      const store = live(dir, mode)
+      for (let i = 0; i < 3; i++) await store.appendReport(id, "a", report(i), ctxAt(i))
+      const held = (await store.loadReports(id, "a"))!
+      const heldHeads = A.getHeads(held)
+      for (let i = 3; i < 10; i++) await store.appendReport(id, "a", report(i), ctxAt(i))
+      // what it holds reads as it did, and says so by its heads
+      expect(readReports(held)).toHaveLength(3)
+      expect(A.getHeads(held)).toEqual(heldHeads)
+      expect(A.clone(held).reports).toHaveLength(3)
+      expect(digestReports(held).last!.message).toBe("step 2")
+      // it cannot change it (against the rule: documents handed out are read-only)
+      expect(() => A.change(held, d => void d.reports.splice(0, 1))).toThrow(/outdated/)
+      expect(() => A.loadIncremental(held, new Uint8Array(0))).toThrow(/out of date/)
+      // the next reader sees everything, and so does another process
+      for (let i = 10; i < 12; i++) await store.appendReport(id, "a", report(i), ctxAt(i))
+      expect(readReports(await store.loadReports(id, "a"))).toHaveLength(12)
+      await store.close()
+      expect(readReports(await new PlanStore(dir).loadReports(id, "a")).map(r => r.message)).toEqual(Array.from({ length: 12 }, (_, i) => `step ${i}`))
+    })
+
+    it("a caller that changes the copy it was handed (against the rule) makes the store load the log again; its change is never saved", async () => {
+      const id = await newPlan(dir)
+      const store = live(dir, mode)
+      await store.appendReport(id, "a", report(0), ctxAt(0))
+      const handed = (await store.loadReports(id, "a"))!
+      A.change(handed, d => void d.reports.push({ status: "progress", message: "stray", progress: null, at: 1, by: "x", attempt: 1 } as never))
+      for (let i = 1; i < 4; i++) await store.appendReport(id, "a", report(i), ctxAt(i))
+      const messages = readReports(await new PlanStore(dir).loadReports(id, "a")).map(r => r.message)
+      expect(messages).toEqual(["step 0", "step 1", "step 2", "step 3"])
+      expect(readReports(await store.loadReports(id, "a")).map(r => r.message)).toEqual(messages)
+      await store.close()
+    })
+
+    it("another process's reports in between are merged, and a report id it stored is not stored twice", async () => {
+      const id = await newPlan(dir)
+      const store = live(dir, mode)
+      for (let i = 0; i < 5; i++) await store.appendReport(id, "a", report(i * 2), ctxAt(i))
+      await new PlanStore(dir).appendReport(id, "a", { status: "progress", message: "elsewhere", attempt: 1, rid: "rid-elsewhere" }, { by: "other", now: 5 })
+      await new Promise(r => setTimeout(r, 1100)) // the live store looks at the disk at most every second
+      await store.appendReport(id, "a", { status: "progress", message: "elsewhere", attempt: 1, rid: "rid-elsewhere" }, ctxAt(6))
+      await store.appendReport(id, "a", report(100), ctxAt(7))
+      const mine = readReports(await store.loadReports(id, "a")).map(r => r.message)
+      expect(mine.filter(m => m === "elsewhere")).toHaveLength(1)
+      expect(mine).toHaveLength(7)
+      await store.close()
+      expect(
+        readReports(await new PlanStore(dir).loadReports(id, "a"))
+          .map(r => r.message)
+          .sort()
+      ).toEqual([...mine].sort())
+    })
+
+    it("keeps compacting while the view lags, losing nothing", async () => {
+      const id = await newPlan(dir)
+      const store = live(dir, { ...mode, maxIncrementals: 8 })
+      for (let i = 0; i < 60; i++) await store.appendReport(id, "a", report(i), ctxAt(i))
+      const rid = reportDocId(id, "a")
+      const chunkDir = path.join(dir, rid.slice(0, 2), rid.slice(2))
+      const { readdir } = await import("node:fs/promises")
+      const files = [...(await readdir(path.join(chunkDir, "incremental")).catch(() => [])), ...(await readdir(path.join(chunkDir, "snapshot")))]
+      expect(files.length).toBeLessThanOrEqual(10)
+      expect(store.docs.viewStats.updates).toBe(0)
+      expect(readReports(await new PlanStore(dir).loadReports(id, "a"))).toHaveLength(60)
+      expect(readReports(await store.loadReports(id, "a"))).toHaveLength(60)
+      await store.close()
+    })
+
+    it("the digests it caches are the log's, folded from its own appends without bringing the view up to date", async () => {
+      const id = await newPlan(dir)
+      const first = live(dir, mode)
+      await first.appendReport(id, "a", report(0), ctxAt(0))
+      await first.close() // the log's first digest
+      const store = live(dir, mode)
+      for (let i = 1; i < 40; i++) await store.appendReport(id, "a", report(i), ctxAt(i))
+      await Promise.all(Array.from({ length: 8 }, (_, i) => store.appendReport(id, "a", report(100 + i), ctxAt(100 + i))))
+      await store.close()
+      expect(store.docs.viewStats.updates).toBe(0)
+      const log = (await new PlanStore(dir).loadReports(id, "a")) as ReportsDocument
+      const entry = JSON.parse(await readFile(path.join(dir, "cache", "digests", `${reportDocId(id, "a")}.json`), "utf8"))
+      const norm = (d: ReportDigest) => JSON.parse(JSON.stringify(d, (k, v) => (k === "rid" ? undefined : v)))
+      expect(entry.heads).toEqual([...A.getHeads(log)].sort())
+      expect(norm(entry.digest)).toEqual(norm(digestReports(log)))
+    })
+  })
+}
 
 describe("DocStore.changeInPlace", () => {
   type Counter = { n: number; list: unknown[] }
