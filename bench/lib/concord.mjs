@@ -1,6 +1,7 @@
 // concord through its library API (dist/src/index.js), doing what the CLI does for each operation.
 import path from "node:path"
 import { fileURLToPath } from "node:url"
+import { reportLog } from "./craft.mjs"
 
 export const name = "concord"
 export const description = "concord library API (PlanStore over DocStore: Automerge documents, one per plan and per job's report log)"
@@ -55,6 +56,27 @@ export async function open(dir) {
       const by = r.by ?? `job:${job}#1@bench:${process.pid}`
       const out = await c.reportRouted(backend, { planRef: id, job, status: r.status, message: r.message ?? "", progress: r.progress ?? null }, () => ctx(by))
       return { via: out.via }
+    },
+    /**
+     * Give job `job`'s report log `n` reports at once, each the change PlanStore.appendReport makes, with
+     * one actor (a long-lived writer's), crafted as the scale workload crafts them (./craft.mjs): a log
+     * that took a job all day, in a second.
+     */
+    async craftReports({ plan, job, n }) {
+      const A = await import("@automerge/automerge")
+      const log = reportLog(A, c, plan, job, { actor: "c0ffee".padEnd(32, "0") })
+      const at = Date.now() - n
+      log.append(
+        Array.from({ length: n }, (_, i) => ({
+          status: "progress",
+          message: `step ${i}: editing src/module-${i % 50}.ts`,
+          progress: i % 101,
+          at: at + i,
+          by: `job:${job}#1@bench:1`,
+        }))
+      )
+      await store.docs.save(c.reportDocId(plan, job), log.doc)
+      return { n: log.count }
     },
     /** Serve the plan's local endpoint from this process, as `concord run` does while it runs the plan. */
     async serveEndpoint(id) {

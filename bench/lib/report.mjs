@@ -681,7 +681,10 @@ export function renderMarkdown(results, { charts, chartDir }) {
       "A job's agent reporting through a long-lived `concord mcp --store DIR --plan ID --job J --attempt 1` server (the arguments `concord run` writes into each attempt's MCP configuration), driven by the MCP SDK's own client over stdio: " +
         "`mc_report` timed from the call to the answer, which comes only after the report is durable (fsynced). " +
         `${mc.config.calls} calls after ${mc.config.warmup} warm-up calls, with \`concord report\` (one process per report, spawn to exit) and \`node -e ""\` interleaved ${mc.config.cli} times each. ` +
-        "Server CPU is the server process's own user + system time per call (from /proc), which the machine's load does not inflate."
+        "Server CPU is the server process's own user + system time per call (from /proc), which the machine's load does not inflate." +
+        (mc.config.longLog
+          ? ` The row with a long log reports, in turn with the others, to a second plan run by the same orchestrator, whose job's log already held ${mc.config.longLog.toLocaleString("en")} reports (crafted with bench/lib/craft.mjs, each the change a report makes): what a report costs once a job has reported all day.`
+          : "")
     )
     p(
       table(

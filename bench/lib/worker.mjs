@@ -28,6 +28,7 @@ const ops = {
   createPlan: async a => client.createPlan(a),
   report: async a => client.report(a.plan, a.job, a.report),
   serveEndpoint: async a => client.serveEndpoint(a.plan),
+  craftReports: async a => client.craftReports(a),
   read: async a => client.read(a.plan),
   /** Contention: n reports for one job as fast as possible, each timed from call to durable. */
   burst: async a => {

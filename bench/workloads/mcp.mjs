@@ -1,6 +1,7 @@
 // Workload 7, MCP: a job's agent reporting through a long-lived `concord mcp` server (the MCP SDK's own
 // client over stdio), call to durable (the tool answers only after the report is fsynced), against a
-// `concord report` process and `node -e ""` in the same run, interleaved. Then 16 agents, each with
+// `concord report` process and `node -e ""` in the same run, interleaved; and through a running
+// orchestrator's endpoint, to a short log and to one already holding 10,000 reports. Then 16 agents, each with
 // its own MCP server, reporting at once: lost reports and throughput, against json-lock's 16 processes
 // doing the same number of reports in the same run.
 import { readFileSync, rmSync } from "node:fs"
@@ -15,7 +16,7 @@ import { median, p99, quantile, round } from "../lib/stats.mjs"
 export const id = "mcp"
 
 export function config(quick) {
-  return quick ? { calls: 30, cli: 3, agents: 4, n: 5, warmup: 3 } : { calls: 400, cli: 20, agents: 16, n: 40, warmup: 20 }
+  return quick ? { calls: 30, cli: 3, agents: 4, n: 5, warmup: 3, longLog: 10_000 } : { calls: 400, cli: 20, agents: 16, n: 40, warmup: 20, longLog: 10_000 }
 }
 
 const BIN = path.join(ROOT, "bin/concord.js")
@@ -73,19 +74,28 @@ export async function run({ backends, quick, log }) {
     // a second plan in the same store that an orchestrator runs: its local endpoint is served (by a
     // worker, with the function concord run serves it with), and its agent's mc_report goes there
     const served = await w.call("createPlan", { name: "mcp-served", jobs: ["j0"] })
+    // and a third, also run by that orchestrator, whose job has reported all day: its log already holds
+    // cfg.longLog reports (crafted: bench/lib/craft.mjs), so a report's cost at a long log is measured
+    // in the same run as at a short one
+    const long = await w.call("createPlan", { name: "mcp-long-log", jobs: ["j0"] })
+    await w.call("craftReports", { plan: long, job: "j0", n: cfg.longLog })
     const endpointWorker = await startWorker("concord", dir, { as: "run" })
     await endpointWorker.call("serveEndpoint", { plan: served })
+    await endpointWorker.call("serveEndpoint", { plan: long })
     await stopAll(workers.splice(0))
     workers.push(endpointWorker)
     const s = await startServer(dir, plan, "j0")
     const s2 = await startServer(dir, served, "j0")
-    servers.push(s, s2)
+    const s3 = await startServer(dir, long, "j0")
+    servers.push(s, s2, s3)
     for (let i = 0; i < cfg.warmup; i++) {
       await s.report(`warm-${i}`, i % 101)
       await s2.report(`warm-${i}`, i % 101)
+      await s3.report(`warm-${i}`, i % 101)
     }
     const mcpT = []
     const epT = []
+    const longT = []
     const cliT = []
     const nodeT = []
     let cpuCalls = 0
@@ -97,6 +107,7 @@ export async function run({ backends, quick, log }) {
       const c1 = cpuMs(s.pid)
       if (c0 !== null && c1 !== null) (cpuSpent += c1 - c0), cpuCalls++
       epT.push(await s2.report(`mcp-${i}`, i % 101))
+      longT.push(await s3.report(`mcp-${i}`, i % 101))
       if (i % every === 0 && cliT.length < cfg.cli) {
         const r = await timeNode([BIN, "report", "progress", `cli-${i}`, "--job", "j1", "--plan", plan], { env: { CONCORD_STORE: dir }, cwd: dir })
         if (r.code !== 0) throw new Error(`concord report exited ${r.code}: ${r.stderr}`)
@@ -104,10 +115,12 @@ export async function run({ backends, quick, log }) {
         nodeT.push((await timeNode(["-e", ""])).ms)
       }
     }
-    if (s.vias.some(v => v !== "store") || s2.vias.some(v => v !== "endpoint")) throw new Error("mcp latency: a report did not go the way its row says")
+    if (s.vias.some(v => v !== "store") || [...s2.vias, ...s3.vias].some(v => v !== "endpoint"))
+      throw new Error("mcp latency: a report did not go the way its row says")
     const rows = [
       { command: "mc_report via concord mcp (long-lived)", ...stats(mcpT), cpuMsPerCall: cpuCalls ? cpuSpent / cpuCalls : null },
       { command: "mc_report via concord mcp, orchestrator running (its local endpoint)", ...stats(epT) },
+      { command: `mc_report the same way, to a log already holding ${cfg.longLog.toLocaleString("en")} reports`, ...stats(longT) },
       { command: "concord report (one process)", ...stats(cliT) },
       { command: 'node -e ""', ...stats(nodeT) },
     ]
@@ -124,6 +137,11 @@ export async function run({ backends, quick, log }) {
     for (let i = 0; i < cfg.calls; i++) if (!have.has(`mcp-${i}`)) lost++
     const haveServed = new Set((await w2.call("read", { plan: served })).jobs.j0?.messages ?? [])
     for (let i = 0; i < cfg.calls; i++) if (!haveServed.has(`mcp-${i}`)) lost++
+    const haveLong = (await w2.call("read", { plan: long })).jobs.j0?.messages ?? []
+    if (haveLong.length !== cfg.longLog + cfg.warmup + cfg.calls)
+      throw new Error(`mcp long log: ${haveLong.length} reports, expected ${cfg.longLog + cfg.warmup + cfg.calls}`)
+    const longSet = new Set(haveLong)
+    for (let i = 0; i < cfg.calls; i++) if (!longSet.has(`mcp-${i}`)) lost++
     await stopAll(workers.splice(0))
     await Promise.all(servers.splice(0).map(x => x.close()))
 
