@@ -5,8 +5,9 @@
 // bench/lib/craft.mjs, as the scale workload does). Two stores, copies of one: reports appended in place
 // (the default) and with Automerge.change (appendInPlace: false, the path before), one report to each in
 // turn, the order alternating, so both see the same machine. Per report: CPU of this process (user +
-// system, fsyncs included) and wall time, medians.
+// system, fsyncs included) and wall time: medians, and the CPU's mean (which holds the compactions).
 //   node bench/append-cost.mjs [--sizes=400,10000,30000] [--reports=200] [--dist=/path/to/other/dist/src]
+//                              [--only="in place"|A.change]
 // --dist adds a third variant: another build's store (e.g. the main branch's dist/src), same harness.
 // Needs npm run build. Not part of bench/run.mjs (no results.json, no BENCHMARKS.md).
 import { cp, mkdtemp, rm } from "node:fs/promises"
@@ -15,12 +16,13 @@ import path from "node:path"
 import { performance } from "node:perf_hooks"
 import { DIST, ROOT } from "./lib/concord.mjs"
 import { reportLog } from "./lib/craft.mjs"
-import { median, quantile, round } from "./lib/stats.mjs"
+import { mean, median, quantile, round } from "./lib/stats.mjs"
 
 const arg = (name, dflt) => process.argv.find(a => a.startsWith(`--${name}=`))?.slice(name.length + 3) ?? dflt
 const sizes = arg("sizes", "400,10000,30000").split(",").map(Number)
 const R = Number(arg("reports", "200"))
 const other = arg("dist", undefined)
+const only = arg("only", undefined) // "in place" or "A.change": one variant alone (for a profile)
 
 const A = await import("@automerge/automerge")
 const c = await import(DIST)
@@ -30,6 +32,7 @@ const variants = [
   { name: "in place", lib: { ...c, LocalBackend, endpointHandlers }, opts: {} },
   { name: "A.change", lib: { ...c, LocalBackend, endpointHandlers }, opts: { appendInPlace: false } },
 ]
+if (only) variants.splice(0, variants.length, ...variants.filter(v => v.name === only))
 if (other) {
   const o = await import(path.join(other, "index.js"))
   const oe = await import(path.join(other, "ops/endpoint.js"))
@@ -86,7 +89,7 @@ for (const n of sizes) {
       if (seen !== n + 20 + R) throw new Error(`${r.v.name}: the log holds ${seen} reports, expected ${n + 20 + R}`)
       await r.backend.close()
       process.stdout.write(
-        `log ${String(n).padStart(6)} reports  ${r.v.name.padEnd(9)}  CPU/report p50 ${round(median(r.cpu), 2)} ms (p90 ${round(quantile(r.cpu, 0.9), 2)})` +
+        `log ${String(n).padStart(6)} reports  ${r.v.name.padEnd(9)}  CPU/report p50 ${round(median(r.cpu), 2)} ms (p90 ${round(quantile(r.cpu, 0.9), 2)}, mean ${round(mean(r.cpu), 2)})` +
           `  wall p50 ${round(median(r.wall), 2)} ms (p90 ${round(quantile(r.wall, 0.9), 2)})\n`
       )
     }

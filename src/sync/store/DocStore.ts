@@ -51,9 +51,12 @@ export interface DocStoreOptions {
   actor?: string
   /** See ConcordStorageAdapterOptions.quarantineGraceMs (default $CONCORD_QUARANTINE_GRACE_MS, else 60 s). */
   quarantineGraceMs?: number
-  /** Compact when more than this many incremental chunks are tracked. Default 64. */
+  /**
+   * Compact when more than this many incremental chunks are tracked. Default 64; a big document's limit
+   * is one chunk per 256 bytes of its snapshot, when that is more (compacting costs its size).
+   */
   maxIncrementals?: number
-  /** Compact when the tracked incremental chunks hold more than this many changes. Default 256. */
+  /** Compact when the tracked incremental chunks hold more than this many changes. Default 256 (or, as above, four per 256 snapshot bytes). */
   maxIncrementalChanges?: number
   /**
    * Keep this instance's own copy (for loads that read only new chunk files) of at most this many
@@ -169,6 +172,9 @@ export interface InPlace<T> {
 }
 
 const keyStr = (key: StorageKey) => key.join("/")
+
+/** Snapshot bytes per incremental chunk a big document may gather before it is compacted (see #saveChunks). */
+const SNAPSHOT_BYTES_PER_CHUNK = 256
 
 export interface UpdateOptions {
   /**
@@ -666,10 +672,15 @@ export class DocStore {
         }
       }
       // Change chunks cost ~10x the bytes per change of a snapshot and load much slower: compact by
-      // count of chunks, of changes and of bytes.
+      // count of chunks, of changes and of bytes. A compaction writes the whole document again, at a cost
+      // in proportion to its size, so a big document's count limits grow with its snapshot (one chunk per
+      // SNAPSHOT_BYTES_PER_CHUNK of it): a change's share of the compactions then stays the same however
+      // long the document (a report log of 30,000 reports: about 800 chunks between compactions, not 64,
+      // which cost more than the report itself), and its chunks still stay within a few times the
+      // snapshot's bytes.
       const wantCompact =
-        incrementalCount > this.#maxIncrementals ||
-        incrementalChanges > this.#maxIncrementalChanges ||
+        incrementalCount > Math.max(this.#maxIncrementals, snapshotSize / SNAPSHOT_BYTES_PER_CHUNK) ||
+        incrementalChanges > Math.max(this.#maxIncrementalChanges, (4 * snapshotSize) / SNAPSHOT_BYTES_PER_CHUNK) ||
         (incrementalSize >= snapshotSize && incrementalSize > 1024)
 
       let blocked: string | undefined

@@ -251,3 +251,24 @@ describe("DocStore.changeInPlace", () => {
     expect((await store.load<Counter>("doc1"))!.n).toBe(6)
   })
 })
+
+describe("compacting a big document", () => {
+  it("waits for a number of chunks in proportion to its snapshot (a change's share of compaction stays the same), and still compacts", async () => {
+    const { randomBytes } = await import("node:crypto")
+    const { readdir } = await import("node:fs/promises")
+    const store = new DocStore(dir, { live: true })
+    // ~50 KB of snapshot that does not compress: a limit of ~200 chunks instead of 64
+    const big = A.from<{ items: string[]; n: number }>({ items: Array.from({ length: 100 }, () => randomBytes(256).toString("hex")), n: 0 })
+    await store.save("bigdoc", big)
+    const files = async () => ({
+      incremental: (await readdir(path.join(dir, "bi", "gdoc", "incremental")).catch(() => [])).length,
+      snapshot: (await readdir(path.join(dir, "bi", "gdoc", "snapshot")).catch(() => [])).length,
+    })
+    const bump = () => store.update<{ n: number }, A.Doc<{ n: number }>>("bigdoc", d => A.change(d!, x => void (x.n += 1)))
+    for (let i = 0; i < 100; i++) await bump()
+    expect(await files()).toEqual({ incremental: 100, snapshot: 1 }) // a small document would have been compacted at 65
+    for (let i = 0; i < 150; i++) await bump()
+    expect((await files()).incremental).toBeLessThan(100) // compacted on the way
+    expect((await new DocStore(dir).load<{ n: number; items: string[] }>("bigdoc"))!.n).toBe(250)
+  })
+})
