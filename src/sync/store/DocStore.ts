@@ -96,7 +96,9 @@ export interface DocStoreOptions {
    * Called after every durable save (an incremental chunk or a compaction) with the document saved,
    * the heads it was loaded at by this instance (empty if none), and the chunk files this instance knows
    * make it up ("snapshot/<hash>", "incremental/<hash>"). Awaited; errors become warnings. PlanStore
-   * uses it to keep report digests current for every writer (reports, sync, compaction).
+   * uses it to keep report digests current for every writer (reports, sync, compaction). After a change
+   * made in place (changeInPlace), the document's JavaScript view may lag behind its heads: read its
+   * heads and bytes, or load() it, not its values.
    */
   onSaved?: (docId: string, doc: Automerge.Doc<unknown>, info: SavedInfo) => Promise<void> | void
   /**
