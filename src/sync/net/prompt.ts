@@ -43,6 +43,14 @@ import { containsHeads } from "../../doc/heads.js"
 interface DocSynchronizerLike {
   beginSync(peerIds: PeerId[]): Promise<void> | void
   hasPeer(peerId: PeerId): boolean
+  receiveMessage?(message: SyncMessageLike): void
+}
+interface SyncMessageLike {
+  type: string
+  senderId: PeerId
+  targetId: PeerId
+  documentId: DocumentId
+  data: Uint8Array
 }
 interface Emitter {
   on(event: string, fn: (payload: never) => void): unknown
@@ -66,8 +74,10 @@ export interface PromptSyncOptions {
 
 export interface PromptSync {
   readonly installed: true
-  /** forwards started (beginSync calls, one per peer) */
+  /** forwards started (one per peer and change or batch of changes) */
   readonly forwards: number
+  /** of those, the ones that went as one message by replaying the peer's last sync message */
+  readonly replays: number
   /** Stop forwarding (listeners on handles stay, but do nothing). */
   stop(): void
 }
@@ -81,6 +91,10 @@ interface PeerState {
   headList?: string[]
   /** when our last forward to it was started, while its heads have not moved since */
   pendingSince?: number
+  /** the last sync message it sent us for this document (as received; stripped when replayed) */
+  last?: Uint8Array
+  /** `last` without changes and needs, ready to replay; undefined: not made yet; null: not replayable */
+  replay?: Uint8Array | null
 }
 
 const key = (heads: readonly string[] | null | undefined): string | undefined => (heads ? [...heads].sort().join(",") : undefined)
@@ -91,6 +105,23 @@ const hasAll = (doc: A.Doc<unknown>, heads: string[] | undefined): boolean => {
     return !!heads && containsHeads(doc, heads)
   } catch {
     return false
+  }
+}
+
+/**
+ * A peer's sync message made fit to be received again (see forward): its heads and its "have" (what it
+ * has since the heads it shares with us) as sent, without the changes it carried (applied already) and
+ * without its needs (answered already). null when it says nothing of what the peer has (a message
+ * asking only for missing changes), or cannot be read: a replay would not carry our new changes then.
+ */
+export function replayable(data: Uint8Array): Uint8Array | null {
+  try {
+    const m = A.decodeSyncMessage(data)
+    if (m.have.length === 0) return null
+    if (m.changes.length === 0 && m.need.length === 0) return data
+    return A.encodeSyncMessage({ ...m, need: [], changes: [] })
+  } catch {
+    return null
   }
 }
 
@@ -126,6 +157,7 @@ export function installPromptSync(repo: Repo, opts: PromptSyncOptions = {}): Pro
   const scheduled = new Set<string>()
   let stopped = false
   let forwards = 0
+  let replays = 0
 
   const peerState = (docId: string, peerId: PeerId): PeerState => {
     let peers = docs.get(docId)
@@ -160,8 +192,26 @@ export function installPromptSync(repo: Repo, opts: PromptSyncOptions = {}): Pro
     }
     if (targets.length === 0) return
     forwards += targets.length
+    const fresh: PeerId[] = []
+    for (const peerId of targets) {
+      const p = peerState(docId, peerId)
+      if (p.last && p.replay === undefined) p.replay = replayable(p.last)
+      if (!p.replay || typeof ds.receiveMessage !== "function") {
+        fresh.push(peerId)
+        continue
+      }
+      try {
+        // the peer's last word again: the synchronizer answers it from the sync state it keeps, with
+        // the changes the peer lacks, in one message
+        ds.receiveMessage({ type: "sync", senderId: peerId, targetId: repo.peerId, documentId: docId as DocumentId, data: p.replay })
+        replays++
+      } catch {
+        fresh.push(peerId)
+      }
+    }
+    if (fresh.length === 0) return
     try {
-      void Promise.resolve(ds.beginSync(targets)).catch(() => {})
+      void Promise.resolve(ds.beginSync(fresh)).catch(() => {})
     } catch {
       // the stock throttled send still goes
     }
@@ -198,6 +248,13 @@ export function installPromptSync(repo: Repo, opts: PromptSyncOptions = {}): Pro
       schedule(e.documentId)
     }
   }) as (payload: never) => void)
+  // the peers' last sync message per document, to replay (see forward)
+  net.on("message", ((m: Partial<SyncMessageLike>) => {
+    if (stopped || m?.type !== "sync" || typeof m.documentId !== "string" || !m.senderId || !(m.data instanceof Uint8Array)) return
+    const p = peerState(m.documentId, m.senderId)
+    p.last = m.data
+    p.replay = undefined
+  }) as (payload: never) => void)
   net.on("peer-disconnected", ((e: { peerId?: PeerId }) => {
     if (!e?.peerId) return
     for (const peers of docs.values()) peers.delete(e.peerId)
@@ -207,6 +264,9 @@ export function installPromptSync(repo: Repo, opts: PromptSyncOptions = {}): Pro
     installed: true,
     get forwards() {
       return forwards
+    },
+    get replays() {
+      return replays
     },
     stop() {
       stopped = true

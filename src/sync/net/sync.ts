@@ -16,10 +16,12 @@
 import * as A from "@automerge/automerge"
 import { InputError, NotFoundError } from "../../doc/errors.js"
 import { parseDocRef, reportDocId } from "../../doc/ids.js"
+import { containsHeads, sameHeads } from "../../doc/heads.js"
 import { isPlanDoc, readPlan } from "../../doc/plan.js"
 import { retrying, sleep } from "../../lib/async.js"
 import { LocalBackend } from "../../ops/local.js"
 import { pick, resolvePlan } from "../../ops/resolve.js"
+import { chunkContents } from "../storage/chunk-format.js"
 import type { PlanStore } from "../store/PlanStore.js"
 import { type PlansResponse, ServerApi, SyncError } from "./api.js"
 import type { ConnectOptions } from "./client.js"
@@ -323,8 +325,13 @@ export async function syncWatch(store: PlanStore, opts: WatchOptions): Promise<v
         for (const id of ids) {
           const h = session.handle(id)
           if (!h) continue
+          const doc = h.doc() as A.Doc<unknown>
+          const heads = A.getHeads(doc)
+          // nothing the local store lacks (local writes merged in, or what the server sent is saved)
+          if (stored.has(id) && sameHeads(stored.get(id)!, heads)) continue
           try {
-            await store.docs.save(id, h.doc() as A.Doc<unknown>)
+            await store.docs.save(id, doc)
+            stored.set(id, heads)
             saved.push(id)
           } catch (e) {
             log(`cannot save ${id} locally: ${(e as Error).message}`)
@@ -345,11 +352,46 @@ export async function syncWatch(store: PlanStore, opts: WatchOptions): Promise<v
     dirty.add(id)
     if (inFlight < 2) saveTimer ??= setTimeout(flush, 0)
   }
-  const watcher = store.docs.watch<unknown>([], (id, doc) => {
+  // Heads each document had when everything the session holds of it was in the local store (after
+  // a load, a save, or local chunk files applied to such a copy): a document whose heads are still
+  // these has nothing to save.
+  const stored = new Map<string, string[]>()
+  const noteStored = (id: string) => {
+    const h = session.handle(id)
+    if (h) stored.set(id, A.getHeads(h.doc() as A.Doc<unknown>))
+  }
+  // Local writes: the new chunk files go into the session's copy as they are (a new report costs
+  // reading and applying that report, whatever the size of its log), and so to the server at once.
+  const mergeLocal = (id: string, doc: A.Doc<unknown>) => {
+    const h = session.handle(id)
+    const wasStored = !h || (stored.has(id) && sameHeads(stored.get(id)!, A.getHeads(h.doc() as A.Doc<unknown>)))
+    session.merge(id, doc)
+    hook(id)
+    if (wasStored) noteStored(id)
+  }
+  const loading = new Set<string>()
+  const watcher = store.docs.watchChunks([], (id, chunks) => {
     if (!tracked.has(id)) return
+    const h = session.handle(id)
+    if (!h) {
+      // not in the session yet (new here, or still coming from the server): the whole document
+      if (loading.has(id)) return
+      loading.add(id)
+      void store.docs
+        .load<unknown>(id, { keepCopy: false })
+        .then(doc => doc && tracked.has(id) && mergeLocal(id, doc))
+        .catch(e => log(`cannot merge local changes of ${id}: ${(e as Error).message}`))
+        .finally(() => loading.delete(id))
+      return
+    }
     try {
-      session.merge(id, doc)
-      hook(id)
+      const before = h.doc() as A.Doc<unknown>
+      // (a compaction's snapshot, or a chunk file this process wrote, holds nothing new)
+      const fresh = chunks.filter(c => !holds(before, c.data))
+      if (fresh.length === 0) return
+      const wasStored = stored.has(id) && sameHeads(stored.get(id)!, A.getHeads(before))
+      h.update(d => fresh.reduce((x, c) => A.loadIncremental(x, c.data), d))
+      if (wasStored) noteStored(id)
     } catch (e) {
       log(`cannot merge local changes of ${id}: ${(e as Error).message}`)
     }
@@ -386,8 +428,10 @@ export async function syncWatch(store: PlanStore, opts: WatchOptions): Promise<v
     track(planId, planId)
     if (!session.handle(planId)) {
       const local = await store.docs.load<unknown>(planId)
-      if (local) session.importDoc(planId, local)
-      else fetchRemote(planId)
+      if (local) {
+        session.importDoc(planId, local)
+        noteStored(planId)
+      } else fetchRemote(planId)
     }
     hook(planId)
     const h = session.handle(planId)
@@ -399,6 +443,7 @@ export async function syncWatch(store: PlanStore, opts: WatchOptions): Promise<v
       const local = await store.docs.load<unknown>(rid)
       if (local) {
         session.importDoc(rid, local)
+        noteStored(rid)
         hook(rid)
       } else if (serverDocs.has(rid)) fetchRemote(rid)
     }
@@ -451,6 +496,14 @@ export async function syncWatch(store: PlanStore, opts: WatchOptions): Promise<v
     await saving
     await session.close()
   }
+}
+
+/** Does `doc` hold every change of this chunk file already? (false when that cannot be read from it) */
+function holds(doc: A.Doc<unknown>, chunk: Uint8Array): boolean {
+  const c = chunkContents(chunk)
+  if (!c || c.opaque) return false
+  const hashes = [...c.changeHashes, ...c.documentHeads]
+  return hashes.length > 0 && containsHeads(doc, hashes)
 }
 
 async function registerIfNew(store: PlanStore, id: string, doc: unknown): Promise<void> {

@@ -874,6 +874,33 @@ export class DocStore {
     return { add: (id: string) => w.add(id), adopt: (id, key, base) => w.adopt(id, key, base), close: () => w.close() }
   }
 
+  /**
+   * Watch documents for chunk files written by other processes, as watch() does, but hand over the new
+   * chunk files themselves (verified, snapshots first) instead of the document: for a caller that holds
+   * its own copy of each document and applies only what is new (the `sync --watch` loop), so that a
+   * new chunk costs reading that chunk, whatever the size of the document (no copy of the document is
+   * kept, applied to or cloned here).
+   *
+   * The first look at a document hands over the chunk files this DocStore instance has not itself
+   * loaded or saved for it (all of them if it never did): load, then watch, misses nothing and does not
+   * read again what the load read. Chunk files may come again (a compaction's snapshot holds what
+   * earlier ones held); applying one twice changes nothing. Never throws from the background.
+   */
+  watchChunks(docIds: string[], onChunks: (docId: string, chunks: WatchedChunk[]) => void, opts: { pollMs?: number } = {}): DocStoreWatch {
+    const w = new DocWatcher(this, this.#warn, () => {}, opts.pollMs ?? 500, {
+      loadChunks: (id: string) => this.#loadChunks(id, undefined),
+      applyChunks: (doc, chunks) => this.#applyChunks(doc, chunks, undefined),
+      knownHeads: (id: string) => this.#state.get(id)?.heads,
+      knownChunks: (id: string) => {
+        const st = this.#state.get(id)
+        return st ? new Set(st.chunks.keys()) : undefined
+      },
+      onChunks,
+    })
+    for (const id of docIds) w.add(id)
+    return { add: (id: string) => w.add(id), adopt: (id, key, base) => w.adopt(id, key, base), close: () => w.close() }
+  }
+
   // ------------------------------------------------------------------ internals
 
   async #withLock<R>(docId: string, fn: () => Promise<R>): Promise<R> {
@@ -922,10 +949,23 @@ export interface DocStoreWatch {
   close(): void
 }
 
+/** A chunk file handed over by DocStore.watchChunks. */
+export interface WatchedChunk {
+  /** "snapshot/<hash>" or "incremental/<hash>" */
+  file: string
+  type: ChunkType
+  /** the file's bytes, verified */
+  data: Uint8Array
+}
+
 interface WatchHooks {
   loadChunks(docId: string): Promise<LoadedChunks>
   applyChunks(doc: Automerge.Doc<unknown> | undefined, chunks: ReadChunk[]): LoadedChunks
   knownHeads(docId: string): Automerge.Heads | undefined
+  /** chunks mode (watchChunks): the chunk files the DocStore instance loaded or saved for a document */
+  knownChunks?(docId: string): Set<string> | undefined
+  /** chunks mode: new chunk files go here instead of a document to onChange */
+  onChunks?(docId: string, chunks: WatchedChunk[]): void
 }
 
 interface WatchEntry {
@@ -1123,6 +1163,7 @@ class DocWatcher {
 
   async #scan(e: WatchEntry): Promise<void> {
     if (this.#closed) return
+    if (this.hooks.onChunks) return this.#scanChunks(e)
     if (!e.initialized) {
       const { doc, applied, notApplied } = await this.hooks.loadChunks(e.docId)
       if (this.#closed) return
@@ -1176,6 +1217,40 @@ class DocWatcher {
     // when those arrive) or were rejected (warned): do not read them again
     for (const c of toApply) e.keys.add(keyStr(c.key))
     if (e.doc && !sameHeads(before, Automerge.getHeads(e.doc))) this.#emit(e)
+  }
+
+  /** chunks mode: list, read what is new, hand it over; no document. */
+  async #scanChunks(e: WatchEntry): Promise<void> {
+    const adapter = this.store.adapter
+    // incremental/ before snapshot/, as in load()
+    const listed = [...(await adapter.listKeys([e.docId, "incremental"])), ...(await adapter.listKeys([e.docId, "snapshot"]))].filter(k => k.length === 3)
+    if (this.#closed) return
+    const present = new Set(listed.map(keyStr))
+    if (!e.initialized) {
+      e.initialized = true
+      e.keys = new Set([...(this.hooks.knownChunks!(e.docId) ?? [])].filter(k => present.has(k)))
+    }
+    for (const k of e.adopted) {
+      if (!present.has(k)) continue // not written yet
+      e.adopted.delete(k)
+      e.keys.add(k)
+    }
+    for (const k of e.keys) if (!present.has(k)) e.keys.delete(k) // compacted away
+    const fresh = listed.filter(k => !e.keys.has(keyStr(k)) && !e.adopted.has(keyStr(k))).sort((a, b) => (a[1] === b[1] ? 0 : a[1] === "snapshot" ? -1 : 1))
+    if (fresh.length === 0) return
+    const chunks: WatchedChunk[] = []
+    for (const key of fresh) {
+      const data = await adapter.load(key) // verified; undefined if gone (compacted) or damaged
+      if (this.#closed) return
+      if (data && !e.adopted.has(keyStr(key))) chunks.push({ file: `${key[1]}/${key[2]}`, type: key[1] as ChunkType, data })
+      if (data) e.keys.add(keyStr(key))
+    }
+    if (chunks.length === 0) return
+    try {
+      this.hooks.onChunks!(e.docId, chunks)
+    } catch (err) {
+      this.warn(`watch: onChunks for document ${e.docId} threw: ${(err as Error)?.message ?? String(err)}`)
+    }
   }
 
   #emit(e: WatchEntry): void {
