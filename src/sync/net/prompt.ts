@@ -13,11 +13,18 @@
  * What it does: on a handle's "heads-changed" (coalesced per document to one check per turn of the event
  * loop), for every peer the document's synchronizer syncs with whose last known heads (the library's
  * "sync-state" events, `syncState.theirHeads`) are known, not ours, and all in our document (the peer
- * is only behind us: during a catch-up both ways the library's own exchange is left alone), it calls
- * `DocSynchronizer.beginSync([peer])`, the library's public way to send a sync message now. beginSync
- * starts the conversation afresh from the
- * shared heads (see its HACK comment), so one forward is three messages (our heads; their need; our
- * changes) instead of one: a few milliseconds on a LAN, against up to 100.
+ * is only behind us: during a catch-up both ways the library's own exchange is left alone), it makes
+ * the synchronizer send now, in one message with the changes the peer lacks: it hands the synchronizer
+ * (`DocSynchronizer.receiveMessage`) the last sync message that peer sent for the document once more
+ * (recorded from `repo.networkSubsystem` "message" events, without the changes it carried, applied
+ * already, and its needs, answered already). The synchronizer answers any sync message of a peer at
+ * once, from the sync state it keeps for it; the peer's heads and "have" in that message are what the
+ * state already holds, so receiving it again changes nothing but the sending: the answer carries
+ * exactly the changes the peer has not been sent. (Automerge's sync protocol takes a message twice
+ * without harm; a peer may send its state again at any time.) A peer that has not sent a message
+ * saying what it has (only asked for changes, or nothing yet) gets `DocSynchronizer.beginSync([peer])`,
+ * the library's public way to start a conversation: it starts afresh from the shared heads (see its
+ * HACK comment), so that forward is three messages (our heads; their need; our changes).
  *
  * Why it cannot storm, and batches under load: a forward happens only when our heads changed, and
  * changes are finite; a check never changes a document. The peer a change came from already has our
@@ -29,8 +36,9 @@
  * this module for correctness: it only makes sends earlier.
  *
  * Robust to the internals moving: what it uses (`repo.synchronizer` with `docSynchronizers`, `peers`,
- * "sync-state" events; `repo.networkSubsystem` "peer-disconnected" events; a doc synchronizer's
- * `beginSync` and `hasPeer`) is feature-checked; if anything is missing it installs nothing and the Repo
+ * "sync-state" events; `repo.networkSubsystem` "message" and "peer-disconnected" events; a doc
+ * synchronizer's `beginSync`, `hasPeer` and `receiveMessage`, without which it forwards by beginSync)
+ * is feature-checked; if anything is missing it installs nothing and the Repo
  * keeps the stock behaviour (`installPromptSync` returns why).
  *
  * `CONCORD_PROMPT_SYNC=0` in the environment turns it off (to compare against the stock behaviour).

@@ -90,7 +90,7 @@ async function paced(s: Star, n: number, gapMs: number) {
   }
   await until("every change seen by every watcher", () => seen.every(m => m.size === n))
   const lat = seen.flatMap(m => [...m].map(([i, t]) => t - made[i]))
-  return { h, others, lat }
+  return { h, others, lat, start: made[0] }
 }
 
 describe("prompt forwarding (in-process star)", () => {
@@ -121,13 +121,46 @@ describe("prompt forwarding (in-process star)", () => {
     const { lat } = await paced(s, 40, 5) // faster than a forward round trip: later changes ride on answers
     expect(lat.length).toBe(3 * 40)
     const during = messages(s) - before
-    // each change reaches 3 watchers through the hub; a forward is 3 messages per hop, the stock
-    // throttled send and acknowledgements add a few: allow 8 per change per watcher, far from a storm
+    // each change reaches 3 watchers through the hub; a forward is 1 message per hop (3 when it starts a
+    // conversation), the stock throttled send and acknowledgements add a few: allow 8 per change per
+    // watcher, far from a storm
     expect(during).toBeLessThan(40 * 3 * 8)
     await sleep(300) // the stock throttle's last sends and their answers
     const settled = messages(s)
     await sleep(600)
     expect(messages(s) - settled).toBe(0)
+  })
+
+  it("a forward is one message carrying the change: the peer's last sync message is replayed, not the conversation restarted", async () => {
+    const s = star(2, true)
+    // what each end sends, decoded: [end, carries changes]
+    const sent: { end: number; changes: number; at: number }[] = []
+    s.ends.forEach((e, k) => {
+      const send = e.send.bind(e)
+      e.send = (m: Parameters<typeof send>[0]) => {
+        const data = (m as { data?: Uint8Array }).data
+        if (m.type === "sync" && data) sent.push({ end: k, changes: A.decodeSyncMessage(data).changes.length, at: performance.now() })
+        send(m)
+      }
+    })
+    const n = 30
+    // 40 ms apart: each change is forwarded on its own (no batching), past the previous one's answers
+    const { lat, start } = await paced(s, n, 40)
+    expect(lat.length).toBe(n)
+    await sleep(300) // the stock throttle's last sends and their answers
+    // ends: 0 hub->writer, 1 hub->watcher, 2 writer->hub, 3 watcher->hub; from the paced changes on (the
+    // document's creation went with the watcher's request for it)
+    const during = sent.filter(x => x.at >= start)
+    const carrying = (end: number) => during.filter(x => x.end === end && x.changes > 0).length
+    const count = (end: number) => during.filter(x => x.end === end).length
+    // every change went up and down in one message with it, and nothing went twice
+    expect(carrying(2)).toBe(n)
+    expect(carrying(1)).toBe(n)
+    // two messages per hop and change (the change, its acknowledgement), where beginSync took four (our
+    // heads, their need, the change, the acknowledgement); a few more from the stock throttle's own sends
+    expect(during.length, JSON.stringify({ hubToWriter: count(0), hubToWatcher: count(1), writerToHub: count(2), watcherToHub: count(3) })).toBeLessThanOrEqual(4 * n + 8)
+    const replays = s.prompts.reduce((k, p) => k + (p.installed ? p.replays : 0), 0)
+    expect(replays).toBeGreaterThanOrEqual(2 * (n - 1))
   })
 
   it("many documents and peers: every change everywhere, forwards only to peers syncing the document", async () => {
