@@ -6,7 +6,7 @@ import { chmod, mkdir, readdir, readFile, rename, writeFile } from "node:fs/prom
 import path from "node:path"
 // automerge-repo's own hash functions (not exported from the package entry points)
 import { headsHash as repoHeadsHash, keyHash as repoKeyHash } from "../../../node_modules/@automerge/automerge-repo/dist/storage/keyHash.js"
-import { DocStore, StoreError, headsHash, keyHash } from "../../../src/sync/store/DocStore.js"
+import { DocStore, StoreError, type WatchedChunk, headsHash, keyHash } from "../../../src/sync/store/DocStore.js"
 import { ConcordStorageAdapter } from "../../../src/sync/storage/ConcordStorageAdapter.js"
 import { listChunks } from "../../../src/sync/storage/chunk-format.js"
 import { tempDir } from "../helpers.js"
@@ -346,6 +346,104 @@ describe("DocStore.watch (in process)", () => {
       w.close()
     }
     expect(warnings).toEqual([])
+  })
+})
+
+describe("DocStore.watchChunks (in process)", () => {
+  /** A store whose chunk-file reads are counted. */
+  function countingStore(opts: ConstructorParameters<typeof DocStore>[1] = {}) {
+    const s = store(opts)
+    const reads: string[] = []
+    const load = s.adapter.load.bind(s.adapter)
+    s.adapter.load = async key => {
+      reads.push(key.slice(1).join("/"))
+      return load(key)
+    }
+    return { s, reads }
+  }
+  const waitFor = async (what: string, fn: () => boolean, ms = 3000) => {
+    const t0 = Date.now()
+    while (!fn()) {
+      if (Date.now() - t0 > ms) throw new Error(`timed out waiting for ${what}`)
+      await new Promise(r => setTimeout(r, 5))
+    }
+  }
+
+  it("hands over each new chunk file once, reading only that file, never what this instance loaded", async () => {
+    const id = newDocId()
+    await writeChanges(id, 3)
+    const { s, reads } = countingStore()
+    let mine = (await s.load<Plan>(id))!
+    reads.length = 0
+    const got: WatchedChunk[] = []
+    const w = s.watchChunks([id], (docId, chunks) => {
+      expect(docId).toBe(id)
+      got.push(...chunks)
+    })
+    try {
+      await new Promise(r => setTimeout(r, 150))
+      expect(got).toEqual([]) // what the load read is not handed over again
+      expect(reads).toEqual([])
+      const writer = store({ maxIncrementals: 1_000_000 })
+      let doc = (await writer.load<Plan>(id))!
+      for (let i = 0; i < 5; i++) {
+        doc = A.change(doc, d => void (d.jobs[`w${i}`] = { status: "new" }))
+        await writer.save(id, doc)
+        await waitFor(`chunk ${i}`, () => got.length === i + 1)
+      }
+      // one file per write (an incremental, or a snapshot when the writer compacted), each read once: the
+      // earlier ones are neither read again nor handed over
+      expect(new Set(got.map(c => c.file)).size).toBe(5)
+      for (const c of got) if (c.type === "incremental") expect(c.file).toBe(`incremental/${keyHash(c.data)}`)
+      expect(reads.sort()).toEqual(got.map(c => c.file).sort())
+      // the chunks are what the writer wrote: applied to the loaded copy they give the writer's document
+      for (const c of got) mine = A.loadIncremental(mine, c.data)
+      expect(A.getHeads(mine).sort()).toEqual(A.getHeads(doc).sort())
+
+      // another process compacts: its snapshot is handed over; it holds nothing the copy lacks but the new change
+      const compactor = store({ maxIncrementals: 0 })
+      doc = A.change((await compactor.load<Plan>(id))!, d => void (d.jobs.last = { status: "new" }))
+      await compactor.save(id, doc)
+      await waitFor("the snapshot", () => got.length === 6)
+      const snap = got[5]
+      expect(snap.type).toBe("snapshot")
+      expect(snap.file).toBe(`snapshot/${headsHash(A.getHeads(doc))}`)
+      mine = A.loadIncremental(mine, snap.data)
+      expect(A.getHeads(mine).sort()).toEqual(A.getHeads(doc).sort())
+      expect(A.toJS(mine)).toEqual(A.toJS(doc))
+    } finally {
+      w.close()
+    }
+    expect(warnings).toEqual([])
+  })
+
+  it("load, a write by another process, then watch: the first look hands over just that write; a store that never loaded gets every chunk", async () => {
+    const id = newDocId()
+    await writeChanges(id, 3)
+    const { s, reads } = countingStore()
+    await s.load<Plan>(id)
+    reads.length = 0
+    await writeChanges(id, 1, "late")
+    const got: WatchedChunk[] = []
+    const w = s.watchChunks([id], (_id, chunks) => got.push(...chunks))
+    const fresh = countingStore()
+    const all: WatchedChunk[] = []
+    const w2 = fresh.s.watchChunks([], (_id, chunks) => all.push(...chunks))
+    w2.add(id)
+    try {
+      await waitFor("the late write", () => got.length === 1)
+      await waitFor("every chunk", () => all.length === 4)
+      await new Promise(r => setTimeout(r, 100))
+      expect(got).toHaveLength(1)
+      expect(reads).toEqual([got[0].file])
+      expect(all).toHaveLength(4)
+      let doc = A.init<Plan>()
+      for (const c of all) doc = A.loadIncremental(doc, c.data)
+      expect(Object.keys(doc.jobs).sort()).toEqual(["j0", "j1", "j2", "late0"])
+    } finally {
+      w.close()
+      w2.close()
+    }
   })
 })
 
