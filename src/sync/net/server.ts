@@ -38,7 +38,7 @@ import { PLAN_KIND } from "../../doc/model.js"
 import { isPlanDoc, type PlanDocument, readPlan } from "../../doc/plan.js"
 import { sameHeads } from "../../doc/heads.js"
 import { ConcordStorageAdapter } from "../storage/ConcordStorageAdapter.js"
-import { DocStore, type DocStoreWatch, headsHash, keyHash } from "../store/DocStore.js"
+import { DocStore, type DocStoreWatch, headsHash, holdsChunk, keyHash, type WatchedChunk } from "../store/DocStore.js"
 import { PlanStore } from "../store/PlanStore.js"
 import { AccessPolicy, type Backend, grantsPlan, type Judgement, PlanIndex, type Principal } from "./access.js"
 import { encodeFramed, type ExchangeAnswerDoc, jobsOf, parseRequest } from "./exchange.js"
@@ -188,7 +188,7 @@ export class SyncServer {
     await this.repo.storageId()
 
     for (const p of await this.store.listPlans()) await this.#indexPlan(p.id)
-    this.#watcher = this.store.docs.watch<unknown>([], (id, doc) => this.#onLocalChange(id, doc), { pollMs: this.opts.watchPollMs ?? 500 })
+    this.#watcher = this.store.docs.watchChunks([], (id, chunks) => this.#onLocalChunks(id, chunks), { pollMs: this.opts.watchPollMs ?? 500 })
     for (const id of this.index.plans.keys()) this.#watchPlan(id)
     this.#indexTimer = setInterval(() => void this.#pollIndex(), this.opts.indexPollMs ?? 1000)
     this.#pendingTimer = setInterval(() => void this.#checkPending(), 200)
@@ -759,33 +759,46 @@ export class SyncServer {
     }
   }
 
-  /** A local process wrote a document: merge it into the Repo's handle so peers get it. */
-  #onLocalChange(docId: string, doc: A.Doc<unknown>): void {
+  /**
+   * Local processes wrote chunk files of a document: into the Repo's handle with them (only what is
+   * new: a report costs that report, whatever the size of its log), so peers get it at once.
+   */
+  #onLocalChunks(docId: string, chunks: WatchedChunk[]): void {
     if (this.#closing) return
     const h = this.repo.handles[docId as DocumentId]
-    const merge = () => {
+    const apply = () => {
       try {
-        if (!A.getHeads(doc).every(x => A.hasHeads(h.doc() as A.Doc<unknown>, [x]))) {
-          h.update(d => A.merge(d, doc))
-        }
+        const doc = h.doc() as A.Doc<unknown>
+        // (a compaction's snapshot, or a chunk this process wrote, holds nothing new)
+        const fresh = chunks.filter(c => !holdsChunk(doc, c.data))
+        if (fresh.length) h.update(d => fresh.reduce((x, c) => A.loadIncremental(x, c.data), d))
       } catch (e) {
         this.#log(`warning: merging local changes of ${docId}: ${(e as Error).message}`)
       }
+      this.#noteLocalPlan(docId, h.doc() as A.Doc<unknown>)
     }
     if (!h) {
       // not loaded: the Repo reads the disk when a peer asks for it
-    } else if (h.isReady()) merge()
+      if (this.index.has(docId)) void this.#indexPlan(docId)
+    } else if (h.isReady()) apply()
     else if (h.state === "unavailable" || h.state === "requesting") {
-      // a peer asked for it before it existed here: give it the document now (the handle becomes ready)
-      try {
-        h.update(d => A.merge(d, doc))
-      } catch (e) {
-        this.#log(`warning: merging local changes of ${docId}: ${(e as Error).message}`)
-      }
+      // a peer asked for it before it existed here: give it the whole document now (the handle becomes ready)
+      void this.#reader
+        .load<unknown>(docId, { keepCopy: false })
+        .then(doc => {
+          if (!doc || this.#closing) return
+          h.update(d => A.merge(d, doc))
+          this.#noteLocalPlan(docId, doc)
+        })
+        .catch(e => this.#log(`warning: merging local changes of ${docId}: ${(e as Error).message}`))
     } else if (h.state === "loading" || h.state === "idle") {
-      // a load from disk is under way and replaces the doc when done: merge after it
-      void h.whenReady().then(merge, () => {})
+      // a load from disk is under way and replaces the doc when done: apply after it
+      void h.whenReady().then(apply, () => {})
     }
+  }
+
+  /** A plan written locally may have got jobs: the index (access control) follows. */
+  #noteLocalPlan(docId: string, doc: A.Doc<unknown>): void {
     if (this.index.has(docId) && isPlanDoc(doc)) {
       const v = readPlan(doc)
       this.index.setPlan(

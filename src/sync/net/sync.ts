@@ -16,12 +16,12 @@
 import * as A from "@automerge/automerge"
 import { InputError, NotFoundError } from "../../doc/errors.js"
 import { parseDocRef, reportDocId } from "../../doc/ids.js"
-import { containsHeads, sameHeads } from "../../doc/heads.js"
+import { sameHeads } from "../../doc/heads.js"
 import { isPlanDoc, readPlan } from "../../doc/plan.js"
 import { retrying, sleep } from "../../lib/async.js"
 import { LocalBackend } from "../../ops/local.js"
 import { pick, resolvePlan } from "../../ops/resolve.js"
-import { chunkContents } from "../storage/chunk-format.js"
+import { holdsChunk } from "../store/DocStore.js"
 import type { PlanStore } from "../store/PlanStore.js"
 import { type PlansResponse, ServerApi, SyncError } from "./api.js"
 import type { ConnectOptions } from "./client.js"
@@ -387,7 +387,7 @@ export async function syncWatch(store: PlanStore, opts: WatchOptions): Promise<v
     try {
       const before = h.doc() as A.Doc<unknown>
       // (a compaction's snapshot, or a chunk file this process wrote, holds nothing new)
-      const fresh = chunks.filter(c => !holds(before, c.data))
+      const fresh = chunks.filter(c => !holdsChunk(before, c.data))
       if (fresh.length === 0) return
       const wasStored = stored.has(id) && sameHeads(stored.get(id)!, A.getHeads(before))
       h.update(d => fresh.reduce((x, c) => A.loadIncremental(x, c.data), d))
@@ -496,14 +496,6 @@ export async function syncWatch(store: PlanStore, opts: WatchOptions): Promise<v
     await saving
     await session.close()
   }
-}
-
-/** Does `doc` hold every change of this chunk file already? (false when that cannot be read from it) */
-function holds(doc: A.Doc<unknown>, chunk: Uint8Array): boolean {
-  const c = chunkContents(chunk)
-  if (!c || c.opaque) return false
-  const hashes = [...c.changeHashes, ...c.documentHeads]
-  return hashes.length > 0 && containsHeads(doc, hashes)
 }
 
 async function registerIfNew(store: PlanStore, id: string, doc: unknown): Promise<void> {

@@ -958,6 +958,17 @@ export interface WatchedChunk {
   data: Uint8Array
 }
 
+/**
+ * Does `doc` hold every change of this chunk file already (a compaction's snapshot of what it has, a
+ * chunk file it wrote itself)? false when that cannot be read from the file: then apply it.
+ */
+export function holdsChunk(doc: Automerge.Doc<unknown>, chunk: Uint8Array): boolean {
+  const c = chunkContents(chunk)
+  if (!c || c.opaque) return false
+  const hashes = [...c.changeHashes, ...c.documentHeads]
+  return hashes.length > 0 && containsHeads(doc, hashes)
+}
+
 interface WatchHooks {
   loadChunks(docId: string): Promise<LoadedChunks>
   applyChunks(doc: Automerge.Doc<unknown> | undefined, chunks: ReadChunk[]): LoadedChunks

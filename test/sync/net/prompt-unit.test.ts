@@ -9,7 +9,7 @@ import * as A from "@automerge/automerge"
 import { type DocHandle, type PeerId, Repo } from "@automerge/automerge-repo"
 import { performance } from "node:perf_hooks"
 import { afterEach, describe, expect, it } from "vitest"
-import { installPromptSync, missingInternals, type PromptSyncResult } from "../../../src/sync/net/prompt.js"
+import { installPromptSync, missingInternals, type PromptSyncResult, replayable } from "../../../src/sync/net/prompt.js"
 import { type PipeEnd, pipe } from "./pipe-adapter.js"
 
 type Log = { log: { i: number; from: string }[] }
@@ -153,14 +153,42 @@ describe("prompt forwarding (in-process star)", () => {
     const during = sent.filter(x => x.at >= start)
     const carrying = (end: number) => during.filter(x => x.end === end && x.changes > 0).length
     const count = (end: number) => during.filter(x => x.end === end).length
-    // every change went up and down in one message with it, and nothing went twice
-    expect(carrying(2)).toBe(n)
-    expect(carrying(1)).toBe(n)
-    // two messages per hop and change (the change, its acknowledgement), where beginSync took four (our
-    // heads, their need, the change, the acknowledgement); a few more from the stock throttle's own sends
-    expect(during.length, JSON.stringify({ hubToWriter: count(0), hubToWatcher: count(1), writerToHub: count(2), watcherToHub: count(3) })).toBeLessThanOrEqual(4 * n + 8)
+    // every change went up and down in a message with it, and none went twice (on a loaded machine a
+    // change may wait for the previous one's answer and go with the next)
+    for (const end of [2, 1]) {
+      expect(carrying(end)).toBeLessThanOrEqual(n)
+      expect(carrying(end)).toBeGreaterThanOrEqual(Math.floor(0.8 * n))
+    }
+    // no message announcing the change before the change itself: beginSync sent our heads first, then,
+    // asked for them, the changes (a heads-only message per change and hop); what remains are a few
+    // of the stock throttle's own sends
+    const headsOnly = (end: number) => during.filter(x => x.end === end && x.changes === 0).length
+    const counts = JSON.stringify({ hubToWriter: count(0), hubToWatcher: count(1), writerToHub: count(2), watcherToHub: count(3) })
+    expect(headsOnly(2), counts).toBeLessThanOrEqual(0.6 * n)
+    expect(headsOnly(1), counts).toBeLessThanOrEqual(0.6 * n)
+    // every forward (on the writer's Repo and on the hub) was a replay, but for a conversation's first
     const replays = s.prompts.reduce((k, p) => k + (p.installed ? p.replays : 0), 0)
-    expect(replays).toBeGreaterThanOrEqual(2 * (n - 1))
+    const forwards = s.prompts.reduce((k, p) => k + (p.installed ? p.forwards : 0), 0)
+    expect(replays).toBeGreaterThanOrEqual(n)
+    expect(forwards - replays).toBeLessThanOrEqual(2)
+  })
+
+  it("a replayed message keeps the peer's heads and what it has, without its changes and needs; one saying nothing of what it has is not replayed", () => {
+    let doc = A.from<{ n: number }>({ n: 1 })
+    const [, first] = A.generateSyncMessage(doc, A.initSyncState())
+    const m = A.decodeSyncMessage(first!)
+    expect(m.have.length).toBe(1)
+    // as a peer's message carrying a change and asking for one
+    const change = A.getLastLocalChange((doc = A.change(doc, d => void (d.n = 2))))!
+    const carrying = A.encodeSyncMessage({ ...m, need: [A.getHeads(doc)[0]], changes: [change] })
+    const r = A.decodeSyncMessage(replayable(carrying)!)
+    expect(r.heads).toEqual(m.heads)
+    expect(r.have).toEqual(m.have)
+    expect(r.need).toEqual([])
+    expect(r.changes).toEqual([])
+    expect(replayable(first!)).toBe(first) // nothing to strip: the message itself
+    expect(replayable(A.encodeSyncMessage({ ...m, have: [] }))).toBeNull()
+    expect(replayable(new Uint8Array([1, 2, 3]))).toBeNull()
   })
 
   it("many documents and peers: every change everywhere, forwards only to peers syncing the document", async () => {

@@ -16,7 +16,7 @@ import { reportDocId } from "../../../src/doc/ids.js"
 import { readReports } from "../../../src/doc/reports.js"
 import { RemoteSession } from "../../../src/sync/net/client.js"
 import { PlanStore } from "../../../src/sync/store/PlanStore.js"
-import { addTokenCli, createPlanCli, FOUNDING_PLAN, ok, rm, spawnConcord, startServerProcess, tempRoot, until } from "./helpers.js"
+import { addTokenCli, createPlanCli, FOUNDING_PLAN, rm, spawnConcord, startServerProcess, tempRoot, until } from "./helpers.js"
 
 const roots: string[] = []
 afterAll(() => roots.forEach(rm))
