@@ -105,6 +105,9 @@ interface PeerState {
   replay?: Uint8Array | null
 }
 
+/** A peer's sync message up to this size is kept as it is until a forward needs its replay; larger ones are stripped at once. */
+const KEEP_RAW_BYTES = 2048
+
 const key = (heads: readonly string[] | null | undefined): string | undefined => (heads ? [...heads].sort().join(",") : undefined)
 
 // (containsHeads: Automerge.hasHeads rebuilds each change to answer)
@@ -260,8 +263,14 @@ export function installPromptSync(repo: Repo, opts: PromptSyncOptions = {}): Pro
   net.on("message", ((m: Partial<SyncMessageLike>) => {
     if (stopped || m?.type !== "sync" || typeof m.documentId !== "string" || !m.senderId || !(m.data instanceof Uint8Array)) return
     const p = peerState(m.documentId, m.senderId)
-    p.last = m.data
-    p.replay = undefined
+    if (m.data.byteLength > KEEP_RAW_BYTES) {
+      // one carrying many changes (a catch-up): not kept as it is, only what a replay needs
+      p.last = undefined
+      p.replay = replayable(m.data)
+    } else {
+      p.last = m.data
+      p.replay = undefined
+    }
   }) as (payload: never) => void)
   net.on("peer-disconnected", ((e: { peerId?: PeerId }) => {
     if (!e?.peerId) return

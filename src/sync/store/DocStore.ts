@@ -1110,7 +1110,7 @@ class DocWatcher {
         // watcher stays deleted (polling meanwhile) instead of coming back as an empty skeleton.
         await ensureDirIn(this.store.dir, dir)
         if (this.#closed) return
-        const w = fsWatch(dir, { persistent: true }, () => this.#schedule(e))
+        const w = fsWatch(dir, { persistent: true }, (_ev, name) => this.#onEvent(e, t, name))
         w.on("error", err => fail(dir, err))
         e.watchers.push(w)
         e.inodes.push((await fsp.stat(dir)).ino)
@@ -1120,6 +1120,21 @@ class DocWatcher {
     }
     if (!e.watchFailed) e.warnedWatch = false
     if (this.#closed) this.#closeWatchers(e) // closed while we were setting up
+  }
+
+  /**
+   * A file event: a chunk file this process wrote itself and announced (adopt) needs no look at the
+   * directory (its content is in memory already, and it is the only file the event names); anything
+   * else does.
+   */
+  #onEvent(e: WatchEntry, type: string, name: string | Buffer | null): void {
+    const k = name ? `${e.docId}/${type}/${String(name)}` : undefined
+    if (k && e.adopted.has(k) && !e.scanning) {
+      e.adopted.delete(k)
+      e.keys.add(k)
+      return
+    }
+    this.#schedule(e)
   }
 
   #dirOf(e: WatchEntry, type: string): string {

@@ -81,8 +81,8 @@ describe("a report's path through sync --watch and concord serve", () => {
       const median = lat[Math.floor(lat.length / 2)]
       // through a poll, a report would wait half the store watcher's 500 ms poll on average (and up to
       // the whole of it); at once, a few ms on an idle machine: the bounds are for a loaded one
-      expect(median, `latencies ${lat.map(x => x.toFixed(1)).join(", ")}`).toBeLessThan(200)
-      expect(lat.filter(x => x > 500).length, `latencies ${lat.map(x => x.toFixed(1)).join(", ")}`).toBeLessThanOrEqual(2)
+      expect(median, `latencies ${lat.map(x => x.toFixed(1)).join(", ")}`).toBeLessThan(250)
+      expect(lat.filter(x => x > 600).length, `latencies ${lat.map(x => x.toFixed(1)).join(", ")}`).toBeLessThanOrEqual(3)
 
       // A's store got the writer's chunk files only, each written once: sync --watch wrote nothing back (a
       // report costs one durable write, not two; the same change saved again is the same file, written over)
