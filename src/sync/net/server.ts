@@ -4,8 +4,8 @@
  * One automerge-repo Repo over ConcordStorageAdapter on the store directory, networked with
  * ConcordServerAdapter (the websocket adapter's wire protocol) behind an HTTP(S) server that checks
  * tokens in its `upgrade` handler, before the WebSocket exists. Local CLI processes keep writing the same
- * directory with DocStore; the server watches the plan and report documents (DocStore.watch) and merges
- * what they write into its handles, so connected clients get it. Plans that arrive over the network are
+ * directory with DocStore; the server watches the plan and report documents (DocStore.watchChunks) and
+ * applies the chunk files they write to its handles, so connected clients get it. Plans that arrive over the network are
  * added to the store's plans index (`plans/<id>.json`) once they are durable.
  *
  * HTTP endpoints on the same port (token in `Authorization: Bearer T` or `?token=T`):

@@ -7,7 +7,8 @@
  * confirmation, which the server answers once it has our heads), then saves what we received into
  * the local store.
  *
- * syncWatch: the same, then stays connected: local writes (DocStore.watch) go up, remote changes are
+ * syncWatch: the same, then stays connected: local writes (their new chunk files, DocStore.watchChunks,
+ * applied to the session's copies) go up at once, nothing the store has is written back, remote changes are
  * saved as they arrive, new plans and report logs on either side are picked up (the server's plan list
  * is polled), and the connection is re-made with backoff whenever the server goes away. Now and then
  * it also compares its heads with the server's durable heads: a difference that does not move is a
