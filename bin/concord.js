@@ -189,11 +189,11 @@ const start = async () => {
   // the main thread once the module is decoded, in the background): until then the compile waits. So the
   // bundle's files are read first and the main thread yields once, and the functions compile on the
   // background threads while the bundle is compiled and run, not after.
-  const loadLean = async () => {
+  const loadLean = async name => {
     const vm = require("node:vm")
     const { createRequire } = require("node:module")
     const { pathToFileURL } = require("node:url")
-    const file = path.join(__dirname, "..", "dist", "cli", "lean.js")
+    const file = path.join(__dirname, "..", "dist", "cli", `${name}.js`)
     const bytes = readFileSync(file)
     const cacheFile = file.replace(/\.js$/, ".cache")
     let cache
@@ -231,7 +231,7 @@ const start = async () => {
   if (report) {
     // the report command alone (src/cli/lean.ts), to the store or a running orchestrator's endpoint; its
     // bundle holds its own copy of Automerge's JavaScript, initialised here, if it is the installed version
-    const { mod, writeCache } = await loadLean()
+    const { mod, writeCache } = await loadLean("lean")
     if (mod.automergeVersion === installedAutomerge) {
       // the report's words are parsed and the store's files read while the WebAssembly compiles (the
       // store calls Automerge once it is ready: src/cli/lean.ts)
@@ -260,13 +260,30 @@ const start = async () => {
       } else if (lean.code === 0 && process.env.CONCORD_WRITE_CODE_CACHE === "1") writeCache()
     }
   }
+  // A one-shot `concord sync URL` starts lean too: the sync command by change exchange alone
+  // (src/cli/lean-sync.ts, a script like the report's), its words checked, the server's plan list asked
+  // for and the store's files read while the WebAssembly compiles. Help, --watch and --list go to the
+  // full CLI at once; so does anything the lean start-up does not take (a usage error, a server without the
+  // exchange), before anything was written.
+  const words = argv.slice(2)
+  const at = words[0] === "--store" ? 2 : /^--store=/.test(words[0] ?? "") ? 1 : 0
+  const sync = words[at] === "sync" && !words.some(a => /^(--help|-h)(=|$)/.test(a))
+  if (!lean && sync && !words.some(a => /^(--watch|--list)(=|$)/.test(a))) {
+    const { mod } = await loadLean("lean-sync")
+    if (mod.automergeVersion === installedAutomerge) {
+      const ready = initialize(mod)
+      ready.catch(() => {}) // thrown by leanSync, which awaits it
+      lean = await mod.leanSync(argv, ready).catch(err => ({ code: crashed(err) }))
+      if ("argv" in lean) {
+        argv = lean.argv
+        await ready.catch(() => {})
+      }
+    }
+  }
   if (lean && "code" in lean) exit(lean.code)
   else {
     // `concord sync` (not its help, which lists the other commands): its own entry point, which loads
     // only the sync commands (src/cli/sync-main.ts)
-    const words = argv.slice(2)
-    const at = words[0] === "--store" ? 2 : /^--store=/.test(words[0] ?? "") ? 1 : 0
-    const sync = words[at] === "sync" && !words.some(a => /^(--help|-h)(=|$)/.test(a))
     const entry = sync ? import("../dist/cli/sync-main.js") : import("../dist/cli/main.js")
     const [{ main }, automerge] = await Promise.all([entry, import("@automerge/automerge/slim")])
     await initialize(automerge)

@@ -24,8 +24,10 @@ import type { PlanStore } from "../store/PlanStore.js"
 import { writeFileAtomic } from "../storage/atomic.js"
 import { chunkContents } from "../storage/chunk-format.js"
 import type { Backend } from "./access.js"
-import { type PlansResponse, type ServerApi, SyncError } from "./api.js"
+import { type PlansResponse, ServerApi, SyncError } from "./api.js"
+import { choosePlans } from "./choose.js"
 import { encodeFramed, type ExchangeAnswerDoc, type ExchangeRequestDoc, jobsOf, parseAnswer } from "./exchange.js"
+import type { SyncOptions, SyncResult } from "./sync.js"
 
 export interface BulkPlan {
   id: string
@@ -112,6 +114,34 @@ async function chunkFiles(store: PlanStore, docId: string): Promise<string[]> {
 const sameList = (a: string[] | undefined, b: string[]) => !!a && a.length === b.length && a.every((x, i) => x === b[i])
 
 const has = (raw: Backend, h: string) => raw.getChangeByHash(h) !== null
+
+/**
+ * A one-shot sync by exchange alone: the server's plan list, the plans chosen, one exchange (sync.ts's
+ * syncOnce, and the lean start-up of `concord sync`, src/cli/lean-sync.ts). `declined`, having written
+ * nothing, when the server has no exchange endpoint or the request is over its size limit: the caller
+ * then syncs through the sync protocol, from the plan list it was given. `ready`: resolves once Automerge
+ * can run (a process that is still compiling its WebAssembly); the plan list is asked for meanwhile.
+ */
+export async function syncOnceByExchange(
+  store: PlanStore,
+  opts: SyncOptions,
+  ready?: Promise<unknown>
+): Promise<SyncResult | { declined: PlansResponse }> {
+  const t0 = Date.now()
+  const log = opts.log ?? (() => {})
+  const api = new ServerApi(opts.url, opts.token, opts.ca)
+  const asked = api.syncPlans()
+  if (ready) {
+    asked.catch(() => {}) // (awaited below)
+    await ready
+  }
+  const remote = await asked
+  const { chosen, skipped } = await choosePlans(store, remote, opts.plans)
+  const r = await syncByExchange(store, remote, api, chosen, { deadline: t0 + (opts.timeoutMs ?? 120_000), log })
+  if (!r) return { declined: remote }
+  for (const s of [...skipped, ...r.skipped]) log(`skipped plan ${s.id}: ${s.why}`)
+  return { url: opts.url, ms: Date.now() - t0, plans: r.plans, skipped: [...skipped, ...r.skipped] }
+}
 
 /**
  * Sync the chosen plans in one exchange (a second one only for documents whose base was wrong).
