@@ -185,6 +185,12 @@ export class AccessPolicy {
     if (this.#accepted.size > 256) this.#accepted.delete(this.#accepted.keys().next().value!)
   }
 
+  /** Drop what was remembered of a document's accepted changes (they were not stored after all). */
+  forget(docId: string): void {
+    this.#accepted.delete(docId)
+    this.#acceptedRaw.delete(docId)
+  }
+
   /** May this token read this document? */
   canRead(token: TokenRecord, docId: string): boolean {
     const ref = this.index.lookup(docId)
