@@ -355,6 +355,52 @@ describe("one-shot sync by direct exchange", () => {
     expect((await new PlanStore(serverDir).loadReports(id, "B"))!.reports.map(r => String(r.message))).toEqual(["B done"])
   }, 120_000)
 
+  it("writes the audit records of all its documents with one append, each change once; an audit that fails stores nothing", async () => {
+    const a = await newStore()
+    const { id } = await a.createPlan(spec([{ name: "A" }], { name: "exchange-one-audit" }), "/tmp", ctx())
+    const rid = reportDocId(id, "A")
+    await work(a, id, 3, "a")
+    await syncOnce(a, { url, token: tk.admin, timeoutMs: 60_000 }) // the plan and A's log are new there: one at a time
+    await work(a, id, 15, "a")
+    const mine = async () => {
+      const plan = (await a.docs.load<unknown>(id))!
+      const log = (await a.docs.load<unknown>(rid))!
+      return { plan, log }
+    }
+    const { plan, log } = await mine()
+    const serverBefore = await headsIn(serverDir, [id, rid])
+    const newHashes = async () => {
+      const s = new PlanStore(serverDir, { onWarning: () => {} })
+      const onServer = await Promise.all([id, rid].map(async d => A.getHeads((await s.docs.load<unknown>(d))!)))
+      return [...A.getChangesMetaSince(plan, onServer[0]), ...A.getChangesMetaSince(log, onServer[1])].map(m => m.hash).sort()
+    }
+    const expected = await newHashes()
+    expect(expected).toHaveLength(30)
+
+    // the audit trail cannot be written: both documents refused with the same words, nothing stored
+    const failing = vi.spyOn(server.audit, "append").mockRejectedValueOnce(new Error("disk full (test)"))
+    const err = await syncOnce(a, { url, token: tk.admin, timeoutMs: 60_000 }).catch(e => e)
+    expect(failing).toHaveBeenCalledTimes(1) // one append for both documents
+    failing.mockRestore()
+    expect(err).toBeInstanceOf(SyncError)
+    expect(err.message).toMatch(/the server cannot write its audit trail \(disk full \(test\)\); nothing was stored/)
+    expect(await headsIn(serverDir, [id, rid])).toEqual(serverBefore)
+
+    // next time: one append for both documents, before they are in place, each change once
+    const appends = vi.spyOn(server.audit, "append")
+    try {
+      await syncOnce(a, { url, token: tk.admin, timeoutMs: 60_000 })
+      expect(appends).toHaveBeenCalledTimes(1)
+      expect(appends.mock.calls[0][0].map(r => r.hash).sort()).toEqual(expected)
+    } finally {
+      appends.mockRestore()
+    }
+    expect(await headsIn(serverDir, [id, rid])).toEqual(await headsIn(a.dir, [id, rid]))
+    const audited = (await readAudit(serverDir)).filter(r => expected.includes(r.hash))
+    expect(audited.map(r => r.hash).sort()).toEqual(expected)
+    expect(new Set(audited.map(r => r.doc))).toEqual(new Set([id, rid]))
+  })
+
   it("a live WebSocket session of another client sees what an exchange brought", async () => {
     const a = await newStore()
     const { id } = await a.createPlan(spec([{ name: "A" }, { name: "B" }], { name: "exchange-live" }), "/tmp", ctx())
