@@ -269,7 +269,7 @@ const start = async () => {
   const at = words[0] === "--store" ? 2 : /^--store=/.test(words[0] ?? "") ? 1 : 0
   const sync = words[at] === "sync" && !words.some(a => /^(--help|-h)(=|$)/.test(a))
   if (!lean && sync && !words.some(a => /^(--watch|--list)(=|$)/.test(a))) {
-    const { mod } = await loadLean("lean-sync")
+    const { mod, writeCache } = await loadLean("lean-sync")
     if (mod.automergeVersion === installedAutomerge) {
       const ready = initialize(mod)
       ready.catch(() => {}) // thrown by leanSync, which awaits it
@@ -277,7 +277,7 @@ const start = async () => {
       if ("argv" in lean) {
         argv = lean.argv
         await ready.catch(() => {})
-      }
+      } else if (lean.code === 0 && process.env.CONCORD_WRITE_CODE_CACHE === "1") writeCache()
     }
   }
   if (lean && "code" in lean) exit(lean.code)
