@@ -489,7 +489,16 @@ export class SyncServer {
       // Accepted changes that change nothing the judgement of the documents after them reads (the plans
       // index) wait here, judged and remembered as accepted, so that the exchange writes its audit
       // records once (one fsync), then puts them all in place: each still only after its records are durable.
-      const pending: { i: number; id: string; chunk: Uint8Array; j: Judgement & { ok: true }; now: number; base?: { raw: Backend; keys?: Set<string> } }[] = []
+      const pending: {
+        i: number
+        id: string
+        chunk: Uint8Array
+        j: Judgement & { ok: true }
+        now: number
+        base?: { raw: Backend; keys?: Set<string> }
+        /** a report log new here, counted against the token's documents while it waits */
+        counted: boolean
+      }[] = []
       const refuse = (i: number, reason: string) => {
         answers[i].refused = reason
         this.#log(`refused sync from ${remote} (token ${token.id}) for ${answers[i].id}: ${reason}`)
@@ -502,6 +511,7 @@ export class SyncServer {
         } catch (e) {
           for (const p of batch) {
             this.policy.forget(p.id)
+            if (p.counted) this.limits.forgetCreated(token.id, p.id)
             refuse(p.i, `the server cannot write its audit trail (${(e as Error).message}); nothing was stored`)
           }
           return
@@ -544,9 +554,15 @@ export class SyncServer {
             answer.missingDeps = true
           } else if (j.ok && j.changes.length === 0) {
             this.policy.noteAccepted(id, j) // nothing new (#record's own answer)
-          } else if (j.ok && !j.created && !this.#changesIndex(id, j)) {
-            this.policy.noteAccepted(id, j)
-            pending.push({ i, id, chunk, j, now, base })
+          } else if (j.ok && !this.#changesIndex(id, j)) {
+            // (a report log new here counts against the token's documents as #record counts it)
+            const over = j.created ? this.limits.canCreate(token.id, id) : undefined
+            if (over) refuse(i, over)
+            else {
+              const counted = j.created && this.limits.noteCreated(token.id, id)
+              this.policy.noteAccepted(id, j)
+              pending.push({ i, id, chunk, j, now, base, counted })
+            }
           } else {
             // refused, or a document the index learns from (a new one, a plan with new
             // jobs): in place before the next document is judged
@@ -585,10 +601,13 @@ export class SyncServer {
     }
   }
 
-  /** Would putting these accepted changes in place change the plans index (a plan that gets jobs)? */
+  /**
+   * Would putting these accepted changes in place change the plans index: a document it does not know
+   * (a new plan), a plan that gets jobs? (A report log of a known job, new here or not, does not.)
+   */
   #changesIndex(id: string, j: Judgement & { ok: true }): boolean {
     const p = this.index.plans.get(id)
-    if (!p) return !this.index.lookup(id) // (a report log of a known plan: no)
+    if (!p) return !this.index.lookup(id) || (j.created && !!this.repo.handles[id as DocumentId])
     const after = j.raw ?? (j.doc ? A.getBackend(j.doc) : undefined)
     return !after || jobsOf(after).some(job => !p.jobs.includes(job))
   }
