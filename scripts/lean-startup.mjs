@@ -15,10 +15,13 @@
 // (size, version), and compiles the module without it if V8 rejects it; a function the list misses is
 // compiled lazily as before. No list is written (a warning) if the trace names no function.
 //
+// lean-sync.cache: the same for dist/cli/lean-sync.js (a one-shot `concord sync`), made at the end of real
+// syncs with a sync server run here (in this process, over a store of its own).
+//
 // lean.cache: V8's code cache of dist/cli/lean.js (the report command's bundle), made by bin/concord.js
 // itself (CONCORD_WRITE_CODE_CACHE=1) at the end of a real report, so that it holds the functions a
 // report runs, compiled with the very flags a report runs with.
-import { spawnSync } from "node:child_process"
+import { spawn, spawnSync } from "node:child_process"
 import { createHash } from "node:crypto"
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import { createRequire } from "node:module"
@@ -29,6 +32,7 @@ import { fileURLToPath, pathToFileURL } from "node:url"
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..")
 const OUT = path.join(ROOT, "dist", "cli", "wasm-hints.json")
 const CACHE = path.join(ROOT, "dist", "cli", "lean.cache")
+const SYNC_CACHE = path.join(ROOT, "dist", "cli", "lean-sync.cache")
 const BIN = path.join(ROOT, "bin", "concord.js")
 
 /** The module's function imports and declared functions, and where its code section starts. */
@@ -134,11 +138,11 @@ export async function recordLeanStartup() {
   const automerge = JSON.parse(readFileSync(path.join(path.dirname(wasmFile), "..", "package.json"), "utf8")).version
   const bytes = readFileSync(wasmFile)
   const inputs = createHash("sha256")
-  for (const f of [path.join(ROOT, "dist", "cli", "lean.js"), BIN, path.join(ROOT, "bin", "flags.js"), fileURLToPath(import.meta.url)])
+  for (const f of [path.join(ROOT, "dist", "cli", "lean.js"), path.join(ROOT, "dist", "cli", "lean-sync.js"), BIN, path.join(ROOT, "bin", "flags.js"), fileURLToPath(import.meta.url)])
     inputs.update(readFileSync(f))
   inputs.update(bytes).update(`${automerge} ${process.version} ${process.arch}`)
   const saved = path.join(ROOT, "node_modules", ".cache", "concord-lean-startup", inputs.digest("hex"))
-  const outputs = [OUT, CACHE]
+  const outputs = [OUT, CACHE, SYNC_CACHE]
   if (outputs.every(f => existsSync(path.join(saved, path.basename(f))))) {
     for (const f of outputs) copyFileSync(path.join(saved, path.basename(f)), f)
     return
@@ -156,6 +160,7 @@ async function record(automerge, bytes) {
   // the reports below must compile lazily, as without the hints
   rmSync(OUT, { force: true })
   rmSync(CACHE, { force: true })
+  rmSync(SYNC_CACHE, { force: true })
   const { imports, functions, codeAt, end } = wasmLayout(bytes)
   const store = mkdtempSync(path.join(os.tmpdir(), "concord-lean-startup-"))
   try {
@@ -200,8 +205,56 @@ async function record(automerge, bytes) {
     // the code cache, after a report that moves its job (so the status change's code is in it too)
     concord(store, ["report", "completed", "done", "--job", "c", "--plan", plan], { env: { CONCORD_WRITE_CODE_CACHE: "1" } })
     if (!existsSync(CACHE)) process.stderr.write("lean-startup: no code cache was written; concord report compiles its bundle at start-up\n")
+    await recordSync(store, plan)
+    if (!existsSync(SYNC_CACHE)) process.stderr.write("lean-startup: no code cache of the sync bundle was written; concord sync compiles it at start-up\n")
   } finally {
     rmSync(store, { recursive: true, force: true })
+  }
+}
+
+/** `concord ARGS` in `store` without blocking this process (a sync server runs in it); its exit code and stderr. */
+function concordAsync(store, args, env = {}) {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [BIN, ...args], { cwd: store, env: { ...process.env, CONCORD_STORE: store, ...env }, stdio: ["ignore", "ignore", "pipe"] })
+    let stderr = ""
+    child.stderr.on("data", d => (stderr += d))
+    child.on("error", reject)
+    child.on("close", code => resolve({ code, stderr }))
+  })
+}
+
+/**
+ * The sync bundle's code cache, written by the last of three one-shot syncs of `store` (with plan `plan`)
+ * with a sync server over a store of its own: the first pushes the plan and its logs, the second pushes a
+ * report, the third pulls changes made on the server's side. A sync that fails only leaves no cache.
+ */
+async function recordSync(store, plan) {
+  const dist = f => import(pathToFileURL(path.join(ROOT, "dist", "src", ...f.split("/"))).href)
+  const [{ SyncServer }, { addToken, defaultTokensFile }, { PlanStore }] = await Promise.all([
+    dist("sync/net/server.js"),
+    dist("sync/net/tokens.js"),
+    dist("sync/store/PlanStore.js"),
+  ])
+  const serverDir = path.join(store, "server")
+  const { secret } = await addToken(defaultTokensFile(serverDir), { plans: ["*"], role: "admin" })
+  const server = new SyncServer({ storeDir: serverDir, host: "127.0.0.1", port: 0, log: () => {} })
+  try {
+    const { url } = await server.start()
+    const sync = async (env = {}) => {
+      const r = await concordAsync(store, ["sync", url, "--token", secret, "--quiet"], env)
+      if (r.code !== 0) throw new Error(`concord sync exited ${r.code}: ${r.stderr}`)
+    }
+    await sync()
+    concord(store, ["report", "progress", "synced", "--job", "b", "--plan", plan])
+    await sync()
+    const there = new PlanStore(serverDir)
+    await there.appendReport(plan, "b", { status: "progress", message: "from the server", progress: 1, attempt: 1 }, { by: "build", now: Date.now() })
+    await there.close()
+    await sync({ CONCORD_WRITE_CODE_CACHE: "1" })
+  } catch (e) {
+    process.stderr.write(`lean-startup: ${e.message}\n`)
+  } finally {
+    await server.close()
   }
 }
 
