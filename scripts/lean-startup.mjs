@@ -138,7 +138,13 @@ export async function recordLeanStartup() {
   const automerge = JSON.parse(readFileSync(path.join(path.dirname(wasmFile), "..", "package.json"), "utf8")).version
   const bytes = readFileSync(wasmFile)
   const inputs = createHash("sha256")
-  for (const f of [path.join(ROOT, "dist", "cli", "lean.js"), path.join(ROOT, "dist", "cli", "lean-sync.js"), BIN, path.join(ROOT, "bin", "flags.js"), fileURLToPath(import.meta.url)])
+  for (const f of [
+    path.join(ROOT, "dist", "cli", "lean.js"),
+    path.join(ROOT, "dist", "cli", "lean-sync.js"),
+    BIN,
+    path.join(ROOT, "bin", "flags.js"),
+    fileURLToPath(import.meta.url),
+  ])
     inputs.update(readFileSync(f))
   inputs.update(bytes).update(`${automerge} ${process.version} ${process.arch}`)
   const saved = path.join(ROOT, "node_modules", ".cache", "concord-lean-startup", inputs.digest("hex"))
@@ -215,7 +221,11 @@ async function record(automerge, bytes) {
 /** `concord ARGS` in `store` without blocking this process (a sync server runs in it); its exit code and stderr. */
 function concordAsync(store, args, env = {}) {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [BIN, ...args], { cwd: store, env: { ...process.env, CONCORD_STORE: store, ...env }, stdio: ["ignore", "ignore", "pipe"] })
+    const child = spawn(process.execPath, [BIN, ...args], {
+      cwd: store,
+      env: { ...process.env, CONCORD_STORE: store, ...env },
+      stdio: ["ignore", "ignore", "pipe"],
+    })
     let stderr = ""
     child.stderr.on("data", d => (stderr += d))
     child.on("error", reject)

@@ -107,25 +107,24 @@ export function registerSync(program: Command, globals: () => GlobalOptions): vo
       stamp(`stopped; everything is written`)
     })
 
-  declareSync(program)
-    .action(async (url: string, opts: SyncCliOptions) => {
-      const settings = await syncSettings(url, opts)
-      if (opts.list) return listServerPlans(url, settings.token, settings.ca, opts.json)
-      const store = openStore(globals())
-      await store.create() // syncing into a new store makes it; deleted later, it stays gone
-      const { syncOnce, syncWatch } = await import("../../sync/net/sync.js")
-      const base = { url, token: settings.token, ca: settings.ca, plans: opts.plan, log: settings.log }
-      if (opts.watch) {
-        const ac = new AbortController()
-        void waitForSignal().then(s => {
-          settings.log(`${s}: saving and disconnecting`)
-          ac.abort()
-        })
-        await syncWatch(store, { ...base, signal: ac.signal, onSaved: ids => settings.log(`saved ${ids.length} document(s) from the server`) })
-        return
-      }
-      printSyncResult(await syncOnce(store, { ...base, timeoutMs: settings.timeoutMs }), url, opts)
-    })
+  declareSync(program).action(async (url: string, opts: SyncCliOptions) => {
+    const settings = await syncSettings(url, opts)
+    if (opts.list) return listServerPlans(url, settings.token, settings.ca, opts.json)
+    const store = openStore(globals())
+    await store.create() // syncing into a new store makes it; deleted later, it stays gone
+    const { syncOnce, syncWatch } = await import("../../sync/net/sync.js")
+    const base = { url, token: settings.token, ca: settings.ca, plans: opts.plan, log: settings.log }
+    if (opts.watch) {
+      const ac = new AbortController()
+      void waitForSignal().then(s => {
+        settings.log(`${s}: saving and disconnecting`)
+        ac.abort()
+      })
+      await syncWatch(store, { ...base, signal: ac.signal, onSaved: ids => settings.log(`saved ${ids.length} document(s) from the server`) })
+      return
+    }
+    printSyncResult(await syncOnce(store, { ...base, timeoutMs: settings.timeoutMs }), url, opts)
+  })
 
   const token = program.command("token").description("access tokens of this store's sync server")
   token

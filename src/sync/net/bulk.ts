@@ -122,11 +122,7 @@ const has = (raw: Backend, h: string) => raw.getChangeByHash(h) !== null
  * then syncs through the sync protocol, from the plan list it was given. `ready`: resolves once Automerge
  * can run (a process that is still compiling its WebAssembly); the plan list is asked for meanwhile.
  */
-export async function syncOnceByExchange(
-  store: PlanStore,
-  opts: SyncOptions,
-  ready?: Promise<unknown>
-): Promise<SyncResult | { declined: PlansResponse }> {
+export async function syncOnceByExchange(store: PlanStore, opts: SyncOptions, ready?: Promise<unknown>): Promise<SyncResult | { declined: PlansResponse }> {
   const t0 = Date.now()
   const log = opts.log ?? (() => {})
   const api = new ServerApi(opts.url, opts.token, opts.ca)
@@ -148,7 +144,7 @@ export async function syncOnceByExchange(
  * Returns undefined, having written nothing, when the server has no exchange endpoint or the request
  * is over its size limit (the caller then syncs through the sync protocol).
  */
-export async function syncByExchange(
+async function syncByExchange(
   store: PlanStore,
   remote: PlansResponse,
   api: ServerApi,
