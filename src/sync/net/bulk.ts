@@ -259,7 +259,7 @@ async function syncByExchange(
       if (bytes.byteLength > 0) {
         // what came back builds on our heads (it is what the server has beyond them), unless it is a
         // whole document: then our copy is read (`read`), to count what is new
-        const got = await addReceived(store, it, bytes, read)
+        const got = await addReceived(store, it, bytes, read, !!a.heads && !a.refused && !a.missingDeps)
         addedKeys.set(it.id, got.key)
         received.set(it.id, (received.get(it.id) ?? 0) + got.count)
         // a report log's cached digest follows what came in, as a save's hook would keep it (status reads
@@ -337,7 +337,9 @@ async function addReceived(
   store: PlanStore,
   it: Item,
   bytes: Uint8Array,
-  read: (it: Item) => Promise<Backend | undefined>
+  read: (it: Item) => Promise<Backend | undefined>,
+  /** the server took our changes: it has our heads, and sent only changes past them, all new here */
+  pastOurs: boolean
 ): Promise<{ count: number; key: string; changes: Uint8Array[] }> {
   // one parse of the chunk headers, one hash per change (checksums included)
   const contents = chunkContents(bytes)
@@ -351,7 +353,7 @@ async function addReceived(
     count = Math.max(0, fresh.stats().numChanges - (ours ? ours.stats().numChanges : 0))
     changes = fresh.getChanges([])
   } else {
-    count = newHere(it.raw, contents.changeHashes)
+    count = pastOurs ? new Set(contents.changeHashes).size : newHere(it.raw, contents.changeHashes)
     changes = contents.chunks.map(c => bytes.subarray(c.offset, c.offset + c.size))
   }
   const key = await store.docs.addChunk(it.id, bytes)
