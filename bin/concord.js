@@ -12,6 +12,12 @@ const start = async () => {
   // Help and --remote go to the full CLI at once; so does anything the lean start-ups do not take (a usage
   // error), with the words it was given, before anything was read or written.
   const report = argv.slice(2).includes("report") && !argv.some(a => /^(--remote|--token|--help|-h)(=|$)/.test(a))
+  // `concord sync` (not its help, which lists the other commands) has an entry point of its own, and a
+  // one-shot sync (not --watch or --list) a lean start-up (below)
+  const words = argv.slice(2)
+  const at = words[0] === "--store" ? 2 : /^--store=/.test(words[0] ?? "") ? 1 : 0
+  const sync = words[at] === "sync" && !words.some(a => /^(--help|-h)(=|$)/.test(a))
+  const oneShotSync = !report && sync && !words.some(a => /^(--watch|--list)(=|$)/.test(a))
 
   // Exit only once stdout and stderr are flushed: writes to a pipe are asynchronous, and exiting at once
   // would cut a large `status --json` short.
@@ -64,10 +70,10 @@ const start = async () => {
   }
   const { wasmFile, version: installedAutomerge } = automergePackage()
 
-  // A one-shot report compiles the WebAssembly functions a report calls ahead, on V8's background threads
-  // while the report's JavaScript loads, instead of one by one on the main thread at their first call
+  // A one-shot report (or sync) compiles the WebAssembly functions such a command calls ahead, on V8's
+  // background threads while its JavaScript loads, instead of one by one on the main thread at their first call
   // (the largest single cost of such a report): dist/cli/wasm-hints.json lists them, recorded from real
-  // reports at build time (scripts/lean-startup.mjs), as a compilation-hints section that goes into the
+  // reports and syncs at build time (scripts/lean-startup.mjs), as a compilation-hints section that goes into the
   // module's bytes before its code section; every other function stays lazy. Only for the V8 and the
   // Automerge WebAssembly it was recorded with; if V8 refuses the module so, it is compiled as it is.
   //
@@ -87,9 +93,9 @@ const start = async () => {
     let reading = false // (then closed once read)
     try {
       if (fstatSync(fd).size !== size) return undefined
-      // per function, 2 (compile ahead) if a report like this one calls it, else 1 (lazy): a report that
-      // moves its job's status (completed, failed) calls more
-      const want = argv.includes("completed") || argv.includes("failed") ? 3 : 1
+      // per function, 2 (compile ahead) if a command like this one calls it, else 1 (lazy): a report that
+      // moves its job's status (completed, failed) calls more; a one-shot sync has a class of its own
+      const want = oneShotSync ? 4 : argv.includes("completed") || argv.includes("failed") ? 3 : 1
       const cls = Buffer.from(classes, "base64")
       const sec = Buffer.concat([Buffer.from(head, "base64"), cls.map(c => (c & want ? 2 : 1))])
       // up to `end` only: what follows is custom sections (function names, tool metadata) V8 does not need
@@ -129,7 +135,7 @@ const start = async () => {
   // while the main thread loads the CLI, instead of synchronously when Automerge is imported. Once per
   // process, before any command runs.
   let hinted
-  if (report) {
+  if (report || oneShotSync) {
     try {
       hinted = hintedWasm()
     } catch {
@@ -265,10 +271,7 @@ const start = async () => {
   // for and the store's files read while the WebAssembly compiles. Help, --watch and --list go to the
   // full CLI at once; so does anything the lean start-up does not take (a usage error, a server without the
   // exchange), before anything was written.
-  const words = argv.slice(2)
-  const at = words[0] === "--store" ? 2 : /^--store=/.test(words[0] ?? "") ? 1 : 0
-  const sync = words[at] === "sync" && !words.some(a => /^(--help|-h)(=|$)/.test(a))
-  if (!lean && sync && !words.some(a => /^(--watch|--list)(=|$)/.test(a))) {
+  if (oneShotSync) {
     const { mod, writeCache } = await loadLean("lean-sync")
     if (mod.automergeVersion === installedAutomerge) {
       const ready = initialize(mod)
