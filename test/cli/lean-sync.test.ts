@@ -6,13 +6,13 @@
  * server's address and the time taken), same plans on the server afterwards, refusals included; and a
  * server without the change exchange gets the full CLI's sync protocol, with nothing written before.
  */
-import { cpSync, existsSync, readFileSync, writeFileSync } from "node:fs"
+import { cpSync, existsSync, mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs"
 import path from "node:path"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { SyncServer } from "../../src/sync/net/server.js"
 import { addToken, defaultTokensFile } from "../../src/sync/net/tokens.js"
 import { PlanStore } from "../../src/sync/store/PlanStore.js"
-import { BIN, cleanup, concord, type RunResult, runNode, tempDir } from "../helpers/cli.js"
+import { BIN, cleanup, concord, ROOT, type RunResult, runNode, tempDir } from "../helpers/cli.js"
 
 const FULL = path.join(import.meta.dirname, "full-cli.mjs")
 const MODULE_LOG = path.join(import.meta.dirname, "module-log.mjs")
@@ -59,7 +59,7 @@ const outcome = (r: RunResult, store: string, url: string) => {
 }
 
 /** `concord ARGS` (ARGS made from the server's URL) through bin/concord.js and through the full CLI. */
-async function both(args: (url: string, store: string) => string[], opts: { exchange?: boolean; env?: NodeJS.ProcessEnv } = {}) {
+async function both(args: (url: string, store: string) => string[], opts: { exchange?: boolean; env?: NodeJS.ProcessEnv; bin?: string } = {}) {
   const lean = path.join(dir, `lean-${++n}`)
   const full = path.join(dir, `full-${n}`)
   cpSync(base, lean, { recursive: true })
@@ -70,7 +70,10 @@ async function both(args: (url: string, store: string) => string[], opts: { exch
     writeFileSync(log, "")
     const env = { CONCORD_TOKEN: "", ...opts.env }
     const [l, f] = await Promise.all([
-      runNode([`--import=${MODULE_LOG}`, BIN, ...args(sl.url, lean)], { cwd: dir, env: { ...env, CONCORD_STORE: lean, CONCORD_TEST_MODULE_LOG: log } }),
+      runNode([`--import=${MODULE_LOG}`, opts.bin ?? BIN, ...args(sl.url, lean)], {
+        cwd: dir,
+        env: { ...env, CONCORD_STORE: lean, CONCORD_TEST_MODULE_LOG: log },
+      }),
       runNode([FULL, ...args(sf.url, full)], { cwd: dir, env: { ...env, CONCORD_STORE: full } }),
     ])
     const loaded = readFileSync(log, "utf8").split("\n")
@@ -148,4 +151,38 @@ describe("the lean sync start-up gives the full CLI's outcome", () => {
     expect(usage.lean).toEqual(usage.full)
     expect(usage.fellBack).toBe(true)
   }, 60_000)
+
+  it.each([
+    ["no compilation hints and no code cache", (cli: string) => ["wasm-hints.json", "lean-sync.cache"].forEach(f => rmSync(path.join(cli, f), { force: true }))],
+    [
+      "a half-written code cache",
+      (cli: string) => writeFileSync(path.join(cli, "lean-sync.cache"), readFileSync(path.join(cli, "lean-sync.cache")).subarray(0, 40_000)),
+    ],
+    [
+      "a damaged code cache (one byte of V8's data changed)",
+      (cli: string) => {
+        const c = readFileSync(path.join(cli, "lean-sync.cache"))
+        c[c.length - 100] ^= 0xff
+        writeFileSync(path.join(cli, "lean-sync.cache"), c)
+      },
+    ],
+    ["empty compilation hints", (cli: string) => writeFileSync(path.join(cli, "wasm-hints.json"), "")],
+  ])(
+    "start-up files gone wrong (%s) only cost time: the same sync",
+    async (_what, spoil) => {
+      const root = path.join(dir, `install-${++n}`)
+      mkdirSync(path.join(root, "dist"), { recursive: true })
+      cpSync(path.join(ROOT, "bin"), path.join(root, "bin"), { recursive: true })
+      cpSync(path.join(ROOT, "dist", "cli"), path.join(root, "dist", "cli"), { recursive: true })
+      cpSync(path.join(ROOT, "package.json"), path.join(root, "package.json"))
+      symlinkSync(path.join(ROOT, "node_modules"), path.join(root, "node_modules"), "dir")
+      spoil(path.join(root, "dist", "cli"))
+      const r = await both(url => ["sync", url, "--token", token], { bin: path.join(root, "bin", "concord.js") })
+      expect(r.lean.code, r.lean.stderr).toBe(0)
+      expect(r.lean).toEqual(r.full)
+      expect(r.fellBack).toBe(false)
+      expect(r.onServer.lean).toEqual([plan])
+    },
+    60_000
+  )
 })
