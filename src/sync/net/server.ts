@@ -517,7 +517,10 @@ export class SyncServer {
           return
         }
         for (const p of batch) this.#noteDoc(p.id)
-        await Promise.all(batch.map(async p => (merged[p.i] = await this.#applyExchanged(p.id, p.chunk, p.j, viaRepo, p.base))))
+        // (all of them settled before a failure is thrown: none is still being written when the answer goes)
+        const applied = await Promise.allSettled(batch.map(async p => (merged[p.i] = await this.#applyExchanged(p.id, p.chunk, p.j, viaRepo, p.base))))
+        const failed = applied.find(r => r.status === "rejected")
+        if (failed) throw failed.reason
       }
       for (let i = 0; i < request.docs.length && !this.#closing; i++) {
         const { id } = request.docs[i]
