@@ -654,10 +654,13 @@ export class SyncServer {
     // chunk files and this one are exactly what `own` holds
     const cached = this.#raws.get(id)
     const same = !!cached && cached === base
+    // a document new here: the judgement started from nothing, so this chunk file is all `own` holds (a
+    // file someone else adds meanwhile is not in the cache's keys, and is read the next time)
+    const fresh = !cached && !base && j.created
     this.#raws.delete(id)
     await this.store.docs.addChunk(id, chunk)
-    if (own && whole && same && this.#raws.get(id) === undefined) {
-      let keys = new Set([...cached.keys, key])
+    if (own && whole && (same || fresh) && this.#raws.get(id) === undefined) {
+      let keys = new Set([...(cached?.keys ?? []), key])
       // chunk files pile up one per exchange: now and then one snapshot replaces those the cache holds
       if ([...keys].filter(k => k.startsWith("incremental/")).length > MAX_EXCHANGE_CHUNKS) {
         this.#watcher?.adopt(id, [id, "snapshot", headsHash(own.getHeads())], whole)

@@ -23,6 +23,7 @@ import { encodeFramed } from "../../../src/sync/net/exchange.js"
 import { SyncServer } from "../../../src/sync/net/server.js"
 import { syncOnce } from "../../../src/sync/net/sync.js"
 import { addToken, defaultTokensFile } from "../../../src/sync/net/tokens.js"
+import { DocStore } from "../../../src/sync/store/DocStore.js"
 import { PlanStore } from "../../../src/sync/store/PlanStore.js"
 import { spec } from "../../doc/helpers.js"
 import { spawnConcord, until } from "./helpers.js"
@@ -403,6 +404,27 @@ describe("one-shot sync by direct exchange", () => {
     expect(new Set(audited.map(r => r.doc))).toEqual(new Set([id, rid, bid]))
     // B's log was created by this exchange: its changes are in the trail as creating it
     expect(audited.filter(r => r.doc === bid && r.created)).toHaveLength(4 + 1)
+  })
+
+  it("keeps a document an exchange created in memory: the next exchange does not read it back from disk", async () => {
+    const a = await newStore()
+    const { id } = await a.createPlan(spec([{ name: "A" }], { name: "exchange-created-cached" }), "/tmp", ctx())
+    const rid = reportDocId(id, "A")
+    await syncOnce(a, { url, token: tk.admin, timeoutMs: 60_000 }) // the plan
+    await work(a, id, 5, "a")
+    await syncOnce(a, { url, token: tk.admin, timeoutMs: 60_000 }) // A's log, new there
+    await work(a, id, 5, "a")
+    const loads = vi.spyOn(DocStore.prototype, "loadBackend")
+    try {
+      await syncOnce(a, { url, token: tk.admin, timeoutMs: 60_000 })
+      const serverReads = loads.mock.calls.filter((c, i) => c[0] === rid && path.resolve((loads.mock.contexts[i] as DocStore).dir) === path.resolve(serverDir))
+      // read from what it had in memory, plus the files added since (none): not from nothing
+      expect(serverReads.length).toBeGreaterThan(0)
+      expect(serverReads.every(c => c[1] !== undefined)).toBe(true)
+    } finally {
+      loads.mockRestore()
+    }
+    expect(await headsIn(serverDir, [id, rid])).toEqual(await headsIn(a.dir, [id, rid]))
   })
 
   it("a live WebSocket session of another client sees what an exchange brought", async () => {
