@@ -153,7 +153,10 @@ describe("the lean sync start-up gives the full CLI's outcome", () => {
   }, 60_000)
 
   it.each([
-    ["no compilation hints and no code cache", (cli: string) => ["wasm-hints.json", "lean-sync.cache"].forEach(f => rmSync(path.join(cli, f), { force: true }))],
+    [
+      "no compilation hints and no code cache",
+      (cli: string) => ["wasm-hints.json", "lean-sync.cache"].forEach(f => rmSync(path.join(cli, f), { force: true })),
+    ],
     [
       "a half-written code cache",
       (cli: string) => writeFileSync(path.join(cli, "lean-sync.cache"), readFileSync(path.join(cli, "lean-sync.cache")).subarray(0, 40_000)),
