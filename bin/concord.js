@@ -12,6 +12,12 @@ const start = async () => {
   // Help and --remote go to the full CLI at once; so does anything the lean start-ups do not take (a usage
   // error), with the words it was given, before anything was read or written.
   const report = argv.slice(2).includes("report") && !argv.some(a => /^(--remote|--token|--help|-h)(=|$)/.test(a))
+  // `concord sync` (not its help, which lists the other commands) has an entry point of its own, and a
+  // one-shot sync (not --watch or --list) a lean start-up (below)
+  const words = argv.slice(2)
+  const at = words[0] === "--store" ? 2 : /^--store=/.test(words[0] ?? "") ? 1 : 0
+  const sync = words[at] === "sync" && !words.some(a => /^(--help|-h)(=|$)/.test(a))
+  const oneShotSync = !report && sync && !words.some(a => /^(--watch|--list)(=|$)/.test(a))
 
   // Exit only once stdout and stderr are flushed: writes to a pipe are asynchronous, and exiting at once
   // would cut a large `status --json` short.
@@ -64,10 +70,10 @@ const start = async () => {
   }
   const { wasmFile, version: installedAutomerge } = automergePackage()
 
-  // A one-shot report compiles the WebAssembly functions a report calls ahead, on V8's background threads
-  // while the report's JavaScript loads, instead of one by one on the main thread at their first call
+  // A one-shot report (or sync) compiles the WebAssembly functions such a command calls ahead, on V8's
+  // background threads while its JavaScript loads, instead of one by one on the main thread at their first call
   // (the largest single cost of such a report): dist/cli/wasm-hints.json lists them, recorded from real
-  // reports at build time (scripts/lean-startup.mjs), as a compilation-hints section that goes into the
+  // reports and syncs at build time (scripts/lean-startup.mjs), as a compilation-hints section that goes into the
   // module's bytes before its code section; every other function stays lazy. Only for the V8 and the
   // Automerge WebAssembly it was recorded with; if V8 refuses the module so, it is compiled as it is.
   //
@@ -87,9 +93,9 @@ const start = async () => {
     let reading = false // (then closed once read)
     try {
       if (fstatSync(fd).size !== size) return undefined
-      // per function, 2 (compile ahead) if a report like this one calls it, else 1 (lazy): a report that
-      // moves its job's status (completed, failed) calls more
-      const want = argv.includes("completed") || argv.includes("failed") ? 3 : 1
+      // per function, 2 (compile ahead) if a command like this one calls it, else 1 (lazy): a report that
+      // moves its job's status (completed, failed) calls more; a one-shot sync has a class of its own
+      const want = oneShotSync ? 4 : argv.includes("completed") || argv.includes("failed") ? 3 : 1
       const cls = Buffer.from(classes, "base64")
       const sec = Buffer.concat([Buffer.from(head, "base64"), cls.map(c => (c & want ? 2 : 1))])
       // up to `end` only: what follows is custom sections (function names, tool metadata) V8 does not need
@@ -129,7 +135,7 @@ const start = async () => {
   // while the main thread loads the CLI, instead of synchronously when Automerge is imported. Once per
   // process, before any command runs.
   let hinted
-  if (report) {
+  if (report || oneShotSync) {
     try {
       hinted = hintedWasm()
     } catch {
@@ -189,11 +195,11 @@ const start = async () => {
   // the main thread once the module is decoded, in the background): until then the compile waits. So the
   // bundle's files are read first and the main thread yields once, and the functions compile on the
   // background threads while the bundle is compiled and run, not after.
-  const loadLean = async () => {
+  const loadLean = async name => {
     const vm = require("node:vm")
     const { createRequire } = require("node:module")
     const { pathToFileURL } = require("node:url")
-    const file = path.join(__dirname, "..", "dist", "cli", "lean.js")
+    const file = path.join(__dirname, "..", "dist", "cli", `${name}.js`)
     const bytes = readFileSync(file)
     const cacheFile = file.replace(/\.js$/, ".cache")
     let cache
@@ -231,7 +237,7 @@ const start = async () => {
   if (report) {
     // the report command alone (src/cli/lean.ts), to the store or a running orchestrator's endpoint; its
     // bundle holds its own copy of Automerge's JavaScript, initialised here, if it is the installed version
-    const { mod, writeCache } = await loadLean()
+    const { mod, writeCache } = await loadLean("lean")
     if (mod.automergeVersion === installedAutomerge) {
       // the report's words are parsed and the store's files read while the WebAssembly compiles (the
       // store calls Automerge once it is ready: src/cli/lean.ts)
@@ -260,13 +266,27 @@ const start = async () => {
       } else if (lean.code === 0 && process.env.CONCORD_WRITE_CODE_CACHE === "1") writeCache()
     }
   }
+  // A one-shot `concord sync URL` starts lean too: the sync command by change exchange alone
+  // (src/cli/lean-sync.ts, a script like the report's), its words checked, the server's plan list asked
+  // for and the store's files read while the WebAssembly compiles. Help, --watch and --list go to the
+  // full CLI at once; so does anything the lean start-up does not take (a usage error, a server without the
+  // exchange), before anything was written.
+  if (oneShotSync) {
+    const { mod, writeCache } = await loadLean("lean-sync")
+    if (mod.automergeVersion === installedAutomerge) {
+      const ready = initialize(mod)
+      ready.catch(() => {}) // thrown by leanSync, which awaits it
+      lean = await mod.leanSync(argv, ready).catch(err => ({ code: crashed(err) }))
+      if ("argv" in lean) {
+        argv = lean.argv
+        await ready.catch(() => {})
+      } else if (lean.code === 0 && process.env.CONCORD_WRITE_CODE_CACHE === "1") writeCache()
+    }
+  }
   if (lean && "code" in lean) exit(lean.code)
   else {
     // `concord sync` (not its help, which lists the other commands): its own entry point, which loads
     // only the sync commands (src/cli/sync-main.ts)
-    const words = argv.slice(2)
-    const at = words[0] === "--store" ? 2 : /^--store=/.test(words[0] ?? "") ? 1 : 0
-    const sync = words[at] === "sync" && !words.some(a => /^(--help|-h)(=|$)/.test(a))
     const entry = sync ? import("../dist/cli/sync-main.js") : import("../dist/cli/main.js")
     const [{ main }, automerge] = await Promise.all([entry, import("@automerge/automerge/slim")])
     await initialize(automerge)

@@ -12,14 +12,16 @@
 //   at 10,000 (tiering up its hot functions costs more than it saves in a process that lives seconds).
 // --wasm-lazy-validation (short-lived commands): each WebAssembly function is validated when first compiled
 //   (on its first call), not all 3.6 MB of them at start-up: a report calls a small part of Automerge, and
-//   the module is then compiled before the CLI has loaded, so the command does not wait for it.
+//   the module is then compiled before the CLI has loaded, so the command does not wait for it. A one-shot
+//   `concord sync` too: it starts from a bundle of its own (src/cli/lean-sync.ts) that loads in less time
+//   than validating the whole module takes on the main thread.
 "use strict"
 
 /** The command's words (process.argv without node and the script) -> V8 flags. */
 exports.v8Flags = function v8Flags(args) {
   const watch = args.includes("--watch")
   const bulk = args.includes("serve") || (watch && args.includes("sync"))
-  // a one-shot sync: baseline compiler only, but its module validated at once (as before)
-  const longRunning = bulk || args.some(a => a === "run" || a === "mcp" || a === "dashboard" || a === "sync" || a === "--watch")
+  // a one-shot sync is a short command too: baseline compiler only, each function validated on first use
+  const longRunning = bulk || args.some(a => a === "run" || a === "mcp" || a === "dashboard" || a === "--watch")
   return [...(bulk ? [] : ["--liftoff-only"]), ...(longRunning ? [] : ["--wasm-lazy-validation"])]
 }

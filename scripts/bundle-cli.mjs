@@ -63,31 +63,41 @@ const automergeVersion = JSON.parse(readFileSync(automerge, "utf8")).version
 // It is a script, not an ES module: one function expression that bin/concord.js compiles with vm.Script,
 // so that V8 can start from a code cache of it (dist/cli/lean.cache, written by scripts/lean-startup.mjs
 // after a real report, so the functions a report runs are in it): Node 20 caches no ES module's code.
-await build({
-  ...common,
-  format: "cjs",
-  entryPoints: ["dist/src/cli/lean.js"],
-  outfile: "dist/cli/lean.js",
-  define: { "import.meta.url": "__concordImportMetaUrl" },
-  banner: { js: "(function (exports, require, module, __concordImportMetaUrl) {" },
-  footer: { js: `module.exports.automergeVersion = ${JSON.stringify(automergeVersion)};\n})` },
-  external: ["@automerge/automerge-repo", "@automerge/automerge-repo/*", "bufferutil", "utf-8-validate"],
-  plugins: [
-    lazyChildProcess,
-    {
-      name: "automerge-slim-bundled",
-      setup(b) {
-        b.onResolve({ filter: /^@automerge\/automerge$/ }, async args => {
-          const r = await b.resolve("@automerge/automerge/slim", { kind: args.kind, resolveDir: args.resolveDir })
-          return r.errors.length ? { errors: r.errors } : { path: r.path }
-        })
+//
+// dist/cli/lean-sync.js is made the same way: the lean start-up of a one-shot `concord sync` (src/cli/lean-sync.ts),
+// the sync command by change exchange alone, without automerge-repo, the server or the other commands.
+const leanScript = (entry, outfile) =>
+  build({
+    ...common,
+    format: "cjs",
+    entryPoints: [entry],
+    outfile,
+    define: { "import.meta.url": "__concordImportMetaUrl" },
+    banner: { js: "(function (exports, require, module, __concordImportMetaUrl) {" },
+    footer: { js: `module.exports.automergeVersion = ${JSON.stringify(automergeVersion)};\n})` },
+    external: ["@automerge/automerge-repo", "@automerge/automerge-repo/*", "bufferutil", "utf-8-validate"],
+    plugins: [
+      lazyChildProcess,
+      {
+        name: "automerge-slim-bundled",
+        setup(b) {
+          b.onResolve({ filter: /^@automerge\/automerge$/ }, async args => {
+            const r = await b.resolve("@automerge/automerge/slim", { kind: args.kind, resolveDir: args.resolveDir })
+            return r.errors.length ? { errors: r.errors } : { path: r.path }
+          })
+        },
       },
-    },
-  ],
-})
-// vm.Script runs it without an ES module loader: a dynamic import() left in it (of a module not bundled)
-// would fail when called, so the build refuses it.
-if (/\bimport\(/.test(readFileSync("dist/cli/lean.js", "utf8"))) throw new Error("dist/cli/lean.js has a dynamic import(): bundle that module")
+    ],
+  })
+await leanScript("dist/src/cli/lean.js", "dist/cli/lean.js")
+await leanScript("dist/src/cli/lean-sync.js", "dist/cli/lean-sync.js")
+// vm.Script runs them without an ES module loader: a dynamic import() left in one (of a module not bundled)
+// would fail when called, and automerge-repo would load all of itself: the build refuses both.
+for (const f of ["dist/cli/lean.js", "dist/cli/lean-sync.js"]) {
+  const text = readFileSync(f, "utf8")
+  if (/\bimport\(/.test(text)) throw new Error(`${f} has a dynamic import(): bundle that module`)
+  if (/require\("@automerge\/automerge-repo/.test(text)) throw new Error(`${f} loads automerge-repo`)
+}
 await import("./bundle-dashboard.mjs")
 // What a one-shot report compiles ahead, and V8's code cache of its bundle: recorded from real reports.
 await (await import("./lean-startup.mjs")).recordLeanStartup()

@@ -3,7 +3,7 @@
 // dist/cli/lean.cache. Both only ever save time: bin/concord.js checks that each is for what it runs,
 // and does without it otherwise.
 //
-// wasm-hints.json: which of Automerge's WebAssembly functions a report calls. A short command compiles
+// wasm-hints.json: which of Automerge's WebAssembly functions a report (or a one-shot sync) calls. A short command compiles
 // Automerge's WebAssembly lazily: each function on its first call, on the main thread, with V8's
 // baseline compiler. A report calls about 1,200 of its 4,500 functions, and compiling them one by one
 // was the largest single cost of a report with no orchestrator running. With this file, bin/concord.js
@@ -15,10 +15,13 @@
 // (size, version), and compiles the module without it if V8 rejects it; a function the list misses is
 // compiled lazily as before. No list is written (a warning) if the trace names no function.
 //
+// lean-sync.cache: the same for dist/cli/lean-sync.js (a one-shot `concord sync`), made at the end of real
+// syncs with a sync server run here (in this process, over a store of its own).
+//
 // lean.cache: V8's code cache of dist/cli/lean.js (the report command's bundle), made by bin/concord.js
 // itself (CONCORD_WRITE_CODE_CACHE=1) at the end of a real report, so that it holds the functions a
 // report runs, compiled with the very flags a report runs with.
-import { spawnSync } from "node:child_process"
+import { spawn, spawnSync } from "node:child_process"
 import { createHash } from "node:crypto"
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import { createRequire } from "node:module"
@@ -29,6 +32,7 @@ import { fileURLToPath, pathToFileURL } from "node:url"
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..")
 const OUT = path.join(ROOT, "dist", "cli", "wasm-hints.json")
 const CACHE = path.join(ROOT, "dist", "cli", "lean.cache")
+const SYNC_CACHE = path.join(ROOT, "dist", "cli", "lean-sync.cache")
 const BIN = path.join(ROOT, "bin", "concord.js")
 
 /** The module's function imports and declared functions, and where its code section starts. */
@@ -134,11 +138,17 @@ export async function recordLeanStartup() {
   const automerge = JSON.parse(readFileSync(path.join(path.dirname(wasmFile), "..", "package.json"), "utf8")).version
   const bytes = readFileSync(wasmFile)
   const inputs = createHash("sha256")
-  for (const f of [path.join(ROOT, "dist", "cli", "lean.js"), BIN, path.join(ROOT, "bin", "flags.js"), fileURLToPath(import.meta.url)])
+  for (const f of [
+    path.join(ROOT, "dist", "cli", "lean.js"),
+    path.join(ROOT, "dist", "cli", "lean-sync.js"),
+    BIN,
+    path.join(ROOT, "bin", "flags.js"),
+    fileURLToPath(import.meta.url),
+  ])
     inputs.update(readFileSync(f))
   inputs.update(bytes).update(`${automerge} ${process.version} ${process.arch}`)
   const saved = path.join(ROOT, "node_modules", ".cache", "concord-lean-startup", inputs.digest("hex"))
-  const outputs = [OUT, CACHE]
+  const outputs = [OUT, CACHE, SYNC_CACHE]
   if (outputs.every(f => existsSync(path.join(saved, path.basename(f))))) {
     for (const f of outputs) copyFileSync(path.join(saved, path.basename(f)), f)
     return
@@ -156,6 +166,7 @@ async function record(automerge, bytes) {
   // the reports below must compile lazily, as without the hints
   rmSync(OUT, { force: true })
   rmSync(CACHE, { force: true })
+  rmSync(SYNC_CACHE, { force: true })
   const { imports, functions, codeAt, end } = wasmLayout(bytes)
   const store = mkdtempSync(path.join(os.tmpdir(), "concord-lean-startup-"))
   try {
@@ -188,6 +199,14 @@ async function record(automerge, bytes) {
     for (const [bit, args] of runs) {
       for (const f of traced(store, [...args, "--plan", plan])) if (f >= imports && f - imports < functions) classes[f - imports] |= bit
     }
+    // 4: what one-shot syncs call (with a sync server run here), the first pushing the plan
+    let server
+    try {
+      server = await startSyncServer(`${store}-server`)
+      for (const f of await syncTraced(store, plan, server)) if (f >= imports && f - imports < functions) classes[f - imports] |= 4
+    } catch (e) {
+      process.stderr.write(`lean-startup: ${e.message}\n`)
+    }
     const eager = classes.filter(c => c !== 0).length
     if (eager === 0) {
       process.stderr.write("lean-startup: V8 named no compiled function; concord report compiles Automerge's WebAssembly lazily\n")
@@ -200,9 +219,83 @@ async function record(automerge, bytes) {
     // the code cache, after a report that moves its job (so the status change's code is in it too)
     concord(store, ["report", "completed", "done", "--job", "c", "--plan", plan], { env: { CONCORD_WRITE_CODE_CACHE: "1" } })
     if (!existsSync(CACHE)) process.stderr.write("lean-startup: no code cache was written; concord report compiles its bundle at start-up\n")
+    // the sync bundle's code cache, after a sync that pulls what the server's side wrote
+    try {
+      if (!server) throw new Error("no sync server")
+      await server.sync(store, { CONCORD_WRITE_CODE_CACHE: "1" }, () => reportThere(server, plan, "again from the server"))
+    } catch (e) {
+      process.stderr.write(`lean-startup: ${e.message}\n`)
+    } finally {
+      await server?.close()
+    }
+    if (!existsSync(SYNC_CACHE)) process.stderr.write("lean-startup: no code cache of the sync bundle was written; concord sync compiles it at start-up\n")
   } finally {
     rmSync(store, { recursive: true, force: true })
+    rmSync(`${store}-server`, { recursive: true, force: true })
   }
+}
+
+/**
+ * A sync server (in this process) over the store `dir`, with an admin token: `sync(store, env, before?,
+ * node?)` runs a one-shot `concord sync` of a store with it (after `before`), returning what it printed.
+ */
+async function startSyncServer(dir) {
+  const dist = f => import(pathToFileURL(path.join(ROOT, "dist", "src", ...f.split("/"))).href)
+  const [{ SyncServer }, { addToken, defaultTokensFile }, { PlanStore }] = await Promise.all([
+    dist("sync/net/server.js"),
+    dist("sync/net/tokens.js"),
+    dist("sync/store/PlanStore.js"),
+  ])
+  const { secret } = await addToken(defaultTokensFile(dir), { plans: ["*"], role: "admin" })
+  const server = new SyncServer({ storeDir: dir, host: "127.0.0.1", port: 0, log: () => {} })
+  const { url } = await server.start()
+  return {
+    dir,
+    PlanStore,
+    close: () => server.close(),
+    sync: async (at, env = {}, before = async () => {}, node = []) => {
+      await before()
+      const r = await concordAsync(at, ["sync", url, "--token", secret, "--quiet"], env, node)
+      if (r.code !== 0) throw new Error(`concord sync exited ${r.code}: ${r.stderr}`)
+      return r.stdout
+    },
+  }
+}
+
+/** A report written on the server's side, for the next sync to pull. */
+async function reportThere(server, plan, message) {
+  const there = new server.PlanStore(server.dir)
+  await there.appendReport(plan, "b", { status: "progress", message, progress: 1, attempt: 1 }, { by: "build", now: Date.now() })
+  await there.close()
+}
+
+/**
+ * The function indices V8 reports compiling while one-shot syncs run: the first (the plan new there), one
+ * after a report here (a push), one after a report there (a pull).
+ */
+async function syncTraced(store, plan, server) {
+  const trace = ["--trace-wasm-compilation-times"]
+  const out = [await server.sync(store, {}, undefined, trace)]
+  out.push(await server.sync(store, {}, async () => concord(store, ["report", "progress", "synced", "--job", "b", "--plan", plan]), trace))
+  out.push(await server.sync(store, {}, () => reportThere(server, plan, "from the server"), trace))
+  return out.flatMap(o => [...o.matchAll(/^Compiled function \S*#(\d+) using /gm)].map(m => Number(m[1])))
+}
+
+/** `concord ARGS` in `store` without blocking this process (a sync server runs in it): exit code, stdout, stderr. */
+function concordAsync(store, args, env = {}, node = []) {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [...node, BIN, ...args], {
+      cwd: store,
+      env: { ...process.env, CONCORD_STORE: store, ...env },
+      stdio: ["ignore", "pipe", "pipe"],
+    })
+    let stdout = ""
+    let stderr = ""
+    child.stdout.on("data", d => (stdout += d))
+    child.stderr.on("data", d => (stderr += d))
+    child.on("error", reject)
+    child.on("close", code => resolve({ code, stdout, stderr }))
+  })
 }
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) await recordLeanStartup()

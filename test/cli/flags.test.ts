@@ -6,12 +6,12 @@ const flags = (cmd: string) => v8Flags(cmd.split(" ")) as string[]
 
 describe("v8Flags", () => {
   it("short commands: baseline compiler only, functions validated on first use", () => {
-    for (const cmd of ["report progress halfway --job a", "status", "plan create p.yaml", "history PLAN", "approve"]) {
+    for (const cmd of ["report progress halfway --job a", "status", "plan create p.yaml", "history PLAN", "approve", "sync ws://h:1 --token t"]) {
       expect(flags(cmd)).toEqual(["--liftoff-only", "--wasm-lazy-validation"])
     }
   })
   it("long-lived processes making small changes: baseline compiler only (no background optimizing)", () => {
-    for (const cmd of ["run p.yaml", "mcp --plan P --job j --attempt 1", "dashboard", "status --watch", "sync ws://h:1 --token t"]) {
+    for (const cmd of ["run p.yaml", "mcp --plan P --job j --attempt 1", "dashboard", "status --watch"]) {
       expect(flags(cmd)).toEqual(["--liftoff-only"])
     }
   })

@@ -2,39 +2,14 @@
  * Sync across machines: `concord serve` (a sync server over the local store), `concord sync URL`
  * (this store <-> a server, both ways) and `concord token add|list|revoke` (access tokens of a server).
  */
-import { promises as fsp } from "node:fs"
 import type { Command } from "commander"
 import { InputError } from "../../doc/errors.js"
 import { locateStore } from "../../sync/store/locate.js"
 import { type GlobalOptions, openStore } from "../context.js"
 import { neutralize, out, printJson, table } from "../output.js"
+import { collect, declareSync, intOption, printSyncResult, readCa, type SyncCliOptions, stamp, syncSettings } from "./sync-once.js"
 
-const collect = (v: string, prev: string[]) => [...prev, v]
-
-function intOption(flag: string, v: string | undefined, min: number, max: number): number | undefined {
-  if (v === undefined) return undefined
-  const n = Number(v)
-  if (!/^\d+$/.test(v.trim()) || !Number.isInteger(n) || n < min || n > max)
-    throw new InputError(`invalid ${flag} "${v}": expected an integer from ${min} to ${max}`)
-  return n
-}
-
-function stamp(line: string): void {
-  try {
-    process.stderr.write(`${new Date().toISOString()} ${neutralize(line)}\n`)
-  } catch {
-    // stderr gone
-  }
-}
-
-export async function readCa(file: string | undefined): Promise<Buffer | undefined> {
-  if (!file) return undefined
-  try {
-    return await fsp.readFile(file)
-  } catch (e) {
-    throw new InputError(`cannot read CA file ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`)
-  }
-}
+export { readCa }
 
 function waitForSignal(): Promise<NodeJS.Signals> {
   return new Promise(resolve => {
@@ -62,17 +37,6 @@ interface ServeOptions {
   burst?: string
   tokenMessageBytes?: string
   tokenDocs?: string
-}
-
-interface SyncCliOptions {
-  token?: string
-  plan: string[]
-  watch?: boolean
-  timeout?: string
-  json?: boolean
-  list?: boolean
-  ca?: string
-  quiet?: boolean
 }
 
 /** The plans a token can see on a server (`sync --list`, `plan list --remote`). */
@@ -143,55 +107,24 @@ export function registerSync(program: Command, globals: () => GlobalOptions): vo
       stamp(`stopped; everything is written`)
     })
 
-  program
-    .command("sync")
-    .argument("<url>", "server, e.g. ws://127.0.0.1:7700 or wss://sync.example.com")
-    .option("--token <token>", "access token (default $CONCORD_TOKEN)")
-    .option("--plan <id>", "sync only this plan (id, url, name or id prefix); repeatable", collect, [])
-    .option("--watch", "stay connected and keep syncing both ways (reconnects with backoff)")
-    .option("--timeout <s>", "give up after this many seconds (without --watch)", "120")
-    .option("--list", "only list the plans this token can see on the server")
-    .option("--ca <file>", "trust this CA certificate (PEM) for wss:// (or set NODE_EXTRA_CA_CERTS)")
-    .option("--json", "print the result as JSON")
-    .option("--quiet", "no progress lines on stderr")
-    .description("sync this store's plans with a server, both ways (exit 0 once both sides have each other's changes)")
-    .action(async (url: string, opts: SyncCliOptions) => {
-      const { parseServerUrl } = await import("../../sync/net/api.js")
-      parseServerUrl(url)
-      const timeoutMs = intOption("--timeout", opts.timeout, 1, 86_400)! * 1000
-      const token = opts.token ?? process.env.CONCORD_TOKEN
-      if (!token) throw new InputError("no token: use --token T or set CONCORD_TOKEN (a server admin creates one with: concord token add)")
-      const ca = await readCa(opts.ca)
-      const log = opts.quiet ? () => {} : (l: string) => (l.startsWith("debug:") ? undefined : stamp(l))
-      if (opts.list) return listServerPlans(url, token, ca, opts.json)
-      const store = openStore(globals())
-      await store.create() // syncing into a new store makes it; deleted later, it stays gone
-      const { syncOnce, syncWatch } = await import("../../sync/net/sync.js")
-      const base = { url, token, ca, plans: opts.plan, log }
-      if (opts.watch) {
-        const ac = new AbortController()
-        void waitForSignal().then(s => {
-          log(`${s}: saving and disconnecting`)
-          ac.abort()
-        })
-        await syncWatch(store, { ...base, signal: ac.signal, onSaved: ids => log(`saved ${ids.length} document(s) from the server`) })
-        return
-      }
-      const r = await syncOnce(store, { ...base, timeoutMs })
-      if (opts.json) return printJson(r)
-      out(`synced ${r.plans.length} plan(s) with ${url} in ${(r.ms / 1000).toFixed(1)}s`)
-      for (const p of r.plans) {
-        const what = [
-          p.newHere ? "new here" : "",
-          p.newThere ? "new on the server" : "",
-          p.received ? `received ${p.received} change(s)` : "nothing new received",
-        ]
-          .filter(Boolean)
-          .join(", ")
-        out(`  ${p.id}  ${p.name}  ${p.docs} document(s); ${what}`)
-      }
-      for (const s of r.skipped) out(`  skipped ${s.id}: ${s.why}`)
-    })
+  declareSync(program).action(async (url: string, opts: SyncCliOptions) => {
+    const settings = await syncSettings(url, opts)
+    if (opts.list) return listServerPlans(url, settings.token, settings.ca, opts.json)
+    const store = openStore(globals())
+    await store.create() // syncing into a new store makes it; deleted later, it stays gone
+    const { syncOnce, syncWatch } = await import("../../sync/net/sync.js")
+    const base = { url, token: settings.token, ca: settings.ca, plans: opts.plan, log: settings.log }
+    if (opts.watch) {
+      const ac = new AbortController()
+      void waitForSignal().then(s => {
+        settings.log(`${s}: saving and disconnecting`)
+        ac.abort()
+      })
+      await syncWatch(store, { ...base, signal: ac.signal, onSaved: ids => settings.log(`saved ${ids.length} document(s) from the server`) })
+      return
+    }
+    printSyncResult(await syncOnce(store, { ...base, timeoutMs: settings.timeoutMs }), url, opts)
+  })
 
   const token = program.command("token").description("access tokens of this store's sync server")
   token

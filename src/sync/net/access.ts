@@ -47,7 +47,7 @@ import {
   PLAN_CONFLICT_PRIORITY,
   type PlanStatus,
 } from "../../doc/states.js"
-import { verifyAutomergeBytes } from "../storage/chunk-format.js"
+import { type ChangeHeader, verifyAutomergeBytes } from "../storage/chunk-format.js"
 import { ALL_PLANS, roleJob, type Role, type TokenRecord } from "./tokens.js"
 
 export interface Principal {
@@ -183,6 +183,12 @@ export class AccessPolicy {
     this.#accepted.delete(docId)
     this.#accepted.set(docId, j.doc)
     if (this.#accepted.size > 256) this.#accepted.delete(this.#accepted.keys().next().value!)
+  }
+
+  /** Drop what was remembered of a document's accepted changes (they were not stored after all). */
+  forget(docId: string): void {
+    this.#accepted.delete(docId)
+    this.#acceptedRaw.delete(docId)
   }
 
   /** May this token read this document? */
@@ -327,16 +333,27 @@ export function judgeChanges(input: JudgeInput): Judgement {
  * empty document if none), for the audit's list of what is new. No JavaScript view is built.
  */
 function judgeAdmin(entries: Uint8Array[], base: Backend | undefined): Judgement {
-  const damaged = checkChangeBytes(entries)
+  const headers: ChangeHeader[][] = []
+  const damaged = checkChangeBytes(entries, headers)
   if (damaged) return no(`undecodable change (${damaged})`)
   const raw = base ?? A.getBackend(A.init())
   const beforeHeads = raw.getHeads()
+  // nothing held back (changes waiting for their dependencies), and how many changes it has
+  const settled = raw.getMissingDeps([]).length === 0
+  const before = raw.stats().numChanges
   try {
     raw.loadIncremental(concat(entries))
   } catch (e) {
     return no(`undecodable change (${(e as Error).message})`)
   }
-  const metas = raw.getChangesMeta(beforeHeads)
+  // What is new: when every entry is plain changes, all of them applied and all new (the count grew by
+  // exactly as many, and nothing held back before could have come in with them), their headers say it
+  // without asking Automerge to list them (~0.1 s per 2,500 changes); else Automerge's list.
+  const sent = headers.length === entries.length ? headers.flat() : undefined
+  const metas =
+    sent && settled && new Set(sent.map(h => h.hash)).size === sent.length && raw.stats().numChanges - before === sent.length
+      ? sent
+      : raw.getChangesMeta(beforeHeads)
   if (metas.length === 0) return { ...NOTHING, raw }
   return { ok: true, changes: metas.map(m => ({ hash: m.hash, actor: m.actor, by: parseChangeNote(m.message)?.by ?? null })), created: !base, raw }
 }
@@ -356,10 +373,13 @@ function concat(entries: Uint8Array[]): Uint8Array {
   return out
 }
 
-/** Container check of a sync message's change entries (framing and checksums), cheap. */
-function checkChangeBytes(entries: Uint8Array[]): string | undefined {
+/**
+ * Container check of a sync message's change entries (framing and checksums), cheap. With `headers`, the
+ * change headers of each entry that is plain changes are added to it (from the same hashes).
+ */
+function checkChangeBytes(entries: Uint8Array[], headers?: ChangeHeader[][]): string | undefined {
   for (const e of entries) {
-    const v = verifyAutomergeBytes(e)
+    const v = verifyAutomergeBytes(e, { headers })
     if (!v.ok) return v.reason
   }
   return undefined

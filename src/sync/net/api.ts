@@ -4,9 +4,14 @@
  * never loads it.
  */
 import http from "node:http"
-import https from "node:https"
-import { ConcordError, InputError } from "../../doc/errors.js"
+import { createRequire } from "node:module"
+import { ConcordError } from "../../doc/errors.js"
 import type { ServerPlanInfo } from "./server.js"
+import { parseServerUrl } from "./url.js"
+
+/** node:https (with node:tls) is loaded for an https:// server only: a sync over http loads neither. */
+let https: typeof import("node:https") | undefined
+const client = (u: URL): typeof http => (u.protocol === "https:" ? (https ??= createRequire(import.meta.url)("node:https")) : http) as typeof http
 
 /** Sync failed: server unreachable, token or change refused, or no convergence in time. Exit code 1. */
 export class SyncError extends ConcordError {
@@ -31,27 +36,6 @@ export interface PlansResponse {
   plans: ServerPlanInfo[]
 }
 
-/** Normalise a server URL: ws(s):// or http(s)://, no token in it. */
-export function parseServerUrl(url: string): { ws: URL; http: URL } {
-  let u: URL
-  try {
-    u = new URL(url)
-  } catch {
-    throw new InputError(`invalid server URL "${url}": expected ws://HOST:PORT or wss://HOST:PORT`)
-  }
-  const proto = u.protocol
-  if (!["ws:", "wss:", "http:", "https:"].includes(proto)) {
-    throw new InputError(`invalid server URL "${url}": expected ws://, wss://, http:// or https://`)
-  }
-  if (u.searchParams.has("token")) throw new InputError("put the token in --token (or $CONCORD_TOKEN), not in the URL")
-  const secure = proto === "wss:" || proto === "https:"
-  const ws = new URL(u.toString())
-  ws.protocol = secure ? "wss:" : "ws:"
-  const h = new URL(u.toString())
-  h.protocol = secure ? "https:" : "http:"
-  return { ws, http: h }
-}
-
 export class ServerApi {
   readonly base: URL
   constructor(
@@ -72,7 +56,7 @@ export class ServerApi {
 
   request<T>(method: "GET" | "POST", suffix: string, body?: unknown, timeoutMs = 30_000): Promise<T> {
     const u = this.#url(suffix)
-    const lib = u.protocol === "https:" ? https : http
+    const lib = client(u)
     const payload = body === undefined ? undefined : JSON.stringify(body)
     return new Promise<T>((resolve, reject) => {
       const req = lib.request(
@@ -126,7 +110,7 @@ export class ServerApi {
    */
   exchange(body: Buffer, timeoutMs = 120_000): Promise<Buffer | null> {
     const u = this.#url("/v1/exchange")
-    const lib = u.protocol === "https:" ? https : http
+    const lib = client(u)
     return new Promise<Buffer | null>((resolve, reject) => {
       const req = lib.request(
         u,

@@ -24,8 +24,10 @@ import type { PlanStore } from "../store/PlanStore.js"
 import { writeFileAtomic } from "../storage/atomic.js"
 import { chunkContents } from "../storage/chunk-format.js"
 import type { Backend } from "./access.js"
-import { type PlansResponse, type ServerApi, SyncError } from "./api.js"
+import { type PlansResponse, ServerApi, SyncError } from "./api.js"
+import { choosePlans } from "./choose.js"
 import { encodeFramed, type ExchangeAnswerDoc, type ExchangeRequestDoc, jobsOf, parseAnswer } from "./exchange.js"
+import type { SyncOptions, SyncResult } from "./sync.js"
 
 export interface BulkPlan {
   id: string
@@ -114,11 +116,35 @@ const sameList = (a: string[] | undefined, b: string[]) => !!a && a.length === b
 const has = (raw: Backend, h: string) => raw.getChangeByHash(h) !== null
 
 /**
+ * A one-shot sync by exchange alone: the server's plan list, the plans chosen, one exchange (sync.ts's
+ * syncOnce, and the lean start-up of `concord sync`, src/cli/lean-sync.ts). `declined`, having written
+ * nothing, when the server has no exchange endpoint or the request is over its size limit: the caller
+ * then syncs through the sync protocol, from the plan list it was given. `ready`: resolves once Automerge
+ * can run (a process that is still compiling its WebAssembly); the plan list is asked for meanwhile.
+ */
+export async function syncOnceByExchange(store: PlanStore, opts: SyncOptions, ready?: Promise<unknown>): Promise<SyncResult | { declined: PlansResponse }> {
+  const t0 = Date.now()
+  const log = opts.log ?? (() => {})
+  const api = new ServerApi(opts.url, opts.token, opts.ca)
+  const asked = api.syncPlans()
+  if (ready) {
+    asked.catch(() => {}) // (awaited below)
+    await ready
+  }
+  const remote = await asked
+  const { chosen, skipped } = await choosePlans(store, remote, opts.plans)
+  const r = await syncByExchange(store, remote, api, chosen, { deadline: t0 + (opts.timeoutMs ?? 120_000), log })
+  if (!r) return { declined: remote }
+  for (const s of [...skipped, ...r.skipped]) log(`skipped plan ${s.id}: ${s.why}`)
+  return { url: opts.url, ms: Date.now() - t0, plans: r.plans, skipped: [...skipped, ...r.skipped] }
+}
+
+/**
  * Sync the chosen plans in one exchange (a second one only for documents whose base was wrong).
  * Returns undefined, having written nothing, when the server has no exchange endpoint or the request
  * is over its size limit (the caller then syncs through the sync protocol).
  */
-export async function syncByExchange(
+async function syncByExchange(
   store: PlanStore,
   remote: PlansResponse,
   api: ServerApi,
@@ -233,7 +259,7 @@ export async function syncByExchange(
       if (bytes.byteLength > 0) {
         // what came back builds on our heads (it is what the server has beyond them), unless it is a
         // whole document: then our copy is read (`read`), to count what is new
-        const got = await addReceived(store, it, bytes, read)
+        const got = await addReceived(store, it, bytes, read, !!a.heads && !a.refused && !a.missingDeps)
         addedKeys.set(it.id, got.key)
         received.set(it.id, (received.get(it.id) ?? 0) + got.count)
         // a report log's cached digest follows what came in, as a save's hook would keep it (status reads
@@ -311,7 +337,9 @@ async function addReceived(
   store: PlanStore,
   it: Item,
   bytes: Uint8Array,
-  read: (it: Item) => Promise<Backend | undefined>
+  read: (it: Item) => Promise<Backend | undefined>,
+  /** the server took our changes: it has our heads, and sent only changes past them, all new here */
+  pastOurs: boolean
 ): Promise<{ count: number; key: string; changes: Uint8Array[] }> {
   // one parse of the chunk headers, one hash per change (checksums included)
   const contents = chunkContents(bytes)
@@ -325,7 +353,7 @@ async function addReceived(
     count = Math.max(0, fresh.stats().numChanges - (ours ? ours.stats().numChanges : 0))
     changes = fresh.getChanges([])
   } else {
-    count = newHere(it.raw, contents.changeHashes)
+    count = pastOurs ? new Set(contents.changeHashes).size : newHere(it.raw, contents.changeHashes)
     changes = contents.chunks.map(c => bytes.subarray(c.offset, c.offset + c.size))
   }
   const key = await store.docs.addChunk(it.id, bytes)

@@ -60,10 +60,18 @@ export class LimitBook {
     return undefined
   }
 
-  noteCreated(tokenId: string, docId: string): void {
+  /** Count a document this token created; false if it was counted already. */
+  noteCreated(tokenId: string, docId: string): boolean {
     let s = this.#created.get(tokenId)
     if (!s) this.#created.set(tokenId, (s = new Set()))
+    if (s.has(docId)) return false
     s.add(docId)
+    return true
+  }
+
+  /** Stop counting a document noted as created (it was not stored after all). */
+  forgetCreated(tokenId: string, docId: string): void {
+    this.#created.get(tokenId)?.delete(docId)
   }
 
   created(tokenId: string): number {

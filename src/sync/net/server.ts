@@ -285,19 +285,7 @@ export class SyncServer {
       const over = this.limits.canCreate(token.id, docId)
       if (over) return { ok: false, reason: over }
     }
-    const records: AuditRecord[] = j.changes.map(c => ({
-      v: 1,
-      at: now,
-      hash: c.hash,
-      doc: docId,
-      token: token.id,
-      ...(token.label ? { label: token.label } : {}),
-      role: token.role,
-      remote,
-      by: c.by,
-      actor: c.actor,
-      ...(j.created ? { created: true } : {}),
-    }))
+    const records = auditRecords(token, remote, docId, j, now)
     try {
       await this.audit.append(records)
     } catch (e) {
@@ -497,20 +485,55 @@ export class SyncServer {
       const answers: ExchangeAnswerDoc[] = []
       const chunks: Uint8Array[] = []
       const viaRepo: string[] = []
-      const sources: (() => Backend | undefined)[] = []
+      const merged: (Backend | undefined)[] = []
+      // Accepted changes that change nothing the judgement of the documents after them reads (the plans
+      // index) wait here, judged and remembered as accepted, so that the exchange writes its audit
+      // records once (one fsync), then puts them all in place: each still only after its records are durable.
+      const pending: {
+        i: number
+        id: string
+        chunk: Uint8Array
+        j: Judgement & { ok: true }
+        now: number
+        base?: { raw: Backend; keys?: Set<string> }
+        /** a report log new here, counted against the token's documents while it waits */
+        counted: boolean
+      }[] = []
+      const refuse = (i: number, reason: string) => {
+        answers[i].refused = reason
+        this.#log(`refused sync from ${remote} (token ${token.id}) for ${answers[i].id}: ${reason}`)
+      }
+      const flush = async () => {
+        const batch = pending.splice(0)
+        if (batch.length === 0) return
+        try {
+          await this.audit.append(batch.flatMap(p => auditRecords(token, remote, p.id, p.j, p.now)))
+        } catch (e) {
+          for (const p of batch) {
+            this.policy.forget(p.id)
+            if (p.counted) this.limits.forgetCreated(token.id, p.id)
+            refuse(p.i, `the server cannot write its audit trail (${(e as Error).message}); nothing was stored`)
+          }
+          return
+        }
+        for (const p of batch) this.#noteDoc(p.id)
+        // (all of them settled before a failure is thrown: none is still being written when the answer goes)
+        const applied = await Promise.allSettled(batch.map(async p => (merged[p.i] = await this.#applyExchanged(p.id, p.chunk, p.j, viaRepo, p.base))))
+        const failed = applied.find(r => r.status === "rejected")
+        if (failed) throw failed.reason
+      }
       for (let i = 0; i < request.docs.length && !this.#closing; i++) {
         const { id } = request.docs[i]
         const chunk = request.chunks[i]
         const answer: ExchangeAnswerDoc = { id, heads: null, bytes: 0 }
         answers.push(answer)
-        let merged: Backend | undefined
         // each document counts as one message against the token's limits, as on the WebSocket
         const now = Date.now()
         const limited = this.limits.admit(token.id, chunk.byteLength, now)
         if (!this.policy.canRead(token, id)) {
-          answer.refused = `token ${token.id} has no access to this document`
+          refuse(i, `token ${token.id} has no access to this document`)
         } else if (limited && chunk.byteLength === 0) {
-          answer.refused = limited
+          refuse(i, limited)
         } else if (chunk.byteLength > 0) {
           let before: string[] = []
           const current = async (d: string) => {
@@ -532,15 +555,28 @@ export class SyncServer {
           if (missing) {
             // built on changes the server does not have (the client's record of what it has is wrong)
             answer.missingDeps = true
+          } else if (j.ok && j.changes.length === 0) {
+            this.policy.noteAccepted(id, j) // nothing new (#record's own answer)
+          } else if (j.ok && !this.#changesIndex(id, j)) {
+            // (a report log new here counts against the token's documents as #record counts it)
+            const over = j.created ? this.limits.canCreate(token.id, id) : undefined
+            if (over) refuse(i, over)
+            else {
+              const counted = j.created && this.limits.noteCreated(token.id, id)
+              this.policy.noteAccepted(id, j)
+              pending.push({ i, id, chunk, j, now, base, counted })
+            }
           } else {
+            // refused, or a document the index learns from (a new one, a plan with new
+            // jobs): in place before the next document is judged
+            await flush()
             const v = await this.#record(token, remote, id, j, now)
-            if (!v.ok) answer.refused = v.reason
-            else if (v.changes.length > 0 && j.ok) merged = await this.#applyExchanged(id, chunk, j, viaRepo, base)
+            if (!v.ok) refuse(i, v.reason)
+            else if (v.changes.length > 0 && j.ok) merged[i] = await this.#applyExchanged(id, chunk, j, viaRepo, base)
           }
         }
-        if (answer.refused) this.#log(`refused sync from ${remote} (token ${token.id}) for ${id}: ${answer.refused}`)
-        sources.push(() => merged)
       }
+      await flush()
       // shutting down midway: what was applied is durable (or flushed on close); the client sends again
       if (answers.length < request.docs.length) return json(res, 503, { error: "server is shutting down" })
       // durable before the answer: what went through the Repo is flushed; direct writes already are
@@ -548,10 +584,10 @@ export class SyncServer {
       for (let i = 0; i < answers.length; i++) {
         const answer = answers[i]
         let chunk: Uint8Array = new Uint8Array(0)
-        if (!answer.refused && i < sources.length) {
+        if (!answer.refused) {
           const id = answer.id
           const h = this.repo.handles[id as DocumentId]
-          const raw = h?.isReady() ? A.getBackend(h.doc() as A.Doc<unknown>) : (sources[i]() ?? (await this.#currentRaw(id)))
+          const raw = h?.isReady() ? A.getBackend(h.doc() as A.Doc<unknown>) : (merged[i] ?? (await this.#currentRaw(id)))
           if (raw) {
             const theirs = request.docs[i].heads.filter(x => raw.getChangeByHash(x) !== null)
             answer.heads = raw.getHeads()
@@ -566,6 +602,17 @@ export class SyncServer {
     } finally {
       done()
     }
+  }
+
+  /**
+   * Would putting these accepted changes in place change the plans index: a document it does not know
+   * (a new plan), a plan that gets jobs? (A report log of a known job, new here or not, does not.)
+   */
+  #changesIndex(id: string, j: Judgement & { ok: true }): boolean {
+    const p = this.index.plans.get(id)
+    if (!p) return !this.index.lookup(id) || (j.created && !!this.repo.handles[id as DocumentId])
+    const after = j.raw ?? (j.doc ? A.getBackend(j.doc) : undefined)
+    return !after || jobsOf(after).some(job => !p.jobs.includes(job))
   }
 
   /**
@@ -607,10 +654,13 @@ export class SyncServer {
     // chunk files and this one are exactly what `own` holds
     const cached = this.#raws.get(id)
     const same = !!cached && cached === base
+    // a document new here: the judgement started from nothing, so this chunk file is all `own` holds (a
+    // file someone else adds meanwhile is not in the cache's keys, and is read the next time)
+    const fresh = !cached && !base && j.created
     this.#raws.delete(id)
     await this.store.docs.addChunk(id, chunk)
-    if (own && whole && same && this.#raws.get(id) === undefined) {
-      let keys = new Set([...cached.keys, key])
+    if (own && whole && (same || fresh) && this.#raws.get(id) === undefined) {
+      let keys = new Set([...(cached?.keys ?? []), key])
       // chunk files pile up one per exchange: now and then one snapshot replaces those the cache holds
       if ([...keys].filter(k => k.startsWith("incremental/")).length > MAX_EXCHANGE_CHUNKS) {
         this.#watcher?.adopt(id, [id, "snapshot", headsHash(own.getHeads())], whole)
@@ -903,4 +953,21 @@ export async function readPem(file: string, what: string): Promise<Buffer> {
   } catch (e) {
     throw Object.assign(new Error(`cannot read ${what} ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`), { exitCode: 2 })
   }
+}
+
+/** The audit trail's records of the changes a token sent for a document (judged and accepted). */
+function auditRecords(token: TokenRecord, remote: string, docId: string, j: Judgement & { ok: true }, now: number): AuditRecord[] {
+  return j.changes.map(c => ({
+    v: 1,
+    at: now,
+    hash: c.hash,
+    doc: docId,
+    token: token.id,
+    ...(token.label ? { label: token.label } : {}),
+    role: token.role,
+    remote,
+    by: c.by,
+    actor: c.actor,
+    ...(j.created ? { created: true } : {}),
+  }))
 }

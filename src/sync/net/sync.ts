@@ -15,18 +15,16 @@
  * conversation that lost a message, and the connection is re-made to start it afresh (stall.ts).
  */
 import * as A from "@automerge/automerge"
-import { InputError, NotFoundError } from "../../doc/errors.js"
-import { parseDocRef, reportDocId } from "../../doc/ids.js"
+import { reportDocId } from "../../doc/ids.js"
 import { sameHeads } from "../../doc/heads.js"
 import { isPlanDoc, readPlan } from "../../doc/plan.js"
 import { retrying, sleep } from "../../lib/async.js"
-import { LocalBackend } from "../../ops/local.js"
-import { pick, resolvePlan } from "../../ops/resolve.js"
 import { holdsChunk } from "../store/DocStore.js"
 import type { PlanStore } from "../store/PlanStore.js"
 import { type PlansResponse, ServerApi, SyncError } from "./api.js"
 import type { ConnectOptions } from "./client.js"
-import { syncByExchange } from "./bulk.js"
+import { syncOnceByExchange } from "./bulk.js"
+import { choosePlans } from "./choose.js"
 import { DivergenceWatch } from "./stall.js"
 
 export interface SyncOptions extends ConnectOptions {
@@ -59,80 +57,8 @@ export interface SyncResult {
   skipped: { id: string; why: string }[]
 }
 
-interface PlanChoice {
-  id: string
-  onServer: boolean
-  serverDocs: Set<string>
-  /** the plan's jobs as the server knows them (none if it is not on the server) */
-  serverJobs: string[]
-}
-
-const ALL = "*"
-
 /** Report logs a sync fetches from the server at once. */
 const FETCH_CONCURRENCY = 16
-
-/** Which plans to sync, from the references given (or all), the local index and the server's list. */
-async function choosePlans(
-  store: PlanStore,
-  remote: PlansResponse,
-  refs: string[] | undefined
-): Promise<{ chosen: PlanChoice[]; skipped: { id: string; why: string }[] }> {
-  const local = await store.listPlans()
-  const serverById = new Map(remote.plans.map(p => [p.id, p]))
-  const grants = remote.token.plans
-  const role = remote.token.role
-  const granted = (id: string) => grants.includes(id) || grants.includes(ALL)
-  const chosen = new Map<string, PlanChoice>()
-  const skipped: { id: string; why: string }[] = []
-  const add = (id: string) => {
-    const s = serverById.get(id)
-    chosen.set(id, { id, onServer: !!s, serverDocs: new Set(s?.docs ?? []), serverJobs: s?.jobs ?? [] })
-  }
-  if (refs && refs.length > 0) {
-    // A reference is resolved by the one rule (src/ops/resolve.ts): first among the plans this token can
-    // see on the server, then in this store. An ambiguous name or prefix is refused, naming the plans.
-    const serverPlans = [...remote.plans].sort((a, b) => a.createdAt - b.createdAt || a.id.localeCompare(b.id))
-    const onServer = { where: `the plans this token (${remote.token.id}) can see on the server` }
-    const local = new LocalBackend(store)
-    for (const ref of refs) {
-      const asId = parseDocRef(ref)
-      const fromServer = pick(serverPlans, ref, onServer)
-      if (fromServer) {
-        add(fromServer.id)
-        continue
-      }
-      let id: string
-      try {
-        id = (await resolvePlan(local, ref)).id
-      } catch (e) {
-        if (!(e instanceof NotFoundError)) throw e
-        if (asId && granted(asId)) throw new InputError(`plan ${asId} is neither in this store nor on the server`)
-        throw new InputError(`no plan "${ref}" in this store or among the plans this token can see on the server`)
-      }
-      if (serverById.has(id)) add(id)
-      else if (!granted(id)) throw new SyncError("refused", `token ${remote.token.id} has no access to plan ${id} on the server`)
-      else if (role !== "admin")
-        throw new SyncError("refused", `plan ${id} is not on the server yet, and only an admin token can push a new plan (this token is ${role})`)
-      else add(id)
-    }
-  } else {
-    for (const p of remote.plans) add(p.id)
-    for (const p of local) {
-      if (chosen.has(p.id)) continue
-      if (!granted(p.id)) {
-        if (!grants.includes(ALL)) skipped.push({ id: p.id, why: `not shared with this token` })
-        continue
-      }
-      if (role !== "admin") {
-        skipped.push({ id: p.id, why: `not on the server yet; pushing a new plan needs an admin token` })
-        continue
-      }
-      add(p.id)
-    }
-  }
-  return { chosen: [...chosen.values()], skipped }
-}
 
 /** How many changes a document has (Automerge's own count: instant, where listing them takes ~40 µs each). */
 const changeCount = (doc: A.Doc<unknown>) => A.stats(doc).numChanges
@@ -143,18 +69,13 @@ export async function syncOnce(store: PlanStore, opts: SyncOptions): Promise<Syn
   const timeoutMs = opts.timeoutMs ?? 120_000
   const log = opts.log ?? (() => {})
   // The HTTP API first: it answers fast and clearly for unreachable servers and refused tokens.
-  const api = new ServerApi(opts.url, opts.token, opts.ca)
-  const byExchange = opts.exchange !== false && process.env.CONCORD_SYNC_EXCHANGE !== "0"
-  const remote = byExchange ? await api.syncPlans() : await api.plans()
-  if (byExchange) {
-    const { chosen, skipped } = await choosePlans(store, remote, opts.plans)
-    const r = await syncByExchange(store, remote, api, chosen, { deadline: t0 + timeoutMs, log })
-    if (r) {
-      for (const s of [...skipped, ...r.skipped]) log(`skipped plan ${s.id}: ${s.why}`)
-      return { url: opts.url, ms: Date.now() - t0, plans: r.plans, skipped: [...skipped, ...r.skipped] }
-    }
+  let remote: PlansResponse
+  if (opts.exchange !== false && process.env.CONCORD_SYNC_EXCHANGE !== "0") {
+    const r = await syncOnceByExchange(store, opts)
+    if (!("declined" in r)) return r
     log(`debug: the server has no change exchange (an older concord) or the request is over its size limit; syncing through the sync protocol`)
-  }
+    remote = r.declined
+  } else remote = await new ServerApi(opts.url, opts.token, opts.ca).plans()
   // automerge-repo is loaded only for this path (and for syncWatch)
   const { RemoteSession } = await import("./client.js")
   const session = await RemoteSession.open(opts)

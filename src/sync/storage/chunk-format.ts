@@ -160,14 +160,23 @@ export function listChunks(bytes: Uint8Array): { ok: true; chunks: ChunkHeaderIn
  * semantic content of the chunks; a chunk that passes can still be rejected by Automerge, but a
  * truncated, torn, zero-length, garbage or garbage-appended file is always caught.
  */
-export function verifyAutomergeBytes(bytes: Uint8Array): VerifyResult {
+export function verifyAutomergeBytes(bytes: Uint8Array, opts: { headers?: ChangeHeader[][] } = {}): VerifyResult {
   const listed = listChunks(bytes)
   if (!listed.ok) return listed
+  // with `headers`: the changes' headers too, from the same hashes (none listed unless every chunk is a
+  // plain change chunk, as saveSince writes them)
+  let headers: ChangeHeader[] | undefined = opts.headers ? [] : undefined
   for (const [i, c] of listed.chunks.entries()) {
     const stored = bytes.subarray(c.offset + 4, c.offset + 8)
     let expected: Uint8Array
     try {
-      expected = chunkDigest(bytes, c).subarray(0, 4)
+      const digest = chunkDigest(bytes, c)
+      expected = digest.subarray(0, 4)
+      if (headers) {
+        const h = c.type === CHUNK_TYPE_CHANGE ? changeHeader(bytes, c, digest) : undefined
+        if (h) headers.push(h)
+        else headers = undefined
+      }
     } catch (e) {
       return {
         ok: false,
@@ -181,6 +190,7 @@ export function verifyAutomergeBytes(bytes: Uint8Array): VerifyResult {
       }
     }
   }
+  if (headers) opts.headers!.push(headers)
   return { ok: true }
 }
 
@@ -253,4 +263,39 @@ function documentHeads(data: Uint8Array): string[] | undefined {
   const heads: string[] = []
   for (let i = 0; i < count.value; i++, pos += 32) heads.push(hex(data.subarray(pos, pos + 32)))
   return heads
+}
+
+/** What the header of one change says: its hash, its author (actor id, hex) and its message. */
+export interface ChangeHeader {
+  hash: string
+  actor: string
+  message: string | null
+}
+
+/**
+ * The header of a (plain) change chunk, read without Automerge (`digest`: its hash); undefined if it does not
+ * parse. A change chunk's data starts with its dependencies (ULEB count, 32 bytes each), its actor (ULEB
+ * length + bytes), seq and start op (ULEB), time (SLEB) and message (ULEB length + UTF-8; empty: none).
+ */
+function changeHeader(bytes: Uint8Array, c: ChunkHeaderInfo, digest: Buffer): ChangeHeader | undefined {
+  const data = bytes.subarray(c.offset + c.size - c.length, c.offset + c.size)
+  const deps = readUleb(data, 0)
+  if (!deps) return undefined
+  let pos = deps.next + deps.value * 32
+  const actorLen = pos <= data.length ? readUleb(data, pos) : undefined
+  if (!actorLen || actorLen.next + actorLen.value > data.length) return undefined
+  const actor = hex(data.subarray(actorLen.next, actorLen.next + actorLen.value))
+  pos = actorLen.next + actorLen.value
+  for (let i = 0; i < 2; i++) {
+    const n = readUleb(data, pos) // seq, start op
+    if (!n) return undefined
+    pos = n.next
+  }
+  // time: a signed LEB128 (only where it ends matters)
+  while (pos < data.length && data[pos] & 0x80) pos++
+  pos++
+  const msgLen = pos <= data.length ? readUleb(data, pos) : undefined
+  if (!msgLen || msgLen.next + msgLen.value > data.length) return undefined
+  const message = msgLen.value === 0 ? null : Buffer.from(data.buffer, data.byteOffset + msgLen.next, msgLen.value).toString("utf8")
+  return { hash: digest.toString("hex"), actor, message }
 }

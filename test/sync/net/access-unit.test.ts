@@ -3,7 +3,7 @@
  * the changes of a message are applied to a copy of the server's document and judged by what they do.
  */
 import * as A from "@automerge/automerge"
-import { describe, expect, it } from "vitest"
+import { describe, expect, it, vi } from "vitest"
 import { newDocId } from "../../../src/doc/ids.js"
 import {
   acquireLease,
@@ -20,6 +20,7 @@ import {
 } from "../../../src/doc/plan.js"
 import { appendReport, reportsGenesis, type ReportsDocument } from "../../../src/doc/reports.js"
 import { AccessPolicy, type DocRef, judgeChanges, PlanIndex } from "../../../src/sync/net/access.js"
+import { listChunks } from "../../../src/sync/storage/chunk-format.js"
 import type { Role, TokenRecord } from "../../../src/sync/net/tokens.js"
 import { ctx, fork, spec } from "../../doc/helpers.js"
 
@@ -296,5 +297,65 @@ describe("unpacking a sync message's changes", () => {
     expect(note(await policy.judge(admin, msg(A.getChanges(d0, one)), current)).ok).toBe(true)
     const bad = raw(two, d => (d.jobs.A.status["1"] = new A.ImmutableString("queued")))
     expect(okOf((await policy.judge(writer, msg(A.getChanges(two, bad)), current)) as never)).toMatch(/state machine forbids/)
+  })
+})
+
+describe("an admin's new changes, as the audit lists them", () => {
+  /** What Automerge says is new in `after` since `before`: hash, actor, author. */
+  const expected = (after: A.Doc<unknown>, before: string[]) =>
+    A.getChangesMetaSince(after, before)
+      .map(m => `${m.hash} ${m.actor} ${m.message}`)
+      .sort()
+  const listed = (j: ReturnType<typeof judgeChanges>, after: A.Doc<unknown>) => {
+    expect(j.ok).toBe(true)
+    const metas = new Map(A.getChangesMetaSince(after, []).map(m => [m.hash, m]))
+    return (j.ok ? j.changes : []).map(c => `${c.hash} ${c.actor} ${metas.get(c.hash)?.message}`).sort()
+  }
+  let base = A.from<{ n: number; text?: string }>({ n: 0 }, { actor: "aa".repeat(16) })
+  const grow = (d: typeof base, k: number, actor: string, big = false) => {
+    let x = A.clone(d, { actor })
+    for (let i = 0; i < k; i++)
+      x = A.change(x, { message: `{"by":"agent-${actor.slice(0, 2)}@h","n":${i}}` }, y => {
+        y.n = i
+        if (big) y.text = "x".repeat(2000 + i)
+      })
+    return x
+  }
+  base = grow(base, 3, "aa".repeat(16))
+
+  it("new change chunks, large ones too: listed from their headers, exactly Automerge's list", () => {
+    const mine = grow(base, 20, "bb".repeat(16), true)
+    const sent = A.saveSince(mine, A.getHeads(base))
+    const chunks = listChunks(sent)
+    expect(chunks.ok && new Set(chunks.chunks.map(c => c.type))).toEqual(new Set([1])) // change chunks, as saveSince writes them
+    const asked = vi.spyOn(Object.getPrototypeOf(A.getBackend(base)), "getChangesMeta")
+    const j = judgeChanges({ role: "admin", ref: undefined, doc: base, entries: [sent] })
+    expect(asked).not.toHaveBeenCalled()
+    asked.mockRestore()
+    expect(listed(j, mine)).toEqual(expected(mine, A.getHeads(base)))
+    expect(listed(j, mine)).toHaveLength(20)
+  })
+
+  it("changes the server has already, and changes held back until now: Automerge's list", () => {
+    const mine = grow(base, 6, "cc".repeat(16))
+    const all = A.getChanges(base, mine)
+    // the server has the first two, and holds back the fourth (its dependency, the third, is missing)
+    let server = A.applyChanges(A.clone(base), all.slice(0, 2))[0]
+    server = A.applyChanges(server, [all[3]])[0]
+    const before = A.getHeads(server)
+    const asked = vi.spyOn(Object.getPrototypeOf(A.getBackend(base)), "getChangesMeta")
+    const j = judgeChanges({ role: "admin", ref: undefined, doc: server, entries: [A.saveSince(mine, A.getHeads(base))] })
+    const merged = A.merge(A.clone(server), mine)
+    expect(listed(j, merged)).toEqual(expected(merged, before))
+    expect(asked).toHaveBeenCalled()
+    asked.mockRestore()
+    // duplicates sent: the two it had are not new
+    const again = judgeChanges({
+      role: "admin",
+      ref: undefined,
+      doc: A.applyChanges(A.clone(base), all.slice(0, 2))[0],
+      entries: [A.saveSince(mine, A.getHeads(base))],
+    })
+    expect(again.ok && again.changes).toHaveLength(4)
   })
 })

@@ -23,6 +23,7 @@ import { encodeFramed } from "../../../src/sync/net/exchange.js"
 import { SyncServer } from "../../../src/sync/net/server.js"
 import { syncOnce } from "../../../src/sync/net/sync.js"
 import { addToken, defaultTokensFile } from "../../../src/sync/net/tokens.js"
+import { DocStore } from "../../../src/sync/store/DocStore.js"
 import { PlanStore } from "../../../src/sync/store/PlanStore.js"
 import { spec } from "../../doc/helpers.js"
 import { spawnConcord, until } from "./helpers.js"
@@ -354,6 +355,77 @@ describe("one-shot sync by direct exchange", () => {
     expect((await readAudit(serverDir)).length).toBe(auditBefore + 3)
     expect((await new PlanStore(serverDir).loadReports(id, "B"))!.reports.map(r => String(r.message))).toEqual(["B done"])
   }, 120_000)
+
+  it("writes the audit records of all its documents with one append (a new report log too), each change once; an audit that fails stores nothing", async () => {
+    const a = await newStore()
+    const { id } = await a.createPlan(spec([{ name: "A" }, { name: "B" }], { name: "exchange-one-audit" }), "/tmp", ctx())
+    const rid = reportDocId(id, "A")
+    const bid = reportDocId(id, "B")
+    await work(a, id, 3, "a")
+    await syncOnce(a, { url, token: tk.admin, timeoutMs: 60_000 }) // the plan and A's log are new there: one at a time
+    // then: changes to both, and B's log, new to the server (a report log of a job it knows)
+    await work(a, id, 15, "a")
+    let blog = reportsGenesis(id, "B")
+    for (let i = 0; i < 4; i++) blog = appendReport(blog, { status: "progress", message: `b ${i}`, progress: i, attempt: 1 }, ctx("job:B#1@a"))
+    await a.docs.save(bid, blog)
+    const plan = (await a.docs.load<unknown>(id))!
+    const log = (await a.docs.load<unknown>(rid))!
+    const serverBefore = await headsIn(serverDir, [id, rid])
+    const s = new PlanStore(serverDir, { onWarning: () => {} })
+    const onServer = await Promise.all([id, rid].map(async d => A.getHeads((await s.docs.load<unknown>(d))!)))
+    expect(await s.docs.exists(bid)).toBe(false)
+    const expected = [...A.getChangesMetaSince(plan, onServer[0]), ...A.getChangesMetaSince(log, onServer[1]), ...A.getChangesMetaSince(blog, [])]
+      .map(m => m.hash)
+      .sort()
+    expect(expected).toHaveLength(35)
+
+    // the audit trail cannot be written: both documents refused with the same words, nothing stored
+    const failing = vi.spyOn(server.audit, "append").mockRejectedValueOnce(new Error("disk full (test)"))
+    const err = await syncOnce(a, { url, token: tk.admin, timeoutMs: 60_000 }).catch(e => e)
+    expect(failing).toHaveBeenCalledTimes(1) // one append for both documents
+    failing.mockRestore()
+    expect(err).toBeInstanceOf(SyncError)
+    expect(err.message).toMatch(/the server cannot write its audit trail \(disk full \(test\)\); nothing was stored/)
+    expect(await headsIn(serverDir, [id, rid])).toEqual(serverBefore)
+    expect(await s.docs.exists(bid)).toBe(false)
+
+    // next time: one append for both documents, before they are in place, each change once
+    const appends = vi.spyOn(server.audit, "append")
+    try {
+      await syncOnce(a, { url, token: tk.admin, timeoutMs: 60_000 })
+      expect(appends).toHaveBeenCalledTimes(1)
+      expect(appends.mock.calls[0][0].map(r => r.hash).sort()).toEqual(expected)
+    } finally {
+      appends.mockRestore()
+    }
+    expect(await headsIn(serverDir, [id, rid, bid])).toEqual(await headsIn(a.dir, [id, rid, bid]))
+    const audited = (await readAudit(serverDir)).filter(r => expected.includes(r.hash))
+    expect(audited.map(r => r.hash).sort()).toEqual(expected)
+    expect(new Set(audited.map(r => r.doc))).toEqual(new Set([id, rid, bid]))
+    // B's log was created by this exchange: its changes are in the trail as creating it
+    expect(audited.filter(r => r.doc === bid && r.created)).toHaveLength(4 + 1)
+  })
+
+  it("keeps a document an exchange created in memory: the next exchange does not read it back from disk", async () => {
+    const a = await newStore()
+    const { id } = await a.createPlan(spec([{ name: "A" }], { name: "exchange-created-cached" }), "/tmp", ctx())
+    const rid = reportDocId(id, "A")
+    await syncOnce(a, { url, token: tk.admin, timeoutMs: 60_000 }) // the plan
+    await work(a, id, 5, "a")
+    await syncOnce(a, { url, token: tk.admin, timeoutMs: 60_000 }) // A's log, new there
+    await work(a, id, 5, "a")
+    const loads = vi.spyOn(DocStore.prototype, "loadBackend")
+    try {
+      await syncOnce(a, { url, token: tk.admin, timeoutMs: 60_000 })
+      const serverReads = loads.mock.calls.filter((c, i) => c[0] === rid && path.resolve((loads.mock.contexts[i] as DocStore).dir) === path.resolve(serverDir))
+      // read from what it had in memory, plus the files added since (none): not from nothing
+      expect(serverReads.length).toBeGreaterThan(0)
+      expect(serverReads.every(c => c[1] !== undefined)).toBe(true)
+    } finally {
+      loads.mockRestore()
+    }
+    expect(await headsIn(serverDir, [id, rid])).toEqual(await headsIn(a.dir, [id, rid]))
+  })
 
   it("a live WebSocket session of another client sees what an exchange brought", async () => {
     const a = await newStore()
