@@ -10,7 +10,7 @@ import path from "node:path"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { readReports } from "../../src/doc/reports.js"
 import { PlanStore } from "../../src/sync/store/PlanStore.js"
-import { cleanup, concord, ROOT, runNode, tempDir } from "../helpers/cli.js"
+import { cleanup, concord, ROOT, runNode, spoiledInstall, tempDir } from "../helpers/cli.js"
 
 let dir = ""
 let base = ""
@@ -34,18 +34,9 @@ beforeAll(async () => {
 }, 60_000)
 afterAll(() => cleanup(dir))
 
-let n = 0
 /** An installed copy of concord (bin/, dist/cli/, the checkout's node_modules), changed by `spoil`. */
-function install(spoil: (cli: string) => void): string {
-  const root = path.join(dir, `install-${++n}`)
-  mkdirSync(path.join(root, "dist"), { recursive: true })
-  cpSync(path.join(ROOT, "bin"), path.join(root, "bin"), { recursive: true })
-  cpSync(path.join(ROOT, "dist", "cli"), path.join(root, "dist", "cli"), { recursive: true })
-  cpSync(path.join(ROOT, "package.json"), path.join(root, "package.json"))
-  symlinkSync(path.join(ROOT, "node_modules"), path.join(root, "node_modules"), "dir")
-  spoil(path.join(root, "dist", "cli"))
-  return path.join(root, "bin", "concord.js")
-}
+let n = 0
+const install = (spoil: (cli: string) => void): string => spoiledInstall(dir, spoil)
 
 /**
  * `concord report` through `bin` on a fresh copy of the store: its outcome and the reports stored. With

@@ -6,13 +6,13 @@
  * server's address and the time taken), same plans on the server afterwards, refusals included; and a
  * server without the change exchange gets the full CLI's sync protocol, with nothing written before.
  */
-import { cpSync, existsSync, mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs"
+import { cpSync, existsSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import path from "node:path"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { SyncServer } from "../../src/sync/net/server.js"
 import { addToken, defaultTokensFile } from "../../src/sync/net/tokens.js"
 import { PlanStore } from "../../src/sync/store/PlanStore.js"
-import { BIN, cleanup, concord, ROOT, type RunResult, runNode, tempDir } from "../helpers/cli.js"
+import { BIN, cleanup, concord, type RunResult, runNode, spoiledInstall, tempDir } from "../helpers/cli.js"
 
 const FULL = path.join(import.meta.dirname, "full-cli.mjs")
 const MODULE_LOG = path.join(import.meta.dirname, "module-log.mjs")
@@ -173,14 +173,7 @@ describe("the lean sync start-up gives the full CLI's outcome", () => {
   ])(
     "start-up files gone wrong (%s) only cost time: the same sync",
     async (_what, spoil) => {
-      const root = path.join(dir, `install-${++n}`)
-      mkdirSync(path.join(root, "dist"), { recursive: true })
-      cpSync(path.join(ROOT, "bin"), path.join(root, "bin"), { recursive: true })
-      cpSync(path.join(ROOT, "dist", "cli"), path.join(root, "dist", "cli"), { recursive: true })
-      cpSync(path.join(ROOT, "package.json"), path.join(root, "package.json"))
-      symlinkSync(path.join(ROOT, "node_modules"), path.join(root, "node_modules"), "dir")
-      spoil(path.join(root, "dist", "cli"))
-      const r = await both(url => ["sync", url, "--token", token], { bin: path.join(root, "bin", "concord.js") })
+      const r = await both(url => ["sync", url, "--token", token], { bin: spoiledInstall(dir, spoil) })
       expect(r.lean.code, r.lean.stderr).toBe(0)
       expect(r.lean).toEqual(r.full)
       expect(r.fellBack).toBe(false)

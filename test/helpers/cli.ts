@@ -3,11 +3,11 @@
  * is asynchronous: a synchronous spawn blocks the vitest worker's event loop while the child runs, and on
  * a loaded machine its RPC with the main process then times out ("Timeout calling onTaskUpdate").
  */
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs"
+import { cpSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from "node:fs"
 import os from "node:os"
 import path from "node:path"
 import { killJobProcesses, stopJobsAtExit } from "./jobs.js"
-import { type CliResult, runConcord, runNode } from "./processes.mjs"
+import { type CliResult, ROOT, runConcord, runNode } from "./processes.mjs"
 
 export { BIN, ROOT } from "./processes.mjs"
 export { runNode }
@@ -54,4 +54,20 @@ export async function statusJson(store: string, plan?: string): Promise<any> {
   const r = await concord(store, ["status", ...(plan ? [plan] : []), "--json"])
   if (r.code !== 0) throw new Error(`status failed (${r.code}): ${r.stderr}`)
   return JSON.parse(r.stdout)
+}
+
+let installs = 0
+/**
+ * An installed copy of concord under `dir` (bin/, dist/cli/, package.json, the checkout's node_modules),
+ * its dist/cli/ changed by `spoil` (start-up files gone wrong); returns its bin/concord.js.
+ */
+export function spoiledInstall(dir: string, spoil: (cli: string) => void): string {
+  const root = path.join(dir, `install-${++installs}`)
+  mkdirSync(path.join(root, "dist"), { recursive: true })
+  cpSync(path.join(ROOT, "bin"), path.join(root, "bin"), { recursive: true })
+  cpSync(path.join(ROOT, "dist", "cli"), path.join(root, "dist", "cli"), { recursive: true })
+  cpSync(path.join(ROOT, "package.json"), path.join(root, "package.json"))
+  symlinkSync(path.join(ROOT, "node_modules"), path.join(root, "node_modules"), "dir")
+  spoil(path.join(root, "dist", "cli"))
+  return path.join(root, "bin", "concord.js")
 }
