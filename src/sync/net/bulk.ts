@@ -233,7 +233,7 @@ async function syncByExchange(
       }
       const raw = await read(it)
       docs.push({ id: it.id, heads: raw ? raw.getHeads() : [], bytes: 0 })
-      chunks.push(!raw ? new Uint8Array(0) : b ? raw.saveSince(b) : raw.save())
+      chunks.push(!raw ? new Uint8Array(0) : b ? raw.saveSince(b) : await wholeDocument(store, it, raw))
     }
     const body = encodeFramed(docs, chunks)
     const buf = await retryingCall(api, opts, () => api.exchange(body, Math.max(1000, opts.deadline - Date.now())))
@@ -327,6 +327,22 @@ async function syncByExchange(
     })
   }
   return out
+}
+
+/**
+ * A whole document to send: the file it was read from when that is one snapshot of exactly these
+ * heads (a store compacts a document into one snapshot: `save()` would only make the same bytes
+ * again), else `save()`.
+ */
+async function wholeDocument(store: PlanStore, it: Item, raw: Backend): Promise<Uint8Array> {
+  const only = it.keys?.size === 1 ? [...it.keys][0].split("/") : []
+  if (only[0] === "snapshot" && only.length === 2) {
+    const bytes = await store.docs.adapter.load([it.id, "snapshot", only[1]]).catch(() => undefined)
+    const c = bytes && chunkContents(bytes)
+    const heads = raw.getHeads()
+    if (c && c.chunks.length === 1 && c.hasDocument && !c.opaque && sameList([...c.documentHeads].sort(), [...heads].sort())) return bytes
+  }
+  return raw.save()
 }
 
 /**

@@ -152,6 +152,50 @@ describe("one-shot sync by direct exchange", () => {
     }
   }, 120_000)
 
+  it("sends a document new to the server that is one snapshot file as that file, not saved again", async () => {
+    const a = await newStore()
+    const { id } = await a.createPlan(spec([{ name: "A" }], { name: "exchange-snapshot-as-is" }), "/tmp", ctx())
+    await work(a, id, 20, "a")
+    const rid = reportDocId(id, "A")
+    // the plan and its report log, each as one snapshot file: what a store's compaction leaves
+    const files: Uint8Array[] = []
+    for (const doc of [id, rid]) {
+      const loaded = (await a.docs.loadBackend(doc))!
+      const snap = await a.docs.compactBackend(doc, loaded.raw, loaded.keys)
+      expect(snap).toMatch(/^snapshot\//)
+      files.push((await a.docs.adapter.load([doc, "snapshot", snap!.split("/")[1]]))!)
+    }
+    const bodies: Buffer[] = []
+    const orig = ServerApi.prototype.exchange
+    const ex = vi.spyOn(ServerApi.prototype, "exchange").mockImplementation(function (this: ServerApi, body: Buffer, ms?: number) {
+      bodies.push(body)
+      return (orig as typeof ServerApi.prototype.exchange).call(this, body, ms)
+    })
+    // the client's saves (the server runs in this process too): those called from the sync's own code
+    const proto = A.getBackend(A.init()).constructor.prototype
+    const origSave = proto.save
+    let clientSaves = 0
+    const limit = Error.stackTraceLimit
+    Error.stackTraceLimit = 100
+    const save = vi.spyOn(proto, "save").mockImplementation(function (this: unknown) {
+      if (/syncByExchange/.test(new Error().stack ?? "")) clientSaves++
+      return origSave.call(this)
+    })
+    try {
+      await syncOnce(a, { url, token: tk.admin, timeoutMs: 60_000 })
+      expect(bodies.length).toBe(1)
+      for (const f of files) expect(bodies[0].indexOf(Buffer.from(f))).toBeGreaterThan(0)
+      expect(clientSaves).toBe(0)
+    } finally {
+      Error.stackTraceLimit = limit
+      ex.mockRestore()
+      save.mockRestore()
+    }
+    const same = await Promise.all([a.dir, serverDir].map(d => headsIn(d, [id, rid])))
+    expect(same[1]).toEqual(same[0])
+    expect((await new PlanStore(serverDir).loadReports(id, "A"))!.reports.length).toBe(20)
+  }, 60_000)
+
   it("keeps the cached digest of each report log it brings in current: status after the sync reads no log", async () => {
     const a = await newStore()
     const { id } = await a.createPlan(spec([{ name: "A" }], { name: "exchange-digests" }), "/tmp", ctx())
