@@ -12,6 +12,7 @@
  */
 import * as A from "@automerge/automerge"
 import { changeOptions, type WriteContext } from "./actor.js"
+import { type DecodedOp, decodeChangeOps } from "./decode-change.js"
 import { InputError } from "./errors.js"
 import { REPORTS_KIND, type ReportRecord, type ReportsDoc } from "./model.js"
 import { plain } from "./resolve.js"
@@ -325,13 +326,12 @@ export function mergeDigests(x: ReportDigest, y: ReportDigest): ReportDigest {
   return out
 }
 
-interface DecodedOp {
-  action: string
-  obj: string
-  key?: string
-  elemId?: string
-  insert?: boolean
-  value?: unknown
+/** What reportsInChanges reads of a change: its actor, its first op's counter and its ops. */
+type ChangeOps = { actor: string; startOp: number; ops: Pick<DecodedOp, "action" | "obj" | "key" | "insert" | "value">[] }
+
+/** A change's ops, read in JavaScript (decodeChangeOps), or by Automerge when that reader does not take the change. */
+function readChangeOps(bytes: Uint8Array): ChangeOps {
+  return decodeChangeOps(bytes) ?? (A.decodeChange(bytes) as unknown as ChangeOps)
 }
 
 /**
@@ -339,14 +339,16 @@ interface DecodedOp {
  * document (the ops appendReport makes: insert a map into the reports list, set its fields). Returns
  * undefined if any change does anything else, so the caller can fall back to reading the document.
  * The shared genesis change (which creates the log) holds no report and is skipped.
+ * `decode`: how a change's ops are read (by default in JavaScript where it can, else by Automerge: the
+ * same ops either way; a test passes A.decodeChange to compare).
  */
-export function reportsInChanges(changes: Uint8Array[]): DigestRecord[] | undefined {
+export function reportsInChanges(changes: Uint8Array[], decode: (bytes: Uint8Array) => ChangeOps = readChangeOps): DigestRecord[] | undefined {
   const out: DigestRecord[] = []
   for (const bytes of changes) {
-    const c = A.decodeChange(bytes)
+    const c = decode(bytes)
     if (c.actor === GENESIS_ACTOR) continue
     const made = new Map<string, Record<string, unknown>>()
-    for (const [i, op] of (c.ops as unknown as DecodedOp[]).entries()) {
+    for (const [i, op] of c.ops.entries()) {
       if (op.action === "makeMap" && op.insert) {
         made.set(`${c.startOp + i}@${c.actor}`, {})
       } else if (op.action === "set" && made.has(op.obj) && op.key !== undefined && !op.insert) {
