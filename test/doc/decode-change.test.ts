@@ -86,6 +86,18 @@ describe("decodeChangeOps", () => {
     for (const c of A.getChangesSince(plan, heads)) expect(check(c)).toBe(true)
   })
 
+  it("reads runs of equal steps in delta columns, backwards too (deleting a list from its end)", () => {
+    let doc = A.change(A.init<{ list: number[] }>(), d => {
+      d.list = [1, 2, 3, 4, 5, 6]
+    })
+    doc = A.change(doc, d => {
+      for (let i = 5; i >= 1; i--) d.list.splice(i, 1)
+    })
+    const last = A.getLastLocalChange(doc)!
+    expect(check(last)).toBe(true)
+    expect(decodeChangeOps(last)!.ops.map(op => op.elemId?.split("@")[0])).toEqual(["7", "6", "5", "4", "3"])
+  })
+
   it("reads random documents' changes exactly as decodeChange does, or leaves them to Automerge", () => {
     type Edit =
       | { k: "put"; key: string; v: unknown }
@@ -203,6 +215,38 @@ describe("decodeChangeOps", () => {
     expect(read).toBeGreaterThan(0)
   })
 
+  it("reads a change written by hand; leaves to Automerge one with an overlong number or billions of ops in a few bytes", () => {
+    // deletes of root key "a": key string, insert, action, value metadata and pred columns, each one run
+    const change = (ops: number, seq: number[] = [1]) => {
+      const run = (value: number[]) => [...sleb(ops), ...value]
+      const cols: [number, number[]][] = [
+        [0x15, run([1, 0x61])],
+        [0x34, uleb(ops)],
+        [0x42, run([3])],
+        [0x56, run([0])],
+        [0x70, run([0])],
+      ]
+      const data = [0, 16, ...new Array(16).fill(7), ...seq, 1, 0, 0, 0, cols.length]
+      for (const [spec, bytes] of cols) data.push(spec, ...uleb(bytes.length))
+      for (const [, bytes] of cols) data.push(...bytes)
+      const body = Uint8Array.from(data)
+      const sum = createHash("sha256")
+        .update(Uint8Array.of(1, ...uleb(body.length)))
+        .update(body)
+        .digest()
+      return Uint8Array.from([0x85, 0x6f, 0x4a, 0x83, ...sum.subarray(0, 4), 1, ...uleb(body.length), ...body])
+    }
+    expect(check(change(3))).toBe(true)
+    expect(decodeChangeOps(change(3))!.ops).toEqual(new Array(3).fill({ action: "del", obj: "_root", key: "a" }))
+    // seq 1 written in two bytes: Automerge refuses it, and so does this reader
+    expect(() => A.decodeChange(change(3, [0x81, 0]))).toThrow()
+    expect(decodeChangeOps(change(3, [0x81, 0]))).toBeUndefined()
+    expect(decodeChangeOps(change(50_000))?.ops).toHaveLength(50_000)
+    const started = performance.now()
+    expect(decodeChangeOps(change(2 ** 40))).toBeUndefined()
+    expect(performance.now() - started).toBeLessThan(1000)
+  })
+
   it("leaves a compressed change chunk to Automerge, and reportsInChanges still reads its reports", () => {
     const batch = [{ report: { status: "progress", message: "z".repeat(3000), progress: 7, attempt: 2 }, ctx: { by: "b", now: 5 } }]
     const [plain] = reportChanges(batch)
@@ -277,14 +321,28 @@ function compress(chunk: Uint8Array): Uint8Array {
     if (b < 0x80) break
   }
   const data = deflateRawSync(chunk.subarray(pos, pos + len))
-  const leb: number[] = []
-  for (let n = data.length; ; ) {
-    const b = n % 128
-    n = Math.floor(n / 128)
-    leb.push(n > 0 ? b | 0x80 : b)
-    if (n === 0) break
-  }
+  const leb = uleb(data.length)
   // the checksum is the uncompressed chunk's (the first 4 bytes of its hash)
   expect(createHash("sha256").update(chunk.subarray(8)).digest().subarray(0, 4)).toEqual(Buffer.from(chunk.subarray(4, 8)))
   return Uint8Array.from([...chunk.subarray(0, 8), 2, ...leb, ...data])
+}
+
+function uleb(n: number): number[] {
+  const out: number[] = []
+  for (;;) {
+    const b = n % 128
+    n = Math.floor(n / 128)
+    out.push(n > 0 ? b | 0x80 : b)
+    if (n === 0) return out
+  }
+}
+
+function sleb(n: number): number[] {
+  // non-negative only here: as uleb, with a zero sign bit
+  const out = uleb(n)
+  if (out[out.length - 1] & 0x40) {
+    out[out.length - 1] |= 0x80
+    out.push(0)
+  }
+  return out
 }
