@@ -237,9 +237,23 @@ export class ConcordStorageAdapter implements StorageAdapterInterface {
   }
 
   async loadRange(keyPrefix: StorageKey): Promise<Chunk[]> {
+    return (await this.loadRangeExcept(keyPrefix, () => false)).chunks
+  }
+
+  /**
+   * loadRange, except that listed files for which `known(key)` is true are neither read nor returned
+   * (a caller that holds their content already: only what is new since costs a read and a check).
+   * Everything else is as loadRange: a file deleted between listing and reading makes it list again, a
+   * damaged file is skipped (warned, quarantined once old). `listed`: every key of the last listing,
+   * known or not.
+   */
+  async loadRangeExcept(keyPrefix: StorageKey, known: (key: StorageKey) => boolean): Promise<{ chunks: Chunk[]; listed: StorageKey[] }> {
     let lastGood: ReadFile[] = []
+    let keys: StorageKey[] = []
     for (let attempt = 0; attempt <= this.#retries; attempt++) {
-      const listed = await this.#list(keyPrefix)
+      const all = await this.#list(keyPrefix)
+      keys = all.map(f => f.key)
+      const listed = all.filter(f => !known(f.key))
       const got: ReadFile[] = []
       let vanished = false
       const lastAttempt = attempt === this.#retries
@@ -287,7 +301,7 @@ export class ConcordStorageAdapter implements StorageAdapterInterface {
       const kb = keyString(b.key)
       return ka < kb ? -1 : ka > kb ? 1 : 0
     })
-    return valid.map(r => ({ key: r.key, data: r.data }))
+    return { chunks: valid.map(r => ({ key: r.key, data: r.data })), listed: keys }
   }
 
   /**

@@ -771,26 +771,41 @@ export class DocStore {
    * Load a document without building its JavaScript view (Automerge's backend only: heads, saveSince,
    * loadIncremental), chunk by chunk, each chunk verified first. For a process that only passes
    * changes on (the sync server answering an exchange). With `known` (a backend and the chunk files it
-   * holds, "type/hash"), only the chunk files not among them are read, into that backend (changed in
-   * place). Undefined if the document has no valid chunk.
+   * holds, "type/hash"), only the chunk files not among them are read and verified, into that backend
+   * (changed in place): a document with nothing new costs two directory listings, whatever its size.
+   * The keys returned are the chunk files the backend holds that were still on disk when listed (files
+   * another process compacted away are dropped: the snapshot that replaced them is new, so read).
+   * Undefined if the document has no valid chunk.
    */
   async loadBackend(
     docId: string,
     known?: { raw: ReturnType<typeof Automerge.getBackend>; keys: Set<string> }
   ): Promise<{ raw: ReturnType<typeof Automerge.getBackend>; keys: Set<string> } | undefined> {
     checkDocId(docId)
+    const fileOf = (key: StorageKey) => (key.length === 3 ? `${key[1]}/${key[2]}` : undefined)
+    const had = known?.keys ?? new Set<string>()
+    const isKnown = (key: StorageKey) => {
+      const k = fileOf(key)
+      return k !== undefined && had.has(k)
+    }
     // as load(): incremental/ before snapshot/, and a file deleted between listing and reading (another
-    // process compacted) makes loadRange list again, so the snapshot that replaced it is read
-    const incrementals = await this.adapter.loadRange([docId, "incremental"])
-    const snapshots = await this.adapter.loadRange([docId, "snapshot"])
+    // process compacted) makes the adapter list again, so the snapshot that replaced it is read
+    const incrementals = await this.adapter.loadRangeExcept([docId, "incremental"], isKnown)
+    const snapshots = await this.adapter.loadRangeExcept([docId, "snapshot"], isKnown)
+    // what the backend holds and is still on disk (a file gone after its listing stays until the next call)
+    const keys = new Set<string>()
+    for (const key of [...incrementals.listed, ...snapshots.listed]) {
+      const k = fileOf(key)
+      if (k !== undefined && had.has(k)) keys.add(k)
+    }
+    let raw = known?.raw
+    const fresh = [...snapshots.chunks, ...incrementals.chunks]
+    if (fresh.length === 0) return raw ? { raw, keys } : undefined
     // Automerge from here on
     if (this.#ready) await this.#ready
-    let raw = known?.raw
-    const keys = new Set(known?.keys ?? [])
-    for (const c of [...snapshots, ...incrementals]) {
-      if (!c.data || c.key.length !== 3) continue
-      const k = `${c.key[1]}/${c.key[2]}`
-      if (keys.has(k)) continue
+    for (const c of fresh) {
+      const k = fileOf(c.key)
+      if (!c.data || k === undefined) continue
       const next = raw ?? Automerge.getBackend(Automerge.init())
       try {
         next.loadIncremental(c.data)

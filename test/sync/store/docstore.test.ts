@@ -1,7 +1,8 @@
-import { afterEach, beforeEach, describe, expect, it } from "vitest"
+import { afterEach, beforeEach, describe, expect, it, vi } from "vitest"
 import * as A from "@automerge/automerge"
 import { Repo, generateAutomergeUrl, parseAutomergeUrl } from "@automerge/automerge-repo"
 import { NodeFSStorageAdapter } from "@automerge/automerge-repo-storage-nodefs"
+import { promises as fsp } from "node:fs"
 import { chmod, mkdir, readdir, readFile, rename, writeFile } from "node:fs/promises"
 import path from "node:path"
 // automerge-repo's own hash functions (not exported from the package entry points)
@@ -711,5 +712,124 @@ describe("DocStore's ready option (a process that starts Automerge while it read
     ).rejects.toBe(broken)
     expect(called).toBe(false)
     expect(await ls(docDir(id, "incremental"))).toEqual(before)
+  })
+})
+
+describe("DocStore.loadBackend with what it holds (the sync server's kept copies)", () => {
+  /** A DocStore whose chunk-file reads (opens of files under the store) are counted. */
+  function countingReads(s: DocStore) {
+    const opened: string[] = []
+    const open = fsp.open.bind(fsp)
+    const spy = vi.spyOn(fsp, "open").mockImplementation((async (file: Parameters<typeof fsp.open>[0], ...rest: unknown[]) => {
+      const f = String(file)
+      if (f.startsWith(s.dir)) opened.push(path.relative(s.dir, f).split(path.sep).slice(2).join("/"))
+      return (open as (...a: unknown[]) => ReturnType<typeof fsp.open>)(file, ...rest)
+    }) as typeof fsp.open)
+    return { opened, restore: () => spy.mockRestore() }
+  }
+  const headsOf = (r: { raw: ReturnType<typeof A.getBackend> } | undefined) => r?.raw.getHeads().sort()
+  const files = async (id: string) =>
+    [...(await ls(docDir(id, "incremental"))).map(f => `incremental/${f}`), ...(await ls(docDir(id, "snapshot"))).map(f => `snapshot/${f}`)].sort()
+
+  it("reads no chunk file again: a repeated load lists, and reads only a file another writer added", async () => {
+    const id = newDocId()
+    await writeChanges(id, 4)
+    const s = store()
+    const reads = countingReads(s)
+    try {
+      const first = (await s.loadBackend(id))!
+      expect(reads.opened.sort()).toEqual(await files(id))
+      expect([...first.keys].sort()).toEqual(await files(id))
+      reads.opened.length = 0
+      const second = (await s.loadBackend(id, first))!
+      expect(reads.opened).toEqual([]) // nothing new: nothing read
+      expect([...second.keys].sort()).toEqual(await files(id))
+      expect(headsOf(second)).toEqual(headsOf(await store().loadBackend(id)))
+
+      // another writer adds a change: only its file is read
+      const before = new Set(await files(id))
+      await writeChanges(id, 1, "late")
+      const added = (await files(id)).filter(f => !before.has(f))
+      expect(added).toHaveLength(1)
+      reads.opened.length = 0
+      const third = (await s.loadBackend(id, second))!
+      expect(reads.opened).toEqual(added)
+      expect([...third.keys].sort()).toEqual(await files(id))
+      expect(headsOf(third)).toEqual(headsOf(await store().loadBackend(id)))
+      const doc = A.load<Plan>(third.raw.save())
+      expect(Object.keys(doc.jobs).sort()).toEqual(["j0", "j1", "j2", "j3", "late0"])
+    } finally {
+      reads.restore()
+    }
+    expect(warnings).toEqual([])
+  })
+
+  it("another DocStore compacts between two loads: the same heads as a fresh load, and the keys are the files left", async () => {
+    const id = newDocId()
+    await writeChanges(id, 5)
+    const s = store()
+    const first = (await s.loadBackend(id))!
+    const compactor = store({ maxIncrementals: 0 })
+    const doc = A.change((await compactor.load<Plan>(id))!, d => void (d.jobs.compacted = { status: "new" }))
+    await compactor.save(id, doc)
+    expect(await ls(docDir(id, "incremental"))).toEqual([])
+    const reads = countingReads(s)
+    try {
+      const again = (await s.loadBackend(id, first))!
+      expect(reads.opened).toEqual(await files(id)) // the snapshot only
+      expect([...again.keys].sort()).toEqual(await files(id)) // the compacted-away files are not held any more
+      expect(headsOf(again)).toEqual(A.getHeads(doc).sort())
+      expect(headsOf(again)).toEqual(headsOf(await store().loadBackend(id)))
+    } finally {
+      reads.restore()
+    }
+  })
+
+  it("a compaction between its listing of incremental/ and snapshot/ hides nothing", async () => {
+    const id = newDocId()
+    await writeChanges(id, 3)
+    const s = store()
+    const first = (await s.loadBackend(id))!
+    // a change of another writer the copy lacks, compacted away (with the rest) right after the listing
+    await writeChanges(id, 1, "late")
+    const compactor = store({ maxIncrementals: 0 })
+    const cd = (await compactor.load<Plan>(id))!
+    const original = s.adapter.loadRangeExcept.bind(s.adapter)
+    let calls = 0
+    s.adapter.loadRangeExcept = async (prefix, known) => {
+      const result = await original(prefix, known)
+      if (calls++ === 0) {
+        await compactor.save(
+          id,
+          A.change(cd, x => void (x.jobs.c = { status: "c" }))
+        )
+        expect(await ls(docDir(id, "incremental"))).toEqual([])
+      }
+      return result
+    }
+    const again = (await s.loadBackend(id, first))!
+    const doc = A.load<Plan>(again.raw.save())
+    expect(Object.keys(doc.jobs).sort()).toEqual(["c", "j0", "j1", "j2", "late0"])
+    expect(headsOf(again)).toEqual(headsOf(await store().loadBackend(id)))
+  })
+
+  it("a damaged new file is skipped with a warning and left on disk, never among the keys; the good new ones are read", async () => {
+    const id = newDocId()
+    await writeChanges(id, 2)
+    const s = store()
+    const first = (await s.loadBackend(id))!
+    await writeChanges(id, 1, "good")
+    const bad = docDir(id, "incremental", "f".repeat(64))
+    await writeFile(bad, "this is not automerge data")
+    const again = (await s.loadBackend(id, first))!
+    expect(warnings).toHaveLength(1)
+    expect(warnings[0]).toMatch(/skipping damaged Automerge chunk/)
+    expect(warnings[0]).toContain(bad)
+    expect(await ls(docDir(id, "incremental"))).toContain("f".repeat(64))
+    expect(again.keys.has(`incremental/${"f".repeat(64)}`)).toBe(false)
+    expect(Object.keys(A.load<Plan>(again.raw.save()).jobs).sort()).toEqual(["good0", "j0", "j1"])
+    // as a fresh load finds it
+    const fresh = store()
+    expect(headsOf(await fresh.loadBackend(id))).toEqual(headsOf(again))
   })
 })
