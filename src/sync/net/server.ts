@@ -446,8 +446,9 @@ export class SyncServer {
     const ready = (docs as string[]).filter(d => this.repo.handles[d as DocumentId]?.isReady())
     if (ready.length) await this.repo.flush(ready as DocumentId[])
     for (const d of docs as string[]) {
-      const doc = await this.currentDoc(d)
-      heads[d] = doc ? A.getHeads(doc) : null
+      // (heads only: the copy without a view, kept between calls, reads only chunk files new since)
+      const raw = await this.#currentRaw(d)
+      heads[d] = raw ? raw.getHeads() : null
     }
     await this.#registerArrivedPlans(ready)
     return json(res, 200, { heads })
@@ -767,16 +768,16 @@ export class SyncServer {
 
   // ------------------------------------------------------------------ index / local changes
 
+  /**
+   * A plan of the store in the index (name, jobs). Read without its view (#currentRaw): at start, this
+   * read is the one the first sync's plans call would make, and after a local write only the new chunk
+   * files are read.
+   */
   async #indexPlan(planId: string): Promise<boolean> {
     try {
-      const doc = await this.currentDoc(planId)
-      if (!isPlanDoc(doc)) return false
-      const v = readPlan(doc)
-      this.index.setPlan(
-        planId,
-        v.name,
-        v.jobs.map(j => j.name)
-      )
+      const raw = await this.#currentRaw(planId)
+      if (!raw || kindOf(raw) !== PLAN_KIND) return false
+      this.index.setPlan(planId, rootText(raw, "name") ?? "", jobsOf(raw))
       return true
     } catch (e) {
       this.#log(`warning: cannot index plan ${planId}: ${(e as Error).message}`)
@@ -913,8 +914,13 @@ export class SyncServer {
 
 /** The root `kind` of a document read without its view (a plan's is PLAN_KIND). */
 function kindOf(raw: Backend): string | undefined {
+  return rootText(raw, "kind")
+}
+
+/** A string (or text) at the root of a document read without its view; undefined if none. */
+function rootText(raw: Backend, key: string): string | undefined {
   try {
-    const v = raw.getWithType("_root", "kind")
+    const v = raw.getWithType("_root", key)
     if (v?.[0] === "str") return v[1] as string
     if (v?.[0] === "text") return raw.text(v[1] as string)
   } catch {
