@@ -92,6 +92,10 @@ const MAX_BODY = 256 * 1024
 const MAX_CONFIRM_WAIT_MS = 5000
 /** Chunk files an exchange-written document may gather before one snapshot replaces them. */
 const MAX_EXCHANGE_CHUNKS = 16
+/** Documents the server keeps a copy of without its view (#raws). */
+const MAX_RAWS = 64
+/** Documents whose heads the server remembers with their chunk files (#noteHeads). */
+const MAX_HEADS_BY_FILES = 100_000
 const HEX_HEAD = /^[0-9a-f]{64}$/
 const isObject = (v: unknown): v is Record<string, unknown> => !!v && typeof v === "object" && !Array.isArray(v)
 
@@ -114,6 +118,10 @@ export class SyncServer {
   #watched = new Set<string>()
   /** documents read without their view for exchanges, with the chunk files each holds (#currentRaw) */
   readonly #raws = new Map<string, { raw: Backend; keys: Set<string> }>()
+  /** heads of documents with the chunk files that hold them (#noteHeads), least recently noted first */
+  readonly #headsByFiles = new Map<string, { files: string; heads: string[] }>()
+  /** report logs found on disk once, by plan (#hasLog) */
+  readonly #existingLogs = new Map<string, Set<string>>()
   /** the exchange being handled (they are handled one after another) */
   #exchanges: Promise<void> = Promise.resolve()
   #indexTimer?: NodeJS.Timeout
@@ -322,7 +330,77 @@ export class SyncServer {
   #keepRaw(docId: string, entry: { raw: Backend; keys: Set<string> }): void {
     this.#raws.delete(docId)
     this.#raws.set(docId, entry)
-    if (this.#raws.size > 64) this.#raws.delete(this.#raws.keys().next().value!)
+    if (this.#raws.size > MAX_RAWS) {
+      // the least recently used report log goes first: plans are read at every sync's plans call
+      let out: string | undefined
+      for (const id of this.#raws.keys()) {
+        if (!this.index.has(id)) {
+          out = id
+          break
+        }
+      }
+      this.#raws.delete(out ?? this.#raws.keys().next().value!)
+    }
+    this.#noteHeads(docId, entry.raw.getHeads(), entry.keys)
+  }
+
+  /**
+   * Remember a document's heads with the chunk files that hold exactly them (`files`: every chunk file
+   * on disk that a copy with these heads was read from or written as). Chunk files are named by their
+   * content (incrementals) or heads (snapshots), so while a listing of the document finds exactly these
+   * files, its heads are these (#currentHeads) without reading anything: kept for many more documents
+   * than copies are (#raws), as it is a few hashes per document.
+   */
+  #noteHeads(docId: string, heads: string[], files: Iterable<string>): void {
+    this.#headsByFiles.delete(docId)
+    this.#headsByFiles.set(docId, { files: [...files].sort().join(" "), heads })
+    if (this.#headsByFiles.size > MAX_HEADS_BY_FILES) this.#headsByFiles.delete(this.#headsByFiles.keys().next().value!)
+  }
+
+  /**
+   * The server's current heads of a document: the Repo's copy's if loaded; else, when the document's
+   * chunk files are those it last read or wrote (#noteHeads), their heads, from a listing alone; else
+   * those of #currentRaw (reading the files that are new). Undefined if the server has no such document.
+   */
+  async #currentHeads(docId: string): Promise<string[] | undefined> {
+    const h = this.repo.handles[docId as DocumentId]
+    if (h?.isReady()) return A.getHeads(h.doc() as A.Doc<unknown>)
+    if (!isDocId(docId)) return undefined
+    const noted = this.#headsByFiles.get(docId)
+    if (noted) {
+      const adapter = this.#reader.adapter
+      // (as loadBackend lists: incremental/ before snapshot/)
+      const listed = [...(await adapter.listKeys([docId, "incremental"])), ...(await adapter.listKeys([docId, "snapshot"]))]
+      const files = listed
+        .filter(k => k.length === 3)
+        .map(k => `${k[1]}/${k[2]}`)
+        .sort()
+        .join(" ")
+      if (files === noted.files && files !== "") return noted.heads
+    }
+    return (await this.#currentRaw(docId))?.getHeads()
+  }
+
+  /**
+   * Does the server have this report log of a plan (the Repo's copy, or chunk files on disk)? Once it
+   * had it, it does from then on without a look at the disk, as long as the plan is in the plans index
+   * (a report log goes only with its plan: `plan remove`, whose plan the next plans call no longer
+   * lists, #forgetLogs): a plans call of a 500-job plan would otherwise list 1,000 directories every time.
+   */
+  async #hasLog(planId: string, docId: string): Promise<boolean> {
+    if (this.#existingLogs.get(planId)?.has(docId) || this.repo.handles[docId as DocumentId]?.isReady()) return true
+    if (!(await this.store.docs.exists(docId))) return false
+    let known = this.#existingLogs.get(planId)
+    if (!known) this.#existingLogs.set(planId, (known = new Set()))
+    known.add(docId)
+    return true
+  }
+
+  /** Plans no longer in the plans index: their report logs are looked for on disk again, should they come back. */
+  #forgetLogs(listed: { id: string }[]): void {
+    if (this.#existingLogs.size === 0) return
+    const ids = new Set(listed.map(e => e.id))
+    for (const id of this.#existingLogs.keys()) if (!ids.has(id)) this.#existingLogs.delete(id)
   }
 
   /** The server's current copy of a document: the Repo's if loaded, else what is on disk. */
@@ -446,9 +524,8 @@ export class SyncServer {
     const ready = (docs as string[]).filter(d => this.repo.handles[d as DocumentId]?.isReady())
     if (ready.length) await this.repo.flush(ready as DocumentId[])
     for (const d of docs as string[]) {
-      // (heads only: the copy without a view, kept between calls, reads only chunk files new since)
-      const raw = await this.#currentRaw(d)
-      heads[d] = raw ? raw.getHeads() : null
+      // (heads only: from a listing of the document's chunk files when they are those last seen)
+      heads[d] = (await this.#currentHeads(d)) ?? null
     }
     await this.#registerArrivedPlans(ready)
     return json(res, 200, { heads })
@@ -588,6 +665,16 @@ export class SyncServer {
         if (!answer.refused) {
           const id = answer.id
           const h = this.repo.handles[id as DocumentId]
+          // a document the client has as the server has it (most of them, in most syncs): known from a
+          // listing of its chunk files, nothing read
+          if (!merged[i] && !h?.isReady() && request.docs[i].heads.length > 0) {
+            const heads = await this.#currentHeads(id)
+            if (heads && sameHeads(heads, request.docs[i].heads)) {
+              answer.heads = heads
+              chunks.push(chunk)
+              continue
+            }
+          }
           const raw = h?.isReady() ? A.getBackend(h.doc() as A.Doc<unknown>) : (merged[i] ?? (await this.#currentRaw(id)))
           if (raw) {
             const theirs = request.docs[i].heads.filter(x => raw.getChangeByHash(x) !== null)
@@ -719,6 +806,7 @@ export class SyncServer {
   /** The plans a token can see, with the documents the server has for each. */
   async plansFor(token: TokenRecord): Promise<ServerPlanInfo[]> {
     const entries = await this.store.listPlans()
+    this.#forgetLogs(entries)
     const out: ServerPlanInfo[] = []
     for (const e of entries) {
       if (!grantsPlan(token, e.id)) continue
@@ -728,7 +816,7 @@ export class SyncServer {
       const docs = [e.id]
       for (const j of v.jobs) {
         const rid = reportDocId(e.id, j.name)
-        if (this.repo.handles[rid as DocumentId]?.isReady() || (await this.store.docs.exists(rid))) docs.push(rid)
+        if (await this.#hasLog(e.id, rid)) docs.push(rid)
       }
       out.push({
         id: e.id,
@@ -751,7 +839,9 @@ export class SyncServer {
    */
   async syncPlansFor(token: TokenRecord): Promise<ServerPlanInfo[]> {
     const out: ServerPlanInfo[] = []
-    for (const e of await this.store.listPlans()) {
+    const entries = await this.store.listPlans()
+    this.#forgetLogs(entries)
+    for (const e of entries) {
       if (!grantsPlan(token, e.id)) continue
       const raw = await this.#currentRaw(e.id)
       if (!raw || kindOf(raw) !== PLAN_KIND) continue
@@ -759,7 +849,7 @@ export class SyncServer {
       const docs = [e.id]
       for (const j of jobs) {
         const rid = reportDocId(e.id, j)
-        if (this.repo.handles[rid as DocumentId]?.isReady() || (await this.store.docs.exists(rid))) docs.push(rid)
+        if (await this.#hasLog(e.id, rid)) docs.push(rid)
       }
       out.push({ id: e.id, name: this.index.plans.get(e.id)?.name ?? e.name, role: token.role, createdAt: e.createdAt, createdBy: e.createdBy, jobs, docs })
     }

@@ -73,7 +73,10 @@ beforeAll(async () => {
   serverDir = path.join(tmp(), "server")
   const store = new PlanStore(serverDir, { onWarning: () => {} })
   await store.create()
-  ;({ id: planId } = await store.createPlan(spec([{ name: "A" }, { name: "B" }], { name: "server-reads" }), "/tmp", ctx()))
+  // more documents than the server keeps copies of (64): those it answers for from a listing alone
+  const jobs = [{ name: "A" }, { name: "B" }, ...Array.from({ length: 70 }, (_, i) => ({ name: `x${i}` }))]
+  ;({ id: planId } = await store.createPlan(spec(jobs, { name: "server-reads" }), "/tmp", ctx()))
+  for (let i = 0; i < 70; i++) await store.docs.save(reportDocId(planId, `x${i}`), reportsGenesis(planId, `x${i}`))
   // a plan and a report log of many chunk files (a store that never compacts them)
   let plan = await store.loadPlan(planId)
   let log = reportsGenesis(planId, "A")
@@ -102,12 +105,12 @@ afterAll(async () => {
 describe("the sync server reads each chunk file once", () => {
   it("plans calls, confirms and exchanges that bring nothing read no chunk file after the first look", async () => {
     const api = new ServerApi(url, token)
-    const ids = [planId, reportDocId(planId, "A")]
+    const ids = [planId, reportDocId(planId, "A"), ...Array.from({ length: 70 }, (_, i) => reportDocId(planId, `x${i}`))]
     // the first sync brings the plan here; its documents are read then (or were at the server's start)
     await syncOnce(client, { url, token, timeoutMs: 60_000 })
     expect((await client.loadReports(planId, "A"))!.reports).toHaveLength(20)
     await api.confirm(ids)
-    expect(chunkFiles().size).toBeGreaterThan(40)
+    expect(chunkFiles().size).toBeGreaterThan(40 + 70)
 
     let plans: Awaited<ReturnType<ServerApi["syncPlans"]>> | undefined
     let heads: Record<string, string[] | null> = {}
@@ -118,27 +121,40 @@ describe("the sync server reads each chunk file once", () => {
     })
     expect(reads).toEqual([])
     // (and the answers are the store's)
-    expect(plans!.plans.map(p => [p.id, p.jobs, p.docs])).toEqual([[planId, ["A", "B"], ids]])
+    expect(plans!.plans.map(p => p.id)).toEqual([planId])
+    expect(plans!.plans[0].jobs).toHaveLength(72)
+    expect([...plans!.plans[0].docs].sort()).toEqual([...ids].sort())
     const fresh = new PlanStore(serverDir, { onWarning: () => {} })
     for (const id of ids) expect(heads[id]).toEqual(A.getHeads((await fresh.docs.load(id))!))
   })
 
-  it("a change another process writes to the store is read (only its file) and reaches the next exchange", async () => {
+  it("changes other processes write to the store are read (only their files) and reach the next exchange", async () => {
     await syncOnce(client, { url, token, timeoutMs: 60_000 })
     const before = chunkFiles()
     let added: string[] = []
     const reads = await chunkReads(async () => {
       const r = await runConcord(serverDir, ["cancel", planId, "--json"])
       expect(r.code, r.stderr).toBe(0)
+      // and a report log the server keeps no copy of, only its heads and files
+      const other = new PlanStore(serverDir, { onWarning: () => {} })
+      const log = (await other.loadReports(planId, "x5"))!
+      await other.docs.save(reportDocId(planId, "x5"), appendReport(log, { status: "progress", message: "late", progress: 1, attempt: 1 }, ctx("job:x5#1@m")))
       added = [...chunkFiles()].filter(f => !before.has(f))
       await syncOnce(client, { url, token, timeoutMs: 60_000 })
     })
-    expect(added.length).toBeGreaterThan(0)
-    // (read by the store watcher and by the exchange's look at the document: nothing else)
-    expect(reads.length).toBeGreaterThan(0)
-    for (const f of reads) expect(added).toContain(f)
+    const dirOf = (id: string) => path.join(id.slice(0, 2), id.slice(2))
+    const x5 = dirOf(reportDocId(planId, "x5"))
+    expect(added.filter(f => f.startsWith(dirOf(planId)))).not.toEqual([])
+    expect(added.filter(f => f.startsWith(x5))).not.toEqual([])
+    // the plan (a copy kept): only its new files are read (by the store watcher and by the exchange's look
+    // at it); x5's log (no copy kept, its files had not changed until now): read whole
+    for (const f of reads) expect(added.includes(f) || f.startsWith(x5)).toBe(true)
+    for (const f of added) expect(reads).toContain(f)
     const fresh = new PlanStore(serverDir, { onWarning: () => {} })
-    expect(A.getHeads((await client.docs.load(planId))!).sort()).toEqual(A.getHeads((await fresh.docs.load(planId))!).sort())
+    const now = A.getHeads((await fresh.docs.load(planId))!).sort()
+    expect(A.getHeads((await client.docs.load(planId))!).sort()).toEqual(now)
+    expect((await new ServerApi(url, token).confirm([planId]))[planId]!.sort()).toEqual(now)
     expect(readPlan(await client.loadPlan(planId)).status).toBe("canceled")
+    expect(JSON.stringify((await client.loadReports(planId, "x5"))!.reports)).toContain("late")
   }, 30_000)
 })
