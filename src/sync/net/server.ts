@@ -155,6 +155,8 @@ export class SyncServer {
     for (const r of await readAudit(this.store.dir)) if (r.created) this.limits.noteCreated(r.token, r.doc)
     const storage = new ConcordStorageAdapter(this.store.dir, {
       onWarning: m => this.#log(`warning: ${m}`),
+      // a local writer's chunk, applied to the Repo's copy, is saved by the Repo as the same bytes: not again
+      skipIdentical: true,
       // what the Repo writes, it holds: its store watcher (local changes of other processes) does not
       // read it back
       onSave: key => {

@@ -92,6 +92,14 @@ export interface ConcordStorageAdapterOptions {
    */
   groupWrites?: boolean
   /**
+   * Do not write an incremental chunk again that is on disk already, byte for byte, under its content
+   * name (sha256 of its bytes): make sure it is durable instead (fsync of the file and its directory,
+   * nothing to write back if it was). For the sync server's Repo, which saves again the changes the
+   * store's other writers put in the files it read them from (a local report, applied to the Repo's
+   * copy, is saved as the same bytes under the same name). Default false.
+   */
+  skipIdentical?: boolean
+  /**
    * Called as each chunk is about to be written by this adapter (a sync server tells its store watcher,
    * before the file can appear, that it already holds what the chunk holds).
    */
@@ -143,6 +151,9 @@ export class ConcordStorageAdapter implements StorageAdapterInterface {
   readonly #blockingReads: boolean
   #saving = 0
   readonly #groupWrites: boolean
+  readonly #skipIdentical: boolean
+  /** saves skipIdentical found on disk already (for tests) */
+  readonly skipStats = { skipped: 0 }
   /** groupWrites: saves waiting for the next group, and whether a group is under way or about to start */
   #groupWaiting: { target: string; data: Uint8Array; done: (written: boolean) => void }[] = []
   #groupBusy = false
@@ -180,6 +191,7 @@ export class ConcordStorageAdapter implements StorageAdapterInterface {
     this.#blocking = opts.blockingWrites ?? false
     this.#blockingReads = opts.blockingReads ?? false
     this.#groupWrites = opts.groupWrites ?? false
+    this.#skipIdentical = opts.skipIdentical ?? false
     this.#create = opts.create ?? false
     this.#onSave = opts.onSave
   }
@@ -318,6 +330,14 @@ export class ConcordStorageAdapter implements StorageAdapterInterface {
   async save(key: StorageKey, data: Uint8Array, sha256?: string): Promise<void> {
     const target = this.filePath(key)
     this.#onSave?.(key)
+    if (this.#skipIdentical && key.length === 3 && key[1] === "incremental" && /^[0-9a-f]{64}$/.test(key[2])) {
+      const hash = sha256 ?? sha256hex(data)
+      if (hash === key[2] && (await onDiskDurably(target, data))) {
+        this.#written.set(keyString(key), { seq: ++this.#seq, sha256: hash })
+        this.skipStats.skipped++
+        return
+      }
+    }
     const write = async () => {
       await this.#ensureTmpDir()
       // in the next group (anything it could not write goes the usual way below, which reports errors)
@@ -724,6 +744,29 @@ export function verifyChunkFile(key: StorageKey, data: Uint8Array): VerifyResult
     if (h !== name) return { ok: false, reason: `content (sha256 ${h.slice(0, 16)}...) does not match the file name` }
   }
   return v
+}
+
+/**
+ * Does `file` hold exactly `data`? If so it is made durable (fsync of the file, then of its directory:
+ * its writer may not have), and true. false when it does not exist, differs, or anything fails (the
+ * caller then writes it).
+ */
+async function onDiskDurably(file: string, data: Uint8Array): Promise<boolean> {
+  let fh: FileHandle | undefined
+  try {
+    fh = await fsp.open(file, "r")
+    const st = await fh.stat()
+    if (!st.isFile() || st.size !== data.byteLength) return false
+    const buf = await fh.readFile()
+    if (!buf.equals(data)) return false
+    await fh.sync()
+    await fsyncDir(path.dirname(file))
+    return true
+  } catch {
+    return false
+  } finally {
+    await fh?.close().catch(() => {})
+  }
 }
 
 function isDirectorySync(p: string): boolean {

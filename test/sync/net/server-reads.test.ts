@@ -5,20 +5,23 @@
  * another process writes to the store is still read, and only it. Counts of file opens, never timings.
  */
 import * as A from "@automerge/automerge"
+import type { DocumentId } from "@automerge/automerge-repo"
 import { promises as fsp, mkdtempSync, readdirSync, rmSync } from "node:fs"
 import os from "node:os"
 import path from "node:path"
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest"
 import type { WriteContext } from "../../../src/doc/actor.js"
 import { reportDocId } from "../../../src/doc/ids.js"
-import { readPlan, updateAttempt } from "../../../src/doc/plan.js"
+import { type PlanDocument, readPlan, updateAttempt } from "../../../src/doc/plan.js"
 import { appendReport, reportsGenesis } from "../../../src/doc/reports.js"
 import { ServerApi } from "../../../src/sync/net/api.js"
+import { RemoteSession } from "../../../src/sync/net/client.js"
 import { SyncServer } from "../../../src/sync/net/server.js"
 import { syncOnce } from "../../../src/sync/net/sync.js"
 import { addToken, defaultTokensFile } from "../../../src/sync/net/tokens.js"
 import { PlanStore } from "../../../src/sync/store/PlanStore.js"
 import { spec } from "../../doc/helpers.js"
+import { until } from "../../helpers/until.js"
 import { runConcord } from "./helpers.js"
 
 let t = 1_800_000_000_000
@@ -156,5 +159,37 @@ describe("the sync server reads each chunk file once", () => {
     expect((await new ServerApi(url, token).confirm([planId]))[planId]!.sort()).toEqual(now)
     expect(readPlan(await client.loadPlan(planId)).status).toBe("canceled")
     expect(JSON.stringify((await client.loadReports(planId, "x5"))!.reports)).toContain("late")
+  }, 30_000)
+
+  it("a live session gets local writes, and the server's Repo does not write their chunk files again", async () => {
+    const live = await RemoteSession.open({ url, token, retry: false })
+    const renamed: string[] = []
+    const rename = fsp.rename.bind(fsp)
+    const spy = vi.spyOn(fsp, "rename").mockImplementation((async (from: string, to: string) => {
+      renamed.push(path.relative(serverDir, String(to)))
+      return rename(from, to)
+    }) as typeof fsp.rename)
+    try {
+      const h = (await live.fetch<PlanDocument>(planId, 20_000))!
+      // (the plan, not a small report log: the Repo saves a document under 1 KiB whole, as a snapshot, every time)
+      const added: string[] = []
+      for (let i = 0; i < 3; i++) {
+        const before = chunkFiles()
+        const other = new PlanStore(serverDir, { onWarning: () => {} })
+        const plan = updateAttempt(await other.loadPlan(planId), "x7", 1, { heartbeatAt: ++t }, ctx("job:x7#1@m"), `live ${i}`)
+        await other.docs.save(planId, plan)
+        const mine = [...chunkFiles()].filter(f => !before.has(f) && f.includes("/incremental/"))
+        added.push(...mine)
+        const heads = A.getHeads(plan)
+        await until("the live session has it", () => A.hasHeads(h.doc(), heads), 10_000, 10)
+        await server.repo.flush([planId as DocumentId])
+      }
+      expect(added.length).toBeGreaterThan(0)
+      // each written once, by its writer: the Repo, saving the same changes as the same bytes, did not
+      for (const f of added) expect(renamed.filter(r => r === f)).toHaveLength(1)
+    } finally {
+      spy.mockRestore()
+      await live.close()
+    }
   }, 30_000)
 })

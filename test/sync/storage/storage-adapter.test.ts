@@ -2,6 +2,7 @@ import { describe, expect, it, vi } from "vitest"
 import { promises as fsPromises } from "node:fs"
 import { runStorageAdapterTests } from "@automerge/automerge-repo/helpers/tests/storage-adapter-tests.js"
 import { mkdir, readdir, readFile, writeFile, utimes, stat } from "node:fs/promises"
+import { createHash } from "node:crypto"
 import path from "node:path"
 import * as A from "@automerge/automerge"
 import { ConcordStorageAdapter, StoreError } from "../../../src/sync/storage/ConcordStorageAdapter.js"
@@ -421,6 +422,48 @@ describe("ConcordStorageAdapter", () => {
       expect(await ad.load(["docid1", "incremental", "x"])).toBeUndefined()
     } finally {
       fsPromises.open = realOpen
+      await cleanup()
+    }
+  })
+
+  it("skipIdentical: an incremental on disk byte for byte under its content name is not written again; any other is", async () => {
+    const { dir, cleanup } = await tempDir()
+    try {
+      const a = new ConcordStorageAdapter(dir, { onWarning: () => {}, skipIdentical: true })
+      const plain = new ConcordStorageAdapter(dir, { onWarning: () => {} })
+      const bytes = A.save(A.from({ a: 1 }))
+      const hash = createHash("sha256").update(bytes).digest("hex")
+      const key = ["abcdef", "incremental", hash]
+      const file = a.filePath(key)
+      // written by another writer (as the store's other processes do): the same bytes are not written again
+      await plain.save(key, bytes)
+      const ino = (await stat(file)).ino
+      await a.save(key, bytes)
+      expect(a.skipStats.skipped).toBe(1)
+      expect((await stat(file)).ino).toBe(ino)
+      expect(await a.load(key)).toEqual(bytes)
+      // a torn file under that name is written (whole) again
+      await writeFile(file, bytes.subarray(0, 10))
+      await a.save(key, bytes)
+      expect(a.skipStats.skipped).toBe(1)
+      expect(new Uint8Array(await readFile(file))).toEqual(bytes)
+      // only content-named incrementals: a snapshot, or a name that is not the bytes' hash, is written
+      const snap = ["abcdef", "snapshot", "h1"]
+      await plain.save(snap, bytes)
+      const snapIno = (await stat(a.filePath(snap))).ino
+      await a.save(snap, bytes)
+      expect((await stat(a.filePath(snap))).ino).not.toBe(snapIno)
+      const other = ["abcdef", "incremental", "f".repeat(64)]
+      await plain.save(other, bytes)
+      const otherIno = (await stat(a.filePath(other))).ino
+      await a.save(other, bytes)
+      expect((await stat(a.filePath(other))).ino).not.toBe(otherIno)
+      // without the option, every save writes
+      const again = (await stat(file)).ino
+      await plain.save(key, bytes)
+      expect((await stat(file)).ino).not.toBe(again)
+      expect(a.skipStats.skipped).toBe(1)
+    } finally {
       await cleanup()
     }
   })
