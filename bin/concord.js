@@ -94,10 +94,13 @@ const start = async () => {
     try {
       if (fstatSync(fd).size !== size) return undefined
       // per function, 2 (compile ahead) if a command like this one calls it, else 1 (lazy): a report that
-      // moves its job's status (completed, failed) calls more; a one-shot sync has a class of its own
+      // moves its job's status (completed, failed) calls more; a one-shot sync has a class of its own. Class
+      // 8 (Automerge's SHA-256, which hashes every change loaded or made: scripts/lean-startup.mjs): 42,
+      // compiled ahead with the optimizing compiler as its first and only tier (strategy 2 eager, baseline
+      // tier 2 and top tier 2 optimized, two bits each), on a background thread, whatever --liftoff-only says
       const want = oneShotSync ? 4 : argv.includes("completed") || argv.includes("failed") ? 3 : 1
       const cls = Buffer.from(classes, "base64")
-      const sec = Buffer.concat([Buffer.from(head, "base64"), cls.map(c => (c & want ? 2 : 1))])
+      const sec = Buffer.concat([Buffer.from(head, "base64"), cls.map(c => (c & 8 ? 42 : c & want ? 2 : 1))])
       // up to `end` only: what follows is custom sections (function names, tool metadata) V8 does not need
       // to run it (a crash's stack trace then numbers Automerge's functions instead of naming them)
       const bytes = Buffer.allocUnsafe(end + sec.length)

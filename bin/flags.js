@@ -1,7 +1,8 @@
 // V8 flags for a concord command: bin/concord.js sets them before Automerge's WebAssembly is compiled, and
 // the bench's workers that stand in for `concord run` set the ones `run` gets, so they measure what it runs.
 //
-// --liftoff-only: Automerge's WebAssembly runs on V8's baseline compiler (Liftoff) only. Optimizing it
+// --liftoff-only: Automerge's WebAssembly runs on V8's baseline compiler (Liftoff) only (but for its SHA-256,
+//   which a lean start-up has compiled optimized ahead: bin/concord.js, scripts/lean-startup.mjs). Optimizing it
 //   (TurboFan, on background threads) costs more CPU than a short command lives; and a long-lived process
 //   that makes small changes one at a time (`concord run` and its local endpoint, `concord mcp`, a dashboard
 //   or a `--watch`) kept compiling in the background for thousands of reports, with no gain on its main

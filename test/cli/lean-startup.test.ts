@@ -10,6 +10,7 @@ import path from "node:path"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { readReports } from "../../src/doc/reports.js"
 import { PlanStore } from "../../src/sync/store/PlanStore.js"
+import { namedFunctions } from "../../scripts/lean-startup.mjs"
 import { cleanup, concord, ROOT, runNode, spoiledInstall, tempDir } from "../helpers/cli.js"
 
 let dir = ""
@@ -75,6 +76,25 @@ describe("the WebAssembly compilation hints (dist/cli/wasm-hints.json)", () => {
     const wasm = path.join(ROOT, "node_modules", "@automerge", "automerge", "dist", "automerge.wasm")
     expect(hints.size).toBe(readFileSync(wasm).length)
   })
+
+  it("have V8 compile Automerge's SHA-256 ahead with the optimizing compiler, and nothing else (a report runs on the baseline compiler)", async () => {
+    const wasm = readFileSync(path.join(ROOT, "node_modules", "@automerge", "automerge", "dist", "automerge.wasm"))
+    const sha = namedFunctions(wasm, /::sha256::compress256$/)
+    expect(sha.length).toBe(1)
+    const store = path.join(dir, "store-traced")
+    cpSync(base, store, { recursive: true })
+    const r = await runNode(
+      ["--trace-wasm-compilation-times", path.join(ROOT, "bin", "concord.js"), "report", "progress", "traced", "--job", "A", "--plan", plan],
+      {
+        cwd: dir,
+        env: { CONCORD_STORE: store },
+      }
+    )
+    expect(r.code, r.stderr).toBe(0)
+    const compiled = [...r.stdout.matchAll(/^Compiled function \S*#(\d+) using (\w+)/gm)].map(m => [Number(m[1]), m[2]] as const)
+    expect(compiled.filter(([, tier]) => tier === "TurboFan").map(([f]) => f)).toEqual(sha)
+    expect(compiled.filter(([f]) => f === sha[0]).map(([, tier]) => tier)).toEqual(["TurboFan"])
+  }, 60_000)
 
   it.each([
     ["missing", (cli: string) => rmSync(path.join(cli, HINTS))],
