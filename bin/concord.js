@@ -75,10 +75,16 @@ const start = async () => {
   // (the largest single cost of such a report): dist/cli/wasm-hints.json lists them, recorded from real
   // reports and syncs at build time (scripts/lean-startup.mjs), as a compilation-hints section that goes into the
   // module's bytes before its code section; every other function stays lazy. Only for the V8 and the
-  // Automerge WebAssembly it was recorded with; if V8 refuses the module so, it is compiled as it is.
+  // Automerge WebAssembly it was recorded with; if V8 refuses the module so, it is compiled as it is. A
+  // long-lived command (`run`, `mcp`, `dashboard`, `serve`, `--watch`) gets the same file's one
+  // optimize-ahead mark (Automerge's SHA-256) and nothing else.
   //
   // The module's bytes are read on Node's thread pool while the main thread sets V8's flags (below): most
   // of the read's time is the first touch of the 3 MB it fills.
+  const leanStart = report || oneShotSync
+  // which of V8's WebAssembly tiers and checks the command runs with (bin/flags.js says why); loaded here,
+  // after the endpoint's lean start-up, which runs no WebAssembly
+  const flags = require("./flags.js")
   const hintedWasm = () => {
     let hints
     try {
@@ -93,14 +99,16 @@ const start = async () => {
     let reading = false // (then closed once read)
     try {
       if (fstatSync(fd).size !== size) return undefined
-      // per function, 2 (compile ahead) if a command like this one calls it, else 1 (lazy): a report that
-      // moves its job's status (completed, failed) calls more; a one-shot sync has a class of its own. Class
-      // 8 (Automerge's SHA-256, which hashes every change loaded or made: scripts/lean-startup.mjs): 42,
-      // compiled ahead with the optimizing compiler as its first and only tier (strategy 2 eager, baseline
-      // tier 2 and top tier 2 optimized, two bits each), on a background thread, whatever --liftoff-only says
+      // per function, for a lean start-up: 2 (compile ahead) if a command like this one calls it, else 1
+      // (lazy): a report that moves its job's status (completed, failed) calls more; a one-shot sync has a
+      // class of its own. For a long-lived command 0 (as V8's flags say, as without hints). Class 8
+      // (Automerge's SHA-256, which hashes every change loaded or made: scripts/lean-startup.mjs), for every
+      // command: 42, compiled ahead with the optimizing compiler as its first and only tier (strategy 2
+      // eager, baseline tier 2 and top tier 2 optimized, two bits each), on a background thread, whatever
+      // --liftoff-only says (`concord run`'s endpoint and `concord mcp` hash every report they write)
       const want = oneShotSync ? 4 : argv.includes("completed") || argv.includes("failed") ? 3 : 1
       const cls = Buffer.from(classes, "base64")
-      const sec = Buffer.concat([Buffer.from(head, "base64"), cls.map(c => (c & 8 ? 42 : c & want ? 2 : 1))])
+      const sec = Buffer.concat([Buffer.from(head, "base64"), cls.map(c => (c & 8 ? 42 : !leanStart ? 0 : c & want ? 2 : 1))])
       // up to `end` only: what follows is custom sections (function names, tool metadata) V8 does not need
       // to run it (a crash's stack trace then numbers Automerge's functions instead of naming them)
       const bytes = Buffer.allocUnsafe(end + sec.length)
@@ -137,8 +145,10 @@ const start = async () => {
   // The CLI bundles use Automerge's slim build: compile its WebAssembly here, on V8's background threads,
   // while the main thread loads the CLI, instead of synchronously when Automerge is imported. Once per
   // process, before any command runs.
+  // (a short command other than a lean one, `concord status` say, compiles the module as it is: the
+  // hints would cost it more than the hashing they speed up)
   let hinted
-  if (report || oneShotSync) {
+  if (leanStart || flags.isLongRunning(argv.slice(2))) {
     try {
       hinted = hintedWasm()
     } catch {
@@ -146,23 +156,22 @@ const start = async () => {
     }
   }
 
-  // which of V8's WebAssembly tiers and checks the command runs with (bin/flags.js says why); loaded here,
-  // after the endpoint's lean start-up, which runs no WebAssembly
   const v8 = require("node:v8")
-  const { v8Flags } = require("./flags.js")
-  for (const flag of v8Flags(argv.slice(2))) v8.setFlagsFromString(flag)
+  for (const flag of flags.v8Flags(argv.slice(2))) v8.setFlagsFromString(flag)
   hinted = await hinted // (undefined after a failed read: the module as it is)
 
   let wasm
   if (hinted) {
     v8.setFlagsFromString("--experimental-wasm-compilation-hints")
-    v8.setFlagsFromString("--no-wasm-lazy-compilation")
-    // No more compiling threads than cores: each thread's memory for compiling is its own (about 350
-    // first-touch page faults more per thread, measured on a 2-core VM where each costs ~15 us), and on a
-    // machine with no core to spare the extra thread only takes turns with the others.
-    v8.setFlagsFromString(`--wasm-num-compilation-tasks=${Math.max(1, require("node:os").availableParallelism())}`)
+    if (leanStart) {
+      v8.setFlagsFromString("--no-wasm-lazy-compilation")
+      // No more compiling threads than cores: each thread's memory for compiling is its own (about 350
+      // first-touch page faults more per thread, measured on a 2-core VM where each costs ~15 us), and on a
+      // machine with no core to spare the extra thread only takes turns with the others.
+      v8.setFlagsFromString(`--wasm-num-compilation-tasks=${Math.max(1, require("node:os").availableParallelism())}`)
+    }
     wasm = WebAssembly.compile(hinted).catch(() => {
-      v8.setFlagsFromString("--wasm-lazy-compilation")
+      if (leanStart) v8.setFlagsFromString("--wasm-lazy-compilation")
       return WebAssembly.compile(readFileSync(wasmFile))
     })
   } else wasm = WebAssembly.compile(readFileSync(wasmFile))

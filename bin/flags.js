@@ -2,7 +2,8 @@
 // the bench's workers that stand in for `concord run` set the ones `run` gets, so they measure what it runs.
 //
 // --liftoff-only: Automerge's WebAssembly runs on V8's baseline compiler (Liftoff) only (but for its SHA-256,
-//   which a lean start-up has compiled optimized ahead: bin/concord.js, scripts/lean-startup.mjs). Optimizing it
+//   which lean start-ups and long-lived commands have compiled optimized ahead: bin/concord.js,
+//   scripts/lean-startup.mjs). Optimizing it
 //   (TurboFan, on background threads) costs more CPU than a short command lives; and a long-lived process
 //   that makes small changes one at a time (`concord run` and its local endpoint, `concord mcp`, a dashboard
 //   or a `--watch`) kept compiling in the background for thousands of reports, with no gain on its main
@@ -18,11 +19,14 @@
 //   than validating the whole module takes on the main thread.
 "use strict"
 
+const isBulk = args => args.includes("serve") || (args.includes("--watch") && args.includes("sync"))
+
+/** Does the command live long (serve, run, mcp, dashboard, --watch)? */
+const isLongRunning = args => isBulk(args) || args.some(a => a === "run" || a === "mcp" || a === "dashboard" || a === "--watch")
+exports.isLongRunning = isLongRunning
+
 /** The command's words (process.argv without node and the script) -> V8 flags. */
 exports.v8Flags = function v8Flags(args) {
-  const watch = args.includes("--watch")
-  const bulk = args.includes("serve") || (watch && args.includes("sync"))
   // a one-shot sync is a short command too: baseline compiler only, each function validated on first use
-  const longRunning = bulk || args.some(a => a === "run" || a === "mcp" || a === "dashboard" || a === "--watch")
-  return [...(bulk ? [] : ["--liftoff-only"]), ...(longRunning ? [] : ["--wasm-lazy-validation"])]
+  return [...(isBulk(args) ? [] : ["--liftoff-only"]), ...(isLongRunning(args) ? [] : ["--wasm-lazy-validation"])]
 }

@@ -11,6 +11,7 @@ const { as, ...opts } = optsJson ? JSON.parse(optsJson) : {}
 // A worker that stands in for a concord command (`as: "run"`: it serves a plan's endpoint, as `concord run`
 // does) runs with the V8 flags bin/concord.js gives that command, set before Automerge is loaded.
 if (as) for (const flag of (await import("../../bin/flags.js")).v8Flags([as])) v8.setFlagsFromString(flag)
+if (as) await optimizeAheadAsBinDoes()
 const backend = await loadBackend(backendName)
 const client = await backend.open(dir, opts)
 const stale = new Map()
@@ -105,3 +106,33 @@ const ops = {
 }
 
 serveOps(ops)
+
+/**
+ * What bin/concord.js does for a long-lived command's WebAssembly, before Automerge is loaded: Automerge's
+ * SHA-256 (class 8 of dist/cli/wasm-hints.json) compiled ahead with V8's optimizing compiler, the other
+ * functions as V8's flags say. Automerge's Node entry compiles its module itself (new WebAssembly.Module
+ * of its bytes), so the module it makes gets the same compilation-hints section here. Without a usable
+ * hints file, nothing changes (as in bin/concord.js).
+ */
+async function optimizeAheadAsBinDoes() {
+  const { readFileSync } = await import("node:fs")
+  let h
+  try {
+    h = JSON.parse(readFileSync(new URL("../../dist/cli/wasm-hints.json", import.meta.url), "utf8"))
+  } catch {
+    return
+  }
+  if (h.v8 !== process.versions.v8.split(".").slice(0, 2).join(".") || typeof h.head !== "string" || typeof h.classes !== "string") return
+  const sec = Buffer.concat([Buffer.from(h.head, "base64"), Buffer.from(h.classes, "base64").map(c => (c & 8 ? 42 : 0))])
+  v8.setFlagsFromString("--experimental-wasm-compilation-hints")
+  const Module = WebAssembly.Module
+  WebAssembly.Module = function HintedModule(bytes) {
+    const b = Buffer.from(bytes.buffer ?? bytes, bytes.byteOffset ?? 0, bytes.byteLength)
+    if (b.byteLength !== h.size || b[h.at] !== 10) return new Module(bytes)
+    try {
+      return new Module(Buffer.concat([b.subarray(0, h.at), sec, b.subarray(h.at, h.end)]))
+    } catch {
+      return new Module(bytes) // as bin/concord.js: the module as it is
+    }
+  }
+}

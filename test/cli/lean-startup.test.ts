@@ -4,6 +4,7 @@
  * (same output, exit code, stored once). Each case runs an installed copy of bin/ and dist/ with one
  * such file spoiled, against its own copy of one store.
  */
+import { spawn } from "node:child_process"
 import { createHash } from "node:crypto"
 import { cpSync, mkdirSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs"
 import path from "node:path"
@@ -94,6 +95,32 @@ describe("the WebAssembly compilation hints (dist/cli/wasm-hints.json)", () => {
     const compiled = [...r.stdout.matchAll(/^Compiled function \S*#(\d+) using (\w+)/gm)].map(m => [Number(m[1]), m[2]] as const)
     expect(compiled.filter(([, tier]) => tier === "TurboFan").map(([f]) => f)).toEqual(sha)
     expect(compiled.filter(([f]) => f === sha[0]).map(([, tier]) => tier)).toEqual(["TurboFan"])
+  }, 60_000)
+
+  it("have a long-lived command (`status --watch`) compile that SHA-256 ahead optimized too, and a short one (`status`) compile the module as it is", async () => {
+    const wasm = readFileSync(path.join(ROOT, "node_modules", "@automerge", "automerge", "dist", "automerge.wasm"))
+    const sha = namedFunctions(wasm, /::sha256::compress256$/)
+    const turbofan = (out: string) => [...out.matchAll(/^Compiled function \S*#(\d+) using TurboFan/gm)].map(m => Number(m[1]))
+    const trace = ["--trace-wasm-compilation-times", path.join(ROOT, "bin", "concord.js")]
+    const short = await runNode([...trace, "status", plan], { cwd: dir, env: { CONCORD_STORE: base } })
+    expect(short.code, short.stderr).toBe(0)
+    expect(turbofan(short.stdout)).toEqual([])
+    // a watch runs until stopped: stopped once V8 said it compiled the function (or after 20 s)
+    const child = spawn(process.execPath, [...trace, "status", plan, "--watch"], { cwd: dir, env: { ...process.env, CONCORD_STORE: base } })
+    let out = ""
+    await new Promise<void>(resolve => {
+      const t = setTimeout(resolve, 20_000)
+      child.stdout.on("data", d => {
+        out += d
+        if (turbofan(out).length > 0) {
+          clearTimeout(t)
+          resolve()
+        }
+      })
+      child.on("exit", () => resolve())
+    })
+    child.kill("SIGKILL")
+    expect(turbofan(out)).toEqual(sha)
   }, 60_000)
 
   it.each([
