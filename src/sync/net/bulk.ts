@@ -102,15 +102,6 @@ async function writeBases(storeDir: string, storageId: string, bases: Bases): Pr
   await writeFileAtomic(file, JSON.stringify(body), { root: storeDir, durable: false })
 }
 
-/** The chunk files of a document, "type/hash", sorted (a directory listing: nothing is read). */
-async function chunkFiles(store: PlanStore, docId: string): Promise<string[]> {
-  const keys = (await Promise.all(["incremental", "snapshot"].map(t => store.docs.adapter.listKeys([docId, t])))).flat()
-  return keys
-    .filter(k => k.length === 3)
-    .map(k => `${k[1]}/${k[2]}`)
-    .sort()
-}
-
 const sameList = (a: string[] | undefined, b: string[]) => !!a && a.length === b.length && a.every((x, i) => x === b[i])
 
 const has = (raw: Backend, h: string) => raw.getChangeByHash(h) !== null
@@ -160,7 +151,7 @@ async function syncByExchange(
   // A document whose chunk files are those the last sync recorded is not read: its heads are the
   // recorded ones, which the server has.
   const open = async (id: string, onServer: boolean): Promise<Pick<Item, "raw" | "keys" | "known">> => {
-    const files = await chunkFiles(store, id)
+    const files = await store.docs.chunkFiles(id)
     const heads = bases.heads.get(id)
     if (onServer && heads && files.length > 0 && sameList(bases.files.get(id), files)) return { raw: undefined, keys: new Set(files), known: heads }
     const local = await store.docs.loadBackend(id)

@@ -370,14 +370,7 @@ export class SyncServer {
     if (!isDocId(docId)) return undefined
     const noted = this.#headsByFiles.get(docId)
     if (noted) {
-      const adapter = this.#reader.adapter
-      // (as loadBackend lists: incremental/ before snapshot/)
-      const listed = [...(await adapter.listKeys([docId, "incremental"])), ...(await adapter.listKeys([docId, "snapshot"]))]
-      const files = listed
-        .filter(k => k.length === 3)
-        .map(k => `${k[1]}/${k[2]}`)
-        .sort()
-        .join(" ")
+      const files = (await this.#reader.chunkFiles(docId)).join(" ")
       if (files === noted.files && files !== "") return noted.heads
     }
     return (await this.#currentRaw(docId))?.getHeads()

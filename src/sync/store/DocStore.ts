@@ -858,6 +858,20 @@ export class DocStore {
 
   // ------------------------------------------------------------------ exists
 
+  /**
+   * The document's chunk files, "type/hash", sorted: a directory listing, nothing read (incremental/
+   * listed before snapshot/, as loads list them). Chunk files are named by their content (incrementals)
+   * or heads (snapshots), so an unchanged list means an unchanged document.
+   */
+  async chunkFiles(docId: string): Promise<string[]> {
+    checkDocId(docId)
+    const listed = [...(await this.adapter.listKeys([docId, "incremental"])), ...(await this.adapter.listKeys([docId, "snapshot"]))]
+    return listed
+      .filter(k => k.length === 3)
+      .map(k => `${k[1]}/${k[2]}`)
+      .sort()
+  }
+
   /** Does the document have any chunk (snapshot or incremental file) on disk? */
   async exists(docId: string): Promise<boolean> {
     checkDocId(docId)

@@ -629,7 +629,7 @@ export class PlanStore {
   async #storeEntry(docId: string, entry: DigestCache, known: number): Promise<DigestCache> {
     // Forget chunk names a compaction removed, now and then (a name on the list that no longer exists
     // does no harm: status only asks whether every chunk it lists is covered).
-    if (entry.chunks.length > known + 64) entry.chunks = intersect(entry.chunks, await this.#listing(docId))
+    if (entry.chunks.length > known + 64) entry.chunks = intersect(entry.chunks, await this.docs.chunkFiles(docId))
     await this.#writeDigestCache(docId, entry)
     return entry
   }
@@ -691,14 +691,6 @@ export class PlanStore {
     for (const t of this.#digestTimers.values()) clearTimeout(t)
     this.#digestTimers.clear()
     await Promise.all([...this.#digestsRunning, ...due.map(id => this.#refreshDigest(id))])
-  }
-
-  async #listing(docId: string): Promise<string[]> {
-    return (await Promise.all(["incremental", "snapshot"].map(t => this.docs.adapter.listKeys([docId, t]))))
-      .flat()
-      .filter(k => k.length === 3)
-      .map(k => `${k[1]}/${k[2]}`)
-      .sort()
   }
 
   /**
@@ -783,7 +775,7 @@ export class PlanStore {
   }
 
   async #reportDigest(docId: DocId): Promise<ReportDigest | undefined> {
-    const listing = await this.#listing(docId)
+    const listing = await this.docs.chunkFiles(docId)
     if (listing.length === 0) return undefined
     const cache = await this.#readDigestCache(docId)
     if (cache) {
