@@ -42,20 +42,29 @@ const CACHE = path.join(ROOT, "dist", "cli", "lean.cache")
 const SYNC_CACHE = path.join(ROOT, "dist", "cli", "lean-sync.cache")
 const BIN = path.join(ROOT, "bin", "concord.js")
 
+/** A cursor over a WebAssembly module's bytes, from after its 8-byte header: `at`, and `leb()` reads an unsigned LEB128 there. */
+function wasmCursor(bytes) {
+  const c = {
+    at: 8,
+    leb() {
+      let r = 0
+      let s = 0
+      let x
+      do {
+        x = bytes[c.at++]
+        r += (x & 0x7f) * 2 ** s
+        s += 7
+      } while (x & 0x80)
+      return r
+    },
+  }
+  return c
+}
+
 /** The module's function imports and declared functions, and where its code section starts. */
 function wasmLayout(bytes) {
-  let p = 8
-  const leb = () => {
-    let r = 0
-    let s = 0
-    let x
-    do {
-      x = bytes[p++]
-      r += (x & 0x7f) * 2 ** s
-      s += 7
-    } while (x & 0x80)
-    return r
-  }
+  const c = wasmCursor(bytes)
+  const leb = c.leb
   const skipLimits = () => {
     const flags = leb()
     leb()
@@ -65,37 +74,37 @@ function wasmLayout(bytes) {
   let functions = -1
   let codeAt = -1
   let end = 0 // where the custom sections at the end begin (names, tool metadata)
-  while (p < bytes.length) {
-    const start = p
-    const id = bytes[p++]
+  while (c.at < bytes.length) {
+    const start = c.at
+    const id = bytes[c.at++]
     const size = leb()
-    const next = p + size
+    const next = c.at + size
     if (id === 2) {
       for (let n = leb(); n > 0; n--) {
         for (let k = 0; k < 2; k++) {
           const len = leb() // module name, field name
-          p += len
+          c.at += len
         }
-        const kind = bytes[p++]
+        const kind = bytes[c.at++]
         if (kind === 0) {
           leb() // a function: its type index
           imports++
         } else if (kind === 1) {
-          p++ // a table: element type, limits
+          c.at++ // a table: element type, limits
           skipLimits()
         } else if (kind === 2) {
           skipLimits() // a memory
         } else if (kind === 3) {
-          p += 2 // a global: value type, mutability
+          c.at += 2 // a global: value type, mutability
         } else if (kind === 4) {
-          p++ // a tag: attribute, type index
+          c.at++ // a tag: attribute, type index
           leb()
         } else throw new Error(`unknown import kind ${kind}`)
       }
     } else if (id === 3) functions = leb()
     else if (id === 10) codeAt = start
     if (id !== 0) end = next
-    p = next
+    c.at = next
   }
   if (functions < 0 || codeAt < 0) throw new Error("no function or code section")
   return { imports, functions, codeAt, end }
@@ -103,43 +112,33 @@ function wasmLayout(bytes) {
 
 /** Absolute indices of the functions whose names (the module's "name" custom section) match `pattern`. */
 export function namedFunctions(bytes, pattern) {
-  let p = 8
-  const leb = () => {
-    let r = 0
-    let s = 0
-    let x
-    do {
-      x = bytes[p++]
-      r += (x & 0x7f) * 2 ** s
-      s += 7
-    } while (x & 0x80)
-    return r
-  }
+  const c = wasmCursor(bytes)
+  const leb = c.leb
   const found = []
-  while (p < bytes.length) {
-    const id = bytes[p++]
+  while (c.at < bytes.length) {
+    const id = bytes[c.at++]
     const size = leb()
-    const next = p + size
+    const next = c.at + size
     if (id === 0) {
       const len = leb()
-      const name = Buffer.from(bytes.subarray(p, p + len)).toString("utf8")
-      p += len
-      while (name === "name" && p < next) {
-        const sub = bytes[p++]
-        const subEnd = leb() + p
+      const name = Buffer.from(bytes.subarray(c.at, c.at + len)).toString("utf8")
+      c.at += len
+      while (name === "name" && c.at < next) {
+        const sub = bytes[c.at++]
+        const subEnd = leb() + c.at
         if (sub === 1) {
           // function names: count, then (index, name) pairs
           for (let n = leb(); n > 0; n--) {
             const index = leb()
             const l = leb()
-            if (pattern.test(Buffer.from(bytes.subarray(p, p + l)).toString("utf8"))) found.push(index)
-            p += l
+            if (pattern.test(Buffer.from(bytes.subarray(c.at, c.at + l)).toString("utf8"))) found.push(index)
+            c.at += l
           }
         }
-        p = subEnd
+        c.at = subEnd
       }
     }
-    p = next
+    c.at = next
   }
   return found
 }
