@@ -24,6 +24,7 @@ import { closeSync, type Dirent, fstatSync, openSync, promises as fsp, readdirSy
 import type { FileHandle } from "node:fs/promises"
 import path from "node:path"
 import { type AtomicWriteOptions, ensureDir, ensureDirIn, fsyncDir, writeFileAtomic, writeFilesAtomicGroup } from "./atomic.js"
+import { groupWriter } from "./group-writer.js"
 import { verifyAutomergeBytes, type VerifyResult } from "./chunk-format.js"
 import {
   DEFAULT_QUARANTINE_GRACE_MS,
@@ -87,8 +88,9 @@ export interface ConcordStorageAdapterOptions {
    * Group commit of chunk writes, for a process that serves many writers at once (the endpoint of
    * `concord run`): the saves asked for in one turn of the event loop, and those asked for while a group
    * is being made durable, are written together (writeFilesAtomicGroup: each file fsynced, each directory
-   * once, the fsyncs of a group at once through the thread pool). Each save still resolves only once its
-   * file and directory are durable. Takes precedence over blockingWrites. Default false.
+   * once, the fsyncs of a group at once through the thread pool, every step on a thread of its own, which
+   * such a store starts with itself). Each save still resolves only once its file and directory are
+   * durable. Takes precedence over blockingWrites. Default false.
    */
   groupWrites?: boolean
   /**
@@ -191,6 +193,7 @@ export class ConcordStorageAdapter implements StorageAdapterInterface {
     this.#blocking = opts.blockingWrites ?? false
     this.#blockingReads = opts.blockingReads ?? false
     this.#groupWrites = opts.groupWrites ?? false
+    if (this.#groupWrites) groupWriter.warm()
     this.#skipIdentical = opts.skipIdentical ?? false
     this.#create = opts.create ?? false
     this.#onSave = opts.onSave

@@ -10,9 +10,10 @@
  * creation (a new plan, `concord serve`, `concord sync`; ConcordStorageAdapter.createRoot) makes a root.
  */
 import { randomBytes } from "node:crypto"
-import { closeSync, fsync, fsyncSync, mkdirSync, openSync, promises as fsp, renameSync, statSync, unlinkSync, writeFileSync } from "node:fs"
+import { closeSync, fsyncSync, mkdirSync, openSync, promises as fsp, renameSync, statSync, unlinkSync, writeFileSync } from "node:fs"
 import type { FileHandle } from "node:fs/promises"
 import path from "node:path"
+import { type GroupOutcome, groupWriter, type ThreadGroupFile } from "./group-writer.js"
 import { errnoCode, StoreGoneError } from "./StoreError.js"
 
 let counter = 0
@@ -150,21 +151,13 @@ export interface GroupWrite {
   mode?: number
 }
 
-/** What a group write did: per file whether it is in place and durable, and the fsyncs it made. */
-export interface GroupOutcome {
-  written: boolean[]
-  fileSyncs: number
-  dirSyncs: number
-}
-
 /**
- * Several atomic, durable writes made together (a group commit): every temp file is written with
- * blocking calls (page cache only: no wait for the disk), all of them are fsynced at once through the
- * thread pool, each is renamed over its target, and then each directory written into is fsynced once,
- * again all at once. Per file that is two thread-pool calls (its fsync and a share of its directory's)
- * instead of writeFileAtomic's eight, the main thread never waits for the disk, and the journal
- * commits of concurrent fsyncs are shared by the file system. A group of one file is written with
- * blocking calls (writeFileAtomic's `blocking`): alone, it is answered soonest that way.
+ * Several atomic, durable writes made together (a group commit), on a thread of their own (group-writer.ts):
+ * every temp file is written, all of them are fsynced at once through the thread pool, each is renamed over
+ * its target, and then each directory written into is fsynced once, again all at once. Per file that is
+ * two thread-pool calls (its fsync and a share of its directory's) instead of writeFileAtomic's eight, the
+ * journal commits of concurrent fsyncs are shared by the file system, and the caller's thread makes none
+ * of the calls and waits for none of them: it sends the group and gets its outcome back.
  *
  * The guarantees are writeFileAtomic's, file by file: a target is replaced only by a complete temp file
  * that is already durable, and is reported written only once its directory is durable too. A file whose
@@ -175,90 +168,20 @@ export interface GroupOutcome {
 export async function writeFilesAtomicGroup(items: GroupWrite[]): Promise<GroupOutcome> {
   const written = items.map(() => false)
   if (process.platform === "win32") return { written, fileSyncs: 0, dirSyncs: 0 }
-  if (items.length === 1) {
-    // a group of one (a lone report): blocking calls answer it soonest, and nothing else is waiting
-    const it = items[0]
-    const dir = path.dirname(it.target)
-    const done = knownDirs.has(dir) && writeBlocking(it.target, it.data, dir, tempName(it.target, dir, it), it)
-    return { written: [done], fileSyncs: done ? 1 : 0, dirSyncs: done ? 1 : 0 }
-  }
-  const open: { i: number; fd: number; tmp: string; dir: string }[] = []
+  const sent: number[] = []
+  const files: ThreadGroupFile[] = []
   for (const [i, it] of items.entries()) {
     const dir = path.dirname(it.target)
     if (!knownDirs.has(dir)) continue
-    const tmp = tempName(it.target, dir, it)
-    let fd: number | undefined
-    try {
-      fd = openSync(tmp, "wx", it.mode ?? 0o644)
-      writeFileSync(fd, it.data)
-      open.push({ i, fd, tmp, dir })
-    } catch {
-      discard(fd, tmp)
-    }
+    sent.push(i)
+    files.push({ target: it.target, tmp: tempName(it.target, dir, it), data: it.data, mode: it.mode })
   }
-  const synced = await Promise.all(open.map(f => fsyncFd(f.fd)))
-  const renamed: typeof open = []
-  for (const [n, f] of open.entries()) {
-    if (!synced[n]) {
-      discard(f.fd, f.tmp)
-      continue
-    }
-    try {
-      closeSync(f.fd)
-    } catch {
-      // (the data is durable; a failed close changes nothing on disk)
-    }
-    try {
-      renameSync(f.tmp, items[f.i].target)
-      renamed.push(f)
-    } catch {
-      discard(undefined, f.tmp)
-    }
-  }
-  const dirs = [...new Set(renamed.map(f => f.dir))]
-  const durable = await Promise.all(dirs.map(fsyncDirFd))
-  const ok = new Set(dirs.filter((_, n) => durable[n]))
-  for (const f of renamed) if (ok.has(f.dir)) written[f.i] = true
-  return { written, fileSyncs: open.length, dirSyncs: dirs.length }
+  const out = await groupWriter.write(files)
+  for (const [n, i] of sent.entries()) written[i] = out.written[n]
+  return { written, fileSyncs: out.fileSyncs, dirSyncs: out.dirSyncs }
 }
 
-function discard(fd: number | undefined, tmp: string): void {
-  try {
-    if (fd !== undefined) closeSync(fd)
-  } catch {
-    // already closed
-  }
-  try {
-    unlinkSync(tmp)
-  } catch {
-    // never made, or already renamed
-  }
-}
-
-function fsyncFd(fd: number): Promise<boolean> {
-  return new Promise(resolve => fsync(fd, e => resolve(!e)))
-}
-
-/** fsync a directory (true also where directories cannot be fsynced, as fsyncDir). */
-async function fsyncDirFd(dir: string): Promise<boolean> {
-  let fd: number
-  try {
-    fd = openSync(dir, "r")
-  } catch (e) {
-    return unsyncableDir(errnoCode(e))
-  }
-  try {
-    return await new Promise<boolean>(resolve => fsync(fd, e => resolve(!e || unsyncableDir(errnoCode(e)))))
-  } finally {
-    try {
-      closeSync(fd)
-    } catch {
-      // nothing to undo
-    }
-  }
-}
-
-/** Errors with which some platforms or file systems refuse to open or fsync a directory. */
+/** Errors with which some platforms or file systems refuse to open or fsync a directory (group-writer.ts has its own copy: its code runs on a thread of its own). */
 function unsyncableDir(code: string | undefined): boolean {
   return code === "EISDIR" || code === "EINVAL" || code === "EPERM" || code === "EBADF"
 }
@@ -269,9 +192,8 @@ export async function fsyncDir(dir: string): Promise<void> {
     fh = await fsp.open(dir, "r")
     await fh.sync()
   } catch (e) {
-    const code = errnoCode(e)
     // some platforms/filesystems cannot fsync directories
-    if (code === "EISDIR" || code === "EINVAL" || code === "EPERM" || code === "EBADF") return
+    if (unsyncableDir(errnoCode(e))) return
     throw e
   } finally {
     await fh?.close().catch(() => {})
