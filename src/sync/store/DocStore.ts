@@ -178,6 +178,9 @@ const keyStr = (key: StorageKey) => key.join("/")
 /** Snapshot bytes per incremental chunk a big document may gather before it is compacted (see #saveChunks). */
 const SNAPSHOT_BYTES_PER_CHUNK = 256
 
+/** Incremental bytes a small document may gather before it is compacted (see #saveChunks): live stores, other stores. */
+const COMPACT_FLOOR_BYTES = { live: 8192, other: 1024 }
+
 export interface UpdateOptions {
   /**
    * Live stores: skip looking at the disk for chunks other processes wrote if this instance looked
@@ -679,11 +682,20 @@ export class DocStore {
       // SNAPSHOT_BYTES_PER_CHUNK of it): a change's share of the compactions then stays the same however
       // long the document (a report log of 30,000 reports: about 800 chunks between compactions, not 64,
       // which cost more than the report itself), and its chunks still stay within a few times the
-      // snapshot's bytes.
+      // snapshot's bytes. A compaction also costs the same whatever the document's size (a snapshot file
+      // written, the chunks it replaces removed): in a live store (one process serving many writers,
+      // `concord run`'s endpoint) a small document gathers 8 KiB of chunks (about 20 reports) before it
+      // compacts, not 1 KiB (a log compacted at every fifth report of its first 50: the endpoint's
+      // main-thread CPU per report at 16 logs at once 0.56 ms, against 0.49 ms at 8 KiB; reading such a
+      // log costs ~0.15 ms per chunk file more). Other stores compact as a stock automerge-repo does (as
+      // soon as the chunks outweigh the snapshot): where a sync server shares the store, its Repo compacts
+      // by that rule whatever a writer left (server-local.test.ts), so a one-shot writer would only move
+      // the work to the server; the endpoint's thread serves every report, so there it is worth saving.
+      const floor = this.#live ? COMPACT_FLOOR_BYTES.live : COMPACT_FLOOR_BYTES.other
       const wantCompact =
         incrementalCount > Math.max(this.#maxIncrementals, snapshotSize / SNAPSHOT_BYTES_PER_CHUNK) ||
         incrementalChanges > Math.max(this.#maxIncrementalChanges, (4 * snapshotSize) / SNAPSHOT_BYTES_PER_CHUNK) ||
-        (incrementalSize >= snapshotSize && incrementalSize > 1024)
+        (incrementalSize >= snapshotSize && incrementalSize > floor)
 
       let blocked: string | undefined
       if (wantCompact) {

@@ -1,7 +1,7 @@
 // DocStore's live mode (one kept copy per document, handed out as it is) and PlanStore's group commit:
 // what a long-lived process (concord mcp, concord run's endpoint) relies on.
 import * as A from "@automerge/automerge"
-import { readdir } from "node:fs/promises"
+import { readdir, stat } from "node:fs/promises"
 import path from "node:path"
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest"
 import { validatePlanSpec } from "../../../src/doc/spec.js"
@@ -43,6 +43,38 @@ describe("DocStore live mode", () => {
     expect(fresh!.n).toBe(6)
     const actors = new Set(A.getAllChanges(fresh!).map(ch => A.decodeChange(ch).actor))
     expect(actors.size).toBe(2) // the live store's one actor and the other writer's
+  })
+
+  it("compacts a small document once its chunks pass 8 KiB, where a one-shot store does at 1 KiB (as a stock Repo)", async () => {
+    // the same ~350-byte changes, saved one by one through each kind of store
+    const bytesBeforeCompacting = async (docId: string, live: boolean) => {
+      const store = new DocStore(dir, { live })
+      let chunkBytes = 0
+      for (let i = 0; i < 40; i++) {
+        await store.update<{ jobs: Record<string, string> }, A.Doc<{ jobs: Record<string, string> }>>(docId, d =>
+          A.change(d ?? A.from({ jobs: {} as Record<string, string> }), x => void (x.jobs[`j${i}`] = "x".repeat(300)))
+        )
+        const dirOf = (t: string) => path.join(dir, docId.slice(0, 2), docId.slice(2), t)
+        if ((await readdir(dirOf("snapshot")).catch(() => [])).length > 0) return { chunkBytes, saves: i + 1 }
+        const files = await readdir(dirOf("incremental"))
+        chunkBytes = (await Promise.all(files.map(f => stat(path.join(dirOf("incremental"), f))))).reduce((a, st) => a + st.size, 0)
+      }
+      return { chunkBytes, saves: Number.POSITIVE_INFINITY }
+    }
+    const live = await bytesBeforeCompacting("livedoc", true)
+    const oneShot = await bytesBeforeCompacting("oneshotdoc", false)
+    // (the last chunk, ~350 bytes, is what took them past the floor)
+    expect(live.chunkBytes).toBeGreaterThan(8192 - 400)
+    expect(live.chunkBytes).toBeLessThanOrEqual(8192)
+    expect(oneShot.chunkBytes).toBeLessThanOrEqual(1024)
+    expect(oneShot.saves).toBeLessThan(live.saves)
+    // both read back whole
+    for (const [id, { saves }] of [
+      ["livedoc", live],
+      ["oneshotdoc", oneShot],
+    ] as const) {
+      expect(Object.keys((await new DocStore(dir).load<{ jobs: object }>(id))!.jobs)).toHaveLength(saves)
+    }
   })
 
   it("recovers when a caller changes a handed-out copy, or an update throws after changing it", async () => {
