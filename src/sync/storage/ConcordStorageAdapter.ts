@@ -20,7 +20,7 @@
  */
 import type { Chunk, StorageAdapterInterface, StorageKey } from "@automerge/automerge-repo/slim"
 import { createHash } from "node:crypto"
-import { closeSync, type Dirent, fstatSync, openSync, promises as fsp, readdirSync, readFileSync, statSync } from "node:fs"
+import { type BigIntStats, closeSync, type Dirent, fstatSync, openSync, promises as fsp, readdirSync, readFileSync, statSync } from "node:fs"
 import type { FileHandle } from "node:fs/promises"
 import path from "node:path"
 import { type AtomicWriteOptions, ensureDir, ensureDirIn, fsyncDir, writeFileAtomic, writeFilesAtomicGroup } from "./atomic.js"
@@ -144,6 +144,15 @@ const READ_PARALLELISM = 16
 
 const keyString = (key: StorageKey) => key.join("\u0000")
 
+/**
+ * chunkDirsStamp: how long before a stamp its directories must have last changed for the stamp to vouch for
+ * them (a later change could otherwise carry the same time): a file system whose times have a fraction of a
+ * second moves its clock at least every scheduler tick (at most 10 ms on Linux); one with whole seconds, every
+ * second or two.
+ */
+const RACY_MS = 50
+const RACY_WHOLE_SECONDS_MS = 2500
+
 export class ConcordStorageAdapter implements StorageAdapterInterface {
   readonly baseDirectory: string
   readonly #warn: (msg: string) => void
@@ -236,6 +245,37 @@ export class ConcordStorageAdapter implements StorageAdapterInterface {
   }
 
   /** Path of the file holding `key` (same mapping as NodeFSStorageAdapter). */
+  /**
+   * A stamp of the two directories a document's chunk files are listed from (`incremental/`, `snapshot/`):
+   * their inodes and modification and change times, read with two blocking stats (microseconds, and no
+   * trip through the thread pool, which a listing takes twice). A file added to, removed from or renamed
+   * in either directory changes both times, so a stamp equal to one taken before a listing means that
+   * listing still holds, unless that one was "racy": taken so soon after its directory's last change that
+   * a later change could carry the same time (see RACY_MS). Then, on Windows, or when a directory cannot be
+   * looked at, it is undefined: list. (A live DocStore's look for other writers' chunks: DocStore.ts.)
+   */
+  chunkDirsStamp(docId: string): string | undefined {
+    if (process.platform === "win32") return undefined
+    const now = Date.now()
+    let stamp = ""
+    for (const type of ["incremental", "snapshot"]) {
+      let st: BigIntStats
+      try {
+        st = statSync(this.filePath([docId, type]), { bigint: true })
+      } catch (e) {
+        if (errnoCode(e) !== "ENOENT") return undefined
+        stamp += "none;"
+        continue
+      }
+      for (const changed of [st.mtimeNs, st.ctimeNs]) {
+        const racyMs = changed % 1_000_000_000n === 0n ? RACY_WHOLE_SECONDS_MS : RACY_MS
+        if (now - Number(changed / 1_000_000n) < racyMs) return undefined
+      }
+      stamp += `${st.ino}:${st.mtimeNs}:${st.ctimeNs};`
+    }
+    return stamp
+  }
+
   filePath(key: StorageKey): string {
     checkKey(key)
     const [first, ...rest] = key

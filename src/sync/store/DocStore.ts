@@ -152,6 +152,12 @@ interface DocState {
   /** (live) Date.now() when that look began */
   lookedAtMs?: number
   /**
+   * (live) The document's directories' stamp (adapter.chunkDirsStamp) taken just before a look that found
+   * every chunk file listed in `chunks`, and Date.now() then: while the stamp stays the same (for at most
+   * STAMP_TRUST_MS), a look need not list them again.
+   */
+  stamp?: { dirs: string; at: number }
+  /**
    * This instance's own copy of the document as of `heads` (never handed out: callers get clones), so
    * a long-lived process's next load reads only the chunk files that are new since.
    */
@@ -174,6 +180,14 @@ export interface InPlace<T> {
 }
 
 const keyStr = (key: StorageKey) => key.join("/")
+
+/**
+ * (live) How long a look at a document's directories may be answered by their stamp instead of a listing
+ * (see #loadNewChunks): a full listing at least this often also restores quarantined files of the document
+ * that have become readable (as the adapter's restoreIntervalMs) and retries a file another writer had not
+ * finished writing when it was listed.
+ */
+const STAMP_TRUST_MS = 1000
 
 /** Snapshot bytes per incremental chunk a big document may gather before it is compacted (see #saveChunks). */
 const SNAPSHOT_BYTES_PER_CHUNK = 256
@@ -492,6 +506,16 @@ export class DocStore {
     if (!st?.doc || st.missingDeps.length > 0) return undefined
     const lookedAt = ++this.#tick
     const lookedAtMs = Date.now()
+    // A live store's copy of a document it looked at is current as long as neither of the document's
+    // directories changed since (a file added, removed or renamed changes them): two stats instead of two
+    // listings, each a trip through the thread pool (a report that names no attempt reads the plan afresh,
+    // and the endpoint's one thread serves every report). See ConcordStorageAdapter.chunkDirsStamp.
+    const stamp = this.#live ? this.adapter.chunkDirsStamp(docId) : undefined
+    const seen = st.stamp
+    if (stamp !== undefined && seen?.dirs === stamp && lookedAtMs >= seen.at && lookedAtMs - seen.at < STAMP_TRUST_MS) {
+      return this.#unchanged(docId, st, lookedAt, lookedAtMs, actor, keepCopy, view)
+    }
+    st.stamp = undefined
     // Same listing order as a full load: incrementals first, then snapshots.
     const listed = [
       ...(await this.adapter.listKeys([docId, "incremental"])).map(key => ({ key, type: "incremental" as const })),
@@ -507,13 +531,8 @@ export class DocStore {
     // (our copy may have been evicted meanwhile, by loads of other documents)
     if (!st.doc) return undefined
     if (fresh.length === 0) {
-      st.listedAt = lookedAt
-      st.lookedAtMs = lookedAtMs
-      // (live: the copy itself, as a caller may see it unless the caller is changeInPlace)
-      const out = this.#live && view ? this.#handOut(st) : this.#fork(st.doc, actor)
-      if (keepCopy) this.#keepCopy(docId, st.doc)
-      else this.#dropCopy(docId)
-      return out
+      if (stamp !== undefined) st.stamp = { dirs: stamp, at: lookedAtMs }
+      return this.#unchanged(docId, st, lookedAt, lookedAtMs, actor, keepCopy, view)
     }
     const chunks: ReadChunk[] = []
     for (const c of fresh) {
@@ -528,9 +547,22 @@ export class DocStore {
     st.heads = Automerge.getHeads(doc)
     st.listedAt = lookedAt
     st.lookedAtMs = lookedAtMs
+    // (every listed file is in `chunks` now)
+    if (stamp !== undefined) st.stamp = { dirs: stamp, at: lookedAtMs }
     if (keepCopy && this.#maxCopies > 0) this.#keepCopy(docId, this.#fork(doc, undefined))
     else this.#dropCopy(docId)
     return doc
+  }
+
+  /** #loadNewChunks found nothing new: our copy is the document as it is on disk. */
+  #unchanged(docId: string, st: DocState, lookedAt: number, lookedAtMs: number, actor: string | undefined, keepCopy: boolean, view: boolean) {
+    st.listedAt = lookedAt
+    st.lookedAtMs = lookedAtMs
+    // (live: the copy itself, as a caller may see it unless the caller is changeInPlace)
+    const out = this.#live && view ? this.#handOut(st) : this.#fork(st.doc!, actor)
+    if (keepCopy) this.#keepCopy(docId, st.doc!)
+    else this.#dropCopy(docId)
+    return out
   }
 
   /** Read all chunks of a doc (incremental listing first, for consistency with compactions). */

@@ -1,7 +1,7 @@
 // DocStore's live mode (one kept copy per document, handed out as it is) and PlanStore's group commit:
 // what a long-lived process (concord mcp, concord run's endpoint) relies on.
 import * as A from "@automerge/automerge"
-import { readdir, stat } from "node:fs/promises"
+import { readdir, stat, utimes } from "node:fs/promises"
 import path from "node:path"
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest"
 import { validatePlanSpec } from "../../../src/doc/spec.js"
@@ -25,6 +25,7 @@ beforeEach(async () => ({ dir, cleanup } = await tempDir("concord-live-")))
 afterEach(async () => cleanup())
 
 const ctx = (by = "test") => ({ by, now: Date.now() })
+const sleep = (ms: number) => new Promise(r => setTimeout(r, ms))
 
 describe("DocStore live mode", () => {
   it("hands out its one copy, sees every other writer's chunks, and changes with one actor", async () => {
@@ -43,6 +44,63 @@ describe("DocStore live mode", () => {
     expect(fresh!.n).toBe(6)
     const actors = new Set(A.getAllChanges(fresh!).map(ch => A.decodeChange(ch).actor))
     expect(actors.size).toBe(2) // the live store's one actor and the other writer's
+  })
+
+  it("looks at an unchanged document with two stats, not a listing; sees any other writer's file at its next look", async () => {
+    const live = new DocStore(dir, { live: true })
+    const other = new DocStore(dir)
+    let listings = 0
+    const listKeys = live.adapter.listKeys.bind(live.adapter)
+    live.adapter.listKeys = async prefix => {
+      if (prefix[0] === "doc1") listings++
+      return listKeys(prefix)
+    }
+    const looks = async () => {
+      const before = listings
+      const doc = await live.load<Counter>("doc1")
+      return { doc, listed: (listings - before) / 2 }
+    }
+    await other.update<Counter, A.Doc<Counter>>("doc1", d => A.change(d ?? A.from<Counter>({ n: 0 }), x => void (x.n = 1)))
+    expect((await looks()).listed).toBe(0) // (a first load reads every file: no look for new ones)
+    // a directory changed within the last 50 ms is not vouched for by its stamp (a later change could carry
+    // the same time): listed each time
+    const incDir = path.join(dir, "do", "c1", "incremental")
+    const changed = await stat(incDir)
+    const racy = vi.spyOn(Date, "now").mockReturnValue(Math.ceil(Math.max(changed.mtimeMs, changed.ctimeMs)) + 10)
+    try {
+      expect((await looks()).listed).toBe(1)
+      expect((await looks()).listed).toBe(1)
+    } finally {
+      racy.mockRestore()
+    }
+    await sleep(80)
+    expect((await looks()).listed).toBe(1) // listed, and stamped
+    for (let i = 0; i < 5; i++) expect(await looks()).toMatchObject({ listed: 0, doc: { n: 1 } })
+    // another writer's file is seen at once (its directory changed: listed), also with its directory's
+    // modification time set back to what the stamp holds (its change time still moved)
+    const { mtime } = await stat(incDir)
+    await other.update<Counter, A.Doc<Counter>>("doc1", d => A.change(d!, x => void (x.n = 2)))
+    await utimes(incDir, mtime, mtime)
+    expect(await looks()).toMatchObject({ listed: 1, doc: { n: 2 } })
+    await sleep(80)
+    expect((await looks()).listed).toBeLessThanOrEqual(1) // (stamped by the last look, or by this one)
+    expect((await looks()).listed).toBe(0)
+    // a stamp vouches for at most a second: then a listing again (which also retries files that were not
+    // readable yet, and restores quarantined ones)
+    const now = Date.now()
+    const clock = vi.spyOn(Date, "now").mockReturnValue(now + 1500)
+    try {
+      expect((await looks()).listed).toBe(1)
+      expect((await looks()).listed).toBe(0)
+    } finally {
+      clock.mockRestore()
+    }
+    // the store's own writes change the directory too: the next look lists (and finds nothing new)
+    await live.update<Counter, A.Doc<Counter>>("doc1", d => A.change(d!, x => void (x.n = 3)))
+    expect(await looks()).toMatchObject({ listed: 1, doc: { n: 3 } })
+    await sleep(80)
+    expect((await looks()).listed).toBeLessThanOrEqual(1)
+    expect(await looks()).toMatchObject({ listed: 0, doc: { n: 3 } })
   })
 
   it("compacts a small document once its chunks pass 8 KiB, where a one-shot store does at 1 KiB (as a stock Repo)", async () => {
