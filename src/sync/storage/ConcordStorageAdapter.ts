@@ -259,11 +259,13 @@ export class ConcordStorageAdapter implements StorageAdapterInterface {
     const now = Date.now()
     let stamp = ""
     for (const type of ["incremental", "snapshot"]) {
-      let st: BigIntStats
+      let st: BigIntStats | undefined
       try {
-        st = statSync(this.filePath([docId, type]), { bigint: true })
-      } catch (e) {
-        if (errnoCode(e) !== "ENOENT") return undefined
+        st = statSync(this.filePath([docId, type]), { bigint: true, throwIfNoEntry: false })
+      } catch {
+        return undefined
+      }
+      if (!st) {
         stamp += "none;"
         continue
       }
