@@ -769,10 +769,10 @@ function findings(results) {
       out.push(
         `**Contention (P = 16 target ${met ? "met" : "missed"}).** Through a running orchestrator's endpoint, 16 processes reach ${fmt(e16.throughput)} reports/s against json-lock's ${fmt(j16.throughput)} (${ratio(e16.throughput, j16.throughput)}; target 2×)` +
           `${s16 ? ` and sqlite's ${fmt(s16.throughput)}` : ""}; p99 ${ms(e16.p99)} against ${ms(j16.p99)}. ` +
-          `CPU per report, everything counted: ${ms(e16.cpuMsPerReport)}${ep !== undefined ? `, of which ${ms(ep)} in the endpoint's process, which serves every report from one JavaScript thread (its file system calls run beside it, in Node's thread pool), so the part of those ${ms(ep)} spent on that thread bounds the throughput by itself` : ""}. ` +
+          `CPU per report, everything counted: ${ms(e16.cpuMsPerReport)}${ep !== undefined ? `, of which ${ms(ep)} in the endpoint's process, which serves every report from one JavaScript thread (the file system calls of its group commits run beside it, on a writer thread of their own and Node's thread pool), so the part of those ${ms(ep)} spent on that thread bounds the throughput by itself` : ""}. ` +
           (s16
             ? `To reach sqlite's ${fmt(s16.throughput)} reports/s on these 2 cores a report could cost at most ${ms(2000 / s16.throughput)} of CPU in all${ep !== undefined ? ` and ${ms(1000 / s16.throughput)} in the endpoint's thread` : ""}: ` +
-              "today most of the endpoint's thread goes to Automerge's change of each report log (made on the log's Automerge backend, its JavaScript view brought up to date only when the log is read, so that this cost does not grow with the log), encoding its chunk, and JavaScript glue; the chunk files of all logs written in one turn are made durable together (each file and each directory fsynced once, in Node's thread pool), but every log is its own file in its own directory; sqlite appends a row to a shared WAL with one fsync per commit. "
+              "today most of the endpoint's thread goes to Automerge's change of each report log (made on the log's Automerge backend, its JavaScript view brought up to date only when the log is read, so that this cost does not grow with the log), encoding its chunk, and JavaScript glue; the chunk files of all logs written in one turn are made durable together (each file and each directory fsynced once, off that thread), but every log is its own file in its own directory; sqlite appends a row to a shared WAL with one fsync per commit. "
             : "")
       )
     }

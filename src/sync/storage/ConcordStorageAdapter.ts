@@ -244,7 +244,6 @@ export class ConcordStorageAdapter implements StorageAdapterInterface {
     return this.#graceMs
   }
 
-  /** Path of the file holding `key` (same mapping as NodeFSStorageAdapter). */
   /**
    * A stamp of the two directories a document's chunk files are listed from (`incremental/`, `snapshot/`):
    * their inodes and modification and change times, read with two blocking stats (microseconds, and no
@@ -278,6 +277,7 @@ export class ConcordStorageAdapter implements StorageAdapterInterface {
     return stamp
   }
 
+  /** Path of the file holding `key` (same mapping as NodeFSStorageAdapter). */
   filePath(key: StorageKey): string {
     checkKey(key)
     const [first, ...rest] = key
