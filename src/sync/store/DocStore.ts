@@ -715,8 +715,8 @@ export class DocStore {
       // long the document (a report log of 30,000 reports: about 800 chunks between compactions, not 64,
       // which cost more than the report itself), and its chunks still stay within a few times the
       // snapshot's bytes. A compaction also costs the same whatever the document's size (a snapshot file
-      // written, the chunks it replaces removed): in a live store (one process serving many writers,
-      // `concord run`'s endpoint) a small document gathers 8 KiB of chunks (about 20 reports) before it
+      // written, the chunks it replaces removed): in a live store (`concord run`'s endpoint, serving every
+      // report of a plan, and `concord mcp`) a small document gathers 8 KiB of chunks (about 20 reports) before it
       // compacts, not 1 KiB (a log compacted at every fifth report of its first 50: the endpoint's
       // main-thread CPU per report at 16 logs at once 0.56 ms, against 0.49 ms at 8 KiB; reading such a
       // log costs ~0.15 ms per chunk file more). Other stores compact as a stock automerge-repo does (as
