@@ -4,12 +4,24 @@ import { tmpdir } from "node:os"
 import path from "node:path"
 import { createInterface } from "node:readline"
 import { fileURLToPath } from "node:url"
+import * as A from "@automerge/automerge"
+import { ConcordStorageAdapter } from "../../src/sync/storage/ConcordStorageAdapter.js"
 
 /** A fresh temporary directory; `cleanup()` removes it. */
 export async function tempDir(prefix = "concord-sync-"): Promise<{ dir: string; cleanup: () => Promise<void> }> {
   const dir = await mkdtemp(path.join(tmpdir(), prefix))
   // (retried: a Repo shut down by a test may still land a last write while the tree is removed)
   return { dir, cleanup: () => rm(dir, { recursive: true, force: true, maxRetries: 10, retryDelay: 50 }) }
+}
+
+/**
+ * A groupWrites adapter whose documents' directories exist (the first write into a directory goes the usual
+ * way: it makes it; the writes after it go in groups).
+ */
+export async function groupWritesAdapter(dir: string, docs: string[]): Promise<ConcordStorageAdapter> {
+  const a = new ConcordStorageAdapter(dir, { groupWrites: true })
+  for (const d of docs) await a.save([d, "incremental", "first"], A.save(A.from({ d })))
+  return a
 }
 
 const WORKER = fileURLToPath(new URL("./store/docstore-worker.mjs", import.meta.url))

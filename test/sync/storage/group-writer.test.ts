@@ -5,18 +5,10 @@ import path from "node:path"
 import { fileURLToPath } from "node:url"
 import * as A from "@automerge/automerge"
 import { describe, expect, it } from "vitest"
-import { ConcordStorageAdapter } from "../../../src/sync/storage/ConcordStorageAdapter.js"
 import { groupWriter } from "../../../src/sync/storage/group-writer.js"
-import { tempDir } from "../helpers.js"
+import { groupWritesAdapter, tempDir } from "../helpers.js"
 
 const ROOT = fileURLToPath(new URL("../../..", import.meta.url))
-
-/** A groupWrites adapter whose documents' directories exist (the first write into one goes the usual way: it makes it). */
-async function groupAdapter(dir: string, docs: string[]) {
-  const a = new ConcordStorageAdapter(dir, { groupWrites: true })
-  for (const d of docs) await a.save([d, "incremental", "first"], A.save(A.from({ d })))
-  return a
-}
 
 /** Block this thread (no event loop turn) until `done()` or `ms` passed; whether `done()` became true. */
 function blockUntil(done: () => boolean, ms: number): boolean {
@@ -34,7 +26,7 @@ describe("group writes on the writer thread", () => {
     const { dir, cleanup } = await tempDir()
     try {
       const docs = ["abcdef", "ghijkl", "mnopqr"]
-      const a = await groupAdapter(dir, docs)
+      const a = await groupWritesAdapter(dir, docs)
       const bytes = docs.map((d, i) => A.save(A.from({ d, i })))
       const targets = docs.map(d => a.filePath([d, "incremental", "grouped"]))
       // once the group is handed to the writer, this thread holds still: the files can only appear if
@@ -63,7 +55,7 @@ describe("group writes on the writer thread", () => {
     const { dir, cleanup } = await tempDir()
     try {
       const docs = ["abcdef", "ghijkl"]
-      const a = await groupAdapter(dir, docs)
+      const a = await groupWritesAdapter(dir, docs)
       const keys = Array.from({ length: 6 }, (_, i) => [docs[i % 2], "incremental", `k${i}`])
       const bytes = keys.map((_, i) => A.save(A.from({ i })))
       const saves = Promise.all(keys.map((k, i) => a.save(k, bytes[i])))

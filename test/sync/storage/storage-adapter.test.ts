@@ -7,7 +7,7 @@ import path from "node:path"
 import * as A from "@automerge/automerge"
 import { ConcordStorageAdapter, StoreError } from "../../../src/sync/storage/ConcordStorageAdapter.js"
 import { NodeFSStorageAdapter } from "@automerge/automerge-repo-storage-nodefs"
-import { tempDir } from "../helpers.js"
+import { groupWritesAdapter, tempDir } from "../helpers.js"
 
 runStorageAdapterTests(async () => {
   const { dir, cleanup } = await tempDir()
@@ -331,14 +331,11 @@ describe("ConcordStorageAdapter", () => {
     }
   })
 
-  /** A groupWrites adapter whose two documents' directories exist (the first write into a directory goes the usual way: it makes it). */
+  /** A groupWrites adapter whose two documents' directories exist, and distinct chunks to write with it. */
   async function groupAdapter(dir: string) {
-    const a = new ConcordStorageAdapter(dir, { groupWrites: true })
+    const a = await groupWritesAdapter(dir, ["abcdef", "ghijkl"])
     const data = Array.from({ length: 40 }, (_, n) => A.save(A.from({ n })))
-    const bytes = (n: number) => data[n]
-    await a.save(["abcdef", "incremental", "first"], bytes(0))
-    await a.save(["ghijkl", "incremental", "first"], bytes(0))
-    return { a, bytes }
+    return { a, bytes: (n: number) => data[n] }
   }
 
   it("groupWrites: saves asked for at once are one group (one fsync per file, one per directory); later ones never join a group under way", async () => {
